@@ -1,0 +1,141 @@
+/**
+ * One shallow error hierarchy. Callers branch on `code`, which is stable across versions and travels
+ * as `{ code, message }` across process boundaries (admin API, guest device, enclave).
+ */
+export const ERROR_CODES = [
+  'ORACLE_ERR_INVALID_CONFIG',
+  'ORACLE_ERR_BAD_REQUEST',
+  'ORACLE_ERR_UPSTREAM',
+  'ORACLE_ERR_TRUNCATED_BODY',
+  'ORACLE_ERR_REPLAY_MISS',
+  'ORACLE_ERR_BLOCK_MISSING',
+  'ORACLE_ERR_BLOCK_CORRUPT',
+  'ORACLE_ERR_BAD_SIGNATURE',
+  'ORACLE_ERR_UNTRUSTED_KEY',
+  'ORACLE_ERR_INVALID_RECORD',
+  'ORACLE_ERR_INVALID_NETLOCK',
+  'ORACLE_ERR_STORE',
+  'ORACLE_ERR_ABORTED',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class OracleError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'OracleError';
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export class InvalidConfigError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_CONFIG', message, options);
+    this.name = 'InvalidConfigError';
+  }
+}
+
+export class BadRequestError extends OracleError {
+  /** HTTP status the proxy answers with (400, 414, 431, …). */
+  readonly status: number;
+
+  constructor(message: string, status = 400) {
+    super('ORACLE_ERR_BAD_REQUEST', message);
+    this.name = 'BadRequestError';
+    this.status = status;
+  }
+}
+
+export class UpstreamError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_UPSTREAM', message, options);
+    this.name = 'UpstreamError';
+  }
+}
+
+export class TruncatedBodyError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_TRUNCATED_BODY', message, options);
+    this.name = 'TruncatedBodyError';
+  }
+}
+
+export class ReplayMissError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_REPLAY_MISS', message);
+    this.name = 'ReplayMissError';
+  }
+}
+
+export class BlockMissingError extends OracleError {
+  readonly cid: string;
+
+  constructor(cid: string, message = `Block not found: ${cid}`) {
+    super('ORACLE_ERR_BLOCK_MISSING', message);
+    this.name = 'BlockMissingError';
+    this.cid = cid;
+  }
+}
+
+export class BlockCorruptError extends OracleError {
+  readonly cid: string;
+
+  constructor(cid: string, message = `Block does not hash to its CID: ${cid}`) {
+    super('ORACLE_ERR_BLOCK_CORRUPT', message);
+    this.name = 'BlockCorruptError';
+    this.cid = cid;
+  }
+}
+
+export class BadSignatureError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_BAD_SIGNATURE', message);
+    this.name = 'BadSignatureError';
+  }
+}
+
+export class UntrustedKeyError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_UNTRUSTED_KEY', message);
+    this.name = 'UntrustedKeyError';
+  }
+}
+
+export class InvalidRecordError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_RECORD', message, options);
+    this.name = 'InvalidRecordError';
+  }
+}
+
+export class InvalidNetlockError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_NETLOCK', message, options);
+    this.name = 'InvalidNetlockError';
+  }
+}
+
+export class StoreError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_STORE', message, options);
+    this.name = 'StoreError';
+  }
+}
+
+export class AbortedError extends OracleError {
+  constructor(message = 'The operation was aborted') {
+    super('ORACLE_ERR_ABORTED', message);
+    this.name = 'AbortedError';
+  }
+}
+
+/** Throws AbortedError when the signal has fired; call at the top of every async operation. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortedError();
+}
