@@ -1,0 +1,47 @@
+import { Hono } from 'hono';
+import { timingSafeEqual } from 'node:crypto';
+import { OracleError } from '../errors.ts';
+
+/** What the admin API reads from a running oracle: a narrow interface, not the oracle itself. */
+export interface AdminDeps {
+  stats(): object;
+  recordsForUrl(url: string): Promise<object[]>;
+  netlock(): Promise<object>;
+  caPem(): string;
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  token?: string;
+}
+
+function sameToken(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+/** The admin API: `/healthz`, `/stats`, `/records?url=…`, `/netlock`, `/ca.pem`. Errors are JSON `{code, message}`. */
+export function createAdminApp(deps: AdminDeps): Hono {
+  const app = new Hono();
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.use('*', async (c, next) => {
+    if (deps.token === undefined) return next();
+    const auth = c.req.header('authorization') ?? '';
+    const m = /^Bearer (.+)$/.exec(auth);
+    if (m === null || !sameToken(m[1]!, deps.token)) {
+      return c.json({ code: 'ORACLE_ERR_UNAUTHORIZED', message: 'Missing or wrong bearer token' }, 401);
+    }
+    return next();
+  });
+  app.get('/stats', (c) => c.json(deps.stats()));
+  app.get('/records', async (c) => {
+    const url = c.req.query('url');
+    if (url === undefined || url === '') return c.json({ code: 'ORACLE_ERR_BAD_REQUEST', message: 'Query parameter url is required' }, 400);
+    return c.json({ url, records: await deps.recordsForUrl(url) });
+  });
+  app.get('/netlock', async (c) => c.json(await deps.netlock()));
+  app.get('/ca.pem', (c) => c.body(deps.caPem(), 200, { 'content-type': 'application/x-pem-file' }));
+  app.onError((err, c) => {
+    const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
+    return c.json({ code, message: err.message }, err instanceof OracleError && err.code === 'ORACLE_ERR_BAD_REQUEST' ? 400 : 500);
+  });
+  return app;
+}

@@ -1,0 +1,45 @@
+import { serve } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { InvalidConfigError } from '../errors.ts';
+import type { ListenAddress } from '../proxy/proxy-server.ts';
+import type { AdminDeps } from './app.ts';
+import { createAdminApp } from './app.ts';
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Serves the admin API on its own port; refuses a non-loopback address without a bearer token. */
+export class AdminServer {
+  readonly #server: ServerType;
+  #closed: Promise<void> | undefined;
+
+  private constructor(server: ServerType) {
+    this.#server = server;
+  }
+
+  static async start(address: ListenAddress, deps: AdminDeps): Promise<AdminServer> {
+    if (!isLoopback(address.host) && (deps.token === undefined || deps.token.length < 16)) {
+      throw new InvalidConfigError(`Admin API on non-loopback ${address.host} needs a bearer token of at least 16 characters (--admin-token or FETCH_ORACLE_ADMIN_TOKEN)`);
+    }
+    const app = createAdminApp(deps);
+    return new Promise((resolve, reject) => {
+      const server = serve({ fetch: app.fetch, hostname: address.host, port: address.port }, () => resolve(new AdminServer(server)));
+      server.once('error', reject);
+    });
+  }
+
+  address(): ListenAddress {
+    const a = this.#server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      if ('closeAllConnections' in this.#server) this.#server.closeAllConnections();
+    });
+    return this.#closed;
+  }
+}

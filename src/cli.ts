@@ -1,0 +1,314 @@
+import 'reflect-metadata';
+import { readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
+import { OracleError } from './errors.ts';
+import { createLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { Oracle } from './oracle/oracle.ts';
+import type { OracleInit } from './oracle/oracle.ts';
+import { fromHex } from './protocol/signature.ts';
+import type { ListenAddress } from './proxy/proxy-server.ts';
+import { RunJournal } from './records/journal.ts';
+import { readNetlockRoot } from './records/netlock-file.ts';
+import { verifyNetlock } from './records/verify-netlock.ts';
+import { RunSet } from './oracle/run-set.ts';
+import { FsBlockStore } from './store/fs-block-store.ts';
+import { CertAuthority } from './tls/cert-authority.ts';
+
+const DEFAULT_LISTEN = '127.0.0.1:8899';
+
+const HELP: Record<string, string> = {
+  main: `fetch-oracle: record a build's network once as signed, content-addressed records; replay it offline.
+
+Usage: fetch-oracle <command> [options]
+
+Commands:
+  record    forward proxy that records every new request and answers recorded ones from the record
+  replay    forward proxy that answers only from a netlock, never touching the network
+  env       print the shell exports that point clients at the proxy and make them trust its CA
+  verify    check a netlock's signatures, blocks and bodies
+  recover   rebuild a netlock from the journal of a run that crashed
+
+Run 'fetch-oracle <command> --help' for the options of a command.
+Environment: FETCH_ORACLE_DATA (data directory), FETCH_ORACLE_ADMIN_TOKEN, NODE_DEBUG=oracle (debug log).
+`,
+  record: `Usage: fetch-oracle record --listen HOST:PORT [--data DIR] [--netlock FILE] [--admin HOST:PORT]
+
+Forward proxy in record mode. The first time a request is seen it is fetched upstream once, its body stored
+content-addressed and a signed record written; every later identical request is answered from that record
+without contacting the origin. On SIGINT/SIGTERM the netlock of every request this run served is written to
+FILE; a journal (FILE.journal) lets a crashed run be recovered.
+
+Options:
+  --listen HOST:PORT     proxy address (default ${DEFAULT_LISTEN}; port 0 picks a free one; unix:/path for a socket)
+  --data DIR             data directory (default $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
+  --netlock FILE         write this run's netlock here on shutdown
+  --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
+  --admin-token TOKEN    bearer token for the admin API (required off loopback)
+  --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
+  -h, --help             show this help
+`,
+  replay: `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...
+
+Forward proxy that serves only what FILE names, verifying every block hash and record signature. It has no
+upstream client: a request not in the netlock gets a 504 whose body explains the miss and names the nearest
+recorded requests.
+
+Options:
+  --netlock FILE         the netlock to serve (required)
+  --listen HOST:PORT     proxy address (default ${DEFAULT_LISTEN}; unix:/path for a socket)
+  --data DIR             data directory holding the blocks (default as for record)
+  --trust KEY            trust records signed by this ed25519 public key (hex; repeatable; default: this data
+                         directory's own oracle key)
+  --report FILE          on shutdown write every miss and every unused netlock entry as JSON
+  --admin HOST:PORT      serve the admin API
+  --admin-token TOKEN    bearer token for the admin API (required off loopback)
+  -h, --help             show this help
+`,
+  env: `Usage: fetch-oracle env [--listen HOST:PORT] [--data DIR] [--no-proxy LIST]
+
+Prints export lines for HTTP_PROXY, HTTPS_PROXY (and lower-case forms), NO_PROXY and the CA variables common
+clients obey, each pointing at one combined system + oracle CA bundle written to DIR/ca-bundle.pem.
+Use: eval "$(fetch-oracle env --listen 127.0.0.1:8899)"
+
+Options:
+  --listen HOST:PORT     the proxy's address (default ${DEFAULT_LISTEN})
+  --data DIR             data directory (default as for record)
+  --no-proxy LIST        value for NO_PROXY (default empty: a request that bypasses the proxy is not recorded)
+  -h, --help             show this help
+`,
+  verify: `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json]
+
+Checks every record signature, that every block is present and hashes to its CID, and that every body
+matches its record's size and sha256. Prints a summary; exits 1 naming each failing entry.
+
+Options:
+  --data DIR             data directory holding the blocks (default as for record)
+  --trust KEY            accept only records signed by these keys (hex; repeatable; default: the keys the
+                         netlock names, which are listed in the summary)
+  --json                 print the report as JSON
+  -h, --help             show this help
+`,
+  recover: `Usage: fetch-oracle recover --netlock FILE [--data DIR]
+
+Writes FILE from FILE.journal, the journal a record run keeps while it runs (for a run killed before it could
+write its netlock). A later 'record' with the same --netlock also picks the journal up by itself.
+`,
+};
+
+const COMMON = {
+  help: { type: 'boolean', short: 'h' },
+  data: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+class UsageError extends Error {}
+
+function defaultDataDir(): string {
+  const env = process.env['FETCH_ORACLE_DATA'];
+  if (env !== undefined && env !== '') return resolve(env);
+  const xdg = process.env['XDG_DATA_HOME'];
+  return join(xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'fetch-oracle');
+}
+
+export function parseListen(text: string, flag = '--listen'): ListenAddress | { path: string } {
+  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (m === null || Number(m[2]) > 65535) throw new UsageError(`${flag} expects HOST:PORT (or unix:/path), got ${JSON.stringify(text)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function stderrLogger(): Logger {
+  return createLogger('oracle', (level, namespace, line) => {
+    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
+  });
+}
+
+function parse(command: string, args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${HELP[command] ?? ''}`);
+  }
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function strs(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+function parseKeys(values: string[]): Uint8Array[] {
+  return values.map((v) => {
+    try {
+      return fromHex(v.trim(), 32);
+    } catch {
+      throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
+    }
+  });
+}
+
+function urlOf(a: ListenAddress): string {
+  return `http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+async function runProxy(command: 'record' | 'replay', args: string[]): Promise<number> {
+  const { values } = parse(command, args, {
+    listen: { type: 'string' },
+    netlock: { type: 'string' },
+    admin: { type: 'string' },
+    'admin-token': { type: 'string' },
+    'upstream-ca': { type: 'string', multiple: true },
+    trust: { type: 'string', multiple: true },
+    report: { type: 'string' },
+  });
+  if (values['help'] === true) {
+    process.stdout.write(HELP[command]!);
+    return 0;
+  }
+  const netlock = str(values['netlock']);
+  if (command === 'replay' && netlock === undefined) throw new UsageError(`replay needs --netlock FILE\n\n${HELP['replay']}`);
+  const logger = stderrLogger();
+  const adminToken = str(values['admin-token']) ?? process.env['FETCH_ORACLE_ADMIN_TOKEN'];
+  const admin = str(values['admin']);
+  const trust = strs(values['trust']);
+  const init: OracleInit = {
+    mode: command,
+    dataDir: resolve(str(values['data']) ?? defaultDataDir()),
+    listen: parseListen(str(values['listen']) ?? DEFAULT_LISTEN),
+    logger,
+    upstreamCaPem: await Promise.all(strs(values['upstream-ca']).map((f) => readFile(f, 'utf8'))),
+    ...(netlock === undefined ? {} : { netlockPath: resolve(netlock) }),
+    ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
+    ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
+    ...(trust.length === 0 ? {} : { trust: parseKeys(trust) }),
+  };
+  if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
+  const oracle = new Oracle(init);
+  await oracle.start();
+  const where = 'path' in init.listen ? `unix:${init.listen.path}` : urlOf(oracle.proxyAddress());
+  const adminAddress = oracle.adminAddress();
+  logger.info('%s proxy on %s (data %s%s)', command === 'record' ? 'recording' : 'replay', where, init.dataDir, netlock === undefined ? '' : `, netlock ${init.netlockPath}`);
+  logger.info('CA certificate: %s', oracle.caCertPath);
+  process.stdout.write(`listening ${where}\n`);
+  if (adminAddress !== undefined) process.stdout.write(`admin ${urlOf(adminAddress)}\n`);
+
+  await new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      logger.info('%s: shutting down', signal);
+      process.removeAllListeners('SIGINT');
+      process.removeAllListeners('SIGTERM');
+      // A second signal while closing exits at once; the journal keeps what was served.
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
+      done();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await oracle.close();
+  const reportPath = str(values['report']);
+  const report = oracle.replayReport;
+  if (reportPath !== undefined && report !== undefined) {
+    await writeFile(reportPath, `${JSON.stringify({ netlock: netlock, misses: report.misses, used: report.used.length, stats: oracle.stats }, null, 2)}\n`);
+  }
+  return 0;
+}
+
+async function runEnv(args: string[]): Promise<number> {
+  const { values } = parse('env', args, { listen: { type: 'string' }, 'no-proxy': { type: 'string' } });
+  if (values['help'] === true) {
+    process.stdout.write(HELP['env']!);
+    return 0;
+  }
+  const dataDir = resolve(str(values['data']) ?? defaultDataDir());
+  const listen = parseListen(str(values['listen']) ?? DEFAULT_LISTEN);
+  if ('path' in listen) throw new UsageError('env needs --listen HOST:PORT: clients reach a proxy by TCP address');
+  const ca = await CertAuthority.loadOrCreate({ dir: join(dataDir, 'ca') });
+  const bundlePath = join(dataDir, 'ca-bundle.pem');
+  await writeCombinedBundle(ca.certPem, bundlePath);
+  const noProxy = str(values['no-proxy']);
+  process.stdout.write(exportLines(clientEnvironment({ proxyUrl: urlOf(listen), bundlePath, ...(noProxy === undefined ? {} : { noProxy }) })));
+  return 0;
+}
+
+async function runVerify(args: string[]): Promise<number> {
+  const { values, positionals } = parse('verify', args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' } });
+  if (values['help'] === true) {
+    process.stdout.write(HELP['verify']!);
+    return 0;
+  }
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) throw new UsageError(`verify takes one netlock FILE\n\n${HELP['verify']}`);
+  const dataDir = resolve(str(values['data']) ?? defaultDataDir());
+  const { root } = await readNetlockRoot(file);
+  const trust = strs(values['trust']);
+  const report = await verifyNetlock(root, new FsBlockStore(dataDir), trust.length === 0 ? undefined : parseKeys(trust));
+  if (values['json'] === true) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    process.stdout.write(`netlock ${report.root}\n  entries: ${report.entries}\n  body bytes: ${report.bodyBytes}\n  signed by: ${report.oracles.join(', ') || '(none)'}\n`);
+    for (const f of report.failures) process.stdout.write(`FAIL ${f.entry}: ${f.code}: ${f.message}\n`);
+    process.stdout.write(report.failures.length === 0 ? 'OK: every signature, block and body verified\n' : `${report.failures.length} failure(s)\n`);
+  }
+  return report.failures.length === 0 ? 0 : 1;
+}
+
+async function runRecover(args: string[]): Promise<number> {
+  const { values } = parse('recover', args, { netlock: { type: 'string' } });
+  if (values['help'] === true) {
+    process.stdout.write(HELP['recover']!);
+    return 0;
+  }
+  const netlock = str(values['netlock']);
+  if (netlock === undefined) throw new UsageError(`recover needs --netlock FILE\n\n${HELP['recover']}`);
+  const store = new FsBlockStore(resolve(str(values['data']) ?? defaultDataDir()));
+  const journal = new RunJournal(resolve(netlock));
+  const { entries, bad } = await journal.recover();
+  if (entries.length === 0) throw new UsageError(`No journal entries in ${journal.path}: nothing to recover`);
+  const run = new RunSet(journal);
+  await run.restore(entries, store);
+  const file = await run.write(resolve(netlock), store);
+  process.stdout.write(`recovered ${file.count} entries into ${netlock} (netlock ${file.netlock})${bad.length > 0 ? `; skipped torn lines ${bad.join(', ')}` : ''}\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'record':
+      case 'replay':
+        return await runProxy(command, rest);
+      case 'env':
+        return await runEnv(rest);
+      case 'verify':
+        return await runVerify(rest);
+      case 'recover':
+        return await runRecover(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(HELP['main']!);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`Unknown command ${JSON.stringify(command)}\n\n${HELP['main']}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`fetch-oracle: ${err.message}\n`);
+      return 2;
+    }
+    const code = err instanceof OracleError ? `${err.code}: ` : '';
+    process.stderr.write(`fetch-oracle: ${code}${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadRequestError, OracleError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { fromRawHeaders } from '../protocol/headers.ts';
+import type { HeaderList } from '../protocol/headers.ts';
+import type { ResponsePlan } from '../protocol/replay.ts';
+import { computeRequestKey } from '../protocol/request-key.ts';
+import type { RequestKey } from '../protocol/request-key.ts';
+import { readBody } from '../protocol/unixfs.ts';
+import type { OracleStats } from './stats.ts';
+
+/** Request bodies are hashed for the key and sent upstream whole; larger ones are refused with 413. */
+export const MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
+/** Longest request URL accepted (clients and servers commonly stop at 8 KiB; we allow 4×). */
+export const MAX_URL_BYTES = 32 * 1024;
+
+/** One proxied request as both modes see it. */
+export interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Absolute URL the client asked for. */
+  readonly url: string;
+  readonly headers: HeaderList;
+  readonly body: Uint8Array | undefined;
+  readonly key: RequestKey;
+}
+
+/** What the proxy front hands every request to. */
+export interface ExchangeHandler {
+  handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void>;
+}
+
+async function readRequestBody(req: IncomingMessage): Promise<Uint8Array | undefined> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.byteLength;
+    if (total > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
+    chunks.push(chunk);
+  }
+  return total === 0 ? undefined : Buffer.concat(chunks, total);
+}
+
+/** Reads the request, computes its key; throws BadRequestError for what cannot be a valid request. */
+export async function readExchange(req: IncomingMessage, res: ServerResponse, url: string): Promise<Exchange> {
+  if (Buffer.byteLength(url) > MAX_URL_BYTES) throw new BadRequestError(`URL of ${Buffer.byteLength(url)} bytes exceeds the ${MAX_URL_BYTES}-byte limit`, 414);
+  const method = req.method ?? 'GET';
+  const body = await readRequestBody(req);
+  const hasBody = method !== 'GET' && method !== 'HEAD';
+  const bodyDigest = hasBody ? `sha256:${createHash('sha256').update(body ?? new Uint8Array()).digest('hex')}` : undefined;
+  const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest });
+  return { req, res, url: key.url, headers: fromRawHeaders(req.rawHeaders), body, key };
+}
+
+/** Sends an error answer the client can read: status, `x-oracle-error` code header, text body. */
+export function sendError(res: ServerResponse, status: number, err: OracleError | Error, extraHeaders: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
+  const text = err.message.endsWith('\n') ? err.message : `${err.message}\n`;
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'x-oracle-error': code,
+    ...extraHeaders,
+  });
+  res.end(text);
+}
+
+/** Waits until the response can take more data or is closed. */
+export function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * Streams a planned response: head, then the body read block by block from `source`, each block
+ * verified against its CID. A failure after the head destroys the socket: the client sees a failed
+ * transfer, never wrong bytes.
+ */
+export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, stats: OracleStats, logger: Logger): Promise<void> {
+  res.writeHead(plan.status, plan.headers.flat());
+  if (plan.body === null) {
+    res.end();
+    return;
+  }
+  try {
+    for await (const chunk of readBody(plan.body.cid, verifyingSource(source), { offset: plan.body.offset, length: plan.body.length })) {
+      if (res.destroyed) return;
+      stats.bytesServed += chunk.byteLength;
+      if (!res.write(chunk)) await drained(res);
+    }
+    res.end();
+  } catch (err) {
+    stats.errors++;
+    logger.error('body of %s failed mid-stream: %s', plan.body.cid.toString(), (err as Error).message);
+    res.destroy(err as Error);
+  }
+}

@@ -1,0 +1,192 @@
+import { join } from 'node:path';
+import { AdminServer } from '../admin/server.ts';
+import { InvalidConfigError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { NOOP_LOGGER } from '../log.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { NetlockReader } from '../protocol/netlock.ts';
+import { decodeRecord } from '../protocol/record.ts';
+import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
+import { toHex } from '../protocol/signature.ts';
+import { ProxyServer } from '../proxy/proxy-server.ts';
+import type { ListenAddress } from '../proxy/proxy-server.ts';
+import { RunJournal } from '../records/journal.ts';
+import { buildNetlockFile, readNetlockRoot } from '../records/netlock-file.ts';
+import type { NetlockFile } from '../records/netlock-file.ts';
+import { FsRecordIndex } from '../records/record-index.ts';
+import { LocalSigner } from '../signing/local-signer.ts';
+import { FsBlockStore } from '../store/fs-block-store.ts';
+import { MemoryBlockStore } from '../store/memory-block-store.ts';
+import { CertAuthority } from '../tls/cert-authority.ts';
+import { Fetcher } from '../upstream/fetcher.ts';
+import { RecordMode } from './record-mode.ts';
+import { ReplayMode } from './replay-mode.ts';
+import { RunSet } from './run-set.ts';
+import { createStats } from './stats.ts';
+import type { OracleStats } from './stats.ts';
+
+export interface OracleInit {
+  mode: 'record' | 'replay';
+  /** Data directory: blocks, record index, oracle key, CA. */
+  dataDir: string;
+  /** Proxy address: `{host, port}` (port 0 picks one) or a unix socket `{path}`. */
+  listen: ListenAddress | { path: string };
+  /** Record mode: where the netlock of this run is written on close. Replay mode: the netlock to serve (required). */
+  netlockPath?: string;
+  /** Admin API address. @default none */
+  admin?: ListenAddress;
+  /** Bearer token for the admin API (required off loopback). */
+  adminToken?: string;
+  /** Replay mode: oracle public keys whose records are accepted. @default the data directory's own key */
+  trust?: readonly Uint8Array[];
+  /** Record mode: extra CA certificates (PEM) the upstream client trusts. */
+  upstreamCaPem?: readonly string[];
+  logger?: Logger;
+}
+
+/** Wires store, index, signer, fetcher, proxy and admin API for one mode; `start()` / `close()` manage its life. */
+export class Oracle {
+  readonly init: OracleInit;
+  readonly stats: OracleStats;
+  readonly logger: Logger;
+  readonly store: FsBlockStore;
+  #proxy: ProxyServer | undefined;
+  #admin: AdminServer | undefined;
+  #fetcher: Fetcher | undefined;
+  #run: RunSet | undefined;
+  #replay: ReplayMode | undefined;
+  #index: FsRecordIndex | undefined;
+  #ca: CertAuthority | undefined;
+  #closing: Promise<NetlockFile | undefined> | undefined;
+
+  constructor(init: OracleInit) {
+    if (init.mode === 'replay' && init.netlockPath === undefined) throw new InvalidConfigError('Replay mode needs a netlock (--netlock FILE)');
+    this.init = init;
+    this.logger = init.logger ?? NOOP_LOGGER;
+    this.stats = createStats(init.mode);
+    this.store = new FsBlockStore(init.dataDir);
+  }
+
+  get caCertPath(): string {
+    return join(this.init.dataDir, 'ca', 'ca-cert.pem');
+  }
+
+  /** Replay mode: every miss so far and the netlock entries never used. */
+  get replayReport(): { misses: ReplayMode['misses']; used: string[] } | undefined {
+    return this.#replay === undefined ? undefined : { misses: this.#replay.misses, used: [...this.#replay.used] };
+  }
+
+  async start(): Promise<void> {
+    const { init, logger } = this;
+    this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
+    let handler;
+    if (init.mode === 'record') {
+      const signer = await LocalSigner.loadOrCreate(init.dataDir);
+      this.#index = await FsRecordIndex.open(init.dataDir, logger.child('index'));
+      this.#fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [] });
+      const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
+      this.#run = new RunSet(journal);
+      if (journal !== undefined) {
+        const { entries, bad } = await journal.recover();
+        if (entries.length > 0) {
+          await this.#run.restore(entries, this.store);
+          logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, journal.path);
+        }
+        if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, journal.path);
+      }
+      handler = new RecordMode({ store: this.store, index: this.#index, signer, fetcher: this.#fetcher, run: this.#run, stats: this.stats, logger: logger.child('record') });
+    } else {
+      const { root } = await readNetlockRoot(init.netlockPath!);
+      const netlock = new NetlockReader(root, verifyingSource(this.store));
+      const rootValue = await netlock.rootValue();
+      const own = await LocalSigner.publicKeyIn(init.dataDir);
+      const trusted = init.trust ?? (own === undefined ? [] : [own]);
+      const untrusted = rootValue.oracles.filter((k) => !trusted.some((t) => toHex(t) === toHex(k)));
+      if (untrusted.length > 0) {
+        logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', root.toString(), untrusted.map(toHex).join(', '));
+      }
+      this.#replay = new ReplayMode({ netlock, source: this.store, trusted, stats: this.stats, logger: logger.child('replay') });
+      handler = this.#replay;
+      logger.info('replaying netlock %s (%d entries)', root.toString(), rootValue.count);
+    }
+    this.#proxy = new ProxyServer({ handler, certs: this.#ca, logger: logger.child('proxy') });
+    await this.#proxy.listen(init.listen);
+    if (init.admin !== undefined) {
+      this.#admin = await AdminServer.start(init.admin, {
+        stats: () => ({ ...this.stats }),
+        recordsForUrl: (url) => this.#recordsForUrl(url),
+        netlock: () => this.#netlockSoFar(),
+        caPem: () => this.#ca!.certPem,
+        ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
+      });
+    }
+  }
+
+  proxyAddress(): ListenAddress {
+    if (this.#proxy === undefined) throw new Error('Oracle not started');
+    return this.#proxy.address();
+  }
+
+  adminAddress(): ListenAddress | undefined {
+    return this.#admin?.address();
+  }
+
+  async #recordsForUrl(url: string): Promise<object[]> {
+    const norm = normaliseUrl(url);
+    const out: object[] = [];
+    const source = verifyingSource(this.store);
+    if (this.#index !== undefined) {
+      for (const key of this.#index.keysForUrl(norm)) {
+        const signed = this.#index.get(key)!;
+        out.push(describeRecord(key, signed.record.toString(), decodeRecord(await source.get(signed.record))));
+      }
+    } else if (this.#replay !== undefined) {
+      const reader = new NetlockReader((await readNetlockRoot(this.init.netlockPath!)).root, source);
+      for await (const e of reader.entries()) {
+        if (parseKeyId(e.key).url === norm) out.push(describeRecord(e.key, e.signed.record.toString(), decodeRecord(await source.get(e.signed.record))));
+      }
+    }
+    return out;
+  }
+
+  async #netlockSoFar(): Promise<object> {
+    if (this.#run === undefined) return readNetlockRoot(this.init.netlockPath!).then((r) => r.file ?? { netlock: r.root.toString() });
+    // Built into memory: the run's netlock as it would be written now, without touching the store.
+    return buildNetlockFile(this.#run.entries(), new MemoryBlockStore());
+  }
+
+  /** Stops serving; in record mode writes the netlock of this run. Idempotent. */
+  close(): Promise<NetlockFile | undefined> {
+    this.#closing ??= (async () => {
+      await this.#admin?.close();
+      await this.#proxy?.close();
+      await this.#fetcher?.close();
+      if (this.#run !== undefined && this.init.netlockPath !== undefined) {
+        const file = await this.#run.write(this.init.netlockPath, this.store);
+        this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);
+        return file;
+      }
+      return undefined;
+    })();
+    return this.#closing;
+  }
+}
+
+function describeRecord(key: string, cid: string, r: ReturnType<typeof decodeRecord>): object {
+  return {
+    key,
+    record: cid,
+    request: r.request,
+    response: {
+      status: r.response.status,
+      headers: r.response.headers,
+      body: r.response.body?.toString() ?? null,
+      size: r.response.size,
+      sha256: toHex(r.response.sha256),
+      sha512: toHex(r.response.sha512),
+    },
+    fetchedAt: r.fetchedAt,
+    oracle: toHex(r.oracle),
+  };
+}
+

@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { recordableResponseHeaders } from '../protocol/headers.ts';
+import { decodeRecord, encodeRecord } from '../protocol/record.ts';
+import type { FetchRecord } from '../protocol/record.ts';
+import { planResponse } from '../protocol/replay.ts';
+import { importBody } from '../protocol/unixfs.ts';
+import type { FsRecordIndex } from '../records/record-index.ts';
+import type { DecodedEntry } from '../records/netlock-file.ts';
+import type { Signer } from '../signing/local-signer.ts';
+import type { FsBlockStore } from '../store/fs-block-store.ts';
+import type { Fetcher } from '../upstream/fetcher.ts';
+import type { Exchange, ExchangeHandler } from './exchange.ts';
+import { drained, readExchange, sendError, sendPlan } from './exchange.ts';
+import type { RunSet } from './run-set.ts';
+import type { OracleStats } from './stats.ts';
+
+/** Request headers that would make the origin send less than the whole resource: never sent upstream. */
+const PARTIAL_REQUEST_HEADERS = new Set(['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since']);
+
+export interface RecordModeInit {
+  store: FsBlockStore;
+  index: FsRecordIndex;
+  signer: Signer;
+  fetcher: Fetcher;
+  run: RunSet;
+  stats: OracleStats;
+  logger: Logger;
+}
+
+interface InFlight {
+  done: Promise<DecodedEntry>;
+  waiters: number;
+}
+
+/**
+ * Record mode: a recorded request is answered from its record without contacting the origin; a new one
+ * is fetched once (concurrent identical misses share that fetch), streamed to the client while it is
+ * imported, and recorded only if the whole body arrived.
+ */
+export class RecordMode implements ExchangeHandler {
+  readonly #init: RecordModeInit;
+  readonly #inFlight = new Map<string, InFlight>();
+
+  constructor(init: RecordModeInit) {
+    this.#init = init;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    const { stats, logger } = this.#init;
+    stats.requests++;
+    let ex: Exchange;
+    try {
+      ex = await readExchange(req, res, url);
+    } catch (err) {
+      stats.errors++;
+      sendError(res, err instanceof BadRequestError ? err.status : 400, err as Error);
+      return;
+    }
+    try {
+      const known = await this.#loadKnown(ex.key.id);
+      if (known !== undefined) {
+        stats.hits++;
+        await this.#serveEntry(ex, known);
+        return;
+      }
+      const running = this.#inFlight.get(ex.key.id);
+      if (running !== undefined) {
+        stats.coalesced++;
+        running.waiters++;
+        const entry = await running.done.finally(() => running.waiters--);
+        await this.#serveEntry(ex, entry);
+        return;
+      }
+      stats.misses++;
+      await this.#fetchAndRecord(ex);
+    } catch (err) {
+      stats.errors++;
+      const status = err instanceof UpstreamError || err instanceof TruncatedBodyError ? 502 : err instanceof OracleError ? 502 : 500;
+      logger.error('%s %s: %s', ex.key.method, ex.key.url, (err as Error).message);
+      sendError(res, status, err as Error);
+    }
+  }
+
+  /** The recorded entry for a key, or undefined; a record whose blocks are corrupt is set aside and re-fetched. */
+  async #loadKnown(keyId: string): Promise<DecodedEntry | undefined> {
+    const signed = this.#init.index.get(keyId);
+    if (signed === undefined) return undefined;
+    try {
+      const record = decodeRecord(await verifyingSource(this.#init.store).get(signed.record));
+      return { key: keyId, signed, record };
+    } catch (err) {
+      if (err instanceof BlockCorruptError) await this.#init.store.quarantine(signed.record);
+      if (err instanceof BlockCorruptError || err instanceof BlockMissingError || err instanceof OracleError) {
+        this.#init.logger.warn('record %s is unusable (%s); fetching again', signed.record.toString(), err.message);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  async #serveEntry(ex: Exchange, entry: DecodedEntry): Promise<void> {
+    await this.#init.run.add(entry);
+    const plan = planResponse(entry.record, { method: ex.key.method, headers: ex.req.headers });
+    try {
+      await sendPlan(ex.res, plan, this.#init.store, this.#init.stats, this.#init.logger);
+    } catch (err) {
+      if (err instanceof BlockCorruptError) await this.#init.store.quarantine(entry.signed.record);
+      throw err;
+    }
+  }
+
+  async #fetchAndRecord(ex: Exchange): Promise<void> {
+    // A ranged or conditional first request still records the whole body once, then is answered from it.
+    const partial = ex.headers.some(([n]) => PARTIAL_REQUEST_HEADERS.has(n));
+    let resolve!: (e: DecodedEntry) => void;
+    let reject!: (e: unknown) => void;
+    const flight: InFlight = { done: new Promise<DecodedEntry>((res, rej) => ((resolve = res), (reject = rej))), waiters: 0 };
+    flight.done.catch(() => {});
+    this.#inFlight.set(ex.key.id, flight);
+    try {
+      const entry = await this.#record(ex, partial ? undefined : ex.res, flight);
+      resolve(entry);
+      if (partial) await this.#serveEntry(ex, entry);
+      else await this.#init.run.add(entry);
+      if (!ex.res.writableEnded && !ex.res.destroyed) ex.res.end();
+    } catch (err) {
+      reject(err);
+      throw err;
+    } finally {
+      this.#inFlight.delete(ex.key.id);
+    }
+  }
+
+  /**
+   * Fetches upstream and imports the body; when `client` is given, streams the response to it as it
+   * arrives (ending it is left to the caller, after the record is persisted).
+   */
+  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<DecodedEntry> {
+    const { fetcher, store, signer, index, stats, logger } = this.#init;
+    const abort = new AbortController();
+    let received = 0;
+    let declaredBytes: number | undefined;
+    const onClientGone = (): void => {
+      // A client that left before it had the whole body, with nobody else waiting for this fetch: stop it
+      // (nothing partial is recorded). One that had every declared byte leaves the recording to finish.
+      const complete = declaredBytes !== undefined && received >= declaredBytes;
+      if (client !== undefined && !client.writableFinished && !complete && flight.waiters === 0) abort.abort();
+    };
+    client?.on('close', onClientGone);
+    stats.upstreamFetches++;
+    const upstream = await fetcher.fetch({
+      method: ex.key.method,
+      url: ex.key.url,
+      headers: ex.headers.filter(([n]) => !PARTIAL_REQUEST_HEADERS.has(n)),
+      ...(ex.body === undefined ? {} : { body: ex.body }),
+      signal: abort.signal,
+    });
+    const fetchedAt = new Date().toISOString();
+    const headers = recordableResponseHeaders(upstream.headers);
+    const declared = upstream.headers.find(([n]) => n === 'content-length')?.[1];
+    if (declared !== undefined) declaredBytes = Number(declared);
+    const noBody = ex.key.method === 'HEAD' || upstream.status === 204 || upstream.status === 304 || (upstream.status >= 100 && upstream.status < 200);
+    const draft: FetchRecord = {
+      v: 1,
+      request: { method: ex.key.method, url: ex.key.url, headers: ex.key.variant, ...(ex.key.bodyDigest === undefined ? {} : { bodyDigest: ex.key.bodyDigest }) },
+      response: { status: upstream.status, headers, body: null, size: Number(declared ?? 0), sha256: new Uint8Array(32), sha512: new Uint8Array(64) },
+      fetchedAt,
+      oracle: signer.publicKey,
+    };
+    if (client !== undefined) {
+      // The head the client gets now is the head every replay gives (same plan function).
+      const plan = planResponse(noBody ? draft : { ...draft, request: { ...draft.request, method: 'GET' } }, { method: ex.key.method, headers: {} });
+      const head = declared === undefined && !noBody ? plan.headers.filter(([n]) => n !== 'content-length') : plan.headers;
+      client.writeHead(upstream.status, head.flat());
+    }
+    const sha256 = createHash('sha256');
+    const sha512 = createHash('sha512');
+    const tee = async function* (): AsyncGenerator<Uint8Array> {
+      for await (const chunk of upstream.body) {
+        const bytes = chunk as Uint8Array;
+        received += bytes.byteLength;
+        sha256.update(bytes);
+        sha512.update(bytes);
+        if (client !== undefined && !client.destroyed) {
+          stats.bytesServed += bytes.byteLength;
+          if (!client.write(bytes)) await drained(client);
+        }
+        yield bytes;
+      }
+    };
+    let body: FetchRecord['response']['body'] = null;
+    try {
+      if (noBody) {
+        upstream.body.destroy();
+      } else {
+        body = (await importBody(tee(), store, { signal: abort.signal })).cid;
+      }
+    } catch (err) {
+      upstream.body.destroy();
+      if (abort.signal.aborted) throw new TruncatedBodyError(`Client went away during ${ex.key.method} ${ex.key.url}; nothing recorded`);
+      throw new TruncatedBodyError(`Upstream body of ${ex.key.method} ${ex.key.url} failed after ${received} bytes; nothing recorded: ${(err as Error).message}`, { cause: err });
+    } finally {
+      client?.off('close', onClientGone);
+    }
+    if (!noBody && declared !== undefined && Number(declared) !== received) {
+      throw new TruncatedBodyError(`Upstream sent ${received} of ${declared} bytes for ${ex.key.method} ${ex.key.url}; nothing recorded`);
+    }
+    const record: FetchRecord = {
+      ...draft,
+      response: { ...draft.response, body, size: noBody ? Number(declared ?? 0) : received, sha256: new Uint8Array(sha256.digest()), sha512: new Uint8Array(sha512.digest()) },
+    };
+    const block = await encodeRecord(record);
+    await store.put(block.cid, block.bytes);
+    const signed = await signer.sign(block.cid);
+    await index.put(ex.key.id, signed);
+    stats.bytesRecorded += received;
+    logger.info('recorded %s %s -> %d %s (%d bytes)', ex.key.method, ex.key.url, record.response.status, body?.toString() ?? '-', received);
+    return { key: ex.key.id, signed, record };
+  }
+}

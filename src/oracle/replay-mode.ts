@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadRequestError, InvalidRecordError, OracleError, ReplayMissError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { explainMiss } from '../protocol/explain.ts';
+import type { NetlockReader } from '../protocol/netlock.ts';
+import { decodeRecord } from '../protocol/record.ts';
+import type { FetchRecord } from '../protocol/record.ts';
+import { planResponse } from '../protocol/replay.ts';
+import type { RequestKey } from '../protocol/request-key.ts';
+import { assertTrustedKey, verifyRecordSignature } from '../protocol/signature.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
+import type { ExchangeHandler } from './exchange.ts';
+import { readExchange, sendError, sendPlan } from './exchange.ts';
+import type { OracleStats } from './stats.ts';
+
+export const MISS_STATUS = 504;
+
+export interface ReplayMiss {
+  method: string;
+  url: string;
+  accept: string;
+  nearest: Array<{ method: string; url: string; differs: readonly string[] }>;
+}
+
+/**
+ * Loads and checks the record a netlock entry names: block hash, signature by a trusted key, and that
+ * the record really answers this request key (a netlock cannot re-point a key at another URL's record).
+ */
+export async function loadVerifiedRecord(signed: SignedRecord, key: RequestKey, source: BlockSource, trusted: readonly Uint8Array[]): Promise<FetchRecord> {
+  const record = decodeRecord(await verifyingSource(source).get(signed.record));
+  assertTrustedKey(record.oracle, trusted, `Record ${signed.record}`);
+  verifyRecordSignature(signed, record.oracle);
+  const r = record.request;
+  const sameVariant = Object.entries(key.variant).every(([h, v]) => (r.headers[h] ?? '') === v);
+  if (r.method !== key.method || r.url !== key.url || !sameVariant || (r.bodyDigest ?? '') !== (key.bodyDigest ?? '')) {
+    throw new InvalidRecordError(`Record ${signed.record} answers ${r.method} ${r.url}, not the netlock key ${key.method} ${key.url}`);
+  }
+  return record;
+}
+
+export interface ReplayModeInit {
+  netlock: NetlockReader;
+  /** Blocks: records, index pages and bodies; verified on every read. */
+  source: BlockSource;
+  trusted: readonly Uint8Array[];
+  stats: OracleStats;
+  logger: Logger;
+}
+
+/** Replay mode: answers only from the netlock, fail-closed. It has no upstream client at all. */
+export class ReplayMode implements ExchangeHandler {
+  readonly #init: ReplayModeInit;
+  readonly misses: ReplayMiss[] = [];
+  readonly used = new Set<string>();
+
+  constructor(init: ReplayModeInit) {
+    this.#init = init;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    const { stats, logger, netlock, source, trusted } = this.#init;
+    stats.requests++;
+    try {
+      const ex = await readExchange(req, res, url);
+      const { entry, nearby } = await netlock.lookup(ex.key.id);
+      if (entry === undefined) {
+        stats.misses++;
+        const why = explainMiss(ex.key, nearby, netlock.root.toString());
+        this.misses.push({
+          method: ex.key.method,
+          url: ex.key.url,
+          accept: ex.key.variant['accept'] ?? '',
+          nearest: why.candidates.map((c) => ({ method: c.method, url: c.url, differs: c.differs })),
+        });
+        logger.warn('replay miss: %s %s (nearest: %s)', ex.key.method, ex.key.url, why.candidates[0]?.url ?? 'none');
+        sendError(res, MISS_STATUS, new ReplayMissError(why.text), { 'x-fetch-oracle-miss': '1' });
+        return;
+      }
+      const record = await loadVerifiedRecord(entry.signed, ex.key, source, trusted);
+      stats.hits++;
+      this.used.add(entry.key);
+      await sendPlan(res, planResponse(record, { method: ex.key.method, headers: req.headers }), source, stats, logger);
+    } catch (err) {
+      stats.errors++;
+      const status = err instanceof BadRequestError ? err.status : 502;
+      if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', url, (err as Error).message);
+      sendError(res, status, err instanceof OracleError ? err : (err as Error));
+    }
+  }
+}

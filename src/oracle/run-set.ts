@@ -1,0 +1,53 @@
+import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { decodeRecord } from '../protocol/record.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
+import type { RunJournal } from '../records/journal.ts';
+import type { DecodedEntry, NetlockFile } from '../records/netlock-file.ts';
+import { writeNetlockFile } from '../records/netlock-file.ts';
+
+/**
+ * The requests one run served, the netlock it writes on shutdown. Every newly served key is journalled
+ * first, so a crashed run loses nothing it answered.
+ */
+export class RunSet {
+  readonly #entries = new Map<string, DecodedEntry>();
+  readonly #journal: RunJournal | undefined;
+
+  constructor(journal?: RunJournal) {
+    this.#journal = journal;
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  async add(entry: DecodedEntry): Promise<void> {
+    if (this.#entries.get(entry.key)?.signed.record.equals(entry.signed.record) === true) return;
+    this.#entries.set(entry.key, entry);
+    await this.#journal?.append(entry.key, entry.signed);
+  }
+
+  /** Re-adds entries recovered from a journal, reading their records from `source`. */
+  async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource): Promise<void> {
+    const verified = verifyingSource(source);
+    for (const e of entries) {
+      const record = decodeRecord(await verified.get(e.signed.record));
+      this.#entries.set(e.key, { key: e.key, signed: e.signed, record });
+    }
+  }
+
+  entries(): DecodedEntry[] {
+    return [...this.#entries.values()];
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  async write(path: string, sink: BlockSink): Promise<NetlockFile> {
+    const file = await writeNetlockFile(path, this.entries(), sink);
+    await this.#journal?.remove();
+    return file;
+  }
+}

@@ -1,0 +1,16 @@
+/** Counters behind `GET /stats`. */
+export interface OracleStats {
+  mode: 'record' | 'replay';
+  requests: number;
+  hits: number;
+  misses: number;
+  upstreamFetches: number;
+  coalesced: number;
+  errors: number;
+  bytesServed: number;
+  bytesRecorded: number;
+}
+
+export function createStats(mode: 'record' | 'replay'): OracleStats {
+  return { mode, requests: 0, hits: 0, misses: 0, upstreamFetches: 0, coalesced: 0, errors: 0, bytesServed: 0, bytesRecorded: 0 };
+}

@@ -1,0 +1,71 @@
+/** Ordered header list as received: name/value pairs, names lower-cased. */
+export type HeaderList = ReadonlyArray<readonly [string, string]>;
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and proxy framing: never stored, never forwarded. */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Response headers that change on every fetch or describe a cache, not the resource (design §3), and
+ * credentials (never enter a record).
+ */
+export const VOLATILE_RESPONSE_HEADERS = new Set([
+  'date',
+  'age',
+  'set-cookie',
+  'set-cookie2',
+  'via',
+  'expires',
+  'x-cache',
+  'x-cache-hits',
+  'x-cache-status',
+  'cache-status',
+  'cf-cache-status',
+  'cf-ray',
+  'x-served-by',
+  'x-timer',
+  'x-amz-cf-id',
+  'x-amz-cf-pop',
+  'x-amz-request-id',
+  'x-amz-id-2',
+  'x-request-id',
+  'x-github-request-id',
+  'x-fastly-request-id',
+  'server-timing',
+  'report-to',
+  'nel',
+  'alt-svc',
+]);
+
+/** Request headers that are never sent upstream by the fetcher because the proxy owns them. */
+export const PROXY_OWNED_REQUEST_HEADERS = new Set([...HOP_BY_HOP, 'host', 'content-length']);
+
+/** Converts Node's raw header array [n1, v1, n2, v2, …] into an ordered list with lower-cased names. */
+export function fromRawHeaders(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+  return out;
+}
+
+/** Drops headers named in `Connection` as well as the fixed hop-by-hop set (RFC 9110 §7.6.1). */
+export function withoutHopByHop(headers: HeaderList): Array<[string, string]> {
+  const named = new Set<string>();
+  for (const [n, v] of headers) {
+    if (n === 'connection') for (const t of v.split(',')) named.add(t.trim().toLowerCase());
+  }
+  return headers.filter(([n]) => !HOP_BY_HOP.has(n) && !named.has(n)).map(([n, v]) => [n, v]);
+}
+
+/** The response headers a record keeps: as received, minus hop-by-hop, volatile and credential headers. */
+export function recordableResponseHeaders(headers: HeaderList): Array<[string, string]> {
+  return withoutHopByHop(headers).filter(([n]) => !VOLATILE_RESPONSE_HEADERS.has(n));
+}

@@ -1,0 +1,109 @@
+import { BadRequestError } from '../errors.ts';
+
+/**
+ * Version of the key rules below. It is stored in every netlock so that a change to normalisation
+ * can never silently mismatch old recordings (mitmproxy#4506 had to recompute keys on option changes).
+ */
+export const KEY_VERSION = 1;
+
+/** Request headers that select a variant and so enter the key (design §5). */
+export const VARIANT_HEADERS = ['accept'] as const;
+
+/** Header bag as Node gives it (lower-case names). */
+export type HeaderBag = Readonly<Record<string, string | string[] | undefined>>;
+
+export interface RequestKeyInput {
+  method: string;
+  /** Absolute URL as the client asked for it. */
+  url: string;
+  headers: HeaderBag;
+  /** `sha256:<hex>` of the request body, for requests that have one. */
+  bodyDigest?: string;
+}
+
+export interface RequestKey {
+  readonly method: string;
+  /** Normalised absolute URL, no credentials, no fragment. */
+  readonly url: string;
+  /** Normalised variant-selecting headers, in VARIANT_HEADERS order. */
+  readonly variant: Readonly<Record<string, string>>;
+  readonly bodyDigest?: string;
+  /**
+   * The key as one string. URL first, so that in a sorted netlock index the entries nearest to a
+   * miss are the same URL with another method or variant, then neighbouring paths: the miss
+   * explainer finds its candidates in the same index page.
+   */
+  readonly id: string;
+}
+
+const METHOD_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const UNRESERVED_RE = /[A-Za-z0-9\-._~]/;
+
+/** Normalises percent-encoding: decodes unreserved characters, upper-cases the hex of the rest (RFC 3986 §6.2.2). */
+function normalisePercent(part: string): string {
+  return part.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
+    const ch = String.fromCharCode(Number.parseInt(hex, 16));
+    return UNRESERVED_RE.test(ch) ? ch : `%${hex.toUpperCase()}`;
+  });
+}
+
+/**
+ * Normalises an absolute http(s) URL: scheme and host lower-cased, default port dropped, empty path
+ * as `/`, percent-encoding normalised, query kept in its order, credentials and fragment removed.
+ */
+export function normaliseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new BadRequestError(`Invalid URL: ${JSON.stringify(raw.slice(0, 200))} (expected an absolute http or https URL)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new BadRequestError(`Unsupported URL scheme ${JSON.stringify(url.protocol)} in ${JSON.stringify(raw.slice(0, 200))} (expected http or https)`);
+  }
+  if (url.hostname === '') throw new BadRequestError(`URL has no host: ${JSON.stringify(raw.slice(0, 200))}`);
+  // WHATWG URL already lower-cases scheme and host and drops default ports.
+  const path = normalisePercent(url.pathname === '' ? '/' : url.pathname);
+  const query = url.search === '' ? '' : normalisePercent(url.search);
+  return `${url.protocol}//${url.host}${path}${query}`;
+}
+
+export function normaliseMethod(method: string): string {
+  if (!METHOD_RE.test(method)) throw new BadRequestError(`Invalid HTTP method: ${JSON.stringify(method.slice(0, 40))}`);
+  return method.toUpperCase();
+}
+
+function headerValue(headers: HeaderBag, name: string): string {
+  const v = headers[name];
+  const joined = Array.isArray(v) ? v.join(', ') : (v ?? '');
+  // Whitespace around list separators is not significant (RFC 9110 §5.6.1).
+  return joined.trim().replace(/\s*,\s*/g, ', ').replace(/\s+/g, ' ');
+}
+
+export function keyId(method: string, url: string, variant: Readonly<Record<string, string>>, bodyDigest?: string): string {
+  const v = VARIANT_HEADERS.map((h) => `${h}=${variant[h] ?? ''}`).join('\n');
+  return `${url}\n${method}\n${v}\nbody=${bodyDigest ?? ''}`;
+}
+
+export function computeRequestKey(input: RequestKeyInput): RequestKey {
+  const method = normaliseMethod(input.method);
+  const url = normaliseUrl(input.url);
+  const variant: Record<string, string> = {};
+  for (const h of VARIANT_HEADERS) variant[h] = headerValue(input.headers, h);
+  // No Accept means any media type (RFC 9110 §12.5.1): the same request as curl's `Accept: */*`.
+  if (variant['accept'] === '') variant['accept'] = '*/*';
+  const base = { method, url, variant, id: keyId(method, url, variant, input.bodyDigest) };
+  return input.bodyDigest === undefined ? base : { ...base, bodyDigest: input.bodyDigest };
+}
+
+/** Splits a key id back into its fields (for explanations and listings). */
+export function parseKeyId(id: string): { url: string; method: string; variant: Record<string, string>; bodyDigest: string } {
+  const lines = id.split('\n');
+  const variant: Record<string, string> = {};
+  for (const line of lines.slice(2, 2 + VARIANT_HEADERS.length)) {
+    const eq = line.indexOf('=');
+    variant[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  const body = lines[2 + VARIANT_HEADERS.length] ?? 'body=';
+  return { url: lines[0] ?? '', method: lines[1] ?? '', variant, bodyDigest: body.slice('body='.length) };
+}

@@ -1,0 +1,239 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { BadRequestError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ExchangeHandler } from '../oracle/exchange.ts';
+import { sendError } from '../oracle/exchange.ts';
+
+/** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** How long an idle keep-alive connection stays open. */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+/** On close, how long requests already being answered (and recorded) may take to finish. */
+export const DRAIN_TIMEOUT_MS = 30_000;
+
+/** Mints TLS server contexts per host for CONNECT interception. */
+export interface ContextProvider {
+  secureContextFor(hostname: string): Promise<SecureContext>;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface ProxyServerInit {
+  handler: ExchangeHandler;
+  certs: ContextProvider;
+  logger: Logger;
+}
+
+/** Where a tunnelled socket's requests go: set on the socket we re-emit into the HTTP server. */
+const tunnelTarget = new WeakMap<Socket, { scheme: 'http' | 'https'; authority: string }>();
+
+/** Parses a CONNECT target `host:port` (`[v6]:port` too); throws BadRequestError for anything else. */
+export function parseConnectTarget(target: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(target);
+  if (m === null) throw new BadRequestError(`Invalid CONNECT target ${JSON.stringify(target.slice(0, 200))} (expected host:port)`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new BadRequestError(`Invalid CONNECT port ${m[2]} (expected 1-65535)`);
+  return { host: m[1]!, port };
+}
+
+function rejectSocket(socket: Socket, status: number, reason: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${message}\n`;
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+/**
+ * The proxy front: absolute-form HTTP requests and CONNECT tunnels. A tunnel whose first byte is a TLS
+ * handshake is terminated with a leaf for the target host; a tunnel carrying plain HTTP is read as is.
+ * Either way the inner requests are re-emitted into the same HTTP server (the technique of mockttp's
+ * http-combo-server), so one code path serves every request.
+ */
+export class ProxyServer {
+  readonly #init: ProxyServerInit;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #active = new Set<Promise<void>>();
+  #closed: Promise<void> | undefined;
+
+  constructor(init: ProxyServerInit) {
+    this.#init = init;
+    this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 0 });
+    this.#server.on('request', (req, res) => this.#onRequest(req, res));
+    this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#onConnect(req, socket, head));
+    this.#server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.on('close', () => this.#sockets.delete(socket));
+    });
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      const overflow = err.code === 'HPE_HEADER_OVERFLOW';
+      init.logger.warn('bad request from client: %s', err.message);
+      rejectSocket(socket, overflow ? 431 : 400, overflow ? 'Request Header Fields Too Large' : 'Bad Request',
+        overflow ? `Request head exceeds ${MAX_HEADER_BYTES} bytes` : `Malformed HTTP request: ${err.message}`);
+    });
+  }
+
+  /** Listens on `host:port` (port 0 for a free one) or on a unix socket path. */
+  async listen(address: ListenAddress | { path: string }): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      const done = (): void => {
+        this.#server.off('error', reject);
+        resolve();
+      };
+      if ('path' in address) this.#server.listen(address.path, done);
+      else this.#server.listen(address.port, address.host, done);
+    });
+  }
+
+  address(): ListenAddress {
+    const a = this.#server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const target = tunnelTarget.get(req.socket);
+    let url: string;
+    const raw = req.url ?? '';
+    if (target !== undefined && raw.startsWith('/')) {
+      url = `${target.scheme}://${target.authority}${raw}`;
+    } else if (/^https?:\/\//i.test(raw)) {
+      url = raw;
+    } else {
+      sendError(res, 400, new BadRequestError(
+        `fetch-oracle is a forward proxy: expected an absolute URI (GET http://host/path), got ${JSON.stringify(raw.slice(0, 200))}. Point HTTP_PROXY/HTTPS_PROXY at this address.`,
+      ));
+      return;
+    }
+    const done = this.#init.handler.handle(req, res, url).catch((err: unknown) => {
+      this.#init.logger.error('unhandled error for %s: %s', url, (err as Error).message);
+      sendError(res, 500, err as Error);
+    });
+    this.#active.add(done);
+    void done.finally(() => this.#active.delete(done));
+  }
+
+  async #onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    socket.on('error', (err) => this.#init.logger.debug('tunnel socket error: %s', err.message));
+    let target: { host: string; port: number };
+    try {
+      target = parseConnectTarget(req.url ?? '');
+    } catch (err) {
+      rejectSocket(socket, 400, 'Bad Request', (err as Error).message);
+      return;
+    }
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    const first = head.byteLength > 0 ? head : await firstChunk(socket);
+    if (first === undefined) {
+      socket.destroy();
+      return;
+    }
+    socket.unshift(first);
+    const isTls = first[0] === 0x16; // TLS record type 22: handshake (RFC 8446 §5.1)
+    const defaultPort = isTls ? 443 : 80;
+    const authority = target.port === defaultPort ? target.host : `${target.host}:${target.port}`;
+    if (!isTls) {
+      // The HTTP server reads a fresh socket straight from its handle and would skip the unshifted bytes;
+      // a stream wrapper makes it read through JS, where they are.
+      const inner = streamOver(socket);
+      tunnelTarget.set(inner as unknown as Socket, { scheme: 'http', authority });
+      this.#server.emit('connection', inner);
+      return;
+    }
+    const bareHost = target.host.replace(/^\[|\]$/g, '');
+    let context: SecureContext;
+    try {
+      context = await this.#init.certs.secureContextFor(bareHost);
+    } catch (err) {
+      this.#init.logger.error('no certificate for %s: %s', bareHost, (err as Error).message);
+      socket.destroy();
+      return;
+    }
+    const tls = new TLSSocket(socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (servername, cb) => {
+        this.#init.certs.secureContextFor(servername).then((ctx) => cb(null, ctx), (err: Error) => cb(err));
+      },
+    });
+    tls.on('error', (err) => this.#init.logger.warn('TLS with client for %s failed: %s', bareHost, err.message));
+    tunnelTarget.set(tls as unknown as Socket, { scheme: 'https', authority });
+    this.#server.emit('connection', tls);
+  }
+
+  /**
+   * Stops accepting, lets requests being answered finish (so what a client already received is also
+   * recorded), then closes every socket. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      this.#server.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_TIMEOUT_MS)));
+      await Promise.race([Promise.allSettled([...this.#active]), timeout]);
+      clearTimeout(timer);
+      for (const s of this.#sockets) s.destroy();
+      await closed;
+    })();
+    return this.#closed;
+  }
+}
+
+/** A Duplex over `socket` (which must be paused, with any peeked bytes unshifted back into it). */
+function streamOver(socket: Socket): Duplex {
+  const inner = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  socket.on('data', (d: Buffer) => {
+    if (!inner.push(d)) socket.pause();
+  });
+  socket.on('end', () => inner.push(null));
+  socket.on('close', () => inner.destroy());
+  return inner;
+}
+
+function firstChunk(socket: Socket): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      cleanup();
+      socket.pause();
+      resolve(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(undefined);
+    };
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+  });
+}

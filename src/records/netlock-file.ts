@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { CID } from 'multiformats/cid';
+import { InvalidNetlockError } from '../errors.ts';
+import type { AbortOptions, BlockSink } from '../protocol/blocks.ts';
+import { buildNetlock, compareKeys, NETLOCK_VERSION } from '../protocol/netlock.ts';
+import type { NetlockEntry } from '../protocol/netlock.ts';
+import type { FetchRecord } from '../protocol/record.ts';
+import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
+import { toHex } from '../protocol/signature.ts';
+
+/** One readable line of `netlock.json` (design §4). */
+export interface NetlockFileEntry {
+  method: string;
+  url: string;
+  accept: string;
+  status: number;
+  body: string | null;
+  size: number;
+  sha256: string;
+  record: string;
+  signature: string;
+}
+
+export interface NetlockFile {
+  netlock: string;
+  version: number;
+  keyVersion: number;
+  count: number;
+  oracles: string[];
+  entries: NetlockFileEntry[];
+}
+
+export interface DecodedEntry extends NetlockEntry {
+  readonly record: FetchRecord;
+}
+
+/** Renders the file with one entry per line, sorted by request key, so that diffs of two builds read well. */
+export function renderNetlockFile(file: NetlockFile): string {
+  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles };
+  const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
+  const lines = file.entries.map((e) => `    ${JSON.stringify(e)}`);
+  return `${headText},\n  "entries": [\n${lines.join(',\n')}${lines.length > 0 ? '\n' : ''}  ]\n}\n`;
+}
+
+/** Builds the netlock DAG into `sink` and returns the readable form of it. */
+export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: BlockSink, options: AbortOptions = {}): Promise<NetlockFile> {
+  const oracles = entries.map((e) => e.record.oracle);
+  const built = await buildNetlock(entries, oracles, sink, options);
+  const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
+  const file: NetlockFile = {
+    netlock: built.root.toString(),
+    version: NETLOCK_VERSION,
+    keyVersion: KEY_VERSION,
+    count: sorted.length,
+    oracles: built.rootValue.oracles.map(toHex),
+    entries: sorted.map((e) => {
+      const k = parseKeyId(e.key);
+      return {
+        method: k.method,
+        url: k.url,
+        accept: k.variant['accept'] ?? '',
+        status: e.record.response.status,
+        body: e.record.response.body?.toString() ?? null,
+        size: e.record.response.size,
+        sha256: toHex(e.record.response.sha256),
+        record: e.signed.record.toString(),
+        signature: Buffer.from(e.signed.signature).toString('base64'),
+      };
+    }),
+  };
+  return file;
+}
+
+/** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */
+export async function writeNetlockFile(path: string, entries: readonly DecodedEntry[], sink: BlockSink, options: AbortOptions = {}): Promise<NetlockFile> {
+  const file = await buildNetlockFile(entries, sink, options);
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, renderNetlockFile(file));
+  await rename(tmp, path);
+  return file;
+}
+
+/** Reads a netlock file (the JSON written above) or a bare root CID, and returns the root. */
+export async function readNetlockRoot(path: string): Promise<{ root: CID; file: NetlockFile | undefined }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new InvalidNetlockError(`Cannot read netlock ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const trimmed = text.trim();
+  if (/^[a-z0-9]+$/i.test(trimmed)) return { root: parseRoot(trimmed, path), file: undefined };
+  let file: NetlockFile;
+  try {
+    file = JSON.parse(text) as NetlockFile;
+  } catch (cause) {
+    throw new InvalidNetlockError(`Netlock ${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  if (typeof file.netlock !== 'string') throw new InvalidNetlockError(`Netlock ${path} has no "netlock" root CID`);
+  return { root: parseRoot(file.netlock, path), file };
+}
+
+function parseRoot(text: string, path: string): CID {
+  try {
+    return CID.parse(text);
+  } catch (cause) {
+    throw new InvalidNetlockError(`Netlock ${path} names an invalid root CID ${JSON.stringify(text.slice(0, 80))}`, { cause });
+  }
+}

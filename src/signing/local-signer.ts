@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import nacl from 'tweetnacl';
+import type { CID } from 'multiformats/cid';
+import { InvalidConfigError } from '../errors.ts';
+import { signRecordCid, toHex } from '../protocol/signature.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
+
+/** Signs record CIDs. LocalSigner holds the key in-process; an enclave signer would sign remotely. */
+export interface Signer {
+  readonly publicKey: Uint8Array;
+  sign(record: CID): Promise<SignedRecord>;
+}
+
+export const KEY_FILE = 'oracle-key.json';
+
+/** ed25519 signer whose 32-byte seed lives in `<dir>/oracle-key.json`, mode 0600, created on first use. */
+export class LocalSigner implements Signer {
+  readonly publicKey: Uint8Array;
+  readonly #secretKey: Uint8Array;
+
+  private constructor(seed: Uint8Array) {
+    const pair = nacl.sign.keyPair.fromSeed(seed);
+    this.publicKey = pair.publicKey;
+    this.#secretKey = pair.secretKey;
+  }
+
+  static fromSeed(seed: Uint8Array): LocalSigner {
+    return new LocalSigner(seed);
+  }
+
+  static async loadOrCreate(dir: string): Promise<LocalSigner> {
+    const path = join(dir, KEY_FILE);
+    let text: string | undefined;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw new InvalidConfigError(`Cannot read oracle key ${path}: ${(cause as Error).message}`);
+    }
+    if (text !== undefined) {
+      let seedHex: unknown;
+      try {
+        seedHex = (JSON.parse(text) as { seed?: unknown }).seed;
+      } catch {
+        seedHex = undefined;
+      }
+      if (typeof seedHex !== 'string' || !/^[0-9a-f]{64}$/.test(seedHex)) {
+        throw new InvalidConfigError(`Oracle key file ${path} is corrupt (expected {"seed": <64 hex chars>}); restore it from a backup or move it away to create a new key`);
+      }
+      return new LocalSigner(Buffer.from(seedHex, 'hex'));
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const seed = randomBytes(32);
+    const signer = new LocalSigner(seed);
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ seed: seed.toString('hex'), publicKey: toHex(signer.publicKey) })}\n`, { mode: 0o600 });
+    await chmod(tmp, 0o600);
+    await rename(tmp, path);
+    return signer;
+  }
+
+  /** Reads only the public key of an existing key file, or undefined when there is none. */
+  static async publicKeyIn(dir: string): Promise<Uint8Array | undefined> {
+    try {
+      return (await LocalSigner.loadOrCreateExisting(dir))?.publicKey;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private static async loadOrCreateExisting(dir: string): Promise<LocalSigner | undefined> {
+    try {
+      await readFile(join(dir, KEY_FILE));
+    } catch {
+      return undefined;
+    }
+    return LocalSigner.loadOrCreate(dir);
+  }
+
+  sign(record: CID): Promise<SignedRecord> {
+    return Promise.resolve(signRecordCid(record, this.#secretKey));
+  }
+}

@@ -1,0 +1,34 @@
+import type { CID } from 'multiformats/cid';
+import { BlockMissingError, throwIfAborted } from '../errors.ts';
+import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
+
+/** Blocks in a Map keyed by CID string: for tests and throw-away imports. */
+export class MemoryBlockStore implements BlockSource, BlockSink {
+  readonly #blocks = new Map<string, Uint8Array>();
+
+  put(cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    this.#blocks.set(cid.toString(), bytes);
+    return Promise.resolve();
+  }
+
+  get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    const bytes = this.#blocks.get(cid.toString());
+    if (bytes === undefined) return Promise.reject(new BlockMissingError(cid.toString()));
+    return Promise.resolve(bytes);
+  }
+
+  has(cid: CID): Promise<boolean> {
+    return Promise.resolve(this.#blocks.has(cid.toString()));
+  }
+
+  /** CID strings of every block held. */
+  cids(): string[] {
+    return [...this.#blocks.keys()];
+  }
+
+  get size(): number {
+    return this.#blocks.size;
+  }
+}

@@ -1,0 +1,96 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
+import { UpstreamError } from '../errors.ts';
+import type { HeaderList } from '../protocol/headers.ts';
+import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
+
+/** Debian's system bundle: on these machines egress may be TLS-intercepted by a CA that only it holds. */
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+export const HEADERS_TIMEOUT_MS = 60_000;
+export const BODY_TIMEOUT_MS = 120_000;
+
+export interface FetcherInit {
+  /** Extra PEM CA certificates the upstream client trusts (beside Node's roots and the system bundle). */
+  extraCaPem?: readonly string[];
+  /** @default true */
+  trustSystemBundle?: boolean;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  url: string;
+  headers: HeaderList;
+  body?: Uint8Array;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** As received, names lower-cased; duplicates kept as separate pairs. */
+  headers: Array<[string, string]>;
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void };
+}
+
+/** Fetches from origins with undici: never follows redirects (each hop is its own record), no decoding. */
+export class Fetcher {
+  readonly #agent: Agent;
+  #closed = false;
+
+  constructor(init: FetcherInit = {}) {
+    const ca: string[] = [...rootCertificates];
+    if ((init.trustSystemBundle ?? true) && existsSync(SYSTEM_CA_BUNDLE)) ca.push(readFileSync(SYSTEM_CA_BUNDLE, 'utf8'));
+    ca.push(...(init.extraCaPem ?? []));
+    this.#agent = new Agent({
+      connect: { ca },
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      bodyTimeout: BODY_TIMEOUT_MS,
+      keepAliveTimeout: 10_000,
+    });
+  }
+
+  async fetch(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const headers: string[] = [];
+    for (const [n, v] of req.headers) if (!PROXY_OWNED_REQUEST_HEADERS.has(n) && !n.startsWith('proxy-')) headers.push(n, v);
+    const options: Dispatcher.RequestOptions = {
+      origin: new URL(req.url).origin,
+      path: pathOf(req.url),
+      method: req.method as Dispatcher.HttpMethod,
+      headers,
+      body: req.body ?? null,
+      signal: req.signal ?? null,
+    };
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#agent.request(options);
+    } catch (cause) {
+      throw new UpstreamError(`Upstream ${req.method} ${req.url} failed: ${describe(cause)}`, { cause });
+    }
+    const list: Array<[string, string]> = [];
+    for (const [n, v] of Object.entries(res.headers)) {
+      if (v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) list.push([n.toLowerCase(), one]);
+    }
+    return { status: res.statusCode, headers: list, body: res.body };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#agent.close();
+  }
+}
+
+function pathOf(url: string): string {
+  const u = new URL(url);
+  return `${u.pathname}${u.search}`;
+}
+
+/** undici errors carry the useful part in `code` and `cause` (ECONNREFUSED, ENOTFOUND, cert errors). */
+export function describe(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const parts = [e.code, e.message, e.cause?.code, e.cause?.message].filter((p): p is string => typeof p === 'string' && p !== '');
+  return [...new Set(parts)].join(': ') || String(err);
+}

@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ProxyAgent, request } from 'undici';
+import { Oracle } from '../../src/oracle/oracle.ts';
+import type { OracleInit } from '../../src/oracle/oracle.ts';
+import { run } from './run.ts';
+import type { RunResult } from './run.ts';
+
+export interface TestOracle {
+  oracle: Oracle;
+  proxyUrl: string;
+  caPath: string;
+  caPem: string;
+  agent: ProxyAgent;
+  /** GET (or another method) through the proxy with undici; body as a Buffer. */
+  fetch(url: string, init?: { method?: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }>;
+  /** curl through the proxy, trusting only the oracle's CA. */
+  curl(args: string[]): Promise<RunResult>;
+  close(): Promise<void>;
+}
+
+export async function startTestOracle(init: Omit<OracleInit, 'listen'> & { listen?: OracleInit['listen'] }): Promise<TestOracle> {
+  const oracle = new Oracle({ listen: { host: '127.0.0.1', port: 0 }, ...init });
+  await oracle.start();
+  const { port } = oracle.proxyAddress();
+  const proxyUrl = `http://127.0.0.1:${port}`;
+  const caPath = join(init.dataDir, 'ca', 'ca-cert.pem');
+  const caPem = await readFile(caPath, 'utf8');
+  const agent = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: caPem } });
+  return {
+    oracle,
+    proxyUrl,
+    caPath,
+    caPem,
+    agent,
+    async fetch(url, req = {}) {
+      const res = await request(url, { dispatcher: agent, method: (req.method ?? 'GET') as 'GET', headers: req.headers ?? {}, body: req.body ?? null });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, headers: res.headers, body };
+    },
+    curl: (args) => run('curl', ['-sS', '--noproxy', '', '-x', proxyUrl, '--cacert', caPath, ...args], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } }),
+    async close() {
+      await agent.close();
+      await oracle.close();
+    },
+  };
+}

@@ -1,0 +1,177 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startTestOracle } from '../helpers/oracle.ts';
+import type { TestOracle } from '../helpers/oracle.ts';
+import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
+import type { Origin } from '../helpers/origin.ts';
+import { tempDir } from '../helpers/run.ts';
+import { createTestCa } from '../helpers/test-ca.ts';
+
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let origin: Origin;
+let tlsOrigin: Origin;
+let oracle: TestOracle;
+let netlockPath: string;
+
+beforeEach(async () => {
+  dir = await tempDir();
+  const ca = await createTestCa();
+  origin = await startOrigin();
+  tlsOrigin = await startOrigin(await ca.leafFor(['127.0.0.1', 'localhost']));
+  netlockPath = join(dir.path, 'build.netlock.json');
+  oracle = await startTestOracle({ mode: 'record', dataDir: join(dir.path, 'data'), netlockPath, upstreamCaPem: [ca.caPem] });
+  for (const o of [origin, tlsOrigin]) {
+    o.route('/hello', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', etag: '"v1"', 'set-cookie': 'sid=secret', date: 'Mon, 01 Jan 2024 00:00:00 GMT' });
+      res.end('hello world\n');
+    });
+  }
+});
+
+afterEach(async () => {
+  await oracle.close();
+  await origin.close();
+  await tlsOrigin.close();
+  await dir.remove();
+});
+
+describe('RecordMode', () => {
+  it('fetches a new request once and answers repeats from the record, over HTTP and HTTPS (curl)', async () => {
+    for (const o of [origin, tlsOrigin]) {
+      const first = await oracle.curl(['-i', `${o.url}/hello`]);
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stdout).toMatch(/^HTTP\/1.1 200/);
+      expect(first.stdout).toContain('hello world\n');
+      const second = await oracle.curl(['-i', `${o.url}/hello`]);
+      expect(second.stdout.endsWith('hello world\n')).toBe(true);
+      expect(o.hits.get('/hello')).toBe(1);
+      // Recorded headers, minus volatile ones; Date is the fetch time, the same on every answer.
+      expect(second.stdout).toContain('etag: "v1"');
+      expect(second.stdout).not.toContain('sid=secret');
+      const date = (s: string): string | undefined => /^date: (.*)$/im.exec(s)?.[1];
+      expect(date(second.stdout)).toBe(date(first.stdout));
+    }
+    expect(oracle.oracle.stats.upstreamFetches).toBe(2);
+    expect(oracle.oracle.stats.hits).toBe(2);
+  });
+
+  it('coalesces concurrent identical misses into one upstream fetch', async () => {
+    origin.route('/slow', async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 300));
+      res.end('slow body');
+    });
+    const answers = await Promise.all(Array.from({ length: 8 }, () => oracle.fetch(`${origin.url}/slow`)));
+    expect(answers.map((a) => a.body.toString())).toEqual(Array(8).fill('slow body'));
+    expect(origin.hits.get('/slow')).toBe(1);
+    expect(oracle.oracle.stats.coalesced).toBe(7);
+  });
+
+  it('streams a large body to the client while recording it, byte for byte', async () => {
+    const size = 24 * 1024 * 1024 + 17;
+    const expected = createHash('sha256');
+    for (const c of pseudoRandomChunks(size, 7)) expected.update(c);
+    origin.route('/big.bin', async (_req, res) => {
+      res.writeHead(200, { 'content-length': String(size), 'content-type': 'application/octet-stream' });
+      for (const c of pseudoRandomChunks(size, 7)) if (!res.write(c)) await new Promise((r) => res.once('drain', r));
+      res.end();
+    });
+    const digest = expected.digest('hex');
+    for (let i = 0; i < 2; i++) {
+      const out = join(dir.path, `big-${i}.bin`);
+      const r = await oracle.curl(['-o', out, `${origin.url}/big.bin`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(createHash('sha256').update(await readFile(out)).digest('hex')).toBe(digest);
+    }
+    const res = await oracle.fetch(`${origin.url}/big.bin`);
+    expect(res.body.byteLength).toBe(size);
+    expect(createHash('sha256').update(res.body).digest('hex')).toBe(digest);
+    expect(origin.hits.get('/big.bin')).toBe(1);
+  });
+
+  it('records nothing when the upstream sends fewer bytes than its Content-Length', async () => {
+    origin.route('/short', (_req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('only part');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const r = await oracle.curl(['-o', '/dev/null', '-w', '%{http_code}', `${origin.url}/short`]);
+    expect(r.code).not.toBe(0); // curl sees the transfer fail
+    const again = await oracle.curl(['-o', '/dev/null', `${origin.url}/short`]);
+    expect(again.code).not.toBe(0);
+    expect(origin.hits.get('/short')).toBe(2); // never answered from a partial record
+    expect(oracle.oracle.stats.bytesRecorded).toBe(0);
+  });
+
+  it('records nothing when the upstream resets mid-body without a length', async () => {
+    origin.route('/reset', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write(Buffer.alloc(64 * 1024, 1));
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const r = await oracle.curl(['-o', '/dev/null', `${origin.url}/reset`]);
+    expect(r.code).not.toBe(0);
+    await oracle.curl(['-o', '/dev/null', `${origin.url}/reset`]);
+    expect(origin.hits.get('/reset')).toBe(2);
+  });
+
+  it('answers an unreachable origin with a 502 naming the fault and keeps serving', async () => {
+    const r = await oracle.curl(['-i', 'http://127.0.0.1:1/nothing-here']);
+    expect(r.stdout).toMatch(/^HTTP\/1.1 502/);
+    expect(r.stdout).toMatch(/x-oracle-error: ORACLE_ERR_UPSTREAM/);
+    expect(r.stdout).toMatch(/ECONNREFUSED/);
+    const ok = await oracle.curl([`${origin.url}/hello`]);
+    expect(ok.stdout).toBe('hello world\n');
+  });
+
+  it('records redirects and 404s as the build saw them', async () => {
+    origin.route('/old', (_req, res) => {
+      res.writeHead(301, { location: '/hello' });
+      res.end();
+    });
+    const r = await oracle.curl(['-L', `${origin.url}/old`]);
+    expect(r.stdout).toBe('hello world\n');
+    const missing = await oracle.curl(['-o', '/dev/null', '-w', '%{http_code}', `${origin.url}/missing`]);
+    expect(missing.stdout).toBe('404');
+    await oracle.curl(['-L', `${origin.url}/old`]);
+    await oracle.curl([`${origin.url}/missing`]);
+    expect(origin.hits.get('/old')).toBe(1);
+    expect(origin.hits.get('/missing')).toBe(1);
+  });
+
+  it('keys POST requests by body digest', async () => {
+    origin.route('/api', async (req, res) => {
+      let body = '';
+      for await (const c of req) body += String(c);
+      res.end(`echo:${body}`);
+    });
+    const a = await oracle.fetch(`${origin.url}/api`, { method: 'POST', body: 'one' });
+    const b = await oracle.fetch(`${origin.url}/api`, { method: 'POST', body: 'two' });
+    const a2 = await oracle.fetch(`${origin.url}/api`, { method: 'POST', body: 'one' });
+    expect([a.body.toString(), b.body.toString(), a2.body.toString()]).toEqual(['echo:one', 'echo:two', 'echo:one']);
+    expect(origin.hits.get('/api')).toBe(2);
+  });
+
+  it('never stores credentials: Authorization is forwarded but absent from records and the index', async () => {
+    origin.route('/private', (req, res) => {
+      res.end(`auth=${req.headers.authorization ?? ''}`);
+    });
+    const r = await oracle.fetch(`${origin.url}/private`, { headers: { authorization: 'Bearer topsecret', cookie: 'session=alsosecret' } });
+    expect(r.body.toString()).toBe('auth=Bearer topsecret');
+    const file = await oracle.oracle.close();
+    expect(file?.count).toBe(1);
+    const text = await readFile(netlockPath, 'utf8');
+    const index = await readFile(join(dir.path, 'data', 'records.jsonl'), 'utf8');
+    for (const t of [text, index]) {
+      expect(t).not.toContain('topsecret');
+      expect(t).not.toContain('alsosecret');
+    }
+  });
+
+  it('rejects a non-absolute request URI with a clear 400', async () => {
+    const r = await oracle.curl(['-i', '--request-target', '/relative', `${origin.url}/x`]);
+    expect(r.stdout).toMatch(/^HTTP\/1.1 400/);
+    expect(r.stdout).toContain('expected an absolute URI');
+  });
+});
