@@ -27,6 +27,7 @@ export function run(cmd: string, args: string[], options: { env?: NodeJS.Process
       clearTimeout(timer);
       resolvePromise({ code, stdout, stderr });
     });
+    child.stdin.on('error', () => {}); // a child that never reads its stdin
     child.stdin.end(options.input ?? '');
   });
 }
