@@ -190,15 +190,9 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
   };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   const oracle = new Oracle(init);
-  await oracle.start();
-  const where = 'path' in init.listen ? `unix:${init.listen.path}` : urlOf(oracle.proxyAddress());
-  const adminAddress = oracle.adminAddress();
-  logger.info('%s proxy on %s (data %s%s)', command === 'record' ? 'recording' : 'replay', where, init.dataDir, netlock === undefined ? '' : `, netlock ${init.netlockPath}`);
-  logger.info('CA certificate: %s', oracle.caCertPath);
-  process.stdout.write(`listening ${where}\n`);
-  if (adminAddress !== undefined) process.stdout.write(`admin ${urlOf(adminAddress)}\n`);
-
-  await new Promise<void>((done) => {
+  // Signal handlers go in before anything is printed: a script that waits for `listening` and then
+  // sends SIGTERM must never find the default handler still in place.
+  const stopped = new Promise<void>((done) => {
     const stop = (signal: string): void => {
       logger.info('%s: shutting down', signal);
       process.removeAllListeners('SIGINT');
@@ -211,6 +205,14 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  await oracle.start();
+  const where = 'path' in init.listen ? `unix:${init.listen.path}` : urlOf(oracle.proxyAddress());
+  const adminAddress = oracle.adminAddress();
+  logger.info('%s proxy on %s (data %s%s)', command === 'record' ? 'recording' : 'replay', where, init.dataDir, netlock === undefined ? '' : `, netlock ${init.netlockPath}`);
+  logger.info('CA certificate: %s', oracle.caCertPath);
+  process.stdout.write(`listening ${where}\n`);
+  if (adminAddress !== undefined) process.stdout.write(`admin ${urlOf(adminAddress)}\n`);
+  await stopped;
   await oracle.close();
   const reportPath = str(values['report']);
   const report = oracle.replayReport;

@@ -345,6 +345,7 @@ function parseCertificate(der: Uint8Array, label: string): ChainCert {
     const node = new NodeX509Certificate(der);
     const parsed = new x509.X509Certificate(der);
     if (!bytesEqual(new Uint8Array(parsed.rawData), der)) throw new Error('trailing or non-DER bytes');
+    void node.publicKey; // decodes the key now (throws on e.g. a point not on the curve)
     return { label, der, node, parsed };
   } catch (cause) {
     throw malformed(`${label} is not a DER X.509 certificate: ${(cause as Error).message}`, cause);
@@ -400,6 +401,15 @@ function checkLeaf(cert: ChainCert): void {
   if (ku === null || (ku.usages & x509.KeyUsageFlags.digitalSignature) === 0) throw chainError(`${cert.label} (leaf) keyUsage lacks digitalSignature`);
 }
 
+/** Certificate signature check; OpenSSL errors (e.g. an unparsable signature value) count as "does not verify". */
+function signedBy(child: ChainCert, parent: ChainCert): boolean {
+  try {
+    return child.node.verify(parent.node.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 function checkValidity(cert: ChainCert, at: Date): void {
   const { notBefore, notAfter } = cert.parsed;
   if (at.getTime() < notBefore.getTime()) {
@@ -445,7 +455,7 @@ function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Dat
   for (const cert of chain) checkAlgorithms(cert);
 
   const root = chain[chain.length - 1] as ChainCert;
-  if (!root.node.verify(root.node.publicKey)) throw chainError(`${root.label} is not self-signed`);
+  if (!signedBy(root, root)) throw chainError(`${root.label} is not self-signed`);
   for (let i = chain.length - 1; i >= 1; i--) {
     const parent = chain[i] as ChainCert;
     const child = chain[i - 1] as ChainCert;
@@ -453,7 +463,7 @@ function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Dat
     if (!child.node.checkIssued(parent.node)) {
       throw chainError(`${child.label} was not issued by ${parent.label} (issuer "${child.node.issuer.replace(/\n/g, ', ')}" vs subject "${parent.node.subject.replace(/\n/g, ', ')}")`);
     }
-    if (!child.node.verify(parent.node.publicKey)) throw chainError(`${child.label} signature does not verify with the key of ${parent.label}`);
+    if (!signedBy(child, parent)) throw chainError(`${child.label} signature does not verify with the key of ${parent.label}`);
   }
   const leaf = chain[0] as ChainCert;
   checkLeaf(leaf);
@@ -508,6 +518,16 @@ function checkPcrs(document: AttestationDocument, expected: Map<number, Uint8Arr
  * document's timestamp), COSE_Sign1 ES384 signature, debug mode and PCR policy. Throws AttestationError.
  */
 export async function verifyAttestation(bytes: Uint8Array, options: VerifyAttestationOptions = {}): Promise<AttestationDocument> {
+  try {
+    return verifyAttestationSync(bytes, options);
+  } catch (error) {
+    if (error instanceof AttestationError) throw error;
+    // Safety net: every failure surfaces as an AttestationError (the original error is kept as `cause`).
+    throw malformed(`attestation document could not be verified: ${(error as Error).message}`, error);
+  }
+}
+
+function verifyAttestationSync(bytes: Uint8Array, options: VerifyAttestationOptions): AttestationDocument {
   const resolved = resolveOptions(options);
   const cose = decodeCoseSign1(bytes);
   const { document } = cose;

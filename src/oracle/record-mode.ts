@@ -122,11 +122,16 @@ export class RecordMode implements ExchangeHandler {
     flight.done.catch(() => {});
     this.#inFlight.set(ex.key.id, flight);
     try {
-      const entry = await this.#record(ex, partial ? undefined : ex.res, flight);
+      const { entry, release } = await this.#record(ex, partial ? undefined : ex.res, flight);
       resolve(entry);
-      if (partial) await this.#serveEntry(ex, entry);
-      else await this.#init.run.add(entry);
-      if (!ex.res.writableEnded && !ex.res.destroyed) ex.res.end();
+      if (partial) {
+        await this.#serveEntry(ex, entry);
+      } else {
+        // Journalled before the client gets its last bytes: a client that saw a complete answer can
+        // rely on it being in the netlock, even if the oracle is killed right after.
+        await this.#init.run.add(entry);
+        await release();
+      }
     } catch (err) {
       reject(err);
       throw err;
@@ -139,7 +144,7 @@ export class RecordMode implements ExchangeHandler {
    * Fetches upstream and imports the body; when `client` is given, streams the response to it as it
    * arrives (ending it is left to the caller, after the record is persisted).
    */
-  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<DecodedEntry> {
+  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<{ entry: DecodedEntry; release: () => Promise<void> }> {
     const { fetcher, store, signer, index, stats, logger } = this.#init;
     const abort = new AbortController();
     let received = 0;
@@ -179,16 +184,22 @@ export class RecordMode implements ExchangeHandler {
     }
     const sha256 = createHash('sha256');
     const sha512 = createHash('sha512');
+    // The client gets each chunk as it arrives, except the newest one, held back until the record is
+    // persisted: a client never sees a complete body that was not recorded.
+    let held: Uint8Array | undefined;
+    const toClient = async (bytes: Uint8Array): Promise<void> => {
+      if (client === undefined || client.destroyed) return;
+      stats.bytesServed += bytes.byteLength;
+      if (!client.write(bytes)) await drained(client);
+    };
     const tee = async function* (): AsyncGenerator<Uint8Array> {
       for await (const chunk of upstream.body) {
         const bytes = chunk as Uint8Array;
         received += bytes.byteLength;
         sha256.update(bytes);
         sha512.update(bytes);
-        if (client !== undefined && !client.destroyed) {
-          stats.bytesServed += bytes.byteLength;
-          if (!client.write(bytes)) await drained(client);
-        }
+        if (held !== undefined) await toClient(held);
+        held = bytes;
         yield bytes;
       }
     };
@@ -219,6 +230,10 @@ export class RecordMode implements ExchangeHandler {
     await index.put(ex.key.id, signed);
     stats.bytesRecorded += received;
     logger.info('recorded %s %s -> %d %s (%d bytes)', ex.key.method, ex.key.url, record.response.status, body?.toString() ?? '-', received);
-    return { key: ex.key.id, signed, record };
+    const release = async (): Promise<void> => {
+      if (held !== undefined) await toClient(held);
+      if (client !== undefined && !client.writableEnded && !client.destroyed) client.end();
+    };
+    return { entry: { key: ex.key.id, signed, record }, release };
   }
 }

@@ -30,8 +30,8 @@ export interface ReplayMiss {
  */
 export async function loadVerifiedRecord(signed: SignedRecord, key: RequestKey, source: BlockSource, trusted: readonly Uint8Array[]): Promise<FetchRecord> {
   const record = decodeRecord(await verifyingSource(source).get(signed.record));
-  assertTrustedKey(record.oracle, trusted, `Record ${signed.record}`);
   verifyRecordSignature(signed, record.oracle);
+  assertTrustedKey(record.oracle, trusted, `Record ${signed.record}`);
   const r = record.request;
   const sameVariant = Object.entries(key.variant).every(([h, v]) => (r.headers[h] ?? '') === v);
   if (r.method !== key.method || r.url !== key.url || !sameVariant || (r.bodyDigest ?? '') !== (key.bodyDigest ?? '')) {
