@@ -161,6 +161,7 @@ export class Oracle {
       await this.#admin?.close();
       await this.#proxy?.close();
       await this.#fetcher?.close();
+      await this.#index?.close();
       if (this.#run !== undefined && this.init.netlockPath !== undefined) {
         const file = await this.#run.write(this.init.netlockPath, this.store);
         this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);

@@ -16,6 +16,8 @@ export const NETLOCK_VERSION = 1;
  */
 export const MAX_PAGE_ENTRIES = 256;
 export const MAX_PAGE_BYTES = 512 * 1024;
+/** Decoded index pages kept by a reader (each at most MAX_PAGE_BYTES encoded): the upper levels stay hot. */
+export const PAGE_CACHE_ENTRIES = 64;
 
 /** One request key → the signed record that answers it. */
 export interface NetlockEntry {
@@ -160,6 +162,7 @@ function asPage(value: unknown, cid: CID): Page {
 export class NetlockReader {
   readonly root: CID;
   readonly #source: BlockSource;
+  readonly #pages = new Map<string, Page>();
   #rootValue: NetlockRoot | undefined;
 
   constructor(root: CID, source: BlockSource) {
@@ -175,7 +178,18 @@ export class NetlockReader {
   }
 
   async #page(cid: CID, options?: AbortOptions): Promise<Page> {
-    return asPage(decodeBlock(await this.#source.get(cid, options), `Netlock page ${cid}`), cid);
+    const key = cid.toString();
+    const cached = this.#pages.get(key);
+    if (cached !== undefined) {
+      // Re-insert: Map order is the LRU order.
+      this.#pages.delete(key);
+      this.#pages.set(key, cached);
+      return cached;
+    }
+    const page = asPage(decodeBlock(await this.#source.get(cid, options), `Netlock page ${cid}`), cid);
+    this.#pages.set(key, page);
+    if (this.#pages.size > PAGE_CACHE_ENTRIES) this.#pages.delete(this.#pages.keys().next().value!);
+    return page;
   }
 
   /** Finds the leaf page where `key` is or would be: O(depth) block fetches. */

@@ -1,4 +1,5 @@
-import { appendFile, readFile, unlink } from 'node:fs/promises';
+import { open, readFile, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { parseLines, toLine } from './signed-record-json.ts';
 
@@ -9,6 +10,7 @@ import { parseLines, toLine } from './signed-record-json.ts';
  */
 export class RunJournal {
   readonly path: string;
+  #file: Promise<FileHandle> | undefined;
 
   constructor(netlockPath: string) {
     this.path = `${netlockPath}.journal`;
@@ -27,10 +29,15 @@ export class RunJournal {
   }
 
   async append(key: string, signed: SignedRecord): Promise<void> {
-    await appendFile(this.path, toLine(key, signed), { mode: 0o600 });
+    // One handle, opened once even when puts race: concurrent appends of whole lines do not interleave.
+    this.#file ??= open(this.path, 'a', 0o600);
+    await (await this.#file).appendFile(toLine(key, signed));
   }
 
   async remove(): Promise<void> {
+    const file = this.#file;
+    this.#file = undefined;
+    await (await file)?.close();
     await unlink(this.path).catch((cause: NodeJS.ErrnoException) => {
       if (cause.code !== 'ENOENT') throw cause;
     });

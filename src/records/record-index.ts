@@ -1,4 +1,5 @@
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
@@ -13,6 +14,7 @@ import { parseLines, toLine } from './signed-record-json.ts';
 export class FsRecordIndex {
   readonly path: string;
   readonly #byKey = new Map<string, SignedRecord>();
+  #file: Promise<FileHandle> | undefined;
   private constructor(path: string) {
     this.path = path;
   }
@@ -42,8 +44,16 @@ export class FsRecordIndex {
    * crash may lose the newest lines, which only costs a re-fetch, never a wrong answer.
    */
   async put(key: string, signed: SignedRecord): Promise<void> {
-    await appendFile(this.path, toLine(key, signed));
+    // One handle, opened once even when puts race: concurrent appends of whole lines do not interleave.
+    this.#file ??= open(this.path, 'a', 0o600);
+    await (await this.#file).appendFile(toLine(key, signed));
     this.#byKey.set(key, signed);
+  }
+
+  async close(): Promise<void> {
+    const file = this.#file;
+    this.#file = undefined;
+    await (await file)?.close();
   }
 
   /** Every key whose URL is `url` (any method or variant). */

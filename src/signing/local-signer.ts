@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
-import { signRecordCid, toHex } from '../protocol/signature.ts';
+import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 
 /** Signs record CIDs. LocalSigner holds the key in-process; an enclave signer would sign remotely. */
@@ -18,12 +19,12 @@ export const KEY_FILE = 'oracle-key.json';
 /** ed25519 signer whose 32-byte seed lives in `<dir>/oracle-key.json`, mode 0600, created on first use. */
 export class LocalSigner implements Signer {
   readonly publicKey: Uint8Array;
-  readonly #secretKey: Uint8Array;
+  readonly #secretKey: KeyObject;
 
   private constructor(seed: Uint8Array) {
     const pair = nacl.sign.keyPair.fromSeed(seed);
     this.publicKey = pair.publicKey;
-    this.#secretKey = pair.secretKey;
+    this.#secretKey = privateKeyObject(pair.secretKey);
   }
 
   static fromSeed(seed: Uint8Array): LocalSigner {

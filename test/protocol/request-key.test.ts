@@ -34,7 +34,13 @@ describe('computeRequestKey', () => {
 
   it('includes the body digest and round-trips through parseKeyId', () => {
     const k = computeRequestKey({ method: 'POST', url: 'http://h/api', headers: {}, bodyDigest: 'sha256:ab' });
-    expect(parseKeyId(k.id)).toEqual({ url: 'http://h/api', method: 'POST', variant: { accept: '' }, bodyDigest: 'sha256:ab' });
+    expect(parseKeyId(k.id)).toEqual({ url: 'http://h/api', method: 'POST', variant: { accept: '*/*' }, bodyDigest: 'sha256:ab' });
+  });
+
+  it('treats a missing Accept as */* (RFC 9110 §12.5.1)', () => {
+    const none = computeRequestKey({ method: 'GET', url: 'http://h/x', headers: {} });
+    const any = computeRequestKey({ method: 'GET', url: 'http://h/x', headers: { accept: '*/*' } });
+    expect(none.id).toBe(any.id);
   });
 
   it('rejects an invalid method', () => {

@@ -1,0 +1,114 @@
+// Issue #2 benchmark: record then replay (a) 2,000 requests of 4 KiB and (b) one 1 GiB body through the
+// proxy, against a pass-through proxy in the same run. Prints requests/s, MB/s and the proxy's peak RSS.
+// Usage: npm run bench [-- --big-mib 1024 --small 2000]
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent, ProxyAgent, request } from 'undici';
+import { startOrigin } from '../test/helpers/origin.ts';
+import { CLI, startDaemon } from '../test/helpers/run.ts';
+import type { Daemon } from '../test/helpers/run.ts';
+
+const { values } = parseArgs({ options: { 'big-mib': { type: 'string', default: '1024' }, small: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '16' } } });
+const BIG = Number(values['big-mib']) * 1024 * 1024;
+const SMALL_COUNT = Number(values.small);
+const CONCURRENCY = Number(values.concurrency);
+const MB = 1e6;
+
+const dir = await mkdtemp(join(tmpdir(), 'fo-bench-'));
+const origin = await startOrigin();
+const block = Buffer.alloc(1024 * 1024);
+for (let i = 0; i < block.length; i++) block[i] = (i * 2654435761) >>> 24;
+origin.route('/big.bin', async (_q, res) => {
+  res.writeHead(200, { 'content-length': String(BIG), 'content-type': 'application/octet-stream' });
+  for (let sent = 0; sent < BIG; sent += block.length) {
+    // Vary each MiB so the store cannot deduplicate leaves.
+    block.writeUInt32BE(sent / block.length, 0);
+    const chunk = block.subarray(0, Math.min(block.length, BIG - sent));
+    if (!res.write(Buffer.from(chunk))) await new Promise((r) => res.once('drain', r));
+  }
+  res.end();
+});
+const small = Buffer.alloc(4096, 7);
+origin.route('/small', (_q, res) => {
+  res.writeHead(200, { 'content-length': '4096' });
+  res.end(small);
+});
+
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function download(proxy: string, url: string): Promise<number> {
+  const t = performance.now();
+  const res = await request(url, { dispatcher: new ProxyAgent({ uri: proxy, proxyTunnel: false }) });
+  let n = 0;
+  for await (const c of res.body) n += (c as Buffer).byteLength;
+  if (n !== BIG) throw new Error(`got ${n} of ${BIG} bytes`);
+  return (performance.now() - t) / 1000;
+}
+
+async function manySmall(proxy: string): Promise<number> {
+  const agent = new ProxyAgent({ uri: proxy, proxyTunnel: false, connections: CONCURRENCY });
+  const t = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < SMALL_COUNT) {
+        const i = next++;
+        const res = await request(`${origin.url}/small?i=${i}`, { dispatcher: agent });
+        const body = Buffer.from(await res.body.arrayBuffer());
+        if (body.byteLength !== 4096) throw new Error(`small ${i}: ${res.statusCode} ${body.byteLength}`);
+      }
+    }),
+  );
+  await agent.close();
+  return (performance.now() - t) / 1000;
+}
+
+function row(name: string, seconds: number, bytes: number, requests: number, rss: number): void {
+  process.stdout.write(`${name.padEnd(34)} ${seconds.toFixed(2).padStart(8)} s ${(bytes / MB / seconds).toFixed(0).padStart(7)} MB/s ${(requests / seconds).toFixed(0).padStart(7)} req/s   peak RSS ${rss.toFixed(0)} MB\n`);
+}
+
+const results: Record<string, number> = {};
+async function phase(name: string, daemon: Daemon, work: () => Promise<number>, bytes: number, requests: number): Promise<void> {
+  const s = await work();
+  results[name] = s;
+  row(name, s, bytes, requests, await peakRssMb(daemon.child.pid!));
+}
+
+process.stdout.write(`fetch-oracle benchmark: ${SMALL_COUNT} x 4 KiB (concurrency ${CONCURRENCY}) and one ${BIG / 1024 / 1024} MiB body, Node ${process.version}\n\n`);
+const env = { PATH: process.env['PATH'] ?? '', HOME: dir };
+
+// Baseline: plain pass-through proxy (its own process, like the oracle).
+const passthrough = await new Promise<Daemon>((resolve) => {
+  const child = spawn(process.execPath, [join(CLI, '..', 'run-ts.js'), join(import.meta.dirname, 'passthrough-proxy.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  child.stdout.once('data', (d: Buffer) => resolve({ child, url: /listening (\S+)/.exec(d.toString())![1]!, admin: undefined, stderr: () => '', stop: async () => (child.kill(), null) }));
+});
+await phase('pass-through: 1 GiB', passthrough, () => download(passthrough.url, `${origin.url}/big.bin`), BIG, 1);
+await phase('pass-through: 4 KiB requests', passthrough, () => manySmall(passthrough.url), SMALL_COUNT * 4096, SMALL_COUNT);
+await passthrough.stop();
+
+const data = join(dir, 'data');
+const netlock = join(dir, 'bench.netlock.json');
+const rec = await startDaemon(['record', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env);
+await phase('record: 1 GiB', rec, () => download(rec.url, `${origin.url}/big.bin`), BIG, 1);
+await phase('record: 4 KiB requests', rec, () => manySmall(rec.url), SMALL_COUNT * 4096, SMALL_COUNT);
+await rec.stop('SIGTERM');
+
+const rep = await startDaemon(['replay', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env);
+await phase('replay: 1 GiB', rep, () => download(rep.url, `${origin.url}/big.bin`), BIG, 1);
+await phase('replay: 4 KiB requests', rep, () => manySmall(rep.url), SMALL_COUNT * 4096, SMALL_COUNT);
+const replayRss = await peakRssMb(rep.child.pid!);
+await rep.stop('SIGTERM');
+
+const overhead = results['record: 1 GiB']! / results['pass-through: 1 GiB']!;
+const replayMBs = BIG / MB / results['replay: 1 GiB']!;
+process.stdout.write(`\nrecord overhead on the big body: ${overhead.toFixed(2)}x pass-through (target <= 1.5x)\n`);
+process.stdout.write(`replay of the big body: ${replayMBs.toFixed(0)} MB/s (target >= 300), replay peak RSS ${replayRss.toFixed(0)} MB (target < 200)\n`);
+await origin.close();
+await new Agent().close();
+await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,41 @@
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', 'guest/dist/**', 'test/kubo/bin/**', '.tmp/**'] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-syntax': ['error', { selector: 'ExportDefaultDeclaration', message: 'Named exports only (style habit 3).' }],
+    },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+  },
+  // Tool config files must default-export; the named-exports rule is for the product's code.
+  { files: ['*.config.ts', '*.config.js'], rules: { 'no-restricted-syntax': 'off' } },
+  {
+    // Library code logs through the Logger; only entrypoints talk to the terminal.
+    files: ['src/**/*.ts', 'guest/**/*.ts', 'enclave/**/*.ts'],
+    ignores: ['src/cli.ts', 'guest/main.ts', 'enclave/main.ts'],
+    rules: { 'no-console': 'error' },
+  },
+  {
+    // The replay core is shared with the guest: no sockets, no file system, no network clients.
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['node:net', 'node:http', 'node:https', 'node:tls', 'node:fs', 'node:fs/promises', 'undici', 'kubo-rpc-client', 'hono'],
+      }],
+    },
+  },
+  {
+    files: ['guest/**/*.ts', 'enclave/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/*', '!**/src/protocol/**'], message: 'guest/ and enclave/ may import only src/protocol/**.' }] }],
+    },
+  },
+  {
+    files: ['test/**/*.ts'],
+    rules: { 'no-restricted-syntax': ['error', { selector: "CallExpression[callee.object.name=/^(it|describe|test)$/][callee.property.name=/^(only|skip)$/]", message: 'No focused or skipped tests.' }] },
+  },
+);

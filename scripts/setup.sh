@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, idempotently:
+#   Debian packages (the real clients and sandbox tools the tests drive), npm packages, and Kubo.
+# Usage: bash scripts/setup.sh        (as root, or with sudo for the apt step)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Command -> Debian package providing it.
+declare -A NEED=(
+  [curl]=curl [ip]=iproute2 [unshare]=util-linux [tar]=tar [openssl]=openssl [git]=git [gzip]=gzip
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("setup: Node >= 20.19 needed, found "+process.version); process.exit(1) }'
+echo "setup: npm ci"
+npm ci --no-audit --no-fund
+
+if [ -x test/kubo/kubo.sh ]; then
+  echo "setup: building Kubo (test/kubo/kubo.sh build)"
+  test/kubo/kubo.sh build
+fi
+echo "setup: done"

@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAdminApp } from '../../src/admin/app.ts';
+import { AdminServer } from '../../src/admin/server.ts';
+import { startTestOracle } from '../helpers/oracle.ts';
+import type { TestOracle } from '../helpers/oracle.ts';
+import { startOrigin } from '../helpers/origin.ts';
+import type { Origin } from '../helpers/origin.ts';
+import { tempDir } from '../helpers/run.ts';
+
+describe('admin API', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let origin: Origin;
+  let oracle: TestOracle;
+  let admin: string;
+
+  beforeAll(async () => {
+    dir = await tempDir('fo-admin-');
+    origin = await startOrigin();
+    origin.route('/pkg', (_q, r) => {
+      r.writeHead(200, { 'content-type': 'application/json' });
+      r.end('{"ok":true}');
+    });
+    oracle = await startTestOracle({ mode: 'record', dataDir: join(dir.path, 'data'), admin: { host: '127.0.0.1', port: 0 } });
+    const a = oracle.oracle.adminAddress()!;
+    admin = `http://127.0.0.1:${a.port}`;
+    await oracle.fetch(`${origin.url}/pkg`, { headers: { accept: 'application/json' } });
+    await oracle.fetch(`${origin.url}/pkg`, { headers: { accept: 'application/json' } });
+  });
+
+  afterAll(async () => {
+    await oracle.close();
+    await origin.close();
+    await dir.remove();
+  });
+
+  it('serves /healthz, /stats, /records?url= and /netlock of the run so far', async () => {
+    expect(await (await fetch(`${admin}/healthz`)).json()).toEqual({ ok: true });
+    const stats = (await (await fetch(`${admin}/stats`)).json()) as Record<string, number>;
+    expect(stats).toMatchObject({ mode: 'record', requests: 2, hits: 1, misses: 1, upstreamFetches: 1 });
+    expect(stats['bytesRecorded']).toBe(11);
+    const records = (await (await fetch(`${admin}/records?url=${encodeURIComponent(`${origin.url}/pkg`)}`)).json()) as {
+      records: Array<{ request: { method: string; headers: Record<string, string> }; response: { status: number; size: number; headers: string[][] } }>;
+    };
+    expect(records.records).toHaveLength(1);
+    expect(records.records[0]!.request).toMatchObject({ method: 'GET', headers: { accept: 'application/json' } });
+    expect(records.records[0]!.response).toMatchObject({ status: 200, size: 11 });
+    const netlock = (await (await fetch(`${admin}/netlock`)).json()) as { count: number; netlock: string };
+    expect(netlock.count).toBe(1);
+    expect(netlock.netlock).toMatch(/^bafy/);
+    const bad = await fetch(`${admin}/records`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'ORACLE_ERR_BAD_REQUEST' });
+  });
+
+  it('requires the bearer token when one is set, except for /healthz', async () => {
+    const app = createAdminApp({ stats: () => ({ n: 1 }), recordsForUrl: () => Promise.resolve([]), netlock: () => Promise.resolve({}), caPem: () => 'PEM', token: 'x'.repeat(32) });
+    expect((await app.request('/healthz')).status).toBe(200);
+    expect((await app.request('/stats')).status).toBe(401);
+    expect((await app.request('/stats', { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    expect(await (await app.request('/stats', { headers: { authorization: `Bearer ${'x'.repeat(32)}` } })).json()).toEqual({ n: 1 });
+  });
+
+  it('refuses to bind off loopback without a token', async () => {
+    const deps = { stats: () => ({}), recordsForUrl: () => Promise.resolve([]), netlock: () => Promise.resolve({}), caPem: () => '' };
+    await expect(AdminServer.start({ host: '0.0.0.0', port: 0 }, deps)).rejects.toMatchObject({ code: 'ORACLE_ERR_INVALID_CONFIG' });
+  });
+});

@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { importer } from 'ipfs-unixfs-importer';
+import { fixedSize } from 'ipfs-unixfs-importer/chunker';
+import { balanced } from 'ipfs-unixfs-importer/layout';
+import type { CID } from 'multiformats/cid';
+import { verifyingSource } from '../../src/protocol/blocks.ts';
+import { CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
+import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+describe('importBody', () => {
+  it('gives the unixfs-v1-2025 CIDs recorded in environment.md', async () => {
+    const store = new MemoryBlockStore();
+    const cid = async (s: string): Promise<string> => (await importBody([Buffer.from(s)], store)).cid.toString();
+    expect(await cid('0123456789')).toBe('bafkreiee3cmhp4guaqppw27zdilpajepf7kxhzvpaxaz7fv63opyql3yqi');
+    expect(await cid('hello world\n')).toBe('bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4');
+    expect(await cid('')).toBe('bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku');
+  });
+
+  it('keeps a body of exactly 1 MiB as one raw block and splits 1 MiB + 1 into a dag-pb root', async () => {
+    const store = new MemoryBlockStore();
+    const one = await importBody([randomBytes(CHUNK_BYTES)], store);
+    expect(one.cid.code).toBe(0x55);
+    const two = await importBody([randomBytes(CHUNK_BYTES + 1)], store);
+    expect(two.cid.code).toBe(0x70);
+    expect(two.size).toBe(CHUNK_BYTES + 1);
+  });
+});
+
+describe('readBody', () => {
+  it('reads whole bodies and every kind of range of a multi-level DAG', async () => {
+    // A small-chunked, narrow DAG (16-byte leaves, 3 links per node) has 4 levels for 1000 bytes.
+    const store = new MemoryBlockStore();
+    const data = randomBytes(1000);
+    let root: CID | undefined;
+    const blockstore = { put: async (c: CID, b: Uint8Array) => (await store.put(c, b), c) };
+    for await (const e of importer([{ content: [data] }], blockstore, { cidVersion: 1, rawLeaves: true, chunker: fixedSize({ chunkSize: 16 }), layout: balanced({ maxChildrenPerNode: 3 }) })) root = e.cid;
+    const source = verifyingSource(store);
+    expect((await collect(readBody(root!, source))).equals(data)).toBe(true);
+    for (const [offset, length] of [[0, 1], [15, 2], [16, 16], [999, 1], [123, 456], [0, 1000], [500, 10_000]] as const) {
+      const got = await collect(readBody(root!, source, { offset, length }));
+      expect(got.equals(data.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    }
+    expect((await collect(readBody(root!, source, { offset: 10, length: 0 }))).byteLength).toBe(0);
+  });
+
+  it('fails with BLOCK_CORRUPT on a tampered leaf and on a lying blockSizes', async () => {
+    const store = new MemoryBlockStore();
+    const body = await importBody([randomBytes(CHUNK_BYTES * 2 + 5)], store);
+    const leaf = store.cids().find((c) => c.startsWith('bafkrei'))!;
+    const tampered = new MemoryBlockStore();
+    for (const c of store.cids()) {
+      const { CID } = await import('multiformats/cid');
+      const bytes = await store.get(CID.parse(c));
+      await tampered.put(CID.parse(c), c === leaf ? bytes.slice(1) : bytes);
+    }
+    await expect(collect(readBody(body.cid, verifyingSource(tampered)))).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_CORRUPT' });
+  });
+
+  it('honours an aborted signal', async () => {
+    const store = new MemoryBlockStore();
+    const body = await importBody([Buffer.from('x')], store);
+    await expect(collect(readBody(body.cid, store, { signal: AbortSignal.abort() }))).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+  });
+});
