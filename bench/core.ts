@@ -6,9 +6,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Agent, ProxyAgent, request } from 'undici';
-import { startOrigin } from '../test/helpers/origin.ts';
-import { CLI, startDaemon } from '../test/helpers/run.ts';
+import { ProxyAgent, request } from 'undici';
+import { CLI, run, startDaemon } from '../test/helpers/run.ts';
 import type { Daemon } from '../test/helpers/run.ts';
 
 const { values } = parseArgs({ options: { 'big-mib': { type: 'string', default: '1024' }, small: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '16' } } });
@@ -18,24 +17,22 @@ const CONCURRENCY = Number(values.concurrency);
 const MB = 1e6;
 
 const dir = await mkdtemp(join(tmpdir(), 'fo-bench-'));
-const origin = await startOrigin();
-const block = Buffer.alloc(1024 * 1024);
-for (let i = 0; i < block.length; i++) block[i] = (i * 2654435761) >>> 24;
-origin.route('/big.bin', async (_q, res) => {
-  res.writeHead(200, { 'content-length': String(BIG), 'content-type': 'application/octet-stream' });
-  for (let sent = 0; sent < BIG; sent += block.length) {
-    // Vary each MiB so the store cannot deduplicate leaves.
-    block.writeUInt32BE(sent / block.length, 0);
-    const chunk = block.subarray(0, Math.min(block.length, BIG - sent));
-    if (!res.write(Buffer.from(chunk))) await new Promise((r) => res.once('drain', r));
-  }
-  res.end();
-});
-const small = Buffer.alloc(4096, 7);
-origin.route('/small', (_q, res) => {
-  res.writeHead(200, { 'content-length': '4096' });
-  res.end(small);
-});
+const RUN_TS = join(CLI, '..', 'run-ts.js');
+
+/** Starts a helper script in its own process and waits for its `listening` line. */
+function startScript(script: string, args: string[]): Promise<Daemon> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [RUN_TS, join(import.meta.dirname, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.once('data', (d: Buffer) =>
+      resolve({ child, url: /listening (\S+)/.exec(d.toString())![1]!, admin: undefined, stderr: () => '', stop: async () => (child.kill(), null) }),
+    );
+  });
+}
+
+// The origin runs in its own process and the big body is fetched by curl, so that neither competes with
+// the proxy under test inside one Node process.
+const originProc = await startScript('origin-server.ts', [String(BIG)]);
+const origin = { url: originProc.url };
 
 async function peakRssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -44,10 +41,8 @@ async function peakRssMb(pid: number): Promise<number> {
 
 async function download(proxy: string, url: string): Promise<number> {
   const t = performance.now();
-  const res = await request(url, { dispatcher: new ProxyAgent({ uri: proxy, proxyTunnel: false }) });
-  let n = 0;
-  for await (const c of res.body) n += (c as Buffer).byteLength;
-  if (n !== BIG) throw new Error(`got ${n} of ${BIG} bytes`);
+  const r = await run('curl', ['-sS', '--noproxy', '', '-x', proxy, '-o', '/dev/null', '-w', '%{size_download}', url]);
+  if (r.code !== 0 || Number(r.stdout) !== BIG) throw new Error(`curl got ${r.stdout} of ${BIG} bytes: ${r.stderr}`);
   return (performance.now() - t) / 1000;
 }
 
@@ -84,10 +79,7 @@ process.stdout.write(`fetch-oracle benchmark: ${SMALL_COUNT} x 4 KiB (concurrenc
 const env = { PATH: process.env['PATH'] ?? '', HOME: dir };
 
 // Baseline: plain pass-through proxy (its own process, like the oracle).
-const passthrough = await new Promise<Daemon>((resolve) => {
-  const child = spawn(process.execPath, [join(CLI, '..', 'run-ts.js'), join(import.meta.dirname, 'passthrough-proxy.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  child.stdout.once('data', (d: Buffer) => resolve({ child, url: /listening (\S+)/.exec(d.toString())![1]!, admin: undefined, stderr: () => '', stop: async () => (child.kill(), null) }));
-});
+const passthrough = await startScript('passthrough-proxy.ts', []);
 await phase('pass-through: 1 GiB', passthrough, () => download(passthrough.url, `${origin.url}/big.bin`), BIG, 1);
 await phase('pass-through: 4 KiB requests', passthrough, () => manySmall(passthrough.url), SMALL_COUNT * 4096, SMALL_COUNT);
 await passthrough.stop();
@@ -109,6 +101,5 @@ const overhead = results['record: 1 GiB']! / results['pass-through: 1 GiB']!;
 const replayMBs = BIG / MB / results['replay: 1 GiB']!;
 process.stdout.write(`\nrecord overhead on the big body: ${overhead.toFixed(2)}x pass-through (target <= 1.5x)\n`);
 process.stdout.write(`replay of the big body: ${replayMBs.toFixed(0)} MB/s (target >= 300), replay peak RSS ${replayRss.toFixed(0)} MB (target < 200)\n`);
-await origin.close();
-await new Agent().close();
+await originProc.stop();
 await rm(dir, { recursive: true, force: true });

@@ -250,7 +250,17 @@ function optionalBytes(value: unknown, name: string, minLength: number): Uint8Ar
  * payload field types and sizes). Does NOT verify any signature: use verifyAttestation for that.
  */
 export function decodeAttestation(bytes: Uint8Array): AttestationDocument {
-  return decodeCoseSign1(bytes).document;
+  try {
+    return decodeCoseSign1(bytes).document;
+  } catch (error) {
+    throw asAttestationError(error);
+  }
+}
+
+/** Safety net: every failure surfaces as an AttestationError (the original error is kept as `cause`). */
+function asAttestationError(error: unknown): AttestationError {
+  if (error instanceof AttestationError) return error;
+  return malformed(`attestation document could not be processed: ${(error as Error)?.message ?? String(error)}`, error);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -521,9 +531,7 @@ export async function verifyAttestation(bytes: Uint8Array, options: VerifyAttest
   try {
     return verifyAttestationSync(bytes, options);
   } catch (error) {
-    if (error instanceof AttestationError) throw error;
-    // Safety net: every failure surfaces as an AttestationError (the original error is kept as `cause`).
-    throw malformed(`attestation document could not be verified: ${(error as Error).message}`, error);
+    throw asAttestationError(error);
   }
 }
 

@@ -19,6 +19,7 @@ import { FsBlockStore } from '../store/fs-block-store.ts';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
+import { DigestWorker } from './digest-worker.ts';
 import { RecordMode } from './record-mode.ts';
 import { ReplayMode } from './replay-mode.ts';
 import { RunSet } from './run-set.ts';
@@ -53,6 +54,7 @@ export class Oracle {
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
   #fetcher: Fetcher | undefined;
+  #digests: DigestWorker | undefined;
   #run: RunSet | undefined;
   #replay: ReplayMode | undefined;
   #index: FsRecordIndex | undefined;
@@ -94,7 +96,17 @@ export class Oracle {
         }
         if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, journal.path);
       }
-      handler = new RecordMode({ store: this.store, index: this.#index, signer, fetcher: this.#fetcher, run: this.#run, stats: this.stats, logger: logger.child('record') });
+      this.#digests = new DigestWorker();
+      handler = new RecordMode({
+        store: this.store,
+        index: this.#index,
+        signer,
+        fetcher: this.#fetcher,
+        run: this.#run,
+        digests: this.#digests,
+        stats: this.stats,
+        logger: logger.child('record'),
+      });
     } else {
       const { root } = await readNetlockRoot(init.netlockPath!);
       const netlock = new NetlockReader(root, verifyingSource(this.store));
@@ -162,6 +174,7 @@ export class Oracle {
       await this.#proxy?.close();
       await this.#fetcher?.close();
       await this.#index?.close();
+      await this.#digests?.close();
       if (this.#run !== undefined && this.init.netlockPath !== undefined) {
         const file = await this.#run.write(this.init.netlockPath, this.store);
         this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);

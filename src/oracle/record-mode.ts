@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, TruncatedBodyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -15,6 +14,7 @@ import type { FsBlockStore } from '../store/fs-block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { Exchange, ExchangeHandler } from './exchange.ts';
 import { drained, readExchange, sendError, sendPlan } from './exchange.ts';
+import type { DigestWorker } from './digest-worker.ts';
 import type { RunSet } from './run-set.ts';
 import type { OracleStats } from './stats.ts';
 
@@ -27,6 +27,7 @@ export interface RecordModeInit {
   signer: Signer;
   fetcher: Fetcher;
   run: RunSet;
+  digests: DigestWorker;
   stats: OracleStats;
   logger: Logger;
 }
@@ -182,8 +183,7 @@ export class RecordMode implements ExchangeHandler {
       const head = declared === undefined && !noBody ? plan.headers.filter(([n]) => n !== 'content-length') : plan.headers;
       client.writeHead(upstream.status, head.flat());
     }
-    const sha256 = createHash('sha256');
-    const sha512 = createHash('sha512');
+    const digest = this.#init.digests.begin();
     // The client gets each chunk as it arrives, except the newest one, held back until the record is
     // persisted: a client never sees a complete body that was not recorded.
     let held: Uint8Array | undefined;
@@ -196,8 +196,7 @@ export class RecordMode implements ExchangeHandler {
       for await (const chunk of upstream.body) {
         const bytes = chunk as Uint8Array;
         received += bytes.byteLength;
-        sha256.update(bytes);
-        sha512.update(bytes);
+        await digest.update(bytes);
         if (held !== undefined) await toClient(held);
         held = bytes;
         yield bytes;
@@ -212,17 +211,19 @@ export class RecordMode implements ExchangeHandler {
       }
     } catch (err) {
       upstream.body.destroy();
+      digest.abandon();
       if (abort.signal.aborted) throw new TruncatedBodyError(`Client went away during ${ex.key.method} ${ex.key.url}; nothing recorded`);
       throw new TruncatedBodyError(`Upstream body of ${ex.key.method} ${ex.key.url} failed after ${received} bytes; nothing recorded: ${(err as Error).message}`, { cause: err });
     } finally {
       client?.off('close', onClientGone);
     }
     if (!noBody && declared !== undefined && Number(declared) !== received) {
+      digest.abandon();
       throw new TruncatedBodyError(`Upstream sent ${received} of ${declared} bytes for ${ex.key.method} ${ex.key.url}; nothing recorded`);
     }
     const record: FetchRecord = {
       ...draft,
-      response: { ...draft.response, body, size: noBody ? Number(declared ?? 0) : received, sha256: new Uint8Array(sha256.digest()), sha512: new Uint8Array(sha512.digest()) },
+      response: { ...draft.response, body, size: noBody ? Number(declared ?? 0) : received, ...(await digest.digest()) },
     };
     const block = await encodeRecord(record);
     await store.put(block.cid, block.bytes);

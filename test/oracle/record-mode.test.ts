@@ -116,6 +116,26 @@ describe('RecordMode', () => {
     expect(origin.hits.get('/reset')).toBe(2);
   });
 
+  it('records nothing when the only client hangs up mid-body, and fetches again for the next one', async () => {
+    origin.route('/slow-big', async (_req, res) => {
+      res.writeHead(200, { 'content-length': String(4 * 1024 * 1024) });
+      for (let i = 0; i < 64; i++) {
+        if (res.destroyed) return;
+        res.write(Buffer.alloc(64 * 1024, i));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      res.end();
+    });
+    const gaveUp = await oracle.curl(['-o', '/dev/null', '--max-time', '0.5', `${origin.url}/slow-big`]);
+    expect(gaveUp.code).toBe(28); // curl: operation timed out
+    await new Promise((r) => setTimeout(r, 300));
+    expect(oracle.oracle.stats.bytesRecorded).toBe(0);
+    const full = await oracle.curl(['-o', '/dev/null', '-w', '%{size_download}', `${origin.url}/slow-big`]);
+    expect(full.stdout).toBe(String(4 * 1024 * 1024));
+    expect(origin.hits.get('/slow-big')).toBe(2);
+    expect(oracle.oracle.stats.bytesRecorded).toBe(4 * 1024 * 1024);
+  });
+
   it('answers an unreachable origin with a 502 naming the fault and keeps serving', async () => {
     const r = await oracle.curl(['-i', 'http://127.0.0.1:1/nothing-here']);
     expect(r.stdout).toMatch(/^HTTP\/1.1 502/);

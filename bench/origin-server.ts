@@ -1,0 +1,29 @@
+// A benchmark origin in its own process: GET /big.bin (BIG bytes, each MiB distinct) and GET /small (4 KiB).
+// Usage: node bin/run-ts.js bench/origin-server.ts BYTES   → prints `listening http://127.0.0.1:PORT`
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const BIG = Number(process.argv[2] ?? 1024 * 1024 * 1024);
+const block = Buffer.alloc(1024 * 1024);
+for (let i = 0; i < block.length; i++) block[i] = (i * 2654435761) >>> 24;
+const small = Buffer.alloc(4096, 7);
+
+const server = createServer(async (req, res) => {
+  if (req.url?.startsWith('/small')) {
+    res.writeHead(200, { 'content-length': '4096', 'content-type': 'application/octet-stream' });
+    res.end(small);
+    return;
+  }
+  res.writeHead(200, { 'content-length': String(BIG), 'content-type': 'application/octet-stream' });
+  for (let sent = 0; sent < BIG; sent += block.length) {
+    // Vary each MiB so the store cannot deduplicate leaves.
+    const chunk = Buffer.from(block.subarray(0, Math.min(block.length, BIG - sent)));
+    if (chunk.length >= 4) chunk.writeUInt32BE(sent / block.length, 0);
+    if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+  }
+  res.end();
+});
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`listening http://127.0.0.1:${(server.address() as AddressInfo).port}\n`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
