@@ -98,11 +98,18 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     res.end();
     return;
   }
+  const verified = verifyingSource(source);
   try {
-    for await (const chunk of readBody(plan.body.cid, verifyingSource(source), { offset: plan.body.offset, length: plan.body.length })) {
-      if (res.destroyed) return;
-      stats.bytesServed += chunk.byteLength;
-      if (!res.write(chunk)) await drained(res);
+    for (const part of plan.body.parts) {
+      if ('text' in part) {
+        if (!res.write(part.text)) await drained(res);
+        continue;
+      }
+      for await (const chunk of readBody(plan.body.cid, verified, { offset: part.offset, length: part.length })) {
+        if (res.destroyed) return;
+        stats.bytesServed += chunk.byteLength;
+        if (!res.write(chunk)) await drained(res);
+      }
     }
     res.end();
   } catch (err) {

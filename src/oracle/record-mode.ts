@@ -6,6 +6,7 @@ import { recordableResponseHeaders } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
+import { withMethod } from '../protocol/request-key.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { FsRecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../records/netlock-file.ts';
@@ -62,7 +63,8 @@ export class RecordMode implements ExchangeHandler {
       return;
     }
     try {
-      const known = await this.#loadKnown(ex.key.id);
+      // HEAD is answered from a recorded GET of the same URL and variant when there is one.
+      const known = (await this.#loadKnown(ex.key.id)) ?? (ex.key.method === 'HEAD' ? await this.#loadKnown(withMethod(ex.key, 'GET').id) : undefined);
       if (known !== undefined) {
         stats.hits++;
         await this.#serveEntry(ex, known);

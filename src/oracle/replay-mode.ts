@@ -8,6 +8,7 @@ import type { NetlockReader } from '../protocol/netlock.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
+import { withMethod } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { assertTrustedKey, verifyRecordSignature } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
@@ -64,7 +65,14 @@ export class ReplayMode implements ExchangeHandler {
     stats.requests++;
     try {
       const ex = await readExchange(req, res, url);
-      const { entry, nearby } = await netlock.lookup(ex.key.id);
+      let key = ex.key;
+      let { entry, nearby } = await netlock.lookup(key.id);
+      if (entry === undefined && key.method === 'HEAD') {
+        // HEAD is answered from a recorded GET of the same URL and variant.
+        const get = withMethod(key, 'GET');
+        const found = await netlock.lookup(get.id);
+        if (found.entry !== undefined) ({ entry, key } = { entry: found.entry, key: get });
+      }
       if (entry === undefined) {
         stats.misses++;
         const why = explainMiss(ex.key, nearby, netlock.root.toString());
@@ -78,7 +86,7 @@ export class ReplayMode implements ExchangeHandler {
         sendError(res, MISS_STATUS, new ReplayMissError(why.text), { 'x-fetch-oracle-miss': '1' });
         return;
       }
-      const record = await loadVerifiedRecord(entry.signed, ex.key, source, trusted);
+      const record = await loadVerifiedRecord(entry.signed, key, source, trusted);
       stats.hits++;
       this.used.add(entry.key);
       await sendPlan(res, planResponse(record, { method: ex.key.method, headers: req.headers }), source, stats, logger);

@@ -1,14 +1,22 @@
 import type { CID } from 'multiformats/cid';
 import type { HeaderBag } from './request-key.ts';
 import type { FetchRecord } from './record.ts';
+import { toHex } from './signature.ts';
+
+/** One piece of a planned body: literal bytes (multipart framing) or a slice of the recorded body. */
+export type BodyPart = { readonly text: string } | { readonly offset: number; readonly length: number };
 
 /** What to send for a request answered from a record: computed the same way in host and guest. */
 export interface ResponsePlan {
   readonly status: number;
   readonly headers: Array<[string, string]>;
-  /** Bytes of the recorded body to send (a slice for a 206), or null for no body. */
-  readonly body: { readonly cid: CID; readonly offset: number; readonly length: number } | null;
+  /** The recorded body's CID and the parts to send in order, or null for no body. */
+  readonly body: { readonly cid: CID; readonly parts: readonly BodyPart[] } | null;
 }
+
+/** More ranges than this in one request are ignored (the whole body is sent): RFC 9110 §14.2 lets a server
+ * ignore a Range header, and many small or overlapping ranges are a known denial-of-service pattern. */
+export const MAX_RANGES = 64;
 
 function single(headers: HeaderBag, name: string): string | undefined {
   const v = headers[name];
@@ -26,35 +34,63 @@ function setHeader(list: Array<[string, string]>, name: string, value: string): 
   else list.push([name, value]);
 }
 
-/** Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` for one range; undefined when absent or not a single byte range. */
-export function parseSingleRange(value: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
-  if (value === undefined) return undefined;
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(value);
-  if (m === null) return undefined; // multiple ranges or another unit: ignore the header (RFC 9110 §14.2)
-  const [, a = '', b = ''] = m;
-  if (a === '' && b === '') return undefined;
-  if (a === '') {
-    const n = Number(b);
-    if (n === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(a);
-  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
-  if (b !== '' && Number(b) < start) return undefined; // invalid range: ignore
-  if (start >= size) return 'unsatisfiable';
-  return { start, end };
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
 }
 
-function etagMatches(ifNoneMatch: string, etag: string): boolean {
-  const weak = (t: string): string => t.trim().replace(/^W\//, '');
-  if (ifNoneMatch.trim() === '*') return true;
-  return ifNoneMatch.split(',').some((t) => weak(t) === weak(etag));
+/**
+ * Parses a `Range` header against a body of `size` bytes (RFC 9110 §14.1.2): `a-b`, `a-`, `-n`, lists of
+ * them. Returns undefined to ignore the header (absent, another unit, malformed, too many or overlapping
+ * ranges), 'unsatisfiable' when no range overlaps the body, else the satisfiable ranges in request order.
+ */
+export function parseRange(value: string | undefined, size: number): ByteRange[] | 'unsatisfiable' | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*bytes\s*=\s*(.+)$/i.exec(value);
+  if (m === null) return undefined;
+  const specs = m[1]!.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (specs.length === 0 || specs.length > MAX_RANGES) return undefined;
+  const ranges: ByteRange[] = [];
+  for (const spec of specs) {
+    const r = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+    if (r === null) return undefined;
+    const [, a = '', b = ''] = r;
+    if (a === '' && b === '') return undefined;
+    if (a.length > 15 || b.length > 15) return undefined; // beyond safe integers: absurd
+    if (a === '') {
+      const n = Number(b);
+      if (n > 0 && size > 0) ranges.push({ start: Math.max(0, size - n), end: size - 1 });
+      continue;
+    }
+    const start = Number(a);
+    if (b !== '' && Number(b) < start) return undefined; // invalid: ignore the whole header
+    if (start >= size) continue; // unsatisfiable alone; others may still be satisfiable
+    ranges.push({ start, end: b === '' ? size - 1 : Math.min(Number(b), size - 1) });
+  }
+  if (ranges.length === 0) return 'unsatisfiable';
+  const sorted = [...ranges].sort((x, y) => x.start - y.start);
+  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.start <= sorted[i - 1]!.end) return undefined; // overlapping
+  return ranges;
+}
+
+function etagMatches(list: string, etag: string, weakCompare: boolean): boolean {
+  const norm = (t: string): string => (weakCompare ? t.trim().replace(/^W\//, '') : t.trim());
+  if (list.trim() === '*') return true;
+  return list.split(',').some((t) => norm(t) === norm(etag));
+}
+
+function httpDate(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const t = Date.parse(value);
+  return Number.isNaN(t) ? undefined : t;
 }
 
 /**
  * The deterministic response for `request` from `record` (design §5): recorded status and headers in
- * recorded order, `Date` = `fetchedAt`, exact body bytes; HEAD, a single `Range` (with `If-Range`) and
- * `If-None-Match` / `If-Modified-Since` are answered from the recorded full response.
+ * recorded order, `Date` = `fetchedAt`, exact body bytes. HEAD, `Range` (single → 206, several →
+ * multipart/byteranges, none satisfiable → 416) with `If-Range`, and `If-None-Match` / `If-Modified-Since`
+ * (→ 304) are answered from the recorded full response.
  */
 export function planResponse(record: FetchRecord, request: { method: string; headers: HeaderBag }): ResponsePlan {
   const res = record.response;
@@ -65,33 +101,58 @@ export function planResponse(record: FetchRecord, request: { method: string; hea
   if (!recordedHead && res.status !== 204 && res.status !== 304 && !(res.status >= 100 && res.status < 200)) {
     setHeader(headers, 'content-length', String(res.size));
   }
-  const full = { status: res.status, headers, body: isHead || bodyCid === null ? null : { cid: bodyCid, offset: 0, length: res.size } };
+  const whole: BodyPart[] = res.size === 0 ? [] : [{ offset: 0, length: res.size }];
+  const full: ResponsePlan = { status: res.status, headers, body: isHead || bodyCid === null ? null : { cid: bodyCid, parts: whole } };
   if (res.status !== 200 || bodyCid === null || recordedHead) return full;
 
   const etag = header(res.headers, 'etag');
   const lastModified = header(res.headers, 'last-modified');
   const inm = single(request.headers, 'if-none-match');
-  const ims = single(request.headers, 'if-modified-since');
-  const notModified =
-    inm !== undefined
-      ? etag !== undefined && etagMatches(inm, etag)
-      : ims !== undefined && lastModified !== undefined && Date.parse(lastModified) <= Date.parse(ims);
+  const ims = httpDate(single(request.headers, 'if-modified-since'));
+  const lm = httpDate(lastModified);
+  // RFC 9110 §13.2.2: If-None-Match (weak comparison) takes precedence over If-Modified-Since.
+  const notModified = inm !== undefined ? etag !== undefined && etagMatches(inm, etag, true) : ims !== undefined && lm !== undefined && lm <= ims;
   if (notModified) {
     // RFC 9110 §15.4.5: a 304 carries the validators, no body and no content-length.
     return { status: 304, headers: headers.filter(([n]) => n !== 'content-length'), body: null };
   }
 
-  const range = parseSingleRange(single(request.headers, 'range'), res.size);
-  if (range === undefined) return full;
+  const ranges = parseRange(single(request.headers, 'range'), res.size);
+  if (ranges === undefined) return full;
   const ifRange = single(request.headers, 'if-range');
-  if (ifRange !== undefined && ifRange !== etag && ifRange !== lastModified) return full; // RFC 9110 §13.1.5
-  if (range === 'unsatisfiable') {
-    const h = headers.filter(([n]) => n !== 'content-length');
+  if (ifRange !== undefined) {
+    // RFC 9110 §13.1.5: an entity-tag must match strongly; a date must equal Last-Modified exactly.
+    const ok = ifRange.trim().startsWith('"') || ifRange.trim().startsWith('W/')
+      ? etag !== undefined && !etag.startsWith('W/') && ifRange.trim() === etag
+      : lm !== undefined && httpDate(ifRange) === lm;
+    if (!ok) return full;
+  }
+  if (ranges === 'unsatisfiable') {
+    const h = headers.filter(([n]) => n !== 'content-length' && n !== 'content-encoding');
     h.push(['content-range', `bytes */${res.size}`], ['content-length', '0']);
     return { status: 416, headers: h, body: null };
   }
-  const length = range.end - range.start + 1;
-  setHeader(headers, 'content-length', String(length));
-  setHeader(headers, 'content-range', `bytes ${range.start}-${range.end}/${res.size}`);
-  return { status: 206, headers, body: isHead ? null : { cid: bodyCid, offset: range.start, length } };
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    setHeader(headers, 'content-length', String(r.end - r.start + 1));
+    setHeader(headers, 'content-range', `bytes ${r.start}-${r.end}/${res.size}`);
+    return { status: 206, headers, body: isHead ? null : { cid: bodyCid, parts: [{ offset: r.start, length: r.end - r.start + 1 }] } };
+  }
+  // multipart/byteranges (RFC 9110 §14.6) with a boundary derived from the body digest: deterministic.
+  const boundary = `fetch-oracle-${toHex(res.sha256).slice(0, 24)}`;
+  const type = header(res.headers, 'content-type');
+  const parts: BodyPart[] = [];
+  let length = 0;
+  ranges.forEach((r, i) => {
+    const head = `${i === 0 ? '' : '\r\n'}--${boundary}\r\n${type === undefined ? '' : `content-type: ${type}\r\n`}content-range: bytes ${r.start}-${r.end}/${res.size}\r\n\r\n`;
+    parts.push({ text: head }, { offset: r.start, length: r.end - r.start + 1 });
+    length += Buffer.byteLength(head) + r.end - r.start + 1;
+  });
+  const tail = `\r\n--${boundary}--\r\n`;
+  parts.push({ text: tail });
+  length += Buffer.byteLength(tail);
+  const h = headers.filter(([n]) => n !== 'content-type');
+  setHeader(h, 'content-length', String(length));
+  h.push(['content-type', `multipart/byteranges; boundary=${boundary}`]);
+  return { status: 206, headers: h, body: isHead ? null : { cid: bodyCid, parts } };
 }

@@ -107,3 +107,8 @@ export function parseKeyId(id: string): { url: string; method: string; variant: 
   const body = lines[2 + VARIANT_HEADERS.length] ?? 'body=';
   return { url: lines[0] ?? '', method: lines[1] ?? '', variant, bodyDigest: body.slice('body='.length) };
 }
+
+/** The same request with another method (HEAD is answered from a recorded GET). */
+export function withMethod(key: RequestKey, method: string): RequestKey {
+  return { ...key, method, id: keyId(method, key.url, key.variant, key.bodyDigest) };
+}

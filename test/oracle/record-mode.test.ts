@@ -57,6 +57,24 @@ describe('RecordMode', () => {
     expect(oracle.oracle.stats.hits).toBe(2);
   });
 
+  it('answers curl ranges, multipart ranges, HEAD and conditional requests from the one recorded body', async () => {
+    // The first request is ranged: the whole body is recorded once, the client gets its range.
+    const first = await oracle.curl(['-s', '-r', '0-4', '-w', ' %{http_code}', `${origin.url}/hello`]);
+    expect(first.stdout).toBe('hello 206');
+    expect(origin.requests.at(-1)?.headers.range).toBeUndefined();
+    const multi = await oracle.curl(['-s', '-i', '-r', '0-1,6-10', `${origin.url}/hello`]);
+    expect(multi.stdout).toMatch(/^HTTP\/1.1 206/);
+    expect(multi.stdout).toMatch(/content-type: multipart\/byteranges; boundary=fetch-oracle-/);
+    expect(multi.stdout).toContain('content-range: bytes 6-10/12\r\n\r\nworld');
+    const head = await oracle.curl(['-s', '-I', `${origin.url}/hello`]);
+    expect(head.stdout).toMatch(/content-length: 12/);
+    const conditional = await oracle.curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'If-None-Match: "v1"', `${origin.url}/hello`]);
+    expect(conditional.stdout).toBe('304');
+    const unsat = await oracle.curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', '-r', '100-200', `${origin.url}/hello`]);
+    expect(unsat.stdout).toBe('416');
+    expect(origin.hits.get('/hello')).toBe(1); // HEAD, ranges and conditionals all came from the one GET
+  });
+
   it('coalesces concurrent identical misses into one upstream fetch', async () => {
     origin.route('/slow', async (_req, res) => {
       await new Promise((r) => setTimeout(r, 300));
