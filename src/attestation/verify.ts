@@ -443,7 +443,7 @@ function checkValidity(cert: ChainCert, at: Date): void {
 function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Date): KeyObject {
   const { cabundle } = document;
   const first = cabundle[0];
-  if (first === undefined || !bytesEqual(first, rootDer)) {
+  if (first === undefined) {
     const rootIndex = cabundle.findIndex((c) => bytesEqual(c, rootDer));
     if (rootIndex > 0) {
       throw new AttestationError(

@@ -66,12 +66,17 @@ export class ReplayMode implements ExchangeHandler {
     try {
       const ex = await readExchange(req, res, url);
       let key = ex.key;
-      let { entry, nearby } = await netlock.lookup(key.id);
+      const looked = await netlock.lookup(key.id);
+      const nearby = looked.nearby;
+      let entry = looked.entry;
       if (entry === undefined && key.method === 'HEAD') {
         // HEAD is answered from a recorded GET of the same URL and variant.
         const get = withMethod(key, 'GET');
         const found = await netlock.lookup(get.id);
-        if (found.entry !== undefined) ({ entry, key } = { entry: found.entry, key: get });
+        if (found.entry !== undefined) {
+          entry = found.entry;
+          key = get;
+        }
       }
       if (entry === undefined) {
         stats.misses++;
