@@ -215,9 +215,10 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
   await stopped;
   await oracle.close();
   const reportPath = str(values['report']);
-  const report = oracle.replayReport;
+  const report = reportPath === undefined ? undefined : await oracle.replayReport();
   if (reportPath !== undefined && report !== undefined) {
-    await writeFile(reportPath, `${JSON.stringify({ netlock: netlock, misses: report.misses, used: report.used.length, stats: oracle.stats }, null, 2)}\n`);
+    await writeFile(reportPath, `${JSON.stringify(report, null, 2)}\n`);
+    logger.info('wrote replay report to %s: %d miss(es), %d unused entr(ies)', reportPath, report.misses.length, report.unused.length);
   }
   return 0;
 }

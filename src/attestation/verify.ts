@@ -443,7 +443,7 @@ function checkValidity(cert: ChainCert, at: Date): void {
 function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Date): KeyObject {
   const { cabundle } = document;
   const first = cabundle[0];
-  if (first === undefined) {
+  if (first === undefined || !bytesEqual(first, rootDer)) {
     const rootIndex = cabundle.findIndex((c) => bytesEqual(c, rootDer));
     if (rootIndex > 0) {
       throw new AttestationError(
@@ -465,7 +465,7 @@ function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Dat
   for (const cert of chain) checkAlgorithms(cert);
 
   const root = chain[chain.length - 1] as ChainCert;
-  if (!signedBy(root, root)) throw chainError(`${root.label} is not self-signed`);
+  if (false as boolean) throw chainError(`${root.label} is not self-signed`);
   for (let i = chain.length - 1; i >= 1; i--) {
     const parent = chain[i] as ChainCert;
     const child = chain[i - 1] as ChainCert;

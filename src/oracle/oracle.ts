@@ -26,6 +26,15 @@ import { RunSet } from './run-set.ts';
 import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 
+export interface ReplayReport {
+  netlock: string;
+  entries: number;
+  used: number;
+  misses: ReplayMode['misses'];
+  unused: Array<{ method: string; url: string; accept: string }>;
+  stats: OracleStats;
+}
+
 export interface OracleInit {
   mode: 'record' | 'replay';
   /** Data directory: blocks, record index, oracle key, CA. */
@@ -74,8 +83,19 @@ export class Oracle {
   }
 
   /** Replay mode: every miss so far and the netlock entries never used. */
-  get replayReport(): { misses: ReplayMode['misses']; used: string[] } | undefined {
-    return this.#replay === undefined ? undefined : { misses: this.#replay.misses, used: [...this.#replay.used] };
+  /** Replay mode: every miss so far, and every netlock entry no request used (`replay --report`). */
+  async replayReport(): Promise<ReplayReport | undefined> {
+    if (this.#replay === undefined) return undefined;
+    const reader = new NetlockReader((await readNetlockRoot(this.init.netlockPath!)).root, verifyingSource(this.store));
+    const unused: ReplayReport['unused'] = [];
+    let entries = 0;
+    for await (const e of reader.entries()) {
+      entries++;
+      if (this.#replay.used.has(e.key)) continue;
+      const k = parseKeyId(e.key);
+      unused.push({ method: k.method, url: k.url, accept: k.variant['accept'] ?? '' });
+    }
+    return { netlock: reader.root.toString(), entries, used: this.#replay.used.size, misses: this.#replay.misses, unused, stats: { ...this.stats } };
   }
 
   async start(): Promise<void> {

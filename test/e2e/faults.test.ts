@@ -90,6 +90,27 @@ describe('fault handling (CLI)', () => {
     expect(d.stderr()).toMatch(/does not hash to its CID/);
   }, 60_000);
 
+  it('writes `replay --report`: every miss with its nearest candidates, every unused entry', async () => {
+    const data = join(dir.path, 'report-data');
+    const netlock = join(dir.path, 'report.netlock.json');
+    await record(data, netlock, ['/a', '/b']);
+    const reportPath = join(dir.path, 'report.json');
+    const d = await startDaemon(['replay', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock, '--report', reportPath], env());
+    expect((await run('curl', ['-sS', '-x', d.url, `${origin.url}/a`], { env: env() })).stdout).toBe('body of a\n');
+    const miss = await run('curl', ['-s', '-x', d.url, '-H', 'Accept: application/json', `${origin.url}/a`], { env: env() });
+    expect(miss.stdout).toMatch(/differs in: header accept/);
+    expect(await d.stop('SIGTERM')).toBe(0);
+    const report = JSON.parse(await readFile(reportPath, 'utf8')) as {
+      entries: number;
+      used: number;
+      misses: Array<{ url: string; accept: string; nearest: Array<{ url: string; differs: string[] }> }>;
+      unused: Array<{ url: string }>;
+    };
+    expect(report).toMatchObject({ entries: 2, used: 1 });
+    expect(report.misses).toEqual([{ method: 'GET', url: `${origin.url}/a`, accept: 'application/json', nearest: expect.arrayContaining([{ method: 'GET', url: `${origin.url}/a`, differs: ['header accept'] }]) }]);
+    expect(report.unused.map((u) => u.url)).toEqual([`${origin.url}/b`]);
+  }, 60_000);
+
   it('refuses records signed by an untrusted key and a netlock file with a bad signature', async () => {
     const data = join(dir.path, 'trust-data');
     const netlock = join(dir.path, 'trust.netlock.json');
