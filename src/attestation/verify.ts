@@ -465,7 +465,7 @@ function verifyChain(document: AttestationDocument, rootDer: Uint8Array, at: Dat
   for (const cert of chain) checkAlgorithms(cert);
 
   const root = chain[chain.length - 1] as ChainCert;
-  if (false as boolean) throw chainError(`${root.label} is not self-signed`);
+  if (!signedBy(root, root)) throw chainError(`${root.label} is not self-signed`);
   for (let i = chain.length - 1; i >= 1; i--) {
     const parent = chain[i] as ChainCert;
     const child = chain[i - 1] as ChainCert;

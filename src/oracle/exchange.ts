@@ -21,7 +21,7 @@ export const MAX_URL_BYTES = 32 * 1024;
 export interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  /** Absolute URL the client asked for. */
+  /** Absolute URL as the client sent it (credentials included): what the upstream fetch uses. */
   readonly url: string;
   readonly headers: HeaderList;
   readonly body: Uint8Array | undefined;
@@ -54,7 +54,7 @@ export async function readExchange(req: IncomingMessage, res: ServerResponse, ur
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const bodyDigest = hasBody ? `sha256:${createHash('sha256').update(body ?? new Uint8Array()).digest('hex')}` : undefined;
   const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest });
-  return { req, res, url: key.url, headers: fromRawHeaders(req.rawHeaders), body, key };
+  return { req, res, url, headers: fromRawHeaders(req.rawHeaders), body, key };
 }
 
 /** Sends an error answer the client can read: status, `x-oracle-error` code header, text body. */

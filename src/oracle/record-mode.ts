@@ -162,7 +162,7 @@ export class RecordMode implements ExchangeHandler {
     stats.upstreamFetches++;
     const upstream = await fetcher.fetch({
       method: ex.key.method,
-      url: ex.key.url,
+      url: ex.url,
       headers: ex.headers.filter(([n]) => !PARTIAL_REQUEST_HEADERS.has(n)),
       ...(ex.body === undefined ? {} : { body: ex.body }),
       signal: abort.signal,
@@ -180,9 +180,12 @@ export class RecordMode implements ExchangeHandler {
       oracle: signer.publicKey,
     };
     if (client !== undefined) {
-      // The head the client gets now is the head every replay gives (same plan function).
+      // The head the client gets now is the head every replay gives (same plan function), except that a
+      // `location` keeps its credential parameters: this client must be able to follow it for real.
+      const rawLocation = upstream.headers.find(([n]) => n === 'location')?.[1];
       const plan = planResponse(noBody ? draft : { ...draft, request: { ...draft.request, method: 'GET' } }, { method: ex.key.method, headers: {} });
-      const head = declared === undefined && !noBody ? plan.headers.filter(([n]) => n !== 'content-length') : plan.headers;
+      const located = rawLocation === undefined ? plan.headers : plan.headers.map(([n, v]): [string, string] => [n, n === 'location' ? rawLocation : v]);
+      const head = declared === undefined && !noBody ? located.filter(([n]) => n !== 'content-length') : located;
       client.writeHead(upstream.status, head.flat());
     }
     const digest = this.#init.digests.begin();

@@ -1,3 +1,5 @@
+import { withoutCredentialParams } from './request-key.ts';
+
 /** Ordered header list as received: name/value pairs, names lower-cased. */
 export type HeaderList = ReadonlyArray<readonly [string, string]>;
 
@@ -65,7 +67,21 @@ export function withoutHopByHop(headers: HeaderList): Array<[string, string]> {
   return headers.filter(([n]) => !HOP_BY_HOP.has(n) && !named.has(n)).map(([n, v]) => [n, v]);
 }
 
-/** The response headers a record keeps: as received, minus hop-by-hop, volatile and credential headers. */
+/**
+ * The response headers a record keeps: as received, minus hop-by-hop, volatile and credential headers; a
+ * `location` loses its credential query parameters (a presigned redirect target is kept as the URL the
+ * build was sent to, without the signature that would expire and that is a secret).
+ */
 export function recordableResponseHeaders(headers: HeaderList): Array<[string, string]> {
-  return withoutHopByHop(headers).filter(([n]) => !VOLATILE_RESPONSE_HEADERS.has(n));
+  return withoutHopByHop(headers)
+    .filter(([n]) => !VOLATILE_RESPONSE_HEADERS.has(n))
+    .map(([n, v]): [string, string] => (n === 'location' ? [n, redactLocation(v)] : [n, v]));
+}
+
+function redactLocation(location: string): string {
+  const hash = location.indexOf('#');
+  const base = hash < 0 ? location : location.slice(0, hash);
+  const q = base.indexOf('?');
+  if (q < 0) return location;
+  return `${base.slice(0, q)}${withoutCredentialParams(base.slice(q))}${hash < 0 ? '' : location.slice(hash)}`;
 }

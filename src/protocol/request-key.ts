@@ -64,8 +64,40 @@ export function normaliseUrl(raw: string): string {
   if (url.hostname === '') throw new BadRequestError(`URL has no host: ${JSON.stringify(raw.slice(0, 200))}`);
   // WHATWG URL already lower-cases scheme and host and drops default ports.
   const path = normalisePercent(url.pathname === '' ? '/' : url.pathname);
-  const query = url.search === '' ? '' : normalisePercent(url.search);
+  const query = withoutCredentialParams(url.search === '' ? '' : normalisePercent(url.search));
   return `${url.protocol}//${url.host}${path}${query}`;
+}
+
+/**
+ * Query parameters that carry credentials or per-request signatures (presigned S3/GCS/CloudFront/Azure
+ * URLs, OAuth tokens, API keys). They never enter a key or a record: the fetch uses the URL as sent, the
+ * key drops them, so a re-signed URL for the same object is the same request (and no secret is stored).
+ */
+export const CREDENTIAL_PARAM_RE =
+  /^(x-amz-.*|x-goog-.*|access_token|id_token|refresh_token|token|auth|authorization|api_key|apikey|api-key|client_secret|password|passwd|secret|sig|signature|policy|key-pair-id|jwt|se|sp|sv|st|spr|srt|ss|skoid|sktid|skt|ske|sks|skv)$/i;
+
+/** Azure SAS parameters (se, sp, sv, …) only count as credentials next to a `sig`. */
+const AZURE_SAS = new Set(['se', 'sp', 'sv', 'st', 'spr', 'srt', 'ss', 'skoid', 'sktid', 'skt', 'ske', 'sks', 'skv']);
+
+export function withoutCredentialParams(search: string): string {
+  if (search === '' || search === '?') return search;
+  const pairs = search.slice(1).split('&');
+  const names = pairs.map((p) => decodeURIComponentSafe(p.split('=')[0] ?? '').toLowerCase());
+  const hasSig = names.includes('sig');
+  const kept = pairs.filter((_, i) => {
+    const name = names[i]!;
+    if (!CREDENTIAL_PARAM_RE.test(name)) return true;
+    return AZURE_SAS.has(name) && !hasSig;
+  });
+  return kept.length === 0 ? '' : `?${kept.join('&')}`;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
 }
 
 export function normaliseMethod(method: string): string {

@@ -207,6 +207,28 @@ describe('RecordMode', () => {
     }
   });
 
+  it('keys and records presigned URLs without their signatures, following a presigned redirect', async () => {
+    origin.route('/obj', (req, res) => {
+      res.end(`object; signed=${String(new URL(req.url!, 'http://x').searchParams.has('X-Amz-Signature'))}`);
+    });
+    origin.route('/download', (_req, res) => {
+      res.writeHead(302, { location: `/obj?versionId=3&X-Amz-Date=${Date.now()}&X-Amz-Signature=${Math.random().toString(16).slice(2)}` });
+      res.end();
+    });
+    const a = await oracle.curl(['-sL', `${origin.url}/download`]);
+    const b = await oracle.curl(['-sL', `${origin.url}/download`]);
+    expect(a.stdout).toBe('object; signed=true'); // the origin saw the signature on the one real fetch
+    expect(b.stdout).toBe(a.stdout);
+    const again = await oracle.fetch(`${origin.url}/obj?versionId=3&X-Amz-Signature=other&X-Amz-Date=1`);
+    expect(again.body.toString()).toBe(a.stdout);
+    expect(origin.hits.get('/download')).toBe(1);
+    expect([...origin.hits.keys()].filter((k) => k.startsWith('/obj'))).toHaveLength(1);
+    const file = await oracle.oracle.close();
+    const text = await readFile(netlockPath, 'utf8');
+    expect(text).not.toMatch(/X-Amz-Signature/i);
+    expect(file!.entries.map((e) => e.url)).toContain(`${origin.url}/obj?versionId=3`);
+  });
+
   it('rejects a non-absolute request URI with a clear 400', async () => {
     const r = await oracle.curl(['-i', '--request-target', '/relative', `${origin.url}/x`]);
     expect(r.stdout).toMatch(/^HTTP\/1.1 400/);

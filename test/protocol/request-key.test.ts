@@ -16,6 +16,14 @@ describe('normaliseUrl', () => {
     expect(normaliseUrl('https://user:secret@h.example/p')).toBe('https://h.example/p');
   });
 
+  it('drops credential and signature query parameters, keeping the rest in order', () => {
+    expect(normaliseUrl('https://b.s3.amazonaws.com/o?versionId=2&X-Amz-Credential=AK&X-Amz-Signature=abc&x=1')).toBe('https://b.s3.amazonaws.com/o?versionId=2&x=1');
+    expect(normaliseUrl('https://h/p?access_token=t&page=2')).toBe('https://h/p?page=2');
+    expect(normaliseUrl('https://a.blob.core.windows.net/c/b?sv=2020&se=2030&sp=r&sig=zz')).toBe('https://a.blob.core.windows.net/c/b');
+    expect(normaliseUrl('https://h/p?sv=1.2&se=x')).toBe('https://h/p?sv=1.2&se=x'); // not SAS without sig
+    expect(normaliseUrl('https://h/p?token=x')).toBe('https://h/p');
+  });
+
   it('rejects relative URLs and other schemes with a clear error', () => {
     expect(() => normaliseUrl('/relative')).toThrow(/Invalid URL/);
     expect(() => normaliseUrl('ftp://h/x')).toThrow(/Unsupported URL scheme/);

@@ -1,0 +1,35 @@
+import type { CID } from 'multiformats/cid';
+import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
+
+/** One block: its CID and its bytes (as a CAR section carries it). */
+export interface Block {
+  readonly cid: CID;
+  readonly bytes: Uint8Array;
+}
+
+export interface PinOptions extends AbortOptions {
+  /** Pin the whole DAG under the CID (Kubo `pin add --recursive`), not just the block. @default true */
+  recursive?: boolean;
+}
+
+/**
+ * What the oracle needs of a block store, whichever backs it: the embedded files (`EmbeddedBlockStore`),
+ * Kubo (`KuboBlockStore`) or Kubo with the embedded store as a local cache (`TieredBlockStore`).
+ *
+ * `put` returns only once the block is durable in the store of record, so a record written after its body's
+ * blocks never names a block the store lacks. `pin` protects a DAG from garbage collection (a no-op for
+ * the embedded store, which never collects).
+ */
+export interface BlockStore extends BlockSource, BlockSink {
+  /** Short human description naming the backing, used in error messages and logs (e.g. `Kubo at http://…`). */
+  readonly description: string;
+  has(cid: CID, options?: AbortOptions): Promise<boolean>;
+  /** Recursively (by default) pins `cid`, so its DAG survives garbage collection. */
+  pin(cid: CID, options?: PinOptions): Promise<void>;
+  /** Sets aside a block that failed verification, so that it is never served again. Never throws. */
+  quarantine(cid: CID): Promise<void>;
+  /** Stores many blocks; stores that have a bulk path (Kubo `dag import`) use it. */
+  putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number>;
+  /** Releases sockets and handles. Idempotent. */
+  close(): Promise<void>;
+}
