@@ -50,6 +50,9 @@ Options:
   --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
   --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
+  --refresh              fetch every recorded request again once in this run; an answer that changed is kept
+                         as a new version beside the old one and reported (upstream mutation)
+  --report FILE          on shutdown write the upstream mutations seen and the stats as JSON
   -h, --help             show this help
 `,
   replay: `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...
@@ -166,6 +169,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     'upstream-ca': { type: 'string', multiple: true },
     trust: { type: 'string', multiple: true },
     report: { type: 'string' },
+    refresh: { type: 'boolean' },
   });
   if (values['help'] === true) {
     process.stdout.write(HELP[command]!);
@@ -187,7 +191,9 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
     ...(trust.length === 0 ? {} : { trust: parseKeys(trust) }),
+    ...(values['refresh'] === true ? { refresh: true } : {}),
   };
+  if (command === 'replay' && values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   const oracle = new Oracle(init);
   // Signal handlers go in before anything is printed: a script that waits for `listening` and then
@@ -215,7 +221,10 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
   await stopped;
   await oracle.close();
   const reportPath = str(values['report']);
-  const report = reportPath === undefined ? undefined : await oracle.replayReport();
+  if (reportPath !== undefined && command === 'record') {
+    await writeFile(reportPath, `${JSON.stringify({ mutations: oracle.mutations, stats: oracle.stats }, null, 2)}\n`);
+  }
+  const report = reportPath === undefined || command === 'record' ? undefined : await oracle.replayReport();
   if (reportPath !== undefined && report !== undefined) {
     await writeFile(reportPath, `${JSON.stringify(report, null, 2)}\n`);
     logger.info('wrote replay report to %s: %d miss(es), %d unused entr(ies)', reportPath, report.misses.length, report.unused.length);

@@ -53,9 +53,13 @@ export class BadRequestError extends OracleError {
 }
 
 export class UpstreamError extends OracleError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The low-level reason (ECONNREFUSED, ENOTFOUND, a certificate error code…), for records and headers. */
+  readonly reason: string;
+
+  constructor(message: string, options?: { cause?: unknown; reason?: string }) {
     super('ORACLE_ERR_UPSTREAM', message, options);
     this.name = 'UpstreamError';
+    this.reason = options?.reason ?? 'UNKNOWN';
   }
 }
 

@@ -21,6 +21,7 @@ import { CertAuthority } from '../tls/cert-authority.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
 import { DigestWorker } from './digest-worker.ts';
 import { RecordMode } from './record-mode.ts';
+import type { UpstreamMutation } from './record-mode.ts';
 import { ReplayMode } from './replay-mode.ts';
 import { RunSet } from './run-set.ts';
 import { createStats } from './stats.ts';
@@ -49,6 +50,8 @@ export interface OracleInit {
   adminToken?: string;
   /** Replay mode: oracle public keys whose records are accepted. @default the data directory's own key */
   trust?: readonly Uint8Array[];
+  /** Record mode: fetch every recorded request again once per run; changed answers become new versions. @default false */
+  refresh?: boolean;
   /** Record mode: extra CA certificates (PEM) the upstream client trusts. */
   upstreamCaPem?: readonly string[];
   logger?: Logger;
@@ -66,6 +69,7 @@ export class Oracle {
   #digests: DigestWorker | undefined;
   #run: RunSet | undefined;
   #replay: ReplayMode | undefined;
+  #record: RecordMode | undefined;
   #index: FsRecordIndex | undefined;
   #ca: CertAuthority | undefined;
   #closing: Promise<NetlockFile | undefined> | undefined;
@@ -82,7 +86,11 @@ export class Oracle {
     return join(this.init.dataDir, 'ca', 'ca-cert.pem');
   }
 
-  /** Replay mode: every miss so far and the netlock entries never used. */
+  /** Record mode: upstream mutations seen in this run. */
+  get mutations(): readonly UpstreamMutation[] {
+    return this.#record?.mutations ?? [];
+  }
+
   /** Replay mode: every miss so far, and every netlock entry no request used (`replay --report`). */
   async replayReport(): Promise<ReplayReport | undefined> {
     if (this.#replay === undefined) return undefined;
@@ -117,13 +125,14 @@ export class Oracle {
         if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, journal.path);
       }
       this.#digests = new DigestWorker();
-      handler = new RecordMode({
+      handler = this.#record = new RecordMode({
         store: this.store,
         index: this.#index,
         signer,
         fetcher: this.#fetcher,
         run: this.#run,
         digests: this.#digests,
+        ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
         stats: this.stats,
         logger: logger.child('record'),
       });

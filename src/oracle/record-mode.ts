@@ -29,8 +29,21 @@ export interface RecordModeInit {
   fetcher: Fetcher;
   run: RunSet;
   digests: DigestWorker;
+  /** Fetch every recorded request again once per run, keeping changed answers as new versions. @default false */
+  refresh?: boolean;
   stats: OracleStats;
   logger: Logger;
+}
+
+export interface UpstreamMutation {
+  method: string;
+  url: string;
+  oldRecord: string;
+  newRecord: string;
+  oldStatus: number;
+  newStatus: number;
+  oldBody: string | null;
+  newBody: string | null;
 }
 
 interface InFlight {
@@ -46,6 +59,9 @@ interface InFlight {
 export class RecordMode implements ExchangeHandler {
   readonly #init: RecordModeInit;
   readonly #inFlight = new Map<string, InFlight>();
+  readonly #refreshed = new Set<string>();
+  /** Upstream mutations seen in this run (record --refresh, or a retried failure that now differs). */
+  readonly mutations: UpstreamMutation[] = [];
 
   constructor(init: RecordModeInit) {
     this.#init = init;
@@ -63,13 +79,6 @@ export class RecordMode implements ExchangeHandler {
       return;
     }
     try {
-      // HEAD is answered from a recorded GET of the same URL and variant when there is one.
-      const known = (await this.#loadKnown(ex.key.id)) ?? (ex.key.method === 'HEAD' ? await this.#loadKnown(withMethod(ex.key, 'GET').id) : undefined);
-      if (known !== undefined) {
-        stats.hits++;
-        await this.#serveEntry(ex, known);
-        return;
-      }
       const running = this.#inFlight.get(ex.key.id);
       if (running !== undefined) {
         stats.coalesced++;
@@ -78,8 +87,21 @@ export class RecordMode implements ExchangeHandler {
         await this.#serveEntry(ex, entry);
         return;
       }
+      const exact = await this.#loadKnown(ex.key.id);
+      if (exact !== undefined && !this.#shouldRefetch(exact)) {
+        stats.hits++;
+        await this.#serveEntry(ex, exact);
+        return;
+      }
+      // HEAD is answered from a recorded GET of the same URL and variant when there is one.
+      const get = exact === undefined && ex.key.method === 'HEAD' ? await this.#loadKnown(withMethod(ex.key, 'GET').id) : undefined;
+      if (get !== undefined) {
+        stats.hits++;
+        await this.#serveEntry(ex, get);
+        return;
+      }
       stats.misses++;
-      await this.#fetchAndRecord(ex);
+      await this.#fetchAndRecord(ex, exact);
     } catch (err) {
       stats.errors++;
       const status = err instanceof UpstreamError || err instanceof TruncatedBodyError ? 502 : err instanceof OracleError ? 502 : 500;
@@ -105,6 +127,17 @@ export class RecordMode implements ExchangeHandler {
     }
   }
 
+  /**
+   * Whether a recorded answer is fetched again in record mode: with `refresh`, once per run; and always
+   * when it is a server or network failure (5xx), which is likely transient. Replay serves them as recorded.
+   */
+  #shouldRefetch(entry: DecodedEntry): boolean {
+    if (entry.record.response.status >= 500) return true;
+    if (this.#init.refresh !== true || this.#refreshed.has(entry.key)) return false;
+    this.#refreshed.add(entry.key);
+    return true;
+  }
+
   async #serveEntry(ex: Exchange, entry: DecodedEntry): Promise<void> {
     await this.#init.run.add(entry);
     const plan = planResponse(entry.record, { method: ex.key.method, headers: ex.req.headers });
@@ -116,7 +149,7 @@ export class RecordMode implements ExchangeHandler {
     }
   }
 
-  async #fetchAndRecord(ex: Exchange): Promise<void> {
+  async #fetchAndRecord(ex: Exchange, previous: DecodedEntry | undefined): Promise<void> {
     // A ranged or conditional first request still records the whole body once, then is answered from it.
     const partial = ex.headers.some(([n]) => PARTIAL_REQUEST_HEADERS.has(n));
     let resolve!: (e: DecodedEntry) => void;
@@ -125,7 +158,27 @@ export class RecordMode implements ExchangeHandler {
     flight.done.catch(() => {});
     this.#inFlight.set(ex.key.id, flight);
     try {
-      const { entry, release } = await this.#record(ex, partial ? undefined : ex.res, flight);
+      let outcome: { record: FetchRecord; release: () => Promise<void> };
+      try {
+        outcome = await this.#record(ex, partial ? undefined : ex.res, flight);
+      } catch (err) {
+        if (!(err instanceof UpstreamError)) throw err;
+        // No answer at all (DNS, refused, TLS, timeout). A recorded answer stays in force; otherwise the
+        // failure is recorded as the build saw it, so a probing build behaves the same offline.
+        if (previous !== undefined) {
+          this.#init.logger.warn('%s; keeping the recorded answer %s', err.message, previous.signed.record.toString());
+          resolve(previous);
+          await this.#serveEntry(ex, previous);
+          return;
+        }
+        const failure = await this.#failureRecord(ex, err);
+        const entry = await this.#commit(ex, failure, undefined);
+        resolve(entry);
+        await this.#serveEntry(ex, entry);
+        return;
+      }
+      const entry = await this.#commit(ex, outcome.record, previous);
+      const release = outcome.release;
       resolve(entry);
       if (partial) {
         await this.#serveEntry(ex, entry);
@@ -147,8 +200,8 @@ export class RecordMode implements ExchangeHandler {
    * Fetches upstream and imports the body; when `client` is given, streams the response to it as it
    * arrives (ending it is left to the caller, after the record is persisted).
    */
-  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<{ entry: DecodedEntry; release: () => Promise<void> }> {
-    const { fetcher, store, signer, index, stats, logger } = this.#init;
+  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<{ record: FetchRecord; release: () => Promise<void> }> {
+    const { fetcher, store, signer, stats } = this.#init;
     const abort = new AbortController();
     let received = 0;
     let declaredBytes: number | undefined;
@@ -230,16 +283,56 @@ export class RecordMode implements ExchangeHandler {
       ...draft,
       response: { ...draft.response, body, size: noBody ? Number(declared ?? 0) : received, ...(await digest.digest()) },
     };
-    const block = await encodeRecord(record);
-    await store.put(block.cid, block.bytes);
-    const signed = await signer.sign(block.cid);
-    await index.put(ex.key.id, signed);
     stats.bytesRecorded += received;
-    logger.info('recorded %s %s -> %d %s (%d bytes)', ex.key.method, ex.key.url, record.response.status, body?.toString() ?? '-', received);
     const release = async (): Promise<void> => {
       if (held !== undefined) await toClient(held);
       if (client !== undefined && !client.writableEnded && !client.destroyed) client.end();
     };
-    return { entry: { key: ex.key.id, signed, record }, release };
+    return { record, release };
+  }
+
+  /**
+   * Makes `record` the answer for its key: stored, signed, indexed. When it re-fetched a recorded answer
+   * with the same status and body, the old record stays (a netlock does not churn); different bytes are
+   * upstream mutation: the new version is kept beside the old one, reported, and becomes current.
+   */
+  async #commit(ex: Exchange, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
+    const { store, signer, index, stats, logger } = this.#init;
+    const oldBody = previous?.record.response.body?.toString() ?? null;
+    const newBody = record.response.body?.toString() ?? null;
+    if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) return previous;
+    const block = await encodeRecord(record);
+    await store.put(block.cid, block.bytes);
+    const signed = await signer.sign(block.cid);
+    await index.put(ex.key.id, signed);
+    if (previous !== undefined) {
+      stats.mutations++;
+      this.mutations.push({ method: ex.key.method, url: ex.key.url, oldRecord: previous.signed.record.toString(), newRecord: block.cid.toString(), oldStatus: previous.record.response.status, newStatus: record.response.status, oldBody, newBody });
+      logger.warn('upstream mutation: %s %s changed: %d %s -> %d %s (both versions kept; this run uses the new one)', ex.key.method, ex.key.url, previous.record.response.status, oldBody ?? '-', record.response.status, newBody ?? '-');
+    }
+    logger.info('recorded %s %s -> %d %s (%d bytes)', ex.key.method, ex.key.url, record.response.status, newBody ?? '-', record.response.size);
+    return { key: ex.key.id, signed, record };
+  }
+
+  /** The record of a request that got no answer at all: a 502 naming the failure, as this proxy sent it. */
+  async #failureRecord(ex: Exchange, err: UpstreamError): Promise<FetchRecord> {
+    const text = `${err.message}\n`;
+    const bytes = new TextEncoder().encode(text);
+    const digest = this.#init.digests.begin();
+    await digest.update(bytes);
+    const body = await importBody([bytes], this.#init.store);
+    return {
+      v: 1,
+      request: { method: ex.key.method, url: ex.key.url, headers: ex.key.variant, ...(ex.key.bodyDigest === undefined ? {} : { bodyDigest: ex.key.bodyDigest }) },
+      response: {
+        status: 502,
+        headers: [['content-type', 'text/plain; charset=utf-8'], ['x-oracle-error', err.code], ['x-fetch-oracle-upstream-failure', err.reason]],
+        body: body.cid,
+        size: bytes.byteLength,
+        ...(await digest.digest()),
+      },
+      fetchedAt: new Date().toISOString(),
+      oracle: this.#init.signer.publicKey,
+    };
   }
 }

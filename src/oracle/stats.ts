@@ -6,11 +6,12 @@ export interface OracleStats {
   misses: number;
   upstreamFetches: number;
   coalesced: number;
+  mutations: number;
   errors: number;
   bytesServed: number;
   bytesRecorded: number;
 }
 
 export function createStats(mode: 'record' | 'replay'): OracleStats {
-  return { mode, requests: 0, hits: 0, misses: 0, upstreamFetches: 0, coalesced: 0, errors: 0, bytesServed: 0, bytesRecorded: 0 };
+  return { mode, requests: 0, hits: 0, misses: 0, upstreamFetches: 0, coalesced: 0, mutations: 0, errors: 0, bytesServed: 0, bytesRecorded: 0 };
 }

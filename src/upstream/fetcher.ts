@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
+import { normaliseUrl } from '../protocol/request-key.ts';
 
 /** Debian's system bundle: on these machines egress may be TLS-intercepted by a CA that only it holds. */
 export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
@@ -66,7 +67,7 @@ export class Fetcher {
     try {
       res = await this.#agent.request(options);
     } catch (cause) {
-      throw new UpstreamError(`Upstream ${req.method} ${req.url} failed: ${describe(cause)}`, { cause });
+      throw new UpstreamError(`Upstream ${req.method} ${redactedUrl(req.url)} failed: ${describe(cause)}`, { cause, reason: reasonOf(cause) });
     }
     const list: Array<[string, string]> = [];
     for (const [n, v] of Object.entries(res.headers)) {
@@ -93,4 +94,19 @@ export function describe(err: unknown): string {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const parts = [e.code, e.message, e.cause?.code, e.cause?.message].filter((p): p is string => typeof p === 'string' && p !== '');
   return [...new Set(parts)].join(': ') || String(err);
+}
+
+/** The most specific error code: the cause's (ECONNREFUSED, ENOTFOUND, CERT_HAS_EXPIRED…) before undici's. */
+export function reasonOf(err: unknown): string {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e.cause?.code ?? e.code ?? 'UNKNOWN';
+}
+
+/** The URL without credential query parameters, for messages that may be recorded or logged. */
+function redactedUrl(url: string): string {
+  try {
+    return normaliseUrl(url);
+  } catch {
+    return url;
+  }
 }

@@ -235,3 +235,74 @@ describe('RecordMode', () => {
     expect(r.stdout).toContain('expected an absolute URI');
   });
 });
+
+describe('RecordMode failures and mutation', () => {
+  let dir2: Awaited<ReturnType<typeof tempDir>>;
+  beforeEach(async () => {
+    dir2 = await tempDir();
+  });
+  afterEach(async () => dir2.remove());
+
+  it('records a connection failure as the build saw it, retries it while recording, and keeps a good answer', async () => {
+    const data = join(dir2.path, 'data');
+    const o = await startOrigin();
+    const url = `${o.url}/flaky`;
+    o.route('/flaky', (_q, r) => {
+      r.end('now it works\n');
+    });
+    await o.close(); // the port refuses connections now
+    const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath: join(dir2.path, 'n1.json') });
+    const failed = await rec.curl(['-s', '-i', url]);
+    expect(failed.stdout).toMatch(/^HTTP\/1.1 502/);
+    expect(failed.stdout).toMatch(/x-fetch-oracle-upstream-failure: ECONNREFUSED/);
+    const n1 = await rec.oracle.close();
+    expect(n1?.entries.map((e) => e.status)).toEqual([502]);
+    // Replay gives the same failure offline.
+    const rep = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath: join(dir2.path, 'n1.json') });
+    const replayed = await rep.curl(['-s', '-i', url]);
+    expect(replayed.stdout.replace(/\r/g, '')).toBe(failed.stdout.replace(/\r/g, ''));
+    await rep.close();
+    await rec.close();
+  });
+
+  it('record --refresh keeps a changed answer as a new version, reports old and new CIDs, and names one version', async () => {
+    const data = join(dir2.path, 'data');
+    const o = await startOrigin();
+    let version = 1;
+    o.route('/latest.json', (_q, r) => {
+      r.end(`{"version":${version}}`);
+    });
+    o.route('/stable', (_q, r) => {
+      r.end('same');
+    });
+    const first = await startTestOracle({ mode: 'record', dataDir: data, netlockPath: join(dir2.path, 'a.json') });
+    await first.fetch(`${o.url}/latest.json`);
+    await first.fetch(`${o.url}/stable`);
+    const a = await first.oracle.close();
+    await first.close();
+    version = 2;
+    const second = await startTestOracle({ mode: 'record', dataDir: data, netlockPath: join(dir2.path, 'b.json'), refresh: true });
+    expect((await second.fetch(`${o.url}/latest.json`)).body.toString()).toBe('{"version":2}');
+    expect((await second.fetch(`${o.url}/latest.json`)).body.toString()).toBe('{"version":2}'); // refreshed once per run
+    await second.fetch(`${o.url}/stable`);
+    expect(second.oracle.mutations).toHaveLength(1);
+    const m = second.oracle.mutations[0]!;
+    expect(m.url).toBe(`${o.url}/latest.json`);
+    expect(m.oldBody).toBe(a!.entries.find((e) => e.url.endsWith('/latest.json'))!.body);
+    expect(m.newBody).not.toBe(m.oldBody);
+    const b = await second.oracle.close();
+    await second.close();
+    expect(o.hits.get('/latest.json')).toBe(2);
+    expect(b!.entries.filter((e) => e.url.endsWith('/latest.json'))).toHaveLength(1);
+    expect(b!.entries.find((e) => e.url.endsWith('/latest.json'))!.body).toBe(m.newBody);
+    // The unchanged answer keeps its record: the netlock does not churn.
+    expect(b!.entries.find((e) => e.url.endsWith('/stable'))!.record).toBe(a!.entries.find((e) => e.url.endsWith('/stable'))!.record);
+    // Both versions stay replayable from their own netlocks.
+    for (const [file, want] of [['a.json', '{"version":1}'], ['b.json', '{"version":2}']] as const) {
+      const rep = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath: join(dir2.path, file) });
+      expect((await rep.fetch(`${o.url}/latest.json`)).body.toString()).toBe(want);
+      await rep.close();
+    }
+    await o.close();
+  });
+});

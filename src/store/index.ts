@@ -1,0 +1,47 @@
+import type { Logger } from '../log.ts';
+import type { BlockStore } from './block-store.ts';
+import { EmbeddedBlockStore } from './embedded-block-store.ts';
+import { KuboBlockStore } from './kubo-block-store.ts';
+import { TieredBlockStore } from './tiered-block-store.ts';
+
+export interface CreateBlockStoreInit {
+  /** Data directory: the embedded store lives in `<dataDir>/blocks`. */
+  dataDir: string;
+  /** Kubo RPC API (`--ipfs URL`): store every block in Kubo. @default none (embedded store only) */
+  ipfs?: string;
+  /**
+   * With `ipfs`: keep the embedded store beside Kubo as a local cache (written on every put, read first).
+   * `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks Kubo lost).
+   * @default true
+   */
+  cache?: boolean;
+  /** Kubo per-request timeout in ms. @default KUBO_TIMEOUT_MS */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * The block store for `--data DIR [--ipfs URL]`: the embedded store; or Kubo with the embedded store as
+ * its cache (`TieredBlockStore`); or Kubo alone (`cache: false`). Nothing is contacted until first use;
+ * call `close()` when done.
+ */
+export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
+  const embedded = new EmbeddedBlockStore(init.dataDir);
+  if (init.ipfs === undefined) return embedded;
+  const kubo = new KuboBlockStore({
+    url: init.ipfs,
+    ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
+    ...(init.logger === undefined ? {} : { logger: init.logger.child('kubo') }),
+  });
+  if (init.cache === false) return kubo;
+  return new TieredBlockStore({ primary: kubo, cache: embedded, ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }) });
+}
+
+export { EmbeddedBlockStore } from './embedded-block-store.ts';
+export { FsBlockStore } from './fs-block-store.ts';
+export { KuboBlockStore, kuboApiUrl, KUBO_TIMEOUT_MS, KUBO_HAS_TIMEOUT_MS, KUBO_PIN_TIMEOUT_MS } from './kubo-block-store.ts';
+export type { KuboBlockStoreInit } from './kubo-block-store.ts';
+export { MemoryBlockStore } from './memory-block-store.ts';
+export { TieredBlockStore } from './tiered-block-store.ts';
+export type { TieredBlockStoreInit } from './tiered-block-store.ts';
+export type { Block, BlockStore, PinOptions } from './block-store.ts';
