@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { pipeline, Readable } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -6,7 +8,7 @@ import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
-import type { ResponsePlan } from '../protocol/replay.ts';
+import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
@@ -99,17 +101,19 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     return;
   }
   const verified = verifyingSource(source);
+  const body = plan.body;
+  async function* bytes(): AsyncGenerator<Uint8Array> {
+    for (const part of body.parts) {
+      if ('text' in part) yield Buffer.from(part.text);
+      else yield* readBody(body.cid, verified, { offset: part.offset, length: part.length });
+    }
+  }
   try {
-    for (const part of plan.body.parts) {
-      if ('text' in part) {
-        if (!res.write(part.text)) await drained(res);
-        continue;
-      }
-      for await (const chunk of readBody(plan.body.cid, verified, { offset: part.offset, length: part.length })) {
-        if (res.destroyed) return;
-        stats.bytesServed += chunk.byteLength;
-        if (!res.write(chunk)) await drained(res);
-      }
+    const stream = plan.decode === undefined ? bytes() : decoded(bytes(), plan.decode);
+    for await (const chunk of stream) {
+      if (res.destroyed) return;
+      stats.bytesServed += chunk.byteLength;
+      if (!res.write(chunk)) await drained(res);
     }
     res.end();
   } catch (err) {
@@ -117,4 +121,11 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     logger.error('body of %s failed mid-stream: %s', plan.body.cid.toString(), (err as Error).message);
     res.destroy(err as Error);
   }
+}
+
+/** Undoes a content coding as a stream (bounded memory, backpressure through the async iteration). */
+export function decoded(source: AsyncIterable<Uint8Array>, coding: ContentCoding): AsyncIterable<Uint8Array> {
+  const decoder = coding === 'gzip' ? createGunzip() : coding === 'deflate' ? createInflate() : createBrotliDecompress();
+  pipeline(Readable.from(source), decoder, () => {}); // an error in either ends the iteration with it
+  return decoder;
 }

@@ -12,6 +12,29 @@ export interface ResponsePlan {
   readonly headers: Array<[string, string]>;
   /** The recorded body's CID and the parts to send in order, or null for no body. */
   readonly body: { readonly cid: CID; readonly parts: readonly BodyPart[] } | null;
+  /** Content coding to undo while sending, for a client that does not accept the recorded one. */
+  readonly decode?: ContentCoding;
+}
+
+export type ContentCoding = 'gzip' | 'deflate' | 'br';
+
+const CODINGS: Record<string, ContentCoding> = { gzip: 'gzip', 'x-gzip': 'gzip', deflate: 'deflate', br: 'br' };
+
+/**
+ * Whether `acceptEncoding` allows `coding` (RFC 9110 §12.5.3, q=0 refuses). An absent header accepts only
+ * identity here: that is what origins do in practice, and what clients like curl without --compressed need.
+ */
+export function acceptsCoding(acceptEncoding: string | undefined, coding: ContentCoding): boolean {
+  if (acceptEncoding === undefined) return false;
+  let star: boolean | undefined;
+  for (const item of acceptEncoding.split(',')) {
+    const [name = '', ...params] = item.trim().toLowerCase().split(';');
+    const q = params.map((p) => /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined);
+    const ok = q === undefined || Number(q) > 0;
+    if (CODINGS[name.trim()] === coding) return ok;
+    if (name.trim() === '*') star = ok;
+  }
+  return star ?? false;
 }
 
 /** More ranges than this in one request are ignored (the whole body is sent): RFC 9110 §14.2 lets a server
@@ -103,6 +126,13 @@ export function planResponse(record: FetchRecord, request: { method: string; hea
   }
   const whole: BodyPart[] = res.size === 0 ? [] : [{ offset: 0, length: res.size }];
   const full: ResponsePlan = { status: res.status, headers, body: isHead || bodyCid === null ? null : { cid: bodyCid, parts: whole } };
+  const coding = CODINGS[(header(res.headers, 'content-encoding') ?? '').trim().toLowerCase()];
+  if (coding !== undefined && bodyCid !== null && !recordedHead && !acceptsCoding(single(request.headers, 'accept-encoding'), coding)) {
+    // The stored bytes stay as the origin sent them; this client gets them decoded, deterministically, as a
+    // whole (ranges and validators describe the encoded representation, so they do not apply).
+    const decoded = headers.filter(([n]) => n !== 'content-encoding' && n !== 'content-length');
+    return { status: res.status, headers: decoded, body: isHead ? null : { cid: bodyCid, parts: whole }, decode: coding };
+  }
   if (res.status !== 200 || bodyCid === null || recordedHead) return full;
 
   const etag = header(res.headers, 'etag');

@@ -1,3 +1,4 @@
+import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockStore } from './block-store.ts';
 import { EmbeddedBlockStore } from './embedded-block-store.ts';
@@ -5,14 +6,15 @@ import { KuboBlockStore } from './kubo-block-store.ts';
 import { TieredBlockStore } from './tiered-block-store.ts';
 
 export interface CreateBlockStoreInit {
-  /** Data directory: the embedded store lives in `<dataDir>/blocks`. */
-  dataDir: string;
+  /** Data directory: the embedded store lives in `<dataDir>/blocks`. Required without `ipfs`. */
+  dataDir?: string;
   /** Kubo RPC API (`--ipfs URL`): store every block in Kubo. @default none (embedded store only) */
   ipfs?: string;
   /**
-   * With `ipfs`: keep the embedded store beside Kubo as a local cache (written on every put, read first).
-   * `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks Kubo lost).
-   * @default true
+   * With `ipfs`: keep the embedded store of `dataDir` beside Kubo as a local cache (written on every put,
+   * read first). `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks
+   * Kubo lost).
+   * @default true when `dataDir` is given
    */
   cache?: boolean;
   /** Kubo per-request timeout in ms. @default KUBO_TIMEOUT_MS */
@@ -26,15 +28,17 @@ export interface CreateBlockStoreInit {
  * call `close()` when done.
  */
 export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
-  const embedded = new EmbeddedBlockStore(init.dataDir);
-  if (init.ipfs === undefined) return embedded;
+  if (init.ipfs === undefined) {
+    if (init.dataDir === undefined) throw new InvalidConfigError('A block store needs a data directory (--data DIR) or Kubo (--ipfs URL)');
+    return new EmbeddedBlockStore(init.dataDir);
+  }
   const kubo = new KuboBlockStore({
     url: init.ipfs,
     ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
     ...(init.logger === undefined ? {} : { logger: init.logger.child('kubo') }),
   });
-  if (init.cache === false) return kubo;
-  return new TieredBlockStore({ primary: kubo, cache: embedded, ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }) });
+  if (init.cache === false || init.dataDir === undefined) return kubo;
+  return new TieredBlockStore({ primary: kubo, cache: new EmbeddedBlockStore(init.dataDir), ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }) });
 }
 
 export { EmbeddedBlockStore } from './embedded-block-store.ts';

@@ -75,6 +75,26 @@ describe('RecordMode', () => {
     expect(origin.hits.get('/hello')).toBe(1); // HEAD, ranges and conditionals all came from the one GET
   });
 
+  it('keeps a gzip body as the origin sent it and decodes it for a client that does not accept gzip', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const text = 'compressible '.repeat(1000);
+    origin.route('/gz', (req, res) => {
+      const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
+      res.writeHead(200, { 'content-type': 'text/plain', ...(gzip ? { 'content-encoding': 'gzip', vary: 'accept-encoding' } : {}) });
+      res.end(gzip ? gzipSync(text) : text);
+    });
+    const compressed = await oracle.curl(['-s', '--compressed', '-D', '-', '-o', join(dir.path, 'gz.out'), `${origin.url}/gz`]);
+    expect(compressed.stdout).toMatch(/content-encoding: gzip/);
+    expect(await readFile(join(dir.path, 'gz.out'), 'utf8')).toBe(text);
+    const plain = await oracle.curl(['-s', '-D', '-', `${origin.url}/gz`]);
+    expect(plain.stdout).not.toMatch(/content-encoding/);
+    expect(plain.stdout.endsWith(text)).toBe(true);
+    const raw = await oracle.fetch(`${origin.url}/gz`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(raw.headers['content-encoding']).toBe('gzip');
+    expect(gzipSync(text).equals(raw.body)).toBe(true); // byte-exact as the origin sent it
+    expect(origin.hits.get('/gz')).toBe(1);
+  });
+
   it('coalesces concurrent identical misses into one upstream fetch', async () => {
     origin.route('/slow', async (_req, res) => {
       await new Promise((r) => setTimeout(r, 300));

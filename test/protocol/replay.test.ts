@@ -117,6 +117,18 @@ describe('planResponse', () => {
     expect(planResponse(r, { method: 'GET', headers: { 'if-none-match': '"nope"', 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } }).status).toBe(200);
   });
 
+  it('decodes a recorded content coding only for a client that does not accept it', async () => {
+    const r = await record(200, [['content-encoding', 'gzip']]);
+    const accepted = planResponse(r, { method: 'GET', headers: { 'accept-encoding': 'gzip, deflate' } });
+    expect(accepted.decode).toBeUndefined();
+    const none = planResponse(r, { method: 'GET', headers: {} });
+    expect(none.decode).toBe('gzip');
+    expect(h(none, 'content-encoding')).toBeUndefined();
+    expect(h(none, 'content-length')).toBeUndefined();
+    expect(planResponse(r, { method: 'GET', headers: { 'accept-encoding': 'gzip;q=0, br' } }).decode).toBe('gzip');
+    expect(planResponse(r, { method: 'GET', headers: { 'accept-encoding': '*' } }).decode).toBeUndefined();
+  });
+
   it('replays negative answers and redirects as recorded, with no range or 304 logic', async () => {
     const notFound = planResponse(await record(404), { method: 'GET', headers: { range: 'bytes=0-1', 'if-none-match': '"e1"' } });
     expect(notFound.status).toBe(404);
