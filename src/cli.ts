@@ -50,6 +50,8 @@ Options:
   --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
   --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
+  --variant-header HOST=NAME  also key requests to HOST by request header NAME (repeatable; e.g. a registry that
+                         answers differently by a custom header); stored in the netlock, so replay follows it
   --refresh              fetch every recorded request again once in this run; an answer that changed is kept
                          as a new version beside the old one and reported (upstream mutation)
   --report FILE          on shutdown write the upstream mutations seen and the stats as JSON
@@ -156,6 +158,18 @@ function parseKeys(values: string[]): Uint8Array[] {
   });
 }
 
+/** `--variant-header HOST=NAME[,NAME…]` (repeatable) → per-host extra variant headers. */
+function variantRulesOf(values: string[]): { variantRules?: Record<string, string[]> } {
+  if (values.length === 0) return {};
+  const rules: Record<string, string[]> = {};
+  for (const v of values) {
+    const m = /^([A-Za-z0-9.\-:[\]]+)=([A-Za-z0-9!#$%&'*+.^_`|~,-]+)$/.exec(v);
+    if (m === null) throw new UsageError(`--variant-header expects HOST=HEADER[,HEADER…], got ${JSON.stringify(v)}`);
+    rules[m[1]!.toLowerCase()] = [...(rules[m[1]!.toLowerCase()] ?? []), ...m[2]!.split(',').filter((h) => h !== '').map((h) => h.toLowerCase())];
+  }
+  return { variantRules: rules };
+}
+
 function urlOf(a: ListenAddress): string {
   return `http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }
@@ -170,6 +184,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     trust: { type: 'string', multiple: true },
     report: { type: 'string' },
     refresh: { type: 'boolean' },
+    'variant-header': { type: 'string', multiple: true },
   });
   if (values['help'] === true) {
     process.stdout.write(HELP[command]!);
@@ -192,6 +207,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
     ...(trust.length === 0 ? {} : { trust: parseKeys(trust) }),
     ...(values['refresh'] === true ? { refresh: true } : {}),
+    ...variantRulesOf(strs(values['variant-header'])),
   };
   if (command === 'replay' && values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');

@@ -10,7 +10,7 @@ import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
-import type { RequestKey } from '../protocol/request-key.ts';
+import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
 import type { OracleStats } from './stats.ts';
 
@@ -49,13 +49,13 @@ async function readRequestBody(req: IncomingMessage): Promise<Uint8Array | undef
 }
 
 /** Reads the request, computes its key; throws BadRequestError for what cannot be a valid request. */
-export async function readExchange(req: IncomingMessage, res: ServerResponse, url: string): Promise<Exchange> {
+export async function readExchange(req: IncomingMessage, res: ServerResponse, url: string, rules?: VariantRules): Promise<Exchange> {
   if (Buffer.byteLength(url) > MAX_URL_BYTES) throw new BadRequestError(`URL of ${Buffer.byteLength(url)} bytes exceeds the ${MAX_URL_BYTES}-byte limit`, 414);
   const method = req.method ?? 'GET';
   const body = await readRequestBody(req);
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const bodyDigest = hasBody ? `sha256:${createHash('sha256').update(body ?? new Uint8Array()).digest('hex')}` : undefined;
-  const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest });
+  const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest }, rules);
   return { req, res, url, headers: fromRawHeaders(req.rawHeaders), body, key };
 }
 

@@ -7,6 +7,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../protocol/netlock.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
@@ -50,6 +51,8 @@ export interface OracleInit {
   adminToken?: string;
   /** Replay mode: oracle public keys whose records are accepted. @default the data directory's own key */
   trust?: readonly Uint8Array[];
+  /** Record mode: extra variant headers per host, e.g. `{ 'registry.example': ['x-api-version'] }`. */
+  variantRules?: VariantRules;
   /** Record mode: fetch every recorded request again once per run; changed answers become new versions. @default false */
   refresh?: boolean;
   /** Record mode: extra CA certificates (PEM) the upstream client trusts. */
@@ -133,6 +136,7 @@ export class Oracle {
         run: this.#run,
         digests: this.#digests,
         ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
+        ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
         stats: this.stats,
         logger: logger.child('record'),
       });
@@ -193,7 +197,7 @@ export class Oracle {
   async #netlockSoFar(): Promise<object> {
     if (this.#run === undefined) return readNetlockRoot(this.init.netlockPath!).then((r) => r.file ?? { netlock: r.root.toString() });
     // Built into memory: the run's netlock as it would be written now, without touching the store.
-    return buildNetlockFile(this.#run.entries(), new MemoryBlockStore());
+    return buildNetlockFile(this.#run.entries(), new MemoryBlockStore(), this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules });
   }
 
   /** Stops serving; in record mode writes the netlock of this run. Idempotent. */
@@ -205,7 +209,7 @@ export class Oracle {
       await this.#index?.close();
       await this.#digests?.close();
       if (this.#run !== undefined && this.init.netlockPath !== undefined) {
-        const file = await this.#run.write(this.init.netlockPath, this.store);
+        const file = await this.#run.write(this.init.netlockPath, this.store, this.init.variantRules);
         this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);
         return file;
       }

@@ -7,6 +7,7 @@ import { decodeRecord, encodeRecord } from '../protocol/record.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
 import { withMethod } from '../protocol/request-key.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { FsRecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../records/netlock-file.ts';
@@ -29,6 +30,8 @@ export interface RecordModeInit {
   fetcher: Fetcher;
   run: RunSet;
   digests: DigestWorker;
+  /** Extra per-host variant headers (`--variant-header HOST=NAME`); written into the netlock root. */
+  variantRules?: VariantRules;
   /** Fetch every recorded request again once per run, keeping changed answers as new versions. @default false */
   refresh?: boolean;
   stats: OracleStats;
@@ -72,7 +75,7 @@ export class RecordMode implements ExchangeHandler {
     stats.requests++;
     let ex: Exchange;
     try {
-      ex = await readExchange(req, res, url);
+      ex = await readExchange(req, res, url, this.#init.variantRules);
     } catch (err) {
       stats.errors++;
       sendError(res, err instanceof BadRequestError ? err.status : 400, err as Error);

@@ -64,7 +64,7 @@ export class ReplayMode implements ExchangeHandler {
     const { stats, logger, netlock, source, trusted } = this.#init;
     stats.requests++;
     try {
-      const ex = await readExchange(req, res, url);
+      const ex = await readExchange(req, res, url, (await netlock.rootValue()).variantRules);
       let key = ex.key;
       const looked = await netlock.lookup(key.id);
       const nearby = looked.nearby;

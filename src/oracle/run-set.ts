@@ -1,6 +1,7 @@
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
 import type { DecodedEntry, NetlockFile } from '../records/netlock-file.ts';
@@ -45,8 +46,8 @@ export class RunSet {
     return this.#entries.size;
   }
 
-  async write(path: string, sink: BlockSink): Promise<NetlockFile> {
-    const file = await writeNetlockFile(path, this.entries(), sink);
+  async write(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<NetlockFile> {
+    const file = await writeNetlockFile(path, this.entries(), sink, variantRules === undefined ? {} : { variantRules });
     await this.#journal?.remove();
     return file;
   }

@@ -1,4 +1,4 @@
-import { parseKeyId, VARIANT_HEADERS } from './request-key.ts';
+import { parseKeyId } from './request-key.ts';
 import type { RequestKey } from './request-key.ts';
 
 export interface MissCandidate {
@@ -47,7 +47,9 @@ export function explainMiss(key: RequestKey, nearbyKeys: readonly string[], netl
     else if (stripQuery(k.url) !== stripQuery(key.url)) differs.push('path');
     else if (k.url !== key.url) differs.push('query');
     if (k.method !== key.method) differs.push('method');
-    for (const h of VARIANT_HEADERS) if ((k.variant[h] ?? '') !== (key.variant[h] ?? '')) differs.push(`header ${h}`);
+    for (const h of new Set([...Object.keys(key.variant), ...Object.keys(k.variant)])) {
+      if ((k.variant[h] ?? '') !== (key.variant[h] ?? '')) differs.push(`header ${h}`);
+    }
     if (k.bodyDigest !== (key.bodyDigest ?? '')) differs.push('request body');
     candidates.push({ method: k.method, url: k.url, variant: k.variant, differs });
   }
@@ -57,7 +59,7 @@ export function explainMiss(key: RequestKey, nearbyKeys: readonly string[], netl
     .slice(0, 5);
   const lines = [
     `fetch-oracle replay miss: ${key.method} ${key.url}`,
-    ...VARIANT_HEADERS.map((h) => `  ${h}: ${key.variant[h] === '' ? '(none)' : (key.variant[h] ?? '')}`),
+    ...Object.keys(key.variant).map((h) => `  ${h}: ${key.variant[h] === '' ? '(none)' : (key.variant[h] ?? '')}`),
     ...(key.bodyDigest === undefined ? [] : [`  body: ${key.bodyDigest}`]),
     '',
     `This request is not in netlock ${netlockName}. Replay is fail-closed: nothing was fetched from the network.`,
@@ -65,7 +67,7 @@ export function explainMiss(key: RequestKey, nearbyKeys: readonly string[], netl
   if (ranked.length > 0) {
     lines.push('', 'Nearest recorded requests:');
     for (const c of ranked) {
-      const variant = VARIANT_HEADERS.map((h) => `${h}=${c.variant[h] === '' ? '(none)' : (c.variant[h] ?? '')}`).join(' ');
+      const variant = Object.keys(c.variant).map((h) => `${h}=${c.variant[h] === '' ? '(none)' : (c.variant[h] ?? '')}`).join(' ');
       lines.push(`  ${c.method} ${c.url} [${variant}] differs in: ${c.differs.join(', ') || 'nothing (duplicate?)'}`);
     }
   } else {

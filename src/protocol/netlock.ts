@@ -4,6 +4,7 @@ import { InvalidNetlockError, throwIfAborted } from '../errors.ts';
 import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
 import { encodeCborBlock } from './record.ts';
 import { KEY_VERSION } from './request-key.ts';
+import type { VariantRules } from './request-key.ts';
 import { toHex } from './signature.ts';
 import type { SignedRecord } from './signature.ts';
 
@@ -33,6 +34,12 @@ export interface NetlockRoot {
   /** Every oracle key that signed a record of this netlock, sorted. */
   readonly oracles: readonly Uint8Array[];
   readonly index: CID;
+  /** Extra per-host variant headers the keys were computed with (absent when none). */
+  readonly variantRules?: VariantRules;
+}
+
+export interface BuildNetlockOptions extends AbortOptions {
+  variantRules?: VariantRules;
 }
 
 type LeafPage = { leaf: true; entries: Array<[string, CID, Uint8Array]> };
@@ -75,7 +82,7 @@ export async function buildNetlock(
   entries: readonly NetlockEntry[],
   oracles: readonly Uint8Array[],
   sink: BlockSink,
-  options: AbortOptions = {},
+  options: BuildNetlockOptions = {},
 ): Promise<BuiltNetlock> {
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
   for (let i = 1; i < sorted.length; i++) {
@@ -104,6 +111,7 @@ export async function buildNetlock(
   const uniqueOracles = [...new Map(oracles.map((k) => [toHex(k), k])).entries()]
     .sort(([a], [b]) => compareKeys(a, b))
     .map(([, k]) => k);
+  const rules = normaliseRules(options.variantRules);
   const rootValue: NetlockRoot = {
     v: NETLOCK_VERSION,
     type: NETLOCK_TYPE,
@@ -111,10 +119,22 @@ export async function buildNetlock(
     count: sorted.length,
     oracles: uniqueOracles,
     index: level[0]!.cid,
+    ...(rules === undefined ? {} : { variantRules: rules }),
   };
   const rootBlock = await encodeCborBlock(rootValue);
   await sink.put(rootBlock.cid, rootBlock.bytes, options);
   return { root: rootBlock.cid, rootValue };
+}
+
+/** Sorted, lower-cased, empty hosts dropped: the same rules always encode the same way. */
+function normaliseRules(rules: VariantRules | undefined): Record<string, string[]> | undefined {
+  if (rules === undefined) return undefined;
+  const out: Record<string, string[]> = {};
+  for (const host of Object.keys(rules).sort()) {
+    const headers = [...new Set((rules[host] ?? []).map((h) => h.toLowerCase()))].sort();
+    if (headers.length > 0) out[host.toLowerCase()] = headers;
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
 }
 
 function decodeBlock(bytes: Uint8Array, what: string): unknown {
@@ -132,6 +152,9 @@ function asRoot(value: unknown, cid: CID): NetlockRoot {
   if (v.v !== NETLOCK_VERSION) throw new InvalidNetlockError(`Invalid netlock version: ${String(v.v)} (expected ${NETLOCK_VERSION})`);
   if (v.keyVersion !== KEY_VERSION) {
     throw new InvalidNetlockError(`Netlock ${cid} uses request-key rules v${String(v.keyVersion)}; this oracle implements v${KEY_VERSION}`);
+  }
+  if (v.variantRules !== undefined && (typeof v.variantRules !== 'object' || v.variantRules === null || !Object.values(v.variantRules).every((h) => Array.isArray(h) && h.every((x) => typeof x === 'string')))) {
+    throw new InvalidNetlockError(`Netlock root ${cid} has malformed variantRules`);
   }
   if (typeof v.count !== 'number' || !Array.isArray(v.oracles) || CID.asCID(v.index) === null) {
     throw new InvalidNetlockError(`Netlock root ${cid} is missing count, oracles or index`);

@@ -112,16 +112,33 @@ function headerValue(headers: HeaderBag, name: string): string {
   return joined.trim().replace(/\s*,\s*/g, ', ').replace(/\s+/g, ' ');
 }
 
+/**
+ * Per-host extra variant headers (`record --variant-header HOST=NAME`): e.g. a registry that serves
+ * different documents by a custom header. Stored in the netlock root, so replay keys requests the same way.
+ */
+export type VariantRules = Readonly<Record<string, readonly string[]>>;
+
+/** The variant headers for a URL: `accept`, then the host's extra headers, sorted. */
+export function variantHeadersFor(url: string, rules: VariantRules | undefined): string[] {
+  if (rules === undefined) return [...VARIANT_HEADERS];
+  const host = /^[a-z]+:\/\/([^/?#]+)/.exec(url)?.[1] ?? '';
+  const bare = host.replace(/:\d+$/, '');
+  const extra = [...(rules[host] ?? []), ...(host === bare ? [] : (rules[bare] ?? []))].map((h) => h.toLowerCase()).filter((h) => !VARIANT_HEADERS.includes(h as 'accept'));
+  return [...VARIANT_HEADERS, ...[...new Set(extra)].sort()];
+}
+
 export function keyId(method: string, url: string, variant: Readonly<Record<string, string>>, bodyDigest?: string): string {
-  const v = VARIANT_HEADERS.map((h) => `${h}=${variant[h] ?? ''}`).join('\n');
+  // `accept` first, then any extra variant headers in name order.
+  const names = [...VARIANT_HEADERS, ...Object.keys(variant).filter((h) => !VARIANT_HEADERS.includes(h as 'accept')).sort()];
+  const v = names.map((h) => `${h}=${variant[h] ?? ''}`).join('\n');
   return `${url}\n${method}\n${v}\nbody=${bodyDigest ?? ''}`;
 }
 
-export function computeRequestKey(input: RequestKeyInput): RequestKey {
+export function computeRequestKey(input: RequestKeyInput, rules?: VariantRules): RequestKey {
   const method = normaliseMethod(input.method);
   const url = normaliseUrl(input.url);
   const variant: Record<string, string> = {};
-  for (const h of VARIANT_HEADERS) variant[h] = headerValue(input.headers, h);
+  for (const h of variantHeadersFor(url, rules)) variant[h] = headerValue(input.headers, h);
   // No Accept means any media type (RFC 9110 §12.5.1): the same request as curl's `Accept: */*`.
   if (variant['accept'] === '') variant['accept'] = '*/*';
   const base = { method, url, variant, id: keyId(method, url, variant, input.bodyDigest) };
@@ -132,11 +149,11 @@ export function computeRequestKey(input: RequestKeyInput): RequestKey {
 export function parseKeyId(id: string): { url: string; method: string; variant: Record<string, string>; bodyDigest: string } {
   const lines = id.split('\n');
   const variant: Record<string, string> = {};
-  for (const line of lines.slice(2, 2 + VARIANT_HEADERS.length)) {
+  for (const line of lines.slice(2, -1)) {
     const eq = line.indexOf('=');
     variant[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  const body = lines[2 + VARIANT_HEADERS.length] ?? 'body=';
+  const body = lines.length >= 4 ? (lines.at(-1) ?? 'body=') : 'body=';
   return { url: lines[0] ?? '', method: lines[1] ?? '', variant, bodyDigest: body.slice('body='.length) };
 }
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
-import type { AbortOptions, BlockSink } from '../protocol/blocks.ts';
+import type { BlockSink } from '../protocol/blocks.ts';
 import { buildNetlock, compareKeys, NETLOCK_VERSION } from '../protocol/netlock.ts';
-import type { NetlockEntry } from '../protocol/netlock.ts';
+import type { BuildNetlockOptions, NetlockEntry } from '../protocol/netlock.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -28,6 +28,7 @@ export interface NetlockFile {
   keyVersion: number;
   count: number;
   oracles: string[];
+  variantRules?: Record<string, readonly string[]>;
   entries: NetlockFileEntry[];
 }
 
@@ -37,14 +38,14 @@ export interface DecodedEntry extends NetlockEntry {
 
 /** Renders the file with one entry per line, sorted by request key, so that diffs of two builds read well. */
 export function renderNetlockFile(file: NetlockFile): string {
-  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles };
+  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
   const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
   const lines = file.entries.map((e) => `    ${JSON.stringify(e)}`);
   return `${headText},\n  "entries": [\n${lines.join(',\n')}${lines.length > 0 ? '\n' : ''}  ]\n}\n`;
 }
 
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
-export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: BlockSink, options: AbortOptions = {}): Promise<NetlockFile> {
+export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const oracles = entries.map((e) => e.record.oracle);
   const built = await buildNetlock(entries, oracles, sink, options);
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
@@ -54,6 +55,7 @@ export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: B
     keyVersion: KEY_VERSION,
     count: sorted.length,
     oracles: built.rootValue.oracles.map(toHex),
+    ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
     entries: sorted.map((e) => {
       const k = parseKeyId(e.key);
       return {
@@ -73,7 +75,7 @@ export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: B
 }
 
 /** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */
-export async function writeNetlockFile(path: string, entries: readonly DecodedEntry[], sink: BlockSink, options: AbortOptions = {}): Promise<NetlockFile> {
+export async function writeNetlockFile(path: string, entries: readonly DecodedEntry[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const file = await buildNetlockFile(entries, sink, options);
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, renderNetlockFile(file));

@@ -326,3 +326,28 @@ describe('RecordMode failures and mutation', () => {
     await o.close();
   });
 });
+
+describe('per-host variant headers', () => {
+  it('keys a host by an extra request header, stores the rule in the netlock, and replays by it', async () => {
+    const d = await tempDir();
+    const o = await startOrigin();
+    o.route('/doc', (req, res) => {
+      res.end(`api v${String(req.headers['x-api-version'] ?? 'none')}`);
+    });
+    const netlock = join(d.path, 'v.json');
+    const rec = await startTestOracle({ mode: 'record', dataDir: join(d.path, 'data'), netlockPath: netlock, variantRules: { '127.0.0.1': ['X-Api-Version'] } });
+    for (const v of ['1', '2', '1']) expect((await rec.fetch(`${o.url}/doc`, { headers: { 'x-api-version': v } })).body.toString()).toBe(`api v${v}`);
+    const file = await rec.oracle.close();
+    await rec.close();
+    expect(o.hits.get('/doc')).toBe(2);
+    expect(file?.variantRules).toEqual({ '127.0.0.1': ['x-api-version'] });
+    const rep = await startTestOracle({ mode: 'replay', dataDir: join(d.path, 'data'), netlockPath: netlock });
+    expect((await rep.fetch(`${o.url}/doc`, { headers: { 'x-api-version': '2' } })).body.toString()).toBe('api v2');
+    const miss = await rep.fetch(`${o.url}/doc`, { headers: { 'x-api-version': '3' } });
+    expect(miss.status).toBe(504);
+    expect(miss.body.toString()).toMatch(/differs in: header x-api-version/);
+    await rep.close();
+    await o.close();
+    await d.remove();
+  });
+});
