@@ -11,6 +11,8 @@ import { sendError } from '../oracle/exchange.ts';
 
 /** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
+/** Most header fields accepted in one request; more get 431 (Node would drop the extra ones silently). */
+export const MAX_HEADER_COUNT = 256;
 /** How long an idle keep-alive connection stays open. */
 export const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 /** On close, how long requests already being answered (and recorded) may take to finish. */
@@ -69,6 +71,7 @@ export class ProxyServer {
   constructor(init: ProxyServerInit) {
     this.#init = init;
     this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 0 });
+    this.#server.maxHeadersCount = MAX_HEADER_COUNT + 1;
     this.#server.on('request', (req, res) => this.#onRequest(req, res));
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#onConnect(req, socket, head));
     this.#server.on('connection', (socket: Socket) => {
@@ -102,6 +105,10 @@ export class ProxyServer {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (req.rawHeaders.length / 2 > MAX_HEADER_COUNT) {
+      sendError(res, 431, new BadRequestError(`Request has more than ${MAX_HEADER_COUNT} header fields`, 431));
+      return;
+    }
     const target = tunnelTarget.get(req.socket);
     let url: string;
     const raw = req.url ?? '';

@@ -171,7 +171,8 @@ export class KuboBlockStore implements BlockStore {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     try {
-      for await (const p of this.#client.pin.ls({ paths: [cid], signal: this.#signal(options?.signal, this.#pinTimeoutMs) })) return p.type;
+      // Kubo says `recursive`, `direct` or `indirect through <cid>`.
+      for await (const p of this.#client.pin.ls({ paths: [cid], signal: this.#signal(options?.signal, this.#pinTimeoutMs) })) return p.type.split(' ')[0];
       return undefined;
     } catch (err) {
       if (/is not pinned/.test((err as Error).message)) return undefined;
@@ -326,9 +327,10 @@ export class KuboBlockStore implements BlockStore {
       return new StoreError(`${this.description} did not answer ${what} within ${timeoutMs} ms (is the daemon up?)`, { cause: err });
     }
     const message = e.message ?? String(err);
-    const missing = /could not find (\S+)|block was not found locally|not found/i.exec(message);
-    if ((e.name === 'HTTPError' || err instanceof KuboHttpError) && missing !== null) {
-      const which = missing[1] ?? cid?.toString() ?? '';
+    // Kubo: "block was not found locally (offline): ipld: could not find <cid>" (the CID may be a child's).
+    const missing = /not found|could not find/i.test(message);
+    if ((e.name === 'HTTPError' || err instanceof KuboHttpError) && missing) {
+      const which = /could not find (\S+)/.exec(message)?.[1] ?? cid?.toString() ?? '';
       return new BlockMissingError(which, `Block ${which} is not in ${this.description}`);
     }
     if (e.name === 'HTTPError' || err instanceof KuboHttpError) {

@@ -179,6 +179,9 @@ describe('fault handling (CLI)', () => {
     expect(await raw('CONNECT example.com:99999 HTTP/1.1\r\nhost: x\r\n\r\n')).toMatch(/^HTTP\/1.1 400/);
     expect(await raw(`GET http://x/ HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`)).toMatch(/^HTTP\/1.1 431/);
     expect(await raw(`GET ftp://x/ HTTP/1.1\r\nhost: x\r\n\r\n`)).toMatch(/^HTTP\/1.1 400/);
+    const many = Array.from({ length: 300 }, (_, i) => `x-h${i}: v\r\n`).join('');
+    expect(await raw(`GET ${origin.url}/a HTTP/1.1\r\nhost: x\r\n${many}\r\n`)).toMatch(/^HTTP\/1.1 431[\s\S]*more than 256 header fields/);
+    expect(await raw(`GET ${origin.url}/a?${'q'.repeat(40 * 1024)} HTTP/1.1\r\nhost: x\r\n\r\n`)).toMatch(/^HTTP\/1.1 414[\s\S]*exceeds the 32768-byte limit/);
     // A client hanging up mid-request-body.
     await raw(`POST ${origin.url}/a HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\npartial`);
     const ok = await run('curl', ['-sS', '-x', d.url, `${origin.url}/a`], { env: env() });
