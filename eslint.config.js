@@ -29,9 +29,23 @@ export default tseslint.config(
     },
   },
   {
-    files: ['guest/**/*.ts', 'enclave/**/*.ts'],
+    // The guest replays only: it shares the replay core, proxy front and TLS with the host, but must never
+    // reach code that can dial out or write records (the "never dials out" guarantee is this rule).
+    files: ['guest/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/*', '!**/src/protocol/**'], message: 'guest/ and enclave/ may import only src/protocol/**.' }] }],
+      'no-restricted-imports': ['error', {
+        paths: ['undici', 'kubo-rpc-client', 'hono', '@hono/node-server', 'node:net', 'node:https', 'node:dgram', 'node:dns'],
+        patterns: [{
+          group: ['**/src/upstream/**', '**/src/records/**', '**/src/store/fs-*', '**/src/store/kubo-*', '**/src/oracle/record-mode*', '**/src/oracle/oracle*', '**/src/admin/**', '**/src/cli.ts', '**/src/cli-*'],
+          message: 'The guest never dials out and never records: import only the replay side.',
+        }],
+      }],
+    },
+  },
+  {
+    files: ['enclave/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/*', '!**/src/protocol/**'], message: 'enclave/ may import only src/protocol/**.' }] }],
     },
   },
   {

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SYSTEM_CA_BUNDLE } from './upstream/fetcher.ts';
+
+/** Debian's system bundle: on these machines egress may be TLS-intercepted by a CA that only it holds. */
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 /**
  * CA variables that common clients obey (tested per client in docs/clients.md). Each points at one

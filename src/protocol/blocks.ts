@@ -77,3 +77,58 @@ export function parseCid(text: string): CID {
 }
 
 export { CID };
+
+/**
+ * Keeps verified blocks in memory up to `maxBytes` (least recently used out first) and shares concurrent
+ * fetches of one CID: in the guest every block is a device round trip, and index pages and records repeat.
+ * Blocks are verified against their CID before they are cached.
+ */
+export class CachingBlockSource implements BlockSource {
+  readonly #source: BlockSource;
+  readonly #maxBytes: number;
+  readonly #blocks = new Map<string, Uint8Array>();
+  readonly #pending = new Map<string, Promise<Uint8Array>>();
+  #bytes = 0;
+  /** Fetches that reached the underlying source (cache misses). */
+  fetches = 0;
+
+  constructor(source: BlockSource, maxBytes: number) {
+    this.#source = source;
+    this.#maxBytes = maxBytes;
+  }
+
+  get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    const key = cid.toString();
+    const hit = this.#blocks.get(key);
+    if (hit !== undefined) {
+      this.#blocks.delete(key);
+      this.#blocks.set(key, hit);
+      return Promise.resolve(hit);
+    }
+    const running = this.#pending.get(key);
+    if (running !== undefined) return running;
+    this.fetches++;
+    const p = this.#source
+      .get(cid, options)
+      .then(async (bytes) => {
+        await verifyBlock(cid, bytes);
+        this.#remember(key, bytes);
+        return bytes;
+      })
+      .finally(() => this.#pending.delete(key));
+    this.#pending.set(key, p);
+    return p;
+  }
+
+  #remember(key: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > this.#maxBytes) return;
+    this.#blocks.set(key, bytes);
+    this.#bytes += bytes.byteLength;
+    for (const [k, b] of this.#blocks) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#blocks.delete(k);
+      this.#bytes -= b.byteLength;
+    }
+  }
+}

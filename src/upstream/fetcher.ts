@@ -2,13 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
+import { SYSTEM_CA_BUNDLE } from '../client-env.ts';
 import { UpstreamError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
 
-/** Debian's system bundle: on these machines egress may be TLS-intercepted by a CA that only it holds. */
-export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 export const HEADERS_TIMEOUT_MS = 60_000;
 export const BODY_TIMEOUT_MS = 120_000;

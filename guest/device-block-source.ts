@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { CID } from 'multiformats/cid';
+import { BlockMissingError, OracleError, throwIfAborted } from '../src/errors.ts';
+import type { Logger } from '../src/log.ts';
+import { NOOP_LOGGER } from '../src/log.ts';
+import type { AbortOptions, BlockSource } from '../src/protocol/blocks.ts';
+import { MAX_BLOCK_BYTES } from '../src/protocol/blocks.ts';
+
+/** The one block that is legitimately empty: the raw block of an empty body. */
+const EMPTY_RAW_BLOCK = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku';
+
+export interface DeviceBlockSourceInit {
+  /** The cmio helper binary (guest/cmio): it owns /dev/cmio and speaks frames on stdin/stdout. */
+  helperPath: string;
+  /** Extra environment for the helper (CMIO_SIM_SOCKET for the simulated device in tests). */
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+}
+
+/**
+ * Blocks by CID through the dehashing device (design §7): one GIO yield (domain 0x25, id = binary CID) per
+ * block, made by the cmio helper. Frames: request `u32be length ‖ CID bytes`; reply `u32be status ‖
+ * u32be length ‖ bytes` (status 0 = the rx bytes; otherwise an error message). The device is one channel,
+ * so requests go one at a time. Bytes are not verified here: wrap in CachingBlockSource / verifyingSource.
+ */
+export class DeviceBlockSource implements BlockSource {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #logger: Logger;
+  #queue: Promise<unknown> = Promise.resolve();
+  #buffer: Buffer = Buffer.alloc(0);
+  #waiter: (() => void) | undefined;
+  #dead: Error | undefined;
+  /** Round trips made (one per block fetched). */
+  roundTrips = 0;
+  bytes = 0;
+
+  constructor(init: DeviceBlockSourceInit) {
+    this.#logger = init.logger ?? NOOP_LOGGER;
+    this.#child = spawn(init.helperPath, [], { env: { ...process.env, ...init.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child.stdout.on('data', (d: Buffer) => {
+      this.#buffer = this.#buffer.byteLength === 0 ? d : Buffer.concat([this.#buffer, d]);
+      this.#wake();
+    });
+    this.#child.stderr.on('data', (d: Buffer) => this.#logger.warn('cmio helper: %s', d.toString().trim()));
+    const fail = (err: Error): void => {
+      this.#dead ??= err;
+      this.#wake();
+    };
+    this.#child.on('error', (err) => fail(new OracleError('ORACLE_ERR_STORE', `Cannot run the cmio helper ${init.helperPath}: ${err.message}`)));
+    this.#child.on('exit', (code, signal) => fail(new OracleError('ORACLE_ERR_STORE', `The cmio helper exited (${signal ?? code}); no more blocks can be fetched`)));
+    this.#child.stdin.on('error', () => {});
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+
+  async #read(n: number): Promise<Buffer> {
+    while (this.#buffer.byteLength < n) {
+      if (this.#dead !== undefined) throw this.#dead;
+      await new Promise<void>((r) => (this.#waiter = r));
+    }
+    const out = this.#buffer.subarray(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return out;
+  }
+
+  get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    const run = this.#queue.then(() => this.#roundTrip(cid));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #roundTrip(cid: CID): Promise<Uint8Array> {
+    if (this.#dead !== undefined) throw this.#dead;
+    const id = cid.bytes;
+    const frame = Buffer.alloc(4 + id.byteLength);
+    frame.writeUInt32BE(id.byteLength, 0);
+    frame.set(id, 4);
+    this.#child.stdin.write(frame);
+    const head = await this.#read(8);
+    const status = head.readUInt32BE(0);
+    const length = head.readUInt32BE(4);
+    if (length > MAX_BLOCK_BYTES) throw new OracleError('ORACLE_ERR_BLOCK_CORRUPT', `Device reply for ${cid} claims ${length} bytes (limit ${MAX_BLOCK_BYTES})`);
+    const body = new Uint8Array(await this.#read(length));
+    this.roundTrips++;
+    this.bytes += length;
+    if (status !== 0) {
+      throw new OracleError('ORACLE_ERR_STORE', `Dehashing device failed for ${cid}: status ${status}: ${Buffer.from(body).toString('utf8')}`);
+    }
+    // An honest host never answers "not found": the netlock commits to every block (design §7).
+    if (length === 0 && cid.toString() !== EMPTY_RAW_BLOCK) {
+      throw new BlockMissingError(cid.toString(), `Dehashing device returned an empty reply for ${cid}: the host does not have a block the netlock commits to`);
+    }
+    return body;
+  }
+
+  /** Ends the helper (EOF on its stdin). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.#child.once('exit', () => r()));
+    this.#child.stdin.end();
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,170 @@
+// fetch-oracle guest shim: the replay proxy that runs inside the Cartesi Machine. Every block (netlock
+// index pages, records, bodies) comes by CID through the dehashing device and is verified; there is no
+// network client in this program at all.
+import 'reflect-metadata';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CID } from 'multiformats/cid';
+import { clientEnvironment, exportLines, SYSTEM_CA_BUNDLE } from '../src/client-env.ts';
+import { OracleError } from '../src/errors.ts';
+import { createLogger } from '../src/log.ts';
+import { ReplayMode } from '../src/oracle/replay-mode.ts';
+import { createStats } from '../src/oracle/stats.ts';
+import { CachingBlockSource } from '../src/protocol/blocks.ts';
+import { NetlockReader } from '../src/protocol/netlock.ts';
+import { fromHex, toHex } from '../src/protocol/signature.ts';
+import { ProxyServer } from '../src/proxy/proxy-server.ts';
+import { CA_CERT_FILE, CertAuthority } from '../src/tls/cert-authority.ts';
+import { DeviceBlockSource } from './device-block-source.ts';
+
+const DEFAULT_CONFIG = '/etc/fetch-oracle/guest.json';
+const DEFAULT_HELPER = '/usr/bin/cmio-helper';
+const DEFAULT_LISTEN = '127.0.0.1:8899';
+const DEFAULT_CACHE_MIB = 64;
+
+const HELP = `fetch-oracle-guest: offline replay proxy for the Cartesi Machine (blocks by CID through the dehashing device)
+
+Usage:
+  fetch-oracle-guest serve [--config FILE] [--netlock-root CID] [--trust KEY]... [--ca-dir DIR] [--listen HOST:PORT]
+                           [--helper PATH] [--cache-mib N]
+  fetch-oracle-guest env   [--config FILE] [--ca-dir DIR] [--listen HOST:PORT] [--bundle FILE]
+
+serve   answers HTTP/HTTPS proxy requests from the netlock, verifying every block hash and record signature;
+        a request not in the netlock gets a 504 that explains the miss. Nothing ever dials out.
+env     writes a CA bundle (system bundle + the provisioned CA) and prints the export lines a build needs.
+
+Options (each may also come from the JSON config file, default ${DEFAULT_CONFIG}, keys in camelCase):
+  --netlock-root CID   root CID of the netlock to serve
+  --trust KEY          trusted oracle ed25519 public key, hex (repeatable; required)
+  --ca-dir DIR         directory holding ${CA_CERT_FILE} and the CA key provisioned with the image
+  --listen HOST:PORT   proxy address (default ${DEFAULT_LISTEN})
+  --helper PATH        the cmio helper (default ${DEFAULT_HELPER}); CMIO_SIM_SOCKET is passed to it
+  --cache-mib N        verified blocks kept in memory (default ${DEFAULT_CACHE_MIB})
+  --bundle FILE        env: where to write the CA bundle (default CA_DIR/ca-bundle.pem)
+`;
+
+interface GuestConfig {
+  netlockRoot?: string;
+  trust?: string[];
+  caDir?: string;
+  listen?: string;
+  helper?: string;
+  cacheMib?: number;
+}
+
+class UsageError extends Error {}
+
+function loadConfig(path: string | undefined): GuestConfig {
+  const file = path ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
+  if (file === undefined) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as GuestConfig;
+  } catch (err) {
+    throw new UsageError(`Cannot read config ${file}: ${(err as Error).message}`);
+  }
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (m === null) throw new UsageError(`--listen expects HOST:PORT, got ${JSON.stringify(text)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      'netlock-root': { type: 'string' },
+      trust: { type: 'string', multiple: true },
+      'ca-dir': { type: 'string' },
+      listen: { type: 'string' },
+      helper: { type: 'string' },
+      'cache-mib': { type: 'string' },
+      bundle: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = loadConfig(values.config);
+  const caDir = values['ca-dir'] ?? config.caDir;
+  if (caDir === undefined) throw new UsageError('--ca-dir (or caDir in the config) is required: the CA is provisioned with the image');
+  if (!existsSync(join(caDir, CA_CERT_FILE))) throw new UsageError(`No CA in ${caDir}: provision one on the host with \`fetch-oracle env --data DIR\` and copy DIR/ca into the image`);
+  const listen = parseListen(values.listen ?? config.listen ?? DEFAULT_LISTEN);
+
+  if (command === 'env') {
+    const ca = await CertAuthority.loadOrCreate({ dir: caDir });
+    const bundle = resolve(values.bundle ?? join(caDir, 'ca-bundle.pem'));
+    const system = existsSync(SYSTEM_CA_BUNDLE) ? readFileSync(SYSTEM_CA_BUNDLE, 'utf8') : '';
+    await writeFile(bundle, `${system}${system === '' || system.endsWith('\n') ? '' : '\n'}${ca.certPem.trim()}\n`);
+    process.stdout.write(exportLines(clientEnvironment({ proxyUrl: `http://${listen.host}:${listen.port}`, bundlePath: bundle })));
+    return 0;
+  }
+  if (command !== 'serve') throw new UsageError(`Unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+
+  const rootText = values['netlock-root'] ?? config.netlockRoot;
+  if (rootText === undefined) throw new UsageError('--netlock-root CID (or netlockRoot in the config) is required');
+  let root: CID;
+  try {
+    root = CID.parse(rootText);
+  } catch {
+    throw new UsageError(`--netlock-root is not a CID: ${JSON.stringify(rootText)}`);
+  }
+  const trustText = values.trust ?? config.trust ?? [];
+  if (trustText.length === 0) throw new UsageError('--trust KEY (or trust in the config) is required: the guest accepts records only from named oracle keys');
+  const trusted = trustText.map((k) => {
+    try {
+      return fromHex(k.trim(), 32);
+    } catch {
+      throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(k)}`);
+    }
+  });
+  const cacheMib = Number(values['cache-mib'] ?? config.cacheMib ?? DEFAULT_CACHE_MIB);
+
+  const logger = createLogger('oracle:guest', (level, namespace, line) => process.stderr.write(`${level} ${namespace}: ${line}\n`));
+  const device = new DeviceBlockSource({ helperPath: values.helper ?? config.helper ?? DEFAULT_HELPER, logger });
+  const blocks = new CachingBlockSource(device, cacheMib * 1024 * 1024);
+  const netlock = new NetlockReader(root, blocks);
+  const rootValue = await netlock.rootValue();
+  const untrusted = rootValue.oracles.filter((k) => !trusted.some((t) => toHex(t) === toHex(k)));
+  if (untrusted.length > 0) logger.warn('netlock names untrusted oracle key(s) %s: their records will be refused', untrusted.map(toHex).join(', '));
+  const stats = createStats('replay');
+  const replay = new ReplayMode({ netlock, source: blocks, trusted, stats, logger: logger.child('replay') });
+  const ca = await CertAuthority.loadOrCreate({ dir: caDir });
+  const proxy = new ProxyServer({ handler: replay, certs: ca, logger: logger.child('proxy') });
+  const stopped = new Promise<string>((done) => {
+    process.once('SIGINT', () => done('SIGINT'));
+    process.once('SIGTERM', () => done('SIGTERM'));
+  });
+  await proxy.listen(listen);
+  logger.info('replaying netlock %s (%d entries) on %s:%d', root.toString(), rootValue.count, listen.host, listen.port);
+  process.stdout.write(`listening http://${listen.host}:${proxy.address().port}\n`);
+  const signal = await stopped;
+  await proxy.close();
+  await device.close();
+  logger.info('%s: stopped; %d requests, %d hits, %d misses; device: %d round trips, %d bytes', signal, stats.requests, stats.hits, stats.misses, device.roundTrips, device.bytes);
+  return 0;
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`fetch-oracle-guest: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`fetch-oracle-guest: ${err instanceof OracleError ? `${err.code}: ` : ''}${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
