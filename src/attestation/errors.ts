@@ -1,7 +1,6 @@
-/**
- * Errors of the Nitro attestation verifier. Shaped like OracleError (`code` + `message`, `toJSON`) so that
- * it can become an OracleError subclass once these codes are part of `ERROR_CODES` in src/errors.ts.
- */
+import { OracleError } from '../errors.ts';
+
+/** Codes of the Nitro attestation verifier (also listed in ERROR_CODES in src/errors.ts). */
 export const ATTESTATION_ERROR_CODES = [
   /** Not CBOR / not a COSE_Sign1 / a payload field is missing, of the wrong type or out of range. */
   'ORACLE_ERR_ATTESTATION_MALFORMED',
@@ -29,16 +28,12 @@ export const ATTESTATION_ERROR_CODES = [
 
 export type AttestationErrorCode = (typeof ATTESTATION_ERROR_CODES)[number];
 
-export class AttestationError extends Error {
-  readonly code: AttestationErrorCode;
+/** A failed attestation check: an OracleError whose code says which check failed. */
+export class AttestationError extends OracleError {
+  declare readonly code: AttestationErrorCode;
 
   constructor(code: AttestationErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
     this.name = 'AttestationError';
-  }
-
-  toJSON(): { code: AttestationErrorCode; message: string } {
-    return { code: this.code, message: this.message };
   }
 }

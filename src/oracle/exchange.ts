@@ -1,4 +1,10 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,8 +20,13 @@ import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
 import type { OracleStats } from './stats.ts';
 
-/** Request bodies are hashed for the key and sent upstream whole; larger ones are refused with 413. */
-export const MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
+/**
+ * Request bodies are hashed for the key before anything else happens. Up to SPOOL_THRESHOLD_BYTES they are
+ * kept in memory; larger ones stream to a temporary file (memory stays flat) and stream upstream from it.
+ * Beyond MAX_REQUEST_BODY_BYTES: 413.
+ */
+export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
+export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024 * 1024;
 /** Longest request URL accepted (clients and servers commonly stop at 8 KiB; we allow 4×). */
 export const MAX_URL_BYTES = 32 * 1024;
 
@@ -26,8 +37,17 @@ export interface Exchange {
   /** Absolute URL as the client sent it (credentials included): what the upstream fetch uses. */
   readonly url: string;
   readonly headers: HeaderList;
-  readonly body: Uint8Array | undefined;
+  readonly body: RequestBody | undefined;
   readonly key: RequestKey;
+}
+
+/** A request body held in memory, or spooled to a file for large uploads. */
+export interface RequestBody {
+  readonly size: number;
+  /** A fresh stream of the bytes (may be called more than once). */
+  open(): Uint8Array | Readable;
+  /** Removes a spool file. Idempotent. */
+  dispose(): Promise<void>;
 }
 
 /** What the proxy front hands every request to. */
@@ -35,26 +55,50 @@ export interface ExchangeHandler {
   handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void>;
 }
 
-async function readRequestBody(req: IncomingMessage): Promise<Uint8Array | undefined> {
+async function readRequestBody(req: IncomingMessage, hash: Hash): Promise<RequestBody | undefined> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.byteLength;
-    if (total > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
-    chunks.push(chunk);
+  let spool: { path: string; file: FileHandle } | undefined;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      total += chunk.byteLength;
+      if (total > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
+      hash.update(chunk);
+      if (spool === undefined && total > SPOOL_THRESHOLD_BYTES) {
+        const path = join(tmpdir(), `fetch-oracle-body-${process.pid}-${randomBytes(8).toString('hex')}`);
+        spool = { path, file: await open(path, 'wx', 0o600) };
+        for (const c of chunks.splice(0)) await spool.file.write(c);
+      }
+      if (spool === undefined) chunks.push(chunk);
+      else await spool.file.write(chunk);
+    }
+  } catch (err) {
+    if (spool !== undefined) {
+      await spool.file.close();
+      await rm(spool.path, { force: true });
+    }
+    throw err;
   }
-  return total === 0 ? undefined : Buffer.concat(chunks, total);
+  if (total === 0) return undefined;
+  if (spool === undefined) {
+    const bytes = Buffer.concat(chunks, total);
+    return { size: total, open: () => bytes, dispose: () => Promise.resolve() };
+  }
+  await spool.file.close();
+  const path = spool.path;
+  return { size: total, open: () => createReadStream(path), dispose: () => rm(path, { force: true }) };
 }
 
 /** Reads the request, computes its key; throws BadRequestError for what cannot be a valid request. */
 export async function readExchange(req: IncomingMessage, res: ServerResponse, url: string, rules?: VariantRules): Promise<Exchange> {
   if (Buffer.byteLength(url) > MAX_URL_BYTES) throw new BadRequestError(`URL of ${Buffer.byteLength(url)} bytes exceeds the ${MAX_URL_BYTES}-byte limit`, 414);
   const method = req.method ?? 'GET';
-  const body = await readRequestBody(req);
+  const hash = createHash('sha256');
+  const body = await readRequestBody(req, hash);
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  const bodyDigest = hasBody ? `sha256:${createHash('sha256').update(body ?? new Uint8Array()).digest('hex')}` : undefined;
+  const bodyDigest = hasBody ? `sha256:${hash.digest('hex')}` : undefined;
   const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest }, rules);
   return { req, res, url, headers: fromRawHeaders(req.rawHeaders), body, key };
 }

@@ -110,6 +110,8 @@ export class RecordMode implements ExchangeHandler {
       const status = err instanceof UpstreamError || err instanceof TruncatedBodyError ? 502 : err instanceof OracleError ? 502 : 500;
       logger.error('%s %s: %s', ex.key.method, ex.key.url, (err as Error).message);
       sendError(res, status, err as Error);
+    } finally {
+      await ex.body?.dispose();
     }
   }
 
@@ -196,6 +198,7 @@ export class RecordMode implements ExchangeHandler {
       throw err;
     } finally {
       this.#inFlight.delete(ex.key.id);
+      await ex.body?.dispose();
     }
   }
 
@@ -220,7 +223,7 @@ export class RecordMode implements ExchangeHandler {
       method: ex.key.method,
       url: ex.url,
       headers: ex.headers.filter(([n]) => !PARTIAL_REQUEST_HEADERS.has(n)),
-      ...(ex.body === undefined ? {} : { body: ex.body }),
+      ...(ex.body === undefined ? {} : { body: ex.body.open(), bodySize: ex.body.size }),
       signal: abort.signal,
     });
     const fetchedAt = new Date().toISOString();

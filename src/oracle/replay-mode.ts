@@ -63,8 +63,9 @@ export class ReplayMode implements ExchangeHandler {
   async handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
     const { stats, logger, netlock, source, trusted } = this.#init;
     stats.requests++;
+    let ex: Awaited<ReturnType<typeof readExchange>> | undefined;
     try {
-      const ex = await readExchange(req, res, url, (await netlock.rootValue()).variantRules);
+      ex = await readExchange(req, res, url, (await netlock.rootValue()).variantRules);
       let key = ex.key;
       const looked = await netlock.lookup(key.id);
       const nearby = looked.nearby;
@@ -100,6 +101,8 @@ export class ReplayMode implements ExchangeHandler {
       const status = err instanceof BadRequestError ? err.status : 502;
       if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', url, (err as Error).message);
       sendError(res, status, err instanceof OracleError ? err : (err as Error));
+    } finally {
+      await ex?.body?.dispose();
     }
   }
 }

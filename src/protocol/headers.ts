@@ -49,7 +49,8 @@ export const VOLATILE_RESPONSE_HEADERS = new Set([
 ]);
 
 /** Request headers that are never sent upstream by the fetcher because the proxy owns them. */
-export const PROXY_OWNED_REQUEST_HEADERS = new Set([...HOP_BY_HOP, 'host', 'content-length']);
+// `expect: 100-continue` is answered by this proxy's own server; the upstream request is sent whole.
+export const PROXY_OWNED_REQUEST_HEADERS = new Set([...HOP_BY_HOP, 'host', 'content-length', 'expect']);
 
 /** Converts Node's raw header array [n1, v1, n2, v2, …] into an ordered list with lower-cased names. */
 export function fromRawHeaders(raw: readonly string[]): Array<[string, string]> {

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
+import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import { SYSTEM_CA_BUNDLE } from '../client-env.ts';
@@ -23,7 +24,9 @@ export interface UpstreamRequest {
   method: string;
   url: string;
   headers: HeaderList;
-  body?: Uint8Array;
+  body?: Uint8Array | Readable;
+  /** Length of `body` (sent as content-length). */
+  bodySize?: number;
   signal?: AbortSignal;
 }
 
@@ -54,6 +57,7 @@ export class Fetcher {
   async fetch(req: UpstreamRequest): Promise<UpstreamResponse> {
     const headers: string[] = [];
     for (const [n, v] of req.headers) if (!PROXY_OWNED_REQUEST_HEADERS.has(n) && !n.startsWith('proxy-')) headers.push(n, v);
+    if (req.bodySize !== undefined) headers.push('content-length', String(req.bodySize));
     const options: Dispatcher.RequestOptions = {
       origin: new URL(req.url).origin,
       path: pathOf(req.url),

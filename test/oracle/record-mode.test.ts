@@ -211,6 +211,32 @@ describe('RecordMode', () => {
     expect(origin.hits.get('/api')).toBe(2);
   });
 
+  it('streams a large request body (spooled, not held in memory) upstream and keys it by digest', async () => {
+    const { createHash } = await import('node:crypto');
+    origin.route('/upload', async (req, res) => {
+      const h = createHash('sha256');
+      let n = 0;
+      for await (const c of req) {
+        h.update(c as Buffer);
+        n += (c as Buffer).byteLength;
+      }
+      res.end(`${n} ${h.digest('hex')}`);
+    });
+    const file = join(dir.path, 'upload.bin');
+    const { writeFile } = await import('node:fs/promises');
+    const body = Buffer.alloc(20 * 1024 * 1024 + 5, 0x61);
+    await writeFile(file, body);
+    const want = `${body.byteLength} ${createHash('sha256').update(body).digest('hex')}`;
+    for (let i = 0; i < 2; i++) {
+      const r = await oracle.curl(['-s', '-X', 'PUT', '--data-binary', `@${file}`, `${origin.url}/upload`]);
+      expect(r.stdout).toBe(want);
+    }
+    expect(origin.hits.get('/upload')).toBe(1);
+    const { readdir } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    expect((await readdir(tmpdir())).filter((f) => f.startsWith(`fetch-oracle-body-${process.pid}-`))).toEqual([]);
+  });
+
   it('never stores credentials: Authorization is forwarded but absent from records and the index', async () => {
     origin.route('/private', (req, res) => {
       res.end(`auth=${req.headers.authorization ?? ''}`);
