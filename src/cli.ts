@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
+import { runAttest } from './cli-attest.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
 import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
@@ -32,6 +33,7 @@ Commands:
   env       print the shell exports that point clients at the proxy and make them trust its CA
   verify    check a netlock's signatures, blocks and bodies
   recover   rebuild a netlock from the journal of a run that crashed
+  attest    verify an AWS Nitro Enclave attestation document (attest verify FILE)
 
 Run 'fetch-oracle <command> --help' for the options of a command.
 Environment: FETCH_ORACLE_DATA (data directory), FETCH_ORACLE_ADMIN_TOKEN, NODE_DEBUG=oracle (debug log).
@@ -319,6 +321,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runVerify(rest);
       case 'recover':
         return await runRecover(rest);
+      case 'attest':
+        return await runAttest(rest, (t) => process.stdout.write(t));
       case undefined:
       case '-h':
       case '--help':
