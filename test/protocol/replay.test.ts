@@ -40,6 +40,14 @@ describe('planResponse', () => {
     expect(render(plan)).toBe(BODY);
   });
 
+  it('frames the body by its recorded size when a recorded content-length contradicts it', async () => {
+    const r = await record();
+    const lying: FetchRecord = { ...r, response: { ...r.response, headers: r.response.headers.map(([n, v]): [string, string] => [n, n === 'content-length' ? '999' : v]) } };
+    const plan = planResponse(lying, { method: 'GET', headers: {} });
+    expect(h(plan, 'content-length')).toBe('26');
+    expect(render(plan)).toBe(BODY);
+  });
+
   it('answers HEAD with the headers and no body', async () => {
     const plan = planResponse(await record(), { method: 'HEAD', headers: {} });
     expect(plan.body).toBeNull();
