@@ -2,6 +2,8 @@ import { Worker } from 'node:worker_threads';
 
 /** Bytes a job may have in flight to the worker before `update` waits: bounds memory. */
 export const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/** Bytes gathered per message to the worker. */
+export const BATCH_BYTES = 1024 * 1024;
 
 // The worker's code, kept inline so it needs no separate build step or file resolution under tsx.
 const WORKER_SOURCE = `
@@ -77,17 +79,36 @@ export class DigestWorker {
     const id = this.#nextId++;
     const job: Job = { inFlight: 0, wake: undefined, done: undefined };
     this.#jobs.set(id, job);
+    // Chunks are gathered into BATCH_BYTES buffers that are transferred, not copied: one message per batch.
+    let batch = new Uint8Array(BATCH_BYTES);
+    let filled = 0;
+    const flush = async (): Promise<void> => {
+      if (filled === 0) return;
+      const chunk = filled === batch.byteLength ? batch : batch.slice(0, filled);
+      job.inFlight += filled;
+      worker.postMessage({ type: 'update', id, chunk }, [chunk.buffer]);
+      batch = new Uint8Array(BATCH_BYTES);
+      filled = 0;
+      if (job.inFlight > MAX_IN_FLIGHT_BYTES) await new Promise<void>((r) => (job.wake = r));
+    };
     return {
       update: async (chunk) => {
-        job.inFlight += chunk.byteLength;
-        worker.postMessage({ type: 'update', id, chunk });
-        if (job.inFlight > MAX_IN_FLIGHT_BYTES) await new Promise<void>((r) => (job.wake = r));
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          const n = Math.min(chunk.byteLength - offset, BATCH_BYTES - filled);
+          batch.set(chunk.subarray(offset, offset + n), filled);
+          filled += n;
+          offset += n;
+          if (filled === BATCH_BYTES) await flush();
+        }
       },
-      digest: () =>
-        new Promise<BodyDigests>((resolve) => {
+      digest: async () => {
+        await flush();
+        return new Promise<BodyDigests>((resolve) => {
           job.done = resolve;
           worker.postMessage({ type: 'digest', id });
-        }),
+        });
+      },
       abandon: () => {
         this.#jobs.delete(id);
         worker.postMessage({ type: 'drop', id });

@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import * as dagCbor from '@ipld/dag-cbor';
-import * as dagPb from '@ipld/dag-pb';
 import { CID } from 'multiformats/cid';
 import { BlockCorruptError, BlockMissingError, ERROR_CODES, InvalidNetlockError, OracleError, throwIfAborted } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
-import { DAG_CBOR_CODE, DAG_PB_CODE, RAW_CODE, verifyBlock, verifyingSource } from '../protocol/blocks.ts';
+import { DAG_CBOR_CODE, RAW_CODE, verifyBlock, verifyingSource } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../protocol/netlock.ts';
+import { blockLinks, cidsIn, WALKABLE_CODECS } from '../store/block-links.ts';
 import type { Block, BlockStore } from '../store/block-store.ts';
 import { CarStreamReader, carHeader, carSectionHead } from '../store/car-codec.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
@@ -126,15 +126,10 @@ interface Link {
   entry: boolean;
 }
 
-/** The links of a block in order: DAG-CBOR CIDs anywhere in the value, dag-pb `Links`, none for raw. */
+/** The links of a block in order (`blockLinks`), labelled with the netlock entry they belong to. */
 function linksOf(cid: CID, bytes: Uint8Array, label: string): Link[] {
-  if (cid.code === RAW_CODE) return [];
-  if (cid.code === DAG_PB_CODE) {
-    try {
-      return dagPb.decode(bytes).Links.map((l) => ({ cid: l.Hash, label, entry: false }));
-    } catch (cause) {
-      throw new BlockCorruptError(cid.toString(), `Cannot export ${label}: block ${cid} is not valid dag-pb (${(cause as Error).message})`);
-    }
+  if (!WALKABLE_CODECS.has(cid.code)) {
+    throw new InvalidNetlockError(`Cannot export ${label}: block ${cid} has codec 0x${cid.code.toString(16)}, which is not raw, dag-pb or dag-cbor`);
   }
   if (cid.code === DAG_CBOR_CODE) {
     let value: unknown;
@@ -155,25 +150,13 @@ function linksOf(cid: CID, bytes: Uint8Array, label: string): Link[] {
       }
       return links;
     }
-    const links: Link[] = [];
-    collectCids(value, (c) => links.push({ cid: c, label, entry: false }), 0);
-    return links;
+    return cidsIn(value).map((c) => ({ cid: c, label, entry: false }));
   }
-  throw new InvalidNetlockError(`Cannot export ${label}: block ${cid} has codec 0x${cid.code.toString(16)}, which is not raw, dag-pb or dag-cbor`);
-}
-
-function collectCids(value: unknown, found: (cid: CID) => void, depth: number): void {
-  if (depth > 64 || value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
-  const cid = CID.asCID(value);
-  if (cid !== null) {
-    found(cid);
-    return;
+  try {
+    return blockLinks(cid, bytes).map((c) => ({ cid: c, label, entry: false }));
+  } catch (cause) {
+    throw new BlockCorruptError(cid.toString(), `Cannot export ${label}: block ${cid} is not valid dag-pb (${(cause as Error).message})`);
   }
-  if (Array.isArray(value)) {
-    for (const v of value) collectCids(v, found, depth + 1);
-    return;
-  }
-  for (const v of Object.values(value)) collectCids(v, found, depth + 1);
 }
 
 function entryName(keyId: string): string {
