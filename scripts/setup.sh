@@ -14,6 +14,11 @@ for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+command -v apt-get >/dev/null 2>&1 || missing+=(apt)
+# pip drives the pip client tests (the machine's own python3 if it has pip, else Debian's).
+if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip)
+elif ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
