@@ -1,0 +1,417 @@
+import { Agent, request } from 'undici';
+import type { Dispatcher } from 'undici';
+import { InvalidConfigError, OracleError, throwIfAborted } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { NOOP_LOGGER } from '../log.ts';
+import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
+import { parseJsonBigInt, stringifyJsonBigInt } from './bigint-json.ts';
+import type { JsonValue } from './bigint-json.ts';
+import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from './gio-responder.ts';
+import type { GioResponse } from './gio-responder.ts';
+import {
+  CMIO_TX_BUFFER_START,
+  HTIF_YIELD_CMD_MANUAL,
+  HTIF_YIELD_MANUAL_REASON_RX_ACCEPTED,
+  HTIF_YIELD_MANUAL_REASON_RX_REJECTED,
+  HTIF_YIELD_MANUAL_REASON_TX_EXCEPTION,
+  unpackHtifWord,
+} from './htif.ts';
+
+/** Emulator releases whose `cartesi-jsonrpc-machine` this driver speaks (cartesi-gio.md §1.9). */
+export const EMULATOR_VERSIONS = ['0.19', '0.20', '0.21'] as const;
+export type EmulatorVersion = (typeof EMULATOR_VERSIONS)[number];
+
+/**
+ * The JSON-RPC surface the driver uses, per emulator version (cartesi-gio.md §1.9, from the dispatch table
+ * in `jsonrpc-remote-machine.cpp`, not from `jsonrpc-discover.json`). Params are always named objects.
+ */
+export interface MachineRpcMethods {
+  emulator: EmulatorVersion;
+  /** The server's JSON-RPC API version (`get_version`): 0.5.0 / 0.6.0 / 0.7.0. */
+  jsonrpcApi: string;
+  getVersion: string;
+  shutdown: string;
+  /** `{directory, runtime_config?}` */
+  load: string;
+  /** `{directory}` (0.19) or `{directory, sharing}` (0.20+): see `storeTakesSharing`. */
+  store: string;
+  storeTakesSharing: boolean;
+  /** `{mcycle_end}` → break reason string. */
+  run: string;
+  /** → base64 hash. */
+  getRootHash: string;
+  /** `{reg}` → uint64 (bare JSON number: needs BigInt-safe JSON). */
+  readReg: string;
+  /** `{address, length}` → base64. */
+  readMemory: string;
+  /** 0.21 only: `{length}` → `{cmd, reason, available_length, data}`; before 0.21 emulated with read_reg + read_memory. */
+  receiveCmioRequest: string | undefined;
+  /** `{reason, data}`; 0.21 also takes `revert_root_hash`, which a GIO answer must not pass (§1.5). */
+  sendCmioResponse: string;
+  /** Break reasons `run` may return in this version (§1.9). */
+  breakReasons: readonly string[];
+}
+
+const BREAK_REASONS_019 = ['failed', 'halted', 'yielded_manually', 'yielded_automatically', 'yielded_softly', 'reached_target_mcycle'] as const;
+
+const COMMON = {
+  getVersion: 'get_version',
+  shutdown: 'shutdown',
+  load: 'machine.load',
+  store: 'machine.store',
+  run: 'machine.run',
+  getRootHash: 'machine.get_root_hash',
+  readReg: 'machine.read_reg',
+  readMemory: 'machine.read_memory',
+  sendCmioResponse: 'machine.send_cmio_response',
+} as const;
+
+export const MACHINE_RPC_METHODS: Readonly<Record<EmulatorVersion, Readonly<MachineRpcMethods>>> = {
+  '0.19': { ...COMMON, emulator: '0.19', jsonrpcApi: '0.5.0', storeTakesSharing: false, receiveCmioRequest: undefined, breakReasons: BREAK_REASONS_019 },
+  '0.20': {
+    ...COMMON,
+    emulator: '0.20',
+    jsonrpcApi: '0.6.0',
+    storeTakesSharing: true,
+    receiveCmioRequest: undefined,
+    breakReasons: [...BREAK_REASONS_019, 'console_output', 'console_input'],
+  },
+  '0.21': {
+    ...COMMON,
+    emulator: '0.21',
+    jsonrpcApi: '0.7.0',
+    storeTakesSharing: true,
+    receiveCmioRequest: 'machine.receive_cmio_request',
+    breakReasons: [...BREAK_REASONS_019, 'console_output', 'console_input', 'mcycle_overflow'],
+  },
+};
+
+/** `mcycle_end` meaning "no limit": 2^64 − 1, beyond Number precision (sent as a bare integer literal). */
+export const MCYCLE_MAX = 0xffff_ffff_ffff_ffffn;
+
+/** A failure of the emulator or of its JSON-RPC server. errors.ts has no machine code yet: ORACLE_ERR_STORE. */
+export class MachineRpcError extends OracleError {
+  readonly method: string;
+  /** The JSON-RPC error code, when the server answered with one. */
+  readonly rpcCode: number | undefined;
+
+  constructor(method: string, message: string, options?: { cause?: unknown; rpcCode?: number }) {
+    super('ORACLE_ERR_STORE', message, options);
+    this.name = 'MachineRpcError';
+    this.method = method;
+    this.rpcCode = options?.rpcCode;
+  }
+}
+
+export interface MachineDriverInit {
+  /** Base URL of `cartesi-jsonrpc-machine --server-address=HOST:PORT`, e.g. `http://127.0.0.1:5007`. Requests go to `/`. */
+  url: string;
+  /** Which method table to speak (`MachineDriver.detectEmulatorVersion` can find it). */
+  emulator: EmulatorVersion;
+  /** Where GIO 0x25 blocks come from (the host's block store). */
+  source: BlockSource;
+  logger?: Logger;
+  /**
+   * undici dispatcher for the RPC connection. @default an Agent with headers/body timeouts off: one
+   * `machine.run` lasts until the guest's next yield, which can be minutes of build.
+   */
+  dispatcher?: Dispatcher;
+}
+
+export interface RunOptions extends AbortOptions {
+  /** Stop at this mcycle (`reached_target_mcycle`). @default MCYCLE_MAX (run to halt) */
+  mcycleEnd?: bigint;
+}
+
+export interface MachineRunResult {
+  /** `halted`, or `reached_target_mcycle` when `mcycleEnd` was hit first. */
+  breakReason: 'halted' | 'reached_target_mcycle';
+  /** The machine's mcycle at the end (uint64, exact). */
+  mcycle: bigint;
+  /** GIO requests answered during this call. */
+  gioRequests: number;
+}
+
+export interface MachineDriverStats {
+  /** `machine.run` calls made. */
+  runs: number;
+  /** GIO requests answered (blocks and in-band refusals). */
+  gioRequests: number;
+  /** Block bytes sent to the machine. */
+  bytes: number;
+  /** Requests refused in band (code 0xFFFF). */
+  refused: number;
+}
+
+/** A cmio request as read from the parked machine. */
+interface CmioRequest {
+  cmd: number;
+  reason: number;
+  data: Uint8Array;
+}
+
+/**
+ * Runs a Cartesi Machine through `cartesi-jsonrpc-machine` and plays the host side of the dehashing device
+ * (design §7): `run` until a manual yield, read the cmio request (domain + id), answer it with
+ * `answerGio`, run again, until the machine halts (cartesi-gio.md §6 host loop).
+ *
+ * Error policy (design §7, cartesi-gio.md §6): a request every honest host would refuse the same way
+ * (`ORACLE_ERR_BAD_REQUEST`: unknown domain, malformed CID) is answered in band with code 0xFFFF; a block
+ * this host cannot serve (missing, corrupt in the store, too large) aborts the run by throwing, so that two
+ * hosts with different stores never drive the machine into different states.
+ */
+export class MachineDriver {
+  readonly methods: Readonly<MachineRpcMethods>;
+  readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0 };
+  readonly #url: string;
+  readonly #source: BlockSource;
+  readonly #logger: Logger;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  #nextId = 1;
+  #closed = false;
+
+  constructor(init: MachineDriverInit) {
+    const methods = (MACHINE_RPC_METHODS as Partial<Record<string, MachineRpcMethods>>)[init.emulator];
+    if (methods === undefined) {
+      throw new InvalidConfigError(`Unsupported emulator version ${JSON.stringify(init.emulator)} (expected one of ${EMULATOR_VERSIONS.join(', ')})`);
+    }
+    this.methods = methods;
+    this.#url = rpcUrl(init.url);
+    this.#source = init.source;
+    this.#logger = (init.logger ?? NOOP_LOGGER).child('machine');
+    this.#ownsDispatcher = init.dispatcher === undefined;
+    this.#dispatcher = init.dispatcher ?? new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+  }
+
+  /**
+   * Asks the server for its JSON-RPC API version and maps it to an emulator version (0.5 → 0.19,
+   * 0.6 → 0.20, 0.7 → 0.21; cartesi-gio.md §1.9). The result shape `{major, minor, …}` is inferred.
+   */
+  static async detectEmulatorVersion(url: string, options: AbortOptions & { dispatcher?: Dispatcher } = {}): Promise<EmulatorVersion> {
+    const dispatcher = options.dispatcher ?? new Agent();
+    try {
+      const result = await rpcCall(rpcUrl(url), dispatcher, 1, 'get_version', {}, options.signal);
+      const major = isObject(result) ? result['major'] : undefined;
+      const minor = isObject(result) ? result['minor'] : undefined;
+      const found = EMULATOR_VERSIONS.find((v) => {
+        const [ma, mi] = MACHINE_RPC_METHODS[v].jsonrpcApi.split('.').map(Number);
+        return Number(major) === ma && Number(minor) === mi;
+      });
+      if (found === undefined) {
+        throw new MachineRpcError('get_version', `Unsupported cartesi-jsonrpc-machine API version ${stringifyJsonBigInt(result)} (this driver speaks ${EMULATOR_VERSIONS.map((v) => MACHINE_RPC_METHODS[v].jsonrpcApi).join(', ')})`);
+      }
+      return found;
+    } finally {
+      if (options.dispatcher === undefined) await dispatcher.close();
+    }
+  }
+
+  /** Loads a stored machine into the server (`machine.load`). */
+  async load(directory: string, options: AbortOptions & { runtimeConfig?: JsonValue } = {}): Promise<void> {
+    const params: Record<string, unknown> = { directory };
+    if (options.runtimeConfig !== undefined) params['runtime_config'] = options.runtimeConfig;
+    await this.#call(this.methods.load, params, options.signal);
+  }
+
+  /** Stores the machine (`machine.store`); `sharing` is sent from 0.20 on. */
+  async store(directory: string, options: AbortOptions & { sharing?: 'none' | 'config' | 'all' } = {}): Promise<void> {
+    const params: Record<string, unknown> = { directory };
+    if (this.methods.storeTakesSharing) params['sharing'] = options.sharing ?? 'all';
+    await this.#call(this.methods.store, params, options.signal);
+  }
+
+  /** The machine's root hash (`machine.get_root_hash`, base64 on the wire). */
+  async rootHash(options: AbortOptions = {}): Promise<Uint8Array> {
+    return fromBase64(this.methods.getRootHash, await this.#call(this.methods.getRootHash, {}, options.signal));
+  }
+
+  /** Reads a register as an exact uint64 (`machine.read_reg`). */
+  async readReg(reg: string, options: AbortOptions = {}): Promise<bigint> {
+    return toUint64(this.methods.readReg, await this.#call(this.methods.readReg, { reg }, options.signal));
+  }
+
+  /**
+   * Runs the machine, answering every GIO request, until it halts (or reaches `mcycleEnd`). Automatic
+   * and soft yields and console output just run again; anything else is an error.
+   */
+  async run(options: RunOptions = {}): Promise<MachineRunResult> {
+    const mcycleEnd = options.mcycleEnd ?? MCYCLE_MAX;
+    if (mcycleEnd < 0n || mcycleEnd > MCYCLE_MAX) throw new InvalidConfigError(`mcycleEnd ${mcycleEnd} is not a uint64`);
+    const signal = options.signal;
+    let answered = 0;
+    for (;;) {
+      throwIfAborted(signal);
+      this.stats.runs++;
+      const reason = await this.#call(this.methods.run, { mcycle_end: mcycleEnd }, signal);
+      if (typeof reason !== 'string' || !this.methods.breakReasons.includes(reason)) {
+        throw new MachineRpcError(this.methods.run, `Unexpected break reason ${stringifyJsonBigInt(reason)} from emulator ${this.methods.emulator}`);
+      }
+      switch (reason) {
+        case 'halted':
+        case 'reached_target_mcycle': {
+          const mcycle = await this.readReg('mcycle', signal === undefined ? {} : { signal });
+          this.#logger.debug('machine %s at mcycle %s after %d GIO requests', reason, mcycle, answered);
+          return { breakReason: reason, mcycle, gioRequests: answered };
+        }
+        case 'yielded_automatically':
+        case 'yielded_softly':
+        case 'console_output':
+          continue;
+        case 'yielded_manually':
+          await this.#answer(await this.#receive(signal), signal);
+          answered++;
+          continue;
+        case 'console_input':
+          throw new MachineRpcError(this.methods.run, 'The machine is waiting for console input, which this driver does not provide (run the guest without an interactive console)');
+        default:
+          throw new MachineRpcError(this.methods.run, `The machine stopped with break reason ${reason}`);
+      }
+    }
+  }
+
+  /** Asks the server to exit (`shutdown`). */
+  async shutdown(options: AbortOptions = {}): Promise<void> {
+    await this.#call(this.methods.shutdown, {}, options.signal);
+  }
+
+  /** Releases the driver's own HTTP connections (not the machine). Idempotent. */
+  async close(): Promise<void> {
+    if (!this.#ownsDispatcher || this.#closed) return;
+    this.#closed = true;
+    await this.#dispatcher.close();
+  }
+
+  async #receive(signal: AbortSignal | undefined): Promise<CmioRequest> {
+    const receive = this.methods.receiveCmioRequest;
+    if (receive !== undefined) {
+      // 0.21: probe the size (length 0), then read exactly that much (cartesi-gio.md §1.6, §1.9).
+      const probe = await this.#call(receive, { length: 0 }, signal);
+      const head = this.#requestHead(receive, probe);
+      if (head.length === 0) return { cmd: head.cmd, reason: head.reason, data: new Uint8Array(0) };
+      const full = await this.#call(receive, { length: head.length }, signal);
+      const data = fromBase64(receive, isObject(full) ? full['data'] : undefined);
+      if (data.byteLength !== head.length) throw new MachineRpcError(receive, `Asked for ${head.length} request bytes, got ${data.byteLength}`);
+      return { cmd: head.cmd, reason: head.reason, data };
+    }
+    // 0.19 / 0.20: read tohost (one uint64 above 2^53 for any manual yield) and the tx buffer (§1.6, §1.9).
+    const word = await this.readReg('htif_tohost', signal === undefined ? {} : { signal });
+    const { cmd, reason, data: length } = unpackHtifWord(word);
+    if (length > CMIO_BUFFER_BYTES) throw new MachineRpcError(this.methods.readReg, `cmio request claims ${length} bytes (tx buffer is ${CMIO_BUFFER_BYTES})`);
+    const data = length === 0 ? new Uint8Array(0) : fromBase64(this.methods.readMemory, await this.#call(this.methods.readMemory, { address: CMIO_TX_BUFFER_START, length }, signal));
+    if (data.byteLength !== length) throw new MachineRpcError(this.methods.readMemory, `Asked for ${length} tx-buffer bytes, got ${data.byteLength}`);
+    return { cmd, reason, data };
+  }
+
+  #requestHead(method: string, value: JsonValue): { cmd: number; reason: number; length: number } {
+    if (!isObject(value)) throw new MachineRpcError(method, `Expected an object, got ${stringifyJsonBigInt(value)}`);
+    const cmd = toSmallInt(method, 'cmd', value['cmd']);
+    const reason = toSmallInt(method, 'reason', value['reason']);
+    const length = toSmallInt(method, 'available_length', value['available_length']);
+    if (length > CMIO_BUFFER_BYTES) throw new MachineRpcError(method, `cmio request claims ${length} bytes (tx buffer is ${CMIO_BUFFER_BYTES})`);
+    return { cmd, reason, length };
+  }
+
+  async #answer(req: CmioRequest, signal: AbortSignal | undefined): Promise<void> {
+    if (req.cmd !== HTIF_YIELD_CMD_MANUAL) {
+      throw new MachineRpcError(this.methods.run, `Machine yielded manually but tohost holds yield command ${req.cmd}`);
+    }
+    if (req.reason === HTIF_YIELD_MANUAL_REASON_TX_EXCEPTION) {
+      throw new MachineRpcError(this.methods.run, `The guest raised a cmio exception: ${new TextDecoder().decode(req.data)}`);
+    }
+    if (req.reason === HTIF_YIELD_MANUAL_REASON_RX_ACCEPTED || req.reason === HTIF_YIELD_MANUAL_REASON_RX_REJECTED) {
+      throw new MachineRpcError(this.methods.run, `The guest made a rollups yield (reason ${req.reason}); this driver answers only GIO requests`);
+    }
+    let response: GioResponse;
+    try {
+      response = await answerGio(req.reason, req.data, this.#source, signal === undefined ? {} : { signal });
+      this.stats.bytes += response.data.byteLength;
+    } catch (err) {
+      if (!(err instanceof OracleError) || err.code !== 'ORACLE_ERR_BAD_REQUEST') throw err; // abort the run
+      this.#logger.warn('refusing GIO request in band: %s', err.message);
+      response = gioErrorResponse(err);
+      this.stats.refused++;
+    }
+    this.stats.gioRequests++;
+    // A GIO answer never carries revert_root_hash (0.21, cartesi-gio.md §1.5); the code is never 0.
+    await this.#call(this.methods.sendCmioResponse, { reason: response.code, data: Buffer.from(response.data).toString('base64') }, signal);
+  }
+
+  #call(method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
+    return rpcCall(this.#url, this.#dispatcher, this.#nextId++, method, params, signal);
+  }
+}
+
+async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
+  throwIfAborted(signal);
+  const body = stringifyJsonBigInt({ jsonrpc: '2.0', id, method, params });
+  let text: string;
+  let status: number;
+  try {
+    const res = await request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      dispatcher,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    status = res.statusCode;
+    text = await res.body.text();
+  } catch (err) {
+    throwIfAborted(signal);
+    throw new MachineRpcError(method, `JSON-RPC ${method} to ${url} failed: ${(err as Error).message}`, { cause: err });
+  }
+  if (status !== 200) throw new MachineRpcError(method, `JSON-RPC ${method}: HTTP ${status}: ${text.slice(0, 200)}`);
+  let reply: JsonValue;
+  try {
+    reply = parseJsonBigInt(text);
+  } catch (err) {
+    throw new MachineRpcError(method, `JSON-RPC ${method}: unreadable reply: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isObject(reply) || reply['id'] !== id) throw new MachineRpcError(method, `JSON-RPC ${method}: reply is not the answer to request ${id}: ${text.slice(0, 200)}`);
+  const error = reply['error'];
+  if (error !== undefined && error !== null) {
+    const code = isObject(error) && typeof error['code'] === 'number' ? error['code'] : undefined;
+    const message = isObject(error) && typeof error['message'] === 'string' ? error['message'] : stringifyJsonBigInt(error);
+    throw new MachineRpcError(method, `JSON-RPC ${method} failed${code === undefined ? '' : ` (${code})`}: ${message}`, code === undefined ? {} : { rpcCode: code });
+  }
+  if (!('result' in reply)) throw new MachineRpcError(method, `JSON-RPC ${method}: reply has neither result nor error`);
+  return reply['result'] as JsonValue;
+}
+
+function rpcUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InvalidConfigError(`Invalid JSON-RPC machine URL ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'http:') throw new InvalidConfigError(`JSON-RPC machine URL must be http:, got ${url}`);
+  // The server answers POST on `/` only (cartesi-gio.md §1.9).
+  parsed.pathname = '/';
+  parsed.search = '';
+  parsed.hash = '';
+  return parsed.toString();
+}
+
+function isObject(value: JsonValue | undefined): value is { [key: string]: JsonValue } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function toUint64(method: string, value: JsonValue): bigint {
+  if (typeof value === 'bigint' && value >= 0n && value <= MCYCLE_MAX) return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value);
+  throw new MachineRpcError(method, `Expected a uint64, got ${stringifyJsonBigInt(value)}`);
+}
+
+function toSmallInt(method: string, field: string, value: JsonValue | undefined): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  throw new MachineRpcError(method, `Field ${field}: expected a non-negative integer, got ${value === undefined ? 'nothing' : stringifyJsonBigInt(value)}`);
+}
+
+function fromBase64(method: string, value: JsonValue | undefined): Uint8Array {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) {
+    throw new MachineRpcError(method, `Expected base64 bytes, got ${value === undefined ? 'nothing' : stringifyJsonBigInt(value).slice(0, 80)}`);
+  }
+  return new Uint8Array(Buffer.from(value, 'base64'));
+}
