@@ -26,9 +26,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+# The guest's cmio helper is cross-compiled for riscv64 (static) with Debian's cross toolchain.
+if ! command -v riscv64-linux-gnu-gcc >/dev/null 2>&1 || [ ! -f /usr/riscv64-linux-gnu/lib/libc.a ]; then
+  echo "setup: installing the riscv64 cross compiler"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+fi
+
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("setup: Node >= 20.19 needed, found "+process.version); process.exit(1) }'
 echo "setup: npm ci"
 npm ci --no-audit --no-fund
+
+echo "setup: building the guest (npm run build:guest)"
+npm run build:guest
 
 if [ -x test/kubo/kubo.sh ]; then
   echo "setup: building Kubo (test/kubo/kubo.sh build)"

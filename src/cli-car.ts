@@ -39,7 +39,7 @@ Options:
 `,
   import: `Usage: fetch-oracle import IN.car [--data DIR | --ipfs URL] [--netlock OUT.json] [--trust KEY]... [--json]
 
-Reads a CARv1 holding one netlock (as 'fetch-oracle export' or Kubo's 'ipfs dag export ROOT' write it), checks
+Reads a CARv1 ('-' for stdin) holding one netlock (as 'fetch-oracle export' or Kubo's 'ipfs dag export ROOT' write it), checks
 every block against its CID and every record signature, every body against its record, and only then stores
 the netlock's blocks: nothing is imported from a CAR with a wrong block, a truncated CAR, a CAR whose header
 names more or fewer than one root, or a netlock that does not verify. Prints the netlock.
@@ -60,6 +60,7 @@ Options:
 export interface CarCliContext {
   /** Data directory when --data is not given (cli.ts: $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle). */
   defaultDataDir?: string;
+  stdin?: AsyncIterable<Uint8Array>;
   stdout?: Writable;
   stderr?: Writable;
 }
@@ -113,13 +114,14 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError(`import takes one IN.car\n\n${CAR_HELP.import}`);
-    const carPath = resolve(positionals[0]!);
+    const carArg = positionals[0]!;
+    const input = carArg === '-' ? (context.stdin ?? process.stdin) : resolve(carArg);
     const ipfs = str(values['ipfs']);
     const dataDir = dataDirOf(values, context, ipfs !== undefined);
     const trust = strs(values['trust']).map(parseKey);
     const store = createBlockStore({ ...(dataDir === undefined ? {} : { dataDir }), ...(ipfs === undefined ? {} : { ipfs }) });
     try {
-      const result = await importCar(carPath, store, trust.length === 0 ? {} : { trusted: trust });
+      const result = await importCar(input, store, { name: carArg === '-' ? 'stdin' : carArg, ...(trust.length === 0 ? {} : { trusted: trust }) });
       const netlockPath = str(values['netlock']);
       if (netlockPath !== undefined) await writeNetlockJson(resolve(netlockPath), result.root, store);
       const { report } = result;

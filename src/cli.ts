@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
+import { runServeMachine } from './cli-machine.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
 import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
@@ -34,6 +35,7 @@ Commands:
   verify    check a netlock's signatures, blocks and bodies
   recover   rebuild a netlock from the journal of a run that crashed
   attest    verify an AWS Nitro Enclave attestation document (attest verify FILE)
+  serve-machine  answer a Cartesi Machine's dehashing device from this host's blocks
 
 Run 'fetch-oracle <command> --help' for the options of a command.
 Environment: FETCH_ORACLE_DATA (data directory), FETCH_ORACLE_ADMIN_TOKEN, NODE_DEBUG=oracle (debug log).
@@ -323,6 +325,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runRecover(rest);
       case 'attest':
         return await runAttest(rest, (t) => process.stdout.write(t));
+      case 'serve-machine':
+        return await runServeMachine(rest, defaultDataDir(), (t) => process.stdout.write(t));
       case undefined:
       case '-h':
       case '--help':

@@ -5,7 +5,6 @@
  * root: Kubo's `ipfs dag import` reads it, and `importCar` reads what Kubo's `ipfs dag export ROOT` writes.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -288,10 +287,12 @@ export interface ImportCarOptions extends AbortOptions {
   /** Accept only records signed by these oracle keys. @default the keys the netlock root names */
   trusted?: readonly Uint8Array[];
   /**
-   * Directory under which the blocks are staged until everything verified.
-   * @default the target's data directory for the embedded store (so the commit is a rename), else os.tmpdir()
+   * Where a CAR given as a byte stream is spooled while it is verified (a CAR file is read in place).
+   * @default the target's data directory for the embedded store, else os.tmpdir()
    */
   stagingDir?: string;
+  /** How errors name a CAR given as a stream. @default 'stream' */
+  name?: string;
 }
 
 export interface ImportCarResult {
@@ -317,36 +318,46 @@ export class CarImportError extends OracleError {
   }
 }
 
+/** Parallel writes of the commit into the embedded store (the root is always written last, alone). */
+const COMMIT_CONCURRENCY = 16;
+
 /**
- * Reads a CARv1 (a path or a byte stream) and imports the netlock it carries into `sink`, all or nothing:
+ * Reads a CARv1 (a path or a byte stream) and imports the netlock it carries into `sink`, all or nothing.
+ * Two passes over the file, nothing written to `sink` before the second:
  *
- * 1. stream the CAR: the header must name exactly one root; every block is hashed against its CID and
- *    staged in a temporary embedded store (memory stays at one block);
- * 2. check the root decodes as a netlock root and verify the whole netlock on the staged blocks
+ * 1. stream the CAR: the header must name exactly one root; every block is hashed against its CID and its
+ *    place in the file noted (a stream is spooled to a temporary file first); memory holds one block and
+ *    the index (CID → offset);
+ * 2. check that the root decodes as a netlock root and verify the whole netlock on the indexed blocks
  *    (`verifyNetlock`: every page, record signature, record-to-key match, body block and body digest);
- * 3. only then copy the blocks the netlock reaches into `sink`, children before parents and the root last
- *    (bulk `putMany` where the store has one; a rename into an embedded store), and pin the root where the
- *    store pins (Kubo).
+ * 3. only then copy the blocks the netlock reaches into `sink` (each hashed again as it is read back, so a
+ *    file changed since pass 1 fails), children before parents and the root last — bulk `putMany` where
+ *    the store has one (Kubo `dag/import`) — and pin the root where the store pins (Kubo).
  *
  * A wrong block, a truncated file, a header with zero or several roots, or a netlock that does not verify
  * throws (BlockCorruptError, InvalidNetlockError, CarImportError with the report…) before step 3, so the
- * target is untouched. The staging directory is removed in every case.
+ * target is untouched.
  */
 export async function importCar(input: string | AsyncIterable<Uint8Array>, sink: BlockSink, options: ImportCarOptions = {}): Promise<ImportCarResult> {
   throwIfAborted(options.signal);
-  const name = typeof input === 'string' ? input : 'stream';
-  const stagingParent = options.stagingDir ?? defaultStagingParent(sink);
-  await mkdir(stagingParent, { recursive: true });
-  const stagingDir = await mkdtemp(join(stagingParent, '.car-import-'));
-  let stream: ReturnType<typeof createReadStream> | undefined;
+  const name = typeof input === 'string' ? input : (options.name ?? 'stream');
+  let spoolDir: string | undefined;
+  let handle: FileHandle | undefined;
   try {
-    const staging = new FsBlockStore(stagingDir);
     let source: AsyncIterable<Uint8Array>;
     if (typeof input === 'string') {
-      stream = createReadStream(input, { highWaterMark: READ_CHUNK_BYTES });
-      source = readable(stream, input);
+      try {
+        handle = await open(input, 'r');
+      } catch (cause) {
+        throw new InvalidNetlockError(`Cannot read CAR ${input}: ${(cause as Error).message}`, { cause });
+      }
+      source = fileChunks(handle, input);
     } else {
-      source = input;
+      const parent = options.stagingDir ?? defaultStagingParent(sink);
+      await mkdir(parent, { recursive: true });
+      spoolDir = await mkdtemp(join(parent, '.car-import-'));
+      handle = await open(join(spoolDir, 'spool.car'), 'w+');
+      source = spooled(input, handle);
     }
     const reader = new CarStreamReader(source, name, options.signal === undefined ? {} : { signal: options.signal });
     const { roots } = await reader.header();
@@ -354,28 +365,25 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
       throw new InvalidNetlockError(`CAR ${name} has ${roots.length} roots (${roots.map(String).join(', ') || 'none'}); expected exactly one, the netlock root`);
     }
     const root = roots[0]!;
-    const staged = new Set<string>();
-    for await (const { cid, bytes, offset } of reader.sections()) {
+    const staged = new StagedBlocks(handle, name);
+    for await (const { cid, bytes, offset, blockOffset } of reader.sections()) {
       try {
         await verifyBlock(cid, bytes);
       } catch (err) {
         throw withContext(err, `CAR ${name}: block ${cid} at byte ${offset}`);
       }
-      const key = cid.toString();
-      if (staged.has(key)) continue;
-      staged.add(key);
-      await staging.put(cid, bytes, options);
+      staged.add(cid, blockOffset, bytes.byteLength);
     }
     const carBytes = reader.position;
-    if (!staged.has(root.toString())) throw new InvalidNetlockError(`CAR ${name} does not contain its root block ${root}`);
+    if (!staged.has(root)) throw new InvalidNetlockError(`CAR ${name} does not contain its root block ${root}`);
+    const verified = verifyingSource(staged);
     try {
-      await new NetlockReader(root, verifyingSource(staging)).rootValue(options);
+      await new NetlockReader(root, verified).rootValue(options);
     } catch (err) {
       if (err instanceof InvalidNetlockError) throw new InvalidNetlockError(`CAR ${name}: its root ${root} is not a netlock root: ${err.message}`, { cause: err });
       throw err;
     }
-
-    const report = await verifyNetlock(root, staging, options.trusted, options);
+    const report = await verifyNetlock(root, staged, options.trusted, options);
     if (report.failures.length > 0) {
       const first = report.failures[0]!;
       const code = (ERROR_CODES as readonly string[]).includes(first.code) ? (first.code as ErrorCode) : 'ORACLE_ERR_INVALID_NETLOCK';
@@ -385,38 +393,91 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
     }
     // Every block the netlock links to, as `exportCar` would write them (this also covers links that
     // verification does not read, such as a record's attestation document).
-    const reached = await reachable(root, staging, staged, name, options);
-
-    // Commit: children before parents, the root last, so an interrupted commit never leaves a root whose
-    // DAG is incomplete.
+    const reached = await reachable(root, verified, staged, name, options);
     const order = reached.reverse(); // pre-order reversed: the root last
-    await commit(order, staging, sink, options);
+    await commit(order, verified, sink, options);
     if (isPinning(sink)) await sink.pin(root, { recursive: true, ...(options.signal === undefined ? {} : { signal: options.signal }) });
     return { root, report, blocks: order.length, unreferenced: staged.size - order.length, bytes: carBytes };
   } finally {
-    stream?.destroy();
-    await rm(stagingDir, { recursive: true, force: true });
+    await handle?.close().catch(() => {});
+    if (spoolDir !== undefined) await rm(spoolDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The blocks of the CAR by CID, read back from the file by offset (one `pread` each). The links of every
+ * block read are remembered, so that the walk for the commit need not read the blocks verification read.
+ */
+class StagedBlocks implements BlockSource {
+  readonly #handle: FileHandle;
+  readonly #name: string;
+  readonly #index = new Map<string, { offset: number; length: number }>();
+  readonly #links = new Map<string, Link[]>();
+
+  constructor(handle: FileHandle, name: string) {
+    this.#handle = handle;
+    this.#name = name;
+  }
+
+  add(cid: CID, offset: number, length: number): void {
+    const key = cid.toString();
+    if (!this.#index.has(key)) this.#index.set(key, { offset, length });
+  }
+
+  has(cid: CID): boolean {
+    return this.#index.has(cid.toString());
+  }
+
+  get size(): number {
+    return this.#index.size;
+  }
+
+  async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    const at = this.#index.get(cid.toString());
+    if (at === undefined) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
+    const bytes = new Uint8Array(at.length);
+    let done = 0;
+    while (done < at.length) {
+      const { bytesRead } = await this.#handle.read(bytes, done, at.length - done, at.offset + done);
+      if (bytesRead === 0) throw new InvalidNetlockError(`CAR ${this.#name} shrank while it was being imported (block ${cid})`);
+      done += bytesRead;
+    }
+    if (cid.code !== RAW_CODE && !this.#links.has(cid.toString())) {
+      try {
+        // Labels are filled in by the walk (a leaf page labels its records with their entries).
+        this.#links.set(cid.toString(), linksOf(cid, bytes, ''));
+      } catch {
+        // Malformed: the caller's verification or decoding reports it.
+      }
+    }
+    return bytes;
+  }
+
+  /** The links of a block read before, or undefined. */
+  linksRead(cid: CID): Link[] | undefined {
+    return this.#links.get(cid.toString());
   }
 }
 
 /** The blocks reachable from `root` in depth-first pre-order; raw blocks (leaves) are not read. */
-async function reachable(root: CID, staging: FsBlockStore, staged: ReadonlySet<string>, name: string, options: AbortOptions): Promise<CID[]> {
+async function reachable(root: CID, source: BlockSource, staged: StagedBlocks, name: string, options: AbortOptions): Promise<CID[]> {
   const order: CID[] = [];
   const seen = new Set<string>([root.toString()]);
   const stack: Array<{ cid: CID; label: string }> = [{ cid: root, label: 'netlock root' }];
   while (stack.length > 0) {
     throwIfAborted(options.signal);
     const { cid, label } = stack.pop()!;
-    if (!staged.has(cid.toString())) throw new BlockMissingError(cid.toString(), `CAR ${name} lacks block ${cid} of ${label}; nothing imported`);
+    if (!staged.has(cid)) throw new BlockMissingError(cid.toString(), `CAR ${name} lacks block ${cid} of ${label}; nothing imported`);
     order.push(cid);
     if (cid.code === RAW_CODE) continue;
-    const children = linksOf(cid, await staging.get(cid, options), label);
+    const children = staged.linksRead(cid) ?? linksOf(cid, await source.get(cid, options), '');
     for (let i = children.length - 1; i >= 0; i--) {
       const c = children[i]!;
       const key = c.cid.toString();
       if (seen.has(key)) continue;
       seen.add(key);
-      stack.push({ cid: c.cid, label: c.label });
+      stack.push({ cid: c.cid, label: c.label === '' ? label : c.label });
     }
   }
   return order;
@@ -432,44 +493,51 @@ function isPinning(sink: BlockSink): sink is BlockSink & Pick<BlockStore, 'pin'>
   return typeof (sink as Partial<BlockStore>).pin === 'function';
 }
 
-async function commit(order: readonly CID[], staging: FsBlockStore, sink: BlockSink, options: AbortOptions): Promise<void> {
-  if (sink instanceof FsBlockStore) {
-    // Same file system (the default staging place): a rename per block, no copy.
-    const dirs = new Set<string>();
-    for (const cid of order) {
-      throwIfAborted(options.signal);
-      const to = sink.pathOf(cid);
-      if (await sink.has(cid)) continue;
-      const dir = dirname(to);
-      if (!dirs.has(dir)) {
-        await mkdir(dir, { recursive: true });
-        dirs.add(dir);
-      }
-      try {
-        await rename(staging.pathOf(cid), to);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        await sink.put(cid, await staging.get(cid), options);
-      }
-    }
-    return;
-  }
-  const blocks = async function* (): AsyncGenerator<Block> {
-    for (const cid of order) yield { cid, bytes: await staging.get(cid, options) };
-  };
+/** Writes `order` (root last) from the verified staging source into `sink`. */
+async function commit(order: readonly CID[], source: BlockSource, sink: BlockSink, options: AbortOptions): Promise<void> {
   const bulk = (sink as Partial<BlockStore>).putMany;
-  if (typeof bulk === 'function') {
+  if (typeof bulk === 'function' && !(sink instanceof FsBlockStore)) {
+    const blocks = async function* (): AsyncGenerator<Block> {
+      for (const cid of order) yield { cid, bytes: await source.get(cid, options) };
+    };
     await bulk.call(sink, blocks(), options);
     return;
   }
-  for await (const { cid, bytes } of blocks()) await sink.put(cid, bytes, options);
+  // One file per block: write them in parallel (bounded), then the root alone, last.
+  const rest = order.slice(0, -1);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < rest.length) {
+      const cid = rest[next++]!;
+      await sink.put(cid, await source.get(cid, options), options);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COMMIT_CONCURRENCY, rest.length) }, worker));
+  const root = order.at(-1);
+  if (root !== undefined) await sink.put(root, await source.get(root, options), options);
 }
 
-/** A file read stream as chunks, its open/read errors as InvalidNetlockError naming the path. */
-async function* readable(stream: ReturnType<typeof createReadStream>, path: string): AsyncGenerator<Uint8Array> {
-  try {
-    for await (const chunk of stream) yield chunk as Buffer;
-  } catch (cause) {
-    throw new InvalidNetlockError(`Cannot read CAR ${path}: ${(cause as Error).message}`, { cause });
+/** A file's bytes in READ_CHUNK_BYTES chunks, from its start; read errors name the CAR. */
+async function* fileChunks(handle: FileHandle, path: string): AsyncGenerator<Uint8Array> {
+  for (let position = 0; ; ) {
+    const buffer = new Uint8Array(READ_CHUNK_BYTES);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position));
+    } catch (cause) {
+      throw new InvalidNetlockError(`Cannot read CAR ${path}: ${(cause as Error).message}`, { cause });
+    }
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buffer.subarray(0, bytesRead);
+  }
+}
+
+/** Passes a stream's chunks through while appending them to `handle`, so its offsets are the CAR's. */
+async function* spooled(source: AsyncIterable<Uint8Array>, handle: FileHandle): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    let done = 0;
+    while (done < chunk.byteLength) done += (await handle.write(chunk, done, chunk.byteLength - done)).bytesWritten;
+    yield chunk;
   }
 }

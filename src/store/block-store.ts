@@ -28,6 +28,12 @@ export interface BlockStore extends BlockSource, BlockSink {
   pin(cid: CID, options?: PinOptions): Promise<void>;
   /** Sets aside a block that failed verification, so that it is never served again. Never throws. */
   quarantine(cid: CID): Promise<void>;
+  /**
+   * Waits until every `put` so far is durable and throws the first failure among them. `put` already orders
+   * writes so that no block is stored before the blocks it links to; this is for a caller that wants every
+   * write settled (before shutdown, or before reporting a batch done).
+   */
+  flush(options?: AbortOptions): Promise<void>;
   /** Stores many blocks; stores that have a bulk path (Kubo `dag import`) use it. */
   putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number>;
   /** Releases sockets and handles. Idempotent. */

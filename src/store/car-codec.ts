@@ -26,6 +26,8 @@ export interface CarSection {
   readonly bytes: Uint8Array;
   /** Byte offset of the section in the CAR. */
   readonly offset: number;
+  /** Byte offset of the block bytes in the CAR (after the section's length and CID). */
+  readonly blockOffset: number;
 }
 
 /** CARv1 header bytes: varint length ‖ DAG-CBOR `{ version: 1, roots }`. */
@@ -124,7 +126,7 @@ export class CarStreamReader {
       } catch (cause) {
         throw this.#error(offset, 'has a section that does not start with a valid CID', cause);
       }
-      yield { cid, bytes, offset };
+      yield { cid, bytes, offset, blockOffset: this.#pos - bytes.byteLength };
     }
   }
 

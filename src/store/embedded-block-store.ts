@@ -30,6 +30,12 @@ export class EmbeddedBlockStore extends FsBlockStore implements BlockStore {
     return n;
   }
 
+  /** Every put is durable when it returns (temporary file + rename). */
+  flush(options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

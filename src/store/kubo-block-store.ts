@@ -90,7 +90,7 @@ export class KuboBlockStore implements BlockStore {
   readonly #pending = new Map<string, Promise<void>>();
   /** Raw blocks whose write-ahead failed, until a block that links them (or a flush) reports it. */
   readonly #failed = new Map<string, OracleError>();
-  /** The last write failed: write through until one succeeds. */
+  /** The last write found Kubo unreachable: write through until one succeeds. */
   #degraded = false;
   #closed = false;
 
@@ -145,7 +145,7 @@ export class KuboBlockStore implements BlockStore {
         },
         (err: unknown) => {
           this.#pending.delete(key);
-          this.#degraded = true;
+          if (UNREACHABLE.has(err as object)) this.#degraded = true;
           this.#failed.set(key, err as OracleError);
           // Failures nobody claims (leaves of an import that gave up) must not pile up without bound.
           if (this.#failed.size > MAX_REMEMBERED_FAILURES) this.#failed.delete(this.#failed.keys().next().value!);
@@ -158,8 +158,9 @@ export class KuboBlockStore implements BlockStore {
     try {
       await this.#write(cid, codec, bytes, options);
       this.#degraded = false;
+      this.#failed.delete(cid.toString());
     } catch (err) {
-      if (!(err instanceof AbortedError)) this.#degraded = true;
+      if (UNREACHABLE.has(err as object)) this.#degraded = true;
       throw err;
     }
   }
@@ -418,7 +419,7 @@ export class KuboBlockStore implements BlockStore {
     const e = err as Error & { name?: string };
     const what = `${op}${cid === undefined ? '' : ` ${cid}`}`;
     if (e.name === 'TimeoutError' || e.name === 'AbortError') {
-      return new StoreError(`${this.description} did not answer ${what} within ${timeoutMs} ms (is the daemon up?)`, { cause: err });
+      return unreachable(new StoreError(`${this.description} did not answer ${what} within ${timeoutMs} ms (is the daemon up?)`, { cause: err }));
     }
     const message = e.message ?? String(err);
     // Kubo: "block was not found locally (offline): ipld: could not find <cid>" (the CID may be a child's).
@@ -432,13 +433,21 @@ export class KuboBlockStore implements BlockStore {
     }
     if (isConnectionError(err)) {
       const code = connectionCode(err);
-      return new StoreError(`${this.description} is unreachable (${code}) during ${what}; is the daemon running?`, { cause: err });
+      return unreachable(new StoreError(`${this.description} is unreachable (${code}) during ${what}; is the daemon running?`, { cause: err }));
     }
     return new StoreError(`${this.description} failed ${what}: ${message}`, { cause: err });
   }
 }
 
 const OFFLINE = new URLSearchParams({ offline: 'true' });
+
+/** StoreErrors that mean the daemon is down, restarting or hanging (not a refusal of one block). */
+const UNREACHABLE = new WeakSet<object>();
+
+function unreachable(err: StoreError): StoreError {
+  UNREACHABLE.add(err);
+  return err;
+}
 
 class KuboHttpError extends Error {
   readonly status: number;

@@ -63,6 +63,10 @@ export class TieredBlockStore implements BlockStore {
     return this.primary.has(cid, options);
   }
 
+  flush(options?: AbortOptions): Promise<void> {
+    return this.primary.flush(options);
+  }
+
   pin(cid: CID, options?: PinOptions): Promise<void> {
     return this.primary.pin(cid, options);
   }

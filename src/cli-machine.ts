@@ -1,0 +1,78 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLogger } from './log.ts';
+import { EMULATOR_VERSIONS, MachineDriver } from './machine/machine-driver.ts';
+import type { EmulatorVersion } from './machine/machine-driver.ts';
+import { startGioSimulator } from './machine/gio-simulator.ts';
+import { verifyingSource } from './protocol/blocks.ts';
+import { NetlockReader } from './protocol/netlock.ts';
+import { readNetlockRoot } from './records/netlock-file.ts';
+import { FsBlockStore } from './store/fs-block-store.ts';
+
+export const SERVE_MACHINE_HELP = `Usage: fetch-oracle serve-machine --netlock FILE --machine URL [--emulator 0.19|0.20|0.21] [--data DIR]
+       fetch-oracle serve-machine --netlock FILE --simulate-socket PATH [--data DIR]
+
+Answers the Cartesi Machine's dehashing device (GIO domain 0x25: a block by binary CID) from this host's block
+store, for a machine whose guest shim replays FILE.
+
+  --machine URL          a running cartesi-jsonrpc-machine server (with the machine loaded): run it to halt,
+                         answering every GIO request; prints the final mcycle and the requests answered
+  --emulator VERSION     its method table (default: detected with get_version)
+  --simulate-socket PATH instead of an emulator, serve the SIMULATED device on a unix socket for the host build
+                         of the cmio helper (CMIO_SIM_SOCKET=PATH), until SIGINT/SIGTERM: for trying the guest
+                         shim on the host
+  --data DIR             data directory holding the blocks (default as for record)
+`;
+
+/** `fetch-oracle serve-machine …`; returns the exit code. */
+export async function runServeMachine(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      netlock: { type: 'string' },
+      machine: { type: 'string' },
+      emulator: { type: 'string' },
+      'simulate-socket': { type: 'string' },
+      data: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    out(SERVE_MACHINE_HELP);
+    return 0;
+  }
+  if (values.netlock === undefined || (values.machine === undefined) === (values['simulate-socket'] === undefined)) {
+    throw new Error(`serve-machine needs --netlock FILE and exactly one of --machine URL or --simulate-socket PATH\n\n${SERVE_MACHINE_HELP}`);
+  }
+  const logger = createLogger('oracle', (level, ns, line) => process.stderr.write(`${new Date().toISOString()} ${level} ${ns}: ${line}\n`));
+  const store = new FsBlockStore(resolve(values.data ?? dataDirDefault));
+  // Fail early, before the machine runs, if this host cannot even read the netlock's root.
+  const { root } = await readNetlockRoot(values.netlock);
+  const rootValue = await new NetlockReader(root, verifyingSource(store)).rootValue();
+  logger.info('serving blocks of netlock %s (%d entries)', root.toString(), rootValue.count);
+  if (values['simulate-socket'] !== undefined) {
+    const sim = await startGioSimulator({ socketPath: resolve(values['simulate-socket']), source: store, logger });
+    out(`simulating the device on ${sim.socketPath}\n`);
+    await new Promise<void>((done) => {
+      process.once('SIGINT', () => done());
+      process.once('SIGTERM', () => done());
+    });
+    await sim.close();
+    out(`answered ${sim.stats.requests} requests, ${sim.stats.bytes} bytes\n`);
+    return 0;
+  }
+  const emulatorFlag = values.emulator;
+  if (emulatorFlag !== undefined && !(EMULATOR_VERSIONS as readonly string[]).includes(emulatorFlag)) {
+    throw new Error(`--emulator must be one of ${EMULATOR_VERSIONS.join(', ')}`);
+  }
+  const emulator = (emulatorFlag as EmulatorVersion | undefined) ?? (await MachineDriver.detectEmulatorVersion(values.machine!));
+  const driver = new MachineDriver({ url: values.machine!, emulator, source: store, logger });
+  try {
+    const result = await driver.run();
+    out(`${JSON.stringify({ breakReason: result.breakReason, mcycle: result.mcycle.toString(), gioRequests: result.gioRequests })}\n`);
+    return result.breakReason === 'halted' ? 0 : 1;
+  } finally {
+    await driver.close();
+  }
+}
