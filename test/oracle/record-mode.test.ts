@@ -311,6 +311,48 @@ describe('RecordMode failures and mutation', () => {
     await rec.close();
   });
 
+  it('records a TLS failure (untrusted origin certificate) as a 502 naming the certificate error', async () => {
+    const ca = await createTestCa(); // a CA the oracle does not trust
+    const o = await startOrigin(await ca.leafFor(['127.0.0.1']));
+    o.route('/x', (_q, r) => {
+      r.end('secret');
+    });
+    const rec = await startTestOracle({ mode: 'record', dataDir: join(dir2.path, 'data') });
+    const r = await rec.curl(['-s', '-i', `${o.url}/x`]);
+    expect(r.stdout).toMatch(/\r\n\r\nHTTP\/1.1 502/);
+    expect(r.stdout).toMatch(/x-fetch-oracle-upstream-failure: (SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT)/);
+    expect(r.stdout).not.toContain('secret');
+    expect(o.hits.get('/x')).toBeUndefined(); // the TLS handshake failed before any request
+    await rec.close();
+    await o.close();
+  });
+
+  it('records a redirect loop hop by hop as the client followed it, and replays the same bounded loop', async () => {
+    const o = await startOrigin();
+    o.route('/loop-a', (_q, r) => {
+      r.writeHead(302, { location: '/loop-b' });
+      r.end();
+    });
+    o.route('/loop-b', (_q, r) => {
+      r.writeHead(302, { location: '/loop-a' });
+      r.end();
+    });
+    const netlock = join(dir2.path, 'loop.json');
+    const rec = await startTestOracle({ mode: 'record', dataDir: join(dir2.path, 'data'), netlockPath: netlock });
+    const first = await rec.curl(['-s', '-L', '--max-redirs', '5', '-o', '/dev/null', '-w', '%{http_code} %{num_redirects}', `${o.url}/loop-a`]);
+    expect(first.code).toBe(47); // curl: too many redirects
+    expect(first.stdout).toBe('302 5');
+    expect(o.hits.get('/loop-a')).toBe(1);
+    expect(o.hits.get('/loop-b')).toBe(1);
+    await rec.close();
+    const rep = await startTestOracle({ mode: 'replay', dataDir: join(dir2.path, 'data'), netlockPath: netlock });
+    const again = await rep.curl(['-s', '-L', '--max-redirs', '5', '-o', '/dev/null', '-w', '%{http_code} %{num_redirects}', `${o.url}/loop-a`]);
+    expect(again.code).toBe(47);
+    expect(again.stdout).toBe(first.stdout);
+    await rep.close();
+    await o.close();
+  });
+
   it('record --refresh keeps a changed answer as a new version, reports old and new CIDs, and names one version', async () => {
     const data = join(dir2.path, 'data');
     const o = await startOrigin();

@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CarBlockIterator } from '@ipld/car/iterator';
 import { CarIndexer } from '@ipld/car/indexer';
@@ -128,6 +128,27 @@ describe('exportCar / importCar (embedded store)', () => {
       expect((await verifyNetlock(fixture.root, target, [fixture.signer.publicKey])).failures).toEqual([]);
       expect(await readdir(dataDir)).toEqual(['blocks']);
       expect((await filesUnder(join(dataDir, 'blocks'))).length).toBe(source.size);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('imports a CAR given as a stream (spooled beside the target, then removed), also through `import -`', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-stream-'));
+    try {
+      const target = new EmbeddedBlockStore(dataDir);
+      const result = await importCar(createReadStream(car), target, { name: 'piped' });
+      expect(result).toMatchObject({ blocks: source.size, report: { failures: [] } });
+      expect(await readdir(dataDir)).toEqual(['blocks']);
+      await expect(importCar(Readable.from([(await readFile(car)).subarray(0, 4000)]), target, { name: 'piped' })).rejects.toMatchObject({
+        code: 'ORACLE_ERR_INVALID_NETLOCK',
+        message: expect.stringMatching(/^CAR piped is truncated/) as unknown,
+      });
+      expect(await readdir(dataDir)).toEqual(['blocks']);
+      const out = new Collect();
+      const err = new Collect();
+      expect(await runImport(['-', '--data', dataDir, '--json'], { stdin: createReadStream(car), stdout: out, stderr: err })).toBe(0);
+      expect(JSON.parse(out.text())).toMatchObject({ root: fixture.root.toString(), entries: 306, failures: [], blocks: source.size });
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

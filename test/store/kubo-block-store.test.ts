@@ -105,11 +105,42 @@ describe('KuboBlockStore', () => {
     });
 
     it('throws StoreError when Kubo stores a block under another CID than ours', async () => {
-      const a = await rawBlock(`mismatch a ${Math.random()}`);
-      const b = await rawBlock(`mismatch b ${Math.random()}`);
+      // A linking block is written before put returns: the mismatch is put's own error.
+      const a = await encodeCborBlock({ mismatch: Math.random() });
+      const b = await encodeCborBlock({ other: Math.random() });
       const err = await store.put(a.cid, b.bytes).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'ORACLE_ERR_STORE' });
       expect((err as Error).message).toContain(`Kubo at ${store.url} stored block ${a.cid} under another CID ${b.cid}`);
+      // A raw leaf is written ahead: the mismatch surfaces at flush, or when a block linking it is stored.
+      const x = await rawBlock(`mismatch x ${Math.random()}`);
+      const y = await rawBlock(`mismatch y ${Math.random()}`);
+      await store.put(x.cid, y.bytes);
+      await expect(store.flush()).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE', message: expect.stringContaining(`stored block ${x.cid} under another CID ${y.cid}`) as unknown });
+      const fresh = new KuboBlockStore({ url: kubo.api });
+      await fresh.put(x.cid, y.bytes);
+      const parent = await encodeCborBlock({ leaf: x.cid });
+      const linked = await fresh.put(parent.cid, parent.bytes).catch((e: unknown) => e);
+      expect(linked).toMatchObject({ code: 'ORACLE_ERR_STORE' });
+      expect((linked as Error).message).toMatch(new RegExp(`^Cannot store block ${parent.cid}: block ${x.cid} it links to did not reach Kubo at .*under another CID`));
+      expect(await fresh.has(parent.cid)).toBe(false);
+      await fresh.close();
+      // Unbuffered: the leaf's own put throws.
+      const direct = new KuboBlockStore({ url: kubo.api, writeAheadBlocks: 0 });
+      await expect(direct.put(x.cid, y.bytes)).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE' });
+      await direct.close();
+    });
+
+    it('never stores a block before the leaves it links to', async () => {
+      // Many leaves written ahead, then their root: by the time put(root) returns, Kubo has every leaf.
+      const memory = new MemoryBlockStore();
+      const body = await importBody(pseudoRandomBytes(`order ${Math.random()}`, 40 * MiB), memory);
+      const root = dagPb.decode(await memory.get(body.cid));
+      for (const l of root.Links) await store.put(l.Hash, await memory.get(l.Hash));
+      await store.put(body.cid, await memory.get(body.cid));
+      const direct = new KuboBlockStore({ url: kubo.api, writeAheadBlocks: 0 });
+      for (const l of root.Links) expect(await direct.has(l.Hash)).toBe(true);
+      await direct.close();
+      await store.flush();
     });
 
     it('reports a missing block as BlockMissingError naming Kubo, and has() as false', async () => {
@@ -178,7 +209,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
     }, 60_000);
 
     it('fails every call with a StoreError naming the URL while Kubo is down, and works again once it is back', async () => {
-      const store = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000 });
+      const store = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000, writeAheadBlocks: 0 });
       const before = await rawBlock(`before ${Math.random()}`);
       await store.put(before.cid, before.bytes); // opens a keep-alive connection that the restart breaks
       await kubo.stop();
@@ -200,6 +231,30 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
       await store.put(during.cid, during.bytes);
       expect(Buffer.from(await store.get(before.cid)).toString()).toBe(Buffer.from(before.bytes).toString());
       expect(await store.has(during.cid)).toBe(true);
+      await store.close();
+    }, 120_000);
+
+    it('with write-ahead: the first failed leaf surfaces at flush, later leaves fail at once, all recover', async () => {
+      const store = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000 });
+      const warm = await rawBlock(`warm ${Math.random()}`);
+      await store.put(warm.cid, warm.bytes);
+      await store.flush();
+      await kubo.stop();
+      try {
+        const first = await rawBlock(`first while down ${Math.random()}`);
+        await store.put(first.cid, first.bytes); // accepted: written ahead
+        await expect(store.flush()).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE', message: expect.stringContaining(`Kubo at ${kubo.api} is unreachable`) as unknown });
+        // Now known to fail: a leaf is written through, so its caller gets the error itself.
+        const second = await rawBlock(`second while down ${Math.random()}`);
+        await expect(store.put(second.cid, second.bytes)).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE', message: expect.stringContaining(`Kubo at ${kubo.api}`) as unknown });
+      } finally {
+        await kubo.start();
+      }
+      const after = await rawBlock(`after ${Math.random()}`);
+      await store.put(after.cid, after.bytes);
+      const parent = await encodeCborBlock({ after: after.cid });
+      await store.put(parent.cid, parent.bytes);
+      expect(await store.has(after.cid)).toBe(true);
       await store.close();
     }, 120_000);
 
@@ -245,7 +300,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
       await kubo.stop();
       try {
         expect(Buffer.from(await tiered.get(a.cid)).toString()).toBe(Buffer.from(a.bytes).toString());
-        const c = await rawBlock(`tiered c ${Math.random()}`);
+        const c = await encodeCborBlock({ tiered: Math.random() });
         await expect(tiered.put(c.cid, c.bytes)).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE', message: expect.stringContaining(`Kubo at ${kubo.api}`) as unknown });
         await expect(tiered.has(a.cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_STORE' });
       } finally {
