@@ -154,7 +154,7 @@ export class KuboBlockStore implements BlockStore {
       this.#pending.set(key, write);
       return;
     }
-    if (this.#pending.size > 0 || this.#failed.size > 0) await this.#settle(linksOf(cid, bytes), `block ${cid}`);
+    if (this.#pending.size > 0 || this.#failed.size > 0) await this.#settle(linksOf(cid, bytes), (leaf) => `Cannot store block ${cid}: it links to block ${leaf}, which`);
     try {
       await this.#write(cid, codec, bytes, options);
       this.#degraded = false;
@@ -174,8 +174,11 @@ export class KuboBlockStore implements BlockStore {
     if (failed.done !== true) throw failed.value;
   }
 
-  /** Waits for the in-flight writes of `cids`; throws if one of them failed (naming `what` needed it). */
-  async #settle(cids: readonly CID[], what: string): Promise<void> {
+  /**
+   * Waits for the in-flight writes of `cids`; if one of them failed, reports it (once): an error whose
+   * message is `what(cid)` followed by the failure.
+   */
+  async #settle(cids: readonly CID[], what: (failedCid: string) => string): Promise<void> {
     for (const c of cids) {
       const key = c.toString();
       const pending = this.#pending.get(key);
@@ -183,7 +186,7 @@ export class KuboBlockStore implements BlockStore {
       const failed = this.#failed.get(key);
       if (failed !== undefined) {
         this.#failed.delete(key);
-        const message = `Cannot store ${what}: block ${key} it links to did not reach ${this.description}: ${failed.message}`;
+        const message = `${what(key)} did not reach ${this.description}: ${failed.message}`;
         throw failed instanceof AbortedError ? new AbortedError(message) : new StoreError(message, { cause: failed });
       }
     }
@@ -216,7 +219,7 @@ export class KuboBlockStore implements BlockStore {
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
-    await this.#settle([cid], `a read of ${cid}`);
+    await this.#settle([cid], (leaf) => `Block ${leaf}`);
     try {
       return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), searchParams: OFFLINE });
     } catch (err) {
@@ -241,7 +244,7 @@ export class KuboBlockStore implements BlockStore {
   async pin(cid: CID, options?: PinOptions): Promise<void> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
-    await this.#settle([cid], `a pin of ${cid}`);
+    await this.#settle([cid], (leaf) => `Cannot pin ${cid}: block ${leaf}`);
     try {
       await this.#client.pin.add(cid, { recursive: options?.recursive ?? true, signal: this.#signal(options?.signal, this.#pinTimeoutMs), searchParams: OFFLINE });
     } catch (err) {

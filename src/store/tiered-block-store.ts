@@ -7,6 +7,9 @@ import type { AbortOptions } from '../protocol/blocks.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
 import type { EmbeddedBlockStore } from './embedded-block-store.ts';
 
+/** Cache writes allowed to run behind the primary's (at most 2 MiB each). */
+export const CACHE_WRITE_BEHIND_BLOCKS = 16;
+
 export interface TieredBlockStoreInit {
   /** The store of record (Kubo): every write must reach it, pins live there. */
   primary: BlockStore;
@@ -16,9 +19,9 @@ export interface TieredBlockStoreInit {
 }
 
 /**
- * Kubo as the store of record with the embedded store as a local cache. A write goes to both and succeeds
- * only when the primary has the block (a cache-only block is harmless: nothing refers to it until a record
- * does, and records are written after their bodies). A read tries the cache first, then the primary, and
+ * Kubo as the store of record with the embedded store as a local cache. A write goes to both; it succeeds
+ * when the primary's `put` does (the cache write runs behind it, bounded, and a failed one is only logged:
+ * a block missing from the cache is read from Kubo). A read tries the cache first, then the primary, and
  * keeps a verified copy of what the primary returned. `has` and `pin` answer for the primary.
  */
 export class TieredBlockStore implements BlockStore {
@@ -26,6 +29,7 @@ export class TieredBlockStore implements BlockStore {
   readonly primary: BlockStore;
   readonly cache: EmbeddedBlockStore;
   readonly #logger: Logger;
+  readonly #cacheWrites = new Set<Promise<void>>();
 
   constructor(init: TieredBlockStoreInit) {
     this.primary = init.primary;
@@ -36,9 +40,21 @@ export class TieredBlockStore implements BlockStore {
 
   async put(cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);
-    const [primary, cache] = await Promise.allSettled([this.primary.put(cid, bytes, options), this.cache.put(cid, bytes, options)]);
-    if (primary.status === 'rejected') throw primary.reason;
-    if (cache.status === 'rejected') this.#logger.warn('cache write of %s failed: %s', cid.toString(), (cache.reason as Error).message);
+    const primary = this.primary.put(cid, bytes, options);
+    primary.catch(() => {}); // awaited below, after the cache write is under way
+    // The cache is advisory: its write runs behind (bounded), so that recording pays for Kubo only.
+    while (this.#cacheWrites.size >= CACHE_WRITE_BEHIND_BLOCKS) await Promise.race(this.#cacheWrites);
+    const write: Promise<void> = this.cache.put(cid, bytes).then(
+      () => {
+        this.#cacheWrites.delete(write);
+      },
+      (err: unknown) => {
+        this.#cacheWrites.delete(write);
+        this.#logger.warn('cache write of %s failed: %s', cid.toString(), (err as Error).message);
+      },
+    );
+    this.#cacheWrites.add(write);
+    await primary;
   }
 
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
@@ -63,8 +79,9 @@ export class TieredBlockStore implements BlockStore {
     return this.primary.has(cid, options);
   }
 
-  flush(options?: AbortOptions): Promise<void> {
-    return this.primary.flush(options);
+  async flush(options?: AbortOptions): Promise<void> {
+    await Promise.all(this.#cacheWrites);
+    await this.primary.flush(options);
   }
 
   pin(cid: CID, options?: PinOptions): Promise<void> {
@@ -108,6 +125,7 @@ export class TieredBlockStore implements BlockStore {
   }
 
   async close(): Promise<void> {
+    await Promise.all(this.#cacheWrites);
     await Promise.all([this.primary.close(), this.cache.close()]);
   }
 }

@@ -13,6 +13,7 @@ import { CarIndexer } from '@ipld/car/indexer';
 import { CarWriter } from '@ipld/car/writer';
 import * as dagPb from '@ipld/dag-pb';
 import { CID } from 'multiformats/cid';
+import { base32 } from 'multiformats/bases/base32';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { runExport, runImport } from '../../src/cli-car.ts';
 import { RAW_CODE } from '../../src/protocol/blocks.ts';
@@ -20,7 +21,7 @@ import { exportCar, importCar } from '../../src/records/car.ts';
 import { buildNetlockFile, renderNetlockFile } from '../../src/records/netlock-file.ts';
 import { verifyNetlock } from '../../src/records/verify-netlock.ts';
 import { EmbeddedBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
-import { anyKubo, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc } from '../interop/kubo-daemon.ts';
+import { anyKubo, API_FROM_ENV, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { buildFixtureNetlock, manySmallResponses, MiB } from './netlock-fixture.ts';
 import type { FixtureNetlock, FixtureResponse } from './netlock-fixture.ts';
@@ -435,6 +436,25 @@ describe('CAR interop with Kubo', () => {
       } finally {
         await rm(cacheDir, { recursive: true, force: true });
       }
+    });
+
+    // Needs the daemon's repo files: runs with a daemon of its own, not one from FETCH_ORACLE_KUBO_API.
+    it.skipIf(API_FROM_ENV !== undefined)('verify against Kubo names the entry whose body block Kubo serves corrupted', async () => {
+      const store4 = new MemoryBlockStore();
+      const rotten = await buildFixtureNetlock([{ url: `https://${tag}.rotten/a.bin`, bodyBytes: MiB + 9 }, { url: `https://${tag}.rotten/b`, bodyBytes: 10 }], store4);
+      for (const c of store4.cids()) await store.put(CID.parse(c), await store4.get(CID.parse(c)));
+      await store.flush();
+      const body = rotten.bodies.get(`https://${tag}.rotten/a.bin`)!;
+      const leaf = dagPb.decode(await store.get(body)).Links[1]!.Hash;
+      // Kubo's flatfs keeps a block at blocks/<next-to-last 2 chars>/<BASE32 multihash>.data and does not
+      // re-hash on read (Datastore.HashOnRead is off), so it serves the flipped byte as it is.
+      const key = base32.baseEncode(leaf.multihash.bytes).toUpperCase();
+      const file = join(kubo.dir!, 'blocks', key.slice(-3, -1), `${key}.data`);
+      const bytes = Buffer.from(await readFile(file));
+      bytes[3] = bytes[3]! ^ 0xff;
+      await writeFile(file, bytes);
+      const report = await verifyNetlock(rotten.root, store, undefined);
+      expect(report.failures).toEqual([{ entry: `GET https://${tag}.rotten/a.bin`, code: 'ORACLE_ERR_BLOCK_CORRUPT', message: `Block does not hash to its CID: ${leaf}` }]);
     });
 
     it('verify against Kubo names the entry whose body block Kubo lost', async () => {
