@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
 import { runServeMachine } from './cli-machine.ts';
+import { runRun } from './cli-run.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
 import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
@@ -34,6 +35,8 @@ Commands:
   env       print the shell exports that point clients at the proxy and make them trust its CA
   verify    check a netlock's signatures, blocks and bodies
   recover   rebuild a netlock from the journal of a run that crashed
+  run       run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
+            namespace where the replay proxy is the only way out)
   attest    verify an AWS Nitro Enclave attestation document (attest verify FILE)
   serve-machine  answer a Cartesi Machine's dehashing device from this host's blocks
 
@@ -325,6 +328,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runRecover(rest);
       case 'attest':
         return await runAttest(rest, (t) => process.stdout.write(t));
+      case 'run':
+        return await runRun(rest, defaultDataDir());
       case 'serve-machine':
         return await runServeMachine(rest, defaultDataDir(), (t) => process.stdout.write(t));
       case undefined:
