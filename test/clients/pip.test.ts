@@ -8,6 +8,7 @@ import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { run, tempDir } from '../helpers/run.ts';
 import { createTestCa } from '../helpers/test-ca.ts';
+import { buildWheel, serveSimpleIndex } from '../helpers/package-origins.ts';
 
 /**
  * Real pip (python3 -m pip) against a local PEP 503 simple index served over HTTPS: `pip download` through
@@ -20,27 +21,6 @@ const VERSION = '1.0.0';
 const WHEEL = `${PKG}-${VERSION}-py3-none-any.whl`;
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** Builds a minimal, valid, reproducible wheel with python3's zipfile (fixed timestamps, RECORD hashes). */
-const BUILD_WHEEL = `
-import base64, hashlib, sys, zipfile
-out, pkg, version = sys.argv[1:4]
-dist = f"{pkg}-{version}.dist-info"
-files = {
-    f"{pkg}/__init__.py": f"VERSION = {version!r}\\nSOURCE = 'fetch-oracle pip test'\\n".encode(),
-    f"{dist}/METADATA": f"Metadata-Version: 2.1\\nName: {pkg}\\nVersion: {version}\\nSummary: fetch-oracle pip test\\n".encode(),
-    f"{dist}/WHEEL": b"Wheel-Version: 1.0\\nGenerator: fetch-oracle-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
-}
-def digest(b):
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()
-record = "".join(f"{n},{digest(b)},{len(b)}\\n" for n, b in files.items()) + f"{dist}/RECORD,,\\n"
-files[f"{dist}/RECORD"] = record.encode()
-with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    for name, data in files.items():
-        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        z.writestr(info, data)
-`;
 
 describe('pip download through fetch-oracle (HTTPS PEP 503 index, record then offline replay in unshare -n)', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -68,24 +48,14 @@ describe('pip download through fetch-oracle (HTTPS PEP 503 index, record then of
     const pipVersion = await run(python, ['-m', 'pip', '--version'], { env: pipEnv() });
     expect(pipVersion.code, `pip is needed (Debian: python3-pip): ${pipVersion.stderr}`).toBe(0);
 
-    const wheelPath = join(dir.path, WHEEL);
-    const built = await run(python, ['-c', BUILD_WHEEL, wheelPath, PKG, VERSION], { env: pipEnv() });
-    expect(built.code, built.stderr).toBe(0);
-    wheel = await readFile(wheelPath);
+    wheel = await buildWheel(python, join(dir.path, WHEEL), PKG, VERSION);
 
     const ca = await createTestCa();
     originCa = join(dir.path, 'origin-ca.pem');
     await writeFile(originCa, ca.caPem);
     origin = await startOrigin(await ca.leafFor(['127.0.0.1', 'localhost']));
     index = origin.url; // pip (urllib3) checks an IP literal against the IP SAN: 127.0.0.1 works
-    origin.route(`/simple/${PKG}/`, (_q, r) => {
-      r.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      r.end(`<!DOCTYPE html>\n<html><body>\n<a href="${index}/files/${WHEEL}#sha256=${sha256(wheel)}">${WHEEL}</a><br/>\n</body></html>\n`);
-    });
-    origin.route(`/files/${WHEEL}`, (_q, r) => {
-      r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(wheel.byteLength) });
-      r.end(wheel);
-    });
+    serveSimpleIndex(origin, PKG, WHEEL, wheel, index);
   }, 60_000);
 
   afterAll(async () => {
