@@ -65,7 +65,7 @@ async function get(proxy: ProxyAgent, url: string): Promise<number> {
 
 const agent = new ProxyAgent({ uri: guestUrl, proxyTunnel: false, connections: 8 });
 let before = { ...sim.stats };
-let t = performance.now();
+const t = performance.now();
 const got = await get(agent, `${origin.url}/big`);
 const bigSeconds = (performance.now() - t) / 1000;
 const bigTrips = sim.stats.requests - before.requests;
