@@ -33,8 +33,8 @@ once, each checked against its CID. The file appears only when complete. Kubo re
 Options:
   --car FILE             the CAR to write (required; '-' writes it to stdout)
   --data DIR             data directory holding the blocks (default as for record)
-  --ipfs URL             read the blocks from Kubo's RPC API (e.g. http://127.0.0.1:5001), the embedded store
-                         of DIR first
+  --ipfs URL             read the blocks from Kubo's RPC API (e.g. http://127.0.0.1:5001); with --data as well,
+                         from the embedded store of DIR first
   -h, --help             show this help
 `,
   import: `Usage: fetch-oracle import IN.car [--data DIR | --ipfs URL] [--netlock OUT.json] [--trust KEY]... [--json]

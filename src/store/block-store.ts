@@ -24,10 +24,15 @@ export interface BlockStore extends BlockSource, BlockSink {
   /** Short human description naming the backing, used in error messages and logs (e.g. `Kubo at http://…`). */
   readonly description: string;
   has(cid: CID, options?: AbortOptions): Promise<boolean>;
+  /**
+   * Throws StoreError (naming the store) unless the store answers now: cheap enough to call before each
+   * recording, so that a request is refused with the store's name before anything is fetched upstream.
+   */
+  check(options?: AbortOptions): Promise<void>;
   /** Recursively (by default) pins `cid`, so its DAG survives garbage collection. */
   pin(cid: CID, options?: PinOptions): Promise<void>;
   /** Sets aside a block that failed verification, so that it is never served again. Never throws. */
-  quarantine(cid: CID): Promise<void>;
+  quarantine(cid: CID, options?: AbortOptions): Promise<void>;
   /**
    * Waits until every `put` so far is durable and throws the first failure among them. `put` already orders
    * writes so that no block is stored before the blocks it links to; this is for a caller that wants every

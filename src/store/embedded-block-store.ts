@@ -30,6 +30,12 @@ export class EmbeddedBlockStore extends FsBlockStore implements BlockStore {
     return n;
   }
 
+  /** The embedded store is files in this process: always there (a full disk shows up as a put's StoreError). */
+  check(options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    return Promise.resolve();
+  }
+
   /** Every put is durable when it returns (temporary file + rename). */
   flush(options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);

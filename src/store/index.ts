@@ -11,12 +11,14 @@ export interface CreateBlockStoreInit {
   /** Kubo RPC API (`--ipfs URL`): store every block in Kubo. @default none (embedded store only) */
   ipfs?: string;
   /**
-   * With `ipfs`: keep the embedded store of `dataDir` beside Kubo as a local cache (written on every put,
-   * read first). `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks
+   * With `ipfs`: keep the embedded store of `dataDir` beside Kubo as a local cache (read first; filled on
+   * write per `cacheOnWrite`, and on read). `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks
    * Kubo lost).
    * @default true when `dataDir` is given
    */
   cache?: boolean;
+  /** With the cache: which writes also go to it (see TieredBlockStoreInit). @default 'links' */
+  cacheOnWrite?: 'all' | 'links';
   /** Kubo per-request timeout in ms. @default KUBO_TIMEOUT_MS */
   timeoutMs?: number;
   logger?: Logger;
@@ -38,14 +40,19 @@ export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
     ...(init.logger === undefined ? {} : { logger: init.logger.child('kubo') }),
   });
   if (init.cache === false || init.dataDir === undefined) return kubo;
-  return new TieredBlockStore({ primary: kubo, cache: new EmbeddedBlockStore(init.dataDir), ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }) });
+  return new TieredBlockStore({
+    primary: kubo,
+    cache: new EmbeddedBlockStore(init.dataDir),
+    ...(init.cacheOnWrite === undefined ? {} : { cacheOnWrite: init.cacheOnWrite }),
+    ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }),
+  });
 }
 
 export { EmbeddedBlockStore } from './embedded-block-store.ts';
 export { FsBlockStore } from './fs-block-store.ts';
-export { KuboBlockStore, kuboApiUrl, KUBO_TIMEOUT_MS, KUBO_HAS_TIMEOUT_MS, KUBO_PIN_TIMEOUT_MS } from './kubo-block-store.ts';
+export { KuboBlockStore, kuboApiUrl, KUBO_HAS_TIMEOUT_MS, KUBO_PIN_TIMEOUT_MS, KUBO_TIMEOUT_MS, KUBO_WRITE_AHEAD_BLOCKS } from './kubo-block-store.ts';
 export type { KuboBlockStoreInit } from './kubo-block-store.ts';
 export { MemoryBlockStore } from './memory-block-store.ts';
-export { TieredBlockStore } from './tiered-block-store.ts';
+export { CACHE_WRITE_BEHIND_BLOCKS, TieredBlockStore } from './tiered-block-store.ts';
 export type { TieredBlockStoreInit } from './tiered-block-store.ts';
 export type { Block, BlockStore, PinOptions } from './block-store.ts';

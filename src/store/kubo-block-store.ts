@@ -107,6 +107,11 @@ export class KuboBlockStore implements BlockStore {
     this.#client = create({ url: this.url });
   }
 
+  /** StoreError naming the daemon unless it answers `version` within `hasTimeoutMs`. */
+  async check(options?: AbortOptions): Promise<void> {
+    await this.version(options);
+  }
+
   /** Kubo's version: a cheap check that the daemon answers. */
   async version(options?: AbortOptions): Promise<string> {
     const signal = this.#signal(options?.signal, this.#hasTimeoutMs);
@@ -274,10 +279,10 @@ export class KuboBlockStore implements BlockStore {
    * Removes a block whose bytes failed verification, so that a later put can store it afresh (Kubo skips a
    * put of a block it has). A pinned block stays (Kubo refuses); `ipfs repo verify` is the repair for that.
    */
-  async quarantine(cid: CID): Promise<void> {
-    if (this.#closed) return;
+  async quarantine(cid: CID, options?: AbortOptions): Promise<void> {
+    if (this.#closed || options?.signal?.aborted === true) return;
     try {
-      for await (const r of this.#client.block.rm(cid, { signal: AbortSignal.timeout(this.#hasTimeoutMs) })) {
+      for await (const r of this.#client.block.rm(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs) })) {
         if (r.error !== undefined) this.#logger.warn('could not remove corrupt block %s from %s: %s', cid.toString(), this.description, r.error.message);
       }
     } catch (err) {
@@ -347,11 +352,13 @@ export class KuboBlockStore implements BlockStore {
   }
 
   /**
-   * POSTs `body` to the RPC API and resolves with the response text (2xx only). An idempotent request that
-   * fails on a reused keep-alive socket (the daemon restarted since) is sent once more on a fresh one.
+   * POSTs `body` to the RPC API and resolves with the response text (2xx only). A request with a known body
+   * (one block) must finish within `timeoutMs`; a streamed one (a bulk import of any size) must only never
+   * stall for that long. An idempotent request that fails on a reused keep-alive socket (the daemon
+   * restarted since) is sent once more on a fresh one.
    */
   async #post(path: string, contentType: string, body: Uint8Array[] | AsyncIterable<Uint8Array>, caller: AbortSignal | undefined): Promise<string> {
-    const signal = this.#signal(caller, this.#timeoutMs);
+    const signal = Array.isArray(body) ? this.#signal(caller, this.#timeoutMs) : (caller ?? new AbortController().signal);
     const length = Array.isArray(body) ? body.reduce((n, b) => n + b.byteLength, 0) : undefined;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -370,7 +377,7 @@ export class KuboBlockStore implements BlockStore {
       if (length !== undefined) headers['content-length'] = String(length);
       else headers['transfer-encoding'] = 'chunked';
       const req = request(
-        { agent: this.#agent, protocol: this.#api.protocol, host: this.#api.hostname, port: this.#api.port, method: 'POST', path: `/api/v0/${path}`, headers, signal },
+        { agent: this.#agent, protocol: this.#api.protocol, host: this.#api.hostname, port: this.#api.port, method: 'POST', path: `/api/v0/${path}`, headers, signal, timeout: this.#timeoutMs },
         (res: IncomingMessage) => {
           const parts: Buffer[] = [];
           res.on('data', (c: Buffer) => parts.push(c));
@@ -385,6 +392,8 @@ export class KuboBlockStore implements BlockStore {
         },
       );
       req.on('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
+      // Socket idle for timeoutMs (a hung daemon): fail as a timeout.
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${this.#timeoutMs} ms`), { name: 'TimeoutError' })));
       if (Array.isArray(body)) {
         for (const b of body) req.write(b);
         req.end();

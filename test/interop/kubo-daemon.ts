@@ -68,14 +68,21 @@ export async function kuboRpc(api: string, path: string, init: { body?: FormData
 /** Starts a daemon of our own in a fresh repo (needs the binary), its API on a fixed loopback port. */
 export async function ownKubo(): Promise<KuboDaemon> {
   const dir = await mkdtemp(join(tmpdir(), 'fetch-oracle-kubo-'));
-  // kubo.sh rebuilds the binary first if go.mod/go.sum are newer than it (minutes).
-  const first = await kuboSh(['start', dir]);
-  const port = /:(\d+)\/?$/.exec(first)?.[1];
-  if (port === undefined) throw new Error(`kubo.sh printed no API URL: ${first}`);
-  // Pin the port the daemon just bound, so a restart comes back at the same URL.
-  await kuboSh(['stop', dir]);
-  await ipfsIn(dir, ['config', 'Addresses.API', `/ip4/127.0.0.1/tcp/${port}`]);
-  const api = await kuboSh(['start', dir]);
+  let api: string;
+  try {
+    // kubo.sh rebuilds the binary first if go.mod/go.sum are newer than it (minutes).
+    const first = await kuboSh(['start', dir]);
+    const port = /:(\d+)\/?$/.exec(first)?.[1];
+    if (port === undefined) throw new Error(`kubo.sh printed no API URL: ${first}`);
+    // Pin the port the daemon just bound, so a restart comes back at the same URL.
+    await kuboSh(['stop', dir]);
+    await ipfsIn(dir, ['config', 'Addresses.API', `/ip4/127.0.0.1/tcp/${port}`]);
+    api = await kuboSh(['start', dir]);
+  } catch (err) {
+    await kuboSh(['stop', dir]).catch(() => '');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     api,
     dir,

@@ -428,11 +428,24 @@ describe('CAR interop with Kubo', () => {
 
       const cacheDir = await mkdtemp(join(tmpdir(), 'fo-car-tiered-'));
       try {
-        const tiered = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new EmbeddedBlockStore(cacheDir) });
+        const tiered = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new EmbeddedBlockStore(cacheDir), cacheOnWrite: 'all' });
         await importCar(otherCar, tiered);
         expect((await filesUnder(join(cacheDir, 'blocks'))).length).toBe(store2.size);
         expect(await readdir(cacheDir)).toEqual(['blocks']);
         await tiered.close();
+        // The default cache takes the netlock's linking blocks on import, its leaves when first read.
+        const lazyDir = await mkdtemp(join(tmpdir(), 'fo-car-lazy-'));
+        try {
+          const lazy = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new EmbeddedBlockStore(lazyDir) });
+          await importCar(otherCar, lazy);
+          const linking = store2.cids().filter((c) => CID.parse(c).code !== RAW_CODE);
+          expect((await filesUnder(join(lazyDir, 'blocks'))).length).toBe(linking.length);
+          expect((await verifyNetlock(other.root, lazy, undefined)).failures).toEqual([]);
+          expect((await filesUnder(join(lazyDir, 'blocks'))).length).toBe(store2.size);
+          await lazy.close();
+        } finally {
+          await rm(lazyDir, { recursive: true, force: true });
+        }
       } finally {
         await rm(cacheDir, { recursive: true, force: true });
       }

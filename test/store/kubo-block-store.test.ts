@@ -4,7 +4,7 @@
  * FETCH_ORACLE_KUBO_API.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +187,9 @@ describe('KuboBlockStore', () => {
       await expect(store.pin(b.cid, aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
       await expect(store.pinned(b.cid, aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
       await expect(store.putMany([b], aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+      await expect(store.check(aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+      await expect(store.flush(aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+      await store.check();
     });
   });
 });
@@ -221,6 +224,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
         () => store.pin(before.cid),
         () => store.putMany([during]),
         () => store.version(),
+        () => store.check(),
       ]) {
         const err = await call().catch((e: unknown) => e);
         expect(err).toMatchObject({ code: 'ORACLE_ERR_STORE', name: 'StoreError' });
@@ -258,6 +262,28 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
       await store.close();
     }, 120_000);
 
+    it('times out against a daemon that hangs (SIGSTOP), naming it, and works once it runs again', async () => {
+      const store = new KuboBlockStore({ url: kubo.api, timeoutMs: 1500, hasTimeoutMs: 1500, writeAheadBlocks: 0 });
+      const a = await encodeCborBlock({ hang: Math.random() });
+      await store.put(a.cid, a.bytes);
+      const pid = Number(await readFile(join(kubo.dir!, 'daemon.pid'), 'utf8'));
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const b = await encodeCborBlock({ hang: Math.random() });
+        for (const call of [() => store.put(b.cid, b.bytes), () => store.get(a.cid), () => store.has(a.cid), () => store.check()]) {
+          const started = performance.now();
+          const err = await call().catch((e: unknown) => e);
+          expect(err).toMatchObject({ code: 'ORACLE_ERR_STORE' });
+          expect((err as Error).message).toMatch(new RegExp(`^Kubo at ${kubo.api} did not answer \\S+( \\S+)? within 1500 ms`));
+          expect(performance.now() - started).toBeLessThan(10_000);
+        }
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      expect(await store.has(a.cid)).toBe(true);
+      await store.close();
+    }, 60_000);
+
     it('fails a body import cleanly when Kubo stops in the middle, and imports it after the restart', async () => {
       const store = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000 });
       const length = 64 * MiB;
@@ -284,12 +310,24 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
     it('TieredBlockStore: writes both tiers, reads the cache while Kubo is down, refuses writes then', async () => {
       const kuboStore = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000 });
       const cache = new EmbeddedBlockStore(cacheDir);
-      const tiered = new TieredBlockStore({ primary: kuboStore, cache });
+      const tiered = new TieredBlockStore({ primary: kuboStore, cache, cacheOnWrite: 'all' });
       const a = await rawBlock(`tiered a ${Math.random()}`);
       await tiered.put(a.cid, a.bytes);
       expect(await kuboStore.has(a.cid)).toBe(true);
       await tiered.flush(); // the cache write runs behind
       expect(await cache.has(a.cid)).toBe(true);
+
+      // By default only linking blocks are cached on write; leaves when first read.
+      const lazy = new TieredBlockStore({ primary: kuboStore, cache });
+      const leaf = await rawBlock(`tiered leaf ${Math.random()}`);
+      const node = await encodeCborBlock({ leaf: leaf.cid });
+      await lazy.put(leaf.cid, leaf.bytes);
+      await lazy.put(node.cid, node.bytes);
+      await lazy.flush();
+      expect(await cache.has(leaf.cid)).toBe(false);
+      expect(await cache.has(node.cid)).toBe(true);
+      await lazy.get(leaf.cid);
+      expect(await cache.has(leaf.cid)).toBe(true);
 
       // Read-through: a block only Kubo has is fetched once, verified, and kept in the cache.
       const b = await rawBlock(`tiered b ${Math.random()}`);
@@ -315,7 +353,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
       const { writeFile } = await import('node:fs/promises');
       const kuboStore = new KuboBlockStore({ url: kubo.api });
       const cache = new EmbeddedBlockStore(cacheDir);
-      const tiered = new TieredBlockStore({ primary: kuboStore, cache });
+      const tiered = new TieredBlockStore({ primary: kuboStore, cache, cacheOnWrite: 'all' });
       const a = await rawBlock(`corrupt cache ${Math.random()}`);
       await tiered.put(a.cid, a.bytes);
       await tiered.flush();
