@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
+import { runExport, runImport } from './cli-car.ts';
 import { runServeMachine } from './cli-machine.ts';
 import { runRun } from './cli-run.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
@@ -35,6 +36,8 @@ Commands:
   env       print the shell exports that point clients at the proxy and make them trust its CA
   verify    check a netlock's signatures, blocks and bodies
   recover   rebuild a netlock from the journal of a run that crashed
+  export    write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)
+  import    load and verify a CAR into the embedded store or Kubo (import IN.car)
   run       run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
             namespace where the replay proxy is the only way out)
   attest    verify an AWS Nitro Enclave attestation document (attest verify FILE)
@@ -328,6 +331,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runRecover(rest);
       case 'attest':
         return await runAttest(rest, (t) => process.stdout.write(t));
+      case 'export':
+        return await runExport(rest, { defaultDataDir: defaultDataDir() });
+      case 'import':
+        return await runImport(rest, { defaultDataDir: defaultDataDir() });
       case 'run':
         return await runRun(rest, defaultDataDir());
       case 'serve-machine':
