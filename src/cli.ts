@@ -21,6 +21,7 @@ import { readNetlockRoot } from './records/netlock-file.ts';
 import { verifyNetlock } from './records/verify-netlock.ts';
 import { RunSet } from './oracle/run-set.ts';
 import { FsBlockStore } from './store/fs-block-store.ts';
+import { createBlockStore } from './store/index.ts';
 import { CertAuthority } from './tls/cert-authority.ts';
 
 const DEFAULT_LISTEN = '127.0.0.1:8899';
@@ -59,6 +60,8 @@ Options:
   --netlock FILE         write this run's netlock here on shutdown
   --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
+  --ipfs URL             also store every block in Kubo (its RPC API, e.g. http://127.0.0.1:5001) and pin each
+                         record's DAG and the netlock root; the data directory stays as a local cache
   --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
   --variant-header HOST=NAME  also key requests to HOST by request header NAME (repeatable; e.g. a registry that
                          answers differently by a custom header); stored in the netlock, so replay follows it
@@ -80,6 +83,7 @@ Options:
   --trust KEY            trust records signed by this ed25519 public key (hex; repeatable; default: this data
                          directory's own oracle key)
   --report FILE          on shutdown write every miss and every unused netlock entry as JSON
+  --ipfs URL             read blocks from Kubo (the data directory's store first)
   --admin HOST:PORT      serve the admin API
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
   -h, --help             show this help
@@ -106,6 +110,7 @@ Options:
   --trust KEY            accept only records signed by these keys (hex; repeatable; default: the keys the
                          netlock names, which are listed in the summary)
   --json                 print the report as JSON
+  --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory
   -h, --help             show this help
 `,
   recover: `Usage: fetch-oracle recover --netlock FILE [--data DIR]
@@ -195,6 +200,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     report: { type: 'string' },
     refresh: { type: 'boolean' },
     'variant-header': { type: 'string', multiple: true },
+    ipfs: { type: 'string' },
   });
   if (values['help'] === true) {
     process.stdout.write(HELP[command]!);
@@ -218,6 +224,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     ...(trust.length === 0 ? {} : { trust: parseKeys(trust) }),
     ...(values['refresh'] === true ? { refresh: true } : {}),
     ...variantRulesOf(strs(values['variant-header'])),
+    ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
   };
   if (command === 'replay' && values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
@@ -276,7 +283,7 @@ async function runEnv(args: string[]): Promise<number> {
 }
 
 async function runVerify(args: string[]): Promise<number> {
-  const { values, positionals } = parse('verify', args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' } });
+  const { values, positionals } = parse('verify', args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' } });
   if (values['help'] === true) {
     process.stdout.write(HELP['verify']!);
     return 0;
@@ -286,7 +293,11 @@ async function runVerify(args: string[]): Promise<number> {
   const dataDir = resolve(str(values['data']) ?? defaultDataDir());
   const { root } = await readNetlockRoot(file);
   const trust = strs(values['trust']);
-  const report = await verifyNetlock(root, new FsBlockStore(dataDir), trust.length === 0 ? undefined : parseKeys(trust));
+  // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
+  const ipfs = str(values['ipfs']);
+  const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
+  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseKeys(trust));
+  if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {

@@ -16,7 +16,9 @@ import { buildNetlockFile, readNetlockRoot } from '../records/netlock-file.ts';
 import type { NetlockFile } from '../records/netlock-file.ts';
 import { FsRecordIndex } from '../records/record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
-import { FsBlockStore } from '../store/fs-block-store.ts';
+import { createBlockStore } from '../store/index.ts';
+import type { BlockStore } from '../store/block-store.ts';
+import { CID } from 'multiformats/cid';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
@@ -45,6 +47,9 @@ export interface OracleInit {
   listen: ListenAddress | { path: string };
   /** Record mode: where the netlock of this run is written on close. Replay mode: the netlock to serve (required). */
   netlockPath?: string;
+  /** Kubo RPC API URL: every block also goes to Kubo (the data directory stays as its cache) and each record's
+   * DAG and the netlock root are pinned there. @default none (embedded store only) */
+  ipfs?: string;
   /** Admin API address. @default none */
   admin?: ListenAddress;
   /** Bearer token for the admin API (required off loopback). */
@@ -65,7 +70,7 @@ export class Oracle {
   readonly init: OracleInit;
   readonly stats: OracleStats;
   readonly logger: Logger;
-  readonly store: FsBlockStore;
+  readonly store: BlockStore;
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
   #fetcher: Fetcher | undefined;
@@ -82,7 +87,7 @@ export class Oracle {
     this.init = init;
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
-    this.store = new FsBlockStore(init.dataDir);
+    this.store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger: this.logger });
   }
 
   get caCertPath(): string {
@@ -210,9 +215,15 @@ export class Oracle {
       await this.#digests?.close();
       if (this.#run !== undefined && this.init.netlockPath !== undefined) {
         const file = await this.#run.write(this.init.netlockPath, this.store, this.init.variantRules);
+        // The root pin keeps every page, record and body of the netlock through Kubo's garbage collection.
+        await this.store.pin(CID.parse(file.netlock), { recursive: true });
+        await this.store.flush();
+        await this.store.close();
         this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);
         return file;
       }
+      await this.store.flush().catch(() => {});
+      await this.store.close();
       return undefined;
     })();
     return this.#closing;

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
@@ -12,7 +12,7 @@ import { importBody } from '../protocol/unixfs.ts';
 import type { FsRecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../records/netlock-file.ts';
 import type { Signer } from '../signing/local-signer.ts';
-import type { FsBlockStore } from '../store/fs-block-store.ts';
+import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { Exchange, ExchangeHandler } from './exchange.ts';
 import { drained, readExchange, sendError, sendPlan } from './exchange.ts';
@@ -24,7 +24,7 @@ import type { OracleStats } from './stats.ts';
 const PARTIAL_REQUEST_HEADERS = new Set(['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since']);
 
 export interface RecordModeInit {
-  store: FsBlockStore;
+  store: BlockStore;
   index: FsRecordIndex;
   signer: Signer;
   fetcher: Fetcher;
@@ -123,6 +123,7 @@ export class RecordMode implements ExchangeHandler {
       const record = decodeRecord(await verifyingSource(this.#init.store).get(signed.record));
       return { key: keyId, signed, record };
     } catch (err) {
+      if (err instanceof StoreError) throw err; // the store is down: a 502 naming it, not a silent re-fetch
       if (err instanceof BlockCorruptError) await this.#init.store.quarantine(signed.record);
       if (err instanceof BlockCorruptError || err instanceof BlockMissingError || err instanceof OracleError) {
         this.#init.logger.warn('record %s is unusable (%s); fetching again', signed.record.toString(), err.message);
@@ -218,6 +219,8 @@ export class RecordMode implements ExchangeHandler {
       if (client !== undefined && !client.writableFinished && !complete && flight.waiters === 0) abort.abort();
     };
     client?.on('close', onClientGone);
+    // A store that cannot take blocks refuses the request before anything is fetched (502 naming the store).
+    await store.check();
     stats.upstreamFetches++;
     const upstream = await fetcher.fetch({
       method: ex.key.method,
@@ -276,6 +279,7 @@ export class RecordMode implements ExchangeHandler {
     } catch (err) {
       upstream.body.destroy();
       digest.abandon();
+      if (err instanceof StoreError) throw err;
       if (abort.signal.aborted) throw new TruncatedBodyError(`Client went away during ${ex.key.method} ${ex.key.url}; nothing recorded`);
       throw new TruncatedBodyError(`Upstream body of ${ex.key.method} ${ex.key.url} failed after ${received} bytes; nothing recorded: ${(err as Error).message}`, { cause: err });
     } finally {
@@ -309,6 +313,9 @@ export class RecordMode implements ExchangeHandler {
     if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) return previous;
     const block = await encodeRecord(record);
     await store.put(block.cid, block.bytes);
+    // Pinned (record + body DAG, recursively) before it is signed and indexed: nothing is recorded that the
+    // store could garbage-collect or has not fully taken.
+    await store.pin(block.cid, { recursive: true });
     const signed = await signer.sign(block.cid);
     await index.put(ex.key.id, signed);
     if (previous !== undefined) {
