@@ -13,7 +13,7 @@
  * (1025 full leaves). A third level would need more than 1024 × 1024 leaves (1 TiB): out of reach.
  */
 import { execFile } from 'node:child_process';
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -26,6 +26,7 @@ import type { CID } from 'multiformats/cid';
 import { DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE } from '../../src/protocol/blocks.ts';
 import type { AbortOptions, BlockSink } from '../../src/protocol/blocks.ts';
 import { CHUNK_BYTES, MAX_LINKS_PER_NODE, importBody } from '../../src/protocol/unixfs.ts';
+import { pseudoRandomBytes } from '../records/netlock-fixture.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -55,20 +56,6 @@ const ADD_QUERY = new URLSearchParams({
   quieter: 'true',
 }).toString();
 
-/**
- * Deterministic bytes: the AES-128-CTR keystream for a key derived from `seed`, yielded in `pieceBytes` pieces
- * (default 192 KiB + 17 B, deliberately not a divisor of 1 MiB).
- */
-async function* pseudoRandomBytes(seed: string, length: number, pieceBytes = 192 * 1024 + 17): AsyncGenerator<Uint8Array> {
-  const key = createHash('sha256').update(seed).digest();
-  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
-  const zeros = new Uint8Array(pieceBytes);
-  for (let done = 0; done < length; ) {
-    const n = Math.min(pieceBytes, length - done);
-    yield new Uint8Array(cipher.update(n === pieceBytes ? zeros : zeros.subarray(0, n)));
-    done += n;
-  }
-}
 
 /** Keeps only CIDs (not bytes), so large bodies cost no memory; checks every block fits one device reply. */
 class RecordingSink implements BlockSink {
