@@ -145,6 +145,8 @@ export class RecordMode implements ExchangeHandler {
   }
 
   async #serveEntry(ex: Exchange, entry: DecodedEntry): Promise<void> {
+    // A request body only keys a recorded answer; a spool file is gone before the client has its answer.
+    await ex.body?.dispose();
     await this.#init.run.add(entry);
     const plan = planResponse(entry.record, { method: ex.key.method, headers: ex.req.headers });
     try {
@@ -183,6 +185,7 @@ export class RecordMode implements ExchangeHandler {
         await this.#serveEntry(ex, entry);
         return;
       }
+      await ex.body?.dispose(); // the upstream has the whole request body by now
       const entry = await this.#commit(ex, outcome.record, previous);
       const release = outcome.release;
       resolve(entry);

@@ -66,6 +66,7 @@ export class ReplayMode implements ExchangeHandler {
     let ex: Awaited<ReturnType<typeof readExchange>> | undefined;
     try {
       ex = await readExchange(req, res, url, (await netlock.rootValue()).variantRules);
+      await ex.body?.dispose(); // replay needs only the body's digest, never its bytes
       let key = ex.key;
       const looked = await netlock.lookup(key.id);
       const nearby = looked.nearby;
