@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { drained } from '../drained.ts';
 import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
@@ -120,18 +121,7 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
   res.end(text);
 }
 
-/** Waits until the response can take more data or is closed. */
-export function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
+export { drained };
 
 /**
  * Streams a planned response: head, then the body read block by block from `source`, each block

@@ -43,9 +43,13 @@ export async function verifyBlock(cid: CID, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Wraps a source so that every block it returns is checked against its CID. */
+/** Sources whose every block is already checked against its CID: wrapping them again would hash twice. */
+const VERIFIED_SOURCES = new WeakSet<BlockSource>();
+
+/** Wraps a source so that every block it returns is checked against its CID (once: a verifying source is returned as is). */
 export function verifyingSource(source: BlockSource): BlockSource {
-  return {
+  if (VERIFIED_SOURCES.has(source)) return source;
+  const verified: BlockSource = {
     async get(cid, options) {
       throwIfAborted(options?.signal);
       const bytes = await source.get(cid, options);
@@ -53,6 +57,8 @@ export function verifyingSource(source: BlockSource): BlockSource {
       return bytes;
     },
   };
+  VERIFIED_SOURCES.add(verified);
+  return verified;
 }
 
 /** A BlockSource over a Map, for tests and for small in-memory DAGs. */
@@ -95,6 +101,7 @@ export class CachingBlockSource implements BlockSource {
   constructor(source: BlockSource, maxBytes: number) {
     this.#source = source;
     this.#maxBytes = maxBytes;
+    VERIFIED_SOURCES.add(this); // blocks are verified before they are cached or returned
   }
 
   get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {

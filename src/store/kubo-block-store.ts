@@ -12,6 +12,7 @@ import type { AbortOptions } from '../protocol/blocks.ts';
 import { blockLinks } from './block-links.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
 import { carHeader, carSectionHead } from './car-codec.ts';
+import { drained } from '../drained.ts';
 
 /** Per-request limit for block get/put and bulk imports, unless the init says otherwise. */
 export const KUBO_TIMEOUT_MS = 60_000;
@@ -403,17 +404,7 @@ export class KuboBlockStore implements BlockStore {
         try {
           for await (const chunk of body) {
             if (req.destroyed) return;
-            if (!req.write(chunk)) {
-              await new Promise<void>((r) => {
-                const done = (): void => {
-                  req.off('drain', done);
-                  req.off('close', done);
-                  r();
-                };
-                req.on('drain', done);
-                req.on('close', done);
-              });
-            }
+            if (!req.write(chunk)) await drained(req);
           }
           req.end();
         } catch (err) {
