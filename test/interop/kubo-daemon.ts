@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,11 @@ export interface KuboDaemon {
   readonly dir: string | undefined;
   /** Stops an own daemon (SIGTERM, as a restart would). */
   stop(): Promise<void>;
+  /**
+   * Freezes an own daemon (SIGSTOP) and resolves once every one of its threads is stopped and it is the
+   * process listening on the API port; the returned function resumes it (SIGCONT).
+   */
+  suspend(): Promise<() => void>;
   /** Starts an own daemon again at the same URL. */
   start(): Promise<void>;
   /** Stops an own daemon and removes its repo. */
@@ -87,6 +92,7 @@ export async function ownKubo(): Promise<KuboDaemon> {
     api,
     dir,
     stop: async () => void (await kuboSh(['stop', dir])),
+    suspend: () => suspendDaemon(dir, api),
     start: async () => {
       const again = await kuboSh(['start', dir]);
       if (again !== api) throw new Error(`Kubo came back at ${again}, not ${api}`);
@@ -108,12 +114,59 @@ export async function ownKubo(): Promise<KuboDaemon> {
 export async function anyKubo(): Promise<KuboDaemon> {
   if (API_FROM_ENV === undefined) return ownKubo();
   const api = API_FROM_ENV.replace(/\/$/, '');
-  const notOwn = (): Promise<void> => Promise.reject(new Error('FETCH_ORACLE_KUBO_API names a daemon this test does not own'));
+  const notOwn = (): Promise<never> => Promise.reject(new Error('FETCH_ORACLE_KUBO_API names a daemon this test does not own'));
   return {
     api,
     dir: undefined,
     stop: notOwn,
+    suspend: notOwn,
     start: notOwn,
     dispose: () => Promise.resolve(),
   };
+}
+
+async function suspendDaemon(dir: string, api: string): Promise<() => void> {
+  const pid = Number(await readFile(join(dir, 'daemon.pid'), 'utf8'));
+  const port = Number(new URL(api).port);
+  // Another suite's daemon could hold the port while ours restarts: then SIGSTOP would freeze the wrong one.
+  if (!(await listensOn(pid, port))) throw new Error(`Kubo pid ${pid} does not listen on ${api}`);
+  process.kill(pid, 'SIGSTOP');
+  const resume = (): void => void process.kill(pid, 'SIGCONT');
+  // kill(2) only queues the stop: each thread stops on its way back to user space.
+  for (const deadline = Date.now() + 10_000; !(await allThreadsStopped(pid)); ) {
+    if (Date.now() > deadline) {
+      resume();
+      throw new Error(`Kubo pid ${pid} did not stop within 10 s of SIGSTOP`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return resume;
+}
+
+async function allThreadsStopped(pid: number): Promise<boolean> {
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    // The state letter follows the parenthesised command name.
+    if (stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'T') return false;
+  }
+  return true;
+}
+
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket inode.
+      if (f.length > 9 && f[1]!.endsWith(`:${hexPort}`) && f[3] === '0A') inodes.add(f[9]!);
+    }
+  }
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && inodes.has(inode)) return true;
+  }
+  return false;
 }
