@@ -1,9 +1,9 @@
 import * as dagPb from '@ipld/dag-pb';
 import { UnixFS } from 'ipfs-unixfs';
-import { importer } from 'ipfs-unixfs-importer';
-import { fixedSize } from 'ipfs-unixfs-importer/chunker';
-import { balanced } from 'ipfs-unixfs-importer/layout';
-import type { CID } from 'multiformats/cid';
+import { CID } from 'multiformats/cid';
+import * as raw from 'multiformats/codecs/raw';
+import { create as createDigest } from 'multiformats/hashes/digest';
+import { sha256 } from 'multiformats/hashes/sha2';
 import { BlockCorruptError, throwIfAborted } from '../errors.ts';
 import { DAG_PB_CODE, RAW_CODE } from './blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
@@ -13,58 +13,137 @@ export const CHUNK_BYTES = 1024 * 1024;
 /** IPIP-499 `unixfs-v1-2025`: at most 1024 links per node. */
 export const MAX_LINKS_PER_NODE = 1024;
 
-/**
- * Every importer option that affects CIDs is set explicitly (design §2: library defaults drift), so the
- * embedded store and `ipfs add` under Kubo's `unixfs-v1-2025` profile give identical CIDs.
- */
-const IMPORT_OPTIONS = {
-  profile: 'unixfs-v1-2025',
-  cidVersion: 1,
-  rawLeaves: true,
-  reduceSingleLeafToSelf: true,
-  leafType: 'raw',
-  fieldOrder: 'links-first',
-  wrapWithDirectory: false,
-  chunker: fixedSize({ chunkSize: CHUNK_BYTES }),
-  layout: balanced({ maxChildrenPerNode: MAX_LINKS_PER_NODE }),
-} as const;
-
 export interface ImportedBody {
   cid: CID;
   size: number;
 }
 
+/** Chunk size and node width; the defaults are the profile's. Tests narrow them to build deep DAGs cheaply. */
+export interface DagShape {
+  chunkBytes: number;
+  maxLinks: number;
+}
+
+const PROFILE_SHAPE: DagShape = { chunkBytes: CHUNK_BYTES, maxLinks: MAX_LINKS_PER_NODE };
+
+/** A stored leaf: a raw block of at most CHUNK_BYTES bytes of the file, in file order. */
+export interface StoredLeaf {
+  cid: CID;
+  size: number;
+}
+
+/** The raw-leaf CID of `bytes` given their sha2-256 digest (computed wherever is cheapest). */
+export function rawLeafCid(sha256Digest: Uint8Array): CID {
+  return CID.createV1(raw.code, createDigest(sha256.code, sha256Digest));
+}
+
+/** A node of the tree under construction: its CID, the file bytes under it, and its cumulative DAG size. */
+interface Subtree {
+  cid: CID;
+  fileSize: number;
+  dagSize: number;
+}
+
+/**
+ * Builds the UnixFS file DAG of the `unixfs-v1-2025` profile (CIDv1, raw leaves, balanced, at most 1024
+ * links per node, a one-leaf file is the leaf itself) over leaves that are already stored, writing each
+ * internal node to `sink` as soon as it is complete; memory holds at most 1023 entries per level.
+ *
+ * Written here rather than taken from ipfs-unixfs-importer because the importer hashes every leaf itself,
+ * on the calling thread, from a stream it chunks itself: the record path hashes leaves on worker threads
+ * together with the whole-body digests and must hand over leaves it has already hashed. The node encoding is
+ * the library's own (ipfs-unixfs + @ipld/dag-pb); test/interop/kubo-cid.test.ts proves the CIDs equal to
+ * Kubo's and test/protocol/unixfs.test.ts to ipfs-unixfs-importer's, one to three levels deep.
+ */
+export async function buildFileDag(
+  leaves: AsyncIterable<StoredLeaf> | Iterable<StoredLeaf>,
+  sink: BlockSink,
+  options: AbortOptions & { shape?: DagShape } = {},
+): Promise<ImportedBody> {
+  const { maxLinks } = options.shape ?? PROFILE_SHAPE;
+  // levels[k] holds the finished subtrees of height k not yet linked by a parent.
+  const levels: Subtree[][] = [[]];
+  const link = async (height: number): Promise<void> => {
+    const children = levels[height]!;
+    levels[height] = [];
+    const parent = await storeNode(children, sink, options);
+    (levels[height + 1] ??= []).push(parent);
+    if (levels[height + 1]!.length === maxLinks) await link(height + 1);
+  };
+  let count = 0;
+  let total = 0;
+  for await (const leaf of leaves) {
+    throwIfAborted(options.signal);
+    count++;
+    total += leaf.size;
+    levels[0]!.push({ cid: leaf.cid, fileSize: leaf.size, dagSize: leaf.size });
+    if (levels[0]!.length === maxLinks) await link(0);
+  }
+  if (count === 0) throw new Error('buildFileDag needs at least one leaf (an empty file is one empty leaf)');
+  // As ipfs-unixfs-importer's balanced layout: each level's remainder gets a parent, until a level that
+  // never filled up holds exactly one subtree, the root. A one-leaf file is that leaf.
+  for (let height = 0; ; height++) {
+    const higher = levels.slice(height + 1).some((l) => l.length > 0);
+    const here = levels[height]!;
+    if (!higher && here.length === 1) return { cid: here[0]!.cid, size: total };
+    if (here.length > 0) await link(height);
+  }
+}
+
+async function storeNode(children: readonly Subtree[], sink: BlockSink, options: AbortOptions): Promise<Subtree> {
+  const unixfs = new UnixFS({ type: 'file' });
+  const links: dagPb.PBLink[] = [];
+  for (const child of children) {
+    // An empty raw leaf carries nothing: the importer leaves it out of its parent, and so do we.
+    if (child.fileSize === 0) continue;
+    unixfs.addBlockSize(BigInt(child.fileSize));
+    links.push({ Name: '', Tsize: child.dagSize, Hash: child.cid });
+  }
+  const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: links }));
+  const cid = CID.createV1(DAG_PB_CODE, await sha256.digest(bytes));
+  await sink.put(cid, bytes, options);
+  return { cid, fileSize: Number(unixfs.fileSize()), dagSize: bytes.byteLength + links.reduce((sum, l) => sum + (l.Tsize ?? 0), 0) };
+}
+
 /**
  * Imports a byte stream as a UnixFS file and writes its blocks to `sink` as they are built (so memory
- * stays flat). The root CID is known only when the stream ends; a stream that throws leaves only
- * unreferenced blocks behind, never a root.
+ * stays flat: one chunk being filled). The root CID is known only when the stream ends; a stream that
+ * throws leaves only unreferenced blocks behind, never a root.
  */
 export async function importBody(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   sink: BlockSink,
-  options: AbortOptions = {},
+  options: AbortOptions & { shape?: DagShape } = {},
 ): Promise<ImportedBody> {
   throwIfAborted(options.signal);
-  const blockstore = {
-    put: async (cid: CID, bytes: Uint8Array): Promise<CID> => {
-      await sink.put(cid, bytes, options);
-      return cid;
-    },
+  const { chunkBytes } = options.shape ?? PROFILE_SHAPE;
+  const store = async (bytes: Uint8Array): Promise<StoredLeaf> => {
+    const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
+    await sink.put(cid, bytes, options);
+    return { cid, size: bytes.byteLength };
   };
-  // The importer's `size` is the DAG's cumulative size (protobuf included), so count the file bytes here.
-  let size = 0;
-  const counted = async function* (): AsyncGenerator<Uint8Array> {
-    for await (const chunk of source) {
-      size += chunk.byteLength;
-      yield chunk;
+  const chunked = async function* (): AsyncGenerator<StoredLeaf> {
+    let chunk = new Uint8Array(chunkBytes);
+    let filled = 0;
+    let leaves = 0;
+    for await (const piece of source) {
+      for (let offset = 0; offset < piece.byteLength; ) {
+        const n = Math.min(piece.byteLength - offset, chunkBytes - filled);
+        chunk.set(piece.subarray(offset, offset + n), filled);
+        filled += n;
+        offset += n;
+        if (filled === chunkBytes) {
+          leaves++;
+          yield await store(chunk);
+          chunk = new Uint8Array(chunkBytes);
+          filled = 0;
+        }
+      }
     }
+    // The remainder, or the one empty leaf of an empty file.
+    if (filled > 0 || leaves === 0) yield await store(chunk.subarray(0, filled));
   };
-  let result: ImportedBody | undefined;
-  for await (const entry of importer([{ content: counted() }], blockstore, { ...IMPORT_OPTIONS })) {
-    result = { cid: entry.cid, size };
-  }
-  if (result === undefined) throw new Error('UnixFS importer produced no root');
-  return result;
+  return buildFileDag(chunked(), sink, options);
 }
 
 export interface ReadRange {

@@ -33,6 +33,35 @@ describe('importBody', () => {
   });
 });
 
+describe('importBody and buildFileDag against ipfs-unixfs-importer', () => {
+  // Narrow shapes give trees up to five levels deep from a few KiB, so every remainder case of the balanced
+  // layout (a full level, one leftover leaf, a leftover subtree) is compared with the library's.
+  const cases: [chunkBytes: number, maxLinks: number, sizes: number[]][] = [
+    [16, 3, [0, 1, 15, 16, 17, 47, 48, 49, 143, 144, 145, 432, 433, 1296, 1297, 3000]],
+    [7, 2, [0, 6, 7, 8, 14, 15, 28, 29, 56, 57, 112, 113, 500]],
+    [64, 1024, [0, 64, 65, 64 * 1024, 64 * 1024 + 1, 64 * 1025 + 3]],
+  ];
+  for (const [chunkBytes, maxLinks, sizes] of cases) {
+    it(`gives the library's root CID and blocks for ${chunkBytes}-byte chunks, ${maxLinks} links per node`, async () => {
+      for (const size of sizes) {
+        const data = randomBytes(size);
+        const reference = new MemoryBlockStore();
+        const blockstore = { put: async (c: CID, b: Uint8Array) => (await reference.put(c, b), c) };
+        let expected: CID | undefined;
+        const options = { cidVersion: 1, rawLeaves: true, reduceSingleLeafToSelf: true, chunker: fixedSize({ chunkSize: chunkBytes }), layout: balanced({ maxChildrenPerNode: maxLinks }) } as const;
+        for await (const e of importer([{ content: [data] }], blockstore, options)) expected = e.cid;
+        const ours = new MemoryBlockStore();
+        // Uneven pieces: chunk boundaries must not depend on how the stream arrives.
+        const pieces = [data.subarray(0, size / 3), data.subarray(size / 3, size / 2), data.subarray(size / 2)];
+        const got = await importBody(pieces, ours, { shape: { chunkBytes, maxLinks } });
+        expect(got.cid.toString(), `${size} bytes`).toBe(expected!.toString());
+        expect(got.size).toBe(size);
+        expect(ours.cids().sort(), `${size} bytes`).toEqual(reference.cids().sort());
+      }
+    });
+  }
+});
+
 describe('readBody', () => {
   it('reads whole bodies and every kind of range of a multi-level DAG', async () => {
     // A small-chunked, narrow DAG (16-byte leaves, 3 links per node) has 4 levels for 1000 bytes.
