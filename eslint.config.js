@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'guest/dist/**', 'test/kubo/bin/**', '.tmp/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'guest/dist/**', 'enclave/dist/**', 'test/kubo/bin/**', '.tmp/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -2,6 +2,7 @@
 // Usage: node bin/run-ts.js bench/origin-server.ts BYTES   → prints `listening http://127.0.0.1:PORT`
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { packageBytes } from './package-bytes.ts';
 
 const BIG = Number(process.argv[2] ?? 1024 * 1024 * 1024);
 const block = Buffer.alloc(1024 * 1024);
@@ -9,6 +10,14 @@ for (let i = 0; i < block.length; i++) block[i] = (i * 2654435761) >>> 24;
 const small = Buffer.alloc(4096, 7);
 
 const server = createServer(async (req, res) => {
+  // bench/seed.ts: npm-style tarballs /pkg/NAME/-/NAME-1.0.0.tgz, package number in NAME (bench/package-bytes.ts).
+  const pkg = /^\/pkg\/p(\d+)\/-\//.exec(req.url ?? '');
+  if (pkg !== null) {
+    const bytes = packageBytes(Number(pkg[1]));
+    res.writeHead(200, { 'content-length': String(bytes.byteLength), 'content-type': 'application/octet-stream' });
+    res.end(bytes);
+    return;
+  }
   if (req.url?.startsWith('/small')) {
     res.writeHead(200, { 'content-length': '4096', 'content-type': 'application/octet-stream' });
     res.end(small);

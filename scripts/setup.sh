@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # Command -> Debian package providing it.
 declare -A NEED=(
   [curl]=curl [ip]=iproute2 [unshare]=util-linux [tar]=tar [openssl]=openssl [git]=git [gzip]=gzip
+  [socat]=socat [gcc]=gcc
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -16,6 +17,11 @@ done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 command -v apt-get >/dev/null 2>&1 || missing+=(apt)
+# fetch-oracle build: buildah (chroot isolation, vfs), debootstrap for the test base image, and a static
+# busybox the build tests copy into a scratch image (a dynamic one would lack its libraries there).
+command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 # pip drives the pip client tests (the machine's own python3 if it has pip, else Debian's).
 if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
@@ -40,6 +46,10 @@ npm ci --no-audit --no-fund
 
 echo "setup: building the guest (npm run build:guest)"
 npm run build:guest
+
+# The enclave's NSM helper: the static one for the image and the simulated-NSM build the tests use.
+echo "setup: building the NSM helper (enclave/build.sh)"
+bash enclave/build.sh all
 
 if [ -x test/kubo/kubo.sh ]; then
   echo "setup: building Kubo (test/kubo/kubo.sh build)"

@@ -7,7 +7,10 @@ import type { ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
 import { runExport, runImport } from './cli-car.ts';
 import { runServeMachine } from './cli-machine.ts';
+import { attestedPolicyFromFlags, runEnclave, VERIFY_ATTESTED_HELP, VERIFY_ATTESTED_OPTIONS } from './cli-enclave.ts';
+import { runBuild } from './cli-build.ts';
 import { runRun } from './cli-run.ts';
+import { runLockfile, runSeedCommand } from './cli-seed.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
 import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
@@ -41,8 +44,13 @@ Commands:
   import    load and verify a CAR into the embedded store or Kubo (import IN.car)
   run       run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
             namespace where the replay proxy is the only way out)
+  build     build an unmodified Dockerfile with buildah through the recording proxy; --replay FILE rebuilds
+            it offline, --check does both and compares the image digests
   attest    verify an AWS Nitro Enclave attestation document (attest verify FILE)
   serve-machine  answer a Cartesi Machine's dehashing device from this host's blocks
+  seed      build a netlock before the build, from URL lists and lockfiles, checking their digests
+  lockfile  turn a netlock back into a pinned list (sha256sums, urls, json)
+  enclave   run the oracle in a Nitro Enclave (enclave serve) or the parent's CONNECT proxy (enclave parent)
 
 Run 'fetch-oracle <command> --help' for the options of a command.
 Environment: FETCH_ORACLE_DATA (data directory), FETCH_ORACLE_ADMIN_TOKEN, NODE_DEBUG=oracle (debug log).
@@ -100,7 +108,7 @@ Options:
   --no-proxy LIST        value for NO_PROXY (default empty: a request that bypasses the proxy is not recorded)
   -h, --help             show this help
 `,
-  verify: `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json]
+  verify: `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json] [--attested --pcr0 HEX …]
 
 Checks every record signature, that every block is present and hashes to its CID, and that every body
 matches its record's size and sha256. Prints a summary; exits 1 naming each failing entry.
@@ -111,7 +119,7 @@ Options:
                          netlock names, which are listed in the summary)
   --json                 print the report as JSON
   --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory
-  -h, --help             show this help
+${VERIFY_ATTESTED_HELP}  -h, --help             show this help
 `,
   recover: `Usage: fetch-oracle recover --netlock FILE [--data DIR]
 
@@ -283,7 +291,7 @@ async function runEnv(args: string[]): Promise<number> {
 }
 
 async function runVerify(args: string[]): Promise<number> {
-  const { values, positionals } = parse('verify', args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' } });
+  const { values, positionals } = parse('verify', args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' }, ...VERIFY_ATTESTED_OPTIONS });
   if (values['help'] === true) {
     process.stdout.write(HELP['verify']!);
     return 0;
@@ -296,14 +304,16 @@ async function runVerify(args: string[]): Promise<number> {
   // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
   const ipfs = str(values['ipfs']);
   const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
-  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseKeys(trust));
+  const attested = await attestedPolicyFromFlags(values);
+  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseKeys(trust), attested === undefined ? {} : { attested });
   if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     process.stdout.write(`netlock ${report.root}\n  entries: ${report.entries}\n  body bytes: ${report.bodyBytes}\n  signed by: ${report.oracles.join(', ') || '(none)'}\n`);
+    for (const a of report.attestations ?? []) process.stdout.write(`  attested by: ${a.cid} (${a.moduleId}, ${a.timestamp}, key ${a.publicKey}, PCR0 ${a.pcr0}, ${a.records} record(s))\n`);
     for (const f of report.failures) process.stdout.write(`FAIL ${f.entry}: ${f.code}: ${f.message}\n`);
-    process.stdout.write(report.failures.length === 0 ? 'OK: every signature, block and body verified\n' : `${report.failures.length} failure(s)\n`);
+    process.stdout.write(report.failures.length === 0 ? `OK: every signature, block and body verified${attested === undefined ? '' : ', every key attested'}\n` : `${report.failures.length} failure(s)\n`);
   }
   return report.failures.length === 0 ? 0 : 1;
 }
@@ -348,6 +358,14 @@ export async function main(argv: string[]): Promise<number> {
         return await runImport(rest, { defaultDataDir: defaultDataDir() });
       case 'run':
         return await runRun(rest, defaultDataDir());
+      case 'build':
+        return await runBuild(rest, defaultDataDir());
+      case 'enclave':
+        return await runEnclave(rest, defaultDataDir(), (t) => process.stdout.write(t));
+      case 'seed':
+        return await runSeedCommand(rest, defaultDataDir());
+      case 'lockfile':
+        return await runLockfile(rest, { defaultDataDir: defaultDataDir() });
       case 'serve-machine':
         return await runServeMachine(rest, defaultDataDir(), (t) => process.stdout.write(t));
       case undefined:

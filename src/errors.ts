@@ -16,6 +16,12 @@ export const ERROR_CODES = [
   'ORACLE_ERR_INVALID_NETLOCK',
   'ORACLE_ERR_STORE',
   'ORACLE_ERR_ABORTED',
+  // fetch-oracle seed: a body that does not match its lockfile's digest; a lockfile that cannot be read.
+  'ORACLE_ERR_DIGEST_MISMATCH',
+  'ORACLE_ERR_INVALID_LOCKFILE',
+  // Enclave mode: the NSM (or its helper) failed; a record is not bound to an attested key (verify --attested).
+  'ORACLE_ERR_NSM',
+  'ORACLE_ERR_NOT_ATTESTED',
   // Nitro attestation verification (src/attestation/errors.ts says when each applies).
   'ORACLE_ERR_ATTESTATION_MALFORMED',
   'ORACLE_ERR_ATTESTATION_TOO_LARGE',
@@ -148,6 +154,41 @@ export class AbortedError extends OracleError {
   constructor(message = 'The operation was aborted') {
     super('ORACLE_ERR_ABORTED', message);
     this.name = 'AbortedError';
+  }
+}
+
+export class NsmError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_NSM', message, options);
+    this.name = 'NsmError';
+  }
+}
+
+export class NotAttestedError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_NOT_ATTESTED', message, options);
+    this.name = 'NotAttestedError';
+  }
+}
+
+/** A downloaded body does not match the digest its lockfile promises; nothing was recorded for it. */
+export class DigestMismatchError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_DIGEST_MISMATCH', message);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+/** A lockfile or URL list that cannot be parsed (or is of an unknown kind); the message names file and line. */
+export class InvalidLockfileError extends OracleError {
+  readonly file: string;
+  readonly line: number;
+
+  constructor(file: string, line: number, message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_LOCKFILE', `${file}${line > 0 ? `:${line}` : ''}: ${message}`, options);
+    this.name = 'InvalidLockfileError';
+    this.file = file;
+    this.line = line;
   }
 }
 

@@ -1,5 +1,7 @@
 import { Hono } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { OracleError } from '../errors.ts';
 
 /** What the admin API reads from a running oracle: a narrow interface, not the oracle itself. */
@@ -7,6 +9,11 @@ export interface AdminDeps {
   stats(): object;
   recordsForUrl(url: string): Promise<object[]>;
   netlock(): Promise<object>;
+  /**
+   * The netlock of the run so far as a CARv1 (netlock, records, bodies, attestation documents): its root,
+   * known before the first byte, and a writer that streams the blocks (and fails the stream on an error).
+   */
+  netlockCar?(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }>;
   caPem(): string;
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string;
@@ -18,7 +25,10 @@ function sameToken(given: string, expected: string): boolean {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
 }
 
-/** The admin API: `/healthz`, `/stats`, `/records?url=…`, `/netlock`, `/ca.pem`. Errors are JSON `{code, message}`. */
+/**
+ * The admin API: `/healthz`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
+ * JSON `{code, message}`; an error while a CAR streams cuts the response short (a CAR import then refuses it).
+ */
 export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -38,6 +48,20 @@ export function createAdminApp(deps: AdminDeps): Hono {
     return c.json({ url, records: await deps.recordsForUrl(url) });
   });
   app.get('/netlock', async (c) => c.json(await deps.netlock()));
+  app.get('/netlock.car', async (c) => {
+    if (deps.netlockCar === undefined) return c.json({ code: 'ORACLE_ERR_BAD_REQUEST', message: 'This oracle has no netlock to export' }, 404);
+    const car = await deps.netlockCar();
+    const out = new PassThrough();
+    const abort = new AbortController();
+    out.on('close', () => abort.abort());
+    car.write(out, abort.signal).then(
+      () => out.end(),
+      (err: unknown) => out.destroy(err as Error),
+    );
+    return new Response(Readable.toWeb(out) as ReadableStream, {
+      headers: { 'content-type': 'application/vnd.ipld.car; version=1', 'x-fetch-oracle-netlock': car.root },
+    });
+  });
   app.get('/ca.pem', (c) => c.body(deps.caPem(), 200, { 'content-type': 'application/x-pem-file' }));
   app.onError((err, c) => {
     const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { AbortedError, throwIfAborted } from '../errors.ts';
@@ -7,6 +8,10 @@ import type { ImportedBody, StoredLeaf } from '../protocol/unixfs.ts';
 
 /** Leaves a job may have dispatched and not yet released before `update` waits: bounds memory (16 MiB). */
 export const MAX_LEAVES_IN_FLIGHT = 16;
+/** The first buffer of a leaf whose size is not known in advance; it doubles up to a leaf. */
+const MIN_LEAF_BUFFER = 64 * 1024;
+/** Blocks at least this big are hashed on a worker when reads are verified. */
+const OFFLOAD_HASH_BYTES = 256 * 1024;
 /** Leaf writes a store may have under way at once while a body is imported. */
 const LEAF_WRITES_IN_FLIGHT = 4;
 
@@ -41,6 +46,8 @@ const onMessage = (m) => {
   } else if (m.type === 'drop') {
     jobs.delete(m.id);
     if (role === 'a') next.postMessage(m);
+  } else if (m.type === 'hash') {
+    parentPort.postMessage({ type: 'hash', id: m.id, digest: createHash('sha256').update(m.bytes).digest() });
   }
 };
 parentPort.on('message', onMessage);
@@ -90,7 +97,7 @@ interface Job {
 }
 
 interface WorkerMessage {
-  type: 'leaf' | 'digest';
+  type: 'leaf' | 'digest' | 'hash';
   id: number;
   seq?: number;
   buffer?: ArrayBuffer;
@@ -121,6 +128,23 @@ export class DigestWorker {
   readonly #jobs = new Map<number, Job>();
   #nextId = 1;
   #closed = false;
+  readonly #hashes = new Map<number, { resolve: (digest: Uint8Array) => void; reject: (err: Error) => void }>();
+  #nextHash = 1;
+
+  /**
+   * sha2-256 of one block, for verifying reads (`verifyingSource(store, workers.sha256)`): a big block is
+   * hashed by a worker (a copy is posted: the caller's buffer may be shared or cached), so that replay
+   * verifies the next leaf while this thread sends the last one; a small one costs less here.
+   */
+  readonly sha256 = async (bytes: Uint8Array): Promise<Uint8Array> => {
+    if (bytes.byteLength < OFFLOAD_HASH_BYTES) return createHash('sha256').update(bytes).digest();
+    const worker = this.#ensure().a;
+    const id = this.#nextHash++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.#hashes.set(id, { resolve, reject });
+      worker.postMessage({ type: 'hash', id, bytes });
+    });
+  };
 
   #ensure(): { a: Worker; b: Worker } {
     if (this.#closed) throw new Error('DigestWorker is closed');
@@ -139,6 +163,11 @@ export class DigestWorker {
   }
 
   #onMessage(m: WorkerMessage): void {
+    if (m.type === 'hash') {
+      this.#hashes.get(m.id)?.resolve(new Uint8Array(m.digest!));
+      this.#hashes.delete(m.id);
+      return;
+    }
     const job = this.#jobs.get(m.id);
     if (job === undefined) return;
     if (m.type === 'leaf') {
@@ -153,21 +182,35 @@ export class DigestWorker {
     wake(job);
   }
 
+  /** A worker died: everything under way fails with its error, and the next call starts fresh workers. */
   #failAll(err: Error): void {
+    for (const h of this.#hashes.values()) h.reject(err);
+    this.#hashes.clear();
     for (const job of this.#jobs.values()) {
       job.failed = err;
       wake(job);
     }
+    this.#jobs.clear();
+    const dead = this.#workers;
+    this.#workers = undefined;
+    void dead?.a.terminate();
+    void dead?.b.terminate();
   }
 
-  /** Starts a job for one body; with `leaves`, its leaves must be consumed (`leaves()`) or it stalls. */
-  begin(options: { leaves?: boolean } = {}): DigestJob {
+  /**
+   * Starts a job for one body; with `leaves`, its leaves must be consumed (`leaves()`) or it stalls.
+   * `sizeHint` (a Content-Length) sizes the leaf buffers, so a small body does not cost a 1 MiB buffer.
+   */
+  begin(options: { leaves?: boolean; sizeHint?: number } = {}): DigestJob {
     const workers = this.#ensure();
     const id = this.#nextId++;
     const hashLeaves = options.leaves === true;
     const job: Job = { slots: new Map(), digests: {}, waiters: new Set(), failed: undefined };
     this.#jobs.set(id, job);
-    let current = new ArrayBuffer(CHUNK_BYTES);
+    let expected = options.sizeHint !== undefined && Number.isSafeInteger(options.sizeHint) && options.sizeHint >= 0 ? options.sizeHint : undefined;
+    // The leaf being filled: allocated when bytes arrive, as big as the rest of the body is expected to be
+    // (up to a leaf); without a hint, or past it, it starts small and doubles.
+    let current = new ArrayBuffer(0);
     let filled = 0;
     let seq = 0;
     let ended = false;
@@ -179,12 +222,30 @@ export class DigestWorker {
       return new Promise<void>((resolve) => job.waiters.add(resolve));
     };
     const dispatch = (): void => {
+      if (ended && seq === 0) {
+        // The whole body is one leaf (at most 1 MiB, most bodies): hashing it here costs less than the round
+        // trip through the workers, and its leaf digest is the whole-body sha256.
+        const bytes = new Uint8Array(current, 0, filled);
+        const sha256 = new Uint8Array(createHash('sha256').update(bytes).digest());
+        job.digests = { a: sha256, b: new Uint8Array(createHash('sha512').update(bytes).digest()) };
+        job.slots.set(0, { seq: 0, bytes, leaf: hashLeaves ? sha256 : undefined, released: !hashLeaves });
+        settle(job, job.slots.get(0)!);
+        seq++;
+        return;
+      }
       job.slots.set(seq, { seq, bytes: undefined, leaf: undefined, released: !hashLeaves });
       workers.a.postMessage({ type: 'leaf', id, seq, buffer: current, length: filled, hashLeaf: hashLeaves }, [current]);
       seq++;
-      current = new ArrayBuffer(CHUNK_BYTES);
+      current = new ArrayBuffer(0);
       filled = 0;
       wake(job);
+    };
+    const room = (needed: number): void => {
+      const hinted = expected !== undefined && expected > 0 ? filled + expected : MIN_LEAF_BUFFER;
+      const want = Math.min(CHUNK_BYTES, Math.max(filled + needed, hinted, current.byteLength * 2));
+      const bigger = new ArrayBuffer(want);
+      new Uint8Array(bigger).set(new Uint8Array(current, 0, filled));
+      current = bigger;
     };
     const end = (): void => {
       if (ended) return;
@@ -199,9 +260,11 @@ export class DigestWorker {
         let offset = 0;
         while (offset < chunk.byteLength) {
           const n = Math.min(chunk.byteLength - offset, CHUNK_BYTES - filled);
+          if (filled + n > current.byteLength) room(n);
           new Uint8Array(current, filled, n).set(chunk.subarray(offset, offset + n));
           filled += n;
           offset += n;
+          if (expected !== undefined) expected = Math.max(0, expected - n);
           if (filled === CHUNK_BYTES) {
             while (job.slots.size >= MAX_LEAVES_IN_FLIGHT) await progress();
             dispatch();
@@ -211,7 +274,7 @@ export class DigestWorker {
       end,
       digest: async () => {
         end();
-        workers.a.postMessage({ type: 'digest', id });
+        if (job.digests.a === undefined) workers.a.postMessage({ type: 'digest', id });
         while (job.digests.a === undefined || job.digests.b === undefined) await progress();
         this.#jobs.delete(id);
         return { sha256: job.digests.a, sha512: job.digests.b };

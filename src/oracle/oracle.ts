@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { AdminServer } from '../admin/server.ts';
 import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -11,17 +12,20 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
+import { exportCar } from '../records/car.ts';
 import { RunJournal } from '../records/journal.ts';
 import { buildNetlockFile, readNetlockRoot } from '../records/netlock-file.ts';
 import type { NetlockFile } from '../records/netlock-file.ts';
 import { FsRecordIndex } from '../records/record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/local-signer.ts';
 import { createBlockStore } from '../store/index.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { CID } from 'multiformats/cid';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
+import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { DigestWorker } from './digest-worker.ts';
 import { RecordMode } from './record-mode.ts';
 import type { UpstreamMutation } from './record-mode.ts';
@@ -62,6 +66,15 @@ export interface OracleInit {
   refresh?: boolean;
   /** Record mode: extra CA certificates (PEM) the upstream client trusts. */
   upstreamCaPem?: readonly string[];
+  /**
+   * Record mode: sign with this key instead of the data directory's key file (enclave mode: a key born in
+   * the enclave, held only in memory, whose records carry its attestation CID). @default LocalSigner of dataDir
+   */
+  signer?: Signer;
+  /** Record mode: reach origins through this HTTP CONNECT proxy; TLS still ends here. @default direct */
+  upstreamProxy?: ProxyAddress;
+  /** Record mode: record answer-less upstream failures as 502 records (off in enclave mode). @default true */
+  recordUpstreamFailures?: boolean;
   logger?: Logger;
 }
 
@@ -119,9 +132,9 @@ export class Oracle {
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
     let handler;
     if (init.mode === 'record') {
-      const signer = await LocalSigner.loadOrCreate(init.dataDir);
+      const signer = init.signer ?? (await LocalSigner.loadOrCreate(init.dataDir));
       this.#index = await FsRecordIndex.open(init.dataDir, logger.child('index'));
-      this.#fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [] });
+      this.#fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }) });
       const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
       this.#run = new RunSet(journal);
       if (journal !== undefined) {
@@ -141,13 +154,17 @@ export class Oracle {
         run: this.#run,
         digests: this.#digests,
         ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
+        ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
         ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
         stats: this.stats,
         logger: logger.child('record'),
       });
     } else {
       const { root } = await readNetlockRoot(init.netlockPath!);
-      const netlock = new NetlockReader(root, verifyingSource(this.store));
+      // Every block is verified as it is read; a worker hashes the body leaves while this thread sends.
+      this.#digests = new DigestWorker();
+      const verified = verifyingSource(this.store, this.#digests.sha256);
+      const netlock = new NetlockReader(root, verified);
       const rootValue = await netlock.rootValue();
       const own = await LocalSigner.publicKeyIn(init.dataDir);
       const trusted = init.trust ?? (own === undefined ? [] : [own]);
@@ -155,7 +172,7 @@ export class Oracle {
       if (untrusted.length > 0) {
         logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', root.toString(), untrusted.map(toHex).join(', '));
       }
-      this.#replay = new ReplayMode({ netlock, source: this.store, trusted, stats: this.stats, logger: logger.child('replay') });
+      this.#replay = new ReplayMode({ netlock, source: verified, trusted, stats: this.stats, logger: logger.child('replay') });
       handler = this.#replay;
       logger.info('replaying netlock %s (%d entries)', root.toString(), rootValue.count);
     }
@@ -166,6 +183,7 @@ export class Oracle {
         stats: () => ({ ...this.stats }),
         recordsForUrl: (url) => this.#recordsForUrl(url),
         netlock: () => this.#netlockSoFar(),
+        netlockCar: () => this.#netlockCar(),
         caPem: () => this.#ca!.certPem,
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
       });
@@ -203,6 +221,16 @@ export class Oracle {
     if (this.#run === undefined) return readNetlockRoot(this.init.netlockPath!).then((r) => r.file ?? { netlock: r.root.toString() });
     // Built into memory: the run's netlock as it would be written now, without touching the store.
     return buildNetlockFile(this.#run.entries(), new MemoryBlockStore(), this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules });
+  }
+
+  async #netlockCar(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }> {
+    // Record mode: the run's netlock DAG so far is written to the store (content-addressed, so harmless)
+    // to be exported with everything it names. This is how a netlock leaves an enclave with its bodies.
+    const root =
+      this.#run === undefined
+        ? (await readNetlockRoot(this.init.netlockPath!)).root
+        : CID.parse((await buildNetlockFile(this.#run.entries(), this.store, this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules })).netlock);
+    return { root: root.toString(), write: async (out, signal) => void (await exportCar(root, this.store, out, { signal })) };
   }
 
   /** Stops serving; in record mode writes the netlock of this run. Idempotent. */

@@ -6,7 +6,8 @@ import { recordableResponseHeaders } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
-import { withMethod } from '../protocol/request-key.ts';
+import { computeRequestKey, withMethod } from '../protocol/request-key.ts';
+import type { HeaderList } from '../protocol/headers.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { FsRecordIndex } from '../records/record-index.ts';
@@ -16,6 +17,7 @@ import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { Exchange, ExchangeHandler } from './exchange.ts';
 import { drained, readExchange, sendError, sendPlan } from './exchange.ts';
+import { importThroughWorkers } from './digest-worker.ts';
 import type { DigestWorker } from './digest-worker.ts';
 import type { RunSet } from './run-set.ts';
 import type { OracleStats } from './stats.ts';
@@ -34,6 +36,12 @@ export interface RecordModeInit {
   variantRules?: VariantRules;
   /** Fetch every recorded request again once per run, keeping changed answers as new versions. @default false */
   refresh?: boolean;
+  /**
+   * Record a request that got no answer at all (refused, DNS, TLS, reset) as the 502 the build saw. Off in
+   * enclave mode: there the parent relays every connection, so such a failure may be the parent's doing and
+   * must not become a signed statement about the origin; the client still gets the 502. @default true
+   */
+  recordUpstreamFailures?: boolean;
   stats: OracleStats;
   logger: Logger;
 }
@@ -47,6 +55,27 @@ export interface UpstreamMutation {
   newStatus: number;
   oldBody: string | null;
   newBody: string | null;
+}
+
+/** What the upstream side of the record path needs of a request (a proxied Exchange, or a seeded request). */
+type UpstreamExchange = Pick<Exchange, 'url' | 'headers' | 'body' | 'key'>;
+
+/** A request recorded without a proxy client (`fetch-oracle seed`). */
+export interface DirectRequest {
+  method: string;
+  /** Absolute URL as the client will ask for it (no userinfo: credentials go in `headers`). */
+  url: string;
+  /** Request headers sent upstream; only the variant headers (`accept`) enter the key. */
+  headers: HeaderList;
+}
+
+export interface DirectRequestOptions {
+  /**
+   * Runs on the record that would answer the request, before it is committed or added to this run (a
+   * lockfile's digest, an expected status); throwing refuses it, and a fresh record is then not recorded.
+   */
+  check?: (record: FetchRecord) => Promise<void>;
+  signal?: AbortSignal;
 }
 
 interface InFlight {
@@ -115,6 +144,58 @@ export class RecordMode implements ExchangeHandler {
     }
   }
 
+  /**
+   * The record path without a proxy client (`fetch-oracle seed`): the same key, coalescing, upstream fetch,
+   * import, digests, signature, index and journal as a proxied request, so a seeded record is the one the
+   * proxy writes for that request. A recorded answer is reused without fetching (`fetched: false`).
+   * `options.check` sees the record before it is committed or added to this run; throwing refuses it.
+   * Unlike the proxy, a request that gets no answer throws rather than recording a 502: a seed promises a body.
+   */
+  async recordRequest(request: DirectRequest, options: DirectRequestOptions = {}): Promise<{ entry: DecodedEntry; fetched: boolean }> {
+    const { stats, run } = this.#init;
+    stats.requests++;
+    const headers = request.headers.map(([n, v]): [string, string] => [n.toLowerCase(), v]);
+    const bag: Record<string, string> = {};
+    for (const [n, v] of headers) bag[n] = bag[n] === undefined ? v : `${bag[n]}, ${v}`;
+    const key = computeRequestKey({ method: request.method, url: request.url, headers: bag }, this.#init.variantRules);
+    const ex: UpstreamExchange = { url: request.url, headers, body: undefined, key };
+    const running = this.#inFlight.get(key.id);
+    const reuse = async (entry: DecodedEntry): Promise<{ entry: DecodedEntry; fetched: boolean }> => {
+      await options.check?.(entry.record);
+      await run.add(entry);
+      return { entry, fetched: false };
+    };
+    if (running !== undefined) {
+      stats.coalesced++;
+      running.waiters++;
+      return reuse(await running.done.finally(() => running.waiters--));
+    }
+    const known = await this.#loadKnown(key.id);
+    if (known !== undefined && !this.#shouldRefetch(known)) {
+      stats.hits++;
+      return reuse(known);
+    }
+    stats.misses++;
+    let resolve!: (e: DecodedEntry) => void;
+    let reject!: (e: unknown) => void;
+    const flight: InFlight = { done: new Promise<DecodedEntry>((res, rej) => ((resolve = res), (reject = rej))), waiters: 0 };
+    flight.done.catch(() => {});
+    this.#inFlight.set(key.id, flight);
+    try {
+      const { record } = await this.#record(ex, undefined, flight, options.signal);
+      await options.check?.(record);
+      const entry = await this.#commit(ex, record, known);
+      await run.add(entry);
+      resolve(entry);
+      return { entry, fetched: true };
+    } catch (err) {
+      reject(err);
+      throw err;
+    } finally {
+      this.#inFlight.delete(key.id);
+    }
+  }
+
   /** The recorded entry for a key, or undefined; a record whose blocks are corrupt is set aside and re-fetched. */
   async #loadKnown(keyId: string): Promise<DecodedEntry | undefined> {
     const signed = this.#init.index.get(keyId);
@@ -179,6 +260,7 @@ export class RecordMode implements ExchangeHandler {
           await this.#serveEntry(ex, previous);
           return;
         }
+        if (this.#init.recordUpstreamFailures === false) throw err; // a 502 to the client, nothing recorded
         const failure = await this.#failureRecord(ex, err);
         const entry = await this.#commit(ex, failure, undefined);
         resolve(entry);
@@ -210,9 +292,14 @@ export class RecordMode implements ExchangeHandler {
    * Fetches upstream and imports the body; when `client` is given, streams the response to it as it
    * arrives (ending it is left to the caller, after the record is persisted).
    */
-  async #record(ex: Exchange, client: ServerResponse | undefined, flight: InFlight): Promise<{ record: FetchRecord; release: () => Promise<void> }> {
+  async #record(ex: UpstreamExchange, client: ServerResponse | undefined, flight: InFlight, signal?: AbortSignal): Promise<{ record: FetchRecord; release: () => Promise<void> }> {
     const { fetcher, store, signer, stats } = this.#init;
     const abort = new AbortController();
+    // A caller without a client (fetch-oracle seed) stops the fetch through its own signal.
+    if (signal !== undefined) {
+      if (signal.aborted) abort.abort();
+      else signal.addEventListener('abort', () => abort.abort(), { once: true });
+    }
     let received = 0;
     let declaredBytes: number | undefined;
     const onClientGone = (): void => {
@@ -243,6 +330,7 @@ export class RecordMode implements ExchangeHandler {
       response: { status: upstream.status, headers, body: null, size: Number(declared ?? 0), sha256: new Uint8Array(32), sha512: new Uint8Array(64) },
       fetchedAt,
       oracle: signer.publicKey,
+      ...(signer.attestation === undefined ? {} : { attestation: signer.attestation }),
     };
     if (client !== undefined) {
       // The head the client gets now is the head every replay gives (same plan function), except that a
@@ -253,7 +341,7 @@ export class RecordMode implements ExchangeHandler {
       const head = declared === undefined && !noBody ? located.filter(([n]) => n !== 'content-length') : located;
       client.writeHead(upstream.status, head.flat());
     }
-    const digest = this.#init.digests.begin();
+    const digest = this.#init.digests.begin({ leaves: !noBody, ...(declared === undefined ? {} : { sizeHint: Number(declared) }) });
     // The client gets each chunk as it arrives, except the newest one, held back until the record is
     // persisted: a client never sees a complete body that was not recorded.
     let held: Uint8Array | undefined;
@@ -266,7 +354,6 @@ export class RecordMode implements ExchangeHandler {
       for await (const chunk of upstream.body) {
         const bytes = chunk as Uint8Array;
         received += bytes.byteLength;
-        await digest.update(bytes);
         if (held !== undefined) await toClient(held);
         held = bytes;
         yield bytes;
@@ -277,7 +364,8 @@ export class RecordMode implements ExchangeHandler {
       if (noBody) {
         upstream.body.destroy();
       } else {
-        body = (await importBody(tee(), store, { signal: abort.signal })).cid;
+        // The digest workers hash the leaves (their CIDs) and the whole body; this thread pipes and stores.
+        body = (await importThroughWorkers(tee(), digest, store, { signal: abort.signal })).cid;
       }
     } catch (err) {
       upstream.body.destroy();
@@ -309,7 +397,7 @@ export class RecordMode implements ExchangeHandler {
    * with the same status and body, the old record stays (a netlock does not churn); different bytes are
    * upstream mutation: the new version is kept beside the old one, reported, and becomes current.
    */
-  async #commit(ex: Exchange, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
+  async #commit(ex: UpstreamExchange, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
     const { store, signer, index, stats, logger } = this.#init;
     const oldBody = previous?.record.response.body?.toString() ?? null;
     const newBody = record.response.body?.toString() ?? null;
@@ -331,7 +419,7 @@ export class RecordMode implements ExchangeHandler {
   }
 
   /** The record of a request that got no answer at all: a 502 naming the failure, as this proxy sent it. */
-  async #failureRecord(ex: Exchange, err: UpstreamError): Promise<FetchRecord> {
+  async #failureRecord(ex: UpstreamExchange, err: UpstreamError): Promise<FetchRecord> {
     const text = `${err.message}\n`;
     const bytes = new TextEncoder().encode(text);
     const digest = this.#init.digests.begin();
@@ -349,6 +437,7 @@ export class RecordMode implements ExchangeHandler {
       },
       fetchedAt: new Date().toISOString(),
       oracle: this.#init.signer.publicKey,
+      ...(this.#init.signer.attestation === undefined ? {} : { attestation: this.#init.signer.attestation }),
     };
   }
 }

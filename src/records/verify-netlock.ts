@@ -8,6 +8,8 @@ import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { readBody } from '../protocol/unixfs.ts';
 import { loadVerifiedRecord } from '../oracle/replay-mode.ts';
+import { AttestationChecker } from './attested.ts';
+import type { AttestationPolicy, AttestationSummary } from './attested.ts';
 
 export interface VerifyFailure {
   /** `METHOD url` of the entry (or `netlock` for the DAG itself). */
@@ -22,6 +24,13 @@ export interface VerifyReport {
   bodyBytes: number;
   oracles: string[];
   failures: VerifyFailure[];
+  /** With `attested`: the attestation documents that bound the records (verify --attested). */
+  attestations?: AttestationSummary[];
+}
+
+export interface VerifyNetlockOptions extends AbortOptions {
+  /** Accept a record only when its key is bound by a valid attestation document matching this policy. */
+  attested?: AttestationPolicy;
 }
 
 export function keyFromId(id: string): RequestKey {
@@ -34,8 +43,9 @@ export function keyFromId(id: string): RequestKey {
  * its oracle key (and that key is trusted, when `trusted` is given), every record answers its key, and
  * every body block is present, hashes to its CID, and the body matches the record's size and sha256.
  */
-export async function verifyNetlock(root: CID, store: BlockSource, trusted: readonly Uint8Array[] | undefined, options: AbortOptions = {}): Promise<VerifyReport> {
+export async function verifyNetlock(root: CID, store: BlockSource, trusted: readonly Uint8Array[] | undefined, options: VerifyNetlockOptions = {}): Promise<VerifyReport> {
   const source = verifyingSource(store);
+  const attested = options.attested === undefined ? undefined : new AttestationChecker(options.attested, store);
   const reader = new NetlockReader(root, source);
   const report: VerifyReport = { root: root.toString(), entries: 0, bodyBytes: 0, oracles: [], failures: [] };
   let rootValue;
@@ -54,6 +64,7 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
       const name = `${key.method} ${key.url}`;
       try {
         const record = await loadVerifiedRecord(entry.signed, key, store, keys);
+        await attested?.check(record, entry.signed.record, options);
         if (record.response.body !== null) {
           const hash = createHash('sha256');
           let size = 0;
@@ -73,6 +84,7 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
   } catch (err) {
     report.failures.push({ entry: 'netlock index', code: codeOf(err), message: (err as Error).message });
   }
+  if (attested !== undefined) report.attestations = attested.summaries();
   if (report.entries !== rootValue.count) {
     report.failures.push({ entry: 'netlock', code: 'ORACLE_ERR_INVALID_NETLOCK', message: `Root says ${rootValue.count} entries, index holds ${report.entries}` });
   }

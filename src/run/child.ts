@@ -21,11 +21,17 @@ export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): 
  * Runs `command` with inherited stdio and `env`, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it while it
  * runs (this process does not die from them meanwhile), and resolves with its exit status.
  */
-export function runForwardingSignals(command: readonly string[], env: NodeJS.ProcessEnv, onSignal?: (signal: NodeJS.Signals) => void): Promise<ChildExit> {
+export function runForwardingSignals(
+  command: readonly string[],
+  env: NodeJS.ProcessEnv,
+  onSignal?: (signal: NodeJS.Signals) => void,
+  /** Where the command's stdout goes: inherited, or this process's stderr (fd 2) when stdout is kept for a result. @default 'inherit' */
+  stdout: 'inherit' | 'stderr' = 'inherit',
+): Promise<ChildExit> {
   const [file, ...args] = command;
   if (file === undefined) return Promise.reject(new Error('No command to run'));
   return new Promise((resolve) => {
-    const child = spawn(file, args, { stdio: 'inherit', env });
+    const child = spawn(file, args, { stdio: stdout === 'inherit' ? 'inherit' : ['inherit', 2, 'inherit'], env });
     const handlers = new Map<NodeJS.Signals, () => void>();
     for (const signal of FORWARDED_SIGNALS) {
       const handler = (): void => {

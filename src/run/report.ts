@@ -32,11 +32,17 @@ export function groupMisses(misses: ReplayReport['misses']): MissGroup[] {
  * hold (method, URL, accept, how often), the nearest recorded request for each, and the origins the netlock
  * has nothing at all for. Empty string when there were no misses.
  */
-export function formatMissReport(report: ReplayReport, recordedOrigins: ReadonlySet<string>, netlockPath: string): string {
+export function formatMissReport(
+  report: ReplayReport,
+  recordedOrigins: ReadonlySet<string>,
+  netlockPath: string,
+  /** Who is speaking and how to record again (`fetch-oracle build` words it for builds). */
+  words: { who: string; rerecord: string } = { who: 'fetch-oracle run', rerecord: '`fetch-oracle run` (without --replay)' },
+): string {
   const groups = groupMisses(report.misses);
   if (groups.length === 0) return '';
   const lines = [
-    `fetch-oracle run: ${groups.length} request(s) the command made are not in netlock ${netlockPath} (${report.netlock});`,
+    `${words.who}: ${groups.length} request(s) the command made are not in netlock ${netlockPath} (${report.netlock});`,
     'each was answered 504 and nothing was fetched from the network:',
   ];
   for (const g of groups) {
@@ -47,6 +53,6 @@ export function formatMissReport(report: ReplayReport, recordedOrigins: Readonly
   }
   const unknown = [...new Set(groups.map((g) => originOf(g.url)))].filter((o) => !recordedOrigins.has(o));
   if (unknown.length > 0) lines.push(`  hosts not in the netlock at all: ${unknown.map((o) => o.replace(/^[a-z0-9+.-]+:\/\//, '')).join(', ')}`);
-  lines.push('To include them, record the build again with `fetch-oracle run` (without --replay) and replay the new netlock.');
+  lines.push(`To include them, record the build again with ${words.rerecord} and replay the new netlock.`);
   return `${lines.join('\n')}\n`;
 }

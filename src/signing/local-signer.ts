@@ -11,6 +11,8 @@ import type { SignedRecord } from '../protocol/signature.ts';
 /** Signs record CIDs. LocalSigner holds the key in-process; an enclave signer would sign remotely. */
 export interface Signer {
   readonly publicKey: Uint8Array;
+  /** CID of the attestation document that binds `publicKey` (enclave mode); every record signed carries it. */
+  readonly attestation?: CID;
   sign(record: CID): Promise<SignedRecord>;
 }
 

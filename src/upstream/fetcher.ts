@@ -8,6 +8,8 @@ import { UpstreamError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
+import { tunnelConnector } from './connect-tunnel.ts';
+import type { ProxyAddress } from './connect-tunnel.ts';
 
 
 export const HEADERS_TIMEOUT_MS = 60_000;
@@ -18,6 +20,11 @@ export interface FetcherInit {
   extraCaPem?: readonly string[];
   /** @default true */
   trustSystemBundle?: boolean;
+  /**
+   * Reach every origin through this HTTP CONNECT proxy (enclave mode: the parent's, over vsock); TLS to the
+   * origin still ends in this process (src/upstream/connect-tunnel.ts). @default none (direct connections)
+   */
+  proxy?: ProxyAddress;
 }
 
 export interface UpstreamRequest {
@@ -47,7 +54,7 @@ export class Fetcher {
     if ((init.trustSystemBundle ?? true) && existsSync(SYSTEM_CA_BUNDLE)) ca.push(readFileSync(SYSTEM_CA_BUNDLE, 'utf8'));
     ca.push(...(init.extraCaPem ?? []));
     this.#agent = new Agent({
-      connect: { ca },
+      connect: init.proxy === undefined ? { ca } : tunnelConnector({ proxy: init.proxy, ca }),
       headersTimeout: HEADERS_TIMEOUT_MS,
       bodyTimeout: BODY_TIMEOUT_MS,
       keepAliveTimeout: 10_000,

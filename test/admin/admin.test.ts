@@ -1,7 +1,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CID } from 'multiformats/cid';
 import { createAdminApp } from '../../src/admin/app.ts';
 import { AdminServer } from '../../src/admin/server.ts';
+import { importCar } from '../../src/records/car.ts';
+import { LocalSigner } from '../../src/signing/local-signer.ts';
+import { verifyNetlock } from '../../src/records/verify-netlock.ts';
+import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
@@ -51,6 +56,26 @@ describe('admin API', () => {
     const bad = await fetch(`${admin}/records`);
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ code: 'ORACLE_ERR_BAD_REQUEST' });
+  });
+
+  it('streams /netlock.car: the run so far with every record and body, importable into an empty store where it verifies', async () => {
+    const res = await fetch(`${admin}/netlock.car`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/vnd.ipld.car; version=1');
+    const root = res.headers.get('x-fetch-oracle-netlock')!;
+    const netlock = (await (await fetch(`${admin}/netlock`)).json()) as { netlock: string };
+    expect(root).toBe(netlock.netlock);
+    const car = new Uint8Array(await res.arrayBuffer());
+    const store = new MemoryBlockStore();
+    const imported = await importCar((async function* () { yield car; })(), store);
+    expect(imported.root.toString()).toBe(root);
+    const key = (await LocalSigner.publicKeyIn(join(dir.path, 'data')))!;
+    const report = await verifyNetlock(CID.parse(root), store, [key]);
+    expect(report).toMatchObject({ entries: 1, bodyBytes: 11, failures: [] });
+    // Cut short (as when the oracle fails mid-stream), the CAR is refused and nothing lands.
+    const partial = new MemoryBlockStore();
+    await expect(importCar((async function* () { yield car.subarray(0, car.byteLength - 5); })(), partial)).rejects.toMatchObject({ code: expect.stringMatching(/^ORACLE_ERR_/) as unknown });
+    expect(partial.cids()).toEqual([]);
   });
 
   it('requires the bearer token when one is set, except for /healthz', async () => {

@@ -41,6 +41,17 @@ describe('DigestWorker: leaves and whole-body digests on two worker threads', ()
     });
   }
 
+  it('gives the same CIDs and digests whatever the size hint says (right, short, long, absent)', async () => {
+    const size = 2 * CHUNK_BYTES + 12345;
+    const expected = await importBody(pieces('hinted', size), new MemoryBlockStore());
+    for (const sizeHint of [size, 10, 5 * CHUNK_BYTES, 0, undefined]) {
+      const job = workers.begin({ leaves: true, ...(sizeHint === undefined ? {} : { sizeHint }) });
+      const got = await importThroughWorkers(pieces('hinted', size), job, new MemoryBlockStore());
+      expect(got.cid.toString(), `hint ${sizeHint}`).toBe(expected.cid.toString());
+      expect(Buffer.from((await job.digest()).sha256).toString('hex')).toBe(createHash('sha256').update(await bytesOf('hinted', size)).digest('hex'));
+    }
+  });
+
   it('keeps concurrent jobs apart', async () => {
     const [a, b] = await Promise.all(
       ['one', 'two'].map(async (seed) => {
@@ -86,5 +97,19 @@ describe('DigestWorker: leaves and whole-body digests on two worker threads', ()
     const job = workers.begin({ leaves: true });
     const next = await importThroughWorkers(pieces('after', 2 * MiB), job, new MemoryBlockStore());
     expect(next.cid.toString()).toBe((await importBody(pieces('after', 2 * MiB), new MemoryBlockStore())).cid.toString());
+  });
+});
+
+describe('DigestWorker.sha256: verifying reads', () => {
+  const workers = new DigestWorker();
+  afterAll(() => workers.close());
+
+  it('hashes small blocks here and big ones on a worker, to the same digests, leaving the caller its bytes', async () => {
+    for (const size of [0, 1000, 256 * 1024, MiB + 5]) {
+      const bytes = await bytesOf(`hash ${size}`, size);
+      const digests = await Promise.all([workers.sha256(bytes), workers.sha256(bytes)]);
+      for (const d of digests) expect(Buffer.from(d).toString('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(bytes.byteLength).toBe(size); // still usable: posted as a copy, not transferred
+    }
   });
 });

@@ -1,0 +1,320 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from './build/buildah.ts';
+import { DEFAULT_CA_TARGET, buildInNamespace } from './build/build.ts';
+import type { BuildInit, BuildOutcome } from './build/build.ts';
+import { compareImages, formatImageDifference } from './build/image-diff.ts';
+import type { ImageDifference } from './build/image-diff.ts';
+import { SCRUB_PROFILES, parseScrub } from './build/scrub.ts';
+import { createLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { fromHex } from './protocol/signature.ts';
+import { readNetlockRoot } from './records/netlock-file.ts';
+import { formatMissReport, groupMisses } from './run/report.ts';
+import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from './run/sandbox.ts';
+
+export const DEFAULT_BUILD_NETLOCK = 'fetch-oracle.netlock.json';
+
+export const BUILD_HELP = `Usage: fetch-oracle build [--netlock FILE] [options] [buildah build options] CONTEXT
+       fetch-oracle build --replay FILE [options] [buildah build options] CONTEXT
+       fetch-oracle build --check [--netlock FILE] [options] [buildah build options] CONTEXT
+
+Builds the unmodified Dockerfile in CONTEXT with buildah (--isolation chroot --storage-driver vfs --timestamp 0
+--no-cache), with buildah itself inside a network namespace that has only a loopback interface: the
+only way out is fetch-oracle's proxy (127.0.0.1:${NAMESPACE_PROXY_PORT} in the namespace). RUN steps get the proxy
+through buildah's predefined proxy build arguments (HTTP_PROXY, HTTPS_PROXY and lower case) and trust the
+oracle's CA through a read-only bind mount of it at --ca-path (the Dockerfile is not edited; neither enters the
+image's history). Prints the image ID (sha256:…: the digest of the image configuration, which names every
+layer's content) on stdout; buildah's own output goes to stderr.
+
+Record (default): a recording proxy; the netlock of every request the build made is written to FILE (default
+./${DEFAULT_BUILD_NETLOCK}), also if the build failed. The image stays in --storage.
+Replay (--replay FILE): a proxy that serves only FILE; a request not in it fails (504) and is reported by host
+and URL after the build, which then exits 1 even if buildah succeeded.
+Check (--check): records, then rebuilds offline from the new netlock, each half in its own empty storage (so
+base images too come through the proxy), and exits 1 unless both give the same image ID, naming the first
+layer that differs, the instructions that made it and the paths that differ in it (buildah puts a stage's
+instructions in one layer unless you pass --layers, which names the very instruction but is slower on vfs).
+
+Options:
+  --netlock FILE         record/check: where to write the netlock (default ./${DEFAULT_BUILD_NETLOCK})
+  --replay FILE          rebuild offline from FILE instead of recording
+  --check                record, rebuild offline, compare the two image IDs
+  --data DIR             data directory: blocks, records, keys, CA (default $FETCH_ORACLE_DATA or
+                         ~/.local/share/fetch-oracle)
+  --storage DIR          buildah storage (--root DIR/root, --runroot DIR/runroot; default DATA/buildah);
+                         --check uses two fresh storages under it and removes them afterwards
+  --keep-storage         check: keep the two storages (their paths are printed)
+  --scrub LIST           keep logs and caches RUN steps write out of the layers by mounting an empty scratch
+                         directory over them in every RUN step (comma-separated, repeatable):
+                         ${Object.keys(SCRUB_PROFILES).join(', ')}; debian = logs,apt,ldconfig; all (default: none)
+  --ca-path PATH         where RUN steps see the oracle's CA certificate (default ${DEFAULT_CA_TARGET});
+                         none: do not mount it (plain-HTTP builds). Build arguments SSL_CERT_FILE,
+                         NODE_EXTRA_CA_CERTS, PIP_CERT, … and SOURCE_DATE_EPOCH are set for you when the
+                         Dockerfile declares them with ARG
+  --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
+  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable)
+  --iidfile FILE         also write the image ID to FILE
+  --report FILE          write a JSON report (digests, netlock, misses, differences)
+  --allow-misses         replay: do not fail a successful build that made requests outside the netlock
+  -v, --verbose          also log the proxy's info lines to stderr
+  -h, --help             show this help
+
+Everything else before CONTEXT goes to \`buildah build\` as given (-f FILE, -t NAME, --build-arg A=B, …), except
+--isolation, --storage-driver, --root, --runroot, --network and --http-proxy, which fetch-oracle sets.
+Needs root (a network namespace), buildah (${BUILDAH_INSTALL}), unshare (util-linux) and ip (iproute2).
+
+Exit status: 0 ok; buildah's exit code if the build failed; 1 if --check found different image IDs or a replay
+made requests outside the netlock; 2 usage; 125 if the sandbox could not be set up or buildah is missing.
+`;
+
+const OPTIONS = {
+  netlock: { type: 'string' },
+  replay: { type: 'string' },
+  check: { type: 'boolean' },
+  data: { type: 'string' },
+  storage: { type: 'string' },
+  'keep-storage': { type: 'boolean' },
+  scrub: { type: 'string', multiple: true },
+  'ca-path': { type: 'string' },
+  'upstream-ca': { type: 'string', multiple: true },
+  trust: { type: 'string', multiple: true },
+  iidfile: { type: 'string' },
+  report: { type: 'string' },
+  'allow-misses': { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** buildah options fetch-oracle sets itself: a user value would break the sandbox or the digest. */
+const RESERVED = ['--isolation', '--storage-driver', '--root', '--runroot', '--network', '--net', '--http-proxy'];
+
+export const BUILD_SETUP_FAILED = 125;
+export const BUILD_NOT_REPRODUCIBLE = 1;
+
+class BuildUsageError extends Error {}
+
+/**
+ * Splits the arguments into fetch-oracle's own options (wherever they appear), the buildah options (in
+ * their order) and CONTEXT (the last argument, as for `buildah build`).
+ */
+export function splitBuildArgs(args: readonly string[]): { own: string[]; buildah: string[]; context: string | undefined } {
+  const own: string[] = [];
+  const buildah: string[] = [];
+  const valued = new Set(Object.entries(OPTIONS).filter(([, o]) => o.type === 'string').map(([n]) => `--${n}`));
+  const flags = new Set([...Object.entries(OPTIONS).filter(([, o]) => o.type === 'boolean').map(([n]) => `--${n}`), '-v', '-h']);
+  const rest = [...args];
+  const context = rest.length > 0 && !rest[rest.length - 1]!.startsWith('-') ? rest.pop() : undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    const name = a.split('=')[0]!;
+    if (valued.has(name)) {
+      own.push(a);
+      if (!a.includes('=') && i + 1 < rest.length) own.push(rest[++i]!);
+    } else if (flags.has(a)) own.push(a);
+    else buildah.push(a);
+  }
+  return { own, buildah, context };
+}
+
+function stderrLogger(verbose: boolean): Logger {
+  return createLogger('oracle', (level, namespace, line) => {
+    if (level === 'info' && !verbose) return;
+    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
+  });
+}
+
+function say(text: string): void {
+  process.stderr.write(`fetch-oracle build: ${text}\n`);
+}
+
+/** `fetch-oracle build …`: returns the exit code. */
+export async function runBuild(args: string[], dataDirDefault: string): Promise<number> {
+  try {
+    return await buildParsed(args, dataDirDefault);
+  } catch (err) {
+    if (!(err instanceof BuildUsageError)) throw err;
+    process.stderr.write(`fetch-oracle: ${err.message}\n`);
+    return 2;
+  }
+}
+
+interface Plan {
+  base: Omit<BuildInit, 'mode' | 'netlockPath' | 'storage'>;
+  storageDir: string;
+  netlockPath: string;
+  replay: string | undefined;
+  check: boolean;
+  keepStorage: boolean;
+  allowMisses: boolean;
+  iidfile: string | undefined;
+  reportPath: string | undefined;
+}
+
+async function buildParsed(args: string[], dataDirDefault: string): Promise<number> {
+  const { own, buildah: buildahArgs, context } = splitBuildArgs(args);
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: false; strict: true }>>['values'];
+  try {
+    ({ values } = parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw new BuildUsageError(`${(err as Error).message}\n\n${BUILD_HELP}`);
+  }
+  if (values.help === true) {
+    process.stdout.write(BUILD_HELP);
+    return 0;
+  }
+  if (context === undefined) throw new BuildUsageError(`build needs a CONTEXT directory (the last argument)\n\n${BUILD_HELP}`);
+  const reserved = buildahArgs.filter((a) => RESERVED.includes(a.split('=')[0]!));
+  if (reserved.length > 0) throw new BuildUsageError(`${reserved.join(' ')}: fetch-oracle build sets this buildah option itself (see --help)`);
+  if (values.replay !== undefined && values.check === true) throw new BuildUsageError('--replay and --check exclude each other (--check records and replays by itself)');
+  if (values.replay !== undefined) {
+    for (const flag of ['netlock', 'upstream-ca'] as const) {
+      if (values[flag] !== undefined) throw new BuildUsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
+    }
+  }
+  let scrub: string[];
+  try {
+    scrub = parseScrub(values.scrub ?? []);
+  } catch (err) {
+    throw new BuildUsageError((err as Error).message);
+  }
+  const trust = (values.trust ?? []).map((v) => {
+    try {
+      return fromHex(v.trim(), 32);
+    } catch {
+      throw new BuildUsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
+    }
+  });
+  const caPath = values['ca-path'] ?? DEFAULT_CA_TARGET;
+  if (caPath !== 'none' && !caPath.startsWith('/')) throw new BuildUsageError(`--ca-path expects an absolute path in the image or none, got ${JSON.stringify(caPath)}`);
+
+  const buildah = findBuildah();
+  if (buildah === undefined) {
+    say(buildahMissingMessage());
+    return BUILD_SETUP_FAILED;
+  }
+  const ip = findIp();
+  const problem = unshareProblem(ip);
+  if (problem !== undefined || ip === undefined) {
+    say((problem ?? '`ip` was not found').replace(/run --replay/g, 'build'));
+    return BUILD_SETUP_FAILED;
+  }
+  const dataDir = resolve(values.data ?? dataDirDefault);
+  const plan: Plan = {
+    base: {
+      buildah,
+      ip,
+      dataDir,
+      context: resolve(context),
+      buildahArgs,
+      scrub,
+      caTarget: caPath === 'none' ? undefined : caPath,
+      upstreamCaPem: await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8'))),
+      ...(trust.length === 0 ? {} : { trust }),
+      logger: stderrLogger(values.verbose === true),
+    },
+    storageDir: resolve(values.storage ?? join(dataDir, 'buildah')),
+    netlockPath: resolve(values.replay ?? values.netlock ?? DEFAULT_BUILD_NETLOCK),
+    replay: values.replay,
+    check: values.check === true,
+    keepStorage: values['keep-storage'] === true,
+    allowMisses: values['allow-misses'] === true,
+    iidfile: values.iidfile === undefined ? undefined : resolve(values.iidfile),
+    reportPath: values.report === undefined ? undefined : resolve(values.report),
+  };
+  if (plan.replay !== undefined) await readNetlockRoot(plan.netlockPath); // a missing or malformed netlock fails before anything starts
+  if (plan.check) return check(plan);
+  const outcome = await buildInNamespace({ ...plan.base, mode: plan.replay === undefined ? 'record' : 'replay', netlockPath: plan.netlockPath, storage: storageOf(plan.storageDir) });
+  const code = conclude(outcome, plan, plan.replay === undefined ? 'record' : 'replay');
+  if (code === 0 && outcome.digest !== undefined) {
+    process.stdout.write(`${outcome.digest}\n`);
+    if (plan.iidfile !== undefined) await writeFile(plan.iidfile, outcome.digest);
+  }
+  await writeReport(plan, { mode: plan.replay === undefined ? 'record' : 'replay', exitCode: code, ...summary(outcome) });
+  return code;
+}
+
+function summary(o: BuildOutcome): Record<string, unknown> {
+  return {
+    digest: o.digest ?? null,
+    buildahExitCode: o.exit.code,
+    elapsedMs: o.elapsedMs,
+    ...(o.netlock === undefined ? {} : { netlock: o.netlock.netlock, count: o.netlock.count }),
+    ...(o.report === undefined ? {} : { replay: o.report }),
+  };
+}
+
+async function writeReport(plan: Plan, report: Record<string, unknown>): Promise<void> {
+  if (plan.reportPath !== undefined) await writeFile(plan.reportPath, `${JSON.stringify({ context: plan.base.context, ...report }, null, 2)}\n`);
+}
+
+/** Reports one half's outcome on stderr and returns its exit code (0 only for a clean build). */
+function conclude(o: BuildOutcome, plan: Plan, half: 'record' | 'replay'): number {
+  if (o.exit.spawnError !== undefined) {
+    say(`cannot run unshare: ${o.exit.spawnError.message}`);
+    return BUILD_SETUP_FAILED;
+  }
+  if (o.bridge.state === 'missing') say(`${o.bridge.message} (unshare exited ${o.exit.code})`);
+  if (o.bridge.state !== 'started') return BUILD_SETUP_FAILED; // a failed bridge has said why on stderr
+  if (o.netlock !== undefined) say(`recorded ${o.netlock.count} request(s): netlock ${o.netlock.netlock} written to ${plan.netlockPath}`);
+  const misses = o.report?.misses ?? [];
+  if (o.report !== undefined && misses.length > 0) {
+    process.stderr.write(formatMissReport(o.report, o.recordedOrigins ?? new Set(), plan.netlockPath, { who: 'fetch-oracle build', rerecord: '`fetch-oracle build` (without --replay)' }));
+  }
+  if (o.exit.code !== 0) {
+    say(`buildah build failed (exit ${o.exit.code}) while ${half === 'record' ? 'recording' : 'rebuilding offline'}${misses.length > 0 ? `; it made ${groupMisses(misses).length} request(s) outside the netlock (above)` : ''}`);
+    return o.exit.code;
+  }
+  if (o.digest === undefined) {
+    say('buildah succeeded but wrote no image ID');
+    return BUILD_SETUP_FAILED;
+  }
+  const errors = o.report?.stats.errors ?? 0;
+  if (errors > 0) say(`${errors} request(s) failed in the replay proxy itself (bad requests, or records/blocks that did not verify: see the warnings above)`);
+  if (misses.length > 0 && !plan.allowMisses) {
+    say(`the build succeeded but made ${groupMisses(misses).length} request(s) outside the netlock: failing (--allow-misses to accept that)`);
+    return BUILD_NOT_REPRODUCIBLE;
+  }
+  say(`${half === 'record' ? 'built' : 'rebuilt offline'}: image ${o.digest}`);
+  return 0;
+}
+
+async function check(plan: Plan): Promise<number> {
+  await mkdir(plan.storageDir, { recursive: true });
+  const dir = await mkdtemp(join(plan.storageDir, 'check-'));
+  const record = storageOf(join(dir, 'record'));
+  const replay = storageOf(join(dir, 'replay'));
+  try {
+    say(`1/2 recording into ${plan.netlockPath}`);
+    const rec = await buildInNamespace({ ...plan.base, mode: 'record', netlockPath: plan.netlockPath, storage: record });
+    const recCode = conclude(rec, plan, 'record');
+    if (recCode !== 0) {
+      await writeReport(plan, { mode: 'check', exitCode: recCode, record: summary(rec) });
+      return recCode;
+    }
+    say('2/2 rebuilding offline from the netlock, in an empty storage');
+    const rep = await buildInNamespace({ ...plan.base, mode: 'replay', netlockPath: plan.netlockPath, storage: replay });
+    const repCode = conclude(rep, plan, 'replay');
+    if (repCode !== 0) {
+      await writeReport(plan, { mode: 'check', exitCode: repCode, record: summary(rec), replay: summary(rep) });
+      return repCode;
+    }
+    let difference: ImageDifference | undefined;
+    let code = 0;
+    if (rec.digest === rep.digest) {
+      say(`reproducible: the offline rebuild gave the recorded image ${rec.digest}`);
+      process.stdout.write(`${rec.digest}\n`);
+      if (plan.iidfile !== undefined) await writeFile(plan.iidfile, rec.digest!);
+    } else {
+      code = BUILD_NOT_REPRODUCIBLE;
+      difference = await compareImages(plan.base.buildah, { storage: record, image: rec.digest! }, { storage: replay, image: rep.digest! }, dir);
+      process.stderr.write(formatImageDifference(difference, { record: rec.digest!, replay: rep.digest! }));
+    }
+    await writeReport(plan, { mode: 'check', exitCode: code, reproducible: code === 0, record: summary(rec), replay: summary(rep), ...(difference === undefined ? {} : { difference }) });
+    return code;
+  } finally {
+    if (plan.keepStorage) say(`storages kept: record ${record.root}, replay ${replay.root} (buildah --root DIR --runroot … --storage-driver vfs)`);
+    else await rm(dir, { recursive: true, force: true });
+  }
+}

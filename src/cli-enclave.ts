@@ -1,0 +1,235 @@
+/**
+ * `fetch-oracle enclave serve` (inside the Nitro Enclave, started by enclave/boot.sh) and
+ * `fetch-oracle enclave parent` (on the parent instance), plus the `verify --attested` flags.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { birthKey, checkRngSource, createEnclaveConfig, RNG_CURRENT_PATH } from './enclave/key-birth.ts';
+import { HelperNsmClient } from './enclave/nsm-client.ts';
+import { ParentProxy, parseAllowRule } from './enclave/parent-proxy.ts';
+import { InvalidConfigError } from './errors.ts';
+import { createLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { Oracle } from './oracle/oracle.ts';
+import { fromHex, toHex } from './protocol/signature.ts';
+import type { ListenAddress } from './proxy/proxy-server.ts';
+import type { AttestationPolicy } from './records/attested.ts';
+import { describeProxy } from './upstream/connect-tunnel.ts';
+import type { ProxyAddress } from './upstream/connect-tunnel.ts';
+
+/** fetch-oracle's version, part of the attested enclave configuration (kept equal to package.json's; a test checks). */
+export const ORACLE_VERSION = '0.1.0';
+export const DEFAULT_ENCLAVE_LISTEN = '127.0.0.1:8899';
+/** The in-enclave end of the outbound vsock bridge (enclave/boot.sh). */
+export const DEFAULT_UPSTREAM_PROXY = '127.0.0.1:3128';
+export const DEFAULT_NSM_HELPER = '/usr/local/bin/nsm-helper';
+
+export const ENCLAVE_HELP = `Usage: fetch-oracle enclave serve [options]     (inside a Nitro Enclave; enclave/boot.sh runs it)
+       fetch-oracle enclave parent --listen ADDR --allow HOST[:PORT]...   (on the parent instance)
+
+enclave serve: the recording proxy with a key born in the enclave. The ed25519 key is derived from NSM
+randomness and held only in memory; the NSM attests it (public_key = the key, user_data = SHA-256 of the
+configuration block printed at start). Every record carries the attestation document's CID. Every upstream
+connection is a CONNECT tunnel through --upstream-proxy with TLS ending here; a connection that fails gets
+the client a 502 and records nothing. On SIGINT/SIGTERM the netlock is written to --netlock.
+
+  --listen HOST:PORT       proxy address inside the enclave (default ${DEFAULT_ENCLAVE_LISTEN})
+  --upstream-proxy ADDR    CONNECT proxy for every origin: HOST:PORT or unix:/path (default ${DEFAULT_UPSTREAM_PROXY})
+  --nsm-helper PATH        the NSM helper binary (default ${DEFAULT_NSM_HELPER})
+  --data DIR               data directory (in an enclave: memory-backed; default as for record)
+  --netlock FILE           write this run's netlock here on shutdown
+  --admin HOST:PORT        serve the admin API (GET /netlock /records?url= /ca.pem …)
+  --admin-token TOKEN      bearer token for the admin API (required off loopback)
+  --upstream-ca FILE       also trust this PEM CA upstream (repeatable; its SHA-256 enters the attested config)
+  --no-rng-check           do not require ${RNG_CURRENT_PATH} to be nsm-hwrng (simulated enclaves only)
+  --attestation-out FILE   also write the attestation document's bytes here
+
+enclave parent: the CONNECT proxy the enclave's outbound vsock bridge reaches. Relays bytes only; refuses
+targets not on the allowlist with 403 (and a log line), answers anything but CONNECT with 405.
+
+  --listen ADDR            HOST:PORT or unix:/path (default 127.0.0.1:8001)
+  --allow RULE             HOST (port 443), HOST:PORT, HOST:*, *.DOMAIN[:PORT]; repeatable
+`;
+
+export const VERIFY_ATTESTED_HELP = `  --attested             accept a record only if its key is the public_key of a valid Nitro attestation
+                         document it names (verified as of the document's own time, root pinned)
+  --pcr0 HEX / --pcr1 HEX / --pcr2 HEX / --pcr8 HEX
+                         expected PCRs of the enclave image (--pcr0 required with --attested)
+  --user-data HEX        expected user_data (the enclave configuration digest)
+  --allow-debug          accept debug-mode documents (tests only)
+  --attestation-root PEM trust this root instead of the AWS Nitro root (tests with a simulated NSM only)
+`;
+
+/** The parseArgs options `verify` adds for --attested. */
+export const VERIFY_ATTESTED_OPTIONS = {
+  attested: { type: 'boolean' },
+  pcr0: { type: 'string' },
+  pcr1: { type: 'string' },
+  pcr2: { type: 'string' },
+  pcr8: { type: 'string' },
+  'user-data': { type: 'string' },
+  'allow-debug': { type: 'boolean' },
+  'attestation-root': { type: 'string' },
+} as const;
+
+function hexFlag(values: Record<string, unknown>, name: string, bytes?: number): Uint8Array | undefined {
+  const v = values[name];
+  if (typeof v !== 'string') return undefined;
+  try {
+    return fromHex(v.trim().replace(/^0x/i, ''), bytes);
+  } catch {
+    throw new InvalidConfigError(`--${name} expects ${bytes === undefined ? 'hex' : `${bytes} bytes of hex (${bytes * 2} digits)`}, got ${JSON.stringify(v.slice(0, 120))}`);
+  }
+}
+
+/** The attestation policy of `verify --attested …`, or undefined without --attested. */
+export async function attestedPolicyFromFlags(values: Record<string, unknown>): Promise<AttestationPolicy | undefined> {
+  const attestedFlags = ['pcr0', 'pcr1', 'pcr2', 'pcr8', 'user-data', 'allow-debug', 'attestation-root'].filter((f) => values[f] !== undefined);
+  if (values['attested'] !== true) {
+    if (attestedFlags.length > 0) throw new InvalidConfigError(`--${attestedFlags[0]} applies only with --attested`);
+    return undefined;
+  }
+  const expectedPcrs: Record<number, Uint8Array> = {};
+  for (const n of [0, 1, 2, 8]) {
+    const v = hexFlag(values, `pcr${n}`, 48);
+    if (v !== undefined) expectedPcrs[n] = v;
+  }
+  if (expectedPcrs[0] === undefined) throw new InvalidConfigError('--attested needs --pcr0 HEX (the enclave image measurement): an empty policy would accept any image');
+  const userData = hexFlag(values, 'user-data');
+  const rootPath = values['attestation-root'];
+  return {
+    expectedPcrs,
+    ...(values['allow-debug'] === true ? { allowDebug: true } : {}),
+    ...(userData === undefined ? {} : { expectedUserData: userData }),
+    ...(typeof rootPath === 'string' ? { rootCertPem: await readFile(rootPath, 'utf8') } : {}),
+  };
+}
+
+/** `HOST:PORT` or `unix:/path`. */
+export function parseProxyAddress(text: string, flag: string): ProxyAddress {
+  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (m === null || Number(m[2]) > 65535) throw new InvalidConfigError(`${flag} expects HOST:PORT or unix:/path, got ${JSON.stringify(text)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function stderrLogger(): Logger {
+  return createLogger('oracle', (level, namespace, line) => process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`));
+}
+
+function untilSignal(logger: Logger): Promise<void> {
+  return new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      logger.info('%s: shutting down', signal);
+      process.removeAllListeners('SIGINT');
+      process.removeAllListeners('SIGTERM');
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
+      done();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+/** `fetch-oracle enclave serve|parent …`; returns the exit code. */
+export async function runEnclave(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    out(ENCLAVE_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub === 'serve') return serve(rest, dataDirDefault, out);
+  if (sub === 'parent') return parent(rest, out);
+  throw new InvalidConfigError(`Unknown enclave command ${JSON.stringify(sub)} (serve or parent)\n\n${ENCLAVE_HELP}`);
+}
+
+async function serve(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      listen: { type: 'string' },
+      'upstream-proxy': { type: 'string' },
+      'nsm-helper': { type: 'string' },
+      data: { type: 'string' },
+      netlock: { type: 'string' },
+      admin: { type: 'string' },
+      'admin-token': { type: 'string' },
+      'upstream-ca': { type: 'string', multiple: true },
+      'no-rng-check': { type: 'boolean' },
+      'attestation-out': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    out(ENCLAVE_HELP);
+    return 0;
+  }
+  const logger = stderrLogger();
+  const listenText = values.listen ?? DEFAULT_ENCLAVE_LISTEN;
+  const listen = parseProxyAddress(listenText, '--listen');
+  const proxyText = values['upstream-proxy'] ?? DEFAULT_UPSTREAM_PROXY;
+  const upstreamProxy = parseProxyAddress(proxyText, '--upstream-proxy');
+  const upstreamCaPem = await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8')));
+  const admin = values.admin === undefined ? undefined : parseProxyAddress(values.admin, '--admin');
+  if (admin !== undefined && 'path' in admin) throw new InvalidConfigError('--admin expects HOST:PORT');
+  if (values['no-rng-check'] !== true) await checkRngSource();
+  else logger.warn('RNG source check skipped (--no-rng-check): only for a simulated enclave');
+
+  const config = createEnclaveConfig({ oracle: ORACLE_VERSION, listen: 'path' in listen ? `unix:${listen.path}` : listenText, upstreamProxy: describeProxy(upstreamProxy), upstreamCaPem });
+  const nsm = new HelperNsmClient({ helperPath: values['nsm-helper'] ?? DEFAULT_NSM_HELPER });
+  const born = await birthKey({ nsm, config });
+  const oracle = new Oracle({
+    mode: 'record',
+    dataDir: resolve(values.data ?? dataDirDefault),
+    listen,
+    logger,
+    upstreamCaPem,
+    signer: born.signer,
+    upstreamProxy,
+    recordUpstreamFailures: false,
+    ...(values.netlock === undefined ? {} : { netlockPath: resolve(values.netlock) }),
+    ...(admin === undefined ? {} : { admin: admin as ListenAddress }),
+    ...(values['admin-token'] === undefined || values['admin-token'] === '' ? {} : { adminToken: values['admin-token'] }),
+  });
+  // The document and the configuration it digests are blocks of the store before anything is signed, so
+  // every record's `attestation` link resolves and exports carry the document.
+  await oracle.store.put(born.document.cid, born.document.bytes);
+  await oracle.store.put(born.config.cid, born.config.bytes);
+  if (values['attestation-out'] !== undefined) await writeFile(values['attestation-out'], born.document.bytes);
+  const stopped = untilSignal(logger);
+  await oracle.start();
+  logger.info('enclave key %s attested by document %s (config %s)', toHex(born.signer.publicKey), born.document.cid.toString(), born.config.cid.toString());
+  out(`oracle ${toHex(born.signer.publicKey)}\n`);
+  out(`attestation ${born.document.cid.toString()}\n`);
+  out(`config ${born.config.cid.toString()} ${JSON.stringify(config)}\n`);
+  out(`listening ${'path' in listen ? `unix:${listen.path}` : `http://${listenText}`}\n`);
+  await stopped;
+  await oracle.close();
+  return 0;
+}
+
+async function parent(args: string[], out: (t: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { listen: { type: 'string' }, allow: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help === true) {
+    out(ENCLAVE_HELP);
+    return 0;
+  }
+  const allow = (values.allow ?? []).map(parseAllowRule);
+  if (allow.length === 0) throw new InvalidConfigError('enclave parent needs at least one --allow HOST[:PORT] (an empty allowlist refuses everything)');
+  const logger = stderrLogger();
+  const proxy = new ParentProxy({ allow, logger: logger.child('parent') });
+  const stopped = untilSignal(logger);
+  await proxy.listen(parseProxyAddress(values.listen ?? '127.0.0.1:8001', '--listen'));
+  out(`listening ${describeProxy(proxy.address())}\n`);
+  await stopped;
+  await proxy.close();
+  out(`tunnels ${proxy.counts.tunnels}, refused ${proxy.counts.refused}, failed ${proxy.counts.failed}\n`);
+  return 0;
+}

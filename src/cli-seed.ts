@@ -1,0 +1,286 @@
+/**
+ * `fetch-oracle seed` (build a netlock before the build runs, from URL lists and lockfiles, checking their
+ * digests) and `fetch-oracle lockfile` (a netlock back to a pinned list). Wired into cli.ts's command switch;
+ * these functions print and return an exit code (0 ok, 1 failed, 2 usage) and never exit the process.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { OracleError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { readNetlockRoot } from './records/netlock-file.ts';
+import { createBlockStore } from './store/index.ts';
+import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from './seed/lockfile-out.ts';
+import type { LockfileFormat, PinnedEntry } from './seed/lockfile-out.ts';
+import { isKind, parseInput } from './seed/parse-input.ts';
+import { ProgressReporter, formatBytes } from './seed/progress.ts';
+import { seed } from './seed/seeder.ts';
+import type { HostAuth, SeedResult } from './seed/seeder.ts';
+import { SeedSession } from './seed/session.ts';
+import { KINDS } from './seed/types.ts';
+import type { ParseOptions, SeedKind, SeedPlan } from './seed/types.ts';
+
+export const DEFAULT_SEED_NETLOCK = 'fetch-oracle.netlock.json';
+export const DEFAULT_SEED_CONCURRENCY = 16;
+
+export const SEED_HELP = `Usage: fetch-oracle seed [--netlock OUT] [--data DIR | --ipfs URL] [--concurrency N] [options] INPUT...
+
+Builds a netlock before the build runs, from what the inputs pin. Each INPUT is a file whose kind is detected
+from its name and content, or given with --kind: a URL list (one URL per line, optional sha256=HEX,
+sha512=HEX or an SRI string after it, # comments), package-lock.json (v1-v3), yarn.lock (v1), pnpm-lock.yaml,
+requirements.txt (pinned == with --hash=, resolved through the PEP 503/691 index pip would ask), uv.lock,
+Cargo.lock (crates from the registry's sparse index and dl template), go.sum (module .zip/.mod/.info from
+the module proxy, h1: dirhashes checked), SHA256SUMS-style files, and a Dockerfile's ADD URLs.
+
+Every download goes through the record path of 'fetch-oracle record' (same request keys, records and
+signatures: the request the package manager will make, with its Accept header) and is checked against the
+digest its lockfile gives before it is recorded: a mismatch names the entry and both digests and records
+nothing. The netlock is written only when every entry succeeded; what did succeed stays recorded in the
+data directory, so a rerun (also after an interruption) fetches only what is missing. 'replay --netlock OUT'
+then serves the build offline.
+
+Options:
+  --netlock OUT          where to write the netlock (default ./${DEFAULT_SEED_NETLOCK}; OUT.journal while running)
+  --data DIR             data directory: blocks, records, keys (default $FETCH_ORACLE_DATA or
+                         ~/.local/share/fetch-oracle)
+  --ipfs URL             store blocks in Kubo (its RPC API) with the data directory as cache, as record --ipfs
+  --concurrency N        downloads in flight at once (default ${DEFAULT_SEED_CONCURRENCY})
+  --kind KIND            the kind of every INPUT: ${KINDS.join(', ')}
+  --strict               refuse (before fetching anything) entries without a resolved URL or a digest;
+                         without it they are warned about and listed, and seeded unchecked when they have a URL
+  --auth HOST=TOKEN      send 'authorization: Bearer TOKEN' to HOST (or HOST=Basic B64 / HOST=Bearer T as given);
+                         repeatable. user:password@ in a URL is sent as Basic. Credentials are used for the
+                         fetch only: they never enter a record, key or netlock
+  --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
+  --npm-registry URL     registry for pnpm entries without a tarball URL (default https://registry.npmjs.org)
+  --pip-index URL        index for requirements (default: the file's --index-url, else https://pypi.org/simple/)
+  --cargo-index URL      sparse index replacing crates.io, as cargo source replacement (default
+                         https://index.crates.io/)
+  --goproxy URL          Go module proxy (default https://proxy.golang.org)
+  --base-url URL         where the files a SHA256SUMS names are downloaded from
+  --json                 print a JSON summary on stdout (netlock, counts, warnings, failures)
+  -v, --verbose          log every recorded request to stderr
+  -h, --help             show this help
+
+Progress goes to stderr: a bar (counts, bytes, rate, ETA) on a terminal, plain lines otherwise.
+Exit status: 0 when the netlock was written, 1 when an entry failed (no netlock written), 2 for a usage error.
+`;
+
+export const LOCKFILE_HELP = `Usage: fetch-oracle lockfile NETLOCK [--format sha256sums|urls|json] [--data DIR | --ipfs URL] [--out FILE]
+
+Turns a recording back into a pinned list (recording becomes pinning): reads NETLOCK's DAG from the store
+(every block checked against its CID) and prints its entries. sha256sums: 'HEX  URL' per GET 200 answer;
+urls: 'URL sha256=HEX' per GET 200 answer (both are inputs 'fetch-oracle seed' reads back); json: every
+entry with method, url, accept, status, size, sha256, SRI integrity (sha512), body and record CIDs.
+Signatures are not checked here: 'fetch-oracle verify NETLOCK' does that.
+
+Options:
+  --format FORMAT        sha256sums (default), urls or json
+  --data DIR             data directory holding the blocks (default as for record)
+  --ipfs URL             read the blocks from Kubo's RPC API (the data directory's store first)
+  --out FILE             write the list to FILE instead of stdout
+  -h, --help             show this help
+`;
+
+/** What cli.ts provides. */
+export interface SeedCliContext {
+  defaultDataDir: string;
+  stdout?: Writable & { isTTY?: boolean };
+  stderr?: Writable & { isTTY?: boolean };
+  /** Aborted on SIGINT/SIGTERM: the seed stops, the journal keeps what was recorded. */
+  signal?: AbortSignal;
+}
+
+class UsageError extends Error {}
+
+function parseAuth(values: readonly string[]): HostAuth[] {
+  return values.map((v) => {
+    const eq = v.indexOf('=');
+    if (eq <= 0 || eq === v.length - 1) throw new UsageError(`--auth expects HOST=TOKEN, got ${JSON.stringify(v.replace(/=.*/, '=…'))}`);
+    const value = v.slice(eq + 1);
+    return { host: v.slice(0, eq).toLowerCase(), authorization: /^(Basic|Bearer|Token) /i.test(value) ? value : `Bearer ${value}` };
+  });
+}
+
+async function guarded(err: Writable, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err.write(`fetch-oracle: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof OracleError) {
+      err.write(`fetch-oracle: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+export async function runSeed(args: string[], context: SeedCliContext): Promise<number> {
+  const out = context.stdout ?? process.stdout;
+  const err = context.stderr ?? process.stderr;
+  return guarded(err, async () => {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          netlock: { type: 'string' },
+          data: { type: 'string' },
+          ipfs: { type: 'string' },
+          concurrency: { type: 'string' },
+          kind: { type: 'string' },
+          strict: { type: 'boolean' },
+          auth: { type: 'string', multiple: true },
+          'upstream-ca': { type: 'string', multiple: true },
+          'npm-registry': { type: 'string' },
+          'pip-index': { type: 'string' },
+          'cargo-index': { type: 'string' },
+          goproxy: { type: 'string' },
+          'base-url': { type: 'string' },
+          json: { type: 'boolean' },
+          verbose: { type: 'boolean', short: 'v' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}\n\n${SEED_HELP}`);
+    }
+    const { values, positionals } = parsed;
+    if (values.help === true) {
+      out.write(SEED_HELP);
+      return 0;
+    }
+    if (positionals.length === 0) throw new UsageError(`seed needs at least one INPUT file\n\n${SEED_HELP}`);
+    const concurrency = values.concurrency === undefined ? DEFAULT_SEED_CONCURRENCY : Number(values.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw new UsageError(`--concurrency expects a whole number from 1 to 1024, got ${JSON.stringify(values.concurrency)}`);
+    if (values.kind !== undefined && !isKind(values.kind)) throw new UsageError(`--kind expects one of ${KINDS.join(', ')}, got ${JSON.stringify(values.kind)}`);
+    const kind = values.kind as SeedKind | undefined;
+    const auth = parseAuth(values.auth ?? []);
+    const options: ParseOptions = {
+      ...(values['npm-registry'] === undefined ? {} : { npmRegistry: values['npm-registry'] }),
+      ...(values['pip-index'] === undefined ? {} : { pipIndex: values['pip-index'].endsWith('/') ? values['pip-index'] : `${values['pip-index']}/` }),
+      ...(values['cargo-index'] === undefined ? {} : { cargoIndex: values['cargo-index'].replace(/^sparse\+/, '') }),
+      ...(values.goproxy === undefined ? {} : { goProxy: values.goproxy }),
+      ...(values['base-url'] === undefined ? {} : { baseUrl: values['base-url'] }),
+      readInclude: (path) => readFileSync(path, 'utf8'),
+    };
+    // Every input is parsed before anything is fetched: a malformed lockfile seeds nothing.
+    const plans: SeedPlan[] = [];
+    for (const path of positionals) {
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (e) {
+        throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+      }
+      plans.push(parseInput(path, text, kind, options).plan);
+    }
+    const netlockPath = resolve(values.netlock ?? DEFAULT_SEED_NETLOCK);
+    const logger = createLogger('oracle', (level, namespace, line) => {
+      if (level === 'info' && values.verbose !== true) return;
+      if (level === 'error') return; // failures are listed once, at the end
+      err.write(`${level} ${namespace}: ${line}\n`);
+    });
+    const upstreamCaPem = await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8')));
+    const session = await SeedSession.open({
+      dataDir: resolve(values.data ?? context.defaultDataDir),
+      ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }),
+      netlockPath,
+      upstreamCaPem,
+      logger,
+    });
+    let result: SeedResult;
+    let netlock: string | undefined;
+    let count = 0;
+    try {
+      if (session.interrupted > 0) err.write(`seed: continuing: ${session.journal.path} holds ${session.interrupted} request(s) an interrupted run recorded; they are not fetched again\n`);
+      const reporter = new ProgressReporter({ tty: err.isTTY === true, write: (t) => err.write(t) });
+      result = await seed(plans, { recorder: session, concurrency, strict: values.strict === true, auth, logger, onProgress: (p) => reporter.update(p), ...(context.signal === undefined ? {} : { signal: context.signal }) });
+      reporter.finish();
+      if (result.failures.length === 0 && context.signal?.aborted !== true) {
+        const file = await session.writeNetlock();
+        netlock = file.netlock;
+        count = file.count;
+      }
+    } finally {
+      await session.close();
+    }
+    for (const w of result.warnings) err.write(`warning: ${w.source.file}${w.source.line > 0 ? `:${w.source.line}` : ''} ${w.source.name}: ${w.message}\n`);
+    for (const f of result.failures) err.write(`FAIL ${f.code}: ${f.message}\n`);
+    const aborted = context.signal?.aborted === true;
+    if (values.json === true) {
+      out.write(`${JSON.stringify({ netlock: netlock ?? null, path: netlock === undefined ? null : netlockPath, count, entries: result.total, fetched: result.fetched, reused: result.reused, duplicates: result.duplicates, bytes: result.bytes, fetchedBytes: result.fetchedBytes, warnings: result.warnings.map((w) => ({ file: w.source.file, line: w.source.line, entry: w.source.name, message: w.message })), failures: result.failures, interrupted: aborted }, null, 2)}\n`);
+    }
+    if (netlock !== undefined) {
+      err.write(`seed: ${result.done} entries (${result.fetched} fetched, ${result.reused} already recorded, ${result.duplicates} duplicate(s)), ${formatBytes(result.bytes)}: netlock ${netlock} (${count} requests) written to ${netlockPath}\n`);
+      return 0;
+    }
+    err.write(
+      aborted
+        ? `seed: interrupted after ${result.done} of ${result.total} entries; no netlock written. Run the same command again to continue (recorded entries are not fetched again).\n`
+        : `seed: ${result.failures.length} of ${result.total} entries failed; no netlock written. The ${result.done} that succeeded stay recorded: a rerun fetches only what is missing.\n`,
+    );
+    return 1;
+  });
+}
+
+export async function runLockfile(args: string[], context: SeedCliContext): Promise<number> {
+  const out = context.stdout ?? process.stdout;
+  const err = context.stderr ?? process.stderr;
+  return guarded(err, async () => {
+    let parsed;
+    try {
+      parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { format: { type: 'string' }, data: { type: 'string' }, ipfs: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}\n\n${LOCKFILE_HELP}`);
+    }
+    const { values, positionals } = parsed;
+    if (values.help === true) {
+      out.write(LOCKFILE_HELP);
+      return 0;
+    }
+    if (positionals.length !== 1) throw new UsageError(`lockfile takes one NETLOCK\n\n${LOCKFILE_HELP}`);
+    const format = (values.format ?? 'sha256sums') as LockfileFormat;
+    if (!LOCKFILE_FORMATS.includes(format)) throw new UsageError(`--format expects one of ${LOCKFILE_FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`);
+    const { root } = await readNetlockRoot(positionals[0]!);
+    const store = createBlockStore({ dataDir: resolve(values.data ?? context.defaultDataDir), ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }) });
+    const entries: PinnedEntry[] = [];
+    try {
+      for await (const e of pinnedEntries(root, store)) entries.push(e);
+    } finally {
+      await store.close();
+    }
+    const text = renderPinned(entries, format);
+    if (values.out === undefined) out.write(text);
+    else await writeFile(values.out, text);
+    return 0;
+  });
+}
+
+/**
+ * `fetch-oracle seed` as cli.ts runs it: SIGINT/SIGTERM stop the seed (in-flight fetches are aborted and
+ * record nothing; finished ones stay recorded) and it exits 1 without a netlock; a second signal exits at once.
+ */
+export async function runSeedCommand(args: string[], defaultDataDir: string): Promise<number> {
+  const abort = new AbortController();
+  const stop = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`\nseed: ${signal}: stopping\n`);
+    abort.abort();
+    process.once(signal, () => process.kill(process.pid, signal));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await runSeed(args, { defaultDataDir, signal: abort.signal });
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
