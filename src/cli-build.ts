@@ -1,15 +1,13 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseTrustedKeys, stderrLogger, UsageError } from './cli-common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from './build/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace } from './build/build.ts';
 import type { BuildInit, BuildOutcome } from './build/build.ts';
 import { compareImages, formatImageDifference } from './build/image-diff.ts';
 import type { ImageDifference } from './build/image-diff.ts';
 import { SCRUB_PROFILES, parseScrub } from './build/scrub.ts';
-import { createLogger } from './log.ts';
-import type { Logger } from './log.ts';
-import { fromHex } from './protocol/signature.ts';
 import { readNetlockRoot } from './records/netlock-file.ts';
 import { formatMissReport, groupMisses } from './run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from './run/sandbox.ts';
@@ -93,8 +91,6 @@ const RESERVED = ['--isolation', '--storage-driver', '--root', '--runroot', '--n
 export const BUILD_SETUP_FAILED = 125;
 export const BUILD_NOT_REPRODUCIBLE = 1;
 
-class BuildUsageError extends Error {}
-
 /**
  * Splits the arguments into fetch-oracle's own options (wherever they appear), the buildah options (in
  * their order) and CONTEXT (the last argument, as for `buildah build`).
@@ -118,13 +114,6 @@ export function splitBuildArgs(args: readonly string[]): { own: string[]; builda
   return { own, buildah, context };
 }
 
-function stderrLogger(verbose: boolean): Logger {
-  return createLogger('oracle', (level, namespace, line) => {
-    if (level === 'info' && !verbose) return;
-    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
-  });
-}
-
 function say(text: string): void {
   process.stderr.write(`fetch-oracle build: ${text}\n`);
 }
@@ -134,7 +123,7 @@ export async function runBuild(args: string[], dataDirDefault: string): Promise<
   try {
     return await buildParsed(args, dataDirDefault);
   } catch (err) {
-    if (!(err instanceof BuildUsageError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`fetch-oracle: ${err.message}\n`);
     return 2;
   }
@@ -158,36 +147,30 @@ async function buildParsed(args: string[], dataDirDefault: string): Promise<numb
   try {
     ({ values } = parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
   } catch (err) {
-    throw new BuildUsageError(`${(err as Error).message}\n\n${BUILD_HELP}`);
+    throw new UsageError(`${(err as Error).message}\n\n${BUILD_HELP}`);
   }
   if (values.help === true) {
     process.stdout.write(BUILD_HELP);
     return 0;
   }
-  if (context === undefined) throw new BuildUsageError(`build needs a CONTEXT directory (the last argument)\n\n${BUILD_HELP}`);
+  if (context === undefined) throw new UsageError(`build needs a CONTEXT directory (the last argument)\n\n${BUILD_HELP}`);
   const reserved = buildahArgs.filter((a) => RESERVED.includes(a.split('=')[0]!));
-  if (reserved.length > 0) throw new BuildUsageError(`${reserved.join(' ')}: fetch-oracle build sets this buildah option itself (see --help)`);
-  if (values.replay !== undefined && values.check === true) throw new BuildUsageError('--replay and --check exclude each other (--check records and replays by itself)');
+  if (reserved.length > 0) throw new UsageError(`${reserved.join(' ')}: fetch-oracle build sets this buildah option itself (see --help)`);
+  if (values.replay !== undefined && values.check === true) throw new UsageError('--replay and --check exclude each other (--check records and replays by itself)');
   if (values.replay !== undefined) {
     for (const flag of ['netlock', 'upstream-ca'] as const) {
-      if (values[flag] !== undefined) throw new BuildUsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
     }
   }
   let scrub: string[];
   try {
     scrub = parseScrub(values.scrub ?? []);
   } catch (err) {
-    throw new BuildUsageError((err as Error).message);
+    throw new UsageError((err as Error).message);
   }
-  const trust = (values.trust ?? []).map((v) => {
-    try {
-      return fromHex(v.trim(), 32);
-    } catch {
-      throw new BuildUsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
-    }
-  });
+  const trust = parseTrustedKeys(values.trust ?? []);
   const caPath = values['ca-path'] ?? DEFAULT_CA_TARGET;
-  if (caPath !== 'none' && !caPath.startsWith('/')) throw new BuildUsageError(`--ca-path expects an absolute path in the image or none, got ${JSON.stringify(caPath)}`);
+  if (caPath !== 'none' && !caPath.startsWith('/')) throw new UsageError(`--ca-path expects an absolute path in the image or none, got ${JSON.stringify(caPath)}`);
 
   const buildah = findBuildah();
   if (buildah === undefined) {
@@ -212,7 +195,7 @@ async function buildParsed(args: string[], dataDirDefault: string): Promise<numb
       caTarget: caPath === 'none' ? undefined : caPath,
       upstreamCaPem: await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8'))),
       ...(trust.length === 0 ? {} : { trust }),
-      logger: stderrLogger(values.verbose === true),
+      logger: stderrLogger({ quiet: values.verbose !== true }),
     },
     storageDir: resolve(values.storage ?? join(dataDir, 'buildah')),
     netlockPath: resolve(values.replay ?? values.netlock ?? DEFAULT_BUILD_NETLOCK),

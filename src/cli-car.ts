@@ -3,6 +3,7 @@
  * command switch of cli.ts; these functions print and return an exit code (0 ok, 1 failed, 2 usage) and
  * never exit the process themselves.
  */
+import { parseTrustedKeys, reportingErrors, UsageError } from './cli-common.ts';
 import { randomBytes } from 'node:crypto';
 import { access, rename, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -10,11 +11,9 @@ import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
-import { OracleError } from './errors.ts';
 import { verifyingSource } from './protocol/blocks.ts';
 import { NetlockReader } from './protocol/netlock.ts';
 import { decodeRecord } from './protocol/record.ts';
-import { fromHex } from './protocol/signature.ts';
 import { exportCar, importCar } from './records/car.ts';
 import { buildNetlockFile, readNetlockRoot, renderNetlockFile } from './records/netlock-file.ts';
 import type { DecodedEntry } from './records/netlock-file.ts';
@@ -65,8 +64,6 @@ export interface CarCliContext {
   stderr?: Writable;
 }
 
-class UsageError extends Error {}
-
 const COMMON = {
   help: { type: 'boolean', short: 'h' },
   data: { type: 'string' },
@@ -76,7 +73,7 @@ const COMMON = {
 export async function runExport(args: string[], context: CarCliContext = {}): Promise<number> {
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
-  return run('export', err, async () => {
+  return reportingErrors(err, 'fetch-oracle export', async () => {
     const { values, positionals } = parse('export', args, { car: { type: 'string' } });
     if (values['help'] === true) {
       out.write(CAR_HELP.export);
@@ -103,7 +100,7 @@ export async function runExport(args: string[], context: CarCliContext = {}): Pr
 export async function runImport(args: string[], context: CarCliContext = {}): Promise<number> {
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
-  return run('import', err, async () => {
+  return reportingErrors(err, 'fetch-oracle import', async () => {
     const { values, positionals } = parse('import', args, {
       netlock: { type: 'string' },
       trust: { type: 'string', multiple: true },
@@ -118,7 +115,7 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
     const input = carArg === '-' ? (context.stdin ?? process.stdin) : resolve(carArg);
     const ipfs = str(values['ipfs']);
     const dataDir = dataDirOf(values, context, ipfs !== undefined);
-    const trust = strs(values['trust']).map(parseKey);
+    const trust = parseTrustedKeys(strs(values['trust']));
     const store = createBlockStore({ ...(dataDir === undefined ? {} : { dataDir }), ...(ipfs === undefined ? {} : { ipfs }) });
     try {
       const result = await importCar(input, store, { name: carArg === '-' ? 'stdin' : carArg, ...(trust.length === 0 ? {} : { trusted: trust }) });
@@ -141,19 +138,6 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
   });
 }
 
-async function run(command: 'export' | 'import', err: Writable, body: () => Promise<number>): Promise<number> {
-  try {
-    return await body();
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err.write(`fetch-oracle: ${e.message}\n`);
-      return 2;
-    }
-    const code = e instanceof OracleError ? `${e.code}: ` : '';
-    err.write(`fetch-oracle ${command}: ${code}${(e as Error).message}\n`);
-    return 1;
-  }
-}
 
 function parse(command: 'export' | 'import', args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
   try {
@@ -171,13 +155,6 @@ function strs(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
-function parseKey(text: string): Uint8Array {
-  try {
-    return fromHex(text.trim(), 32);
-  } catch {
-    throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(text)}`);
-  }
-}
 
 /** --data, else the caller's default; with --ipfs and neither, undefined (Kubo alone, no cache). */
 function dataDirOf(values: Record<string, unknown>, context: CarCliContext, ipfs: boolean): string | undefined {

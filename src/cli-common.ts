@@ -2,8 +2,10 @@
  * What every `fetch-oracle` command shares: the usage error (exit 2), the error report (exit 1 with the
  * stable code), `--trust` key parsing and the SIGINT/SIGTERM handling of long-running commands.
  */
+import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { OracleError } from './errors.ts';
+import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { fromHex } from './protocol/signature.ts';
 
@@ -31,6 +33,22 @@ export async function reportingErrors(err: Writable, prefix: string, body: () =>
     err.write(`${prefix}: ${code}${(e as Error).message}\n`);
     return 1;
   }
+}
+
+/** `HOST:PORT` (an IPv6 host in brackets) or `unix:/path`. */
+export function parseAddress(text: string, flag: string): { host: string; port: number } | { path: string } {
+  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (m === null || Number(m[2]) > 65535) throw new UsageError(`${flag} expects HOST:PORT (or unix:/path), got ${JSON.stringify(text)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** The logger of a command: timestamped lines on stderr; `quiet` drops info lines (wrapping commands). */
+export function stderrLogger(options: { quiet?: boolean } = {}): Logger {
+  return createLogger('oracle', (level, namespace, line) => {
+    if (level === 'info' && options.quiet === true) return;
+    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
+  });
 }
 
 /** `--trust KEY` values: 64-hex-digit ed25519 public keys. */

@@ -5,12 +5,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseAddress, stderrLogger, untilSignal } from './cli-common.ts';
 import { birthKey, checkRngSource, createEnclaveConfig, RNG_CURRENT_PATH } from './enclave/key-birth.ts';
 import { HelperNsmClient } from './enclave/nsm-client.ts';
 import { ParentProxy, parseAllowRule } from './enclave/parent-proxy.ts';
 import { InvalidConfigError } from './errors.ts';
-import { createLogger } from './log.ts';
-import type { Logger } from './log.ts';
 import { Oracle } from './oracle/oracle.ts';
 import { fromHex, toHex } from './protocol/signature.ts';
 import type { ListenAddress } from './proxy/proxy-server.ts';
@@ -108,29 +107,7 @@ export async function attestedPolicyFromFlags(values: Record<string, unknown>): 
 
 /** `HOST:PORT` or `unix:/path`. */
 export function parseProxyAddress(text: string, flag: string): ProxyAddress {
-  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (m === null || Number(m[2]) > 65535) throw new InvalidConfigError(`${flag} expects HOST:PORT or unix:/path, got ${JSON.stringify(text)}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-}
-
-function stderrLogger(): Logger {
-  return createLogger('oracle', (level, namespace, line) => process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`));
-}
-
-function untilSignal(logger: Logger): Promise<void> {
-  return new Promise<void>((done) => {
-    const stop = (signal: string): void => {
-      logger.info('%s: shutting down', signal);
-      process.removeAllListeners('SIGINT');
-      process.removeAllListeners('SIGTERM');
-      process.once('SIGINT', () => process.exit(130));
-      process.once('SIGTERM', () => process.exit(143));
-      done();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  return parseAddress(text, flag);
 }
 
 /** `fetch-oracle enclave serve|parent …`; returns the exit code. */

@@ -1,15 +1,14 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { clientEnvironment, writeCombinedBundle } from './client-env.ts';
-import { createLogger } from './log.ts';
+import { parseTrustedKeys, stderrLogger, UsageError } from './cli-common.ts';
 import type { Logger } from './log.ts';
+import { clientEnvironment, writeCombinedBundle } from './client-env.ts';
 import { Oracle } from './oracle/oracle.ts';
 import type { OracleInit, ReplayReport } from './oracle/oracle.ts';
 import { verifyingSource } from './protocol/blocks.ts';
 import { NetlockReader } from './protocol/netlock.ts';
 import { parseKeyId } from './protocol/request-key.ts';
-import { fromHex } from './protocol/signature.ts';
 import { readNetlockRoot } from './records/netlock-file.ts';
 import { runForwardingSignals } from './run/child.ts';
 import type { ChildExit } from './run/child.ts';
@@ -73,8 +72,6 @@ export const RUN_SETUP_FAILED = 125;
 /** Exit code of a replay whose command succeeded but made requests outside the netlock. */
 export const RUN_REPLAY_MISSED = 1;
 
-class RunUsageError extends Error {}
-
 /**
  * Splits `run`'s own options from COMMAND: everything after the first `--`, or else from the first argument
  * that is neither an option nor an option's value.
@@ -89,13 +86,6 @@ export function splitCommand(args: readonly string[]): { own: string[]; command:
     if (takesValue.has(a)) i++;
   }
   return { own: [...args], command: [] };
-}
-
-function stderrLogger(verbose: boolean): Logger {
-  return createLogger('oracle', (level, namespace, line) => {
-    if (level === 'info' && !verbose) return;
-    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
-  });
 }
 
 function say(text: string): void {
@@ -118,7 +108,7 @@ export async function runRun(args: string[], dataDirDefault: string): Promise<nu
   try {
     return await runParsed(args, dataDirDefault);
   } catch (err) {
-    if (!(err instanceof RunUsageError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`fetch-oracle: ${err.message}\n`);
     return 2;
   }
@@ -130,34 +120,28 @@ async function runParsed(args: string[], dataDirDefault: string): Promise<number
   try {
     ({ values } = parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
   } catch (err) {
-    throw new RunUsageError(`${(err as Error).message}\n\n${RUN_HELP}`);
+    throw new UsageError(`${(err as Error).message}\n\n${RUN_HELP}`);
   }
   if (values.help === true) {
     process.stdout.write(RUN_HELP);
     return 0;
   }
-  if (command.length === 0) throw new RunUsageError(`run needs a command: fetch-oracle run [options] -- COMMAND [ARGS...]\n\n${RUN_HELP}`);
+  if (command.length === 0) throw new UsageError(`run needs a command: fetch-oracle run [options] -- COMMAND [ARGS...]\n\n${RUN_HELP}`);
   const replay = values.replay;
   if (replay !== undefined) {
     for (const flag of ['netlock', 'upstream-ca'] as const) {
-      if (values[flag] !== undefined) throw new RunUsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
     }
   } else {
     for (const flag of ['trust', 'allow-misses'] as const) {
-      if (values[flag] !== undefined) throw new RunUsageError(`--${flag} is a replay option (use it with --replay FILE)`);
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} is a replay option (use it with --replay FILE)`);
     }
   }
-  const trust = (values.trust ?? []).map((v) => {
-    try {
-      return fromHex(v.trim(), 32);
-    } catch {
-      throw new RunUsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
-    }
-  });
+  const trust = parseTrustedKeys(values.trust ?? []);
   const common = {
     dataDir: resolve(values.data ?? dataDirDefault),
     command,
-    logger: stderrLogger(values.verbose === true),
+    logger: stderrLogger({ quiet: values.verbose !== true }),
     ...(values.report === undefined ? {} : { reportPath: resolve(values.report) }),
   };
   if (replay === undefined) {

@@ -3,12 +3,12 @@
  * digests) and `fetch-oracle lockfile` (a netlock back to a pinned list). Wired into cli.ts's command switch;
  * these functions print and return an exit code (0 ok, 1 failed, 2 usage) and never exit the process.
  */
+import { reportingErrors, UsageError } from './cli-common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { readNetlockRoot } from './records/netlock-file.ts';
 import { createBlockStore } from './store/index.ts';
@@ -93,8 +93,6 @@ export interface SeedCliContext {
   signal?: AbortSignal;
 }
 
-class UsageError extends Error {}
-
 function parseAuth(values: readonly string[]): HostAuth[] {
   return values.map((v) => {
     const eq = v.indexOf('=');
@@ -104,26 +102,11 @@ function parseAuth(values: readonly string[]): HostAuth[] {
   });
 }
 
-async function guarded(err: Writable, body: () => Promise<number>): Promise<number> {
-  try {
-    return await body();
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err.write(`fetch-oracle: ${e.message}\n`);
-      return 2;
-    }
-    if (e instanceof OracleError) {
-      err.write(`fetch-oracle: ${e.code}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-}
 
 export async function runSeed(args: string[], context: SeedCliContext): Promise<number> {
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
-  return guarded(err, async () => {
+  return reportingErrors(err, 'fetch-oracle', async () => {
     let parsed;
     try {
       parsed = parseArgs({
@@ -234,7 +217,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
 export async function runLockfile(args: string[], context: SeedCliContext): Promise<number> {
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
-  return guarded(err, async () => {
+  return reportingErrors(err, 'fetch-oracle', async () => {
     let parsed;
     try {
       parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { format: { type: 'string' }, data: { type: 'string' }, ipfs: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });

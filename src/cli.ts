@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
+import { parseAddress, parseTrustedKeys, stderrLogger, untilSignal, UsageError } from './cli-common.ts';
 import { runExport, runImport } from './cli-car.ts';
 import { runServeMachine } from './cli-machine.ts';
 import { attestedPolicyFromFlags, runEnclave, VERIFY_ATTESTED_HELP, VERIFY_ATTESTED_OPTIONS } from './cli-enclave.ts';
@@ -13,11 +14,8 @@ import { runRun } from './cli-run.ts';
 import { runLockfile, runSeedCommand } from './cli-seed.ts';
 import { clientEnvironment, exportLines, writeCombinedBundle } from './client-env.ts';
 import { OracleError } from './errors.ts';
-import { createLogger } from './log.ts';
-import type { Logger } from './log.ts';
 import { Oracle } from './oracle/oracle.ts';
 import type { OracleInit } from './oracle/oracle.ts';
-import { fromHex } from './protocol/signature.ts';
 import type { ListenAddress } from './proxy/proxy-server.ts';
 import { RunJournal } from './records/journal.ts';
 import { readNetlockRoot } from './records/netlock-file.ts';
@@ -133,8 +131,6 @@ const COMMON = {
   data: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
-class UsageError extends Error {}
-
 function defaultDataDir(): string {
   const env = process.env['FETCH_ORACLE_DATA'];
   if (env !== undefined && env !== '') return resolve(env);
@@ -143,16 +139,7 @@ function defaultDataDir(): string {
 }
 
 export function parseListen(text: string, flag = '--listen'): ListenAddress | { path: string } {
-  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (m === null || Number(m[2]) > 65535) throw new UsageError(`${flag} expects HOST:PORT (or unix:/path), got ${JSON.stringify(text)}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-}
-
-function stderrLogger(): Logger {
-  return createLogger('oracle', (level, namespace, line) => {
-    process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
-  });
+  return parseAddress(text, flag);
 }
 
 function parse(command: string, args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
@@ -169,16 +156,6 @@ function str(v: unknown): string | undefined {
 
 function strs(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-}
-
-function parseKeys(values: string[]): Uint8Array[] {
-  return values.map((v) => {
-    try {
-      return fromHex(v.trim(), 32);
-    } catch {
-      throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
-    }
-  });
 }
 
 /** `--variant-header HOST=NAME[,NAME…]` (repeatable) → per-host extra variant headers. */
@@ -229,7 +206,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     ...(netlock === undefined ? {} : { netlockPath: resolve(netlock) }),
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
-    ...(trust.length === 0 ? {} : { trust: parseKeys(trust) }),
+    ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }),
     ...(values['refresh'] === true ? { refresh: true } : {}),
     ...variantRulesOf(strs(values['variant-header'])),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
@@ -239,19 +216,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
   const oracle = new Oracle(init);
   // Signal handlers go in before anything is printed: a script that waits for `listening` and then
   // sends SIGTERM must never find the default handler still in place.
-  const stopped = new Promise<void>((done) => {
-    const stop = (signal: string): void => {
-      logger.info('%s: shutting down', signal);
-      process.removeAllListeners('SIGINT');
-      process.removeAllListeners('SIGTERM');
-      // A second signal while closing exits at once; the journal keeps what was served.
-      process.once('SIGINT', () => process.exit(130));
-      process.once('SIGTERM', () => process.exit(143));
-      done();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  const stopped = untilSignal(logger);
   await oracle.start();
   const where = 'path' in init.listen ? `unix:${init.listen.path}` : urlOf(oracle.proxyAddress());
   const adminAddress = oracle.adminAddress();
@@ -305,7 +270,7 @@ async function runVerify(args: string[]): Promise<number> {
   const ipfs = str(values['ipfs']);
   const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
   const attested = await attestedPolicyFromFlags(values);
-  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseKeys(trust), attested === undefined ? {} : { attested });
+  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
   if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -10,7 +10,7 @@ import type { DebianRepo } from '../helpers/debian-repo.ts';
 import { fetchOracleRun } from '../helpers/fetch-oracle-run.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
-import { ROOT, run, tempDir } from '../helpers/run.ts';
+import { CLI, run, tempDir } from '../helpers/run.ts';
 import type { RunResult } from '../helpers/run.ts';
 import { createTestCa } from '../helpers/test-ca.ts';
 
@@ -28,8 +28,6 @@ import { createTestCa } from '../helpers/test-ca.ts';
 
 const MIRROR = 'http://deb.debian.org/debian';
 const SUITE = 'bookworm';
-const BUILD_ENTRY = join(ROOT, 'test', 'helpers', 'build-entry.ts');
-const RUN_TS = join(ROOT, 'bin', 'run-ts.js');
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
 async function sha256File(path: string): Promise<string> {
@@ -49,7 +47,7 @@ const problem = findBuildah() === undefined ? 'buildah is not installed (bash sc
 const inCi = process.env['CI'] === 'true' || process.env['CI'] === '1';
 
 function fetchOracleBuild(args: string[], options: { env: NodeJS.ProcessEnv; cwd: string; timeoutMs?: number }): Promise<RunResult> {
-  return run(process.execPath, [RUN_TS, BUILD_ENTRY, ...args], { ...options, timeoutMs: options.timeoutMs ?? 300_000 });
+  return run(process.execPath, [CLI, 'build', ...args], { ...options, timeoutMs: options.timeoutMs ?? 300_000 });
 }
 
 const explain = (r: RunResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.split('\n').filter((l) => !/^busybox: /.test(l)).slice(-80).join('\n')}`;

@@ -51,3 +51,24 @@ export async function serveNpmPackages(origin: Origin, workDir: string, packages
     });
   }
 }
+
+/**
+ * A project's package.json and its v3 package-lock.json (`resolved` + sha512 `integrity`, as npm writes them)
+ * for packages `serveNpmPackages` made in `workDir`, served at `registry`.
+ */
+export async function npmProject(workDir: string, packages: FakePackage[], registry: string, dependencies: Record<string, string>): Promise<{ packageJson: string; lockJson: string }> {
+  const lock: Record<string, unknown> = { '': { name: 'proj', version: '1.0.0', dependencies } };
+  for (const p of packages) {
+    const tgz = await readFile(join(workDir, `${p.name}-${p.version}.tgz`));
+    lock[`node_modules/${p.name}`] = {
+      version: p.version,
+      resolved: `${registry}/${p.name}/-/${p.name}-${p.version}.tgz`,
+      integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
+      ...(p.dependencies === undefined ? {} : { dependencies: p.dependencies }),
+    };
+  }
+  return {
+    packageJson: JSON.stringify({ name: 'proj', version: '1.0.0', dependencies }, null, 2),
+    lockJson: JSON.stringify({ name: 'proj', version: '1.0.0', lockfileVersion: 3, requires: true, packages: lock }, null, 2),
+  };
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv } from '../helpers/client-session.ts';
 import { fetchOracleRun, fetchOracleRunArgv } from '../helpers/fetch-oracle-run.ts';
-import { serveNpmPackages } from '../helpers/npm-registry.ts';
+import { npmProject, serveNpmPackages } from '../helpers/npm-registry.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { buildWheel, serveCargoCrate, serveGitRepo, serveGoModule, serveSimpleIndex } from '../helpers/package-origins.ts';
@@ -152,20 +152,11 @@ describe('fetch-oracle run: record a build command, replay it offline (unshare -
       { name: 'run-right-x', version: '2.1.0' },
     ];
     await serveNpmPackages(tls, pkgDir, packages, registry);
-    const lock: Record<string, unknown> = { '': { name: 'proj', version: '1.0.0', dependencies: { 'run-left-x': '^1.0.0' } } };
-    for (const p of packages) {
-      const tgz = await readFile(join(pkgDir, `${p.name}-${p.version}.tgz`));
-      lock[`node_modules/${p.name}`] = {
-        version: p.version,
-        resolved: `${registry}/${p.name}/-/${p.name}-${p.version}.tgz`,
-        integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
-        ...(p.dependencies === undefined ? {} : { dependencies: p.dependencies }),
-      };
-    }
+    const { packageJson, lockJson } = await npmProject(pkgDir, packages, registry, { 'run-left-x': '^1.0.0' });
     const t = await roundTrip('npm', {
       setup: async (work) => {
-        await writeFile(join(work, 'package.json'), JSON.stringify({ name: 'proj', version: '1.0.0', dependencies: { 'run-left-x': '^1.0.0' } }, null, 2));
-        await writeFile(join(work, 'package-lock.json'), JSON.stringify({ name: 'proj', version: '1.0.0', lockfileVersion: 3, requires: true, packages: lock }, null, 2));
+        await writeFile(join(work, 'package.json'), packageJson);
+        await writeFile(join(work, 'package-lock.json'), lockJson);
       },
       command: (work) => ['npm', 'ci', '--no-audit', '--no-fund', '--cache', join(work, '.npm-cache'), '--registry', `${registry}/`],
       env: () => ({ npm_config_update_notifier: 'false' }),

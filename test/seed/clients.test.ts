@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv } from '../helpers/client-session.ts';
 import { fetchOracleRun } from '../helpers/fetch-oracle-run.ts';
-import { serveNpmPackages } from '../helpers/npm-registry.ts';
+import { npmProject, serveNpmPackages } from '../helpers/npm-registry.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { buildWheel, serveCargoCrate, serveGoModule, serveSimpleIndex } from '../helpers/package-origins.ts';
@@ -94,20 +94,9 @@ describe('seed, then the real client offline against replay', () => {
       { name: 'seed-right', version: '2.1.0' },
     ];
     await serveNpmPackages(tls, pkgDir, packages, registry);
-    const lock: Record<string, unknown> = { '': { name: 'proj', version: '1.0.0', dependencies: { 'seed-left': '^1.0.0' } } };
-    for (const p of packages) {
-      const tgz = await readFile(join(pkgDir, `${p.name}-${p.version}.tgz`));
-      lock[`node_modules/${p.name}`] = {
-        version: p.version,
-        resolved: `${registry}/${p.name}/-/${p.name}-${p.version}.tgz`,
-        integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
-        ...(p.dependencies === undefined ? {} : { dependencies: p.dependencies }),
-      };
-    }
+    const { packageJson, lockJson } = await npmProject(pkgDir, packages, registry, { 'seed-left': '^1.0.0' });
     const project = join(dir.path, 'npm-project');
     await mkdir(project, { recursive: true });
-    const packageJson = JSON.stringify({ name: 'proj', version: '1.0.0', dependencies: { 'seed-left': '^1.0.0' } }, null, 2);
-    const lockJson = JSON.stringify({ name: 'proj', version: '1.0.0', lockfileVersion: 3, requires: true, packages: lock }, null, 2);
     await writeFile(join(project, 'package-lock.json'), lockJson);
     const { work, netlock } = await seedThenReplay('npm', {
       inputs: [join(project, 'package-lock.json')],
