@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
+import { listenOn } from '../proxy/listen.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
 /** Time allowed to reach an origin before the enclave gets a 502. */
@@ -85,15 +86,7 @@ export class ParentProxy {
   }
 
   async listen(address: ProxyAddress): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      const done = (): void => {
-        this.#server.off('error', reject);
-        resolve();
-      };
-      if ('path' in address) this.#server.listen(address.path, done);
-      else this.#server.listen(address.port, address.host, done);
-    });
+    await listenOn(this.#server, address);
   }
 
   /** The TCP address it listens on (port 0 resolved), or the socket path. */

@@ -8,6 +8,7 @@ import { BadRequestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ExchangeHandler } from '../oracle/exchange.ts';
 import { sendError } from '../oracle/exchange.ts';
+import { listenOn } from './listen.ts';
 
 /** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -88,15 +89,7 @@ export class ProxyServer {
 
   /** Listens on `host:port` (port 0 for a free one) or on a unix socket path. */
   async listen(address: ListenAddress | { path: string }): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      const done = (): void => {
-        this.#server.off('error', reject);
-        resolve();
-      };
-      if ('path' in address) this.#server.listen(address.path, done);
-      else this.#server.listen(address.port, address.host, done);
-    });
+    await listenOn(this.#server, address);
   }
 
   address(): ListenAddress {
@@ -244,3 +237,4 @@ function firstChunk(socket: Socket): Promise<Buffer | undefined> {
     socket.on('close', onEnd);
   });
 }
+
