@@ -53,7 +53,7 @@ interface Subtree {
  * on the calling thread, from a stream it chunks itself: the record path hashes leaves on worker threads
  * together with the whole-body digests and must hand over leaves it has already hashed. The node encoding is
  * the library's own (ipfs-unixfs + @ipld/dag-pb); test/interop/kubo-cid.test.ts proves the CIDs equal to
- * Kubo's and test/protocol/unixfs.test.ts to ipfs-unixfs-importer's, one to three levels deep.
+ * Kubo's and test/protocol/unixfs.test.ts to ipfs-unixfs-importer's, up to five levels deep.
  */
 export async function buildFileDag(
   leaves: AsyncIterable<StoredLeaf> | Iterable<StoredLeaf>,
