@@ -17,7 +17,6 @@ import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { Exchange, ExchangeHandler } from './exchange.ts';
 import { drained, readExchange, sendError, sendPlan } from './exchange.ts';
-import { importThroughWorkers } from './digest-worker.ts';
 import type { DigestWorker } from './digest-worker.ts';
 import type { RunSet } from './run-set.ts';
 import type { OracleStats } from './stats.ts';
@@ -341,7 +340,7 @@ export class RecordMode implements ExchangeHandler {
       const head = declared === undefined && !noBody ? located.filter(([n]) => n !== 'content-length') : located;
       client.writeHead(upstream.status, head.flat());
     }
-    const digest = this.#init.digests.begin({ leaves: !noBody, ...(declared === undefined ? {} : { sizeHint: Number(declared) }) });
+    const digest = this.#init.digests.begin(declared === undefined ? {} : { sizeHint: Number(declared) });
     // The client gets each chunk as it arrives, except the newest one, held back until the record is
     // persisted: a client never sees a complete body that was not recorded.
     let held: Uint8Array | undefined;
@@ -354,6 +353,7 @@ export class RecordMode implements ExchangeHandler {
       for await (const chunk of upstream.body) {
         const bytes = chunk as Uint8Array;
         received += bytes.byteLength;
+        await digest.update(bytes);
         if (held !== undefined) await toClient(held);
         held = bytes;
         yield bytes;
@@ -365,7 +365,7 @@ export class RecordMode implements ExchangeHandler {
         upstream.body.destroy();
       } else {
         // The digest workers hash the leaves (their CIDs) and the whole body; this thread pipes and stores.
-        body = (await importThroughWorkers(tee(), digest, store, { signal: abort.signal })).cid;
+        body = (await importBody(tee(), store, { signal: abort.signal })).cid;
       }
     } catch (err) {
       upstream.body.destroy();

@@ -29,20 +29,16 @@ export const DAG_CBOR_CODE = 0x71;
 /** Design §2: every block fits one device reply. */
 export const MAX_BLOCK_BYTES = 2 * 1024 * 1024;
 
-/** Computes a sha2-256 digest: on this thread by default; the host may hand big blocks to a worker. */
-export type Sha256 = (bytes: Uint8Array) => Promise<Uint8Array>;
-
-const sha256Here: Sha256 = async (bytes) => (await sha256.digest(bytes)).digest;
-
 /** Throws BlockCorruptError unless `bytes` hash (sha2-256, the only hash of our CID profile) to `cid`. */
-export async function verifyBlock(cid: CID, bytes: Uint8Array, hash: Sha256 = sha256Here): Promise<void> {
+export async function verifyBlock(cid: CID, bytes: Uint8Array): Promise<void> {
   if (cid.multihash.code !== SHA2_256_CODE) {
     throw new BlockCorruptError(cid.toString(), `Unsupported multihash 0x${cid.multihash.code.toString(16)} in ${cid} (expected sha2-256)`);
   }
   if (bytes.byteLength > MAX_BLOCK_BYTES) {
     throw new BlockCorruptError(cid.toString(), `Block ${cid} is ${bytes.byteLength} bytes (limit ${MAX_BLOCK_BYTES})`);
   }
-  if (!equalBytes(await hash(bytes), cid.multihash.digest)) {
+  const digest = await sha256.digest(bytes);
+  if (!equalBytes(digest.digest, cid.multihash.digest)) {
     throw new BlockCorruptError(cid.toString());
   }
 }
@@ -51,13 +47,13 @@ export async function verifyBlock(cid: CID, bytes: Uint8Array, hash: Sha256 = sh
 const VERIFIED_SOURCES = new WeakSet<BlockSource>();
 
 /** Wraps a source so that every block it returns is checked against its CID (once: a verifying source is returned as is). */
-export function verifyingSource(source: BlockSource, hash: Sha256 = sha256Here): BlockSource {
+export function verifyingSource(source: BlockSource): BlockSource {
   if (VERIFIED_SOURCES.has(source)) return source;
   const verified: BlockSource = {
     async get(cid, options) {
       throwIfAborted(options?.signal);
       const bytes = await source.get(cid, options);
-      await verifyBlock(cid, bytes, hash);
+      await verifyBlock(cid, bytes);
       return bytes;
     },
   };

@@ -10,6 +10,8 @@ import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
 
 /** IPIP-499 `unixfs-v1-2025`: fixed 1 MiB chunks. */
 export const CHUNK_BYTES = 1024 * 1024;
+/** Leaf writes `importBody` keeps under way at once. */
+export const LEAF_WRITES_IN_FLIGHT = 10;
 /** IPIP-499 `unixfs-v1-2025`: at most 1024 links per node. */
 export const MAX_LINKS_PER_NODE = 1024;
 
@@ -117,10 +119,14 @@ export async function importBody(
 ): Promise<ImportedBody> {
   throwIfAborted(options.signal);
   const { chunkBytes } = options.shape ?? PROFILE_SHAPE;
-  const store = async (bytes: Uint8Array): Promise<StoredLeaf> => {
+  // Leaf writes overlap (one write at a time leaves the store's latency on the critical path); leaves
+  // still reach the DAG builder in order, and at most LEAF_WRITES_IN_FLIGHT are held.
+  const writes: Promise<StoredLeaf>[] = [];
+  const store = async (bytes: Uint8Array): Promise<void> => {
     const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
-    await sink.put(cid, bytes, options);
-    return { cid, size: bytes.byteLength };
+    const write = sink.put(cid, bytes, options).then(() => ({ cid, size: bytes.byteLength }));
+    write.catch(() => undefined); // reported in order, when its turn comes
+    writes.push(write);
   };
   const chunked = async function* (): AsyncGenerator<StoredLeaf> {
     let chunk = new Uint8Array(chunkBytes);
@@ -134,14 +140,16 @@ export async function importBody(
         offset += n;
         if (filled === chunkBytes) {
           leaves++;
-          yield await store(chunk);
+          await store(chunk);
+          if (writes.length >= LEAF_WRITES_IN_FLIGHT) yield await writes.shift()!;
           chunk = new Uint8Array(chunkBytes);
           filled = 0;
         }
       }
     }
     // The remainder, or the one empty leaf of an empty file.
-    if (filled > 0 || leaves === 0) yield await store(chunk.subarray(0, filled));
+    if (filled > 0 || leaves === 0) await store(chunk.subarray(0, filled));
+    while (writes.length > 0) yield await writes.shift()!;
   };
   return buildFileDag(chunked(), sink, options);
 }

@@ -62,6 +62,26 @@ describe('importBody and buildFileDag against ipfs-unixfs-importer', () => {
   }
 });
 
+describe('importBody with overlapping leaf writes', () => {
+  it('fails with the first failed write, in order, and stores no root', async () => {
+    const store = new MemoryBlockStore();
+    let writes = 0;
+    const sink = {
+      put: async (c: CID, b: Uint8Array) => {
+        writes++;
+        // The third leaf fails late, after later leaves were written: the error must still surface.
+        if (writes === 3) {
+          await new Promise((r) => setTimeout(r, 20));
+          throw new Error('disk full (simulated)');
+        }
+        await store.put(c, b);
+      },
+    };
+    await expect(importBody([randomBytes(16 * 40)], sink, { shape: { chunkBytes: 16, maxLinks: 3 } })).rejects.toThrow('disk full (simulated)');
+    expect(store.cids().every((c) => c.startsWith('bafkrei'))).toBe(true);
+  });
+});
+
 describe('readBody', () => {
   it('reads whole bodies and every kind of range of a multi-level DAG', async () => {
     // A small-chunked, narrow DAG (16-byte leaves, 3 links per node) has 4 levels for 1000 bytes.
