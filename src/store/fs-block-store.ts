@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
@@ -13,6 +12,9 @@ import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts
 export class FsBlockStore implements BlockSource, BlockSink {
   readonly dir: string;
   readonly #madeDirs = new Set<string>();
+  /** Blocks this process wrote (bounded: a reminder, not an index). */
+  readonly #written = new Set<string>();
+  #nextTmp = 0;
 
   constructor(dir: string) {
     this.dir = join(dir, 'blocks');
@@ -27,16 +29,19 @@ export class FsBlockStore implements BlockSource, BlockSink {
   async put(cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);
     const path = this.pathOf(cid);
-    if (await exists(path)) return;
+    // No stat first: on the record path almost every block is new, and a failed stat costs an exception.
+    // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own.
+    if (this.#written.has(path)) return;
     const shard = join(path, '..');
     try {
       if (!this.#madeDirs.has(shard)) {
         await mkdir(shard, { recursive: true });
         this.#madeDirs.add(shard);
       }
-      const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+      const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
       await writeFile(tmp, bytes);
       await rename(tmp, path);
+      this.#rememberWritten(path);
     } catch (cause) {
       throw new StoreError(`Cannot write block ${cid} to ${path}: ${(cause as Error).message}`, { cause });
     }
@@ -58,9 +63,15 @@ export class FsBlockStore implements BlockSource, BlockSink {
     return exists(this.pathOf(cid));
   }
 
+  #rememberWritten(path: string): void {
+    if (this.#written.size >= MAX_REMEMBERED_WRITES) this.#written.delete(this.#written.values().next().value!);
+    this.#written.add(path);
+  }
+
   /** Moves a block that failed verification aside (kept for inspection, never served again). */
   async quarantine(cid: CID): Promise<void> {
     const path = this.pathOf(cid);
+    this.#written.delete(path);
     try {
       await rename(path, `${path}.corrupt`);
     } catch {
@@ -68,6 +79,8 @@ export class FsBlockStore implements BlockSource, BlockSink {
     }
   }
 }
+
+const MAX_REMEMBERED_WRITES = 65_536;
 
 async function exists(path: string): Promise<boolean> {
   try {
