@@ -80,25 +80,25 @@ const env = { PATH: process.env['PATH'] ?? '', HOME: dir };
 
 // Baseline: plain pass-through proxy (its own process, like the oracle).
 const passthrough = await startScript('passthrough-proxy.ts', []);
-await phase('pass-through: 1 GiB', passthrough, () => download(passthrough.url, `${origin.url}/big.bin`), BIG, 1);
+await phase(`pass-through: ${BIG / 1024 / 1024} MiB`, passthrough, () => download(passthrough.url, `${origin.url}/big.bin`), BIG, 1);
 await phase('pass-through: 4 KiB requests', passthrough, () => manySmall(passthrough.url), SMALL_COUNT * 4096, SMALL_COUNT);
 await passthrough.stop();
 
 const data = join(dir, 'data');
 const netlock = join(dir, 'bench.netlock.json');
 const rec = await startDaemon(['record', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env);
-await phase('record: 1 GiB', rec, () => download(rec.url, `${origin.url}/big.bin`), BIG, 1);
+await phase(`record: ${BIG / 1024 / 1024} MiB`, rec, () => download(rec.url, `${origin.url}/big.bin`), BIG, 1);
 await phase('record: 4 KiB requests', rec, () => manySmall(rec.url), SMALL_COUNT * 4096, SMALL_COUNT);
 await rec.stop('SIGTERM');
 
 const rep = await startDaemon(['replay', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env);
-await phase('replay: 1 GiB', rep, () => download(rep.url, `${origin.url}/big.bin`), BIG, 1);
+await phase(`replay: ${BIG / 1024 / 1024} MiB`, rep, () => download(rep.url, `${origin.url}/big.bin`), BIG, 1);
 await phase('replay: 4 KiB requests', rep, () => manySmall(rep.url), SMALL_COUNT * 4096, SMALL_COUNT);
 const replayRss = await peakRssMb(rep.child.pid!);
 await rep.stop('SIGTERM');
 
-const overhead = results['record: 1 GiB']! / results['pass-through: 1 GiB']!;
-const replayMBs = BIG / MB / results['replay: 1 GiB']!;
+const overhead = results[`record: ${BIG / 1024 / 1024} MiB`]! / results[`pass-through: ${BIG / 1024 / 1024} MiB`]!;
+const replayMBs = BIG / MB / results[`replay: ${BIG / 1024 / 1024} MiB`]!;
 process.stdout.write(`\nrecord overhead on the big body: ${overhead.toFixed(2)}x pass-through (target <= 1.5x)\n`);
 process.stdout.write(`replay of the big body: ${replayMBs.toFixed(0)} MB/s (target >= 300), replay peak RSS ${replayRss.toFixed(0)} MB (target < 200)\n`);
 await originProc.stop();
