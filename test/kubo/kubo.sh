@@ -190,6 +190,16 @@ cmd_url() {
   printf '%s\n' "$url"
 }
 
+# wait_gone PID TENTHS: true once PID has exited, false if it still runs after TENTHS tenths of a second.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  ! kill -0 "$1" 2>/dev/null
+}
+
 cmd_stop() {
   local dir="${1:-}" pid i
   [[ -n "$dir" ]] || die "usage: kubo.sh stop DIR"
@@ -200,17 +210,10 @@ cmd_stop() {
   fi
   log "stopping daemon pid $pid"
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
+  if ! wait_gone "$pid" 150; then
     log "daemon pid $pid ignored SIGTERM for 15 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
+    wait_gone "$pid" 50 || true
   fi
   rm -f "$dir/daemon.pid" "$dir/api"
   log "stopped"
