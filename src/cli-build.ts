@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { parseTrustedKeys, stderrLogger, UsageError } from './cli-common.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './cli-common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from './build/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace } from './build/build.ts';
 import type { BuildInit, BuildOutcome } from './build/build.ts';
@@ -120,13 +119,7 @@ function say(text: string): void {
 
 /** `fetch-oracle build …`: returns the exit code. */
 export async function runBuild(args: string[], dataDirDefault: string): Promise<number> {
-  try {
-    return await buildParsed(args, dataDirDefault);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`fetch-oracle: ${err.message}\n`);
-    return 2;
-  }
+  return reportingErrors(process.stderr, 'fetch-oracle', () => buildParsed(args, dataDirDefault));
 }
 
 interface Plan {
@@ -143,12 +136,7 @@ interface Plan {
 
 async function buildParsed(args: string[], dataDirDefault: string): Promise<number> {
   const { own, buildah: buildahArgs, context } = splitBuildArgs(args);
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: false; strict: true }>>['values'];
-  try {
-    ({ values } = parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${BUILD_HELP}`);
-  }
+  const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, BUILD_HELP);
   if (values.help === true) {
     process.stdout.write(BUILD_HELP);
     return 0;

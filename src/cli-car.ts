@@ -3,13 +3,12 @@
  * command switch of cli.ts; these functions print and return an exit code (0 ok, 1 failed, 2 usage) and
  * never exit the process themselves.
  */
-import { parseTrustedKeys, reportingErrors, UsageError } from './cli-common.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, UsageError } from './cli-common.ts';
 import { randomBytes } from 'node:crypto';
 import { access, rename, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
-import type { ParseArgsConfig } from 'node:util';
+import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { verifyingSource } from './protocol/blocks.ts';
 import { NetlockReader } from './protocol/netlock.ts';
@@ -140,11 +139,7 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
 
 
 function parse(command: 'export' | 'import', args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
-  try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${CAR_HELP[command]}`);
-  }
+  return parseCommandLine({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true }, CAR_HELP[command]);
 }
 
 function str(v: unknown): string | undefined {

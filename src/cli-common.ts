@@ -4,6 +4,8 @@
  */
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { OracleError } from './errors.ts';
 import { createLogger } from './log.ts';
 import type { Logger } from './log.ts';
@@ -32,6 +34,15 @@ export async function reportingErrors(err: Writable, prefix: string, body: () =>
     const code = e instanceof OracleError ? `${e.code}: ` : '';
     err.write(`${prefix}: ${code}${(e as Error).message}\n`);
     return 1;
+  }
+}
+
+/** `parseArgs(config)`, its errors (an unknown flag, a missing value) turned into a UsageError with `help`. */
+export function parseCommandLine<T extends ParseArgsConfig>(config: T, help: string): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${help}`);
   }
 }
 

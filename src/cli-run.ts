@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { parseTrustedKeys, stderrLogger, UsageError } from './cli-common.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './cli-common.ts';
 import type { Logger } from './log.ts';
 import { clientEnvironment, writeCombinedBundle } from './client-env.ts';
 import { Oracle } from './oracle/oracle.ts';
@@ -105,23 +104,12 @@ export function runEnvironment(proxyUrl: string, bundlePath: string): Record<str
 
 /** `fetch-oracle run …`: returns the exit code. */
 export async function runRun(args: string[], dataDirDefault: string): Promise<number> {
-  try {
-    return await runParsed(args, dataDirDefault);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`fetch-oracle: ${err.message}\n`);
-    return 2;
-  }
+  return reportingErrors(process.stderr, 'fetch-oracle', () => runParsed(args, dataDirDefault));
 }
 
 async function runParsed(args: string[], dataDirDefault: string): Promise<number> {
   const { own, command } = splitCommand(args);
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: false; strict: true }>>['values'];
-  try {
-    ({ values } = parseArgs({ args: own, options: OPTIONS, allowPositionals: false, strict: true }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${RUN_HELP}`);
-  }
+  const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, RUN_HELP);
   if (values.help === true) {
     process.stdout.write(RUN_HELP);
     return 0;

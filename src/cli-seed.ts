@@ -3,12 +3,11 @@
  * digests) and `fetch-oracle lockfile` (a netlock back to a pinned list). Wired into cli.ts's command switch;
  * these functions print and return an exit code (0 ok, 1 failed, 2 usage) and never exit the process.
  */
-import { reportingErrors, UsageError } from './cli-common.ts';
+import { parseCommandLine, reportingErrors, UsageError } from './cli-common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { createLogger } from './log.ts';
 import { readNetlockRoot } from './records/netlock-file.ts';
 import { createBlockStore } from './store/index.ts';
@@ -107,9 +106,8 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
   return reportingErrors(err, 'fetch-oracle', async () => {
-    let parsed;
-    try {
-      parsed = parseArgs({
+    const { values, positionals } = parseCommandLine(
+      {
         args,
         allowPositionals: true,
         strict: true,
@@ -131,11 +129,9 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
           verbose: { type: 'boolean', short: 'v' },
           help: { type: 'boolean', short: 'h' },
         },
-      });
-    } catch (e) {
-      throw new UsageError(`${(e as Error).message}\n\n${SEED_HELP}`);
-    }
-    const { values, positionals } = parsed;
+      },
+      SEED_HELP,
+    );
     if (values.help === true) {
       out.write(SEED_HELP);
       return 0;
@@ -218,13 +214,8 @@ export async function runLockfile(args: string[], context: SeedCliContext): Prom
   const out = context.stdout ?? process.stdout;
   const err = context.stderr ?? process.stderr;
   return reportingErrors(err, 'fetch-oracle', async () => {
-    let parsed;
-    try {
-      parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { format: { type: 'string' }, data: { type: 'string' }, ipfs: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-    } catch (e) {
-      throw new UsageError(`${(e as Error).message}\n\n${LOCKFILE_HELP}`);
-    }
-    const { values, positionals } = parsed;
+    const options = { format: { type: 'string' }, data: { type: 'string' }, ipfs: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+    const { values, positionals } = parseCommandLine({ args, allowPositionals: true, strict: true, options }, LOCKFILE_HELP);
     if (values.help === true) {
       out.write(LOCKFILE_HELP);
       return 0;

@@ -2,10 +2,9 @@ import 'reflect-metadata';
 import { readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import type { ParseArgsConfig } from 'node:util';
+import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { runAttest } from './cli-attest.ts';
-import { parseAddress, parseTrustedKeys, stderrLogger, untilSignal, UsageError } from './cli-common.ts';
+import { parseAddress, parseCommandLine, parseTrustedKeys, stderrLogger, untilSignal, UsageError } from './cli-common.ts';
 import { runExport, runImport } from './cli-car.ts';
 import { runServeMachine } from './cli-machine.ts';
 import { attestedPolicyFromFlags, runEnclave, VERIFY_ATTESTED_HELP, VERIFY_ATTESTED_OPTIONS } from './cli-enclave.ts';
@@ -143,11 +142,7 @@ export function parseListen(text: string, flag = '--listen'): ListenAddress | { 
 }
 
 function parse(command: string, args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
-  try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${HELP[command] ?? ''}`);
-  }
+  return parseCommandLine({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true }, HELP[command] ?? '');
 }
 
 function str(v: unknown): string | undefined {
