@@ -179,7 +179,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
     let netlock: string | undefined;
     let count = 0;
     try {
-      if (session.interrupted > 0) err.write(`seed: continuing: ${session.journal.path} holds ${session.interrupted} request(s) an interrupted run recorded; they are not fetched again\n`);
+      if (session.interrupted > 0) err.write(`seed: continuing: ${session.journalPath} holds ${session.interrupted} request(s) an interrupted run recorded; they are not fetched again\n`);
       const reporter = new ProgressReporter({ tty: err.isTTY === true, write: (t) => err.write(t) });
       result = await seed(plans, { recorder: session, concurrency, strict: values.strict === true, auth, logger, onProgress: (p) => reporter.update(p), ...(context.signal === undefined ? {} : { signal: context.signal }) });
       reporter.finish();

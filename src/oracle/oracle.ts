@@ -13,10 +13,8 @@ import { toHex } from '../protocol/signature.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 import { exportCar } from '../records/car.ts';
-import { RunJournal } from '../records/journal.ts';
 import { buildNetlockFile, readNetlockRoot } from '../records/netlock-file.ts';
 import type { NetlockFile } from '../records/netlock-file.ts';
-import { FsRecordIndex } from '../records/record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { Signer } from '../signing/local-signer.ts';
 import { createBlockStore } from '../store/index.ts';
@@ -24,13 +22,10 @@ import type { BlockStore } from '../store/block-store.ts';
 import { CID } from 'multiformats/cid';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
-import { Fetcher } from '../upstream/fetcher.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
-import { DigestWorker } from './digest-worker.ts';
-import { RecordMode } from './record-mode.ts';
 import type { UpstreamMutation } from './record-mode.ts';
+import { RecordPath } from './record-path.ts';
 import { ReplayMode } from './replay-mode.ts';
-import { RunSet } from './run-set.ts';
 import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 
@@ -86,12 +81,8 @@ export class Oracle {
   readonly store: BlockStore;
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
-  #fetcher: Fetcher | undefined;
-  #digests: DigestWorker | undefined;
-  #run: RunSet | undefined;
+  #recordPath: RecordPath | undefined;
   #replay: ReplayMode | undefined;
-  #record: RecordMode | undefined;
-  #index: FsRecordIndex | undefined;
   #ca: CertAuthority | undefined;
   #closing: Promise<NetlockFile | undefined> | undefined;
 
@@ -109,7 +100,7 @@ export class Oracle {
 
   /** Record mode: upstream mutations seen in this run. */
   get mutations(): readonly UpstreamMutation[] {
-    return this.#record?.mutations ?? [];
+    return this.#recordPath?.mode.mutations ?? [];
   }
 
   /** Replay mode: every miss so far, and every netlock entry no request used (`replay --report`). */
@@ -132,33 +123,26 @@ export class Oracle {
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
     let handler;
     if (init.mode === 'record') {
-      const signer = init.signer ?? (await LocalSigner.loadOrCreate(init.dataDir));
-      this.#index = await FsRecordIndex.open(init.dataDir, logger.child('index'));
-      this.#fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }) });
-      const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
-      this.#run = new RunSet(journal);
-      if (journal !== undefined) {
-        const { entries, bad } = await journal.recover();
-        if (entries.length > 0) {
-          await this.#run.restore(entries, this.store);
-          logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, journal.path);
-        }
-        if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, journal.path);
-      }
-      this.#digests = new DigestWorker();
-      handler = this.#record = new RecordMode({
+      const path = (this.#recordPath = await RecordPath.open({
         store: this.store,
-        index: this.#index,
-        signer,
-        fetcher: this.#fetcher,
-        run: this.#run,
-        digests: this.#digests,
+        dataDir: init.dataDir,
+        ...(init.netlockPath === undefined ? {} : { netlockPath: init.netlockPath }),
+        ...(init.signer === undefined ? {} : { signer: init.signer }),
+        ...(init.upstreamCaPem === undefined ? {} : { upstreamCaPem: init.upstreamCaPem }),
+        ...(init.upstreamProxy === undefined ? {} : { upstreamProxy: init.upstreamProxy }),
         ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
         ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
         ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
         stats: this.stats,
-        logger: logger.child('record'),
-      });
+        logger,
+      }));
+      const { entries, bad } = path.leftover;
+      if (entries.length > 0) {
+        await path.run.restore(entries, this.store);
+        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, path.journalPath);
+      }
+      if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
+      handler = path.mode;
     } else {
       const { root } = await readNetlockRoot(init.netlockPath!);
       // Every block is verified as it is read (measured: hashing leaves on a worker made replay slower).
@@ -202,9 +186,10 @@ export class Oracle {
     const norm = normaliseUrl(url);
     const out: object[] = [];
     const source = verifyingSource(this.store);
-    if (this.#index !== undefined) {
-      for (const key of this.#index.keysForUrl(norm)) {
-        const signed = this.#index.get(key)!;
+    const index = this.#recordPath?.index;
+    if (index !== undefined) {
+      for (const key of index.keysForUrl(norm)) {
+        const signed = index.get(key)!;
         out.push(describeRecord(key, signed.record.toString(), decodeRecord(await source.get(signed.record))));
       }
     } else if (this.#replay !== undefined) {
@@ -217,18 +202,19 @@ export class Oracle {
   }
 
   async #netlockSoFar(): Promise<object> {
-    if (this.#run === undefined) return readNetlockRoot(this.init.netlockPath!).then((r) => r.file ?? { netlock: r.root.toString() });
+    const run = this.#recordPath?.run;
+    if (run === undefined) return readNetlockRoot(this.init.netlockPath!).then((r) => r.file ?? { netlock: r.root.toString() });
     // Built into memory: the run's netlock as it would be written now, without touching the store.
-    return buildNetlockFile(this.#run.entries(), new MemoryBlockStore(), this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules });
+    return buildNetlockFile(run.entries(), new MemoryBlockStore(), this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules });
   }
 
   async #netlockCar(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }> {
     // Record mode: the run's netlock DAG so far is written to the store (content-addressed, so harmless)
     // to be exported with everything it names. This is how a netlock leaves an enclave with its bodies.
     const root =
-      this.#run === undefined
+      this.#recordPath === undefined
         ? (await readNetlockRoot(this.init.netlockPath!)).root
-        : CID.parse((await buildNetlockFile(this.#run.entries(), this.store, this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules })).netlock);
+        : CID.parse((await buildNetlockFile(this.#recordPath.run.entries(), this.store, this.init.variantRules === undefined ? {} : { variantRules: this.init.variantRules })).netlock);
     return { root: root.toString(), write: async (out, signal) => void (await exportCar(root, this.store, out, { signal })) };
   }
 
@@ -237,14 +223,9 @@ export class Oracle {
     this.#closing ??= (async () => {
       await this.#admin?.close();
       await this.#proxy?.close();
-      await this.#fetcher?.close();
-      await this.#index?.close();
-      await this.#digests?.close();
-      if (this.#run !== undefined && this.init.netlockPath !== undefined) {
-        const file = await this.#run.write(this.init.netlockPath, this.store, this.init.variantRules);
-        // The root pin keeps every page, record and body of the netlock through Kubo's garbage collection.
-        await this.store.pin(CID.parse(file.netlock), { recursive: true });
-        await this.store.flush();
+      await this.#recordPath?.close();
+      if (this.#recordPath !== undefined && this.init.netlockPath !== undefined) {
+        const file = await this.#recordPath.writeNetlock();
         await this.store.close();
         this.logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.init.netlockPath);
         return file;

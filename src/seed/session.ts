@@ -1,24 +1,17 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { CID } from 'multiformats/cid';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { DigestWorker } from '../oracle/digest-worker.ts';
-import { RecordMode } from '../oracle/record-mode.ts';
 import type { DirectRequest, DirectRequestOptions } from '../oracle/record-mode.ts';
-import { RunSet } from '../oracle/run-set.ts';
+import { RecordPath } from '../oracle/record-path.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { RunJournal } from '../records/journal.ts';
 import type { DecodedEntry, NetlockFile } from '../records/netlock-file.ts';
-import { FsRecordIndex } from '../records/record-index.ts';
-import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
-import { Fetcher } from '../upstream/fetcher.ts';
 import type { RangeReader } from './zip-reader.ts';
 
 export interface SeedSessionInit {
@@ -41,65 +34,46 @@ export interface SeedRecorder {
 }
 
 /**
- * The record path of `fetch-oracle record` without its proxy front: the same store, record index, signer,
- * fetcher, digest worker and RecordMode, wired as Oracle wires them, so a seeded record is the record the
- * proxy writes. The netlock is written only by `writeNetlock()` (after every entry succeeded); until then
+ * The record path of `fetch-oracle record` without its proxy front (the same RecordPath the Oracle opens),
+ * so a seeded record is the record the proxy writes. The netlock is written only by `writeNetlock()` (after every entry succeeded); until then
  * the journal beside it keeps what was recorded, and the record index lets a rerun reuse it.
  */
 export class SeedSession implements SeedRecorder {
   readonly store: BlockStore;
   readonly stats: OracleStats;
-  readonly journal: RunJournal;
   /** Lines a run that did not finish left in the journal (reused through the record index, not refetched). */
   readonly interrupted: number;
-  readonly #record: RecordMode;
-  readonly #run: RunSet;
-  readonly #closers: Array<() => Promise<void>>;
+  readonly #path: RecordPath;
   readonly #netlockPath: string;
   readonly #logger: Logger;
 
-  private constructor(parts: { store: BlockStore; stats: OracleStats; journal: RunJournal; interrupted: number; record: RecordMode; run: RunSet; closers: Array<() => Promise<void>>; netlockPath: string; logger: Logger }) {
-    this.store = parts.store;
-    this.stats = parts.stats;
-    this.journal = parts.journal;
-    this.interrupted = parts.interrupted;
-    this.#record = parts.record;
-    this.#run = parts.run;
-    this.#closers = parts.closers;
-    this.#netlockPath = parts.netlockPath;
-    this.#logger = parts.logger;
+  private constructor(store: BlockStore, stats: OracleStats, path: RecordPath, netlockPath: string, logger: Logger) {
+    this.store = store;
+    this.stats = stats;
+    this.#path = path;
+    // A journal left by an interrupted seed only reports progress: its records are in the record index,
+    // which answers them without a fetch; the netlock holds exactly what this run's inputs name.
+    this.interrupted = path.leftover.entries.length;
+    this.#netlockPath = netlockPath;
+    this.#logger = logger;
   }
 
   static async open(init: SeedSessionInit): Promise<SeedSession> {
     const logger = init.logger ?? NOOP_LOGGER;
     await mkdir(dirname(init.netlockPath), { recursive: true });
     const store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger });
-    const signer = await LocalSigner.loadOrCreate(init.dataDir);
-    const index = await FsRecordIndex.open(init.dataDir, logger.child('index'));
-    const fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [] });
-    const digests = new DigestWorker();
-    const journal = new RunJournal(init.netlockPath);
-    // A journal left by an interrupted seed only reports progress: its records are in the record index,
-    // which answers them without a fetch; the netlock holds exactly what this run's inputs name.
-    const { entries } = await journal.recover();
-    const run = new RunSet(journal);
     const stats = createStats('record');
-    const record = new RecordMode({ store, index, signer, fetcher, run, digests, stats, logger: logger.child('record') });
-    return new SeedSession({
-      store,
-      stats,
-      journal,
-      interrupted: entries.length,
-      record,
-      run,
-      netlockPath: init.netlockPath,
-      logger,
-      closers: [() => fetcher.close(), () => index.close(), () => digests.close()],
-    });
+    const path = await RecordPath.open({ store, dataDir: init.dataDir, netlockPath: init.netlockPath, upstreamCaPem: init.upstreamCaPem ?? [], stats, logger });
+    return new SeedSession(store, stats, path, init.netlockPath, logger);
+  }
+
+  /** `NETLOCK.journal`: what this run recorded until the netlock is written. */
+  get journalPath(): string {
+    return this.#path.journalPath!;
   }
 
   record(request: DirectRequest, options: DirectRequestOptions = {}): Promise<{ entry: DecodedEntry; fetched: boolean }> {
-    return this.#record.recordRequest(request, options);
+    return this.#path.mode.recordRequest(request, options);
   }
 
   bodyReader(record: FetchRecord, signal?: AbortSignal): RangeReader {
@@ -125,15 +99,13 @@ export class SeedSession implements SeedRecorder {
 
   /** Writes the netlock of every request this run recorded or reused, pins its root, removes the journal. */
   async writeNetlock(): Promise<NetlockFile> {
-    const file = await this.#run.write(this.#netlockPath, this.store);
-    await this.store.pin(CID.parse(file.netlock), { recursive: true });
-    await this.store.flush();
+    const file = await this.#path.writeNetlock();
     this.#logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.#netlockPath);
     return file;
   }
 
   async close(): Promise<void> {
-    for (const close of this.#closers.splice(0)) await close();
+    await this.#path.close();
     await this.store.flush().catch(() => {});
     await this.store.close();
   }

@@ -1,0 +1,101 @@
+import { CID } from 'multiformats/cid';
+import type { Logger } from '../log.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
+import { RunJournal } from '../records/journal.ts';
+import type { NetlockFile } from '../records/netlock-file.ts';
+import { FsRecordIndex } from '../records/record-index.ts';
+import { LocalSigner } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/local-signer.ts';
+import type { BlockStore } from '../store/block-store.ts';
+import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
+import { Fetcher } from '../upstream/fetcher.ts';
+import { DigestWorker } from './digest-worker.ts';
+import { RecordMode } from './record-mode.ts';
+import type { RecordModeInit } from './record-mode.ts';
+import { RunSet } from './run-set.ts';
+import type { OracleStats } from './stats.ts';
+
+export interface RecordPathInit extends Pick<RecordModeInit, 'refresh' | 'recordUpstreamFailures' | 'variantRules'> {
+  store: BlockStore;
+  dataDir: string;
+  /** Where this run's netlock goes; its journal (`NETLOCK.journal`) sits beside it. */
+  netlockPath?: string;
+  /** The data directory's own key unless given (enclave mode brings one born in the enclave). */
+  signer?: Signer;
+  upstreamCaPem?: readonly string[];
+  upstreamProxy?: ProxyAddress;
+  stats: OracleStats;
+  logger: Logger;
+}
+
+/**
+ * The record path, wired once for every way in (the proxy's record mode, `fetch-oracle seed`): store,
+ * record index, signer, upstream fetcher, digest worker, the run's request set and its journal.
+ */
+export class RecordPath {
+  readonly mode: RecordMode;
+  readonly run: RunSet;
+  readonly index: FsRecordIndex;
+  /** What a run that did not finish left in the journal (its lines, and those too torn to read). */
+  readonly leftover: { entries: Array<{ key: string; signed: SignedRecord }>; bad: number[] };
+  /** `NETLOCK.journal`, when the run has a netlock. */
+  readonly journalPath: string | undefined;
+  readonly #store: BlockStore;
+  readonly #netlockPath: string | undefined;
+  readonly #variantRules: VariantRules | undefined;
+  readonly #closers: Array<() => Promise<void>>;
+
+  private constructor(init: RecordPathInit, parts: { mode: RecordMode; run: RunSet; index: FsRecordIndex; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
+    this.mode = parts.mode;
+    this.run = parts.run;
+    this.index = parts.index;
+    this.leftover = parts.leftover;
+    this.#closers = parts.closers;
+    this.#store = init.store;
+    this.#netlockPath = init.netlockPath;
+    this.journalPath = parts.journalPath;
+    this.#variantRules = init.variantRules;
+  }
+
+  static async open(init: RecordPathInit): Promise<RecordPath> {
+    const signer = init.signer ?? (await LocalSigner.loadOrCreate(init.dataDir));
+    const index = await FsRecordIndex.open(init.dataDir, init.logger.child('index'));
+    const fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }) });
+    const digests = new DigestWorker();
+    const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
+    const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();
+    const run = new RunSet(journal);
+    const mode = new RecordMode({
+      store: init.store,
+      index,
+      signer,
+      fetcher,
+      run,
+      digests,
+      ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
+      ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
+      ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
+      stats: init.stats,
+      logger: init.logger.child('record'),
+    });
+    return new RecordPath(init, { mode, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close()] });
+  }
+
+  /**
+   * Writes the netlock of every request this run served (removing the journal) and pins its root, which
+   * keeps every page, record and body of the netlock through Kubo's garbage collection.
+   */
+  async writeNetlock(): Promise<NetlockFile> {
+    if (this.#netlockPath === undefined) throw new Error('RecordPath.writeNetlock needs a netlockPath');
+    const file = await this.run.write(this.#netlockPath, this.#store, this.#variantRules);
+    await this.#store.pin(CID.parse(file.netlock), { recursive: true });
+    await this.#store.flush();
+    return file;
+  }
+
+  /** Closes the fetcher, the record index and the digest worker (not the store). Idempotent. */
+  async close(): Promise<void> {
+    for (const close of this.#closers.splice(0)) await close();
+  }
+}
