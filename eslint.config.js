@@ -16,7 +16,7 @@ export default tseslint.config(
   {
     // Library code logs through the Logger; only entrypoints talk to the terminal.
     files: ['src/**/*.ts', 'guest/**/*.ts', 'enclave/**/*.ts'],
-    ignores: ['src/cli.ts', 'guest/main.ts', 'enclave/main.ts'],
+    ignores: ['src/cli/main.ts', 'guest/main.ts', 'enclave/main.ts'],
     rules: { 'no-console': 'error' },
   },
   {
@@ -36,7 +36,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', {
         paths: ['undici', 'kubo-rpc-client', 'hono', '@hono/node-server', 'node:net', 'node:https', 'node:dgram', 'node:dns'],
         patterns: [{
-          group: ['**/src/upstream/**', '**/src/records/**', '**/src/store/fs-*', '**/src/store/kubo-*', '**/src/oracle/record-mode*', '**/src/oracle/oracle*', '**/src/admin/**', '**/src/cli.ts', '**/src/cli-*'],
+          group: ['**/src/upstream/**', '**/src/records/**', '**/src/store/fs-*', '**/src/store/kubo-*', '**/src/oracle/record-mode*', '**/src/oracle/oracle*', '**/src/admin/**', '**/src/cli/**'],
           message: 'The guest never dials out and never records: import only the replay side.',
         }],
       }],

@@ -12,8 +12,8 @@ import { copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findBuildah, storageArgs, storageOf } from '../src/build/buildah.ts';
-import { parseScrub, scrubVolumes } from '../src/build/scrub.ts';
+import { findBuildah, storageArgs, storageOf } from '../src/image/buildah.ts';
+import { parseScrub, scrubVolumes } from '../src/image/scrub.ts';
 import { serveDebianRepo } from '../test/helpers/debian-repo.ts';
 import { fetchOracleRun } from '../test/helpers/fetch-oracle-run.ts';
 import { pseudoRandomChunks, startOrigin } from '../test/helpers/origin.ts';

@@ -16,10 +16,10 @@ import { parseArgs, promisify } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { encodeCborBlock } from '../src/protocol/record.ts';
 import { importBody } from '../src/protocol/unixfs.ts';
-import { exportCar, importCar } from '../src/records/car.ts';
+import { exportCar, importCar } from '../src/netlock/car.ts';
 import type { BlockStore } from '../src/store/block-store.ts';
 import { EmbeddedBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../src/store/index.ts';
-import { buildFixtureNetlock, manySmallResponses, pseudoRandomBytes } from '../test/records/netlock-fixture.ts';
+import { buildFixtureNetlock, manySmallResponses, pseudoRandomBytes } from '../test/netlock/netlock-fixture.ts';
 
 const { values } = parseArgs({
   options: { mib: { type: 'string', default: '1024' }, entries: { type: 'string', default: '10000' }, reps: { type: 'string', default: '3' }, only: { type: 'string' } },

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { runSeed } from '../src/cli-seed.ts';
+import { runSeed } from '../src/cli/seed.ts';
 import { packageBytes, packageSize } from './package-bytes.ts';
 
 const { values } = parseArgs({

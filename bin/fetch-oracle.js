@@ -29,5 +29,5 @@ if (fresh) {
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import('../src/cli.ts');
+  await import('../src/cli/main.ts');
 }

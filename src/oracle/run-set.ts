@@ -4,8 +4,8 @@ import { decodeRecord } from '../protocol/record.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
-import type { DecodedEntry, NetlockFile } from '../records/netlock-file.ts';
-import { writeNetlockFile } from '../records/netlock-file.ts';
+import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
+import { writeNetlockFile } from '../netlock/file.ts';
 
 /**
  * The requests one run served, the netlock it writes on shutdown. Every newly served key is journalled

@@ -6,8 +6,8 @@ import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { BadRequestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { ExchangeHandler } from '../oracle/exchange.ts';
-import { sendError } from '../oracle/exchange.ts';
+import type { ExchangeHandler } from './exchange.ts';
+import { sendError } from './exchange.ts';
 import { listenOn } from './listen.ts';
 
 /** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */

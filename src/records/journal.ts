@@ -1,7 +1,7 @@
 import { open, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { parseLines, toLine } from './signed-record-json.ts';
+import { parseLines, toLine } from './record-log.ts';
 
 /**
  * The run journal beside a netlock file (`<netlock>.journal`): one line per request key served in this

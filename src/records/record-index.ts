@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { parseLines, toLine } from './signed-record-json.ts';
+import { parseLines, toLine } from './record-log.ts';
 
 /**
  * Request key → newest signed record, for record mode. Persisted append-only as JSON lines in

@@ -1,6 +1,6 @@
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../protocol/netlock.ts';
+import { NetlockReader } from '../netlock/dag.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { CID } from 'multiformats/cid';

@@ -9,7 +9,7 @@ import type { OracleStats } from '../oracle/stats.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import type { DecodedEntry, NetlockFile } from '../records/netlock-file.ts';
+import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
 import type { RangeReader } from './zip-reader.ts';

@@ -11,8 +11,8 @@ import { DAG_CBOR_CODE, DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE, SHA2_256_CODE, e
 import type { AbortOptions } from '../protocol/blocks.ts';
 import { blockLinks } from './block-links.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
-import { carHeader, carSectionHead } from './car-codec.ts';
-import { drained } from '../drained.ts';
+import { carHeader, carSectionHead } from '../netlock/car-codec.ts';
+import { drained } from '../io/drained.ts';
 
 /** Per-request limit for block get/put and bulk imports, unless the init says otherwise. */
 export const KUBO_TIMEOUT_MS = 60_000;

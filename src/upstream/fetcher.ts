@@ -3,7 +3,7 @@ import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
-import { SYSTEM_CA_BUNDLE } from '../client-env.ts';
+import { SYSTEM_CA_BUNDLE } from '../tls/client-env.ts';
 import { UpstreamError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';

@@ -11,7 +11,7 @@ import { sha256 } from 'multiformats/hashes/sha2';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAttestation, verifyAttestation } from '../../src/attestation/index.ts';
-import { ORACLE_VERSION } from '../../src/cli-enclave.ts';
+import { ORACLE_VERSION } from '../../src/cli/enclave.ts';
 import { birthKey, checkRngSource, createEnclaveConfig, deriveSeed, encodeEnclaveConfig } from '../../src/enclave/key-birth.ts';
 import { encodeAttestationRequest, HelperNsmClient } from '../../src/enclave/nsm-client.ts';
 import { RAW_CODE } from '../../src/protocol/blocks.ts';

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CID } from 'multiformats/cid';
-import { startGioSimulator } from '../../src/machine/gio-simulator.ts';
+import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
 import type { BlockSource } from '../../src/protocol/blocks.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import { serveNpmPackages } from '../helpers/npm-registry.ts';

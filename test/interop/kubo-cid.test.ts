@@ -26,7 +26,7 @@ import type { CID } from 'multiformats/cid';
 import { DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE } from '../../src/protocol/blocks.ts';
 import type { AbortOptions, BlockSink } from '../../src/protocol/blocks.ts';
 import { CHUNK_BYTES, MAX_LINKS_PER_NODE, importBody } from '../../src/protocol/unixfs.ts';
-import { pseudoRandomBytes } from '../records/netlock-fixture.ts';
+import { pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
 
 const execFileAsync = promisify(execFile);
 

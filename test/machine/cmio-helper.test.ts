@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { DeviceBlockSource } from '../../guest/device-block-source.ts';
-import { startGioSimulator } from '../../src/machine/gio-simulator.ts';
-import type { GioSimulator } from '../../src/machine/gio-simulator.ts';
+import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
+import type { GioSimulator } from '../../src/machine/sim/gio-simulator.ts';
 import { mapSource, verifyingSource } from '../../src/protocol/blocks.ts';
 import { importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';

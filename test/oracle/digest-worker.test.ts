@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BATCH_BYTES, DigestWorker, MAX_IN_FLIGHT_BYTES } from '../../src/oracle/digest-worker.ts';
-import { pseudoRandomBytes } from '../records/netlock-fixture.ts';
+import { pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
 
 const MiB = 1024 * 1024;
 

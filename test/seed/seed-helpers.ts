@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { runLockfile, runSeed } from '../../src/cli-seed.ts';
+import { runLockfile, runSeed } from '../../src/cli/seed.ts';
 
 export interface CliOutput {
   code: number;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseLines } from '../../src/records/signed-record-json.ts';
+import { parseLines } from '../../src/records/record-log.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';

@@ -17,7 +17,7 @@ import { importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { createBlockStore, EmbeddedBlockStore, KuboBlockStore, kuboApiUrl, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
 import { anyKubo, HAVE_BINARY, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc, ownKubo } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
-import { MiB, pseudoRandomBytes } from '../records/netlock-fixture.ts';
+import { MiB, pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
 
 async function rawBlock(text: string): Promise<{ cid: CID; bytes: Uint8Array }> {
   const bytes = new TextEncoder().encode(text);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { drained } from '../drained.ts';
+import { drained } from '../io/drained.ts';
 import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
@@ -19,7 +19,7 @@ import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import type { OracleStats } from './stats.ts';
+import type { OracleStats } from '../oracle/stats.ts';
 
 /**
  * Request bodies are hashed for the key before anything else happens. Up to SPOOL_THRESHOLD_BYTES they are

@@ -1,13 +1,13 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger } from './log.ts';
-import { EMULATOR_VERSIONS, MachineDriver } from './machine/machine-driver.ts';
-import type { EmulatorVersion } from './machine/machine-driver.ts';
-import { startGioSimulator } from './machine/gio-simulator.ts';
-import { verifyingSource } from './protocol/blocks.ts';
-import { NetlockReader } from './protocol/netlock.ts';
-import { readNetlockRoot } from './records/netlock-file.ts';
-import { FsBlockStore } from './store/fs-block-store.ts';
+import { createLogger } from '../log.ts';
+import { EMULATOR_VERSIONS, MachineDriver } from '../machine/machine-driver.ts';
+import type { EmulatorVersion } from '../machine/machine-driver.ts';
+import { startGioSimulator } from '../machine/sim/gio-simulator.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { NetlockReader } from '../netlock/dag.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { FsBlockStore } from '../store/fs-block-store.ts';
 
 export const SERVE_MACHINE_HELP = `Usage: fetch-oracle serve-machine --netlock FILE --machine URL [--emulator 0.19|0.20|0.21] [--data DIR]
        fetch-oracle serve-machine --netlock FILE --simulate-socket PATH [--data DIR]

@@ -10,8 +10,8 @@ import { encodeRecord } from '../../src/protocol/record.ts';
 import type { FetchRecord } from '../../src/protocol/record.ts';
 import { computeRequestKey } from '../../src/protocol/request-key.ts';
 import { importBody } from '../../src/protocol/unixfs.ts';
-import { buildNetlockFile } from '../../src/records/netlock-file.ts';
-import type { DecodedEntry, NetlockFile } from '../../src/records/netlock-file.ts';
+import { buildNetlockFile } from '../../src/netlock/file.ts';
+import type { DecodedEntry, NetlockFile } from '../../src/netlock/file.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 
 export const MiB = 1024 * 1024;

@@ -1,19 +1,19 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './cli-common.ts';
-import type { Logger } from './log.ts';
-import { clientEnvironment, writeCombinedBundle } from './client-env.ts';
-import { Oracle } from './oracle/oracle.ts';
-import type { OracleInit, ReplayReport } from './oracle/oracle.ts';
-import { verifyingSource } from './protocol/blocks.ts';
-import { NetlockReader } from './protocol/netlock.ts';
-import { parseKeyId } from './protocol/request-key.ts';
-import { readNetlockRoot } from './records/netlock-file.ts';
-import { runForwardingSignals } from './run/child.ts';
-import type { ChildExit } from './run/child.ts';
-import { formatMissReport, groupMisses, originOf } from './run/report.ts';
-import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from './run/sandbox.ts';
-import { withReplaySandbox } from './run/replay-sandbox.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
+import type { Logger } from '../log.ts';
+import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
+import { Oracle } from '../oracle/oracle.ts';
+import type { OracleInit, ReplayReport } from '../oracle/oracle.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { NetlockReader } from '../netlock/dag.ts';
+import { parseKeyId } from '../protocol/request-key.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { runForwardingSignals } from '../run/child.ts';
+import type { ChildExit } from '../run/child.ts';
+import { formatMissReport, groupMisses, originOf } from '../run/report.ts';
+import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
+import { withReplaySandbox } from '../run/replay-sandbox.ts';
 
 export const DEFAULT_RUN_NETLOCK = 'fetch-oracle.netlock.json';
 

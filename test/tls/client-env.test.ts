@@ -1,8 +1,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CA_VARIABLES } from '../src/client-env.ts';
-import { cli, tempDir } from './helpers/run.ts';
+import { CA_VARIABLES } from '../../src/tls/client-env.ts';
+import { cli, tempDir } from '../helpers/run.ts';
 
 describe('fetch-oracle env', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;

@@ -3,22 +3,22 @@
  * command switch of cli.ts; these functions print and return an exit code (0 ok, 1 failed, 2 usage) and
  * never exit the process themselves.
  */
-import { parseCommandLine, parseTrustedKeys, reportingErrors, UsageError } from './cli-common.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, UsageError } from './common.ts';
 import { randomBytes } from 'node:crypto';
 import { access, rename, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
-import { verifyingSource } from './protocol/blocks.ts';
-import { NetlockReader } from './protocol/netlock.ts';
-import { decodeRecord } from './protocol/record.ts';
-import { exportCar, importCar } from './records/car.ts';
-import { buildNetlockFile, readNetlockRoot, renderNetlockFile } from './records/netlock-file.ts';
-import type { DecodedEntry } from './records/netlock-file.ts';
-import { createBlockStore } from './store/index.ts';
-import type { BlockStore } from './store/block-store.ts';
-import { MemoryBlockStore } from './store/memory-block-store.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { NetlockReader } from '../netlock/dag.ts';
+import { decodeRecord } from '../protocol/record.ts';
+import { exportCar, importCar } from '../netlock/car.ts';
+import { buildNetlockFile, readNetlockRoot, renderNetlockFile } from '../netlock/file.ts';
+import type { DecodedEntry } from '../netlock/file.ts';
+import { createBlockStore } from '../store/index.ts';
+import type { BlockStore } from '../store/block-store.ts';
+import { MemoryBlockStore } from '../store/memory-block-store.ts';
 
 export const CAR_HELP = {
   export: `Usage: fetch-oracle export --car OUT.car NETLOCK [--data DIR] [--ipfs URL]

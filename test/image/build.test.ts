@@ -3,7 +3,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, link, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findBuildah, storageArgs, storageOf } from '../../src/build/buildah.ts';
+import { findBuildah, storageArgs, storageOf } from '../../src/image/buildah.ts';
 import { cleanEnv } from '../helpers/client-session.ts';
 import { serveDebianRepo } from '../helpers/debian-repo.ts';
 import type { DebianRepo } from '../helpers/debian-repo.ts';

@@ -1,12 +1,12 @@
 import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { InvalidConfigError, throwIfAborted } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import { NOOP_LOGGER } from '../log.ts';
-import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
-import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from './gio-responder.ts';
-import type { GioResponse } from './gio-responder.ts';
+import { InvalidConfigError, throwIfAborted } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { NOOP_LOGGER } from '../../log.ts';
+import type { AbortOptions, BlockSource } from '../../protocol/blocks.ts';
+import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from '../gio-responder.ts';
+import type { GioResponse } from '../gio-responder.ts';
 import {
   fromhostResponseWord,
   HTIF_DEV_YIELD,
@@ -14,7 +14,7 @@ import {
   isGioRequest,
   packHtifWord,
   unpackHtifWord,
-} from './htif.ts';
+} from '../htif.ts';
 
 /**
  * SIMULATION of the Cartesi Machine's side of a cmio yield, for host tests of the guest's cmio helper

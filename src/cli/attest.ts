@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { attestationToJson, decodeAttestation, parseAttestationInput, verifyAttestation } from './attestation/index.ts';
-import type { VerifyAttestationOptions } from './attestation/index.ts';
-import { OracleError } from './errors.ts';
-import { fromHex } from './protocol/signature.ts';
+import { attestationToJson, decodeAttestation, parseAttestationInput, verifyAttestation } from '../attestation/index.ts';
+import type { VerifyAttestationOptions } from '../attestation/index.ts';
+import { OracleError } from '../errors.ts';
+import { fromHex } from '../protocol/signature.ts';
 
 export const ATTEST_HELP = `Usage: fetch-oracle attest verify FILE [--at RFC3339] [--pcr0 HEX] [--pcr1 HEX] [--pcr2 HEX] [--pcr8 HEX] [--allow-debug]
 

@@ -16,14 +16,14 @@ import { BlockCorruptError, BlockMissingError, ERROR_CODES, InvalidNetlockError,
 import type { ErrorCode } from '../errors.ts';
 import { DAG_CBOR_CODE, RAW_CODE, verifyBlock, verifyingSource } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../protocol/netlock.ts';
+import { NetlockReader } from './dag.ts';
 import { blockLinks, cidsIn, WALKABLE_CODECS } from '../store/block-links.ts';
 import type { Block, BlockStore } from '../store/block-store.ts';
-import { CarStreamReader, carHeader, carSectionHead } from '../store/car-codec.ts';
+import { CarStreamReader, carHeader, carSectionHead } from './car-codec.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 import { TieredBlockStore } from '../store/tiered-block-store.ts';
-import { keyFromId, verifyNetlock } from './verify-netlock.ts';
-import type { VerifyReport } from './verify-netlock.ts';
+import { keyFromId, verifyNetlock } from './verify.ts';
+import type { VerifyReport } from './verify.ts';
 
 /** Blocks read ahead of the one being written (bounded: at most this many blocks of ≤ 2 MiB in memory). */
 export const EXPORT_PREFETCH_BLOCKS = 8;

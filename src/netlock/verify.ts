@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { equalBytes, verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../protocol/netlock.ts';
+import { NetlockReader } from './dag.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { readBody } from '../protocol/unixfs.ts';
 import { loadVerifiedRecord } from '../oracle/replay-mode.ts';
-import { AttestationChecker } from './attested.ts';
-import type { AttestationPolicy, AttestationSummary } from './attested.ts';
+import { AttestationChecker } from './verify-attested.ts';
+import type { AttestationPolicy, AttestationSummary } from './verify-attested.ts';
 
 export interface VerifyFailure {
   /** `METHOD url` of the entry (or `netlock` for the DAG itself). */

@@ -1,11 +1,11 @@
 import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { declaredArgs, dockerfileCandidates, userBuildArgs } from '../../src/build/dockerfile.ts';
-import { jsonDifferences } from '../../src/build/image-diff.ts';
-import { parseScrub, scrubProfilesFor } from '../../src/build/scrub.ts';
-import { diffTarEntries, readTarEntries } from '../../src/build/tar-entries.ts';
-import { splitBuildArgs } from '../../src/cli-build.ts';
+import { declaredArgs, dockerfileCandidates, userBuildArgs } from '../../src/image/dockerfile.ts';
+import { jsonDifferences } from '../../src/image/image-diff.ts';
+import { parseScrub, scrubProfilesFor } from '../../src/image/scrub.ts';
+import { diffTarEntries, readTarEntries } from '../../src/image/tar-entries.ts';
+import { splitBuildArgs } from '../../src/cli/build.ts';
 import { run, tempDir } from '../helpers/run.ts';
 
 describe('splitBuildArgs', () => {

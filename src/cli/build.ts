@@ -1,15 +1,15 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './cli-common.ts';
-import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from './build/buildah.ts';
-import { DEFAULT_CA_TARGET, buildInNamespace } from './build/build.ts';
-import type { BuildInit, BuildOutcome } from './build/build.ts';
-import { compareImages, formatImageDifference } from './build/image-diff.ts';
-import type { ImageDifference } from './build/image-diff.ts';
-import { SCRUB_PROFILES, parseScrub } from './build/scrub.ts';
-import { readNetlockRoot } from './records/netlock-file.ts';
-import { formatMissReport, groupMisses } from './run/report.ts';
-import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from './run/sandbox.ts';
+import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
+import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
+import { DEFAULT_CA_TARGET, buildInNamespace } from '../image/build.ts';
+import type { BuildInit, BuildOutcome } from '../image/build.ts';
+import { compareImages, formatImageDifference } from '../image/image-diff.ts';
+import type { ImageDifference } from '../image/image-diff.ts';
+import { SCRUB_PROFILES, parseScrub } from '../image/scrub.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { formatMissReport, groupMisses } from '../run/report.ts';
+import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
 
 export const DEFAULT_BUILD_NETLOCK = 'fetch-oracle.netlock.json';
 

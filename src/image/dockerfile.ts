@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { CA_VARIABLES } from '../client-env.ts';
+import { CA_VARIABLES } from '../tls/client-env.ts';
 
 /**
  * Build arguments `build` fills in by itself when the Dockerfile declares them with `ARG NAME` and the

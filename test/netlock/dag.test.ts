@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { mapSource, verifyingSource } from '../../src/protocol/blocks.ts';
-import { buildNetlock, MAX_PAGE_ENTRIES, NetlockReader } from '../../src/protocol/netlock.ts';
-import type { NetlockEntry } from '../../src/protocol/netlock.ts';
+import { buildNetlock, MAX_PAGE_ENTRIES, NetlockReader } from '../../src/netlock/dag.ts';
+import type { NetlockEntry } from '../../src/netlock/dag.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
 
 async function fakeEntries(n: number): Promise<NetlockEntry[]> {

@@ -6,10 +6,10 @@ import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { OracleError } from './errors.ts';
-import { createLogger } from './log.ts';
-import type { Logger } from './log.ts';
-import { fromHex } from './protocol/signature.ts';
+import { OracleError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import type { Logger } from '../log.ts';
+import { fromHex } from '../protocol/signature.ts';
 
 /** A mistake in the command line: printed as is, exit code 2. */
 export class UsageError extends Error {

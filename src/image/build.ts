@@ -1,14 +1,14 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeCombinedBundle } from '../client-env.ts';
+import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../protocol/netlock.ts';
+import { NetlockReader } from '../netlock/dag.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
-import { readNetlockRoot } from '../records/netlock-file.ts';
-import type { NetlockFile } from '../records/netlock-file.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import type { NetlockFile } from '../netlock/file.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
 import { originOf } from '../run/report.ts';

@@ -5,17 +5,17 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseAddress, stderrLogger, untilSignal } from './cli-common.ts';
-import { birthKey, checkRngSource, createEnclaveConfig, RNG_CURRENT_PATH } from './enclave/key-birth.ts';
-import { HelperNsmClient } from './enclave/nsm-client.ts';
-import { ParentProxy, parseAllowRule } from './enclave/parent-proxy.ts';
-import { InvalidConfigError } from './errors.ts';
-import { Oracle } from './oracle/oracle.ts';
-import { fromHex, toHex } from './protocol/signature.ts';
-import type { ListenAddress } from './proxy/proxy-server.ts';
-import type { AttestationPolicy } from './records/attested.ts';
-import { describeProxy } from './upstream/connect-tunnel.ts';
-import type { ProxyAddress } from './upstream/connect-tunnel.ts';
+import { parseAddress, stderrLogger, untilSignal } from './common.ts';
+import { birthKey, checkRngSource, createEnclaveConfig, RNG_CURRENT_PATH } from '../enclave/key-birth.ts';
+import { HelperNsmClient } from '../enclave/nsm-client.ts';
+import { ParentProxy, parseAllowRule } from '../enclave/parent-proxy.ts';
+import { InvalidConfigError } from '../errors.ts';
+import { Oracle } from '../oracle/oracle.ts';
+import { fromHex, toHex } from '../protocol/signature.ts';
+import type { ListenAddress } from '../proxy/proxy-server.ts';
+import type { AttestationPolicy } from '../netlock/verify-attested.ts';
+import { describeProxy } from '../upstream/connect-tunnel.ts';
+import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
 /** fetch-oracle's version, part of the attested enclave configuration (kept equal to package.json's; a test checks). */
 export const ORACLE_VERSION = '0.1.0';

@@ -3,23 +3,23 @@
  * digests) and `fetch-oracle lockfile` (a netlock back to a pinned list). Wired into cli.ts's command switch;
  * these functions print and return an exit code (0 ok, 1 failed, 2 usage) and never exit the process.
  */
-import { parseCommandLine, reportingErrors, UsageError } from './cli-common.ts';
+import { parseCommandLine, reportingErrors, UsageError } from './common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { createLogger } from './log.ts';
-import { readNetlockRoot } from './records/netlock-file.ts';
-import { createBlockStore } from './store/index.ts';
-import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from './seed/lockfile-out.ts';
-import type { LockfileFormat, PinnedEntry } from './seed/lockfile-out.ts';
-import { isKind, parseInput } from './seed/parse-input.ts';
-import { ProgressReporter, formatBytes } from './seed/progress.ts';
-import { seed } from './seed/seeder.ts';
-import type { HostAuth, SeedResult } from './seed/seeder.ts';
-import { SeedSession } from './seed/session.ts';
-import { KINDS } from './seed/types.ts';
-import type { ParseOptions, SeedKind, SeedPlan } from './seed/types.ts';
+import { createLogger } from '../log.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { createBlockStore } from '../store/index.ts';
+import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from '../seed/lockfile-out.ts';
+import type { LockfileFormat, PinnedEntry } from '../seed/lockfile-out.ts';
+import { isKind, parseInput } from '../seed/parse-input.ts';
+import { ProgressReporter, formatBytes } from '../seed/progress.ts';
+import { seed } from '../seed/seeder.ts';
+import type { HostAuth, SeedResult } from '../seed/seeder.ts';
+import { SeedSession } from '../seed/session.ts';
+import { KINDS } from '../seed/types.ts';
+import type { ParseOptions, SeedKind, SeedPlan } from '../seed/types.ts';
 
 export const DEFAULT_SEED_NETLOCK = 'fetch-oracle.netlock.json';
 export const DEFAULT_SEED_CONCURRENCY = 16;

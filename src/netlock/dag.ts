@@ -1,12 +1,12 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError, throwIfAborted } from '../errors.ts';
-import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
-import { encodeCborBlock } from './record.ts';
-import { KEY_VERSION } from './request-key.ts';
-import type { VariantRules } from './request-key.ts';
-import { toHex } from './signature.ts';
-import type { SignedRecord } from './signature.ts';
+import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
+import { encodeCborBlock } from '../protocol/record.ts';
+import { KEY_VERSION } from '../protocol/request-key.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
+import { toHex } from '../protocol/signature.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
 
 export const NETLOCK_TYPE = 'fetch-oracle/netlock';
 export const NETLOCK_VERSION = 1;
