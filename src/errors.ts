@@ -16,6 +16,14 @@ export const ERROR_CODES = [
   'ORACLE_ERR_INVALID_NETLOCK',
   'ORACLE_ERR_STORE',
   'ORACLE_ERR_ABORTED',
+  // A bug or an unexpected failure inside the oracle (answered as 500); an admin request without the right token.
+  'ORACLE_ERR_INTERNAL',
+  'ORACLE_ERR_UNAUTHORIZED',
+  // A zip or tar archive that cannot be read (seed's Go module zips, image layers).
+  'ORACLE_ERR_INVALID_ARCHIVE',
+  // The dehashing device (guest side) or the Cartesi Machine emulator (host side) failed.
+  'ORACLE_ERR_DEVICE',
+  'ORACLE_ERR_MACHINE',
   // fetch-oracle seed: a body that does not match its lockfile's digest; a lockfile that cannot be read.
   'ORACLE_ERR_DIGEST_MISMATCH',
   'ORACLE_ERR_INVALID_LOCKFILE',
@@ -154,6 +162,46 @@ export class AbortedError extends OracleError {
   constructor(message = 'The operation was aborted') {
     super('ORACLE_ERR_ABORTED', message);
     this.name = 'AbortedError';
+  }
+}
+
+/** A bug or an unexpected failure inside the oracle; what reaches a client as 500. */
+export class InternalError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INTERNAL', message, options);
+    this.name = 'InternalError';
+  }
+}
+
+/** An admin API request without the bearer token it needs. */
+export class UnauthorizedError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_UNAUTHORIZED', message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+/** A zip or tar archive that is malformed or truncated (not a digest question: its bytes cannot be read as an archive). */
+export class InvalidArchiveError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_ARCHIVE', message, options);
+    this.name = 'InvalidArchiveError';
+  }
+}
+
+/** The guest's dehashing device failed: the cmio helper is missing or died, or the host answered with an error. */
+export class DeviceError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_DEVICE', message, options);
+    this.name = 'DeviceError';
+  }
+}
+
+/** The Cartesi Machine emulator (cartesi-jsonrpc-machine) failed, refused a call, or stopped unexpectedly. */
+export class MachineError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_MACHINE', message, options);
+    this.name = 'MachineError';
   }
 }
 
