@@ -137,7 +137,7 @@ describe('cmio-helper (host-sim build) with startGioSimulator', () => {
 
     const garbage = await helper.request(new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
     expect(garbage.status).toBe(STATUS.HOST_ERROR);
-    expect(garbage.data.toString()).toContain('ORACLE_ERR_BAD_REQUEST');
+    expect(garbage.data.toString()).toContain('ORACLE_ERR_DEVICE');
 
     const hit = await helper.request(knownCid.bytes);
     expect(hit.status).toBe(STATUS.OK);
