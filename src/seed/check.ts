@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DigestMismatchError } from '../errors.ts';
+import { DigestMismatchError, InvalidArchiveError } from '../errors.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { toHex } from '../protocol/signature.ts';
 import { decidingDigests, showDigest } from './digests.ts';
@@ -50,7 +50,7 @@ export async function checkBody(record: FetchRecord, entry: SeedEntry, url: stri
       try {
         got = await goZipHash(reader);
       } catch (err) {
-        if (err instanceof DigestMismatchError) throw mismatch(entry, url, e.value, err.message);
+        if (err instanceof InvalidArchiveError) throw mismatch(entry, url, e.value, err.message); // not a zip: not the module
         throw err;
       }
     }
