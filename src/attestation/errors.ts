@@ -1,4 +1,4 @@
-import { ERROR_CODES, OracleError } from '../errors.ts';
+import { AttestationError, ERROR_CODES } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 
 /**
@@ -12,12 +12,5 @@ export const ATTESTATION_ERROR_CODES = ERROR_CODES.filter((c): c is Extract<Erro
 
 export type AttestationErrorCode = Extract<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>;
 
-/** A failed attestation check: an OracleError whose code says which check failed. */
-export class AttestationError extends OracleError {
-  declare readonly code: AttestationErrorCode;
-
-  constructor(code: AttestationErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'AttestationError';
-  }
-}
+/** A failed attestation check: an OracleError whose code says which check failed (defined in src/errors.ts, beside errorFromCode, which rebuilds it). */
+export { AttestationError };

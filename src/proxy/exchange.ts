@@ -9,7 +9,8 @@ import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { drained } from '../io/drained.ts';
-import { BadRequestError, OracleError } from '../errors.ts';
+import { asOracleError, BadRequestError } from '../errors.ts';
+import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -110,7 +111,7 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
     res.destroy(err);
     return;
   }
-  const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
+  const code = asOracleError(err).code;
   const text = err.message.endsWith('\n') ? err.message : `${err.message}\n`;
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
