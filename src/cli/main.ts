@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { parseArgs, ParseArgsConfig } from 'node:util';
@@ -21,6 +21,7 @@ import { readNetlockRoot } from '../netlock/file.ts';
 import { verifyNetlock } from '../netlock/verify.ts';
 import { RunSet } from '../oracle/run-set.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { createBlockStore } from '../store/index.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 
@@ -197,7 +198,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     dataDir: resolve(str(values['data']) ?? defaultDataDir()),
     listen: parseListen(str(values['listen']) ?? DEFAULT_LISTEN),
     logger,
-    upstreamCaPem: await Promise.all(strs(values['upstream-ca']).map((f) => readFile(f, 'utf8'))),
+    upstreamCaPem: await readUpstreamCaPem(strs(values['upstream-ca']), command === 'record' ? process.env['NODE_EXTRA_CA_CERTS'] : undefined, (m) => logger.warn('%s', m)),
     ...(netlock === undefined ? {} : { netlockPath: resolve(netlock) }),
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
