@@ -15,7 +15,7 @@ npx esbuild guest/main.ts --bundle --platform=node --format=esm --target=node20 
 # The shim must contain no network client: fail the build if one was bundled.
 node -e '
   const inputs = Object.keys(require("./guest/dist/meta.json").inputs);
-  const bad = inputs.filter((i) => /node_modules\/undici\/|src\/upstream\/|kubo-rpc-client|src\/oracle\/record-mode/.test(i));
+  const bad = inputs.filter((i) => /node_modules\/undici\/|src\/upstream\/|kubo-rpc-client|src\/oracle\/record|src\/proxy\/record-handler|src\/proxy\/request-body|src\/store\/|src\/records\/|src\/cli\//.test(i));
   if (bad.length > 0) { console.error("guest bundle must not contain: " + bad.join(", ")); process.exit(1); }'
 bash guest/cmio/build.sh "$mode"
 printf 'guest/dist/fetch-oracle-guest.mjs: %s bytes\n' "$(stat -c %s guest/dist/fetch-oracle-guest.mjs)"
