@@ -54,6 +54,14 @@ export interface ServeCounters {
   errors: number;
 }
 
+/** What each handler of the proxy front is given besides the one it asks (recorder or replayer). */
+export interface HandlerInit {
+  /** Where recorded bodies are read from; every block is verified against its CID. */
+  source: BlockSource;
+  stats: ServeCounters & { requests: number };
+  logger: Logger;
+}
+
 /** The head of an answer. */
 export interface ResponseHead {
   readonly status: number;

@@ -1,13 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, OracleError, TruncatedBodyError, UpstreamError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
+import type { AbortOptions } from '../protocol/blocks.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
-import type { Exchange, ExchangeHandler, RequestBody, ResponseHead, ServeCounters } from './exchange.ts';
+import type { Exchange, ExchangeHandler, HandlerInit, RequestBody, ResponseHead } from './exchange.ts';
 import { readExchange, sendError, sendPlan, sendResponse } from './exchange.ts';
 import { spoolRequestBody } from './request-body.ts';
 
@@ -65,12 +64,8 @@ export interface ExchangeRecorder {
   record(request: RecorderRequest, options?: RecordOptions): Promise<RecorderAnswer>;
 }
 
-export interface RecordHandlerInit {
+export interface RecordHandlerInit extends HandlerInit {
   recorder: ExchangeRecorder;
-  /** Where recorded bodies are read from. */
-  source: BlockSource;
-  stats: ServeCounters & { requests: number };
-  logger: Logger;
 }
 
 /** The proxy's record mode: reads a request, asks the recorder, streams its answer. */

@@ -1,11 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, OracleError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { BlockSource } from '../protocol/blocks.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
-import type { ExchangeHandler, ServeCounters } from './exchange.ts';
+import type { ExchangeHandler, HandlerInit } from './exchange.ts';
 import { readExchange, sendError, sendPlan } from './exchange.ts';
 
 /** Status of a replay miss: the gateway had no answer for it (design §5: fail-closed, explained). */
@@ -21,12 +19,8 @@ export interface ReplayDecider {
   answer(key: RequestKey): Promise<ReplayAnswer>;
 }
 
-export interface ReplayHandlerInit {
+export interface ReplayHandlerInit extends HandlerInit {
   replayer: ReplayDecider;
-  /** Where bodies are read from; every block is verified against its CID. */
-  source: BlockSource;
-  stats: ServeCounters & { requests: number };
-  logger: Logger;
 }
 
 /** The proxy's replay mode: answers only from the netlock, fail-closed. It has no upstream client at all. */
