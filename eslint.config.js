@@ -47,6 +47,16 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: CORE_IO, patterns: [CORE_LAYERS, NO_SIM] }] },
   },
   {
+    // The Recorder and Replayer are socket-free: HTTP stays in the proxy front (src/proxy/).
+    files: ['src/oracle/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: ['node:http', 'node:https', 'node:net'], patterns: [NO_SIM] }] },
+  },
+  {
+    // The netlock (build, read, verify, CAR) sits below the modes: no arrow back up into oracle/ or proxy/.
+    files: ['src/netlock/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../oracle/**', '../proxy/**', '../cli/**'], message: 'src/netlock/ must not import oracle/, proxy/ or cli/ (the record check lives in src/protocol/verify-record.ts).' }, NO_SIM] }] },
+  },
+  {
     // The admin API and the proxy front both talk to the Oracle through narrow interfaces, not to each other.
     files: ['src/admin/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../proxy/**', '**/src/proxy/**'], message: 'src/admin/ must not import src/proxy/.' }, NO_SIM] }] },
