@@ -193,21 +193,26 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
   const adminToken = str(values['admin-token']) ?? process.env['FETCH_ORACLE_ADMIN_TOKEN'];
   const admin = str(values['admin']);
   const trust = strs(values['trust']);
-  const init: OracleInit = {
-    mode: command,
+  const base = {
     dataDir: resolve(str(values['data']) ?? defaultDataDir()),
     listen: parseListen(str(values['listen']) ?? DEFAULT_LISTEN),
     logger,
-    upstreamCaPem: await readUpstreamCaPem(strs(values['upstream-ca']), command === 'record' ? process.env['NODE_EXTRA_CA_CERTS'] : undefined, (m) => logger.warn('%s', m)),
-    ...(netlock === undefined ? {} : { netlockPath: resolve(netlock) }),
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...(adminToken === undefined || adminToken === '' ? {} : { adminToken }),
-    ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }),
-    ...(values['refresh'] === true ? { refresh: true } : {}),
-    ...variantRulesOf(strs(values['variant-header'])),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
   };
   if (command === 'replay' && values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
+  const init: OracleInit =
+    command === 'replay'
+      ? { ...base, mode: 'replay', netlockPath: resolve(netlock!), ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }) }
+      : {
+          ...base,
+          mode: 'record',
+          upstreamCaPem: await readUpstreamCaPem(strs(values['upstream-ca']), process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m)),
+          ...(netlock === undefined ? {} : { netlockPath: resolve(netlock) }),
+          ...(values['refresh'] === true ? { refresh: true } : {}),
+          ...variantRulesOf(strs(values['variant-header'])),
+        };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   const oracle = new Oracle(init);
   // Signal handlers go in before anything is printed: a script that waits for `listening` and then

@@ -8,7 +8,7 @@ import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { loadVerifiedRecord } from '../oracle/replay-mode.ts';
+import { loadVerifiedRecord } from '../protocol/verify-record.ts';
 import { AttestationChecker } from './verify-attested.ts';
 import type { AttestationPolicy, AttestationSummary } from './verify-attested.ts';
 
