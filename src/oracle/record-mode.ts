@@ -10,7 +10,7 @@ import { computeRequestKey, withMethod } from '../protocol/request-key.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { importBody } from '../protocol/unixfs.ts';
-import type { FsRecordIndex } from '../records/record-index.ts';
+import type { RecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import type { Signer } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -26,7 +26,7 @@ const PARTIAL_REQUEST_HEADERS = new Set(['range', 'if-range', 'if-none-match', '
 
 export interface RecordModeInit {
   store: BlockStore;
-  index: FsRecordIndex;
+  index: RecordIndex;
   signer: Signer;
   fetcher: Fetcher;
   run: RunSet;

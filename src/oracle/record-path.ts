@@ -4,7 +4,7 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { RunJournal } from '../records/journal.ts';
 import type { NetlockFile } from '../netlock/file.ts';
-import { FsRecordIndex } from '../records/record-index.ts';
+import { FsRecordIndex } from '../records/fs-record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { Signer } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
