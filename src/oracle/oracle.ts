@@ -16,7 +16,7 @@ import { exportCar } from '../netlock/car.ts';
 import { buildNetlockFile, readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import { createBlockStore } from '../store/index.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { CID } from 'multiformats/cid';

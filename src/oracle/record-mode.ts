@@ -12,7 +12,7 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { RecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { Exchange, ExchangeHandler } from '../proxy/exchange.ts';

@@ -6,7 +6,7 @@ import { RunJournal } from '../records/journal.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { FsRecordIndex } from '../records/fs-record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
