@@ -12,7 +12,7 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
-import { exportCar } from '../netlock/car.ts';
+import { exportCar } from '../netlock/export-car.ts';
 import { buildNetlockFile, readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
