@@ -1,8 +1,6 @@
 /**
- * A netlock as one CARv1 file (design §4): the netlock root, its index pages, every record and every body
- * block, so one file carries a build's whole network into an air-gapped machine or a Cartesi Machine image.
- * The file is an ordinary CARv1 (https://ipld.io/specs/transport/car/carv1/) whose only root is the netlock
- * root: Kubo's `ipfs dag import` reads it, and `importCar` reads what Kubo's `ipfs dag export ROOT` writes.
+ * Import of a netlock CAR (design §4), staged and verified before anything reaches the target store; the
+ * CAR may come from `exportCar` or from Kubo's `ipfs dag export ROOT`.
  */
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';

@@ -59,7 +59,10 @@ export class RecordLog {
   async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);
     // One handle, opened once even when appends race: concurrent appends of whole lines do not interleave.
-    this.#file ??= openForAppend(this.path);
+    this.#file ??= openForAppend(this.path).catch((cause: unknown) => {
+      this.#file = undefined; // the next append tries again
+      throw cause;
+    });
     const file = await this.#file;
     await file.appendFile(toLine(key, signed));
     await this.#sync(file);
@@ -69,8 +72,9 @@ export class RecordLog {
   async close(): Promise<void> {
     const file = this.#file;
     this.#file = undefined;
-    if (file === undefined) return;
-    const handle = await file;
+    // A handle that failed to open has nothing to close (its append reported why).
+    const handle = await file?.catch(() => undefined);
+    if (handle === undefined) return;
     await this.#runningSync?.catch(() => {});
     await this.#nextSync?.catch(() => {});
     await handle.close();

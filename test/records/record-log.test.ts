@@ -1,4 +1,4 @@
-import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -121,5 +121,17 @@ describe('RunJournal', () => {
     expect(bad).toEqual([2]);
     await journal.remove();
     expect(await new RunJournal(netlock).recover()).toEqual({ entries: [], bad: [] });
+  });
+});
+
+describe('RecordLog when the file cannot be opened', () => {
+  it('fails the append, closes cleanly, and opens on a later append once it can', async () => {
+    const log = new RecordLog(join(dir.path, 'later', 'log.jsonl'));
+    await expect(log.append(KEY, signed)).rejects.toMatchObject({ code: 'ENOENT' });
+    await log.close();
+    await mkdir(join(dir.path, 'later'));
+    await log.append(KEY, signed);
+    await log.close();
+    expect((await log.read()).entries).toHaveLength(1);
   });
 });
