@@ -2,7 +2,7 @@ import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { ListenAddress } from '../io/listen.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
 /** What both modes share. */

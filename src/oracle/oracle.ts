@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { exportCar } from '../netlock/car.ts';
+import { exportCar } from '../netlock/export-car.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../io/listen.ts';

@@ -13,9 +13,9 @@ import { resolve } from '../protocol/resolve.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
-import type { FsRecordIndex } from '../records/record-index.ts';
+import type { RecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { DigestWorker } from './digest-worker.ts';
@@ -27,7 +27,7 @@ const PARTIAL_REQUEST_HEADERS = new Set(['range', 'if-range', 'if-none-match', '
 
 export interface RecorderInit {
   store: BlockStore;
-  index: FsRecordIndex;
+  index: RecordIndex;
   signer: Signer;
   fetcher: Fetcher;
   run: RunSet;
