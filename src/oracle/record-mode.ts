@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
@@ -135,7 +135,7 @@ export class RecordMode implements ExchangeHandler {
       await this.#fetchAndRecord(ex, exact);
     } catch (err) {
       stats.errors++;
-      const status = err instanceof UpstreamError || err instanceof TruncatedBodyError ? 502 : err instanceof OracleError ? 502 : 500;
+      const status = err instanceof UpstreamTimeoutError ? 504 : err instanceof UpstreamError || err instanceof TruncatedBodyError ? 502 : err instanceof OracleError ? 502 : 500;
       logger.error('%s %s: %s', ex.key.method, ex.key.url, (err as Error).message);
       sendError(res, status, err as Error);
     } finally {
@@ -259,7 +259,7 @@ export class RecordMode implements ExchangeHandler {
           await this.#serveEntry(ex, previous);
           return;
         }
-        if (this.#init.recordUpstreamFailures === false) throw err; // a 502 to the client, nothing recorded
+        if (this.#init.recordUpstreamFailures === false || err instanceof UpstreamTimeoutError) throw err; // a 502 (504) to the client, nothing recorded
         const failure = await this.#failureRecord(ex, err);
         const entry = await this.#commit(ex, failure, undefined);
         resolve(entry);
