@@ -23,6 +23,7 @@ import { RunSet } from '../oracle/run-set.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 import { createBlockStore } from '../store/index.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
+import { FRONT_HELP, FRONT_OPTIONS, frontInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from '../config/front-flags.ts';
 
 const DEFAULT_LISTEN = '127.0.0.1:8899';
 
@@ -73,7 +74,7 @@ Options:
   --refresh              fetch every recorded request again once in this run; an answer that changed is kept
                          as a new version beside the old one and reported (upstream mutation)
   --report FILE          on shutdown write the upstream mutations seen and the stats as JSON
-  -h, --help             show this help
+${FRONT_HELP}${UPSTREAM_HELP}  -h, --help             show this help
 `,
   replay: `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...
 
@@ -91,7 +92,7 @@ Options:
   --ipfs URL             read blocks from Kubo (the data directory's store first)
   --admin HOST:PORT      serve the admin API
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
-  -h, --help             show this help
+${FRONT_HELP}  -h, --help             show this help
 `,
   env: `Usage: fetch-oracle env [--listen HOST:PORT] [--data DIR] [--no-proxy LIST]
 
@@ -181,6 +182,8 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     refresh: { type: 'boolean' },
     'variant-header': { type: 'string', multiple: true },
     ipfs: { type: 'string' },
+    ...FRONT_OPTIONS,
+    ...(command === 'record' ? UPSTREAM_OPTIONS : {}),
   });
   if (values['help'] === true) {
     process.stdout.write(HELP[command]!);
@@ -205,6 +208,7 @@ async function runProxy(command: 'record' | 'replay', args: string[]): Promise<n
     ...(values['refresh'] === true ? { refresh: true } : {}),
     ...variantRulesOf(strs(values['variant-header'])),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
+    ...frontInitFromFlags(values, process.env),
   };
   if (command === 'replay' && values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');

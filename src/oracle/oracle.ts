@@ -12,6 +12,9 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
+import type { ProxyLimits } from '../proxy/limits.ts';
+import { isLoopbackHost, ProxyGate, validateExposure } from '../config/exposure.ts';
+import type { Exposure, OwnAddress } from '../config/exposure.ts';
 import { exportCar } from '../netlock/car.ts';
 import { buildNetlockFile, readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
@@ -70,6 +73,12 @@ export interface OracleInit {
   upstreamProxy?: ProxyAddress;
   /** Record mode: record answer-less upstream failures as 502 records (off in enclave mode). @default true */
   recordUpstreamFailures?: boolean;
+  /** The proxy front's header and idle timeouts and connection cap. @default see src/proxy/limits.ts */
+  limits?: ProxyLimits;
+  /** Record mode: longest wait for an origin's connection, head, or next body bytes. @default 60 s */
+  upstreamTimeoutMs?: number;
+  /** Off-loopback listening and proxy credentials (src/config/exposure.ts). @default loopback only, no credentials */
+  exposure?: Exposure;
   logger?: Logger;
 }
 
@@ -88,6 +97,7 @@ export class Oracle {
 
   constructor(init: OracleInit) {
     if (init.mode === 'replay' && init.netlockPath === undefined) throw new InvalidConfigError('Replay mode needs a netlock (--netlock FILE)');
+    validateExposure(init.listen, init.exposure);
     this.init = init;
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
@@ -121,6 +131,7 @@ export class Oracle {
   async start(): Promise<void> {
     const { init, logger } = this;
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
+    const gate = new ProxyGate({ ...(init.exposure?.proxyAuth === undefined ? {} : { proxyAuth: init.exposure.proxyAuth }), self: () => this.#ownAddresses() });
     let handler;
     if (init.mode === 'record') {
       const path = (this.#recordPath = await RecordPath.open({
@@ -133,6 +144,7 @@ export class Oracle {
         ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
         ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
         ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
+        upstreamPolicy: { ...(init.upstreamTimeoutMs === undefined ? {} : { timeoutMs: init.upstreamTimeoutMs }), refuse: (address, port) => gate.refusePeer(address, port) },
         stats: this.stats,
         logger,
       }));
@@ -159,8 +171,9 @@ export class Oracle {
       handler = this.#replay;
       logger.info('replaying netlock %s (%d entries)', root.toString(), rootValue.count);
     }
-    this.#proxy = new ProxyServer({ handler, certs: this.#ca, logger: logger.child('proxy') });
+    this.#proxy = new ProxyServer({ handler, certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
     await this.#proxy.listen(init.listen);
+    if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
       this.#admin = await AdminServer.start(init.admin, {
         stats: () => ({ ...this.stats }),
@@ -180,6 +193,16 @@ export class Oracle {
 
   adminAddress(): ListenAddress | undefined {
     return this.#admin?.address();
+  }
+
+  /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */
+  #ownAddresses(): OwnAddress[] {
+    const out: OwnAddress[] = [];
+    const proxy = 'path' in this.init.listen ? undefined : this.#proxy?.address();
+    if (proxy !== undefined && typeof proxy.port === 'number') out.push({ ...proxy, role: 'proxy' });
+    const admin = this.#admin?.address();
+    if (admin !== undefined) out.push({ ...admin, role: 'admin' });
+    return out;
   }
 
   async #recordsForUrl(url: string): Promise<object[]> {
