@@ -34,7 +34,7 @@ export interface ProxyLimits {
   headerTimeoutMs?: number;
   /** Close a connection on which no byte moves for this long (unless a request on it waits for the origin). @default 60 s */
   idleTimeoutMs?: number;
-  /** Most client connections at once; more are refused with 503. @default from the open-file limit (480 for 1,024) */
+  /** Most client connections at once; more are refused with 503. @default from the open-file limit ((limit − 128) / 2: 448 for 1,024) */
   maxConnections?: number;
 }
 
