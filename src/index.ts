@@ -55,6 +55,7 @@ export {
   BlockMissingError,
   DeviceError,
   DigestMismatchError,
+  ForbiddenTargetError,
   ERROR_CODES,
   errorFromCode,
   InternalError,
@@ -67,12 +68,14 @@ export {
   NotAttestedError,
   NsmError,
   OracleError,
+  OverloadedError,
   ReplayMissError,
   StoreError,
   TruncatedBodyError,
   UnauthorizedError,
   UntrustedKeyError,
   UpstreamError,
+  UpstreamTimeoutError,
 } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 

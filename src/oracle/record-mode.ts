@@ -6,6 +6,7 @@ import { normaliseUrl } from '../protocol/request-key.ts';
 import { buildNetlockFile } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { RecordHandler } from '../proxy/record-handler.ts';
+import type { ProxyGate } from '../config/exposure.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import type { RecordInit } from './config.ts';
@@ -34,7 +35,7 @@ export class RecordMode implements OracleMode {
   }
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
-  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger): Promise<RecordMode> {
+  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<RecordMode> {
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -45,6 +46,8 @@ export class RecordMode implements OracleMode {
       ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
       ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
       ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
+      // Upstream connections never reach this oracle's own ports (a DNS name may resolve to them).
+      upstreamPolicy: { ...(init.upstreamTimeoutMs === undefined ? {} : { timeoutMs: init.upstreamTimeoutMs }), refuse: (address, port) => gate.refusePeer(address, port) },
       stats,
       logger,
     });

@@ -1,4 +1,4 @@
-import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -333,7 +333,8 @@ export class Recorder implements ExchangeRecorder {
       this.#init.logger.warn('%s; keeping the recorded answer %s', err.message, previous.signed.record.toString());
       return previous;
     }
-    if (this.#init.recordUpstreamFailures === false) throw err; // a 502 to the client, nothing recorded
+    // A timeout says nothing lasting about the origin (it may be slow now): answered, never recorded.
+    if (this.#init.recordUpstreamFailures === false || err instanceof UpstreamTimeoutError) throw err; // a 502 (504) to the client, nothing recorded
     const bytes = new TextEncoder().encode(`${err.message}\n`);
     const digest = this.#init.digests.begin();
     await digest.update(bytes);
