@@ -100,7 +100,7 @@ export class UpstreamError extends OracleError {
   /** The low-level reason (ECONNREFUSED, ENOTFOUND, a certificate error code…), for records and headers. */
   readonly reason: string;
 
-  constructor(message: string, options?: { cause?: unknown; reason?: string }, code: ErrorCode = 'ORACLE_ERR_UPSTREAM') {
+  constructor(message: string, options?: { cause?: unknown; reason?: string }, code: 'ORACLE_ERR_UPSTREAM' | 'ORACLE_ERR_UPSTREAM_TIMEOUT' = 'ORACLE_ERR_UPSTREAM') {
     super(code, message, options);
     this.name = 'UpstreamError';
     this.reason = options?.reason ?? 'UNKNOWN';

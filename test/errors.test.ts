@@ -121,14 +121,16 @@ describe('error codes', () => {
   });
 
   it("each code has its own subclass in src/errors.ts: super('ORACLE_ERR_…') nowhere else, once per code", () => {
-    const supers = occurrences(/super\(\s*['"`](ORACLE_ERR_[A-Z0-9_]+)['"`]/g);
+    // A code literal among a super() call's arguments (UpstreamTimeoutError hands its code to UpstreamError's).
+    const supers = occurrences(/super\([^;)]*?['"`](ORACLE_ERR_[A-Z0-9_]+)['"`]/g);
     expect(supers.filter(({ at }) => !at.startsWith('src/errors.ts:')).map(({ at, match }) => `${at}: ${match[0]}`)).toEqual([]);
     const perCode = new Map<string, number>();
     for (const { match } of supers) perCode.set(match[1]!, (perCode.get(match[1]!) ?? 0) + 1);
     for (const code of ERROR_CODES) {
       // The attestation codes share AttestationError, whose constructor takes the code.
       if (code.startsWith('ORACLE_ERR_ATTESTATION_')) continue;
-      expect(perCode.get(code), code).toBe(1);
+      // UpstreamError's own code is its constructor's default parameter, not a super() literal.
+      expect(perCode.get(code) ?? (code === 'ORACLE_ERR_UPSTREAM' ? 1 : 0), code).toBe(1);
     }
     expect([...perCode.keys()].filter((c) => !registered.has(c))).toEqual([]);
   });
