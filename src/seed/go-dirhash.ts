@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { listZip, readZipEntry } from './zip-reader.ts';
+import { readZipFiles } from './zip-reader.ts';
 import type { RangeReader } from './zip-reader.ts';
 
 /**
@@ -22,14 +22,16 @@ export function goModHash(bytes: Uint8Array): string {
   return hash1([{ name: 'go.mod', sha256hex: createHash('sha256').update(bytes).digest('hex') }]);
 }
 
-/** The go.sum `h1:` hash of a module zip, streamed entry by entry from `reader`. */
+/**
+ * The go.sum `h1:` hash of a module zip (dirhash.HashZip: every entry of the zip, directories included),
+ * streamed entry by entry from `reader`. A zip that cannot be read throws InvalidArchiveError.
+ */
 export async function goZipHash(reader: RangeReader): Promise<string> {
-  const entries = await listZip(reader);
   const files: Array<{ name: string; sha256hex: string }> = [];
-  for (const e of entries) {
+  for await (const file of readZipFiles(reader)) {
     const h = createHash('sha256');
-    for await (const chunk of readZipEntry(reader, e)) h.update(chunk);
-    files.push({ name: e.name, sha256hex: h.digest('hex') });
+    for await (const chunk of file.content) h.update(chunk);
+    files.push({ name: file.name, sha256hex: h.digest('hex') });
   }
   return hash1(files);
 }
