@@ -4,6 +4,9 @@
  * Format and checklist: docs/nitro.md (shared). In short, a document is a COSE_Sign1
  * `[protected, unprotected, payload, signature]` (untagged, or CBOR tag 18), signed with ES384 by a 3-hour
  * leaf certificate that chains, through `cabundle` (root-first), to the pinned AWS Nitro root G1.
+ * CBOR is cborg's and certificates are @peculiar/x509's; only the four-item COSE_Sign1 envelope is taken
+ * apart here, because docs/nitro.md's checklist bounds and types every field and a COSE library would add a
+ * dependency for one fixed algorithm (ES384) without doing those checks.
  */
 import 'reflect-metadata';
 import { X509Certificate as NodeX509Certificate, createHash, verify as cryptoVerify } from 'node:crypto';

@@ -6,6 +6,7 @@ import type { RangeReader } from './zip-reader.ts';
  * Go's `h1:` hash (golang.org/x/mod/sumdb/dirhash Hash1): sha256 over the lines `"<sha256 hex>  <name>\n"`
  * of every file, names sorted bytewise; `h1:` + base64. For a module zip the names are the zip's (each under
  * `MODULE@VERSION/`, as dirhash.HashZip passes them); for a go.mod line the one name is `go.mod`.
+ * Written here: no npm package implements dirhash (the zip itself is read by yauzl, zip-reader.ts).
  */
 export function hash1(files: ReadonlyArray<{ name: string; sha256hex: string }>): string {
   const sorted = [...files].sort((a, b) => (Buffer.compare(Buffer.from(a.name), Buffer.from(b.name))));
