@@ -1,17 +1,16 @@
 import * as dagPb from '@ipld/dag-pb';
 import { UnixFS } from 'ipfs-unixfs';
-import { importer } from 'ipfs-unixfs-importer';
-import type { ImporterOptions } from 'ipfs-unixfs-importer';
-import { fixedSize } from 'ipfs-unixfs-importer/chunker';
-import { balanced } from 'ipfs-unixfs-importer/layout';
-import type { CID } from 'multiformats/cid';
+import { CID } from 'multiformats/cid';
+import * as raw from 'multiformats/codecs/raw';
+import { create as createDigest } from 'multiformats/hashes/digest';
+import { sha256 } from 'multiformats/hashes/sha2';
 import { BlockCorruptError, throwIfAborted } from '../errors.ts';
 import { DAG_PB_CODE, RAW_CODE } from './blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
 
 /** IPIP-499 `unixfs-v1-2025`: fixed 1 MiB chunks. */
 export const CHUNK_BYTES = 1024 * 1024;
-/** Leaf writes `importBody` keeps under way at once (the importer's `blockWriteConcurrency`). */
+/** Leaf writes `importBody` keeps under way at once. */
 export const LEAF_WRITES_IN_FLIGHT = 10;
 /** IPIP-499 `unixfs-v1-2025`: at most 1024 links per node. */
 export const MAX_LINKS_PER_NODE = 1024;
@@ -29,73 +28,139 @@ export interface DagShape {
 
 const PROFILE_SHAPE: DagShape = { chunkBytes: CHUNK_BYTES, maxLinks: MAX_LINKS_PER_NODE };
 
-/**
- * ipfs-unixfs-importer set to the IPIP-499 `unixfs-v1-2025` profile with no option left to a library
- * default, so a new importer release cannot change a CID unnoticed. The hash is not an option: the
- * importer hashes every block with sha2-256 (its `persist`), the profile's hash.
- */
-export function importerOptions(shape: DagShape = PROFILE_SHAPE): ImporterOptions {
-  return {
-    profile: 'unixfs-v1-2025', // IPIP-499; the options below spell out what it implies
-    cidVersion: 1, // CIDv1 for every block
-    rawLeaves: true, // leaves are raw blocks (codec 0x55), not dag-pb nodes
-    leafType: 'file', // the UnixFS type of a wrapped leaf: unused with rawLeaves, set all the same
-    reduceSingleLeafToSelf: true, // a body of one chunk is that raw leaf, no dag-pb root (as Kubo)
-    chunker: fixedSize({ chunkSize: shape.chunkBytes }), // fixed 1 MiB chunks
-    layout: balanced({ maxChildrenPerNode: shape.maxLinks }), // balanced DAG, at most 1024 links per node
-    fieldOrder: 'links-first', // dag-pb's canonical field order (Links, then Data), as Kubo writes it
-    blockWriteConcurrency: LEAF_WRITES_IN_FLIGHT, // leaves hashed and written in batches of this many
-    fileImportConcurrency: 1, // one file per import
-    wrapWithDirectory: false, // the root is the file itself
-    // Directory sharding (HAMT): no directory is ever built here; the profile's values all the same.
-    shardSplitThresholdBytes: 262_144,
-    shardSplitStrategy: 'block-bytes',
-    shardFanoutBits: 8,
-  };
+/** A stored leaf: a raw block of at most CHUNK_BYTES bytes of the file, in file order. */
+export interface StoredLeaf {
+  cid: CID;
+  size: number;
+}
+
+/** The raw-leaf CID of `bytes` given their sha2-256 digest (computed wherever is cheapest). */
+export function rawLeafCid(sha256Digest: Uint8Array): CID {
+  return CID.createV1(raw.code, createDigest(sha256.code, sha256Digest));
+}
+
+/** A node of the tree under construction: its CID, the file bytes under it, and its cumulative DAG size. */
+interface Subtree {
+  cid: CID;
+  fileSize: number;
+  dagSize: number;
 }
 
 /**
- * Imports a byte stream as a UnixFS file with ipfs-unixfs-importer (`importerOptions()`) and writes its
- * blocks to `sink` as they are built, so memory stays flat (at most LEAF_WRITES_IN_FLIGHT chunks). The root
- * CID is known only when the stream ends; a stream or a write that fails leaves only unreferenced blocks
- * behind, never a root. The pieces of `source` must not be reused once yielded: a chunk that lies within
- * one piece is written as a view of it.
+ * Builds the UnixFS file DAG of the `unixfs-v1-2025` profile (CIDv1, raw leaves, balanced, at most 1024
+ * links per node, a one-leaf file is the leaf itself) over leaves that are already stored, writing each
+ * internal node to `sink` as soon as it is complete; memory holds at most 1023 entries per level.
  *
- * This replaced a hand-written builder kept first for hashing leaves on worker threads (dropped) and then
- * for its sliding window of 10 leaf writes. bench/unixfs-import.ts (which keeps that builder) did not show
- * the window to matter, on a 2-core machine under other load (best of 3 per run, FsBlockStore on disk):
- * 1 GiB in 4.25 / 13.95 / 9.84 s with the importer against 4.89 / 10.59 / 8.48 s by hand, the order
- * flipping between runs and each builder's own runs spreading 2–3×; CPU about 10% higher (4.7–5.1 s
- * against 4.0–4.6 s). Bodies of 4 KiB: the importer 291 bodies/s (CPU 3.8 s for 3000) against 264 (CPU
- * 6.0 s), the old builder zero-filling a 1 MiB chunk per body.
- * test/interop/kubo-cid.test.ts proves the CIDs equal to Kubo's.
+ * Written here rather than taken from ipfs-unixfs-importer for importBody's sliding window of leaf writes
+ * (measured there). The node encoding is the library's own (ipfs-unixfs + @ipld/dag-pb);
+ * test/interop/kubo-cid.test.ts proves the CIDs equal to Kubo's and test/protocol/unixfs.test.ts to
+ * ipfs-unixfs-importer's (every option explicit: test/protocol/importer-options.ts), up to five levels deep.
+ */
+export async function buildFileDag(
+  leaves: AsyncIterable<StoredLeaf> | Iterable<StoredLeaf>,
+  sink: BlockSink,
+  options: AbortOptions & { shape?: DagShape } = {},
+): Promise<ImportedBody> {
+  const { maxLinks } = options.shape ?? PROFILE_SHAPE;
+  // levels[k] holds the finished subtrees of height k not yet linked by a parent.
+  const levels: Subtree[][] = [[]];
+  const link = async (height: number): Promise<void> => {
+    const children = levels[height]!;
+    levels[height] = [];
+    const parent = await storeNode(children, sink, options);
+    (levels[height + 1] ??= []).push(parent);
+    if (levels[height + 1]!.length === maxLinks) await link(height + 1);
+  };
+  let count = 0;
+  let total = 0;
+  for await (const leaf of leaves) {
+    throwIfAborted(options.signal);
+    count++;
+    total += leaf.size;
+    levels[0]!.push({ cid: leaf.cid, fileSize: leaf.size, dagSize: leaf.size });
+    if (levels[0]!.length === maxLinks) await link(0);
+  }
+  if (count === 0) throw new Error('buildFileDag needs at least one leaf (an empty file is one empty leaf)');
+  // As ipfs-unixfs-importer's balanced layout: each level's remainder gets a parent, until a level that
+  // never filled up holds exactly one subtree, the root. A one-leaf file is that leaf.
+  for (let height = 0; ; height++) {
+    const higher = levels.slice(height + 1).some((l) => l.length > 0);
+    const here = levels[height]!;
+    if (!higher && here.length === 1) return { cid: here[0]!.cid, size: total };
+    if (here.length > 0) await link(height);
+  }
+}
+
+async function storeNode(children: readonly Subtree[], sink: BlockSink, options: AbortOptions): Promise<Subtree> {
+  const unixfs = new UnixFS({ type: 'file' });
+  const links: dagPb.PBLink[] = [];
+  for (const child of children) {
+    // An empty raw leaf carries nothing: the importer leaves it out of its parent, and so do we.
+    if (child.fileSize === 0) continue;
+    unixfs.addBlockSize(BigInt(child.fileSize));
+    links.push({ Name: '', Tsize: child.dagSize, Hash: child.cid });
+  }
+  const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: links }));
+  const cid = CID.createV1(DAG_PB_CODE, await sha256.digest(bytes));
+  await sink.put(cid, bytes, options);
+  return { cid, fileSize: Number(unixfs.fileSize()), dagSize: bytes.byteLength + links.reduce((sum, l) => sum + (l.Tsize ?? 0), 0) };
+}
+
+/**
+ * Imports a byte stream as a UnixFS file and writes its blocks to `sink` as they are built (so memory
+ * stays flat: one chunk being filled, at most LEAF_WRITES_IN_FLIGHT being written). The root CID is known
+ * only when the stream ends; a stream that throws leaves only unreferenced blocks behind, never a root.
+ *
+ * Kept instead of ipfs-unixfs-importer because of its sliding window: the importer hashes and writes
+ * leaves in batches of `blockWriteConcurrency` and reads nothing from the source meanwhile, which on the
+ * record path pauses the upstream socket. Issue #11, on 2 shared cores under other load: recording a 1 GiB
+ * body through the proxy (bench/core.ts, three alternating pairs) took 8.3–10.3 s with this builder and
+ * 18.8–28.0 s with the importer set as in test/protocol/importer-options.ts; 4 KiB records were a wash
+ * (175–231 against 180–258 req/s). From an in-memory source (bench/unixfs-import.ts) the two are within
+ * noise on 1 GiB (best of 3 into FsBlockStore: 4.9 / 10.6 / 8.5 s against 4.3 / 14.0 / 9.8 s), and the
+ * importer is faster on 4 KiB bodies (291 against 264 bodies/s; CPU 3.8 against 6.0 s for 3000), this
+ * builder allocating a whole chunk per body.
  */
 export async function importBody(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   sink: BlockSink,
   options: AbortOptions & { shape?: DagShape } = {},
 ): Promise<ImportedBody> {
-  const { signal } = options;
-  throwIfAborted(signal);
-  const putOptions = signal === undefined ? {} : { signal };
-  let size = 0;
-  const content = async function* (): AsyncGenerator<Uint8Array> {
+  throwIfAborted(options.signal);
+  const { chunkBytes } = options.shape ?? PROFILE_SHAPE;
+  // Leaf writes overlap (one write at a time leaves the store's latency on the critical path); leaves
+  // still reach the DAG builder in order, and at most LEAF_WRITES_IN_FLIGHT are held.
+  const writes: Promise<StoredLeaf>[] = [];
+  const store = async (bytes: Uint8Array): Promise<void> => {
+    const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
+    const write = sink.put(cid, bytes, options).then(() => ({ cid, size: bytes.byteLength }));
+    write.catch(() => undefined); // reported in order, when its turn comes
+    writes.push(write);
+  };
+  const chunked = async function* (): AsyncGenerator<StoredLeaf> {
+    let chunk = new Uint8Array(chunkBytes);
+    let filled = 0;
+    let leaves = 0;
     for await (const piece of source) {
-      throwIfAborted(signal);
-      size += piece.byteLength;
-      yield piece;
+      for (let offset = 0; offset < piece.byteLength; ) {
+        const n = Math.min(piece.byteLength - offset, chunkBytes - filled);
+        chunk.set(piece.subarray(offset, offset + n), filled);
+        filled += n;
+        offset += n;
+        if (filled === chunkBytes) {
+          leaves++;
+          await store(chunk);
+          if (writes.length >= LEAF_WRITES_IN_FLIGHT) yield await writes.shift()!;
+          chunk = new Uint8Array(chunkBytes);
+          filled = 0;
+        }
+      }
     }
+    // The remainder, or the one empty leaf of an empty file.
+    if (filled > 0 || leaves === 0) await store(chunk.subarray(0, filled));
+    while (writes.length > 0) yield await writes.shift()!;
   };
-  const blockstore = {
-    put: async (cid: CID, bytes: Uint8Array): Promise<CID> => {
-      await sink.put(cid, bytes, putOptions);
-      return cid;
-    },
-  };
-  let root: CID | undefined;
-  for await (const entry of importer([{ content: content() }], blockstore, importerOptions(options.shape))) root = entry.cid;
-  if (root === undefined) throw new Error('ipfs-unixfs-importer gave no root for a file');
-  return { cid: root, size };
+  return buildFileDag(chunked(), sink, options);
 }
 
 export interface ReadRange {

@@ -5,8 +5,9 @@ import { fixedSize } from 'ipfs-unixfs-importer/chunker';
 import { balanced } from 'ipfs-unixfs-importer/layout';
 import type { CID } from 'multiformats/cid';
 import { verifyingSource } from '../../src/protocol/blocks.ts';
-import { CHUNK_BYTES, importBody, importerOptions, readBody } from '../../src/protocol/unixfs.ts';
+import { CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
+import { importerOptions } from './importer-options.ts';
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -33,10 +34,9 @@ describe('importBody', () => {
   });
 });
 
-describe('importBody with narrow shapes against ipfs-unixfs-importer left to its defaults', () => {
+describe('importBody and buildFileDag against ipfs-unixfs-importer', () => {
   // Narrow shapes give trees up to five levels deep from a few KiB, so every remainder case of the balanced
-  // layout (a full level, one leftover leaf, a leftover subtree) is built; importBody's explicit options
-  // must give what the library gives when told only the shape, whatever the piece boundaries.
+  // layout (a full level, one leftover leaf, a leftover subtree) is compared with the library's.
   const cases: [chunkBytes: number, maxLinks: number, sizes: number[]][] = [
     [16, 3, [0, 1, 15, 16, 17, 47, 48, 49, 143, 144, 145, 432, 433, 1296, 1297, 3000]],
     [7, 2, [0, 6, 7, 8, 14, 15, 28, 29, 56, 57, 112, 113, 500]],
@@ -49,8 +49,7 @@ describe('importBody with narrow shapes against ipfs-unixfs-importer left to its
         const reference = new MemoryBlockStore();
         const blockstore = { put: async (c: CID, b: Uint8Array) => (await reference.put(c, b), c) };
         let expected: CID | undefined;
-        const options = { chunker: fixedSize({ chunkSize: chunkBytes }), layout: balanced({ maxChildrenPerNode: maxLinks }) } as const;
-        for await (const e of importer([{ content: [data] }], blockstore, options)) expected = e.cid;
+        for await (const e of importer([{ content: [data] }], blockstore, importerOptions({ chunkBytes, maxLinks }))) expected = e.cid;
         const ours = new MemoryBlockStore();
         // Uneven pieces: chunk boundaries must not depend on how the stream arrives.
         const pieces = [data.subarray(0, size / 3), data.subarray(size / 3, size / 2), data.subarray(size / 2)];
@@ -61,12 +60,6 @@ describe('importBody with narrow shapes against ipfs-unixfs-importer left to its
       }
     });
   }
-
-  it('sets every importer option explicitly, to the unixfs-v1-2025 profile', () => {
-    const o = importerOptions();
-    expect(o).toMatchObject({ profile: 'unixfs-v1-2025', cidVersion: 1, rawLeaves: true, reduceSingleLeafToSelf: true, fieldOrder: 'links-first', wrapWithDirectory: false, blockWriteConcurrency: 10, fileImportConcurrency: 1 });
-    for (const key of ['leafType', 'chunker', 'layout', 'shardSplitThresholdBytes', 'shardSplitStrategy', 'shardFanoutBits']) expect(o, key).toHaveProperty(key);
-  });
 });
 
 describe('importBody with overlapping leaf writes', () => {
