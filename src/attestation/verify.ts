@@ -6,6 +6,9 @@
  * leaf certificate that chains, through `cabundle` (root-first), to the pinned AWS Nitro root G1. The parts:
  * cbor.ts (decoding, truncation), cose.ts (envelope, signature), payload.ts (fields), chain.ts
  * (certificates), policy.ts (options, debug mode, PCRs, freshness), input.ts (file forms, JSON view).
+ * CBOR is cborg's and certificates are @peculiar/x509's; only the four-item COSE_Sign1 envelope is taken
+ * apart here (cose.ts), because docs/nitro.md's checklist bounds and types every field and a COSE library would
+ * add a dependency for one fixed algorithm (ES384) without doing those checks.
  */
 import { verifyChain } from './chain.ts';
 import { decodeCoseSign1, verifyCoseSignature } from './cose.ts';

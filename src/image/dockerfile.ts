@@ -24,7 +24,10 @@ export function dockerfileCandidates(buildahArgs: readonly string[], context: st
   return [join(context, 'Containerfile'), join(context, 'Dockerfile')];
 }
 
-/** Names declared with `ARG NAME` or `ARG NAME=default` (any stage), read best-effort: [] if unreadable. */
+/**
+ * Names declared with `ARG NAME` or `ARG NAME=default` (any stage), read best-effort: [] if unreadable.
+ * Read by hand: one instruction, and a miss only means a build argument is not filled in.
+ */
 export async function declaredArgs(candidates: readonly string[]): Promise<Set<string>> {
   for (const file of candidates) {
     const text = await readFile(file, 'utf8').catch(() => undefined);

@@ -51,11 +51,10 @@ interface Subtree {
  * links per node, a one-leaf file is the leaf itself) over leaves that are already stored, writing each
  * internal node to `sink` as soon as it is complete; memory holds at most 1023 entries per level.
  *
- * Written here rather than taken from ipfs-unixfs-importer because the importer hashes every leaf itself,
- * on the calling thread, from a stream it chunks itself: the record path hashes leaves on worker threads
- * together with the whole-body digests and must hand over leaves it has already hashed. The node encoding is
- * the library's own (ipfs-unixfs + @ipld/dag-pb); test/interop/kubo-cid.test.ts proves the CIDs equal to
- * Kubo's and test/protocol/unixfs.test.ts to ipfs-unixfs-importer's, up to five levels deep.
+ * Written here rather than taken from ipfs-unixfs-importer for importBody's sliding window of leaf writes
+ * (measured there). The node encoding is the library's own (ipfs-unixfs + @ipld/dag-pb);
+ * test/interop/kubo-cid.test.ts proves the CIDs equal to Kubo's and test/protocol/unixfs.test.ts to
+ * ipfs-unixfs-importer's (every option explicit: test/protocol/importer-options.ts), up to five levels deep.
  */
 export async function buildFileDag(
   leaves: AsyncIterable<StoredLeaf> | Iterable<StoredLeaf>,
@@ -109,8 +108,18 @@ async function storeNode(children: readonly Subtree[], sink: BlockSink, options:
 
 /**
  * Imports a byte stream as a UnixFS file and writes its blocks to `sink` as they are built (so memory
- * stays flat: one chunk being filled). The root CID is known only when the stream ends; a stream that
- * throws leaves only unreferenced blocks behind, never a root.
+ * stays flat: one chunk being filled, at most LEAF_WRITES_IN_FLIGHT being written). The root CID is known
+ * only when the stream ends; a stream that throws leaves only unreferenced blocks behind, never a root.
+ *
+ * Kept instead of ipfs-unixfs-importer because of its sliding window: the importer hashes and writes
+ * leaves in batches of `blockWriteConcurrency` and reads nothing from the source meanwhile, which on the
+ * record path pauses the upstream socket. Issue #11, on 2 shared cores under other load: recording a 1 GiB
+ * body through the proxy (bench/core.ts, three alternating pairs) took 8.3–10.3 s with this builder and
+ * 18.8–28.0 s with the importer set as in test/protocol/importer-options.ts; 4 KiB records were a wash
+ * (175–231 against 180–258 req/s). From an in-memory source (bench/unixfs-import.ts) the two are within
+ * noise on 1 GiB (best of 3 into FsBlockStore: 4.9 / 10.6 / 8.5 s against 4.3 / 14.0 / 9.8 s), and the
+ * importer is faster on 4 KiB bodies (291 against 264 bodies/s; CPU 3.8 against 6.0 s for 3000), this
+ * builder allocating a whole chunk per body.
  */
 export async function importBody(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,

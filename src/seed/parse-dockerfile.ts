@@ -8,6 +8,8 @@ import type { SeedEntry, SeedPlan, SeedWarning } from './types.ts';
  * A Dockerfile's `ADD [--checksum=sha256:HEX] URL… DEST` instructions (shell and JSON forms, `\` continuations,
  * `${ARG}` defaults substituted). Only http(s) sources are seeded; git sources and URLs whose build arguments
  * have no default are warned about; an ADD without --checksum is warned about (refused with --strict).
+ * Read by hand: only ADD and ARG matter, with file:line in every warning; a full Dockerfile parser would
+ * be a dependency for two instructions.
  */
 export function parseDockerfile(text: string, file: string): SeedPlan {
   const entries: SeedEntry[] = [];

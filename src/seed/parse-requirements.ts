@@ -25,7 +25,8 @@ function withSlash(url: string): string {
  * joined at `\`), `-i/--index-url`, `--extra-index-url`, `-r` includes, and direct `name @ URL` references.
  * Each pinned requirement becomes a resolver that fetches its project page from every index (recorded with
  * pip's Accept, as pip will ask) and seeds the files whose sha256 is one of the requirement's hashes, plus
- * their PEP 658 metadata files when the page advertises them (pip fetches those first).
+ * their PEP 658 metadata files when the page advertises them (pip fetches those first). Read by hand: only
+ * pinned lines and a few of pip's options matter, with file:line in every warning.
  */
 export function parseRequirements(text: string, file: string, options: ParseOptions = {}): SeedPlan {
   const entries: SeedEntry[] = [];

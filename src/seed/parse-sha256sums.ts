@@ -6,7 +6,8 @@ import type { SeedEntry, SeedPlan } from './types.ts';
 
 /**
  * `SHA256SUMS`-style files (`sha256sum`/`sha512sum` output `HEX  NAME` or `HEX *NAME`, and the BSD form
- * `SHA256 (NAME) = HEX`). A NAME that is not a URL is resolved against `baseUrl` (`--base-url`).
+ * `SHA256 (NAME) = HEX`). A NAME that is not a URL is resolved against `baseUrl` (`--base-url`). Read by
+ * hand: two fields a line, too little for a library.
  */
 export function parseSha256Sums(text: string, file: string, baseUrl?: string): SeedPlan {
   const entries: SeedEntry[] = [];

@@ -6,7 +6,8 @@ import type { SeedEntry, SeedPlan, SeedWarning } from './types.ts';
 
 /**
  * A plain URL list: one URL per line, optionally followed by digests (`sha256=HEX`, `sha512=HEX`,
- * `sha256:HEX` or SRI `sha512-BASE64`); `#` starts a comment (at line start or after whitespace).
+ * `sha256:HEX` or SRI `sha512-BASE64`); `#` starts a comment (at line start or after whitespace). Read by
+ * hand: the format is this tool's own.
  */
 export function parseUrlList(text: string, file: string): SeedPlan {
   const entries: SeedEntry[] = [];

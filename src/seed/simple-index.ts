@@ -36,7 +36,11 @@ function metadataOf(value: unknown): IndexFile['metadata'] {
   return undefined;
 }
 
-/** The files of a project page, as pip reads them (JSON when the server answered PEP 691, else HTML anchors). */
+/**
+ * The files of a project page, as pip reads them (JSON when the server answered PEP 691, else HTML anchors).
+ * The HTML is read with a regular expression, not an HTML parser: a PEP 503 page is a generated list of
+ * anchors, and pip itself only collects `<a>` tags from it.
+ */
 export function parseProjectPage(body: string, contentType: string, pageUrl: string): IndexFile[] {
   const out: IndexFile[] = [];
   if (contentType.toLowerCase().startsWith('application/vnd.pypi.simple.v1+json')) {

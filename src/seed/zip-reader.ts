@@ -1,5 +1,7 @@
 import { Readable } from 'node:stream';
-import { createInflateRaw } from 'node:zlib';
+import { crc32 } from 'node:zlib';
+import yauzl from 'yauzl';
+import type { Entry, ZipFile } from 'yauzl';
 import { InvalidArchiveError } from '../errors.ts';
 
 /** Random access to a body: `read(offset, length)` returns exactly those bytes; `stream` streams a range. */
@@ -9,118 +11,129 @@ export interface RangeReader {
   stream(offset: number, length: number): AsyncIterable<Uint8Array>;
 }
 
-export interface ZipEntry {
-  name: string;
-  method: number;
-  compressedSize: number;
-  size: number;
-  /** Offset of the local file header. */
-  localOffset: number;
+/**
+ * Small reads (the end-of-central-directory search, each central directory record, each local header, the
+ * data of a small entry) are served from a few cached windows of WINDOW_BYTES, aligned as the body's 1 MiB
+ * UnixFS leaves: without them every 46-byte record would fetch and verify (hash) a whole leaf again, and
+ * the reads alternate between the directory at the end and the local headers before it.
+ */
+const WINDOW_BYTES = 1024 * 1024;
+const WINDOWS = 4;
+
+/** yauzl's random-access reader over a RangeReader (a body in the block store: nothing is copied to disk). */
+class BodyReader extends yauzl.RandomAccessReader {
+  readonly #body: RangeReader;
+  /** Errors the body itself raised (store, abort): passed through as they are, not as a bad zip. */
+  readonly failures = new WeakSet<object>();
+  /** Most recently used last. */
+  #windows: Array<{ start: number; bytes: Uint8Array }> = [];
+
+  constructor(body: RangeReader) {
+    super();
+    this.#body = body;
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    const source = end - start <= WINDOW_BYTES ? (async function* (bytes: Promise<Uint8Array>) { yield await bytes; })(this.#bytes(start, end - start)) : this.#body.stream(start, end - start);
+    const stream = Readable.from(source, { objectMode: false });
+    stream.on('error', (err) => this.failures.add(err));
+    return stream;
+  }
+
+  override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null) => void): void {
+    this.#bytes(position, length).then(
+      (bytes) => {
+        buffer.set(bytes, offset);
+        callback(null);
+      },
+      (err: Error) => {
+        this.failures.add(err);
+        callback(err);
+      },
+    );
+  }
+
+  async #bytes(position: number, length: number): Promise<Uint8Array> {
+    const i = this.#windows.findIndex((w) => position >= w.start && position + length <= w.start + w.bytes.byteLength);
+    if (i >= 0) {
+      const [w] = this.#windows.splice(i, 1);
+      this.#windows.push(w!);
+      return w!.bytes.subarray(position - w!.start, position - w!.start + length);
+    }
+    if (length > WINDOW_BYTES) return this.#exactly(position, length);
+    const start = Math.floor(position / WINDOW_BYTES) * WINDOW_BYTES;
+    const end = Math.min(this.#body.size, Math.max(start + WINDOW_BYTES, position + length));
+    const bytes = await this.#exactly(start, end - start);
+    this.#windows.push({ start, bytes });
+    if (this.#windows.length > WINDOWS) this.#windows.shift();
+    return bytes.subarray(position - start, position - start + length);
+  }
+
+  async #exactly(position: number, length: number): Promise<Uint8Array> {
+    const bytes = await this.#body.read(position, length);
+    // yauzl checks every offset against the size it was given; a body shorter than it says is the store's fault.
+    if (bytes.byteLength !== length) throw new Error(`body ended at ${position + bytes.byteLength} of ${this.#body.size} bytes`);
+    return bytes;
+  }
 }
 
-/** Largest central directory read into memory (Go caps module zips at 500 MB and their files at 64k). */
-export const MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024 * 1024;
-const EOCD_SIGNATURE = 0x06054b50;
-const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
-const ZIP64_EOCD_SIGNATURE = 0x06064b50;
-const CENTRAL_SIGNATURE = 0x02014b50;
-const LOCAL_SIGNATURE = 0x04034b50;
-
-function bad(why: string): never {
-  throw new InvalidArchiveError(`not a readable zip file: ${why}`);
+/** One file of a zip: its name as stored (UTF-8) and its uncompressed bytes, CRC-32 and size checked. */
+export interface ZipFileEntry {
+  name: string;
+  content: AsyncIterable<Uint8Array>;
 }
 
 /**
- * Lists a zip's entries from its central directory (zip64 included). Written here because the files of a
- * Go module zip must be hashed as they stream out of the block store, without a temporary copy; zip
- * libraries for Node want a file or the whole buffer.
+ * The files of a zip (zip64 included; stored and deflated entries), in central directory order, read with
+ * yauzl from `body` without a temporary copy: a Go module zip is hashed as it streams out of the block
+ * store. Each entry's content must be consumed (or abandoned) before the next is asked for. A zip that
+ * cannot be read — truncated, a corrupt directory, an unknown compression method, sizes or CRC-32 that do
+ * not match — throws InvalidArchiveError; errors of the body itself (a missing block, an abort) pass through.
  */
-export async function listZip(reader: RangeReader): Promise<ZipEntry[]> {
-  const tailLength = Math.min(reader.size, 22 + 65535);
-  if (tailLength < 22) bad('shorter than an end-of-central-directory record');
-  const tail = Buffer.from(await reader.read(reader.size - tailLength, tailLength));
-  let eocd = -1;
-  for (let i = tail.length - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === EOCD_SIGNATURE) {
-      eocd = i;
-      break;
-    }
+export async function* readZipFiles(body: RangeReader): AsyncGenerator<ZipFileEntry> {
+  const reader = new BodyReader(body);
+  const invalid = (err: unknown): unknown =>
+    err instanceof Error && !reader.failures.has(err) && !(err instanceof InvalidArchiveError) ? new InvalidArchiveError(`not a readable zip file: ${err.message}`, { cause: err }) : err;
+  let zip: ZipFile;
+  try {
+    zip = await yauzl.fromRandomAccessReaderPromise(reader, body.size, {
+      autoClose: true, // close the reader after the last entry (a no-op: the body has nothing to close)
+      lazyEntries: true, // one entry at a time, as the caller asks (the Promise API requires it)
+      decodeStrings: false, // names as raw bytes, decoded below as UTF-8 (what Go writes); yauzl would read CP437 and refuse names Go hashes anyway
+      validateEntrySizes: true, // an entry that inflates to another size than its directory says is refused
+      strictFileNames: false, // unused without decodeStrings
+    });
+  } catch (err) {
+    throw invalid(err);
   }
-  if (eocd < 0) bad('no end-of-central-directory record');
-  let count = tail.readUInt16LE(eocd + 10);
-  let cdSize = tail.readUInt32LE(eocd + 12);
-  let cdOffset = tail.readUInt32LE(eocd + 16);
-  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-    const loc = eocd - 20;
-    if (loc < 0 || tail.readUInt32LE(loc) !== ZIP64_LOCATOR_SIGNATURE) bad('zip64 fields without a zip64 locator');
-    const z64 = Buffer.from(await reader.read(Number(tail.readBigUInt64LE(loc + 8)), 56));
-    if (z64.readUInt32LE(0) !== ZIP64_EOCD_SIGNATURE) bad('bad zip64 end-of-central-directory record');
-    count = Number(z64.readBigUInt64LE(32));
-    cdSize = Number(z64.readBigUInt64LE(40));
-    cdOffset = Number(z64.readBigUInt64LE(48));
-  }
-  if (cdSize > MAX_CENTRAL_DIRECTORY_BYTES || cdOffset + cdSize > reader.size) bad(`central directory of ${cdSize} bytes at ${cdOffset} does not fit`);
-  const cd = Buffer.from(await reader.read(cdOffset, cdSize));
-  const entries: ZipEntry[] = [];
-  let p = 0;
-  for (let i = 0; i < count; i++) {
-    if (p + 46 > cd.length || cd.readUInt32LE(p) !== CENTRAL_SIGNATURE) bad(`central directory entry ${i} is malformed`);
-    const method = cd.readUInt16LE(p + 10);
-    let compressedSize = cd.readUInt32LE(p + 20);
-    let size = cd.readUInt32LE(p + 24);
-    const nameLength = cd.readUInt16LE(p + 28);
-    const extraLength = cd.readUInt16LE(p + 30);
-    const commentLength = cd.readUInt16LE(p + 32);
-    let localOffset = cd.readUInt32LE(p + 42);
-    const name = cd.toString('utf8', p + 46, p + 46 + nameLength);
-    // zip64 extended information: only the fields whose 32-bit value is saturated are present, in order.
-    let e = p + 46 + nameLength;
-    const extraEnd = e + extraLength;
-    while (e + 4 <= extraEnd) {
-      const id = cd.readUInt16LE(e);
-      const len = cd.readUInt16LE(e + 2);
-      if (id === 0x0001) {
-        let f = e + 4;
-        if (size === 0xffffffff) {
-          size = Number(cd.readBigUInt64LE(f));
-          f += 8;
-        }
-        if (compressedSize === 0xffffffff) {
-          compressedSize = Number(cd.readBigUInt64LE(f));
-          f += 8;
-        }
-        if (localOffset === 0xffffffff) localOffset = Number(cd.readBigUInt64LE(f));
+  const entries = zip.eachEntry();
+  try {
+    for (;;) {
+      let entry: Entry | undefined;
+      try {
+        entry = (await entries.next()).value as Entry | undefined;
+      } catch (err) {
+        throw invalid(err);
       }
-      e += 4 + len;
+      if (entry === undefined) return;
+      const name = (entry.fileName as unknown as Buffer).toString('utf8');
+      const expectedCrc = entry.crc32;
+      const content = async function* (): AsyncGenerator<Uint8Array> {
+        let crc = 0;
+        try {
+          for await (const chunk of await zip.openReadStreamPromise(entry)) {
+            crc = crc32(chunk as Buffer, crc);
+            yield chunk as Buffer;
+          }
+        } catch (err) {
+          throw invalid(err);
+        }
+        if (crc !== expectedCrc) throw new InvalidArchiveError(`not a readable zip file: ${name} has CRC-32 ${crc.toString(16)}, its directory says ${expectedCrc.toString(16)}`);
+      };
+      yield { name, content: content() };
     }
-    entries.push({ name, method, compressedSize, size, localOffset });
-    p = extraEnd + commentLength;
+  } finally {
+    await entries.return?.();
+    zip.close();
   }
-  return entries;
-}
-
-/** Streams one entry's uncompressed bytes (stored or deflated; anything else is refused). */
-export async function* readZipEntry(reader: RangeReader, entry: ZipEntry): AsyncGenerator<Uint8Array> {
-  const head = Buffer.from(await reader.read(entry.localOffset, 30));
-  if (head.readUInt32LE(0) !== LOCAL_SIGNATURE) bad(`no local header for ${entry.name}`);
-  const dataOffset = entry.localOffset + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
-  if (dataOffset + entry.compressedSize > reader.size) bad(`${entry.name} runs past the end of the file`);
-  const raw = reader.stream(dataOffset, entry.compressedSize);
-  let total = 0;
-  if (entry.method === 0) {
-    for await (const c of raw) {
-      total += c.byteLength;
-      yield c;
-    }
-  } else if (entry.method === 8) {
-    const inflate = createInflateRaw();
-    Readable.from(raw).on('error', (err) => inflate.destroy(err)).pipe(inflate);
-    for await (const c of inflate as AsyncIterable<Buffer>) {
-      total += c.byteLength;
-      yield c;
-    }
-  } else {
-    bad(`${entry.name} uses compression method ${entry.method} (only stored and deflate are read)`);
-  }
-  if (total !== entry.size) bad(`${entry.name} inflates to ${total} bytes, its directory says ${entry.size}`);
 }

@@ -38,7 +38,8 @@ export function describeProxy(proxy: ProxyAddress): string {
 
 /**
  * Reads the proxy's response head; resolves with any bytes after it (none is expected: the origin speaks
- * only after our ClientHello, and a plain-http origin only after our request).
+ * only after our ClientHello, and a plain-http origin only after our request). Read by hand: only the
+ * status line counts, and the socket must come back untouched for TLS (undici's connector contract).
  */
 function readConnectResponse(socket: Socket, target: string, proxy: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {

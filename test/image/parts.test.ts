@@ -1,4 +1,5 @@
-import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, link, mkdir, open, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { declaredArgs, dockerfileCandidates, userBuildArgs } from '../../src/image/dockerfile.ts';
@@ -60,7 +61,7 @@ describe('declaredArgs', () => {
       await chmod(join(root, 'same'), mode);
       await symlink('same', join(root, 'link'));
       const out = join(dir.path, `${name}.tar`);
-      const r = await run('tar', ['--sort=name', '--mtime=@0', '--numeric-owner', '-C', root, '-cf', out, '.']);
+      const r = await run('tar', ['--format=gnu', '--sort=name', '--mtime=@0', '--numeric-owner', '-C', root, '-cf', out, '.']);
       expect(r.code, r.stderr).toBe(0);
       return out;
     };
@@ -76,6 +77,77 @@ describe('declaredArgs', () => {
     ]);
     expect(diffTarEntries(a, b.filter((e) => e.path !== '/link'))).toContainEqual({ path: '/link', what: 'only in the record' });
     await expect(readTarEntries(join(dir.path, 'a.tar'), { signal: AbortSignal.abort() })).rejects.toThrow(/abort/i);
+  });
+
+  // GNU tar writes a name over 100 bytes as a GNU long-name entry (`--format=gnu`, type L/K) or as a pax
+  // `path`/`linkpath` record (`--format=pax`); both must give the same entries, links included.
+  for (const format of ['gnu', 'pax'] as const) {
+    it(`reads long names, long link targets, symlinks and hard links of a --format=${format} tar`, async () => {
+      const root = join(dir.path, `links-${format}`);
+      const deep = join(root, 'd'.repeat(90), 'e'.repeat(90));
+      await mkdir(deep, { recursive: true });
+      const longFile = join(deep, `${'f'.repeat(99)}.txt`);
+      await writeFile(longFile, 'content\n');
+      await link(longFile, join(root, 'hard'));
+      await symlink(`${'t'.repeat(150)}/target`, join(root, 'dangling'));
+      const out = join(dir.path, `links-${format}.tar`);
+      const r = await run('tar', [`--format=${format}`, '--sort=name', '--mtime=@7', '--numeric-owner', '--owner=1234', '--group=5678', '-C', root, '-cf', out, '.']);
+      expect(r.code, r.stderr).toBe(0);
+      const entries = await readTarEntries(out);
+      const longPath = `/${'d'.repeat(90)}/${'e'.repeat(90)}/${'f'.repeat(99)}.txt`;
+      expect(entries.map((e) => e.path)).toEqual(['/', '/dangling', `/${'d'.repeat(90)}`, `/${'d'.repeat(90)}/${'e'.repeat(90)}`, longPath, '/hard']);
+      expect(entries.find((e) => e.path === longPath)).toMatchObject({ type: 'file', size: 8, uid: 1234, gid: 5678, mtime: 7, sha256: createHash('sha256').update('content\n').digest('hex'), pax: '' });
+      expect(entries.find((e) => e.path === '/dangling')).toMatchObject({ type: 'symlink', link: `${'t'.repeat(150)}/target`, sha256: '' });
+      // The first name tar meets is stored as the file; the second as a hard link to it (the name as stored).
+      expect(entries.find((e) => e.path === '/hard')).toMatchObject({ type: 'hardlink', link: `.${longPath}`, size: 0, sha256: '' });
+    });
+  }
+
+  it('reads sparse files as stored (tar-stream does not expand them), under their real name', async () => {
+    const root = join(dir.path, 'sparse');
+    await mkdir(root);
+    const make = async (content: string): Promise<void> => {
+      await truncate(join(root, 'holes'), 0).catch(() => writeFile(join(root, 'holes'), ''));
+      await truncate(join(root, 'holes'), 8 * 1024 * 1024);
+      const handle = await open(join(root, 'holes'), 'r+');
+      await handle.write(content, 4 * 1024 * 1024);
+      await handle.close();
+    };
+    const tarOf = async (format: 'gnu' | 'pax', name: string): Promise<string> => {
+      const out = join(dir.path, name);
+      const r = await run('tar', [`--format=${format}`, '--sparse', '--sort=name', '--mtime=@0', '--numeric-owner', '-C', root, '-cf', out, '.']);
+      expect(r.code, r.stderr).toBe(0);
+      return out;
+    };
+    await make('one');
+    const pax1 = await readTarEntries(await tarOf('pax', 'sparse-pax-1.tar'));
+    const gnu1 = await readTarEntries(await tarOf('gnu', 'sparse-gnu-1.tar'));
+    await make('two');
+    const pax2 = await readTarEntries(await tarOf('pax', 'sparse-pax-2.tar'));
+    const gnu2 = await readTarEntries(await tarOf('gnu', 'sparse-gnu-2.tar'));
+    // pax (GNU sparse 1.0): a regular file whose content is the sparse map and the data regions, named by
+    // GNU.sparse.name and sized by GNU.sparse.realsize (not GNUSparseFile.0/…).
+    expect(pax1.find((e) => e.path === '/holes')).toMatchObject({ type: 'file', size: 8 * 1024 * 1024, pax: expect.stringContaining('GNU.sparse.realsize=8388608') as unknown });
+    // old GNU (type flag S): an entry of unknown type, hashed over its stored data regions.
+    expect(gnu1.find((e) => e.path === '/holes')).toMatchObject({ type: 'unknown', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown });
+    // Unexpanded, but still compared: equal layers are equal, a changed sparse file is reported.
+    expect(diffTarEntries(pax1, pax1)).toEqual([]);
+    expect(diffTarEntries(pax1, pax2)).toEqual([{ path: '/holes', what: 'content' }]);
+    expect(diffTarEntries(gnu1, gnu2)).toEqual([{ path: '/holes', what: 'content' }]);
+  });
+
+  it('refuses a truncated or corrupt tar with ORACLE_ERR_INVALID_ARCHIVE, and passes a missing file through', async () => {
+    const good = join(dir.path, 'a.tar');
+    const bytes = await readFile(good);
+    const cut = join(dir.path, 'cut.tar');
+    await writeFile(cut, bytes.subarray(0, 512 * 3 + 100));
+    await expect(readTarEntries(cut)).rejects.toMatchObject({ code: 'ORACLE_ERR_INVALID_ARCHIVE' });
+    const corrupt = join(dir.path, 'corrupt.tar');
+    const flipped = Buffer.from(bytes);
+    flipped[0] = flipped[0]! ^ 0xff; // the first header's checksum no longer matches
+    await writeFile(corrupt, flipped);
+    await expect(readTarEntries(corrupt)).rejects.toMatchObject({ code: 'ORACLE_ERR_INVALID_ARCHIVE' });
+    await expect(readTarEntries(join(dir.path, 'missing.tar'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 

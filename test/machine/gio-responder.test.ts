@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid';
 import { identity } from 'multiformats/hashes/identity';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { DeviceError, OracleError, StoreError } from '../../src/errors.ts';
-import { parseJsonBigInt, stringifyJsonBigInt } from '../../src/machine/bigint-json.ts';
+import { JsonSyntaxError, parseJsonBigInt, stringifyJsonBigInt } from '../../src/machine/bigint-json.ts';
 import { answerGio, CMIO_BUFFER_BYTES, decodeBinaryCid, GIO_DOMAIN_IPFS_BLOCK, GIO_RESPONSE_ERROR, GIO_RESPONSE_OK, gioErrorResponse } from '../../src/machine/gio-responder.ts';
 import { fromhostResponseWord, isGioRequest, packHtifWord, unpackHtifWord } from '../../src/machine/htif.ts';
 import { importBody } from '../../src/protocol/unixfs.ts';
@@ -159,11 +159,15 @@ describe('parseJsonBigInt / stringifyJsonBigInt', () => {
     expect({ ...v, mcycle: 0, tohost: 0, neg: 0 }).toEqual({ ...(JSON.parse(text) as object), mcycle: 0, tohost: 0, neg: 0 });
     expect(stringifyJsonBigInt(v)).toBe(text.replace('1.5e3', '1500').replace('\\u00e9', 'é'));
     expect(stringifyJsonBigInt({ mcycle_end: 2n ** 64n - 1n, skip: undefined })).toBe('{"mcycle_end":18446744073709551615}');
+    // As JSON.parse: a repeated key keeps its last value, `__proto__` is data, 2^53 - 1 stays a number.
+    expect(parseJsonBigInt('{"a":1,"a":2,"m":9007199254740991,"n":9007199254740992}')).toEqual({ a: 2, m: 9007199254740991, n: 9007199254740992n });
+    expect(Object.keys(parseJsonBigInt('{"__proto__":{"x":1}}') as object)).toEqual(['__proto__']);
+    expect(() => stringifyJsonBigInt(undefined)).toThrow(TypeError);
   });
 
   it('rejects malformed JSON', () => {
     for (const bad of ['', '{', '[1,]', '{"a":1}x', '01', '"\u0001"', 'nul', '{"a" 1}']) {
-      expect(() => parseJsonBigInt(bad), bad).toThrow(SyntaxError);
+      expect(() => parseJsonBigInt(bad), bad).toThrow(JsonSyntaxError);
     }
   });
 });

@@ -7,6 +7,7 @@ import type { CID } from 'multiformats/cid';
 import { verifyingSource } from '../../src/protocol/blocks.ts';
 import { CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
+import { importerOptions } from './importer-options.ts';
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -48,8 +49,7 @@ describe('importBody and buildFileDag against ipfs-unixfs-importer', () => {
         const reference = new MemoryBlockStore();
         const blockstore = { put: async (c: CID, b: Uint8Array) => (await reference.put(c, b), c) };
         let expected: CID | undefined;
-        const options = { cidVersion: 1, rawLeaves: true, reduceSingleLeafToSelf: true, chunker: fixedSize({ chunkSize: chunkBytes }), layout: balanced({ maxChildrenPerNode: maxLinks }) } as const;
-        for await (const e of importer([{ content: [data] }], blockstore, options)) expected = e.cid;
+        for await (const e of importer([{ content: [data] }], blockstore, importerOptions({ chunkBytes, maxLinks }))) expected = e.cid;
         const ours = new MemoryBlockStore();
         // Uneven pieces: chunk boundaries must not depend on how the stream arrives.
         const pieces = [data.subarray(0, size / 3), data.subarray(size / 3, size / 2), data.subarray(size / 2)];
@@ -79,6 +79,19 @@ describe('importBody with overlapping leaf writes', () => {
     };
     await expect(importBody([randomBytes(16 * 40)], sink, { shape: { chunkBytes: 16, maxLinks: 3 } })).rejects.toThrow('disk full (simulated)');
     expect(store.cids().every((c) => c.startsWith('bafkrei'))).toBe(true);
+  });
+
+  it('stops on an aborted signal, before or during the stream', async () => {
+    const store = new MemoryBlockStore();
+    await expect(importBody([Buffer.from('x')], store, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+    const abort = new AbortController();
+    const source = async function* (): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 100; i++) {
+        if (i === 50) abort.abort();
+        yield randomBytes(16);
+      }
+    };
+    await expect(importBody(source(), store, { signal: abort.signal, shape: { chunkBytes: 16, maxLinks: 3 } })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
   });
 });
 
