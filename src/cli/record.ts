@@ -17,12 +17,13 @@ export const RECORD_HELP = `Usage: fetch-oracle record --listen HOST:PORT [--dat
 Forward proxy in record mode. The first time a request is seen it is fetched upstream once, its body stored
 content-addressed and a signed record written; every later identical request is answered from that record
 without contacting the origin. On SIGINT/SIGTERM the netlock of every request this run served is written to
-FILE; a journal (FILE.journal) lets a crashed run be recovered.
+FILE, keeping the entries a netlock already there holds (a file there that cannot be verified is refused at
+start); a journal (FILE.journal) lets a crashed run be recovered.
 
 Options:
   --listen HOST:PORT     proxy address (default ${DEFAULT_LISTEN}; port 0 picks a free one; unix:/path for a socket)
   --data DIR             data directory (default $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
-  --netlock FILE         write this run's netlock here on shutdown
+  --netlock FILE         write this run's netlock here on shutdown (adding to the one already there)
   --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
   --ipfs URL             also store every block in Kubo (its RPC API, e.g. http://127.0.0.1:5001) and pin each

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './common.ts';
 import { parseOptions, str } from './options.ts';
+import { readKeptNetlock } from '../oracle/kept-netlock.ts';
 import { RunSet } from '../oracle/run-set.ts';
 import { RunJournal } from '../records/journal.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
@@ -10,7 +11,8 @@ import { FsBlockStore } from '../store/fs-block-store.ts';
 export const RECOVER_HELP = `Usage: fetch-oracle recover --netlock FILE [--data DIR]
 
 Writes FILE from FILE.journal, the journal a record run keeps while it runs (for a run killed before it could
-write its netlock). A later 'record' with the same --netlock also picks the journal up by itself.
+write its netlock), keeping the entries FILE already holds. A later 'record' with the same --netlock also
+picks the journal up by itself.
 `;
 
 export const recoverCommand: Command = {
@@ -32,8 +34,11 @@ export async function runRecover(args: string[], context: CommandContext): Promi
   const { entries, bad } = await journal.recover();
   if (entries.length === 0) throw new UsageError(`No journal entries in ${journal.path}: nothing to recover`);
   const run = new RunSet(journal);
+  const kept = await readKeptNetlock(resolve(netlock), store); // what the file holds stays in it (issue 13, defect 1)
+  run.keep(kept?.entries ?? []);
   await run.restore(entries, store);
-  const file = await run.write(resolve(netlock), store);
-  context.stdout.write(`recovered ${file.count} entries into ${netlock} (netlock ${file.netlock})${bad.length > 0 ? `; skipped torn lines ${bad.join(', ')}` : ''}\n`);
+  const file = await run.write(resolve(netlock), store, kept?.variantRules);
+  const held = kept === undefined ? '' : `, kept the ${kept.entries.length} it held: ${file.count} in all`;
+  context.stdout.write(`recovered ${new Set(entries.map((e) => e.key)).size} entries into ${netlock}${held} (netlock ${file.netlock})${bad.length > 0 ? `; skipped torn lines ${bad.join(', ')}` : ''}\n`);
   return 0;
 }

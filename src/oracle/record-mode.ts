@@ -13,6 +13,7 @@ import type { RecordInit } from './config.ts';
 import type { OracleMode } from './mode.ts';
 import { describeRecord } from './mode.ts';
 import type { ReplayReport } from './open-replay.ts';
+import { readKeptNetlock } from './kept-netlock.ts';
 import { RecordPath } from './record-path.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
@@ -36,6 +37,9 @@ export class RecordMode implements OracleMode {
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
   static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<RecordMode> {
+    // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
+    // a file there that cannot be read or verified stops the run here, before anything listens.
+    const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: init.variantRules } });
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -51,12 +55,21 @@ export class RecordMode implements OracleMode {
       stats,
       logger,
     });
-    const { entries, bad } = path.leftover;
-    if (entries.length > 0) {
-      await path.run.restore(entries, store);
-      logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, path.journalPath);
+    try {
+      if (kept !== undefined) {
+        path.run.keep(kept.entries);
+        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.entries.length, kept.root, init.netlockPath);
+      }
+      const { entries, bad } = path.leftover;
+      if (entries.length > 0) {
+        await path.run.restore(entries, store);
+        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, path.journalPath);
+      }
+      if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
+    } catch (err) {
+      await path.close();
+      throw err;
     }
-    if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
     return new RecordMode(init, path, store, stats, logger);
   }
 

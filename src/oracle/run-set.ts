@@ -29,6 +29,15 @@ export class RunSet {
     await this.#journal?.append(entry.key, entry.signed);
   }
 
+  /**
+   * Starts from the entries of the netlock already at the run's path (verified by the caller): they are
+   * written again with this run's, never journalled (the file itself still holds them until the new one
+   * replaces it). An entry this run adds or restores for the same key replaces the kept one.
+   */
+  keep(entries: readonly DecodedEntry[]): void {
+    for (const e of entries) this.#entries.set(e.key, e);
+  }
+
   /** Re-adds entries recovered from a journal, reading their records from `source`. */
   async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource): Promise<void> {
     const verified = verifyingSource(source);

@@ -53,7 +53,8 @@ describe('fault handling (CLI)', () => {
     expect(file.entries.map((e) => e.url)).toEqual([`${origin.url}/a`, `${origin.url}/b`]);
     expect((await readdir(dir.path)).filter((f) => f.endsWith('.journal'))).toEqual([]);
 
-    // The next run with the same netlock path after another crash carries the journal's entries forward.
+    // The next run with the same netlock path keeps what the file holds (issue 13, defect 1) and, after another
+    // crash, carries the journal's entries forward.
     const d2 = await startDaemon(['record', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env());
     await run('curl', ['-sS', '-x', d2.url, `${origin.url}/c`], { env: env() });
     await d2.stop('SIGKILL');
@@ -61,7 +62,7 @@ describe('fault handling (CLI)', () => {
     expect(d3.stderr()).toMatch(/recovered 1 request/);
     expect(await d3.stop('SIGTERM'), d3.stderr()).toBe(0);
     const after = JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ url: string }> };
-    expect(after.entries.map((e) => e.url), d3.stderr()).toEqual([`${origin.url}/c`]);
+    expect(after.entries.map((e) => e.url), d3.stderr()).toEqual([`${origin.url}/a`, `${origin.url}/b`, `${origin.url}/c`]);
     expect(origin.hits.get('/a')).toBe(1);
   }, 60_000);
 

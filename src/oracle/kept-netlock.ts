@@ -1,0 +1,75 @@
+import { stat } from 'node:fs/promises';
+import { InvalidNetlockError } from '../errors.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import type { VariantRules } from '../protocol/request-key.ts';
+import { loadVerifiedRecord } from '../protocol/verify-record.ts';
+import { NetlockReader } from '../netlock/dag.ts';
+import type { DecodedEntry } from '../netlock/file.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { keyFromId } from '../netlock/verify.ts';
+
+/** What a netlock file already at the path of a new record run held. */
+export interface KeptNetlock {
+  /** Its root CID. */
+  root: string;
+  entries: DecodedEntry[];
+  /** The variant rules it was recorded with. */
+  variantRules: VariantRules | undefined;
+}
+
+/**
+ * The entries of the netlock already at `path`, which a record run (or `recover`) writing to that path
+ * keeps: a netlock never shrinks behind its user's back (issue 13, defect 1). Every index page and record
+ * is read through `source` and verified (block hashes, signature by the key the record names, the record
+ * answers its key); bodies are `verify`'s business. Undefined when there is no file at `path`.
+ *
+ * A file that is there but cannot be read or verified (not a netlock, blocks not in this data directory,
+ * a bad signature, other variant rules than `expectRules`) throws InvalidNetlockError naming it and what to do: the run would
+ * otherwise replace it with a netlock that lacks its entries.
+ */
+export async function readKeptNetlock(path: string, source: BlockSource, options: { expectRules?: { variantRules: VariantRules | undefined } } = {}): Promise<KeptNetlock | undefined> {
+  try {
+    await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw refuse(path, (err as Error).message, err);
+  }
+  try {
+    const { root } = await readNetlockRoot(path);
+    const verified = verifyingSource(source);
+    const reader = new NetlockReader(root, verified);
+    const rootValue = await reader.rootValue();
+    const expected = options.expectRules?.variantRules;
+    if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
+      throw new InvalidNetlockError(`it was recorded with variant rules ${rulesText(rootValue.variantRules)}, this run has ${rulesText(expected)} (--variant-header): their request keys would not agree`);
+    }
+    const entries: DecodedEntry[] = [];
+    for await (const e of reader.entries()) {
+      const record = await loadVerifiedRecord(e.signed, keyFromId(e.key), verified, rootValue.oracles);
+      entries.push({ key: e.key, signed: e.signed, record });
+    }
+    return { root: root.toString(), entries, variantRules: rootValue.variantRules };
+  } catch (err) {
+    throw refuse(path, (err as Error).message, err);
+  }
+}
+
+function refuse(path: string, why: string, cause: unknown): InvalidNetlockError {
+  return new InvalidNetlockError(
+    `The netlock ${path} exists but cannot be kept: ${why}. A record run adds to the netlock at its path and never drops what it holds; move the file away (or pass another --netlock) to start a new one`,
+    { cause },
+  );
+}
+
+/** Variant rules as one comparable text (hosts and header names lower-cased and sorted), `none` when empty. */
+function rulesText(rules: VariantRules | undefined): string {
+  const out = new Map<string, Set<string>>();
+  for (const [host, headers] of Object.entries(rules ?? {})) {
+    const set = out.get(host.toLowerCase()) ?? new Set<string>();
+    for (const h of headers) set.add(h.toLowerCase());
+    if (set.size > 0) out.set(host.toLowerCase(), set);
+  }
+  if (out.size === 0) return 'none';
+  return JSON.stringify(Object.fromEntries([...out].sort(([a], [b]) => (a < b ? -1 : 1)).map(([h, set]) => [h, [...set].sort()])));
+}
