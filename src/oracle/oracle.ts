@@ -40,6 +40,9 @@ export class Oracle {
   #admin: AdminServer | undefined;
   #ca: CertAuthority | undefined;
   #closing: Promise<NetlockFile | undefined> | undefined;
+  /** The proxy's and the admin API's TCP addresses as bound (kept: a closed server has none, and an upstream
+   * connection made during shutdown still asks for them). */
+  readonly #own: OwnAddress[] = [];
 
   constructor(init: OracleInit) {
     this.init = validateOracleInit(init);
@@ -70,6 +73,7 @@ export class Oracle {
     const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate));
     this.#proxy = new ProxyServer({ handler: mode.handler, certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
     await this.#proxy.listen(init.listen);
+    if (!('path' in init.listen)) this.#own.push({ ...this.#proxy.address(), role: 'proxy' });
     if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
       this.#admin = await AdminServer.start(init.admin, {
@@ -83,6 +87,7 @@ export class Oracle {
         caPem: () => this.#ca!.certPem,
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
       });
+      this.#own.push({ ...this.#admin.address(), role: 'admin' });
     }
   }
 
@@ -97,12 +102,7 @@ export class Oracle {
 
   /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */
   #ownAddresses(): OwnAddress[] {
-    const out: OwnAddress[] = [];
-    const proxy = 'path' in this.init.listen ? undefined : this.#proxy?.address();
-    if (proxy !== undefined) out.push({ ...proxy, role: 'proxy' });
-    const admin = this.#admin?.address();
-    if (admin !== undefined) out.push({ ...admin, role: 'admin' });
-    return out;
+    return this.#own;
   }
 
   /** Stops serving; in record mode writes the netlock of this run. Idempotent. */
