@@ -1,7 +1,9 @@
+import { CID } from 'multiformats/cid';
 import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
+import type { BlockSink } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
@@ -10,7 +12,7 @@ import { liveResponseHead, statusHasBody } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
-import { importBody } from '../protocol/unixfs.ts';
+import { CHUNK_BYTES, importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
 import type { RecordIndex } from '../records/record-index.ts';
@@ -92,6 +94,8 @@ export class Recorder implements ExchangeRecorder {
   readonly #init: RecorderInit;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #refreshed = new Set<string>();
+  /** Keys whose recorded body failed verification while served: fetched again at their next request. */
+  readonly #damaged = new Set<string>();
   /** Upstream mutations seen in this run (record --refresh, or a retried failure that now differs). */
   readonly mutations: UpstreamMutation[] = [];
 
@@ -163,10 +167,24 @@ export class Recorder implements ExchangeRecorder {
   }
 
   /**
-   * Whether a recorded answer is fetched again in record mode: with `refresh`, once per run; and always
+   * A recorded body failed verification while it was served: a corrupt block is quarantined (never served
+   * again), and the key is fetched again at its next request. The same bytes give the same CIDs, so that
+   * fetch puts the missing block back and keeps the record (the store is repaired); other bytes are upstream
+   * mutation, as with `--refresh`.
+   */
+  async bodyFailed(entry: DecodedEntry, err: BlockCorruptError | BlockMissingError): Promise<void> {
+    const { store, logger } = this.#init;
+    if (err instanceof BlockCorruptError) await store.quarantine(CID.parse(err.cid)).catch(() => {});
+    this.#damaged.add(entry.key);
+    logger.warn('body %s of %s %s failed verification (%s)%s; the next request for it fetches it again', entry.record.response.body?.toString() ?? '-', entry.record.request.method, entry.record.request.url, err.message, err instanceof BlockCorruptError ? `: block ${err.cid} quarantined` : '');
+  }
+
+  /**
+   * Whether a recorded answer is fetched again in record mode: when its body failed verification; with `refresh`, once per run; and always
    * when it is a server or network failure (5xx), which is likely transient. Replay serves them as recorded.
    */
   #shouldRefetch(entry: DecodedEntry): boolean {
+    if (this.#damaged.delete(entry.key)) return true;
     if (entry.record.response.status >= 500) return true;
     if (this.#init.refresh !== true || this.#refreshed.has(entry.key)) return false;
     this.#refreshed.add(entry.key);
@@ -221,7 +239,8 @@ export class Recorder implements ExchangeRecorder {
       await this.#init.run.add(entry);
       await fetched.release();
       return { entry, fetched: true };
-    } catch (err) {
+    } catch (thrown) {
+      const err = asStoreFailure(thrown, request.key);
       flight.reject(err);
       live?.fail(err);
       throw err;
@@ -267,8 +286,44 @@ export class Recorder implements ExchangeRecorder {
       const declared = upstream.headers.find(([n]) => n === 'content-length')?.[1];
       if (declared !== undefined) declaredBytes = Number(declared);
       const noBody = key.method === 'HEAD' || !statusHasBody(upstream.status);
-      if (live !== undefined) onHead(liveResponseHead(upstream, key.method, fetchedAt));
       const digest = digests.begin(declared === undefined ? {} : { sizeHint: Number(declared) });
+      // The head goes out once the body's first block is stored (or the answer is recorded, for a body of
+      // one block or none): a failure before that (a full disk, a store that is down, an origin that breaks
+      // off within the first MiB) is answered with an error, not a head and a dropped connection. Until then
+      // the chunks wait here, about one block of them.
+      const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
+      let headOut = live === undefined;
+      let firstStored = false;
+      const pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      let putSettled!: { resolve: () => void; reject: (err: unknown) => void };
+      const firstPut = new Promise<void>((resolve, reject) => (putSettled = { resolve, reject }));
+      firstPut.catch(() => {}); // awaited below when it matters; a failed put fails the import anyway
+      const sink: BlockSink = {
+        put: (cid, bytes, o) => {
+          const put = store.put(cid, bytes, o);
+          void put.then(() => {
+            firstStored = true;
+            putSettled.resolve();
+          }, putSettled.reject);
+          return put;
+        },
+      };
+      const handOn = async (bytes: Uint8Array | undefined): Promise<void> => {
+        if (!headOut) {
+          if (bytes !== undefined) pending.push(bytes);
+          pendingBytes += bytes?.byteLength ?? 0;
+          return;
+        }
+        for (const p of pending.splice(0)) await live?.push(p);
+        if (bytes !== undefined) await live?.push(bytes);
+      };
+      const headNow = async (): Promise<void> => {
+        if (headOut) return;
+        headOut = true;
+        onHead(liveHead);
+        await handOn(undefined);
+      };
       // The reader gets each chunk as it arrives, except the newest one, held back until the record is
       // persisted: a client never sees a complete body that was not recorded.
       let held: Uint8Array | undefined;
@@ -277,7 +332,11 @@ export class Recorder implements ExchangeRecorder {
           const bytes = chunk as Uint8Array;
           received += bytes.byteLength;
           await digest.update(bytes);
-          if (held !== undefined) await live?.push(held);
+          if (!headOut && (firstStored || pendingBytes >= CHUNK_BYTES)) {
+            await firstPut; // its leaf is being written by now
+            await headNow();
+          }
+          if (held !== undefined) await handOn(held);
           held = bytes;
           yield bytes;
         }
@@ -286,7 +345,7 @@ export class Recorder implements ExchangeRecorder {
       try {
         if (noBody) upstream.body.destroy();
         // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and stores.
-        else body = (await importBody(tee(), store, { signal: abort.signal })).cid;
+        else body = (await importBody(tee(), sink, { signal: abort.signal })).cid;
       } catch (err) {
         upstream.body.destroy();
         digest.abandon();
@@ -302,7 +361,8 @@ export class Recorder implements ExchangeRecorder {
       const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordableResponseHeaders(upstream.headers), body, size, ...(await digest.digest()) });
       stats.bytesRecorded += received;
       const release = async (): Promise<void> => {
-        if (held !== undefined) await live?.push(held);
+        await headNow();
+        await handOn(held);
         live?.end();
       };
       return { record, release };
@@ -369,4 +429,15 @@ export class Recorder implements ExchangeRecorder {
     logger.info('recorded %s %s -> %d %s (%d bytes)', key.method, key.url, record.response.status, newBody ?? '-', record.response.size);
     return { key: key.id, signed, record };
   }
+}
+
+/**
+ * A file system failure while recording (the record index or the journal on a full disk) as the StoreError
+ * it is, so the client is answered 502 ORACLE_ERR_STORE rather than 500; anything else as it was.
+ */
+function asStoreFailure(err: unknown, key: RequestKey): unknown {
+  if (err instanceof OracleError || !(err instanceof Error)) return err;
+  const sys = err as NodeJS.ErrnoException;
+  if (typeof sys.code !== 'string' || typeof sys.syscall !== 'string') return err;
+  return new StoreError(`Cannot record ${key.method} ${key.url} in the data directory: ${err.message}`, { cause: err });
 }

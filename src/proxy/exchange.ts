@@ -119,17 +119,46 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
 }
 
 /**
+ * The body with its first chunk already read: a body that fails that early (a corrupt single-block body,
+ * the first block of a larger one, a full disk while a small answer is recorded) throws here, while the
+ * client can still be given an error answer instead of a head and a dropped connection. Null stays null.
+ */
+export async function startBody(body: AsyncIterable<Uint8Array> | null): Promise<AsyncIterable<Uint8Array> | null> {
+  if (body === null) return null;
+  const it = body[Symbol.asyncIterator]();
+  const first = await it.next();
+  let started = false;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        if (started) return it.next();
+        started = true;
+        return Promise.resolve(first);
+      },
+      return: async () => {
+        started = true;
+        await it.return?.();
+        return { value: undefined, done: true };
+      },
+    }),
+  };
+}
+
+/**
  * Writes an answer: the head, then the body with backpressure. The one place a client socket is written
- * (besides `sendError`). A body that fails after the head destroys the socket: the client sees a failed
- * transfer, never a complete wrong or unrecorded one.
+ * (besides `sendError`). The body's first chunk is read before the head is written (`startBody`), so a
+ * failure that early throws with no head sent: the caller answers it with an error (`sendError`). A body
+ * that fails after the head destroys the socket: the client sees a failed transfer, never a complete wrong
+ * or unrecorded one.
  */
 export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters): Promise<void> {
+  const started = await startBody(body);
   res.writeHead(head.status, head.headers.flat());
-  if (body === null) {
+  if (started === null) {
     res.end();
     return;
   }
-  for await (const chunk of body) {
+  for await (const chunk of started) {
     if (res.destroyed) return;
     counters.bytesServed += chunk.byteLength;
     if (!res.write(chunk)) await drained(res);
@@ -151,14 +180,27 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
   return plan.decode === undefined ? bytes() : decoded(bytes(), plan.decode);
 }
 
-/** Streams a planned response from `source`; a failure mid-body is logged and ends the transfer. */
-export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<void> {
+/**
+ * Streams a planned response from `source`. A body that fails before the head is answered 502 with
+ * `x-oracle-error` (its code, e.g. ORACLE_ERR_BLOCK_CORRUPT); one that fails mid-stream is logged and ends
+ * the transfer. Resolves with that failure (already answered), or undefined when the answer went out whole.
+ */
+export function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
+  return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+}
+
+/** `sendPlan` with the plan's body given (e.g. already started with `startBody`). */
+export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
   try {
-    await sendResponse(res, plan, planBody(plan, source), counters);
+    await sendResponse(res, plan, body, counters);
+    return undefined;
   } catch (err) {
     counters.errors++;
-    logger.error('body of %s failed mid-stream: %s', plan.body?.cid.toString() ?? '-', (err as Error).message);
-    res.destroy(err as Error);
+    const early = !res.headersSent;
+    logger.error('body of %s failed %s: %s', plan.body?.cid.toString() ?? '-', early ? 'before the head (answered 502)' : 'mid-stream', (err as Error).message);
+    if (early) sendError(res, 502, err as Error);
+    else res.destroy(err as Error);
+    return err as Error;
   }
 }
 

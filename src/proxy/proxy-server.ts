@@ -86,6 +86,10 @@ export class ProxyServer {
     this.#gate = init.gate ?? new ProxyGate({ self: () => [] });
     this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, ...serverOptions(limits) });
     this.#server.maxHeadersCount = MAX_HEADER_COUNT + 1;
+    // A client may send its request and half-close (`printf … | nc -N`, `curl --http1.0`-style scripts): Node's
+    // default aborts the request at that FIN, so it got no answer at all. Answered instead; the connection is
+    // ended after that answer. (A long-standing Server field, not in @types/node.)
+    (this.#server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.#limiter = new ConnectionLimiter(this.#server, limits, init.logger, (s) => tunnelTarget.has(s));
     this.#server.on('request', (req, res) => this.#onRequest(req, res));
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#onConnect(req, socket, head));

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, OracleError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
+import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
@@ -7,7 +7,7 @@ import { planResponse } from '../protocol/replay.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import type { Exchange, ExchangeHandler, HandlerInit, RequestBody, ResponseHead } from './exchange.ts';
-import { readExchange, sendError, sendPlan, sendResponse } from './exchange.ts';
+import { planBody, readExchange, sendError, sendPlanBody, sendResponse, startBody } from './exchange.ts';
 import { spoolRequestBody } from './request-body.ts';
 
 /** A request as the recorder needs it: from a proxied exchange, or built by `seed`. */
@@ -62,6 +62,17 @@ export type RecorderAnswer =
 export interface ExchangeRecorder {
   readonly variantRules: VariantRules | undefined;
   record(request: RecorderRequest, options?: RecordOptions): Promise<RecorderAnswer>;
+  /**
+   * A recorded body failed verification while it was served (a block corrupt or missing): the recorder
+   * sets the bad block aside and fetches the request again the next time it is asked (`record`), which
+   * repairs the store when the origin still sends the same bytes.
+   */
+  bodyFailed(entry: DecodedEntry, err: BlockCorruptError | BlockMissingError): Promise<void>;
+}
+
+/** A failure of a recorded body's blocks: what a re-fetch repairs. */
+function isBlockFailure(err: unknown): err is BlockCorruptError | BlockMissingError {
+  return err instanceof BlockCorruptError || err instanceof BlockMissingError;
 }
 
 export interface RecordHandlerInit extends HandlerInit {
@@ -77,7 +88,7 @@ export class RecordHandler implements ExchangeHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
-    const { recorder, source, stats, logger } = this.#init;
+    const { recorder, stats, logger } = this.#init;
     stats.requests++;
     let ex: Exchange;
     try {
@@ -93,12 +104,19 @@ export class RecordHandler implements ExchangeHandler {
     };
     res.on('close', onClose);
     try {
-      const answer = await recorder.record(ex, { live: true, answerFailures: true, clientGone: gone.signal });
+      const options: RecordOptions = { live: true, answerFailures: true, clientGone: gone.signal };
+      let answer = await recorder.record(ex, options);
       if (answer.kind === 'stored') {
         // A request body only keys a recorded answer; a spool file is gone before the client has its answer.
         await ex.body?.dispose();
-        await sendPlan(res, planResponse(answer.entry.record, { method: ex.key.method, headers: req.headers }), source, stats, logger);
-        return;
+        // A recorded body found broken before the head (a single-block body, the first block of a larger
+        // one) is fetched again for this very request, when it has no body to send again.
+        if ((await this.#sendStored(ex, res, answer.entry, ex.body === undefined)) === 'sent') return;
+        answer = await recorder.record(ex, options);
+        if (answer.kind === 'stored') {
+          await this.#sendStored(ex, res, answer.entry, false);
+          return;
+        }
       }
       try {
         await sendResponse(res, answer.head, answer.body, stats);
@@ -116,5 +134,29 @@ export class RecordHandler implements ExchangeHandler {
       res.off('close', onClose);
       await ex.body?.dispose();
     }
+  }
+
+  /**
+   * Sends a recorded answer. Its body's first block is read before the head: when that fails and `retry`,
+   * resolves 'refetch' with nothing sent (the recorder has set the block aside and will fetch again);
+   * otherwise such a failure throws, for the caller's error answer. A body that fails mid-stream ends the
+   * transfer, and the recorder fetches it again for the next request.
+   */
+  async #sendStored(ex: Exchange, res: ServerResponse, entry: DecodedEntry, retry: boolean): Promise<'sent' | 'refetch'> {
+    const { recorder, source, stats, logger } = this.#init;
+    const plan = planResponse(entry.record, { method: ex.key.method, headers: ex.req.headers });
+    let body: AsyncIterable<Uint8Array> | null;
+    try {
+      body = await startBody(planBody(plan, source));
+    } catch (err) {
+      if (!isBlockFailure(err)) throw err;
+      await recorder.bodyFailed(entry, err);
+      if (!retry) throw err;
+      logger.warn('recorded body %s of %s %s is unusable (%s): fetching it again for this request', plan.body?.cid.toString() ?? '-', entry.record.request.method, entry.record.request.url, err.message);
+      return 'refetch';
+    }
+    const failed = await sendPlanBody(res, plan, body, stats, logger);
+    if (isBlockFailure(failed)) await recorder.bodyFailed(entry, failed);
+    return 'sent';
   }
 }
