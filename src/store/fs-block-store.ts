@@ -50,6 +50,7 @@ export class FsBlockStore implements BlockStore {
       await rename(tmp, path);
       this.#rememberWritten(path);
     } catch (cause) {
+      this.#madeDirs.delete(shard); // a shard directory removed since (or a file in its way) is made again next time
       throw new StoreError(`Cannot write block ${cid} to ${path}: ${(cause as Error).message}`, { cause });
     }
   }
