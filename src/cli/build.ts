@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
@@ -174,6 +175,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
     return BUILD_SETUP_FAILED;
   }
   const dataDir = resolve(values.data ?? dataDirDefault);
+  const logger = stderrLogger({ quiet: values.verbose !== true });
   const plan: Plan = {
     base: {
       buildah,
@@ -183,9 +185,9 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
       buildahArgs,
       scrub,
       caTarget: caPath === 'none' ? undefined : caPath,
-      upstreamCaPem: await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8'))),
+      upstreamCaPem: await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m)),
       ...(trust.length === 0 ? {} : { trust }),
-      logger: stderrLogger({ quiet: values.verbose !== true }),
+      logger,
     },
     storageDir: resolve(values.storage ?? join(dataDir, 'buildah')),
     netlockPath: resolve(values.replay ?? values.netlock ?? DEFAULT_BUILD_NETLOCK),

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import type { Logger } from '../log.ts';
 import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
@@ -135,7 +136,7 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
     ...(values.report === undefined ? {} : { reportPath: resolve(values.report) }),
   };
   if (replay === undefined) {
-    const upstreamCaPem = await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8')));
+    const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => common.logger.warn('%s', m));
     return runRecord({ ...common, netlockPath: resolve(values.netlock ?? DEFAULT_RUN_NETLOCK), upstreamCaPem });
   }
   return runReplay({ ...common, netlockPath: resolve(replay), trust, allowMisses: values['allow-misses'] === true });
