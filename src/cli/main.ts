@@ -16,10 +16,9 @@ import { OracleError } from '../errors.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { OracleInit } from '../oracle/oracle.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
-import { RunJournal } from '../records/journal.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
-import { verifyNetlock } from '../netlock/verify.ts';
-import { RunSet } from '../oracle/run-set.ts';
+import { recoverMessages, recoverNetlock } from '../records/recover.ts';
+import { LocalSigner } from '../signing/local-signer.ts';
+import { renderVerifyText, verifyNetlockPath } from '../netlock/verify-file.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 import { createBlockStore } from '../store/index.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
@@ -107,8 +106,11 @@ Options:
 `,
   verify: `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json] [--attested --pcr0 HEX …]
 
-Checks every record signature, that every block is present and hashes to its CID, and that every body
-matches its record's size and sha256. Prints a summary; exits 1 naming each failing entry.
+Checks every record signature, that every block is present and hashes to its CID, that every body
+matches its record's size and sha256, and that every field of the readable file (count, oracle keys, variant
+rules, each entry's url, status, body, size, sha256, record and signature) is what the signed DAG under its
+root says. Prints a summary; exits 1 naming each failing entry and field. Without --trust any key the
+netlock names is accepted, and the summary says so.
 
 Options:
   --data DIR             data directory holding the blocks (default as for record)
@@ -118,10 +120,13 @@ Options:
   --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory
 ${VERIFY_ATTESTED_HELP}  -h, --help             show this help
 `,
-  recover: `Usage: fetch-oracle recover --netlock FILE [--data DIR]
+  recover: `Usage: fetch-oracle recover --netlock FILE [--data DIR] [--trust KEY]...
 
 Writes FILE from FILE.journal, the journal a record run keeps while it runs (for a run killed before it could
-write its netlock). A later 'record' with the same --netlock also picks the journal up by itself.
+write its netlock). A later 'record' with the same --netlock also picks the journal up by itself. Every line's
+record block and signature are verified (by this data directory's key unless --trust names others); lines
+that fail are refused and counted, the journal is then kept, and the exit status is 1. With nothing to
+recover, FILE is left as it is and the message says what it holds (exit 2).
 `,
 };
 
@@ -259,42 +264,38 @@ async function runVerify(args: string[]): Promise<number> {
   const file = positionals[0];
   if (file === undefined || positionals.length > 1) throw new UsageError(`verify takes one netlock FILE\n\n${HELP['verify']}`);
   const dataDir = resolve(str(values['data']) ?? defaultDataDir());
-  const { root } = await readNetlockRoot(file);
   const trust = strs(values['trust']);
   // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
   const ipfs = str(values['ipfs']);
   const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
   const attested = await attestedPolicyFromFlags(values);
-  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
+  const report = await verifyNetlockPath(file, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
   if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    process.stdout.write(`netlock ${report.root}\n  entries: ${report.entries}\n  body bytes: ${report.bodyBytes}\n  signed by: ${report.oracles.join(', ') || '(none)'}\n`);
-    for (const a of report.attestations ?? []) process.stdout.write(`  attested by: ${a.cid} (${a.moduleId}, ${a.timestamp}, key ${a.publicKey}, PCR0 ${a.pcr0}, ${a.records} record(s))\n`);
-    for (const f of report.failures) process.stdout.write(`FAIL ${f.entry}: ${f.code}: ${f.message}\n`);
-    process.stdout.write(report.failures.length === 0 ? `OK: every signature, block and body verified${attested === undefined ? '' : ', every key attested'}\n` : `${report.failures.length} failure(s)\n`);
+    process.stdout.write(renderVerifyText(report, attested !== undefined));
   }
   return report.failures.length === 0 ? 0 : 1;
 }
 
 async function runRecover(args: string[]): Promise<number> {
-  const { values } = parse('recover', args, { netlock: { type: 'string' } });
+  const { values } = parse('recover', args, { netlock: { type: 'string' }, trust: { type: 'string', multiple: true } });
   if (values['help'] === true) {
     process.stdout.write(HELP['recover']!);
     return 0;
   }
   const netlock = str(values['netlock']);
   if (netlock === undefined) throw new UsageError(`recover needs --netlock FILE\n\n${HELP['recover']}`);
-  const store = new FsBlockStore(resolve(str(values['data']) ?? defaultDataDir()));
-  const journal = new RunJournal(resolve(netlock));
-  const { entries, bad } = await journal.recover();
-  if (entries.length === 0) throw new UsageError(`No journal entries in ${journal.path}: nothing to recover`);
-  const run = new RunSet(journal);
-  await run.restore(entries, store);
-  const file = await run.write(resolve(netlock), store);
-  process.stdout.write(`recovered ${file.count} entries into ${netlock} (netlock ${file.netlock})${bad.length > 0 ? `; skipped torn lines ${bad.join(', ')}` : ''}\n`);
-  return 0;
+  const dataDir = resolve(str(values['data']) ?? defaultDataDir());
+  const own = await LocalSigner.publicKeyIn(dataDir);
+  const trust = strs(values['trust']);
+  const trusted = trust.length > 0 ? parseTrustedKeys(trust) : own === undefined ? undefined : [own];
+  const outcome = await recoverNetlock(resolve(netlock), new FsBlockStore(dataDir), trusted);
+  const said = recoverMessages(outcome, netlock, `${netlock}.journal`);
+  process.stdout.write(said.out);
+  if (said.err !== '') process.stderr.write(said.err.replace(/^/gm, 'fetch-oracle: ').replace(/fetch-oracle: $/, ''));
+  return said.code;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -24,6 +24,7 @@ import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import type { UpstreamMutation } from './record-mode.ts';
+import { describeRefused } from '../records/journal-check.ts';
 import { RecordPath } from './record-path.ts';
 import { ReplayMode } from './replay-mode.ts';
 import { createStats } from './stats.ts';
@@ -138,8 +139,10 @@ export class Oracle {
       }));
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {
-        await path.run.restore(entries, this.store);
-        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, path.journalPath);
+        const own = init.signer?.publicKey ?? (await LocalSigner.publicKeyIn(init.dataDir));
+        const refused = await path.run.restore(entries, this.store, own === undefined ? undefined : [own]);
+        if (refused.length > 0) logger.warn('%s', describeRefused(refused, path.journalPath));
+        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length - refused.length, path.journalPath);
       }
       if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
       handler = path.mode;

@@ -63,8 +63,8 @@ describe('defect 8: credentials never enter records, keys, journal or netlock', 
   const secrets = ['SECRETAPIKEY1', 'SECRETAPIKEY2', 'SECRETAPIKEY3', 'SECRETTOKEN4', 'SECRETTOKEN5', 'SECRETCRED6', 'SECRETSESSION6', 'SECRETSIG6', 'SECRETGOOGCRED7', 'SECRETGOOGSIG7', 'SECRETSASSIG8', 'SECRETCFSIG9', 'SECRETKPID9', 'SECRETAKID10', 'SECRETV2SIG10', 'SECRETBEARER11', 'SECRETPROXYAUTH12', 'SECRETDEADKEY13', 'SECRETLOCATION14'];
 
   it('sends credentials upstream, stores none of them anywhere, and hits with other credential values in record and replay', async () => {
-    for (const [path] of cases) origin.route(path.split('?')[0]!, (req, res) => res.end(`resource ${req.url!.split('?')[0]}\n`));
-    origin.route('/private', (req, res) => res.end(`private ${req.headers['x-api-key'] === undefined ? 'no' : 'yes'}\n`));
+    for (const [path] of cases) origin.route(path.split('?')[0]!, (req, res) => void res.end(`resource ${req.url!.split('?')[0]}\n`));
+    origin.route('/private', (req, res) => void res.end(`private ${req.headers['x-api-key'] === undefined ? 'no' : 'yes'}\n`));
     origin.route('/moved', (_req, res) => {
       res.writeHead(302, { location: `${origin.url}/maps?q=paris&key=SECRETLOCATION14` });
       res.end();
