@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
-import { BadRequestError } from '../errors.ts';
+import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ExchangeHandler } from './exchange.ts';
 import { sendError } from './exchange.ts';
@@ -47,6 +47,11 @@ export function parseConnectTarget(target: string): { host: string; port: number
   return { host: m[1]!, port };
 }
 
+/** An error a handler put on the connection (`res.destroy(err)` with an oracle error) or a reset/broken pipe. */
+function isOwnOrSocketError(err: NodeJS.ErrnoException): boolean {
+  return err instanceof OracleError || err.code?.startsWith('ORACLE_ERR_') === true || err.code === 'ECONNRESET' || err.code === 'EPIPE';
+}
+
 function rejectSocket(socket: Socket, status: number, reason: string, message: string): void {
   if (!socket.writable) {
     socket.destroy();
@@ -80,6 +85,13 @@ export class ProxyServer {
       socket.on('close', () => this.#sockets.delete(socket));
     });
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (isOwnOrSocketError(err)) {
+        // Not the client's request: an answer this proxy failed after its head (a full disk, a corrupt block;
+        // its handler logged why) or the client's socket going away. Nothing to answer on that connection.
+        init.logger.debug('client connection closed: %s', err.message);
+        socket.destroy();
+        return;
+      }
       const overflow = err.code === 'HPE_HEADER_OVERFLOW';
       init.logger.warn('bad request from client: %s', err.message);
       rejectSocket(socket, overflow ? 431 : 400, overflow ? 'Request Header Fields Too Large' : 'Bad Request',
