@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { runAttest } from './attest.ts';
+import { runGc } from './gc.ts';
 import { parseAddress, parseCommandLine, parseTrustedKeys, stderrLogger, untilSignal, UsageError } from './common.ts';
 import { runExport, runImport } from './car.ts';
 import { runServeMachine } from './serve-machine.ts';
@@ -36,6 +37,7 @@ Commands:
   env       print the shell exports that point clients at the proxy and make them trust its CA
   verify    check a netlock's signatures, blocks and bodies
   recover   rebuild a netlock from the journal of a run that crashed
+  gc        remove blocks no record or netlock needs, and stale temp files, from the data directory
   export    write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)
   import    load and verify a CAR into the embedded store or Kubo (import IN.car)
   run       run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
@@ -311,6 +313,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runVerify(rest);
       case 'recover':
         return await runRecover(rest);
+      case 'gc':
+        return await runGc(rest, defaultDataDir(), (t) => process.stdout.write(t));
       case 'attest':
         return await runAttest(rest, (t) => process.stdout.write(t));
       case 'export':

@@ -25,6 +25,7 @@ import { CertAuthority } from '../tls/cert-authority.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import type { UpstreamMutation } from './record-mode.ts';
 import { describeRefused } from '../records/journal-check.ts';
+import { removeStaleTempFiles } from '../store/stale-temp.ts';
 import { RecordPath } from './record-path.ts';
 import { ReplayMode } from './replay-mode.ts';
 import { createStats } from './stats.ts';
@@ -122,6 +123,7 @@ export class Oracle {
   async start(): Promise<void> {
     const { init, logger } = this;
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
+    await removeStaleTempFiles(init.dataDir, logger, init.mode === 'record' ? init.netlockPath : undefined);
     let handler;
     if (init.mode === 'record') {
       const path = (this.#recordPath = await RecordPath.open({

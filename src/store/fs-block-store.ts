@@ -33,16 +33,17 @@ export class FsBlockStore implements BlockSource, BlockSink {
     // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own.
     if (this.#written.has(path)) return;
     const shard = join(path, '..');
+    const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
     try {
       if (!this.#madeDirs.has(shard)) {
         await mkdir(shard, { recursive: true });
         this.#madeDirs.add(shard);
       }
-      const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
       await writeFile(tmp, bytes);
       await rename(tmp, path);
       this.#rememberWritten(path);
     } catch (cause) {
+      await unlink(tmp).catch(() => {}); // a full disk leaves no partial temp file behind
       throw new StoreError(`Cannot write block ${cid} to ${path}: ${(cause as Error).message}`, { cause });
     }
   }

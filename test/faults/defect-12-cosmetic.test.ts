@@ -89,6 +89,9 @@ describe('defect 12: disk full is not a bad request; nothing to recover says wha
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(d.stderr()).toMatch(/ENOSPC/);
       expect(d.stderr()).not.toMatch(/bad request from client/);
+      // The failed block write left no partial temp file behind (the process is still running).
+      const left = execFileSync('find', [join(fullDir, 'data', 'blocks'), '-name', '*.tmp']).toString();
+      expect(left).toBe('');
     } finally {
       await d.stop('SIGKILL');
       await origin.close();
