@@ -30,8 +30,9 @@ export class FsBlockStore implements BlockSource, BlockSink {
     throwIfAborted(options?.signal);
     const path = this.pathOf(cid);
     // No stat first: on the record path almost every block is new, and a failed stat costs an exception.
-    // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own.
-    if (this.#written.has(path)) return;
+    // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own
+    // while they are still there (`fetch-oracle gc` may have removed one that nothing needed at the time).
+    if (this.#written.has(path) && (await exists(path))) return;
     const shard = join(path, '..');
     const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
     try {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +153,15 @@ describe('defect 11: gc and stale temp files', () => {
     }
     expect(origin.requests.length).toBe(hits);
   }, 120_000);
+
+  it('a block gc removed is stored again when a running process puts the same bytes again', async () => {
+    const store = new FsBlockStore(join(dir.path, 'rewrite'));
+    const first = await importBody([new Uint8Array([1, 2, 3])], store);
+    await rm(store.pathOf(first.cid)); // what gc does to a block nothing needed (an aborted download)
+    const again = await importBody([new Uint8Array([1, 2, 3])], store); // the same body, fetched again
+    expect(again.cid.equals(first.cid)).toBe(true);
+    await stat(store.pathOf(first.cid));
+  });
 
   it('removes stale temp files of processes that are gone at start-up', async () => {
     const data = join(dir.path, 'start-data');
