@@ -1,5 +1,21 @@
 import tseslint from 'typescript-eslint';
 
+// Boundary rules (docs style.md, "Boundary rules, enforced by lint"). ESLint replaces a rule's options when a
+// later block names the same rule, so each area's `no-restricted-imports` is composed from these parts.
+const NO_SIM = { group: ['**/sim/**', '!./**'], message: 'Test-only simulators: only the simulator command (src/cli/serve-machine.ts) and tests may import sim/.' };
+const CORE_IO = ['node:net', 'node:http', 'node:https', 'node:tls', 'node:fs', 'node:fs/promises', 'node:child_process', 'node:dgram', 'node:dns', 'undici', 'kubo-rpc-client', 'hono', '@hono/node-server'];
+const CORE_LAYERS = {
+  group: ['../*', '!../errors.ts', '!../log.ts'],
+  message: 'src/protocol/ is the pure core: it imports only itself, errors and the logger (no sockets, files, stores or proxy).',
+};
+const GUEST_FORBIDDEN = {
+  group: [
+    '**/src/cli/**', '**/src/records/**', '**/src/store/**', '**/src/seed/**', '**/src/run/**', '**/src/image/**', '**/src/upstream/**',
+    '**/src/admin/**', '**/src/oracle/oracle*', '**/src/oracle/record*', '**/src/oracle/recorder*', '**/src/proxy/record-handler*', '**/src/proxy/request-body*',
+  ],
+  message: 'The guest never dials out, never records and never spools: import only the core, the proxy front, TLS and openReplay.',
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', 'guest/dist/**', 'enclave/dist/**', 'test/kubo/bin/**', '.tmp/**'] },
   ...tseslint.configs.recommended,
@@ -20,13 +36,36 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // Nothing in production code reaches the simulators, except the simulator's own command.
+    files: ['src/**/*.ts'],
+    ignores: ['src/cli/serve-machine.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [NO_SIM] }] },
+  },
+  {
     // The replay core is shared with the guest: no sockets, no file system, no network clients.
     files: ['src/protocol/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', {
-        paths: ['node:net', 'node:http', 'node:https', 'node:tls', 'node:fs', 'node:fs/promises', 'undici', 'kubo-rpc-client', 'hono'],
-      }],
-    },
+    rules: { 'no-restricted-imports': ['error', { paths: CORE_IO, patterns: [CORE_LAYERS, NO_SIM] }] },
+  },
+  {
+    // The Recorder and Replayer are socket-free: HTTP stays in the proxy front (src/proxy/).
+    files: ['src/oracle/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: ['node:http', 'node:https', 'node:net'], patterns: [NO_SIM] }] },
+  },
+  {
+    // The netlock (build, read, verify, CAR) sits below the modes: no arrow back up into oracle/ or proxy/.
+    files: ['src/netlock/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../oracle/**', '../proxy/**', '../cli/**'], message: 'src/netlock/ must not import oracle/, proxy/ or cli/ (the record check lives in src/protocol/verify-record.ts).' }, NO_SIM] }] },
+  },
+  {
+    // The admin API and the proxy front both talk to the Oracle through narrow interfaces, not to each other.
+    files: ['src/admin/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../proxy/**', '**/src/proxy/**'], message: 'src/admin/ must not import src/proxy/.' }, NO_SIM] }] },
+  },
+  {
+    // The proxy front reaches a mode only through the handler interfaces it defines (exchange.ts,
+    // record-handler.ts, replay-handler.ts); types only, never an implementation.
+    files: ['src/proxy/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../oracle/**', '../admin/**', '../cli/**'], message: 'src/proxy/ must not import oracle/, admin/ or cli/: define the interface it needs here.' }, NO_SIM] }] },
   },
   {
     // The guest replays only: it shares the replay core, proxy front and TLS with the host, but must never
@@ -35,17 +74,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: ['undici', 'kubo-rpc-client', 'hono', '@hono/node-server', 'node:net', 'node:https', 'node:dgram', 'node:dns'],
-        patterns: [{
-          group: ['**/src/upstream/**', '**/src/records/**', '**/src/store/fs-*', '**/src/store/kubo-*', '**/src/oracle/record-mode*', '**/src/oracle/oracle*', '**/src/admin/**', '**/src/cli/**'],
-          message: 'The guest never dials out and never records: import only the replay side.',
-        }],
+        patterns: [GUEST_FORBIDDEN, NO_SIM],
       }],
     },
   },
   {
     files: ['enclave/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/*', '!**/src/protocol/**'], message: 'enclave/ may import only src/protocol/**.' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/*', '!**/src/protocol/**'], message: 'enclave/ may import only src/protocol/**.' }, NO_SIM] }],
     },
   },
   {

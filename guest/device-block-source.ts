@@ -1,11 +1,14 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { CID } from 'multiformats/cid';
-import { BlockMissingError, OracleError, throwIfAborted } from '../src/errors.ts';
+import { BlockCorruptError, BlockMissingError, DeviceError, errorFromCode, throwIfAborted } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { NOOP_LOGGER } from '../src/log.ts';
 import type { AbortOptions, BlockSource } from '../src/protocol/blocks.ts';
 import { MAX_BLOCK_BYTES } from '../src/protocol/blocks.ts';
+
+/** Helper status of a host's in-band refusal (guest/cmio/cmio-helper.c HELPER_STATUS_HOST_ERROR). */
+const HELPER_STATUS_HOST_ERROR = 6;
 
 /** The one block that is legitimately empty: the raw block of an empty body. */
 const EMPTY_RAW_BLOCK = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku';
@@ -47,8 +50,8 @@ export class DeviceBlockSource implements BlockSource {
       this.#dead ??= err;
       this.#wake();
     };
-    this.#child.on('error', (err) => fail(new OracleError('ORACLE_ERR_STORE', `Cannot run the cmio helper ${init.helperPath}: ${err.message}`)));
-    this.#child.on('exit', (code, signal) => fail(new OracleError('ORACLE_ERR_STORE', `The cmio helper exited (${signal ?? code}); no more blocks can be fetched`)));
+    this.#child.on('error', (err) => fail(new DeviceError(`Cannot run the cmio helper ${init.helperPath}: ${err.message}`)));
+    this.#child.on('exit', (code, signal) => fail(new DeviceError(`The cmio helper exited (${signal ?? code}); no more blocks can be fetched`)));
     this.#child.stdin.on('error', () => {});
   }
 
@@ -85,12 +88,16 @@ export class DeviceBlockSource implements BlockSource {
     const head = await this.#read(8);
     const status = head.readUInt32BE(0);
     const length = head.readUInt32BE(4);
-    if (length > MAX_BLOCK_BYTES) throw new OracleError('ORACLE_ERR_BLOCK_CORRUPT', `Device reply for ${cid} claims ${length} bytes (limit ${MAX_BLOCK_BYTES})`);
+    if (length > MAX_BLOCK_BYTES) throw new BlockCorruptError(cid.toString(), `Device reply for ${cid} claims ${length} bytes (limit ${MAX_BLOCK_BYTES})`);
     const body = new Uint8Array(await this.#read(length));
     this.roundTrips++;
     this.bytes += length;
     if (status !== 0) {
-      throw new OracleError('ORACLE_ERR_STORE', `Dehashing device failed for ${cid}: status ${status}: ${Buffer.from(body).toString('utf8')}`);
+      const text = Buffer.from(body).toString('utf8');
+      // Status 6 (HELPER_STATUS_HOST_ERROR) carries the host's in-band refusal, `CODE: message`: rethrow its class.
+      const refused = status === HELPER_STATUS_HOST_ERROR ? /^host refused the request \(response code 0x[0-9a-f]+\): (ORACLE_ERR_[A-Z0-9_]+): /.exec(text) : null;
+      if (refused !== null) throw errorFromCode(refused[1]!, `Dehashing device failed for ${cid}: ${text}`);
+      throw new DeviceError(`Dehashing device failed for ${cid}: status ${status}: ${text}`);
     }
     // An honest host never answers "not found": the netlock commits to every block (design §7).
     if (length === 0 && cid.toString() !== EMPTY_RAW_BLOCK) {

@@ -5,16 +5,13 @@ import 'reflect-metadata';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { clientEnvironment, exportLines, SYSTEM_CA_BUNDLE } from '../src/tls/client-env.ts';
+import { parseCommandLine, parseHostPort, parseTrustedKeys, UsageError } from '../src/config/flags.ts';
 import { OracleError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
-import { ReplayMode } from '../src/oracle/replay-mode.ts';
-import { createStats } from '../src/oracle/stats.ts';
+import { openReplay } from '../src/oracle/open-replay.ts';
 import { CachingBlockSource } from '../src/protocol/blocks.ts';
-import { NetlockReader } from '../src/netlock/dag.ts';
-import { fromHex, toHex } from '../src/protocol/signature.ts';
 import { ProxyServer } from '../src/proxy/proxy-server.ts';
 import { CA_CERT_FILE, CertAuthority } from '../src/tls/cert-authority.ts';
 import { DeviceBlockSource } from './device-block-source.ts';
@@ -54,8 +51,6 @@ interface GuestConfig {
   cacheMib?: number;
 }
 
-class UsageError extends Error {}
-
 function loadConfig(path: string | undefined): GuestConfig {
   const file = path ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
   if (file === undefined) return {};
@@ -66,19 +61,13 @@ function loadConfig(path: string | undefined): GuestConfig {
   }
 }
 
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (m === null) throw new UsageError(`--listen expects HOST:PORT, got ${JSON.stringify(text)}`);
-  return { host: m[1]!, port: Number(m[2]) };
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(HELP);
     return command === undefined ? 2 : 0;
   }
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args,
     strict: true,
     options: {
@@ -92,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
       bundle: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+  }, HELP);
   if (values.help === true) {
     process.stdout.write(HELP);
     return 0;
@@ -101,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
   const caDir = values['ca-dir'] ?? config.caDir;
   if (caDir === undefined) throw new UsageError('--ca-dir (or caDir in the config) is required: the CA is provisioned with the image');
   if (!existsSync(join(caDir, CA_CERT_FILE))) throw new UsageError(`No CA in ${caDir}: provision one on the host with \`fetch-oracle env --data DIR\` and copy DIR/ca into the image`);
-  const listen = parseListen(values.listen ?? config.listen ?? DEFAULT_LISTEN);
+  const listen = parseHostPort(values.listen ?? config.listen ?? DEFAULT_LISTEN, '--listen');
 
   if (command === 'env') {
     const ca = await CertAuthority.loadOrCreate({ dir: caDir });
@@ -123,37 +112,25 @@ async function main(argv: string[]): Promise<number> {
   }
   const trustText = values.trust ?? config.trust ?? [];
   if (trustText.length === 0) throw new UsageError('--trust KEY (or trust in the config) is required: the guest accepts records only from named oracle keys');
-  const trusted = trustText.map((k) => {
-    try {
-      return fromHex(k.trim(), 32);
-    } catch {
-      throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(k)}`);
-    }
-  });
+  const trusted = parseTrustedKeys(trustText);
   const cacheMib = Number(values['cache-mib'] ?? config.cacheMib ?? DEFAULT_CACHE_MIB);
 
   const logger = createLogger('oracle:guest', (level, namespace, line) => process.stderr.write(`${level} ${namespace}: ${line}\n`));
   const device = new DeviceBlockSource({ helperPath: values.helper ?? config.helper ?? DEFAULT_HELPER, logger });
   const blocks = new CachingBlockSource(device, cacheMib * 1024 * 1024);
-  const netlock = new NetlockReader(root, blocks);
-  const rootValue = await netlock.rootValue();
-  const untrusted = rootValue.oracles.filter((k) => !trusted.some((t) => toHex(t) === toHex(k)));
-  if (untrusted.length > 0) logger.warn('netlock names untrusted oracle key(s) %s: their records will be refused', untrusted.map(toHex).join(', '));
-  const stats = createStats('replay');
-  const replay = new ReplayMode({ netlock, source: blocks, trusted, stats, logger: logger.child('replay') });
+  const replay = await openReplay({ root, source: blocks, trusted, logger });
   const ca = await CertAuthority.loadOrCreate({ dir: caDir });
-  const proxy = new ProxyServer({ handler: replay, certs: ca, logger: logger.child('proxy') });
+  const proxy = new ProxyServer({ handler: replay.handler, certs: ca, logger: logger.child('proxy') });
   const stopped = new Promise<string>((done) => {
     process.once('SIGINT', () => done('SIGINT'));
     process.once('SIGTERM', () => done('SIGTERM'));
   });
   await proxy.listen(listen);
-  logger.info('replaying netlock %s (%d entries) on %s:%d', root.toString(), rootValue.count, listen.host, listen.port);
   process.stdout.write(`listening http://${listen.host}:${proxy.address().port}\n`);
   const signal = await stopped;
   await proxy.close();
   await device.close();
-  logger.info('%s: stopped; %d requests, %d hits, %d misses; device: %d round trips, %d bytes', signal, stats.requests, stats.hits, stats.misses, device.roundTrips, device.bytes);
+  logger.info('%s: stopped; %d requests, %d hits, %d misses; device: %d round trips, %d bytes', signal, replay.stats.requests, replay.stats.hits, replay.stats.misses, device.roundTrips, device.bytes);
   return 0;
 }
 

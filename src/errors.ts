@@ -39,12 +39,25 @@ export const ERROR_CODES = [
   'ORACLE_ERR_ATTESTATION_UNTRUSTED_ROOT',
   'ORACLE_ERR_ATTESTATION_EXPIRED',
   'ORACLE_ERR_ATTESTATION_NOT_YET_VALID',
+  'ORACLE_ERR_ATTESTATION_STALE',
   'ORACLE_ERR_ATTESTATION_DEBUG_MODE',
   'ORACLE_ERR_ATTESTATION_PCR_MISMATCH',
   'ORACLE_ERR_ATTESTATION_INVALID_OPTIONS',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** The Nitro attestation verifier's codes (src/attestation/errors.ts lists them as ATTESTATION_ERROR_CODES). */
+export type AttestationErrorCode = Extract<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>;
+
+function isAttestationCode(code: ErrorCode): code is AttestationErrorCode {
+  return code.startsWith('ORACLE_ERR_ATTESTATION_');
+}
+
+/** Whether `code` is one of ERROR_CODES (a code read off the wire is a plain string). */
+export function isErrorCode(code: string): code is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code);
+}
 
 export class OracleError extends Error {
   readonly code: ErrorCode;
@@ -189,7 +202,11 @@ export class InvalidArchiveError extends OracleError {
   }
 }
 
-/** The guest's dehashing device failed: the cmio helper is missing or died, or the host answered with an error. */
+/**
+ * The dehashing device failed or was misused. Guest side: the cmio helper is missing, died or reported a
+ * device failure. Host side: a GIO request that is not a block request (unknown domain, an id that is not
+ * one sha2-256 CID): deterministic, so the host refuses it in band (code 0xFFFF) instead of aborting the run.
+ */
 export class DeviceError extends OracleError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ORACLE_ERR_DEVICE', message, options);
@@ -238,6 +255,75 @@ export class InvalidLockfileError extends OracleError {
     this.file = file;
     this.line = line;
   }
+}
+
+/**
+ * A failed attestation check: an OracleError whose code says which check failed. Defined here (and
+ * re-exported by src/attestation/errors.ts) so that errorFromCode can rebuild it without an import cycle.
+ */
+export class AttestationError extends OracleError {
+  declare readonly code: AttestationErrorCode;
+
+  constructor(code: AttestationErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'AttestationError';
+  }
+}
+
+/** The first CID a message names (`Block not found: bafk…`), for the `cid` of a block error read back. */
+function cidIn(message: string): string {
+  return /\b(?:baf[a-z2-7]{50,}|Qm[1-9A-HJ-NP-Za-km-z]{44})\b/.exec(message)?.[0] ?? '';
+}
+
+/** `FILE[:LINE]: ` at the head of an InvalidLockfileError message, as its constructor writes it. */
+function lockfileError(message: string): InvalidLockfileError {
+  const m = /^(.+?):(\d+): /.exec(message);
+  const err = new InvalidLockfileError(m?.[1] ?? '', m === null ? 0 : Number(m[2]), '');
+  err.message = message; // verbatim: the constructor would prefix FILE:LINE again
+  return err;
+}
+
+/** One rebuilder per code; the mapped type makes a new code without one a compile error. */
+const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (message: string) => OracleError } = {
+  ORACLE_ERR_INVALID_CONFIG: (m) => new InvalidConfigError(m),
+  ORACLE_ERR_BAD_REQUEST: (m) => new BadRequestError(m),
+  ORACLE_ERR_UPSTREAM: (m) => new UpstreamError(m),
+  ORACLE_ERR_TRUNCATED_BODY: (m) => new TruncatedBodyError(m),
+  ORACLE_ERR_REPLAY_MISS: (m) => new ReplayMissError(m),
+  ORACLE_ERR_BLOCK_MISSING: (m) => new BlockMissingError(cidIn(m), m),
+  ORACLE_ERR_BLOCK_CORRUPT: (m) => new BlockCorruptError(cidIn(m), m),
+  ORACLE_ERR_BAD_SIGNATURE: (m) => new BadSignatureError(m),
+  ORACLE_ERR_UNTRUSTED_KEY: (m) => new UntrustedKeyError(m),
+  ORACLE_ERR_INVALID_RECORD: (m) => new InvalidRecordError(m),
+  ORACLE_ERR_INVALID_NETLOCK: (m) => new InvalidNetlockError(m),
+  ORACLE_ERR_STORE: (m) => new StoreError(m),
+  ORACLE_ERR_ABORTED: (m) => new AbortedError(m),
+  ORACLE_ERR_INTERNAL: (m) => new InternalError(m),
+  ORACLE_ERR_UNAUTHORIZED: (m) => new UnauthorizedError(m),
+  ORACLE_ERR_INVALID_ARCHIVE: (m) => new InvalidArchiveError(m),
+  ORACLE_ERR_DEVICE: (m) => new DeviceError(m),
+  ORACLE_ERR_MACHINE: (m) => new MachineError(m),
+  ORACLE_ERR_DIGEST_MISMATCH: (m) => new DigestMismatchError(m),
+  ORACLE_ERR_INVALID_LOCKFILE: lockfileError,
+  ORACLE_ERR_NSM: (m) => new NsmError(m),
+  ORACLE_ERR_NOT_ATTESTED: (m) => new NotAttestedError(m),
+};
+
+/**
+ * Rebuilds the error an `x-oracle-error` header, a `{code, message}` JSON body or a device reply carries:
+ * the subclass for `code`, with `message` verbatim (fields only the message holds, such as a block's CID
+ * or a lockfile's file:line, are read back from it). An unknown code is an InternalError naming it.
+ */
+export function errorFromCode(code: string, message: string): OracleError {
+  if (!isErrorCode(code)) return new InternalError(`Unknown error code ${JSON.stringify(code)}: ${message}`);
+  if (isAttestationCode(code)) return new AttestationError(code, message);
+  return FROM_CODE[code](message);
+}
+
+/** `err` if it is an OracleError, else an InternalError carrying its message (and it as the cause). */
+export function asOracleError(err: unknown): OracleError {
+  if (err instanceof OracleError) return err;
+  return new InternalError(err instanceof Error ? err.message : String(err), { cause: err });
 }
 
 /** Throws AbortedError when the signal has fired; call at the top of every async operation. */

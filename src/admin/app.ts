@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
-import { OracleError } from '../errors.ts';
+import { asOracleError, BadRequestError, UnauthorizedError } from '../errors.ts';
 
 /** What the admin API reads from a running oracle: a narrow interface, not the oracle itself. */
 export interface AdminDeps {
@@ -37,19 +37,19 @@ export function createAdminApp(deps: AdminDeps): Hono {
     const auth = c.req.header('authorization') ?? '';
     const m = /^Bearer (.+)$/.exec(auth);
     if (m === null || !sameToken(m[1]!, deps.token)) {
-      return c.json({ code: 'ORACLE_ERR_UNAUTHORIZED', message: 'Missing or wrong bearer token' }, 401);
+      return c.json(new UnauthorizedError('Missing or wrong bearer token').toJSON(), 401);
     }
     return next();
   });
   app.get('/stats', (c) => c.json(deps.stats()));
   app.get('/records', async (c) => {
     const url = c.req.query('url');
-    if (url === undefined || url === '') return c.json({ code: 'ORACLE_ERR_BAD_REQUEST', message: 'Query parameter url is required' }, 400);
+    if (url === undefined || url === '') return c.json(new BadRequestError('Query parameter url is required').toJSON(), 400);
     return c.json({ url, records: await deps.recordsForUrl(url) });
   });
   app.get('/netlock', async (c) => c.json(await deps.netlock()));
   app.get('/netlock.car', async (c) => {
-    if (deps.netlockCar === undefined) return c.json({ code: 'ORACLE_ERR_BAD_REQUEST', message: 'This oracle has no netlock to export' }, 404);
+    if (deps.netlockCar === undefined) return c.json(new BadRequestError('This oracle has no netlock to export', 404).toJSON(), 404);
     const car = await deps.netlockCar();
     const out = new PassThrough();
     const abort = new AbortController();
@@ -64,8 +64,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
   });
   app.get('/ca.pem', (c) => c.body(deps.caPem(), 200, { 'content-type': 'application/x-pem-file' }));
   app.onError((err, c) => {
-    const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
-    return c.json({ code, message: err.message }, err instanceof OracleError && err.code === 'ORACLE_ERR_BAD_REQUEST' ? 400 : 500);
+    const e = asOracleError(err);
+    return c.json(e.toJSON(), e instanceof BadRequestError ? 400 : 500);
   });
   return app;
 }

@@ -2,7 +2,7 @@ import { serve } from '@hono/node-server';
 import type { ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { InvalidConfigError } from '../errors.ts';
-import type { ListenAddress } from '../proxy/proxy-server.ts';
+import type { ListenAddress } from '../io/listen.ts';
 import type { AdminDeps } from './app.ts';
 import { createAdminApp } from './app.ts';
 

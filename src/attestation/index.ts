@@ -7,12 +7,10 @@ export {
   MAX_TEXT_INPUT_BYTES,
   PCR_BYTES,
   SIGNATURE_BYTES,
-  attestationToJson,
-  decodeAttestation,
-  parseAttestationInput,
-  verifyAttestation,
-} from './verify.ts';
-export type { AttestationDocument, AttestationJson, VerifyAttestationOptions } from './verify.ts';
+} from './limits.ts';
+export { decodeAttestation, verifyAttestation } from './verify.ts';
+export { attestationToJson, parseAttestationInput } from './input.ts';
+export type { AttestationDocument, AttestationJson, VerifyAttestationOptions } from './types.ts';
 export { ATTESTATION_ERROR_CODES, AttestationError } from './errors.ts';
 export type { AttestationErrorCode } from './errors.ts';
 export { AWS_NITRO_ROOT_G1_DER_SHA256, AWS_NITRO_ROOT_G1_PEM } from './aws-root.ts';

@@ -1,5 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace } from '../image/build.ts';
@@ -118,8 +120,8 @@ function say(text: string): void {
 }
 
 /** `fetch-oracle build …`: returns the exit code. */
-export async function runBuild(args: string[], dataDirDefault: string): Promise<number> {
-  return reportingErrors(process.stderr, 'fetch-oracle', () => buildParsed(args, dataDirDefault));
+export async function runBuild(args: string[], dataDirDefault: string, io: { stdout?: Writable; stderr?: Writable } = {}): Promise<number> {
+  return reportingErrors(io.stderr ?? process.stderr, 'fetch-oracle', () => buildParsed(args, dataDirDefault, io.stdout ?? process.stdout));
 }
 
 interface Plan {
@@ -134,11 +136,11 @@ interface Plan {
   reportPath: string | undefined;
 }
 
-async function buildParsed(args: string[], dataDirDefault: string): Promise<number> {
+async function buildParsed(args: string[], dataDirDefault: string, stdout: Writable): Promise<number> {
   const { own, buildah: buildahArgs, context } = splitBuildArgs(args);
   const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, BUILD_HELP);
   if (values.help === true) {
-    process.stdout.write(BUILD_HELP);
+    stdout.write(BUILD_HELP);
     return 0;
   }
   if (context === undefined) throw new UsageError(`build needs a CONTEXT directory (the last argument)\n\n${BUILD_HELP}`);
@@ -289,3 +291,10 @@ async function check(plan: Plan): Promise<number> {
     else await rm(dir, { recursive: true, force: true });
   }
 }
+
+export const buildCommand: Command = {
+  summary: `build an unmodified Dockerfile with buildah through the recording proxy; --replay FILE rebuilds
+            it offline, --check does both and compares the image digests`,
+  help: BUILD_HELP,
+  run: (args, context) => runBuild(args, context.defaultDataDir, context),
+};

@@ -3,6 +3,7 @@
  * command switch of cli.ts; these functions print and return an exit code (0 ok, 1 failed, 2 usage) and
  * never exit the process themselves.
  */
+import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, UsageError } from './common.ts';
 import { randomBytes } from 'node:crypto';
 import { access, rename, writeFile } from 'node:fs/promises';
@@ -190,3 +191,15 @@ async function writeNetlockJson(path: string, root: CID, store: BlockStore): Pro
   await writeFile(tmp, renderNetlockFile(file));
   await rename(tmp, path);
 }
+
+export const exportCommand: Command = {
+  summary: 'write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)',
+  help: CAR_HELP.export,
+  run: runExport,
+};
+
+export const importCommand: Command = {
+  summary: 'load and verify a CAR into the embedded store or Kubo (import IN.car)',
+  help: CAR_HELP.import,
+  run: runImport,
+};

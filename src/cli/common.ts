@@ -2,22 +2,13 @@
  * What every `fetch-oracle` command shares: the usage error (exit 2), the error report (exit 1 with the
  * stable code), `--trust` key parsing and the SIGINT/SIGTERM handling of long-running commands.
  */
-import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
-import type { ParseArgsConfig } from 'node:util';
 import { OracleError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import type { Logger } from '../log.ts';
-import { fromHex } from '../protocol/signature.ts';
+import { UsageError } from '../config/flags.ts';
 
-/** A mistake in the command line: printed as is, exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { parseAddress, parseCommandLine, parseTrustedKeys, UsageError } from '../config/flags.ts';
 
 /**
  * Runs a command's body and turns its failures into exit codes: 2 for a usage error, 1 for anything else,
@@ -37,39 +28,11 @@ export async function reportingErrors(err: Writable, prefix: string, body: () =>
   }
 }
 
-/** `parseArgs(config)`, its errors (an unknown flag, a missing value) turned into a UsageError with `help`. */
-export function parseCommandLine<T extends ParseArgsConfig>(config: T, help: string): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${help}`);
-  }
-}
-
-/** `HOST:PORT` (an IPv6 host in brackets) or `unix:/path`. */
-export function parseAddress(text: string, flag: string): { host: string; port: number } | { path: string } {
-  if (text.startsWith('unix:')) return { path: resolve(text.slice('unix:'.length)) };
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
-  if (m === null || Number(m[2]) > 65535) throw new UsageError(`${flag} expects HOST:PORT (or unix:/path), got ${JSON.stringify(text)}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-}
-
 /** The logger of a command: timestamped lines on stderr; `quiet` drops info lines (wrapping commands). */
 export function stderrLogger(options: { quiet?: boolean } = {}): Logger {
   return createLogger('oracle', (level, namespace, line) => {
     if (level === 'info' && options.quiet === true) return;
     process.stderr.write(`${new Date().toISOString()} ${level} ${namespace}: ${line}\n`);
-  });
-}
-
-/** `--trust KEY` values: 64-hex-digit ed25519 public keys. */
-export function parseTrustedKeys(values: readonly string[]): Uint8Array[] {
-  return values.map((v) => {
-    try {
-      return fromHex(v.trim(), 32);
-    } catch {
-      throw new UsageError(`--trust expects a 64-hex-digit ed25519 public key, got ${JSON.stringify(v)}`);
-    }
   });
 }
 

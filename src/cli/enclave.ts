@@ -1,19 +1,18 @@
 /**
  * `fetch-oracle enclave serve` (inside the Nitro Enclave, started by enclave/boot.sh) and
- * `fetch-oracle enclave parent` (on the parent instance), plus the `verify --attested` flags.
+ * `fetch-oracle enclave parent` (on the parent instance).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { parseAddress, stderrLogger, untilSignal } from './common.ts';
+import type { Command, CommandContext } from './command.ts';
+import { parseAddress, parseCommandLine, stderrLogger, untilSignal, UsageError } from './common.ts';
 import { birthKey, checkRngSource, createEnclaveConfig, RNG_CURRENT_PATH } from '../enclave/key-birth.ts';
 import { HelperNsmClient } from '../enclave/nsm-client.ts';
 import { ParentProxy, parseAllowRule } from '../enclave/parent-proxy.ts';
 import { InvalidConfigError } from '../errors.ts';
 import { Oracle } from '../oracle/oracle.ts';
-import { fromHex, toHex } from '../protocol/signature.ts';
+import { toHex } from '../protocol/signature.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
-import type { AttestationPolicy } from '../netlock/verify-attested.ts';
 import { describeProxy } from '../upstream/connect-tunnel.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
@@ -51,79 +50,33 @@ targets not on the allowlist with 403 (and a log line), answers anything but CON
   --allow RULE             HOST (port 443), HOST:PORT, HOST:*, *.DOMAIN[:PORT]; repeatable
 `;
 
-export const VERIFY_ATTESTED_HELP = `  --attested             accept a record only if its key is the public_key of a valid Nitro attestation
-                         document it names (verified as of the document's own time, root pinned)
-  --pcr0 HEX / --pcr1 HEX / --pcr2 HEX / --pcr8 HEX
-                         expected PCRs of the enclave image (--pcr0 required with --attested)
-  --user-data HEX        expected user_data (the enclave configuration digest)
-  --allow-debug          accept debug-mode documents (tests only)
-  --attestation-root PEM trust this root instead of the AWS Nitro root (tests with a simulated NSM only)
-`;
-
-/** The parseArgs options `verify` adds for --attested. */
-export const VERIFY_ATTESTED_OPTIONS = {
-  attested: { type: 'boolean' },
-  pcr0: { type: 'string' },
-  pcr1: { type: 'string' },
-  pcr2: { type: 'string' },
-  pcr8: { type: 'string' },
-  'user-data': { type: 'string' },
-  'allow-debug': { type: 'boolean' },
-  'attestation-root': { type: 'string' },
-} as const;
-
-function hexFlag(values: Record<string, unknown>, name: string, bytes?: number): Uint8Array | undefined {
-  const v = values[name];
-  if (typeof v !== 'string') return undefined;
-  try {
-    return fromHex(v.trim().replace(/^0x/i, ''), bytes);
-  } catch {
-    throw new InvalidConfigError(`--${name} expects ${bytes === undefined ? 'hex' : `${bytes} bytes of hex (${bytes * 2} digits)`}, got ${JSON.stringify(v.slice(0, 120))}`);
-  }
-}
-
-/** The attestation policy of `verify --attested …`, or undefined without --attested. */
-export async function attestedPolicyFromFlags(values: Record<string, unknown>): Promise<AttestationPolicy | undefined> {
-  const attestedFlags = ['pcr0', 'pcr1', 'pcr2', 'pcr8', 'user-data', 'allow-debug', 'attestation-root'].filter((f) => values[f] !== undefined);
-  if (values['attested'] !== true) {
-    if (attestedFlags.length > 0) throw new InvalidConfigError(`--${attestedFlags[0]} applies only with --attested`);
-    return undefined;
-  }
-  const expectedPcrs: Record<number, Uint8Array> = {};
-  for (const n of [0, 1, 2, 8]) {
-    const v = hexFlag(values, `pcr${n}`, 48);
-    if (v !== undefined) expectedPcrs[n] = v;
-  }
-  if (expectedPcrs[0] === undefined) throw new InvalidConfigError('--attested needs --pcr0 HEX (the enclave image measurement): an empty policy would accept any image');
-  const userData = hexFlag(values, 'user-data');
-  const rootPath = values['attestation-root'];
-  return {
-    expectedPcrs,
-    ...(values['allow-debug'] === true ? { allowDebug: true } : {}),
-    ...(userData === undefined ? {} : { expectedUserData: userData }),
-    ...(typeof rootPath === 'string' ? { rootCertPem: await readFile(rootPath, 'utf8') } : {}),
-  };
-}
-
 /** `HOST:PORT` or `unix:/path`. */
 export function parseProxyAddress(text: string, flag: string): ProxyAddress {
   return parseAddress(text, flag);
 }
 
+export const enclaveCommand: Command = {
+  summary: "run the oracle in a Nitro Enclave (enclave serve) or the parent's CONNECT proxy (enclave parent)",
+  help: ENCLAVE_HELP,
+  run: (args, context) => runEnclave(args, context.defaultDataDir, context),
+};
+
 /** `fetch-oracle enclave serve|parent …`; returns the exit code. */
-export async function runEnclave(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
+export async function runEnclave(args: string[], dataDirDefault: string, context: Pick<CommandContext, 'stdout'>): Promise<number> {
+  const out = (t: string): void => void context.stdout.write(t);
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
     out(ENCLAVE_HELP);
-    return sub === undefined ? 2 : 0;
+    return 0;
   }
+  if (sub === undefined) throw new UsageError(`enclave needs a command: serve or parent\n\n${ENCLAVE_HELP}`);
   if (sub === 'serve') return serve(rest, dataDirDefault, out);
   if (sub === 'parent') return parent(rest, out);
-  throw new InvalidConfigError(`Unknown enclave command ${JSON.stringify(sub)} (serve or parent)\n\n${ENCLAVE_HELP}`);
+  throw new UsageError(`Unknown enclave command ${JSON.stringify(sub)} (serve or parent)\n\n${ENCLAVE_HELP}`);
 }
 
 async function serve(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args,
     strict: true,
     options: {
@@ -139,7 +92,7 @@ async function serve(args: string[], dataDirDefault: string, out: (t: string) =>
       'attestation-out': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+  }, ENCLAVE_HELP);
   if (values.help === true) {
     out(ENCLAVE_HELP);
     return 0;
@@ -189,11 +142,11 @@ async function serve(args: string[], dataDirDefault: string, out: (t: string) =>
 }
 
 async function parent(args: string[], out: (t: string) => void): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandLine({
     args,
     strict: true,
     options: { listen: { type: 'string' }, allow: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
-  });
+  }, ENCLAVE_HELP);
   if (values.help === true) {
     out(ENCLAVE_HELP);
     return 0;

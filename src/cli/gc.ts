@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
 import { collectGarbage, renderGcReport } from '../store/gc.ts';
-import { parseCommandLine, UsageError } from './common.ts';
+import type { Command, CommandContext } from './command.ts';
+import { UsageError } from './common.ts';
+import { parseOptions, str, strs } from './options.ts';
 
 export const GC_HELP = `Usage: fetch-oracle gc [--data DIR] [--dry-run] [--keep NETLOCK]... [--min-age SECONDS] [--json]
 
@@ -22,37 +24,32 @@ Options:
 Kubo (--ipfs) collects its own garbage ('ipfs repo gc'); records and netlocks written there are pinned.
 `;
 
-/** `fetch-oracle gc`; returns the exit code. */
-export async function runGc(args: string[], defaultDataDir: string, out: (text: string) => void): Promise<number> {
-  const { values, positionals } = parseCommandLine(
-    {
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        data: { type: 'string' },
-        keep: { type: 'string', multiple: true },
-        'dry-run': { type: 'boolean' },
-        'min-age': { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    },
+export const gcCommand: Command = {
+  summary: 'remove blocks no record or netlock needs, and stale temp files, from the data directory',
+  help: GC_HELP,
+  run: runGc,
+};
+
+/** `fetch-oracle gc`; resolves to the exit code. */
+export async function runGc(args: string[], context: CommandContext): Promise<number> {
+  const { values, positionals } = parseOptions(
+    args,
+    { keep: { type: 'string', multiple: true }, 'dry-run': { type: 'boolean' }, 'min-age': { type: 'string' }, json: { type: 'boolean' } },
     GC_HELP,
   );
-  if (values.help === true) {
-    out(GC_HELP);
+  if (values['help'] === true) {
+    context.stdout.write(GC_HELP);
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`gc takes no positional arguments (netlocks to keep go with --keep)\n\n${GC_HELP}`);
-  const minAge = values['min-age'];
+  const minAge = str(values['min-age']);
   if (minAge !== undefined && !/^\d+$/.test(minAge)) throw new UsageError(`--min-age expects a number of seconds, got ${JSON.stringify(minAge)}`);
   const report = await collectGarbage({
-    dataDir: resolve(values.data ?? defaultDataDir),
-    keep: values.keep ?? [],
+    dataDir: resolve(str(values['data']) ?? context.defaultDataDir),
+    keep: strs(values['keep']),
     dryRun: values['dry-run'] === true,
     ...(minAge === undefined ? {} : { minAgeMs: Number(minAge) * 1000 }),
   });
-  out(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : renderGcReport(report));
+  context.stdout.write(values['json'] === true ? `${JSON.stringify(report, null, 2)}\n` : renderGcReport(report));
   return 0;
 }

@@ -1,5 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import type { Logger } from '../log.ts';
 import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
@@ -103,15 +105,15 @@ export function runEnvironment(proxyUrl: string, bundlePath: string): Record<str
 }
 
 /** `fetch-oracle run …`: returns the exit code. */
-export async function runRun(args: string[], dataDirDefault: string): Promise<number> {
-  return reportingErrors(process.stderr, 'fetch-oracle', () => runParsed(args, dataDirDefault));
+export async function runRun(args: string[], dataDirDefault: string, io: { stdout?: Writable; stderr?: Writable } = {}): Promise<number> {
+  return reportingErrors(io.stderr ?? process.stderr, 'fetch-oracle', () => runParsed(args, dataDirDefault, io.stdout ?? process.stdout));
 }
 
-async function runParsed(args: string[], dataDirDefault: string): Promise<number> {
+async function runParsed(args: string[], dataDirDefault: string, stdout: Writable): Promise<number> {
   const { own, command } = splitCommand(args);
   const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, RUN_HELP);
   if (values.help === true) {
-    process.stdout.write(RUN_HELP);
+    stdout.write(RUN_HELP);
     return 0;
   }
   if (command.length === 0) throw new UsageError(`run needs a command: fetch-oracle run [options] -- COMMAND [ARGS...]\n\n${RUN_HELP}`);
@@ -249,3 +251,10 @@ async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8A
     return code;
   });
 }
+
+export const runCommand: Command = {
+  summary: `run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
+            namespace where the replay proxy is the only way out)`,
+  help: RUN_HELP,
+  run: (args, context) => runRun(args, context.defaultDataDir, context),
+};

@@ -3,6 +3,7 @@
  * digests) and `fetch-oracle lockfile` (a netlock back to a pinned list). Wired into cli.ts's command switch;
  * these functions print and return an exit code (0 ok, 1 failed, 2 usage) and never exit the process.
  */
+import type { Command } from './command.ts';
 import { parseCommandLine, reportingErrors, UsageError } from './common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -242,7 +243,7 @@ export async function runLockfile(args: string[], context: SeedCliContext): Prom
  * `fetch-oracle seed` as cli.ts runs it: SIGINT/SIGTERM stop the seed (in-flight fetches are aborted and
  * record nothing; finished ones stay recorded) and it exits 1 without a netlock; a second signal exits at once.
  */
-export async function runSeedCommand(args: string[], defaultDataDir: string): Promise<number> {
+export async function runSeedCommand(args: string[], defaultDataDir: string, io: Pick<SeedCliContext, 'stdout' | 'stderr'> = {}): Promise<number> {
   const abort = new AbortController();
   const stop = (signal: NodeJS.Signals): void => {
     process.stderr.write(`\nseed: ${signal}: stopping\n`);
@@ -252,9 +253,21 @@ export async function runSeedCommand(args: string[], defaultDataDir: string): Pr
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    return await runSeed(args, { defaultDataDir, signal: abort.signal });
+    return await runSeed(args, { ...io, defaultDataDir, signal: abort.signal });
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
 }
+
+export const seedCommand: Command = {
+  summary: 'build a netlock before the build, from URL lists and lockfiles, checking their digests',
+  help: SEED_HELP,
+  run: (args, context) => runSeedCommand(args, context.defaultDataDir, context),
+};
+
+export const lockfileCommand: Command = {
+  summary: 'turn a netlock back into a pinned list (sha256sums, urls, json)',
+  help: LOCKFILE_HELP,
+  run: (args, context) => runLockfile(args, context),
+};

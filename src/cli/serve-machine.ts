@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { createLogger } from '../log.ts';
+import type { Command, CommandContext } from './command.ts';
+import { parseCommandLine, stderrLogger, UsageError } from './common.ts';
 import { EMULATOR_VERSIONS, MachineDriver } from '../machine/machine-driver.ts';
 import type { EmulatorVersion } from '../machine/machine-driver.ts';
 import { startGioSimulator } from '../machine/sim/gio-simulator.ts';
@@ -24,9 +24,16 @@ store, for a machine whose guest shim replays FILE.
   --data DIR             data directory holding the blocks (default as for record)
 `;
 
+export const serveMachineCommand: Command = {
+  summary: "answer a Cartesi Machine's dehashing device from this host's blocks",
+  help: SERVE_MACHINE_HELP,
+  run: (args, context) => runServeMachine(args, context.defaultDataDir, context),
+};
+
 /** `fetch-oracle serve-machine …`; returns the exit code. */
-export async function runServeMachine(args: string[], dataDirDefault: string, out: (t: string) => void): Promise<number> {
-  const { values } = parseArgs({
+export async function runServeMachine(args: string[], dataDirDefault: string, context: Pick<CommandContext, 'stdout'>): Promise<number> {
+  const out = (t: string): void => void context.stdout.write(t);
+  const { values } = parseCommandLine({
     args,
     strict: true,
     options: {
@@ -37,15 +44,15 @@ export async function runServeMachine(args: string[], dataDirDefault: string, ou
       data: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+  }, SERVE_MACHINE_HELP);
   if (values.help === true) {
     out(SERVE_MACHINE_HELP);
     return 0;
   }
   if (values.netlock === undefined || (values.machine === undefined) === (values['simulate-socket'] === undefined)) {
-    throw new Error(`serve-machine needs --netlock FILE and exactly one of --machine URL or --simulate-socket PATH\n\n${SERVE_MACHINE_HELP}`);
+    throw new UsageError(`serve-machine needs --netlock FILE and exactly one of --machine URL or --simulate-socket PATH\n\n${SERVE_MACHINE_HELP}`);
   }
-  const logger = createLogger('oracle', (level, ns, line) => process.stderr.write(`${new Date().toISOString()} ${level} ${ns}: ${line}\n`));
+  const logger = stderrLogger();
   const store = new FsBlockStore(resolve(values.data ?? dataDirDefault));
   // Fail early, before the machine runs, if this host cannot even read the netlock's root.
   const { root } = await readNetlockRoot(values.netlock);
@@ -64,7 +71,7 @@ export async function runServeMachine(args: string[], dataDirDefault: string, ou
   }
   const emulatorFlag = values.emulator;
   if (emulatorFlag !== undefined && !(EMULATOR_VERSIONS as readonly string[]).includes(emulatorFlag)) {
-    throw new Error(`--emulator must be one of ${EMULATOR_VERSIONS.join(', ')}`);
+    throw new UsageError(`--emulator must be one of ${EMULATOR_VERSIONS.join(', ')}`);
   }
   const emulator = (emulatorFlag as EmulatorVersion | undefined) ?? (await MachineDriver.detectEmulatorVersion(values.machine!));
   const driver = new MachineDriver({ url: values.machine!, emulator, source: store, logger });

@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { listenOn } from '../proxy/listen.ts';
+import { listenOn } from '../io/listen.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
 /** Time allowed to reach an origin before the enclave gets a 502. */

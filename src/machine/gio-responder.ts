@@ -1,5 +1,5 @@
 import { CID } from 'multiformats/cid';
-import { OracleError, throwIfAborted } from '../errors.ts';
+import { asOracleError, DeviceError, OracleError, StoreError, throwIfAborted } from '../errors.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { MAX_BLOCK_BYTES, SHA2_256_CODE, verifyBlock } from '../protocol/blocks.ts';
 
@@ -39,8 +39,8 @@ export type AnswerGioOptions = AbortOptions;
  * guest checks again).
  *
  * Errors (OracleError `code`):
- * - `ORACLE_ERR_BAD_REQUEST`: unknown domain, an id that is not exactly one binary CID, a hash other than
- *   sha2-256. Deterministic: every honest host refuses the same request, so it may be answered in band
+ * - `ORACLE_ERR_DEVICE` (DeviceError): unknown domain, an id that is not exactly one binary CID, a hash other
+ *   than sha2-256: the device protocol is misused (not an HTTP request: no BadRequestError). Deterministic: every honest host refuses the same request, so it may be answered in band
  *   (`gioErrorResponse`).
  * - `ORACLE_ERR_BLOCK_MISSING`: the source does not have the block (from the source).
  * - `ORACLE_ERR_BLOCK_CORRUPT`: the stored bytes do not hash to the CID.
@@ -51,10 +51,10 @@ export type AnswerGioOptions = AbortOptions;
 export async function answerGio(domain: number, id: Uint8Array, source: BlockSource, options: AnswerGioOptions = {}): Promise<GioResponse> {
   throwIfAborted(options.signal);
   if (!Number.isInteger(domain) || domain < 0 || domain > 0xffff) {
-    throw new OracleError('ORACLE_ERR_BAD_REQUEST', `Invalid GIO domain ${String(domain)} (expected an integer 0..0xffff)`);
+    throw new DeviceError(`Invalid GIO domain ${String(domain)} (expected an integer 0..0xffff)`);
   }
   if (domain !== GIO_DOMAIN_IPFS_BLOCK) {
-    throw new OracleError('ORACLE_ERR_BAD_REQUEST', `Unknown GIO domain 0x${domain.toString(16)} (this responder answers only 0x${GIO_DOMAIN_IPFS_BLOCK.toString(16)}, IPFS block by CID)`);
+    throw new DeviceError(`Unknown GIO domain 0x${domain.toString(16)} (this responder answers only 0x${GIO_DOMAIN_IPFS_BLOCK.toString(16)}, IPFS block by CID)`);
   }
   const cid = decodeBinaryCid(id);
   const signal = options.signal;
@@ -63,11 +63,11 @@ export async function answerGio(domain: number, id: Uint8Array, source: BlockSou
     bytes = await source.get(cid, signal === undefined ? {} : { signal });
   } catch (err) {
     if (err instanceof OracleError) throw err;
-    throw new OracleError('ORACLE_ERR_STORE', `Block source failed for ${cid}: ${(err as Error).message}`, { cause: err });
+    throw new StoreError(`Block source failed for ${cid}: ${(err as Error).message}`, { cause: err });
   }
   throwIfAborted(signal);
   if (bytes.byteLength > MAX_BLOCK_BYTES || bytes.byteLength > CMIO_BUFFER_BYTES) {
-    throw new OracleError('ORACLE_ERR_STORE', `Block ${cid} is ${bytes.byteLength} bytes: larger than one device reply (${CMIO_BUFFER_BYTES} bytes)`);
+    throw new StoreError(`Block ${cid} is ${bytes.byteLength} bytes: larger than one device reply (${CMIO_BUFFER_BYTES} bytes)`);
   }
   await verifyBlock(cid, bytes);
   return { code: GIO_RESPONSE_OK, data: bytes };
@@ -78,22 +78,23 @@ export async function answerGio(domain: number, id: Uint8Array, source: BlockSou
  * 34-byte sha2-256 multihash), refusing trailing bytes and hashes other than sha2-256.
  */
 export function decodeBinaryCid(id: Uint8Array): CID {
-  if (id.byteLength === 0) throw new OracleError('ORACLE_ERR_BAD_REQUEST', 'Malformed CID in GIO request: empty id');
+  if (id.byteLength === 0) throw new DeviceError('Malformed CID in GIO request: empty id');
   let cid: CID;
   try {
     cid = CID.decode(id);
   } catch (err) {
-    throw new OracleError('ORACLE_ERR_BAD_REQUEST', `Malformed CID in GIO request (${id.byteLength} bytes, 0x${hexPrefix(id)}): ${(err as Error).message}`, { cause: err });
+    throw new DeviceError(`Malformed CID in GIO request (${id.byteLength} bytes, 0x${hexPrefix(id)}): ${(err as Error).message}`, { cause: err });
   }
   if (cid.multihash.code !== SHA2_256_CODE) {
-    throw new OracleError('ORACLE_ERR_BAD_REQUEST', `Unsupported multihash 0x${cid.multihash.code.toString(16)} in GIO request for ${cid} (expected sha2-256)`);
+    throw new DeviceError(`Unsupported multihash 0x${cid.multihash.code.toString(16)} in GIO request for ${cid} (expected sha2-256)`);
   }
   return cid;
 }
 
 /** The in-band refusal for `err`: code 0xFFFF and `ORACLE_ERR_…: message` in UTF-8, capped to the rx buffer. */
 export function gioErrorResponse(err: unknown): GioResponse {
-  const text = err instanceof OracleError ? `${err.code}: ${err.message}` : `ORACLE_ERR_STORE: ${String((err as Error | undefined)?.message ?? err)}`;
+  const e = asOracleError(err);
+  const text = `${e.code}: ${e.message}`;
   const data = new TextEncoder().encode(text);
   return { code: GIO_RESPONSE_ERROR, data: data.byteLength > CMIO_BUFFER_BYTES ? data.subarray(0, CMIO_BUFFER_BYTES) : data };
 }

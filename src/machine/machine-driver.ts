@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
-import { InvalidConfigError, OracleError, throwIfAborted } from '../errors.ts';
+import { DeviceError, InvalidConfigError, MachineError, throwIfAborted } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
@@ -89,14 +89,14 @@ export const MACHINE_RPC_METHODS: Readonly<Record<EmulatorVersion, Readonly<Mach
 /** `mcycle_end` meaning "no limit": 2^64 − 1, beyond Number precision (sent as a bare integer literal). */
 export const MCYCLE_MAX = 0xffff_ffff_ffff_ffffn;
 
-/** A failure of the emulator or of its JSON-RPC server. errors.ts has no machine code yet: ORACLE_ERR_STORE. */
-export class MachineRpcError extends OracleError {
+/** A failure of the emulator or of its JSON-RPC server (ORACLE_ERR_MACHINE), naming the JSON-RPC method. */
+export class MachineRpcError extends MachineError {
   readonly method: string;
   /** The JSON-RPC error code, when the server answered with one. */
   readonly rpcCode: number | undefined;
 
   constructor(method: string, message: string, options?: { cause?: unknown; rpcCode?: number }) {
-    super('ORACLE_ERR_STORE', message, options);
+    super(message, options);
     this.name = 'MachineRpcError';
     this.method = method;
     this.rpcCode = options?.rpcCode;
@@ -156,7 +156,7 @@ interface CmioRequest {
  * `answerGio`, run again, until the machine halts (cartesi-gio.md §6 host loop).
  *
  * Error policy (design §7, cartesi-gio.md §6): a request every honest host would refuse the same way
- * (`ORACLE_ERR_BAD_REQUEST`: unknown domain, malformed CID) is answered in band with code 0xFFFF; a block
+ * (`ORACLE_ERR_DEVICE`: unknown domain, malformed CID) is answered in band with code 0xFFFF; a block
  * this host cannot serve (missing, corrupt in the store, too large) aborts the run by throwing, so that two
  * hosts with different stores never drive the machine into different states.
  */
@@ -327,7 +327,7 @@ export class MachineDriver {
       response = await answerGio(req.reason, req.data, this.#source, signal === undefined ? {} : { signal });
       this.stats.bytes += response.data.byteLength;
     } catch (err) {
-      if (!(err instanceof OracleError) || err.code !== 'ORACLE_ERR_BAD_REQUEST') throw err; // abort the run
+      if (!(err instanceof DeviceError)) throw err; // abort the run
       this.#logger.warn('refusing GIO request in band: %s', err.message);
       response = gioErrorResponse(err);
       this.stats.refused++;

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
-import { BlockCorruptError, BlockMissingError, ERROR_CODES, InvalidNetlockError, OracleError, throwIfAborted } from '../errors.ts';
+import { AbortedError, BlockCorruptError, BlockMissingError, ERROR_CODES, InvalidNetlockError, OracleError, throwIfAborted } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { DAG_CBOR_CODE, RAW_CODE, verifyBlock, verifyingSource } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
@@ -251,7 +251,7 @@ class StreamWriter implements ByteWriter {
 
   async write(parts: readonly Uint8Array[]): Promise<void> {
     for (const p of parts) {
-      if (this.#out.destroyed || this.#out.writableEnded) throw new OracleError('ORACLE_ERR_STORE', 'CAR output stream closed during the export');
+      if (this.#out.destroyed || this.#out.writableEnded) throw new AbortedError('CAR output stream closed during the export');
       if (!this.#out.write(p)) await drained(this.#out);
     }
   }
@@ -276,7 +276,7 @@ function drained(out: Writable): Promise<void> {
     };
     const onDrain = (): void => done();
     const onError = (err: Error): void => done(err);
-    const onClose = (): void => done(new OracleError('ORACLE_ERR_STORE', 'CAR output stream closed during the export'));
+    const onClose = (): void => done(new AbortedError('CAR output stream closed during the export'));
     out.on('drain', onDrain);
     out.on('error', onError);
     out.on('close', onClose);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { asOracleError, BlockCorruptError } from '../errors.ts';
 import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { equalBytes, verifyingSource } from '../protocol/blocks.ts';
@@ -7,7 +8,7 @@ import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { loadVerifiedRecord } from '../oracle/replay-mode.ts';
+import { loadVerifiedRecord } from '../protocol/verify-record.ts';
 import { AttestationChecker } from './verify-attested.ts';
 import type { AttestationPolicy, AttestationSummary } from './verify-attested.ts';
 
@@ -74,7 +75,7 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
           }
           report.bodyBytes += size;
           if (size !== record.response.size || !equalBytes(new Uint8Array(hash.digest()), record.response.sha256)) {
-            throw Object.assign(new Error(`Body ${record.response.body} has ${size} bytes / sha256 not matching the record (${record.response.size} bytes, sha256 ${toHex(record.response.sha256)})`), { code: 'ORACLE_ERR_BLOCK_CORRUPT' });
+            throw new BlockCorruptError(record.response.body.toString(), `Body ${record.response.body} has ${size} bytes / sha256 not matching the record (${record.response.size} bytes, sha256 ${toHex(record.response.sha256)})`);
           }
         }
       } catch (err) {
@@ -92,6 +93,5 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
 }
 
 function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : 'ORACLE_ERR_INTERNAL';
+  return asOracleError(err).code;
 }

@@ -11,12 +11,12 @@ import type { BlockStore } from '../store/block-store.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
 import { DigestWorker } from './digest-worker.ts';
-import { RecordMode } from './record-mode.ts';
-import type { RecordModeInit } from './record-mode.ts';
+import { Recorder } from './recorder.ts';
+import type { RecorderInit } from './recorder.ts';
 import { RunSet } from './run-set.ts';
 import type { OracleStats } from './stats.ts';
 
-export interface RecordPathInit extends Pick<RecordModeInit, 'refresh' | 'recordUpstreamFailures' | 'variantRules'> {
+export interface RecordPathInit extends Pick<RecorderInit, 'refresh' | 'recordUpstreamFailures' | 'variantRules'> {
   store: BlockStore;
   dataDir: string;
   /** Where this run's netlock goes; its journal (`NETLOCK.journal`) sits beside it. */
@@ -30,11 +30,11 @@ export interface RecordPathInit extends Pick<RecordModeInit, 'refresh' | 'record
 }
 
 /**
- * The record path, wired once for every way in (the proxy's record mode, `fetch-oracle seed`): store,
+ * The record path, wired once for every way in (the proxy's record handler, `fetch-oracle seed`): store,
  * record index, signer, upstream fetcher, digest worker, the run's request set and its journal.
  */
 export class RecordPath {
-  readonly mode: RecordMode;
+  readonly recorder: Recorder;
   readonly run: RunSet;
   readonly index: FsRecordIndex;
   /** What a run that did not finish left in the journal (its lines, and those too torn to read). */
@@ -46,8 +46,8 @@ export class RecordPath {
   readonly #variantRules: VariantRules | undefined;
   readonly #closers: Array<() => Promise<void>>;
 
-  private constructor(init: RecordPathInit, parts: { mode: RecordMode; run: RunSet; index: FsRecordIndex; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
-    this.mode = parts.mode;
+  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
+    this.recorder = parts.recorder;
     this.run = parts.run;
     this.index = parts.index;
     this.leftover = parts.leftover;
@@ -66,7 +66,7 @@ export class RecordPath {
     const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
     const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();
     const run = new RunSet(journal);
-    const mode = new RecordMode({
+    const recorder = new Recorder({
       store: init.store,
       index,
       signer,
@@ -79,7 +79,7 @@ export class RecordPath {
       stats: init.stats,
       logger: init.logger.child('record'),
     });
-    return new RecordPath(init, { mode, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close()] });
+    return new RecordPath(init, { recorder, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close()] });
   }
 
   /**

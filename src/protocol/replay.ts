@@ -1,4 +1,6 @@
 import type { CID } from 'multiformats/cid';
+import { recordableResponseHeaders } from './headers.ts';
+import type { HeaderList } from './headers.ts';
 import type { HeaderBag } from './request-key.ts';
 import type { FetchRecord } from './record.ts';
 import { toHex } from './signature.ts';
@@ -109,6 +111,56 @@ function httpDate(value: string | undefined): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
+/** Whether a response with `status` carries a body (RFC 9110 §6.4.1: never 1xx, 204 or 304). */
+export function statusHasBody(status: number): boolean {
+  return status !== 204 && status !== 304 && !(status >= 100 && status < 200);
+}
+
+/** A response head's parts, as recorded or as they arrive. */
+export interface HeadInput {
+  readonly status: number;
+  /** Recordable headers (see `recordableResponseHeaders`), in the order received. */
+  readonly headers: HeaderList;
+  /** RFC 3339 time of the fetch: the `date` every answer carries. */
+  readonly fetchedAt: string;
+  /** Body size, or undefined while it is unknown (the answer then goes out without a length). */
+  readonly size: number | undefined;
+  /** The answer to a HEAD: its headers stay as received (they describe a body not sent). */
+  readonly headOnly: boolean;
+}
+
+/**
+ * The head of an answer (design §5): `date` = the fetch time, then the headers in received order, with
+ * `content-length` set to the body size wherever the status carries a body. Replay and the first live
+ * answer use it alike, so a client sees the same head either way.
+ */
+export function responseHeaders(input: HeadInput): Array<[string, string]> {
+  const headers: Array<[string, string]> = [['date', new Date(input.fetchedAt).toUTCString()], ...input.headers.map(([n, v]): [string, string] => [n, v])];
+  if (input.headOnly || !statusHasBody(input.status)) return headers;
+  if (input.size === undefined) return headers.filter(([n]) => n !== 'content-length');
+  setHeader(headers, 'content-length', String(input.size));
+  return headers;
+}
+
+/**
+ * The head the first client gets while its answer is being fetched and recorded: the head every replay
+ * gives (`responseHeaders` over the recordable headers), with the length the origin declared (none:
+ * the body goes out chunked), except that `location` keeps its credential parameters: this client must be
+ * able to follow it for real.
+ */
+export function liveResponseHead(upstream: { status: number; headers: HeaderList }, method: string, fetchedAt: string): { status: number; headers: Array<[string, string]> } {
+  const declared = header(upstream.headers, 'content-length');
+  const headers = responseHeaders({
+    status: upstream.status,
+    headers: recordableResponseHeaders(upstream.headers),
+    fetchedAt,
+    size: declared === undefined ? undefined : Number(declared),
+    headOnly: method === 'HEAD',
+  });
+  const rawLocation = header(upstream.headers, 'location');
+  return { status: upstream.status, headers: rawLocation === undefined ? headers : headers.map(([n, v]): [string, string] => [n, n === 'location' ? rawLocation : v]) };
+}
+
 /**
  * The deterministic response for `request` from `record` (design §5): recorded status and headers in
  * recorded order, `Date` = `fetchedAt`, exact body bytes. HEAD, `Range` (single → 206, several →
@@ -117,13 +169,10 @@ function httpDate(value: string | undefined): number | undefined {
  */
 export function planResponse(record: FetchRecord, request: { method: string; headers: HeaderBag }): ResponsePlan {
   const res = record.response;
-  const headers: Array<[string, string]> = [['date', new Date(record.fetchedAt).toUTCString()], ...res.headers.map(([n, v]): [string, string] => [n, v])];
   const isHead = request.method === 'HEAD';
   const recordedHead = record.request.method === 'HEAD';
   const bodyCid = res.body;
-  if (!recordedHead && res.status !== 204 && res.status !== 304 && !(res.status >= 100 && res.status < 200)) {
-    setHeader(headers, 'content-length', String(res.size));
-  }
+  const headers = responseHeaders({ status: res.status, headers: res.headers, fetchedAt: record.fetchedAt, size: res.size, headOnly: recordedHead });
   const whole: BodyPart[] = res.size === 0 ? [] : [{ offset: 0, length: res.size }];
   const full: ResponsePlan = { status: res.status, headers, body: isHead || bodyCid === null ? null : { cid: bodyCid, parts: whole } };
   const coding = CODINGS[(header(res.headers, 'content-encoding') ?? '').trim().toLowerCase()];

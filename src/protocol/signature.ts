@@ -1,9 +1,12 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import nacl from 'tweetnacl';
 import type { CID } from 'multiformats/cid';
 import { BadSignatureError, UntrustedKeyError } from '../errors.ts';
 import { equalBytes } from './blocks.ts';
+
+/** Sizes of ed25519 signatures and public keys (RFC 8032 §5.1.5, §5.1.6). */
+export const SIGNATURE_BYTES = 64;
+export const PUBLIC_KEY_BYTES = 32;
 
 /** Domain separation so a record signature can never be replayed as any other statement (design §3). */
 export const RECORD_SIGNATURE_PREFIX = new TextEncoder().encode('fetch-oracle/record/v1\n');
@@ -26,7 +29,8 @@ const b64url = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.by
 /**
  * Signing and verification run on Node's native ed25519 (RFC 8032, deterministic: the same signatures
  * tweetnacl makes, as a test checks), because tweetnacl's pure-JS verify costs ~10 ms and would cap
- * replay at ~100 requests/s per core; native costs ~0.15 ms. tweetnacl derives key pairs from seeds.
+ * replay at ~100 requests/s per core; native costs ~0.15 ms. Only the signer (src/signing/) uses tweetnacl,
+ * to derive key pairs from seeds; verifying needs none of it (the guest bundle carries no tweetnacl).
  */
 const publicKeys = new Map<string, KeyObject>();
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
@@ -52,11 +56,11 @@ export function signRecordCid(record: CID, secretKey: Uint8Array | KeyObject): S
 
 /** Throws BadSignatureError unless `signature` is `publicKey`'s signature of the record CID. */
 export function verifyRecordSignature(signed: SignedRecord, publicKey: Uint8Array): void {
-  if (signed.signature.byteLength !== nacl.sign.signatureLength) {
-    throw new BadSignatureError(`Signature of record ${signed.record} is ${signed.signature.byteLength} bytes (expected 64)`);
+  if (signed.signature.byteLength !== SIGNATURE_BYTES) {
+    throw new BadSignatureError(`Signature of record ${signed.record} is ${signed.signature.byteLength} bytes (expected ${SIGNATURE_BYTES})`);
   }
-  if (publicKey.byteLength !== nacl.sign.publicKeyLength) {
-    throw new BadSignatureError(`Oracle key of record ${signed.record} is ${publicKey.byteLength} bytes (expected 32)`);
+  if (publicKey.byteLength !== PUBLIC_KEY_BYTES) {
+    throw new BadSignatureError(`Oracle key of record ${signed.record} is ${publicKey.byteLength} bytes (expected ${PUBLIC_KEY_BYTES})`);
   }
   let ok = false;
   try {

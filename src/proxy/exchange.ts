@@ -1,15 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { drained } from '../io/drained.ts';
-import { BadRequestError, OracleError } from '../errors.ts';
+import { asOracleError, BadRequestError } from '../errors.ts';
+import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -19,25 +15,19 @@ import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import type { OracleStats } from '../oracle/stats.ts';
 
-/**
- * Request bodies are hashed for the key before anything else happens. Up to SPOOL_THRESHOLD_BYTES they are
- * kept in memory; larger ones stream to a temporary file (memory stays flat) and stream upstream from it.
- * Beyond MAX_REQUEST_BODY_BYTES: 413.
- */
-export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
+/** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
 export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024 * 1024;
 /** Longest request URL accepted (clients and servers commonly stop at 8 KiB; we allow 4×). */
 export const MAX_URL_BYTES = 32 * 1024;
 
-/** One proxied request as both modes see it. */
+/** One proxied request as both handlers see it. */
 export interface Exchange {
   readonly req: IncomingMessage;
-  readonly res: ServerResponse;
   /** Absolute URL as the client sent it (credentials included): what the upstream fetch uses. */
   readonly url: string;
   readonly headers: HeaderList;
+  /** The body, when the reader kept it (record); replay keeps only its digest. */
   readonly body: RequestBody | undefined;
   readonly key: RequestKey;
 }
@@ -51,57 +41,64 @@ export interface RequestBody {
   dispose(): Promise<void>;
 }
 
-/** What the proxy front hands every request to. */
+/** Reads (and hashes) a request body; returns it when kept. `request-body.ts` has the spooling one. */
+export type RequestBodyReader = (req: IncomingMessage, hash: Hash) => Promise<RequestBody | undefined>;
+
+/** What the proxy front hands every request to: the only way the proxy server reaches a mode. */
 export interface ExchangeHandler {
   handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void>;
 }
 
-async function readRequestBody(req: IncomingMessage, hash: Hash): Promise<RequestBody | undefined> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
-  const chunks: Buffer[] = [];
+/** The counters a response writer keeps (the oracle's stats satisfy it). */
+export interface ServeCounters {
+  bytesServed: number;
+  errors: number;
+}
+
+/** What each handler of the proxy front is given besides the one it asks (recorder or replayer). */
+export interface HandlerInit {
+  /** Where recorded bodies are read from; every block is verified against its CID. */
+  source: BlockSource;
+  stats: ServeCounters & { requests: number };
+  logger: Logger;
+}
+
+/** The head of an answer. */
+export interface ResponseHead {
+  readonly status: number;
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+}
+
+/** Hashes the body for the key and keeps nothing (what replay needs). */
+async function hashOnly(req: IncomingMessage, hash: Hash): Promise<undefined> {
   let total = 0;
-  let spool: { path: string; file: FileHandle } | undefined;
-  try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      total += chunk.byteLength;
-      if (total > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
-      hash.update(chunk);
-      if (spool === undefined && total > SPOOL_THRESHOLD_BYTES) {
-        const path = join(tmpdir(), `fetch-oracle-body-${process.pid}-${randomBytes(8).toString('hex')}`);
-        spool = { path, file: await open(path, 'wx', 0o600) };
-        for (const c of chunks.splice(0)) await spool.file.write(c);
-      }
-      if (spool === undefined) chunks.push(chunk);
-      else await spool.file.write(chunk);
-    }
-  } catch (err) {
-    if (spool !== undefined) {
-      await spool.file.close();
-      await rm(spool.path, { force: true });
-    }
-    throw err;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.byteLength;
+    if (total > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
+    hash.update(chunk);
   }
-  if (total === 0) return undefined;
-  if (spool === undefined) {
-    const bytes = Buffer.concat(chunks, total);
-    return { size: total, open: () => bytes, dispose: () => Promise.resolve() };
-  }
-  await spool.file.close();
-  const path = spool.path;
-  return { size: total, open: () => createReadStream(path), dispose: () => rm(path, { force: true }) };
+  return undefined;
+}
+
+export interface ReadExchangeOptions {
+  variantRules?: VariantRules;
+  /** Keeps the body (record); by default it is only hashed. */
+  readBody?: RequestBodyReader;
 }
 
 /** Reads the request, computes its key; throws BadRequestError for what cannot be a valid request. */
-export async function readExchange(req: IncomingMessage, res: ServerResponse, url: string, rules?: VariantRules): Promise<Exchange> {
+export async function readExchange(req: IncomingMessage, url: string, options: ReadExchangeOptions = {}): Promise<Exchange> {
   if (Buffer.byteLength(url) > MAX_URL_BYTES) throw new BadRequestError(`URL of ${Buffer.byteLength(url)} bytes exceeds the ${MAX_URL_BYTES}-byte limit`, 414);
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
   const method = req.method ?? 'GET';
   const hash = createHash('sha256');
-  const body = await readRequestBody(req, hash);
+  const body = await (options.readBody ?? hashOnly)(req, hash);
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const bodyDigest = hasBody ? `sha256:${hash.digest('hex')}` : undefined;
-  const key = computeRequestKey(bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest }, rules);
-  return { req, res, url, headers: fromRawHeaders(req.rawHeaders), body, key };
+  const input = bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest };
+  const key = computeRequestKey(input, options.variantRules);
+  return { req, url, headers: fromRawHeaders(req.rawHeaders), body, key };
 }
 
 /** Sends an error answer the client can read: status, `x-oracle-error` code header, text body. */
@@ -110,7 +107,7 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
     res.destroy(err);
     return;
   }
-  const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
+  const code = asOracleError(err).code;
   const text = err.message.endsWith('\n') ? err.message : `${err.message}\n`;
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
@@ -121,19 +118,28 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
   res.end(text);
 }
 
-export { drained };
-
 /**
- * Streams a planned response: head, then the body read block by block from `source`, each block
- * verified against its CID. A failure after the head destroys the socket: the client sees a failed
- * transfer, never wrong bytes.
+ * Writes an answer: the head, then the body with backpressure. The one place a client socket is written
+ * (besides `sendError`). A body that fails after the head destroys the socket: the client sees a failed
+ * transfer, never a complete wrong or unrecorded one.
  */
-export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, stats: OracleStats, logger: Logger): Promise<void> {
-  res.writeHead(plan.status, plan.headers.flat());
-  if (plan.body === null) {
+export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters): Promise<void> {
+  res.writeHead(head.status, head.headers.flat());
+  if (body === null) {
     res.end();
     return;
   }
+  for await (const chunk of body) {
+    if (res.destroyed) return;
+    counters.bytesServed += chunk.byteLength;
+    if (!res.write(chunk)) await drained(res);
+  }
+  if (!res.destroyed) res.end();
+}
+
+/** The bytes a plan sends: its parts read block by block from `source`, each block verified against its CID. */
+export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable<Uint8Array> | null {
+  if (plan.body === null) return null;
   const verified = verifyingSource(source);
   const body = plan.body;
   async function* bytes(): AsyncGenerator<Uint8Array> {
@@ -142,17 +148,16 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
       else yield* readBody(body.cid, verified, { offset: part.offset, length: part.length });
     }
   }
+  return plan.decode === undefined ? bytes() : decoded(bytes(), plan.decode);
+}
+
+/** Streams a planned response from `source`; a failure mid-body is logged and ends the transfer. */
+export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<void> {
   try {
-    const stream = plan.decode === undefined ? bytes() : decoded(bytes(), plan.decode);
-    for await (const chunk of stream) {
-      if (res.destroyed) return;
-      stats.bytesServed += chunk.byteLength;
-      if (!res.write(chunk)) await drained(res);
-    }
-    res.end();
+    await sendResponse(res, plan, planBody(plan, source), counters);
   } catch (err) {
-    stats.errors++;
-    logger.error('body of %s failed mid-stream: %s', plan.body.cid.toString(), (err as Error).message);
+    counters.errors++;
+    logger.error('body of %s failed mid-stream: %s', plan.body?.cid.toString() ?? '-', (err as Error).message);
     res.destroy(err as Error);
   }
 }

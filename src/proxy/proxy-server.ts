@@ -8,7 +8,10 @@ import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ExchangeHandler } from './exchange.ts';
 import { sendError } from './exchange.ts';
-import { listenOn } from './listen.ts';
+import { listenOn } from '../io/listen.ts';
+import type { ListenAddress } from '../io/listen.ts';
+
+export type { ListenAddress } from '../io/listen.ts';
 
 /** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -22,11 +25,6 @@ export const DRAIN_TIMEOUT_MS = 30_000;
 /** Mints TLS server contexts per host for CONNECT interception. */
 export interface ContextProvider {
   secureContextFor(hostname: string): Promise<SecureContext>;
-}
-
-export interface ListenAddress {
-  host: string;
-  port: number;
 }
 
 export interface ProxyServerInit {

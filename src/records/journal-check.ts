@@ -1,9 +1,9 @@
 import type { DecodedEntry } from '../netlock/file.ts';
 import { keyFromId } from '../netlock/verify.ts';
-import { loadVerifiedRecord } from '../oracle/replay-mode.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
+import { verifyRecord } from '../protocol/verify-record.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 
 /** A journal line `recover` (or the next record run) refused, and why. */
@@ -34,8 +34,8 @@ export async function checkJournalEntries(entries: ReadonlyArray<{ key: string; 
     try {
       const key = keyFromId(e.key);
       name = `${key.method} ${key.url}`;
-      const oracle = decodeRecord(await verified.get(e.signed.record)).oracle;
-      const record = await loadVerifiedRecord(e.signed, key, verified, trusted ?? [oracle]);
+      const record = decodeRecord(await verified.get(e.signed.record));
+      verifyRecord(e.signed, record, key, trusted ?? [record.oracle]);
       good.push({ key: e.key, signed: e.signed, record });
     } catch (err) {
       refused.push({ entry: name, record: e.signed.record.toString(), reason: (err as Error).message });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DigestMismatchError } from '../errors.ts';
+import { DigestMismatchError, InvalidArchiveError } from '../errors.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { toHex } from '../protocol/signature.ts';
 import { decidingDigests, showDigest } from './digests.ts';
@@ -28,7 +28,8 @@ async function sha1Of(reader: RangeReader): Promise<string> {
 /**
  * Checks a record's body against what the lockfile promises: sha256/sha512 from the digests every record
  * carries; sha1 and Go's h1 dirhashes by reading the body back from the block store (blocks verified) —
- * all before the record is committed. Throws DigestMismatchError naming the entry and both digests.
+ * all before the record is committed. Throws DigestMismatchError naming the entry and both digests, or
+ * InvalidArchiveError when a body the lockfile hashes as a Go module zip is not a readable zip.
  */
 export async function checkBody(record: FetchRecord, entry: SeedEntry, url: string, reader: RangeReader): Promise<void> {
   const deciding = decidingDigests(entry.expect);
@@ -50,7 +51,8 @@ export async function checkBody(record: FetchRecord, entry: SeedEntry, url: stri
       try {
         got = await goZipHash(reader);
       } catch (err) {
-        if (err instanceof DigestMismatchError) throw mismatch(entry, url, e.value, err.message);
+        // A body that is not a zip cannot be compared: it is named as such (ORACLE_ERR_INVALID_ARCHIVE).
+        if (err instanceof InvalidArchiveError) throw new InvalidArchiveError(`${describeEntry(entry)}: ${url} is ${err.message} (its lockfile expects ${e.value}); nothing recorded`, { cause: err });
         throw err;
       }
     }

@@ -1,6 +1,6 @@
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate } from 'node:zlib';
-import { InvalidLockfileError, OracleError, UpstreamError } from '../errors.ts';
+import { asOracleError, InvalidLockfileError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { FetchRecord } from '../protocol/record.ts';
@@ -142,7 +142,7 @@ export async function seed(plans: readonly SeedPlan[], options: SeedOptions): Pr
   const progress = (): void => options.onProgress?.({ ...result });
   const fail = (entry: SeedEntry, url: string, err: unknown): void => {
     result.failed++;
-    const code = err instanceof OracleError ? err.code : 'ORACLE_ERR_INTERNAL';
+    const code = asOracleError(err).code;
     const message = (err as Error).message;
     result.failures.push({ entry: describeEntry(entry), url, code, message });
     logger.error('%s', message);

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import type { DirectRequest, DirectRequestOptions } from '../oracle/record-mode.ts';
+import type { DirectRequest, DirectRequestOptions } from '../oracle/recorder.ts';
 import { RecordPath } from '../oracle/record-path.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
@@ -73,7 +73,7 @@ export class SeedSession implements SeedRecorder {
   }
 
   record(request: DirectRequest, options: DirectRequestOptions = {}): Promise<{ entry: DecodedEntry; fetched: boolean }> {
-    return this.#path.mode.recordRequest(request, options);
+    return this.#path.recorder.recordDirect(request, options);
   }
 
   bodyReader(record: FetchRecord, signal?: AbortSignal): RangeReader {

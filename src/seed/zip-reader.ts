@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
-import { DigestMismatchError } from '../errors.ts';
+import { InvalidArchiveError } from '../errors.ts';
 
 /** Random access to a body: `read(offset, length)` returns exactly those bytes; `stream` streams a range. */
 export interface RangeReader {
@@ -27,7 +27,7 @@ const CENTRAL_SIGNATURE = 0x02014b50;
 const LOCAL_SIGNATURE = 0x04034b50;
 
 function bad(why: string): never {
-  throw new DigestMismatchError(`not a readable zip file: ${why}`);
+  throw new InvalidArchiveError(`not a readable zip file: ${why}`);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
@@ -16,7 +17,10 @@ export const HEADERS_TIMEOUT_MS = 60_000;
 export const BODY_TIMEOUT_MS = 120_000;
 
 export interface FetcherInit {
-  /** Extra PEM CA certificates the upstream client trusts (beside Node's roots and the system bundle). */
+  /**
+   * Extra PEM CA certificates the upstream client trusts (beside Node's roots and the system bundle): the
+   * `--upstream-ca` files and the NODE_EXTRA_CA_CERTS file, as `readUpstreamCaPem` reads them.
+   */
   extraCaPem?: readonly string[];
   /** @default true */
   trustSystemBundle?: boolean;
@@ -44,15 +48,54 @@ export interface UpstreamResponse {
   body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void };
 }
 
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g;
+
+/** The PEM certificate blocks in `pem`, in order, each re-wrapped canonically (so equal certificates are equal strings). */
+export function pemCertificates(pem: string): string[] {
+  return (pem.match(PEM_CERTIFICATE) ?? []).map((block) => {
+    const base64 = block.slice('-----BEGIN CERTIFICATE-----'.length, -'-----END CERTIFICATE-----'.length).replace(/\s+/g, '');
+    return `-----BEGIN CERTIFICATE-----\n${base64.replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
+  });
+}
+
+/**
+ * The PEM CAs the upstream client trusts beyond Node's roots and the system bundle: each `--upstream-ca` file
+ * (unreadable → the error propagates: the user named it), then the file NODE_EXTRA_CA_CERTS names. An explicit
+ * `ca` list replaces Node's default store, so the variable Node users rely on would otherwise be ignored. Node
+ * itself only warns about an unreadable or certificate-less NODE_EXTRA_CA_CERTS file, so this does too (once,
+ * through `warn`) and goes on without it. The caller passes the variable's value: only the CLI reads process.env.
+ */
+export async function readUpstreamCaPem(files: readonly string[], nodeExtraCaCerts: string | undefined, warn: (message: string) => void): Promise<string[]> {
+  const pems = await Promise.all(files.map((f) => readFile(f, 'utf8')));
+  if (nodeExtraCaCerts === undefined || nodeExtraCaCerts === '') return pems;
+  let text: string;
+  try {
+    text = await readFile(nodeExtraCaCerts, 'utf8');
+  } catch (err) {
+    warn(`NODE_EXTRA_CA_CERTS=${nodeExtraCaCerts} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): upstream TLS trusts Node's roots, the system bundle and --upstream-ca only`);
+    return pems;
+  }
+  const certs = pemCertificates(text);
+  if (certs.length === 0) {
+    warn(`NODE_EXTRA_CA_CERTS=${nodeExtraCaCerts} holds no PEM certificate: upstream TLS trusts Node's roots, the system bundle and --upstream-ca only`);
+    return pems;
+  }
+  return [...pems, certs.join('\n')];
+}
+
 /** Fetches from origins with undici: never follows redirects (each hop is its own record), no decoding. */
 export class Fetcher {
   readonly #agent: Agent;
   #closed = false;
 
   constructor(init: FetcherInit = {}) {
-    const ca: string[] = [...rootCertificates];
-    if ((init.trustSystemBundle ?? true) && existsSync(SYSTEM_CA_BUNDLE)) ca.push(readFileSync(SYSTEM_CA_BUNDLE, 'utf8'));
-    ca.push(...(init.extraCaPem ?? []));
+    const system = (init.trustSystemBundle ?? true) && existsSync(SYSTEM_CA_BUNDLE) ? [readFileSync(SYSTEM_CA_BUNDLE, 'utf8')] : [];
+    // One entry per certificate, each once: Node's roots and the system bundle overlap, and NODE_EXTRA_CA_CERTS
+    // often names the system bundle itself (environment.md §1). A text without a PEM block is passed as given.
+    const ca = [...new Set([...rootCertificates, ...system, ...(init.extraCaPem ?? [])].flatMap((pem) => {
+      const certs = pemCertificates(pem);
+      return certs.length === 0 ? [pem] : certs;
+    }))];
     this.#agent = new Agent({
       connect: init.proxy === undefined ? { ca } : tunnelConnector({ proxy: init.proxy, ca }),
       headersTimeout: HEADERS_TIMEOUT_MS,

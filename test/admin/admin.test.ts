@@ -7,6 +7,7 @@ import { importCar } from '../../src/netlock/car.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 import { verifyNetlock } from '../../src/netlock/verify.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
+import { errorFromCode, InternalError, UnauthorizedError } from '../../src/errors.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
@@ -82,8 +83,20 @@ describe('admin API', () => {
     const app = createAdminApp({ stats: () => ({ n: 1 }), recordsForUrl: () => Promise.resolve([]), netlock: () => Promise.resolve({}), caPem: () => 'PEM', token: 'x'.repeat(32) });
     expect((await app.request('/healthz')).status).toBe(200);
     expect((await app.request('/stats')).status).toBe(401);
-    expect((await app.request('/stats', { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    const refused = await app.request('/stats', { headers: { authorization: 'Bearer wrong' } });
+    expect(refused.status).toBe(401);
+    const body = (await refused.json()) as { code: string; message: string };
+    expect(errorFromCode(body.code, body.message)).toBeInstanceOf(UnauthorizedError);
     expect(await (await app.request('/stats', { headers: { authorization: `Bearer ${'x'.repeat(32)}` } })).json()).toEqual({ n: 1 });
+  });
+
+  it('answers a failure that is not an OracleError as 500 ORACLE_ERR_INTERNAL, read back as InternalError', async () => {
+    const app = createAdminApp({ stats: () => { throw new TypeError('stats broke'); }, recordsForUrl: () => Promise.resolve([]), netlock: () => Promise.resolve({}), caPem: () => 'PEM' });
+    const res = await app.request('/stats');
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body).toEqual({ code: 'ORACLE_ERR_INTERNAL', message: 'stats broke' });
+    expect(errorFromCode(body.code, body.message)).toBeInstanceOf(InternalError);
   });
 
   it('refuses to bind off loopback without a token', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
+import { expectReplayMiss, parseCurlHead } from '../helpers/replay-miss.ts';
 import { cli, run, startDaemon, tempDir } from '../helpers/run.ts';
 
 /** Bad input against the real CLI: crashes, tampering, malformed requests. Each must fail clearly and lose nothing. */
@@ -97,8 +98,10 @@ describe('fault handling (CLI)', () => {
     const reportPath = join(dir.path, 'report.json');
     const d = await startDaemon(['replay', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock, '--report', reportPath], env());
     expect((await run('curl', ['-sS', '-x', d.url, `${origin.url}/a`], { env: env() })).stdout).toBe('body of a\n');
-    const miss = await run('curl', ['-s', '-x', d.url, '-H', 'Accept: application/json', `${origin.url}/a`], { env: env() });
+    const miss = await run('curl', ['-s', '-i', '-x', d.url, '-H', 'Accept: application/json', `${origin.url}/a`], { env: env() });
     expect(miss.stdout).toMatch(/differs in: header accept/);
+    const head = parseCurlHead(miss.stdout);
+    expectReplayMiss({ ...head, body: head.rest }, 'GET', `${origin.url}/a`);
     expect(await d.stop('SIGTERM')).toBe(0);
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as {
       entries: number;

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveNpmPackages } from '../helpers/npm-registry.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
+import { expectReplayMiss, parseCurlHead } from '../helpers/replay-miss.ts';
 import { CLI, cli, run, startDaemon, tempDir } from '../helpers/run.ts';
 import { createTestCa } from '../helpers/test-ca.ts';
 
@@ -105,7 +106,7 @@ export HTTP_PROXY=http://127.0.0.1:8899 HTTPS_PROXY=http://127.0.0.1:8899 http_p
 echo "direct: $(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' ${origin.url}/file.txt; echo " rc=$?")"
 echo "file: $(curl -sS ${origin.url}/file.txt)"
 curl -sS -o ${dir.path}/big.rep ${tlsOrigin.url}/big.bin
-echo "miss: $(curl -s -w ' status=%{http_code}' ${tlsOrigin.url}/not-recorded?x=1)"
+echo "miss: $(curl -s -D ${dir.path}/miss.head -w ' status=%{http_code}' ${tlsOrigin.url}/not-recorded?x=1)"
 cd ${project} && npm install --no-audit --no-fund --cache ${project}/.npm-cache --registry ${registry}/ >${dir.path}/npm.out 2>&1; echo "npm rc=$?"
 kill -TERM $pid; wait $pid; echo "replay rc=$?"
 `;
@@ -120,6 +121,8 @@ kill -TERM $pid; wait $pid; echo "replay rc=$?"
     expect(createHash('sha256').update(rep).digest('hex')).toBe(createHash('sha256').update(rec).digest('hex'));
     expect(r.stdout).toMatch(/miss: fetch-oracle replay miss: GET https:\/\/127\.0\.0\.1:\d+\/not-recorded\?x=1/);
     expect(r.stdout).toContain('status=504');
+    const missBody = /^miss: ([\s\S]*?) status=\d+$/m.exec(r.stdout)?.[1] ?? '';
+    expectReplayMiss({ ...parseCurlHead(await readFile(join(dir.path, 'miss.head'), 'utf8')), body: missBody }, 'GET', `${tlsOrigin.url}/not-recorded?x=1`);
     expect(r.stdout, await readFile(join(dir.path, 'npm.out'), 'utf8')).toContain('npm rc=0');
     expect(await readFile(join(project, 'node_modules', 'right-pad-x', 'index.js'), 'utf8')).toContain('right-pad-x@2.1.0');
     expect(r.stdout).toContain('replay rc=0');

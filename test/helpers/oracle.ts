@@ -19,8 +19,11 @@ export interface TestOracle {
   close(): Promise<void>;
 }
 
-export async function startTestOracle(init: Omit<OracleInit, 'listen'> & { listen?: OracleInit['listen'] }): Promise<TestOracle> {
-  const oracle = new Oracle({ listen: { host: '127.0.0.1', port: 0 }, ...init });
+/** An OracleInit whose `listen` may be left out (127.0.0.1, a free port); distributes over the mode union. */
+export type TestOracleInit = OracleInit extends infer I ? (I extends OracleInit ? Omit<I, 'listen'> & { listen?: OracleInit['listen'] } : never) : never;
+
+export async function startTestOracle(init: TestOracleInit): Promise<TestOracle> {
+  const oracle = new Oracle({ listen: { host: '127.0.0.1', port: 0 }, ...init } as OracleInit);
   await oracle.start();
   const { port } = oracle.proxyAddress();
   const proxyUrl = `http://127.0.0.1:${port}`;

@@ -10,6 +10,7 @@ export interface Origin {
   url: string;
   hits: Map<string, number>;
   requests: Array<{ method: string; url: string; headers: IncomingMessage['headers'] }>;
+  /** Routes an exact path (query ignored), or every unrouted path with `*`. */
   route(path: string, handler: Route): void;
   close(): Promise<void>;
 }
@@ -23,7 +24,7 @@ export async function startOrigin(tls?: { certPem: string; keyPem: string }): Pr
     const path = req.url ?? '/';
     hits.set(path, (hits.get(path) ?? 0) + 1);
     requests.push({ method: req.method ?? 'GET', url: path, headers: req.headers });
-    const route = routes.get(path) ?? routes.get(path.split('?')[0] ?? path);
+    const route = routes.get(path) ?? routes.get(path.split('?')[0] ?? path) ?? routes.get('*');
     if (route === undefined) {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end(`no route ${path}\n`);

@@ -21,9 +21,12 @@ import { createTestCa } from '../helpers/test-ca.ts';
  * local Debian-style repository, real curl over HTTPS from a local origin. `build --check` records the
  * build, rebuilds it offline in an empty storage and compares the image IDs.
  *
- * debootstrap takes about a minute each way, so the base is recorded once per run of this file.
- * FETCH_ORACLE_TEST_BASE_DIR=DIR keeps the recorded base (netlock, data directory, tar) in DIR across runs
- * for local iteration; the offline rebuild of the base runs every time.
+ * debootstrap takes about a minute each way, so the base is recorded once per run of this file, in beforeAll:
+ * that recorded base (netlock, data directory, packed tar) is the one shared, read-only fixture. Every test
+ * works on its own state (its own data directory, storage, netlock, build context) and none depends on
+ * another, so any one runs alone: npx vitest run test/image/build.test.ts -t 'build --replay'.
+ * FETCH_ORACLE_TEST_BASE_DIR=DIR keeps the recorded base in DIR across runs for local iteration; the offline
+ * rebuild of the base runs every time.
  */
 
 const MIRROR = 'http://deb.debian.org/debian';
@@ -63,14 +66,13 @@ async function packRootfs(rootfs: string, out: string): Promise<void> {
 describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real buildah, debootstrap, apt-get, curl)${problem === undefined ? '' : ` [skipped: ${problem}]`}`, () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let baseDir: string;
-  let data: string;
-  let storage: string;
   let originCa: string;
   let plain: Origin;
   let tls: Origin;
   let repo: DebianRepo;
   let payload: Buffer;
-  let baseTar: string;
+  /** The shared fixture: the recorded base (read-only for the tests). */
+  let base: { netlock: string; data: string; tar: string };
   const env = (): NodeJS.ProcessEnv => cleanEnv(join(dir.path, 'home'), { DEBIAN_FRONTEND: 'noninteractive' });
   const debootstrapArgs = (target: string): string[] => ['debootstrap', '--variant=minbase', '--include=curl,ca-certificates', SUITE, target, MIRROR];
 
@@ -80,8 +82,6 @@ describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real builda
     await mkdir(join(dir.path, 'home'), { recursive: true });
     baseDir = process.env['FETCH_ORACLE_TEST_BASE_DIR'] ?? join(dir.path, 'base');
     await mkdir(baseDir, { recursive: true });
-    data = join(dir.path, 'data');
-    storage = join(dir.path, 'storage');
     const ca = await createTestCa();
     originCa = join(dir.path, 'origin-ca.pem');
     await writeFile(originCa, ca.caPem);
@@ -94,7 +94,30 @@ describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real builda
       r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.byteLength) });
       r.end(payload);
     });
-  }, 120_000);
+    base = await recordBase();
+  }, 1_500_000);
+
+  /**
+   * Records debootstrap --variant=minbase from the Debian mirror through `fetch-oracle run` (unless
+   * FETCH_ORACLE_TEST_BASE_DIR holds it from an earlier run) and packs the root file system it made.
+   */
+  async function recordBase(): Promise<{ netlock: string; data: string; tar: string }> {
+    const recorded = { netlock: join(baseDir, 'base.netlock.json'), data: join(baseDir, 'data'), tar: join(baseDir, 'rootfs-record.tar') };
+    if (existsSync(recorded.tar) && existsSync(recorded.netlock)) return recorded;
+    const rootfs = join(baseDir, 'rootfs-record');
+    const record = async (): Promise<RunResult> => {
+      await rm(rootfs, { recursive: true, force: true });
+      return fetchOracleRun(['--data', recorded.data, '--netlock', recorded.netlock, '--', ...debootstrapArgs(rootfs)], { env: env(), cwd: baseDir, timeoutMs: 600_000 });
+    };
+    let r = await record();
+    // The real mirror is the one network dependency here: a transient failure gets one more run, which
+    // reuses what the first recorded and fetches the rest (record mode fetches a failed request again).
+    if (r.code !== 0) r = await record();
+    if (r.code !== 0) throw new Error(`recording the base with debootstrap failed: ${explain(r)}`);
+    await packRootfs(rootfs, recorded.tar);
+    await rm(rootfs, { recursive: true, force: true });
+    return recorded;
+  }
 
   afterAll(async () => {
     await plain?.close();
@@ -103,48 +126,36 @@ describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real builda
   });
 
   it('records debootstrap --variant=minbase from the Debian mirror through `fetch-oracle run`', async () => {
-    const netlock = join(baseDir, 'base.netlock.json');
-    baseTar = join(baseDir, 'rootfs-record.tar');
-    if (existsSync(baseTar) && existsSync(netlock)) return; // FETCH_ORACLE_TEST_BASE_DIR from an earlier run
-    const rootfs = join(baseDir, 'rootfs-record');
-    const record = async (): Promise<RunResult> => {
-      await rm(rootfs, { recursive: true, force: true });
-      return fetchOracleRun(['--data', join(baseDir, 'data'), '--netlock', netlock, '--', ...debootstrapArgs(rootfs)], { env: env(), cwd: baseDir, timeoutMs: 600_000 });
-    };
-    let r = await record();
-    // The real mirror is the one network dependency here: a transient failure gets one more run, which
-    // reuses what the first recorded and fetches the rest (record mode fetches a failed request again).
-    if (r.code !== 0) r = await record();
-    expect(r.code, explain(r)).toBe(0);
-    const file = JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ url: string; status: number }> };
+    const file = JSON.parse(await readFile(base.netlock, 'utf8')) as { entries: Array<{ url: string; status: number }> };
     // Every package debootstrap installed came through the proxy, and so did the signed Release file.
     expect(file.entries.map((e) => e.url)).toContain(`${MIRROR}/dists/${SUITE}/InRelease`);
     expect(file.entries.filter((e) => e.url.endsWith('.deb')).length).toBeGreaterThan(50);
     expect(file.entries.some((e) => /\/curl_[^/]+\.deb$/.test(e.url))).toBe(true);
-    await packRootfs(rootfs, baseTar);
-    await rm(rootfs, { recursive: true, force: true });
-  }, 600_000);
+    // The packed root file system holds what debootstrap installed.
+    const list = await run('tar', ['-tf', base.tar], { timeoutMs: 120_000 });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout.split('\n')).toEqual(expect.arrayContaining(['./usr/bin/curl', './var/lib/dpkg/status']));
+  });
 
   it('rebuilds that base offline from its netlock (debootstrap in unshare -n): the same tar, byte for byte', async () => {
-    expect(baseTar, 'the recording test must pass first').toBeDefined();
     const rootfs = join(dir.path, 'rootfs-replay');
     const out = join(dir.path, 'rootfs-replay.tar');
     const report = join(dir.path, 'base-replay-report.json');
-    const r = await fetchOracleRun(['--replay', join(baseDir, 'base.netlock.json'), '--data', join(baseDir, 'data'), '--report', report, '--', ...debootstrapArgs(rootfs)], { env: env(), cwd: dir.path, timeoutMs: 600_000 });
+    const r = await fetchOracleRun(['--replay', base.netlock, '--data', base.data, '--report', report, '--', ...debootstrapArgs(rootfs)], { env: env(), cwd: dir.path, timeoutMs: 600_000 });
     expect(r.code, explain(r)).toBe(0);
     const rep = JSON.parse(await readFile(report, 'utf8')) as { misses: unknown[] };
     expect(rep.misses).toEqual([]);
     await packRootfs(rootfs, out);
     await rm(rootfs, { recursive: true, force: true });
-    expect(await sha256File(out)).toBe(await sha256File(baseTar));
+    expect(await sha256File(out)).toBe(await sha256File(base.tar));
     await rm(out, { force: true });
   }, 600_000);
 
-  /** A build context: the base tar (hard-linked), the Dockerfile, nothing else. */
+  /** A test's own build context: the base tar (hard-linked: nothing writes it), the Dockerfile, nothing else. */
   async function context(name: string, dockerfile: string): Promise<string> {
     const ctx = join(dir.path, name);
     await mkdir(ctx, { recursive: true });
-    await link(baseTar, join(ctx, 'rootfs.tar')).catch(async () => copyFile(baseTar, join(ctx, 'rootfs.tar')));
+    await link(base.tar, join(ctx, 'rootfs.tar')).catch(async () => copyFile(base.tar, join(ctx, 'rootfs.tar')));
     await writeFile(join(ctx, 'Dockerfile'), dockerfile);
     return ctx;
   }
@@ -158,10 +169,14 @@ ARG PAYLOAD_URL
 RUN curl -fsS "$PAYLOAD_URL" | sha256sum > /payload.sha256 && cat /payload.sha256
 `;
   const buildArgs = (): string[] => ['--build-arg', `REPO=${repo.url}`, '--build-arg', `PAYLOAD_URL=${tls.url}/payload.bin`];
-  let checkedNetlock: string | undefined;
+
+  /** A test's own data directory and buildah storage (the recorded base stays untouched). */
+  function own(name: string): { data: string; storage: string } {
+    return { data: join(dir.path, `data-${name}`), storage: join(dir.path, `storage-${name}`) };
+  }
 
   it('build --check --scrub debian: apt-get install from a local repository and curl | sha256sum rebuild offline to the same image ID', async () => {
-    expect(baseTar, 'the recording test must pass first').toBeDefined();
+    const { data, storage } = own('apt');
     const ctx = await context('ctx-apt', APT_CURL_DOCKERFILE);
     const netlock = join(dir.path, 'apt.netlock.json');
     const report = join(dir.path, 'apt-check.json');
@@ -185,7 +200,6 @@ RUN curl -fsS "$PAYLOAD_URL" | sha256sum > /payload.sha256 && cat /payload.sha25
     expect(urls.some((u) => u.endsWith('_all.deb'))).toBe(true);
     expect(file.entries.find((e) => e.url === `${tls.url}/payload.bin`)?.sha256).toBe(sha256(payload));
     expect(tls.hits.get('/payload.bin')).toBe((hitsBefore.get('/payload.bin') ?? 0) + 1);
-    checkedNetlock = netlock;
 
     // What the image holds: the package, the payload's digest; not the scrubbed logs and caches, not the
     // oracle's CA (the bind mount left the base's bundle as it was).
@@ -216,7 +230,7 @@ RUN curl -fsS "$PAYLOAD_URL" | sha256sum > /payload.sha256 && cat /payload.sha25
   }, 600_000);
 
   it('build --check without --scrub: apt\'s logs and caches make it fail, and the report names them and the fix', async () => {
-    expect(baseTar, 'the recording test must pass first').toBeDefined();
+    const { data, storage } = own('noscrub');
     const ctx = await context('ctx-noscrub', APT_CURL_DOCKERFILE);
     const report = join(dir.path, 'noscrub-check.json');
     const r = await fetchOracleBuild(['--check', '--data', data, '--storage', storage, '--netlock', join(dir.path, 'noscrub.netlock.json'), '--upstream-ca', originCa, '--report', report, ...buildArgs(), ctx], { env: env(), cwd: dir.path });
@@ -236,7 +250,12 @@ RUN curl -fsS "$PAYLOAD_URL" | sha256sum > /payload.sha256 && cat /payload.sha25
   }, 600_000);
 
   it('build --replay: requests to a URL and to a host not in the netlock are reported by host and URL, exit 1', async () => {
-    expect(checkedNetlock, 'the --check test must pass first').toBeDefined();
+    // Its own netlock, recorded here: the payload fetched with curl through `fetch-oracle run` on the host.
+    const { data } = own('miss');
+    const netlock = join(dir.path, 'miss.netlock.json');
+    const rec = await fetchOracleRun(['--data', data, '--netlock', netlock, '--upstream-ca', originCa, '--', 'curl', '-sSf', '-o', '/dev/null', `${tls.url}/payload.bin`], { env: env(), cwd: dir.path });
+    expect(rec.code, explain(rec)).toBe(0);
+    expect((JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ url: string }> }).entries.map((e) => e.url)).toEqual([`${tls.url}/payload.bin`]);
     const ctx = await context('ctx-miss', `FROM scratch
 ADD rootfs.tar /
 ARG PAYLOAD_URL
@@ -244,7 +263,7 @@ RUN curl -sS -o /dev/null "$PAYLOAD_URL"; curl -sS -o /dev/null https://not-reco
 `);
     const hits = new Map(tls.hits);
     const storageMiss = join(dir.path, 'storage-miss');
-    const r = await fetchOracleBuild(['--replay', checkedNetlock!, '--data', data, '--storage', storageMiss, '--build-arg', `PAYLOAD_URL=${tls.url}/other.bin`, ctx], { env: env(), cwd: dir.path });
+    const r = await fetchOracleBuild(['--replay', netlock, '--data', data, '--storage', storageMiss, '--build-arg', `PAYLOAD_URL=${tls.url}/other.bin`, ctx], { env: env(), cwd: dir.path });
     // The RUN step ignores curl's failures and succeeds: the misses alone fail the build.
     expect(r.code, explain(r)).toBe(1);
     expect(r.stdout).toBe('');

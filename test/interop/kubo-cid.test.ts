@@ -6,6 +6,7 @@
  * test/kubo/bin/ipfs exists, this file starts its own daemon in a temporary repo and stops it afterwards. With
  * neither, the suite is skipped, except under CI (env CI set), where it fails.
  *
+ * The bodies and Kubo's answers for them are in test/fixtures/kubo-cids.json (test/fixtures/kubo-cids.ts).
  * Bodies are deterministic pseudo-random bytes (AES-128-CTR keystream of a fixed seed), generated twice on the fly
  * (once for each side) in pieces that do not line up with the 1 MiB chunks, so no body is ever held whole.
  * The 1 GiB + 1 B body has 1025 leaves, more than one node's 1024 links, so its tree has an intermediate level
@@ -13,7 +14,7 @@
  * (1025 full leaves). A third level would need more than 1024 × 1024 leaves (1 TiB): out of reach.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -26,7 +27,7 @@ import type { CID } from 'multiformats/cid';
 import { DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE } from '../../src/protocol/blocks.ts';
 import type { AbortOptions, BlockSink } from '../../src/protocol/blocks.ts';
 import { CHUNK_BYTES, MAX_LINKS_PER_NODE, importBody } from '../../src/protocol/unixfs.ts';
-import { pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
+import { caseBytes, loadKuboCids } from '../fixtures/kubo-cids.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -155,53 +156,25 @@ interface BodyCase {
   /** Bytes of the body, built afresh for each call. */
   bytes: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   /**
-   * Root CID pinned from an earlier agreeing run (Kubo 0.43.1 = importBody), so a change on both sides at once
-   * (say, a profile revision) still shows up. `empty` and `hello world\n` are Kubo's well-known values.
+   * Root CID and block set Kubo gave when test/fixtures/kubo-cids.json was written (Kubo 0.43.1, equal to
+   * importBody then), so a change on both sides at once (say, a profile revision) still shows up.
+   * test/protocol/kubo-cids-golden.test.ts checks importBody against the same values without a daemon.
    */
-  expectedCid?: string;
+  expectedCid: string;
+  expectedBlockSetSha256: string;
   timeoutMs: number;
 }
 
-function randomCase(name: string, length: number, expectedCid: string, timeoutMs = 30_000): BodyCase {
-  return { name, length, bytes: () => pseudoRandomBytes(`fetch-oracle kubo interop ${length}`, length), expectedCid, timeoutMs };
-}
-
-const CASES: BodyCase[] = [
-  {
-    name: 'empty body',
-    length: 0,
-    bytes: () => [],
-    expectedCid: 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku',
-    timeoutMs: 30_000,
-  },
-  {
-    name: "'hello world\\n'",
-    length: 12,
-    bytes: () => [new TextEncoder().encode('hello world\n')],
-    expectedCid: 'bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4',
-    timeoutMs: 30_000,
-  },
-  randomCase('1 byte', 1, 'bafkreigfk7trhaarfoma5lyrix5iayqrgdp336q6g5oyplqadc34mcwbnm'),
-  randomCase('exactly 1 MiB (one raw leaf)', MiB, 'bafkreidkscxdfjtlx5g7i4xtph7dqg675exndhdhofziprve25ur62yame'),
-  randomCase('1 MiB + 1 B (two leaves under a dag-pb root)', MiB + 1, 'bafybeidrwmladozt6mruvhwwrrdzg5chds663j6vldib6yzycn5t5ydgn4'),
-  randomCase('300 MiB (300 leaves under the root)', 300 * MiB, 'bafybeidlyq3cpb5yg6xnoqrhvcansfsmvj6biocsi5kvm2aqpa5452nuue', 120_000),
-  randomCase(
-    '1 GiB + 1 B (1025 leaves: root → 2 nodes → leaves)',
-    1024 * MiB + 1,
-    'bafybeidna5ir36w7pmkxh7w24bkfmxpikbjutnspogj4o3famoyo4gdsly',
-    180_000,
-  ),
-  ...(SLOW
-    ? [
-        randomCase(
-          '1025 MiB (1025 full leaves; FETCH_ORACLE_SLOW=1)',
-          1025 * MiB,
-          'bafybeiffjp5myh433ffsr6dk6xoycfj57qa23fncm2u4slrgq2nzkvlf4q',
-          180_000,
-        ),
-      ]
-    : []),
-];
+const CASES: BodyCase[] = loadKuboCids()
+  .cases.filter((c) => c.slow !== true || SLOW)
+  .map((c) => ({
+    name: c.name,
+    length: c.length,
+    bytes: () => caseBytes(c),
+    expectedCid: c.cid,
+    expectedBlockSetSha256: c.blockSetSha256,
+    timeoutMs: c.length >= 1024 * MiB ? 180_000 : c.length >= 100 * MiB ? 120_000 : 30_000,
+  }));
 
 function expectedLeaves(length: number): number {
   return Math.max(1, Math.ceil(length / CHUNK_BYTES));
@@ -264,7 +237,7 @@ describe('importBody vs real Kubo', () => {
           const kuboRoot = kubo.cid;
 
           expect(ours.cid.toString()).toBe(kuboRoot);
-          if (c.expectedCid !== undefined) expect(kuboRoot).toBe(c.expectedCid);
+          expect(kuboRoot).toBe(c.expectedCid);
           // importBody's `size` is the body length; Kubo's `Size` is the cumulative DAG size, equal to it only
           // for single-block bodies (a dag-pb root adds its own and its links' bytes).
           expect(ours.size).toBe(c.length);
@@ -279,6 +252,7 @@ describe('importBody vs real Kubo', () => {
           expect(sink.cids.size).toBe(expectedBlockCount(c.length));
           expect(sink.cids.has(kuboRoot)).toBe(true);
           expect([...kuboSet].sort()).toEqual([...sink.cids].sort());
+          expect(createHash('sha256').update([...kuboSet].sort().join('\n')).digest('hex')).toBe(c.expectedBlockSetSha256);
           expect(sink.largestBlock).toBeLessThanOrEqual(MAX_BLOCK_BYTES);
         },
         c.timeoutMs,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { DeviceBlockSource } from '../../guest/device-block-source.ts';
+import { BlockMissingError, DeviceError } from '../../src/errors.ts';
 import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
 import type { GioSimulator } from '../../src/machine/sim/gio-simulator.ts';
 import { mapSource, verifyingSource } from '../../src/protocol/blocks.ts';
@@ -97,6 +98,27 @@ describe('cmio-helper (host-sim build) with startGioSimulator', () => {
     expect(sim.stats.requests).toBe(store.size);
   });
 
+  it('the guest shim rethrows the host\'s in-band refusal as its class, and a device failure as DeviceError', async () => {
+    const store = new MemoryBlockStore();
+    const unknown = await rawCid(randomBytes(10));
+    const socketPath = join(dir, `sim-${n++}.sock`);
+    const sim = await startGioSimulator({ socketPath, source: store });
+    const device = new DeviceBlockSource({ helperPath, env: { CMIO_SIM_SOCKET: socketPath } });
+    const nowhere = new DeviceBlockSource({ helperPath, env: { CMIO_SIM_SOCKET: join(dir, 'nobody-listens.sock') } });
+    onTestFinished(async () => {
+      await device.close();
+      await nowhere.close();
+      await sim.close();
+    });
+    const missing = await device.get(unknown).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(BlockMissingError);
+    expect(missing).toMatchObject({ code: 'ORACLE_ERR_BLOCK_MISSING', cid: unknown.toString() });
+    expect((missing as Error).message).toContain('host refused the request');
+    const down = await nowhere.get(unknown).catch((e: unknown) => e);
+    expect(down).toBeInstanceOf(DeviceError);
+    expect((down as Error).message).toMatch(/status 2: .*connect to simulator/);
+  });
+
   it('carries a block of exactly 2 MiB; one byte more is refused in band and the helper keeps serving', async () => {
     const store = new MemoryBlockStore();
     const max = randomBytes(2 * MiB);
@@ -137,7 +159,7 @@ describe('cmio-helper (host-sim build) with startGioSimulator', () => {
 
     const garbage = await helper.request(new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
     expect(garbage.status).toBe(STATUS.HOST_ERROR);
-    expect(garbage.data.toString()).toContain('ORACLE_ERR_BAD_REQUEST');
+    expect(garbage.data.toString()).toContain('ORACLE_ERR_DEVICE');
 
     const hit = await helper.request(knownCid.bytes);
     expect(hit.status).toBe(STATUS.OK);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CID } from 'multiformats/cid';
 import { identity } from 'multiformats/hashes/identity';
 import { sha256 } from 'multiformats/hashes/sha2';
-import { OracleError } from '../../src/errors.ts';
+import { DeviceError, OracleError, StoreError } from '../../src/errors.ts';
 import { parseJsonBigInt, stringifyJsonBigInt } from '../../src/machine/bigint-json.ts';
 import { answerGio, CMIO_BUFFER_BYTES, decodeBinaryCid, GIO_DOMAIN_IPFS_BLOCK, GIO_RESPONSE_ERROR, GIO_RESPONSE_OK, gioErrorResponse } from '../../src/machine/gio-responder.ts';
 import { fromhostResponseWord, isGioRequest, packHtifWord, unpackHtifWord } from '../../src/machine/htif.ts';
@@ -68,12 +68,12 @@ describe('answerGio', () => {
     await store.put(cid, new Uint8Array([1]));
     for (const domain of [0x2a, 0x20, 0x24, 1]) {
       const err = await answerGio(domain, cid.bytes, store).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(OracleError);
-      expect((err as OracleError).code).toBe('ORACLE_ERR_BAD_REQUEST');
+      expect(err).toBeInstanceOf(DeviceError);
+      expect((err as OracleError).code).toBe('ORACLE_ERR_DEVICE');
       expect((err as Error).message).toContain(`0x${domain.toString(16)}`);
     }
-    expect(await codeOf(answerGio(0x10000, cid.bytes, store))).toBe('ORACLE_ERR_BAD_REQUEST');
-    expect(await codeOf(answerGio(-1, cid.bytes, store))).toBe('ORACLE_ERR_BAD_REQUEST');
+    expect(await codeOf(answerGio(0x10000, cid.bytes, store))).toBe('ORACLE_ERR_DEVICE');
+    expect(await codeOf(answerGio(-1, cid.bytes, store))).toBe('ORACLE_ERR_DEVICE');
   });
 
   it('refuses malformed CIDs: empty, garbage, truncated, trailing bytes, the CID as text, a non-sha2-256 hash', async () => {
@@ -88,7 +88,7 @@ describe('answerGio', () => {
       new TextEncoder().encode(cid.toString()),
       CID.createV1(0x55, identity.digest(new Uint8Array([7]))).bytes,
     ];
-    for (const id of bad) expect(await codeOf(answerGio(0x25, id, store))).toBe('ORACLE_ERR_BAD_REQUEST');
+    for (const id of bad) expect(await codeOf(answerGio(0x25, id, store))).toBe('ORACLE_ERR_DEVICE');
     expect(() => decodeBinaryCid(new Uint8Array([1, 2, 3]))).toThrow(/Malformed CID/);
   });
 
@@ -125,10 +125,13 @@ describe('answerGio', () => {
 
 describe('gioErrorResponse', () => {
   it('answers code 0xFFFF with the error code and message in UTF-8', () => {
-    const res = gioErrorResponse(new OracleError('ORACLE_ERR_BAD_REQUEST', 'Unknown GIO domain 0x2a'));
+    const res = gioErrorResponse(new DeviceError('Unknown GIO domain 0x2a'));
     expect(res.code).toBe(GIO_RESPONSE_ERROR);
     expect(res.code).toBe(0xffff);
-    expect(new TextDecoder().decode(res.data)).toBe('ORACLE_ERR_BAD_REQUEST: Unknown GIO domain 0x2a');
+    expect(new TextDecoder().decode(res.data)).toBe('ORACLE_ERR_DEVICE: Unknown GIO domain 0x2a');
+    expect(new TextDecoder().decode(gioErrorResponse(new StoreError('disk on fire')).data)).toBe('ORACLE_ERR_STORE: disk on fire');
+    // Anything else is a bug of this host, not a store failure.
+    expect(new TextDecoder().decode(gioErrorResponse(new TypeError('oops')).data)).toBe('ORACLE_ERR_INTERNAL: oops');
   });
 });
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
-import { OracleError } from '../../src/errors.ts';
+import { MachineError, OracleError } from '../../src/errors.ts';
 import { EMULATOR_VERSIONS, MACHINE_RPC_METHODS, MachineDriver, MachineRpcError, MCYCLE_MAX } from '../../src/machine/machine-driver.ts';
 import type { EmulatorVersion } from '../../src/machine/machine-driver.ts';
 import { importBody } from '../../src/protocol/unixfs.ts';
@@ -90,8 +90,8 @@ describe('MachineDriver against a SIMULATED cartesi-jsonrpc-machine', () => {
         const d = driver(machine.url, version, store);
         expect((await d.run()).breakReason).toBe('halted');
         expect(machine.responses.map((r) => r.code)).toEqual([0xffff, 0xffff, 1]);
-        expect(machine.responses[0]!.data.toString()).toMatch(/^ORACLE_ERR_BAD_REQUEST: Unknown GIO domain 0x2a/);
-        expect(machine.responses[1]!.data.toString()).toMatch(/^ORACLE_ERR_BAD_REQUEST: Malformed CID/);
+        expect(machine.responses[0]!.data.toString()).toMatch(/^ORACLE_ERR_DEVICE: Unknown GIO domain 0x2a/);
+        expect(machine.responses[1]!.data.toString()).toMatch(/^ORACLE_ERR_DEVICE: Malformed CID/);
         expect(machine.responses[2]!.data.equals(block)).toBe(true);
         expect(d.stats.refused).toBe(2);
       });
@@ -177,6 +177,8 @@ describe('MachineDriver against a SIMULATED cartesi-jsonrpc-machine', () => {
     const d = driver(url, '0.21', new MemoryBlockStore());
     const err = await d.run().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MachineRpcError);
+    expect(err).toBeInstanceOf(MachineError);
+    expect((err as MachineRpcError).code).toBe('ORACLE_ERR_MACHINE');
     expect((err as MachineRpcError).method).toBe('machine.run');
   });
 

@@ -6,6 +6,7 @@ import { startTestOracle } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
+import { expectReplayMiss } from '../helpers/replay-miss.ts';
 import { tempDir } from '../helpers/run.ts';
 import { createTestCa } from '../helpers/test-ca.ts';
 
@@ -413,6 +414,7 @@ describe('per-host variant headers', () => {
     expect((await rep.fetch(`${o.url}/doc`, { headers: { 'x-api-version': '2' } })).body.toString()).toBe('api v2');
     const miss = await rep.fetch(`${o.url}/doc`, { headers: { 'x-api-version': '3' } });
     expect(miss.status).toBe(504);
+    expectReplayMiss({ ...miss, body: miss.body.toString() }, 'GET', `${o.url}/doc`);
     expect(miss.body.toString()).toMatch(/differs in: header x-api-version/);
     await rep.close();
     await o.close();

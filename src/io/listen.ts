@@ -1,7 +1,13 @@
 import type { Server } from 'node:net';
 
+/** A TCP address to listen on (port 0 picks a free one). */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
 /** Starts `server` listening on a TCP address or a unix socket path; rejects with the bind error. */
-export function listenOn(server: Server, address: { host: string; port: number } | { path: string }): Promise<void> {
+export function listenOn(server: Server, address: ListenAddress | { path: string }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {

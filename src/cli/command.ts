@@ -1,0 +1,20 @@
+/** The shape every `fetch-oracle` command has, so the dispatcher (main.ts) can run any of them the same way. */
+import type { Writable } from 'node:stream';
+
+/** What a command gets from the dispatcher: its defaults and where to print. */
+export interface CommandContext {
+  /** --data when not given: $FETCH_ORACLE_DATA, else $XDG_DATA_HOME/fetch-oracle or ~/.local/share/fetch-oracle. */
+  defaultDataDir: string;
+  stdin: AsyncIterable<Uint8Array>;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+export interface Command {
+  /** One line (continuation lines indented to match) for the list in `fetch-oracle --help`. */
+  summary: string;
+  /** The command's help: printed for --help, and after a usage error. */
+  help: string;
+  /** Parses `args` (through parseCommandLine) and runs; resolves to the exit code, throws UsageError for 2. */
+  run(args: string[], context: CommandContext): Promise<number>;
+}

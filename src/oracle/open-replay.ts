@@ -1,0 +1,87 @@
+import type { CID } from 'multiformats/cid';
+import type { Logger } from '../log.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { parseKeyId } from '../protocol/request-key.ts';
+import { toHex } from '../protocol/signature.ts';
+import { NetlockReader } from '../netlock/dag.ts';
+import type { NetlockRoot } from '../netlock/dag.ts';
+import { ReplayHandler } from '../proxy/replay-handler.ts';
+import { Replayer } from './replayer.ts';
+import type { ReplayMiss } from './replayer.ts';
+import { createStats } from './stats.ts';
+import type { OracleStats } from './stats.ts';
+
+export interface ReplayReport {
+  netlock: string;
+  entries: number;
+  used: number;
+  misses: readonly ReplayMiss[];
+  unused: Array<{ method: string; url: string; accept: string }>;
+  stats: OracleStats;
+}
+
+export interface OpenReplayInit {
+  /** The netlock's root CID. */
+  root: CID;
+  /** Where blocks come from (the host's store, the guest's device); every block is verified. */
+  source: BlockSource;
+  /** Oracle keys whose records are accepted; records by any other key are refused. */
+  trusted: readonly Uint8Array[];
+  logger: Logger;
+  /** @default fresh replay counters */
+  stats?: OracleStats;
+}
+
+export interface OpenedReplay {
+  /** What the proxy front serves. */
+  readonly handler: ReplayHandler;
+  readonly netlock: NetlockReader;
+  readonly rootValue: NetlockRoot;
+  readonly stats: OracleStats;
+  /** Netlock keys that answered a request so far. */
+  readonly used: ReadonlySet<string>;
+  /** Every miss so far. */
+  readonly misses: readonly ReplayMiss[];
+  /** Misses, and every netlock entry no request used (`replay --report`). */
+  report(): Promise<ReplayReport>;
+}
+
+/**
+ * Opens a netlock for replay over a block source: host replay (`replay`, `run --replay`, `build --replay`)
+ * and the guest shim alike. Reads the root (failing early on a bad one) and warns once about oracle keys
+ * that sign records of this netlock but are not trusted.
+ */
+export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
+  const { logger } = init;
+  const source = verifyingSource(init.source);
+  const netlock = new NetlockReader(init.root, source);
+  const rootValue = await netlock.rootValue();
+  const untrusted = rootValue.oracles.filter((k) => !init.trusted.some((t) => toHex(t) === toHex(k)));
+  if (untrusted.length > 0) {
+    logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', init.root.toString(), untrusted.map(toHex).join(', '));
+  }
+  const stats = init.stats ?? createStats('replay');
+  const replayer = new Replayer({ netlock, source, trusted: init.trusted, stats, logger: logger.child('replay') });
+  const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay') });
+  logger.info('replaying netlock %s (%d entries)', init.root.toString(), rootValue.count);
+  return {
+    handler,
+    netlock,
+    rootValue,
+    stats,
+    used: replayer.used,
+    misses: replayer.misses,
+    async report() {
+      const unused: ReplayReport['unused'] = [];
+      let entries = 0;
+      for await (const e of netlock.entries()) {
+        entries++;
+        if (replayer.used.has(e.key)) continue;
+        const k = parseKeyId(e.key);
+        unused.push({ method: k.method, url: k.url, accept: k.variant['accept'] ?? '' });
+      }
+      return { netlock: netlock.root.toString(), entries, used: replayer.used.size, misses: replayer.misses, unused, stats: { ...stats } };
+    },
+  };
+}
