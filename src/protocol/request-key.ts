@@ -121,6 +121,15 @@ export function withoutCredentialParams(search: string): string {
   return kept.length === 0 ? '' : `?${kept.join('&')}`;
 }
 
+/** A URL for a log line: normalised without its credentials, or, when it is not a valid URL, without its query. */
+export function loggableUrl(raw: string): string {
+  try {
+    return normaliseUrl(raw);
+  } catch {
+    return raw.replace(/[?#].*$/s, '').replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1').slice(0, 500);
+  }
+}
+
 function decodeURIComponentSafe(s: string): string {
   try {
     return decodeURIComponent(s.replace(/\+/g, ' '));

@@ -6,6 +6,7 @@ import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { loggableUrl } from '../protocol/request-key.ts';
 import type { ExchangeHandler } from './exchange.ts';
 import { sendError } from './exchange.ts';
 import { listenOn } from '../io/listen.ts';
@@ -126,7 +127,7 @@ export class ProxyServer {
       return;
     }
     const done = this.#init.handler.handle(req, res, url).catch((err: unknown) => {
-      this.#init.logger.error('unhandled error for %s: %s', url, (err as Error).message);
+      this.#init.logger.error('unhandled error for %s: %s', loggableUrl(url), (err as Error).message);
       sendError(res, 500, err as Error);
     });
     this.#active.add(done);

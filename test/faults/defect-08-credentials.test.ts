@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.ts';
 import { normaliseUrl } from '../../src/protocol/request-key.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
@@ -118,6 +119,26 @@ describe('defect 8: credentials never enter records, keys, journal or netlock', 
     } finally {
       await rep.close();
     }
+  });
+
+  it('keeps credentials out of log lines of a failed replay', async () => {
+    origin.route('/logged', (_req, res) => void res.end('logged\n'));
+    const data = join(dir.path, 'log-data');
+    const netlockPath = join(dir.path, 'log.netlock.json');
+    const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath });
+    expect((await rec.fetch(`${origin.url}/logged?key=SECRETLOGKEY15`)).status).toBe(200);
+    await rec.close();
+    const lines: string[] = [];
+    const logger = createLogger('oracle', (_level, _ns, line) => lines.push(line));
+    // Trusting another key makes the record fail verification: a logged replay failure.
+    const rep = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath, trust: [new Uint8Array(32).fill(3)], logger });
+    try {
+      expect((await rep.fetch(`${origin.url}/logged?key=SECRETLOGKEY16`)).status).toBe(502);
+    } finally {
+      await rep.close();
+    }
+    expect(lines.join('\n')).toMatch(/replay of .*\/logged failed/);
+    expect(lines.join('\n')).not.toMatch(/SECRETLOGKEY1[56]/);
   });
 
   it('keeps signature companions (Azure SAS fields, Expires) when the query carries no signature', () => {
