@@ -16,9 +16,10 @@ import { parseArgs, promisify } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { encodeCborBlock } from '../src/protocol/record.ts';
 import { importBody } from '../src/protocol/unixfs.ts';
-import { exportCar, importCar } from '../src/netlock/car.ts';
+import { exportCar } from '../src/netlock/export-car.ts';
+import { importCar } from '../src/netlock/import-car.ts';
 import type { BlockStore } from '../src/store/block-store.ts';
-import { EmbeddedBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../src/store/index.ts';
+import { FsBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../src/store/index.ts';
 import { buildFixtureNetlock, manySmallResponses, pseudoRandomBytes } from '../test/netlock/netlock-fixture.ts';
 
 const { values } = parseArgs({
@@ -45,10 +46,10 @@ const KINDS: Kind[] = ['embedded', 'Kubo', 'Kubo + cache', 'Kubo + full cache'];
 let fresh = 0;
 function storeOf(kind: Kind): BlockStore {
   const data = join(dir, `data-${fresh++}`);
-  if (kind === 'embedded') return new EmbeddedBlockStore(data);
+  if (kind === 'embedded') return new FsBlockStore(data);
   const kubo = new KuboBlockStore({ url: api, timeoutMs: 600_000 });
   if (kind === 'Kubo') return kubo;
-  return new TieredBlockStore({ primary: kubo, cache: new EmbeddedBlockStore(data), cacheOnWrite: kind === 'Kubo + cache' ? 'links' : 'all' });
+  return new TieredBlockStore({ primary: kubo, cache: new FsBlockStore(data), cacheOnWrite: kind === 'Kubo + cache' ? 'links' : 'all' });
 }
 
 interface Result {

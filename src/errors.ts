@@ -43,6 +43,11 @@ export const ERROR_CODES = [
   'ORACLE_ERR_ATTESTATION_DEBUG_MODE',
   'ORACLE_ERR_ATTESTATION_PCR_MISMATCH',
   'ORACLE_ERR_ATTESTATION_INVALID_OPTIONS',
+  // The proxy front (issue 13): an origin that did not answer in time (504, nothing recorded); the proxy at its
+  // connection cap (503); a target the proxy must never reach, its own proxy or admin port (403).
+  'ORACLE_ERR_UPSTREAM_TIMEOUT',
+  'ORACLE_ERR_OVERLOADED',
+  'ORACLE_ERR_FORBIDDEN',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -95,10 +100,34 @@ export class UpstreamError extends OracleError {
   /** The low-level reason (ECONNREFUSED, ENOTFOUND, a certificate error code…), for records and headers. */
   readonly reason: string;
 
-  constructor(message: string, options?: { cause?: unknown; reason?: string }) {
-    super('ORACLE_ERR_UPSTREAM', message, options);
+  constructor(message: string, options?: { cause?: unknown; reason?: string }, code: ErrorCode = 'ORACLE_ERR_UPSTREAM') {
+    super(code, message, options);
     this.name = 'UpstreamError';
     this.reason = options?.reason ?? 'UNKNOWN';
+  }
+}
+
+/** The origin did not connect, answer or send its body within the upstream timeout; such an answer is never recorded. */
+export class UpstreamTimeoutError extends UpstreamError {
+  constructor(message: string, options?: { cause?: unknown; reason?: string }) {
+    super(message, options, 'ORACLE_ERR_UPSTREAM_TIMEOUT');
+    this.name = 'UpstreamTimeoutError';
+  }
+}
+
+/** The proxy is at its connection cap (`--max-connections`): the connection is refused with 503. */
+export class OverloadedError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_OVERLOADED', message);
+    this.name = 'OverloadedError';
+  }
+}
+
+/** A request the proxy refuses to forward: one aimed at its own proxy or admin port (a loop, or a way into the admin API). */
+export class ForbiddenTargetError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_FORBIDDEN', message);
+    this.name = 'ForbiddenTargetError';
   }
 }
 
@@ -288,6 +317,9 @@ const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (me
   ORACLE_ERR_INVALID_CONFIG: (m) => new InvalidConfigError(m),
   ORACLE_ERR_BAD_REQUEST: (m) => new BadRequestError(m),
   ORACLE_ERR_UPSTREAM: (m) => new UpstreamError(m),
+  ORACLE_ERR_UPSTREAM_TIMEOUT: (m) => new UpstreamTimeoutError(m),
+  ORACLE_ERR_OVERLOADED: (m) => new OverloadedError(m),
+  ORACLE_ERR_FORBIDDEN: (m) => new ForbiddenTargetError(m),
   ORACLE_ERR_TRUNCATED_BODY: (m) => new TruncatedBodyError(m),
   ORACLE_ERR_REPLAY_MISS: (m) => new ReplayMissError(m),
   ORACLE_ERR_BLOCK_MISSING: (m) => new BlockMissingError(cidIn(m), m),

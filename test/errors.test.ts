@@ -14,6 +14,7 @@ import {
   DigestMismatchError,
   ERROR_CODES,
   errorFromCode,
+  ForbiddenTargetError,
   InternalError,
   InvalidArchiveError,
   InvalidConfigError,
@@ -24,12 +25,14 @@ import {
   MachineError,
   NotAttestedError,
   NsmError,
+  OverloadedError,
   ReplayMissError,
   StoreError,
   TruncatedBodyError,
   UnauthorizedError,
   UntrustedKeyError,
   UpstreamError,
+  UpstreamTimeoutError,
 } from '../src/errors.ts';
 import type { ErrorCode, OracleError } from '../src/errors.ts';
 import { listZip } from '../src/seed/zip-reader.ts';
@@ -71,6 +74,9 @@ const CLASS_OF: Record<Exclude<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>, a
   ORACLE_ERR_INVALID_CONFIG: InvalidConfigError,
   ORACLE_ERR_BAD_REQUEST: BadRequestError,
   ORACLE_ERR_UPSTREAM: UpstreamError,
+  ORACLE_ERR_UPSTREAM_TIMEOUT: UpstreamTimeoutError,
+  ORACLE_ERR_OVERLOADED: OverloadedError,
+  ORACLE_ERR_FORBIDDEN: ForbiddenTargetError,
   ORACLE_ERR_TRUNCATED_BODY: TruncatedBodyError,
   ORACLE_ERR_REPLAY_MISS: ReplayMissError,
   ORACLE_ERR_BLOCK_MISSING: BlockMissingError,

@@ -1,14 +1,10 @@
 import { serve } from '@hono/node-server';
 import type { ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
-import { InvalidConfigError } from '../errors.ts';
+import { validateAdminExposure } from '../config/exposure.ts';
 import type { ListenAddress } from '../io/listen.ts';
 import type { AdminDeps } from './app.ts';
 import { createAdminApp } from './app.ts';
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
 
 /** Serves the admin API on its own port; refuses a non-loopback address without a bearer token. */
 export class AdminServer {
@@ -20,9 +16,7 @@ export class AdminServer {
   }
 
   static async start(address: ListenAddress, deps: AdminDeps): Promise<AdminServer> {
-    if (!isLoopback(address.host) && (deps.token === undefined || deps.token.length < 16)) {
-      throw new InvalidConfigError(`Admin API on non-loopback ${address.host} needs a bearer token of at least 16 characters (--admin-token or FETCH_ORACLE_ADMIN_TOKEN)`);
-    }
+    validateAdminExposure(address, deps.token);
     const app = createAdminApp(deps);
     return new Promise((resolve, reject) => {
       const server = serve({ fetch: app.fetch, hostname: address.host, port: address.port }, () => resolve(new AdminServer(server)));

@@ -4,6 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { untilSignal, UsageError } from './common.ts';
+import { FRONT_OPTIONS } from '../config/front-flags.ts';
 import { urlOf } from './options.ts';
 import type { Logger } from '../log.ts';
 import type { Oracle } from '../oracle/oracle.ts';
@@ -20,6 +21,7 @@ export const PROXY_OPTIONS = {
   refresh: { type: 'boolean' },
   'variant-header': { type: 'string', multiple: true },
   ipfs: { type: 'string' },
+  ...FRONT_OPTIONS,
 } as const;
 
 /** `--variant-header HOST=NAME[,NAME…]` (repeatable) → per-host extra variant headers. */

@@ -9,6 +9,7 @@ import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { RecordInit } from '../oracle/oracle.ts';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
+import { FRONT_HELP, frontInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from '../config/front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 
 export const RECORD_HELP = `Usage: fetch-oracle record --listen HOST:PORT [--data DIR] [--netlock FILE] [--admin HOST:PORT]
@@ -32,7 +33,7 @@ Options:
   --refresh              fetch every recorded request again once in this run; an answer that changed is kept
                          as a new version beside the old one and reported (upstream mutation)
   --report FILE          on shutdown write the upstream mutations seen and the stats as JSON
-  -h, --help             show this help
+${FRONT_HELP}${UPSTREAM_HELP}  -h, --help             show this help
 `;
 
 export const recordCommand: Command = {
@@ -42,7 +43,7 @@ export const recordCommand: Command = {
 };
 
 export async function runRecord(args: string[], context: CommandContext): Promise<number> {
-  const { values } = parseOptions(args, PROXY_OPTIONS, RECORD_HELP);
+  const { values } = parseOptions(args, { ...PROXY_OPTIONS, ...UPSTREAM_OPTIONS }, RECORD_HELP);
   if (values['help'] === true) {
     context.stdout.write(RECORD_HELP);
     return 0;
@@ -74,6 +75,7 @@ async function createOracle(values: Record<string, unknown>, context: CommandCon
     ...(values['refresh'] === true ? { refresh: true } : {}),
     ...variantRulesOf(strs(values['variant-header'])),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
+    ...frontInitFromFlags(values, process.env),
   };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   return { oracle: new Oracle(init), init };

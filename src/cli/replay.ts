@@ -8,6 +8,7 @@ import { adminTokenOf, PROXY_OPTIONS, serveUntilSignal } from './proxy-command.t
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayInit } from '../oracle/oracle.ts';
+import { FRONT_HELP, frontInitFromFlags } from '../config/front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 
 export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...
@@ -26,7 +27,7 @@ Options:
   --ipfs URL             read blocks from Kubo (the data directory's store first)
   --admin HOST:PORT      serve the admin API
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
-  -h, --help             show this help
+${FRONT_HELP}  -h, --help             show this help
 `;
 
 export const replayCommand: Command = {
@@ -73,6 +74,7 @@ async function createOracle(values: Record<string, unknown>, netlock: string, co
     ...adminTokenOf(str(values['admin-token'])),
     ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
+    ...frontInitFromFlags(values, process.env),
   };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   return { oracle: new Oracle(init), init };

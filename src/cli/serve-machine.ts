@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { parseCommandLine, stderrLogger, UsageError } from './common.ts';
-import { EMULATOR_VERSIONS, MachineDriver } from '../machine/machine-driver.ts';
-import type { EmulatorVersion } from '../machine/machine-driver.ts';
+import { MachineDriver } from '../machine/machine-driver.ts';
+import { EMULATOR_VERSIONS } from '../machine/machine-rpc-methods.ts';
+import type { EmulatorVersion } from '../machine/machine-rpc-methods.ts';
 import { startGioSimulator } from '../machine/sim/gio-simulator.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../netlock/dag.ts';

@@ -18,7 +18,7 @@ import { encodeCborBlock } from '../protocol/record.ts';
 import type { EncodedBlock } from '../protocol/record.ts';
 import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { NsmClient } from './nsm-client.ts';
 
 export const ENCLAVE_CONFIG_TYPE = 'fetch-oracle/enclave-config';

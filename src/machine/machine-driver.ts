@@ -1,10 +1,10 @@
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
-import { DeviceError, InvalidConfigError, MachineError, throwIfAborted } from '../errors.ts';
+import { DeviceError, InvalidConfigError, throwIfAborted } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
-import { parseJsonBigInt, stringifyJsonBigInt } from './bigint-json.ts';
+import { stringifyJsonBigInt } from './bigint-json.ts';
 import type { JsonValue } from './bigint-json.ts';
 import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from './gio-responder.ts';
 import type { GioResponse } from './gio-responder.ts';
@@ -16,92 +16,13 @@ import {
   HTIF_YIELD_MANUAL_REASON_TX_EXCEPTION,
   unpackHtifWord,
 } from './htif.ts';
-
-/** Emulator releases whose `cartesi-jsonrpc-machine` this driver speaks (cartesi-gio.md §1.9). */
-export const EMULATOR_VERSIONS = ['0.19', '0.20', '0.21'] as const;
-export type EmulatorVersion = (typeof EMULATOR_VERSIONS)[number];
-
-/**
- * The JSON-RPC surface the driver uses, per emulator version (cartesi-gio.md §1.9, from the dispatch table
- * in `jsonrpc-remote-machine.cpp`, not from `jsonrpc-discover.json`). Params are always named objects.
- */
-export interface MachineRpcMethods {
-  emulator: EmulatorVersion;
-  /** The server's JSON-RPC API version (`get_version`): 0.5.0 / 0.6.0 / 0.7.0. */
-  jsonrpcApi: string;
-  getVersion: string;
-  shutdown: string;
-  /** `{directory, runtime_config?}` */
-  load: string;
-  /** `{directory}` (0.19) or `{directory, sharing}` (0.20+): see `storeTakesSharing`. */
-  store: string;
-  storeTakesSharing: boolean;
-  /** `{mcycle_end}` → break reason string. */
-  run: string;
-  /** → base64 hash. */
-  getRootHash: string;
-  /** `{reg}` → uint64 (bare JSON number: needs BigInt-safe JSON). */
-  readReg: string;
-  /** `{address, length}` → base64. */
-  readMemory: string;
-  /** 0.21 only: `{length}` → `{cmd, reason, available_length, data}`; before 0.21 emulated with read_reg + read_memory. */
-  receiveCmioRequest: string | undefined;
-  /** `{reason, data}`; 0.21 also takes `revert_root_hash`, which a GIO answer must not pass (§1.5). */
-  sendCmioResponse: string;
-  /** Break reasons `run` may return in this version (§1.9). */
-  breakReasons: readonly string[];
-}
-
-const BREAK_REASONS_019 = ['failed', 'halted', 'yielded_manually', 'yielded_automatically', 'yielded_softly', 'reached_target_mcycle'] as const;
-
-const COMMON = {
-  getVersion: 'get_version',
-  shutdown: 'shutdown',
-  load: 'machine.load',
-  store: 'machine.store',
-  run: 'machine.run',
-  getRootHash: 'machine.get_root_hash',
-  readReg: 'machine.read_reg',
-  readMemory: 'machine.read_memory',
-  sendCmioResponse: 'machine.send_cmio_response',
-} as const;
-
-export const MACHINE_RPC_METHODS: Readonly<Record<EmulatorVersion, Readonly<MachineRpcMethods>>> = {
-  '0.19': { ...COMMON, emulator: '0.19', jsonrpcApi: '0.5.0', storeTakesSharing: false, receiveCmioRequest: undefined, breakReasons: BREAK_REASONS_019 },
-  '0.20': {
-    ...COMMON,
-    emulator: '0.20',
-    jsonrpcApi: '0.6.0',
-    storeTakesSharing: true,
-    receiveCmioRequest: undefined,
-    breakReasons: [...BREAK_REASONS_019, 'console_output', 'console_input'],
-  },
-  '0.21': {
-    ...COMMON,
-    emulator: '0.21',
-    jsonrpcApi: '0.7.0',
-    storeTakesSharing: true,
-    receiveCmioRequest: 'machine.receive_cmio_request',
-    breakReasons: [...BREAK_REASONS_019, 'console_output', 'console_input', 'mcycle_overflow'],
-  },
-};
+import { fromBase64, isJsonObject, MachineRpcClient, toSmallInt, toUint64, UINT64_MAX } from './machine-rpc-client.ts';
+import { MachineRpcError } from './machine-rpc-error.ts';
+import { EMULATOR_VERSIONS, emulatorVersionOf, MACHINE_RPC_METHODS } from './machine-rpc-methods.ts';
+import type { EmulatorVersion, MachineRpcMethods } from './machine-rpc-methods.ts';
 
 /** `mcycle_end` meaning "no limit": 2^64 − 1, beyond Number precision (sent as a bare integer literal). */
-export const MCYCLE_MAX = 0xffff_ffff_ffff_ffffn;
-
-/** A failure of the emulator or of its JSON-RPC server (ORACLE_ERR_MACHINE), naming the JSON-RPC method. */
-export class MachineRpcError extends MachineError {
-  readonly method: string;
-  /** The JSON-RPC error code, when the server answered with one. */
-  readonly rpcCode: number | undefined;
-
-  constructor(method: string, message: string, options?: { cause?: unknown; rpcCode?: number }) {
-    super(message, options);
-    this.name = 'MachineRpcError';
-    this.method = method;
-    this.rpcCode = options?.rpcCode;
-  }
-}
+export const MCYCLE_MAX = UINT64_MAX;
 
 export interface MachineDriverInit {
   /** Base URL of `cartesi-jsonrpc-machine --server-address=HOST:PORT`, e.g. `http://127.0.0.1:5007`. Requests go to `/`. */
@@ -163,13 +84,9 @@ interface CmioRequest {
 export class MachineDriver {
   readonly methods: Readonly<MachineRpcMethods>;
   readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0 };
-  readonly #url: string;
+  readonly #rpc: MachineRpcClient;
   readonly #source: BlockSource;
   readonly #logger: Logger;
-  readonly #dispatcher: Dispatcher;
-  readonly #ownsDispatcher: boolean;
-  #nextId = 1;
-  #closed = false;
 
   constructor(init: MachineDriverInit) {
     const methods = (MACHINE_RPC_METHODS as Partial<Record<string, MachineRpcMethods>>)[init.emulator];
@@ -177,31 +94,17 @@ export class MachineDriver {
       throw new InvalidConfigError(`Unsupported emulator version ${JSON.stringify(init.emulator)} (expected one of ${EMULATOR_VERSIONS.join(', ')})`);
     }
     this.methods = methods;
-    this.#url = rpcUrl(init.url);
+    this.#rpc = new MachineRpcClient({ url: init.url, ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }) });
     this.#source = init.source;
     this.#logger = (init.logger ?? NOOP_LOGGER).child('machine');
-    this.#ownsDispatcher = init.dispatcher === undefined;
-    this.#dispatcher = init.dispatcher ?? new Agent({ headersTimeout: 0, bodyTimeout: 0 });
   }
 
-  /**
-   * Asks the server for its JSON-RPC API version and maps it to an emulator version (0.5 → 0.19,
-   * 0.6 → 0.20, 0.7 → 0.21; cartesi-gio.md §1.9). The result shape `{major, minor, …}` is inferred.
-   */
+  /** Asks the server for its JSON-RPC API version and maps it to an emulator version (`emulatorVersionOf`). */
   static async detectEmulatorVersion(url: string, options: AbortOptions & { dispatcher?: Dispatcher } = {}): Promise<EmulatorVersion> {
+    // undici's default timeouts here: get_version answers at once or not at all.
     const dispatcher = options.dispatcher ?? new Agent();
     try {
-      const result = await rpcCall(rpcUrl(url), dispatcher, 1, 'get_version', {}, options.signal);
-      const major = isObject(result) ? result['major'] : undefined;
-      const minor = isObject(result) ? result['minor'] : undefined;
-      const found = EMULATOR_VERSIONS.find((v) => {
-        const [ma, mi] = MACHINE_RPC_METHODS[v].jsonrpcApi.split('.').map(Number);
-        return Number(major) === ma && Number(minor) === mi;
-      });
-      if (found === undefined) {
-        throw new MachineRpcError('get_version', `Unsupported cartesi-jsonrpc-machine API version ${stringifyJsonBigInt(result)} (this driver speaks ${EMULATOR_VERSIONS.map((v) => MACHINE_RPC_METHODS[v].jsonrpcApi).join(', ')})`);
-      }
-      return found;
+      return emulatorVersionOf(await new MachineRpcClient({ url, dispatcher }).call('get_version', {}, options.signal));
     } finally {
       if (options.dispatcher === undefined) await dispatcher.close();
     }
@@ -276,10 +179,8 @@ export class MachineDriver {
   }
 
   /** Releases the driver's own HTTP connections (not the machine). Idempotent. */
-  async close(): Promise<void> {
-    if (!this.#ownsDispatcher || this.#closed) return;
-    this.#closed = true;
-    await this.#dispatcher.close();
+  close(): Promise<void> {
+    return this.#rpc.close();
   }
 
   async #receive(signal: AbortSignal | undefined): Promise<CmioRequest> {
@@ -290,7 +191,7 @@ export class MachineDriver {
       const head = this.#requestHead(receive, probe);
       if (head.length === 0) return { cmd: head.cmd, reason: head.reason, data: new Uint8Array(0) };
       const full = await this.#call(receive, { length: head.length }, signal);
-      const data = fromBase64(receive, isObject(full) ? full['data'] : undefined);
+      const data = fromBase64(receive, isJsonObject(full) ? full['data'] : undefined);
       if (data.byteLength !== head.length) throw new MachineRpcError(receive, `Asked for ${head.length} request bytes, got ${data.byteLength}`);
       return { cmd: head.cmd, reason: head.reason, data };
     }
@@ -304,7 +205,7 @@ export class MachineDriver {
   }
 
   #requestHead(method: string, value: JsonValue): { cmd: number; reason: number; length: number } {
-    if (!isObject(value)) throw new MachineRpcError(method, `Expected an object, got ${stringifyJsonBigInt(value)}`);
+    if (!isJsonObject(value)) throw new MachineRpcError(method, `Expected an object, got ${stringifyJsonBigInt(value)}`);
     const cmd = toSmallInt(method, 'cmd', value['cmd']);
     const reason = toSmallInt(method, 'reason', value['reason']);
     const length = toSmallInt(method, 'available_length', value['available_length']);
@@ -338,80 +239,6 @@ export class MachineDriver {
   }
 
   #call(method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
-    return rpcCall(this.#url, this.#dispatcher, this.#nextId++, method, params, signal);
+    return this.#rpc.call(method, params, signal);
   }
-}
-
-async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
-  throwIfAborted(signal);
-  const body = stringifyJsonBigInt({ jsonrpc: '2.0', id, method, params });
-  let text: string;
-  let status: number;
-  try {
-    const res = await request(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body,
-      dispatcher,
-      ...(signal === undefined ? {} : { signal }),
-    });
-    status = res.statusCode;
-    text = await res.body.text();
-  } catch (err) {
-    throwIfAborted(signal);
-    throw new MachineRpcError(method, `JSON-RPC ${method} to ${url} failed: ${(err as Error).message}`, { cause: err });
-  }
-  if (status !== 200) throw new MachineRpcError(method, `JSON-RPC ${method}: HTTP ${status}: ${text.slice(0, 200)}`);
-  let reply: JsonValue;
-  try {
-    reply = parseJsonBigInt(text);
-  } catch (err) {
-    throw new MachineRpcError(method, `JSON-RPC ${method}: unreadable reply: ${(err as Error).message}`, { cause: err });
-  }
-  if (!isObject(reply) || reply['id'] !== id) throw new MachineRpcError(method, `JSON-RPC ${method}: reply is not the answer to request ${id}: ${text.slice(0, 200)}`);
-  const error = reply['error'];
-  if (error !== undefined && error !== null) {
-    const code = isObject(error) && typeof error['code'] === 'number' ? error['code'] : undefined;
-    const message = isObject(error) && typeof error['message'] === 'string' ? error['message'] : stringifyJsonBigInt(error);
-    throw new MachineRpcError(method, `JSON-RPC ${method} failed${code === undefined ? '' : ` (${code})`}: ${message}`, code === undefined ? {} : { rpcCode: code });
-  }
-  if (!('result' in reply)) throw new MachineRpcError(method, `JSON-RPC ${method}: reply has neither result nor error`);
-  return reply['result'] as JsonValue;
-}
-
-function rpcUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new InvalidConfigError(`Invalid JSON-RPC machine URL ${JSON.stringify(url)}`);
-  }
-  if (parsed.protocol !== 'http:') throw new InvalidConfigError(`JSON-RPC machine URL must be http:, got ${url}`);
-  // The server answers POST on `/` only (cartesi-gio.md §1.9).
-  parsed.pathname = '/';
-  parsed.search = '';
-  parsed.hash = '';
-  return parsed.toString();
-}
-
-function isObject(value: JsonValue | undefined): value is { [key: string]: JsonValue } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function toUint64(method: string, value: JsonValue): bigint {
-  if (typeof value === 'bigint' && value >= 0n && value <= MCYCLE_MAX) return value;
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value);
-  throw new MachineRpcError(method, `Expected a uint64, got ${stringifyJsonBigInt(value)}`);
-}
-
-function toSmallInt(method: string, field: string, value: JsonValue | undefined): number {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
-  throw new MachineRpcError(method, `Field ${field}: expected a non-negative integer, got ${value === undefined ? 'nothing' : stringifyJsonBigInt(value)}`);
-}
-
-function fromBase64(method: string, value: JsonValue | undefined): Uint8Array {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) {
-    throw new MachineRpcError(method, `Expected base64 bytes, got ${value === undefined ? 'nothing' : stringifyJsonBigInt(value).slice(0, 80)}`);
-  }
-  return new Uint8Array(Buffer.from(value, 'base64'));
 }

@@ -2,8 +2,11 @@ import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { ListenAddress } from '../io/listen.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
+import { validateAdminExposure, validateExposure } from '../config/exposure.ts';
+import type { Exposure } from '../config/exposure.ts';
+import type { ProxyLimits } from '../proxy/limits.ts';
 
 /** What both modes share. */
 interface OracleInitBase {
@@ -18,6 +21,10 @@ interface OracleInitBase {
   admin?: ListenAddress;
   /** Bearer token for the admin API (required off loopback). */
   adminToken?: string;
+  /** The proxy front's header and idle timeouts and connection cap. @default see src/proxy/limits.ts */
+  limits?: ProxyLimits;
+  /** Off-loopback listening and proxy credentials (src/config/exposure.ts). @default loopback only, no credentials */
+  exposure?: Exposure;
   /** @default NOOP_LOGGER */
   logger?: Logger;
 }
@@ -42,6 +49,8 @@ export interface RecordInit extends OracleInitBase {
   upstreamProxy?: ProxyAddress;
   /** Record answer-less upstream failures as 502 records (off in enclave mode). @default true */
   recordUpstreamFailures?: boolean;
+  /** Longest wait for an origin's connection, head, or next body bytes. @default 60 s (src/upstream/safe-dispatcher.ts) */
+  upstreamTimeoutMs?: number;
 }
 
 /** Replay mode: answers only from a netlock, fail-closed; no upstream client at all. */
@@ -55,7 +64,7 @@ export interface ReplayInit extends OracleInitBase {
 
 export type OracleInit = RecordInit | ReplayInit;
 
-const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures'] as const;
+const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures', 'upstreamTimeoutMs'] as const;
 const REPLAY_ONLY = ['trust'] as const;
 
 /** Checks an OracleInit once, before anything starts; InvalidConfigError names the field. */
@@ -71,5 +80,8 @@ export function validateOracleInit(init: OracleInit): OracleInit {
   } else {
     throw new InvalidConfigError(`mode: ${JSON.stringify((init as { mode: unknown }).mode)} (expected 'record' or 'replay')`);
   }
+  // Everything about who can reach the proxy and the admin API is settled before either listens.
+  validateExposure(init.listen, init.exposure);
+  if (init.admin !== undefined) validateAdminExposure(init.admin, init.adminToken);
   return init;
 }

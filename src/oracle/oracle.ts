@@ -2,9 +2,11 @@ import { join } from 'node:path';
 import { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { exportCar } from '../netlock/car.ts';
+import { exportCar } from '../netlock/export-car.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
+import { isLoopbackHost, ProxyGate } from '../config/exposure.ts';
+import type { OwnAddress } from '../config/exposure.ts';
 import type { ListenAddress } from '../io/listen.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
@@ -24,8 +26,8 @@ export type { OracleInit, RecordInit, ReplayInit } from './config.ts';
 export type { ReplayReport } from './open-replay.ts';
 
 /** Opens the mode an init names: the one place that tells record from replay. */
-function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger): Promise<OracleMode> {
-  return init.mode === 'record' ? RecordMode.open(init, store, stats, logger) : ReplayMode.open(init, store, stats, logger);
+function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<OracleMode> {
+  return init.mode === 'record' ? RecordMode.open(init, store, stats, logger, gate) : ReplayMode.open(init, store, stats, logger);
 }
 
 /** Wires store, CA, proxy and admin API around one mode; `start()` / `close()` manage its life. */
@@ -65,9 +67,12 @@ export class Oracle {
     const { init, logger } = this;
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
     await removeStaleTempFiles(init.dataDir, logger, init.mode === 'record' ? init.netlockPath : undefined);
-    const mode = (this.#mode = await openMode(init, this.store, this.stats, logger));
-    this.#proxy = new ProxyServer({ handler: mode.handler, certs: this.#ca, logger: logger.child('proxy') });
+    // The gate refuses requests without the proxy credentials, and targets that are this oracle's own ports.
+    const gate = new ProxyGate({ ...(init.exposure?.proxyAuth === undefined ? {} : { proxyAuth: init.exposure.proxyAuth }), self: () => this.#ownAddresses() });
+    const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate));
+    this.#proxy = new ProxyServer({ handler: mode.handler, certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
     await this.#proxy.listen(init.listen);
+    if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
       this.#admin = await AdminServer.start(init.admin, {
         stats: () => ({ ...this.stats }),
@@ -90,6 +95,16 @@ export class Oracle {
 
   adminAddress(): ListenAddress | undefined {
     return this.#admin?.address();
+  }
+
+  /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */
+  #ownAddresses(): OwnAddress[] {
+    const out: OwnAddress[] = [];
+    const proxy = 'path' in this.init.listen ? undefined : this.#proxy?.address();
+    if (proxy !== undefined) out.push({ ...proxy, role: 'proxy' });
+    const admin = this.#admin?.address();
+    if (admin !== undefined) out.push({ ...admin, role: 'admin' });
+    return out;
   }
 
   /** Stops serving; in record mode writes the netlock of this run. Idempotent. */

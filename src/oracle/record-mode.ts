@@ -8,6 +8,7 @@ import type { NetlockFile } from '../netlock/file.ts';
 import { RecordHandler } from '../proxy/record-handler.ts';
 import { describeRefused } from '../records/journal-check.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
+import type { ProxyGate } from '../config/exposure.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import type { RecordInit } from './config.ts';
@@ -36,7 +37,7 @@ export class RecordMode implements OracleMode {
   }
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
-  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger): Promise<RecordMode> {
+  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<RecordMode> {
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -47,6 +48,8 @@ export class RecordMode implements OracleMode {
       ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
       ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
       ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
+      // Upstream connections never reach this oracle's own ports (a DNS name may resolve to them).
+      upstreamPolicy: { ...(init.upstreamTimeoutMs === undefined ? {} : { timeoutMs: init.upstreamTimeoutMs }), refuse: (address, port) => gate.refusePeer(address, port) },
       stats,
       logger,
     });

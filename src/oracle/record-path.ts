@@ -4,12 +4,13 @@ import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { RunJournal } from '../records/journal.ts';
 import type { NetlockFile } from '../netlock/file.ts';
-import { FsRecordIndex } from '../records/record-index.ts';
+import { FsRecordIndex } from '../records/fs-record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
+import type { UpstreamPolicy } from '../upstream/safe-dispatcher.ts';
 import { DigestWorker } from './digest-worker.ts';
 import { Recorder } from './recorder.ts';
 import type { RecorderInit } from './recorder.ts';
@@ -25,6 +26,8 @@ export interface RecordPathInit extends Pick<RecorderInit, 'refresh' | 'recordUp
   signer?: Signer;
   upstreamCaPem?: readonly string[];
   upstreamProxy?: ProxyAddress;
+  /** Upstream timeout and the addresses never connected to (the oracle's own). */
+  upstreamPolicy?: UpstreamPolicy;
   stats: OracleStats;
   logger: Logger;
 }
@@ -61,7 +64,7 @@ export class RecordPath {
   static async open(init: RecordPathInit): Promise<RecordPath> {
     const signer = init.signer ?? (await LocalSigner.loadOrCreate(init.dataDir));
     const index = await FsRecordIndex.open(init.dataDir, init.logger.child('index'));
-    const fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }) });
+    const fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }), ...(init.upstreamPolicy === undefined ? {} : { policy: init.upstreamPolicy }) });
     const digests = new DigestWorker();
     const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
     const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();

@@ -1,4 +1,4 @@
-import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -13,9 +13,9 @@ import { resolve } from '../protocol/resolve.ts';
 import { importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
-import type { FsRecordIndex } from '../records/record-index.ts';
+import type { RecordIndex } from '../records/record-index.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
-import type { Signer } from '../signing/local-signer.ts';
+import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { DigestWorker } from './digest-worker.ts';
@@ -27,7 +27,7 @@ const PARTIAL_REQUEST_HEADERS = new Set(['range', 'if-range', 'if-none-match', '
 
 export interface RecorderInit {
   store: BlockStore;
-  index: FsRecordIndex;
+  index: RecordIndex;
   signer: Signer;
   fetcher: Fetcher;
   run: RunSet;
@@ -333,7 +333,8 @@ export class Recorder implements ExchangeRecorder {
       this.#init.logger.warn('%s; keeping the recorded answer %s', err.message, previous.signed.record.toString());
       return previous;
     }
-    if (this.#init.recordUpstreamFailures === false) throw err; // a 502 to the client, nothing recorded
+    // A timeout says nothing lasting about the origin (it may be slow now): answered, never recorded.
+    if (this.#init.recordUpstreamFailures === false || err instanceof UpstreamTimeoutError) throw err; // a 502 (504) to the client, nothing recorded
     const bytes = new TextEncoder().encode(`${err.message}\n`);
     const digest = this.#init.digests.begin();
     await digest.update(bytes);

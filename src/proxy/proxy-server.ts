@@ -13,13 +13,15 @@ import { listenOn } from '../io/listen.ts';
 import type { ListenAddress } from '../io/listen.ts';
 
 export type { ListenAddress } from '../io/listen.ts';
+import { ConnectionLimiter, isHeaderTimeout, resolveLimits, serverOptions } from './limits.ts';
+import type { ProxyLimits } from './limits.ts';
+import { ProxyGate, stripProxyAuthorization } from '../config/exposure.ts';
+import type { Refusal } from '../config/exposure.ts';
 
 /** Largest request head accepted; larger heads get 431 (Node's default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
 /** Most header fields accepted in one request; more get 431 (Node would drop the extra ones silently). */
 export const MAX_HEADER_COUNT = 256;
-/** How long an idle keep-alive connection stays open. */
-export const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 /** On close, how long requests already being answered (and recorded) may take to finish. */
 export const DRAIN_TIMEOUT_MS = 30_000;
 
@@ -32,6 +34,10 @@ export interface ProxyServerInit {
   handler: ExchangeHandler;
   certs: ContextProvider;
   logger: Logger;
+  /** Header and idle timeouts, connection cap (src/proxy/limits.ts). @default 30 s, 60 s, from the open-file limit */
+  limits?: ProxyLimits;
+  /** Proxy credentials and the oracle's own addresses (src/config/exposure.ts). @default no credentials, no self-check */
+  gate?: ProxyGate;
 }
 
 /** Where a tunnelled socket's requests go: set on the socket we re-emit into the HTTP server. */
@@ -51,13 +57,18 @@ function isOwnOrSocketError(err: NodeJS.ErrnoException): boolean {
   return err instanceof OracleError || err.code?.startsWith('ORACLE_ERR_') === true || err.code === 'ECONNRESET' || err.code === 'EPIPE';
 }
 
-function rejectSocket(socket: Socket, status: number, reason: string, message: string): void {
+function rejectSocket(socket: Socket, status: number, reason: string, message: string, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   const body = `${message}\n`;
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const extra = Object.entries(headers).map(([n, v]) => `${n}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`);
+}
+
+function rejectWith(socket: Socket, refusal: Refusal): void {
+  rejectSocket(socket, refusal.status, refusal.reason, refusal.error.message, { 'x-oracle-error': refusal.error.code, ...refusal.headers });
 }
 
 /**
@@ -71,12 +82,17 @@ export class ProxyServer {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #active = new Set<Promise<void>>();
+  readonly #limiter: ConnectionLimiter;
+  readonly #gate: ProxyGate;
   #closed: Promise<void> | undefined;
 
   constructor(init: ProxyServerInit) {
     this.#init = init;
-    this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 0 });
+    const limits = resolveLimits(init.limits);
+    this.#gate = init.gate ?? new ProxyGate({ self: () => [] });
+    this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, ...serverOptions(limits) });
     this.#server.maxHeadersCount = MAX_HEADER_COUNT + 1;
+    this.#limiter = new ConnectionLimiter(this.#server, limits, init.logger, (s) => tunnelTarget.has(s));
     this.#server.on('request', (req, res) => this.#onRequest(req, res));
     this.#server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#onConnect(req, socket, head));
     this.#server.on('connection', (socket: Socket) => {
@@ -89,6 +105,11 @@ export class ProxyServer {
         // its handler logged why) or the client's socket going away. Nothing to answer on that connection.
         init.logger.debug('client connection closed: %s', err.message);
         socket.destroy();
+        return;
+      }
+      if (isHeaderTimeout(err)) {
+        init.logger.debug('closing a connection whose request head did not arrive within %d ms', limits.headerTimeoutMs);
+        rejectSocket(socket, 408, 'Request Timeout', `No complete request head within ${limits.headerTimeoutMs} ms (--header-timeout)`);
         return;
       }
       const overflow = err.code === 'HPE_HEADER_OVERFLOW';
@@ -109,6 +130,11 @@ export class ProxyServer {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.#limiter.refused(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
+    this.#limiter.track(req, res);
     if (req.rawHeaders.length / 2 > MAX_HEADER_COUNT) {
       sendError(res, 431, new BadRequestError(`Request has more than ${MAX_HEADER_COUNT} header fields`, 431));
       return;
@@ -120,12 +146,19 @@ export class ProxyServer {
       url = `${target.scheme}://${target.authority}${raw}`;
     } else if (/^https?:\/\//i.test(raw)) {
       url = raw;
+      // A tunnel's inner requests were let in with its CONNECT; an absolute-form request is checked here.
+      const refusal = this.#gate.authorize(req) ?? targetRefusal(this.#gate, url);
+      if (refusal !== undefined) {
+        sendError(res, refusal.status, refusal.error, refusal.headers);
+        return;
+      }
     } else {
       sendError(res, 400, new BadRequestError(
         `fetch-oracle is a forward proxy: expected an absolute URI (GET http://host/path), got ${JSON.stringify(raw.slice(0, 200))}. Point HTTP_PROXY/HTTPS_PROXY at this address.`,
       ));
       return;
     }
+    stripProxyAuthorization(req); // never forwarded, never recorded
     const done = this.#init.handler.handle(req, res, url).catch((err: unknown) => {
       this.#init.logger.error('unhandled error for %s: %s', loggableUrl(url), (err as Error).message);
       sendError(res, 500, err as Error);
@@ -136,6 +169,10 @@ export class ProxyServer {
 
   async #onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     socket.on('error', (err) => this.#init.logger.debug('tunnel socket error: %s', err.message));
+    if (this.#limiter.refused(socket)) {
+      socket.destroy();
+      return;
+    }
     let target: { host: string; port: number };
     try {
       target = parseConnectTarget(req.url ?? '');
@@ -143,8 +180,13 @@ export class ProxyServer {
       rejectSocket(socket, 400, 'Bad Request', (err as Error).message);
       return;
     }
+    const refusal = this.#gate.authorize(req) ?? this.#gate.checkTarget(target.host, target.port);
+    if (refusal !== undefined) {
+      rejectWith(socket, refusal);
+      return;
+    }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    const first = head.byteLength > 0 ? head : await firstChunk(socket);
+    const first = head.byteLength > 0 ? head : await firstChunk(socket, this.#limiter.limits.headerTimeoutMs);
     if (first === undefined) {
       socket.destroy();
       return;
@@ -158,6 +200,7 @@ export class ProxyServer {
       // a stream wrapper makes it read through JS, where they are.
       const inner = streamOver(socket);
       tunnelTarget.set(inner as unknown as Socket, { scheme: 'http', authority });
+      this.#limiter.adopt(inner, socket);
       this.#server.emit('connection', inner);
       return;
     }
@@ -180,6 +223,7 @@ export class ProxyServer {
     });
     tls.on('error', (err) => this.#init.logger.warn('TLS with client for %s failed: %s', bareHost, err.message));
     tunnelTarget.set(tls as unknown as Socket, { scheme: 'https', authority });
+    this.#limiter.adopt(tls, socket);
     this.#server.emit('connection', tls);
   }
 
@@ -189,6 +233,7 @@ export class ProxyServer {
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      this.#limiter.close();
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       this.#server.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
@@ -227,8 +272,13 @@ function streamOver(socket: Socket): Duplex {
   return inner;
 }
 
-function firstChunk(socket: Socket): Promise<Buffer | undefined> {
+/** The tunnel's first bytes, or undefined when it ends or sends nothing within `timeoutMs` (the header timeout). */
+function firstChunk(socket: Socket, timeoutMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      resolve(undefined);
+    }, timeoutMs);
     const onData = (chunk: Buffer): void => {
       cleanup();
       socket.pause();
@@ -239,6 +289,7 @@ function firstChunk(socket: Socket): Promise<Buffer | undefined> {
       resolve(undefined);
     };
     const cleanup = (): void => {
+      clearTimeout(timer);
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('close', onEnd);
@@ -249,3 +300,13 @@ function firstChunk(socket: Socket): Promise<Buffer | undefined> {
   });
 }
 
+/** 403 for an absolute-form URL naming the oracle's own proxy or admin port. */
+function targetRefusal(gate: ProxyGate, url: string): Refusal | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined; // not a URL: the handler answers 400
+  }
+  return gate.checkTarget(u.hostname, u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port));
+}

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, OracleError, TruncatedBodyError, UpstreamError } from '../errors.ts';
+import { BadRequestError, OracleError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
@@ -109,7 +109,7 @@ export class RecordHandler implements ExchangeHandler {
       await answer.done;
     } catch (err) {
       stats.errors++;
-      const status = err instanceof UpstreamError || err instanceof TruncatedBodyError || err instanceof OracleError ? 502 : 500;
+      const status = err instanceof UpstreamTimeoutError ? 504 : err instanceof UpstreamError || err instanceof TruncatedBodyError || err instanceof OracleError ? 502 : 500;
       logger.error('%s %s: %s', ex.key.method, ex.key.url, (err as Error).message);
       sendError(res, status, err as Error);
     } finally {

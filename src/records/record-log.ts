@@ -1,11 +1,131 @@
+import { open, readFile, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
+import { throwIfAborted } from '../errors.ts';
+import type { AbortOptions } from '../protocol/blocks.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 
-/** One line of the record index and of the journal: a request key and the signed record that answers it. */
+/** One line of a record log: a request key and the signed record that answers it. */
 export interface SignedRecordLine {
   key: string;
   record: string;
   signature: string;
+}
+
+export interface RecordLogEntry {
+  readonly key: string;
+  readonly signed: SignedRecord;
+}
+
+export interface RecordLogContents {
+  /** The well-formed lines, in file order (a later line for a key supersedes an earlier one). */
+  entries: RecordLogEntry[];
+  /** 1-based numbers of lines that were not complete, well-formed lines (torn by a crash mid-append). */
+  bad: number[];
+}
+
+/**
+ * An append-only JSON-lines file of signed records, one `{key, record, signature}` line each: the format of
+ * the record index (`records.jsonl`) and of a run's journal (`NETLOCK.journal`). Nothing is touched until
+ * the first call. `append` returns once the line is on disk (fdatasync; appends that arrive during a sync
+ * share the next one); `read` skips torn lines and reports their numbers, so a crash mid-append costs that
+ * one line, never the file.
+ */
+export class RecordLog {
+  readonly path: string;
+  #file: Promise<FileHandle> | undefined;
+  /** The sync that covers appends written since the running one started; not started yet. */
+  #nextSync: Promise<void> | undefined;
+  #runningSync: Promise<void> | undefined;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  /** Every line in the file; an absent file is an empty log. */
+  async read(options?: AbortOptions): Promise<RecordLogContents> {
+    throwIfAborted(options?.signal);
+    let text: string;
+    try {
+      text = await readFile(this.path, { encoding: 'utf8', ...(options?.signal === undefined ? {} : { signal: options.signal }) });
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], bad: [] };
+      throw cause;
+    }
+    return parseLines(text);
+  }
+
+  /** Appends one line and waits until it is durable. */
+  async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    // One handle, opened once even when appends race: concurrent appends of whole lines do not interleave.
+    this.#file ??= openForAppend(this.path).catch((cause: unknown) => {
+      this.#file = undefined; // the next append tries again
+      throw cause;
+    });
+    const file = await this.#file;
+    await file.appendFile(toLine(key, signed));
+    await this.#sync(file);
+  }
+
+  /** Closes the file handle (appends reopen it). Idempotent. */
+  async close(): Promise<void> {
+    const file = this.#file;
+    this.#file = undefined;
+    // A handle that failed to open has nothing to close (its append reported why).
+    const handle = await file?.catch(() => undefined);
+    if (handle === undefined) return;
+    await this.#runningSync?.catch(() => {});
+    await this.#nextSync?.catch(() => {});
+    await handle.close();
+  }
+
+  /** Closes and deletes the file (a journal whose run finished). */
+  async remove(): Promise<void> {
+    await this.close();
+    await unlink(this.path).catch((cause: NodeJS.ErrnoException) => {
+      if (cause.code !== 'ENOENT') throw cause;
+    });
+  }
+
+  /** Group commit: one fdatasync for every append written before it starts. */
+  #sync(file: FileHandle): Promise<void> {
+    if (this.#nextSync !== undefined) return this.#nextSync;
+    const start = async (): Promise<void> => {
+      await this.#runningSync?.catch(() => {});
+      this.#nextSync = undefined;
+      const running = file.datasync();
+      this.#runningSync = running;
+      try {
+        await running;
+      } finally {
+        if (this.#runningSync === running) this.#runningSync = undefined;
+      }
+    };
+    const next = start();
+    this.#nextSync = next;
+    return next;
+  }
+}
+
+/**
+ * Opens for appending (0600: a record log names every URL a build fetched). A last line without its
+ * newline (torn by a crash) is ended first, so the next line starts on a line of its own.
+ */
+async function openForAppend(path: string): Promise<FileHandle> {
+  const file = await open(path, 'a+', 0o600);
+  try {
+    const { size } = await file.stat();
+    if (size > 0) {
+      const last = new Uint8Array(1);
+      await file.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) await file.appendFile('\n');
+    }
+    return file;
+  } catch (cause) {
+    await file.close();
+    throw cause;
+  }
 }
 
 export function toLine(key: string, signed: SignedRecord): string {
@@ -14,7 +134,7 @@ export function toLine(key: string, signed: SignedRecord): string {
 }
 
 /** Parses one line; undefined when it is not a complete, well-formed line (a torn write after a crash). */
-export function fromLine(text: string): { key: string; signed: SignedRecord } | undefined {
+export function fromLine(text: string): RecordLogEntry | undefined {
   try {
     const v = JSON.parse(text) as Partial<SignedRecordLine>;
     if (typeof v.key !== 'string' || typeof v.record !== 'string' || typeof v.signature !== 'string') return undefined;
@@ -26,9 +146,9 @@ export function fromLine(text: string): { key: string; signed: SignedRecord } | 
   }
 }
 
-/** Parses a JSON-lines file, returning good lines and the 1-based numbers of bad ones. */
-export function parseLines(text: string): { entries: Array<{ key: string; signed: SignedRecord }>; bad: number[] } {
-  const entries: Array<{ key: string; signed: SignedRecord }> = [];
+/** Parses the text of a record log, returning good lines and the 1-based numbers of bad ones. */
+export function parseLines(text: string): RecordLogContents {
+  const entries: RecordLogEntry[] = [];
   const bad: number[] = [];
   const lines = text.split('\n');
   lines.forEach((line, i) => {

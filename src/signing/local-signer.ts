@@ -7,14 +7,7 @@ import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
 import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-
-/** Signs record CIDs. LocalSigner holds the key in-process; an enclave signer would sign remotely. */
-export interface Signer {
-  readonly publicKey: Uint8Array;
-  /** CID of the attestation document that binds `publicKey` (enclave mode); every record signed carries it. */
-  readonly attestation?: CID;
-  sign(record: CID): Promise<SignedRecord>;
-}
+import type { Signer } from './signer.ts';
 
 export const KEY_FILE = 'oracle-key.json';
 

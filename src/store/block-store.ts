@@ -13,7 +13,7 @@ export interface PinOptions extends AbortOptions {
 }
 
 /**
- * What the oracle needs of a block store, whichever backs it: the embedded files (`EmbeddedBlockStore`),
+ * What the oracle needs of a block store, whichever backs it: the embedded files (`FsBlockStore`),
  * Kubo (`KuboBlockStore`) or Kubo with the embedded store as a local cache (`TieredBlockStore`).
  *
  * `put` returns only once the block is durable in the store of record, so a record written after its body's

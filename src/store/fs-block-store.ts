@@ -2,22 +2,29 @@ import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { BlockMissingError, StoreError, throwIfAborted } from '../errors.ts';
-import type { AbortOptions, BlockSink, BlockSource } from '../protocol/blocks.ts';
+import type { AbortOptions } from '../protocol/blocks.ts';
+import type { Block, BlockStore, PinOptions } from './block-store.ts';
+
+/** Blocks this process remembers having written, so that it skips rewriting them (a reminder, not an index). */
+const MAX_REMEMBERED_WRITES = 65_536;
 
 /**
- * The embedded block store: one file per block under `<dir>/blocks/<2 chars>/<cid>`. Writes are atomic
+ * The embedded block store: one file per block under `<dataDir>/blocks/<2 chars>/<cid>`. Writes are atomic
  * (temporary file + rename), so a crash never leaves a partial block under a CID. Reads are not verified
- * here; wrap with `verifyingSource` where bytes leave the process.
+ * here; wrap with `verifyingSource` where bytes leave the process. It never collects garbage, so `pin` has
+ * nothing to protect, and it holds no handles between calls, so `flush` and `close` have nothing to do.
  */
-export class FsBlockStore implements BlockSource, BlockSink {
+export class FsBlockStore implements BlockStore {
+  /** The `blocks` directory. */
   readonly dir: string;
+  readonly description: string;
   readonly #madeDirs = new Set<string>();
-  /** Blocks this process wrote (bounded: a reminder, not an index). */
   readonly #written = new Set<string>();
   #nextTmp = 0;
 
-  constructor(dir: string) {
-    this.dir = join(dir, 'blocks');
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'blocks');
+    this.description = `embedded store ${this.dir}`;
   }
 
   pathOf(cid: CID): string {
@@ -32,7 +39,7 @@ export class FsBlockStore implements BlockSource, BlockSink {
     // No stat first: on the record path almost every block is new, and a failed stat costs an exception.
     // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own
     // while they are still there (`fetch-oracle gc` may have removed one that nothing needed at the time).
-    if (this.#written.has(path) && (await exists(path))) return;
+    if (this.#written.has(path) && (await this.has(cid))) return;
     const shard = join(path, '..');
     const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
     try {
@@ -49,25 +56,50 @@ export class FsBlockStore implements BlockSource, BlockSink {
     }
   }
 
+  async putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number> {
+    let n = 0;
+    for await (const { cid, bytes } of blocks) {
+      await this.put(cid, bytes, options);
+      n++;
+    }
+    return n;
+  }
+
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
     try {
-      return await readFile(this.pathOf(cid));
+      return await readFile(this.pathOf(cid), options?.signal === undefined ? {} : { signal: options.signal });
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new BlockMissingError(cid.toString(), `Block ${cid} is not in the store ${this.dir}`);
       }
+      throwIfAborted(options?.signal);
       throw new StoreError(`Cannot read block ${cid}: ${(cause as Error).message}`, { cause });
     }
   }
 
-  has(cid: CID): Promise<boolean> {
-    return exists(this.pathOf(cid));
+  async has(cid: CID, options?: AbortOptions): Promise<boolean> {
+    throwIfAborted(options?.signal);
+    try {
+      await stat(this.pathOf(cid));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
-  #rememberWritten(path: string): void {
-    if (this.#written.size >= MAX_REMEMBERED_WRITES) this.#written.delete(this.#written.values().next().value!);
-    this.#written.add(path);
+  /** The embedded store is files in this process: always there (a full disk shows up as a put's StoreError). */
+  check(options?: AbortOptions): Promise<void> {
+    return nothingToDo(options?.signal);
+  }
+
+  pin(_cid: CID, options?: PinOptions): Promise<void> {
+    return nothingToDo(options?.signal);
+  }
+
+  /** Every put is complete when it returns (temporary file + rename). */
+  flush(options?: AbortOptions): Promise<void> {
+    return nothingToDo(options?.signal);
   }
 
   /** Moves a block that failed verification aside (kept for inspection, never served again). */
@@ -80,15 +112,23 @@ export class FsBlockStore implements BlockSource, BlockSink {
       await unlink(path).catch(() => {});
     }
   }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  #rememberWritten(path: string): void {
+    if (this.#written.size >= MAX_REMEMBERED_WRITES) this.#written.delete(this.#written.values().next().value!);
+    this.#written.add(path);
+  }
 }
 
-const MAX_REMEMBERED_WRITES = 65_536;
-
-async function exists(path: string): Promise<boolean> {
+/** A call with nothing to do for files: resolved, or rejected with AbortedError (never thrown) when aborted. */
+function nothingToDo(signal: AbortSignal | undefined): Promise<void> {
   try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
+    throwIfAborted(signal);
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err as Error);
   }
 }

@@ -1,56 +1,9 @@
-import { InvalidConfigError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { BlockStore } from './block-store.ts';
-import { EmbeddedBlockStore } from './embedded-block-store.ts';
-import { KuboBlockStore } from './kubo-block-store.ts';
-import { TieredBlockStore } from './tiered-block-store.ts';
-
-export interface CreateBlockStoreInit {
-  /** Data directory: the embedded store lives in `<dataDir>/blocks`. Required without `ipfs`. */
-  dataDir?: string;
-  /** Kubo RPC API (`--ipfs URL`): store every block in Kubo. @default none (embedded store only) */
-  ipfs?: string;
-  /**
-   * With `ipfs`: keep the embedded store of `dataDir` beside Kubo as a local cache (read first; filled on
-   * write per `cacheOnWrite`, and on read). `false` talks to Kubo alone, which is what `verify --ipfs` wants (a cache would hide blocks
-   * Kubo lost).
-   * @default true when `dataDir` is given
-   */
-  cache?: boolean;
-  /** With the cache: which writes also go to it (see TieredBlockStoreInit). @default 'links' */
-  cacheOnWrite?: 'all' | 'links';
-  /** Kubo per-request timeout in ms. @default KUBO_TIMEOUT_MS */
-  timeoutMs?: number;
-  logger?: Logger;
-}
-
-/**
- * The block store for `--data DIR [--ipfs URL]`: the embedded store; or Kubo with the embedded store as
- * its cache (`TieredBlockStore`); or Kubo alone (`cache: false`). Nothing is contacted until first use;
- * call `close()` when done.
- */
-export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
-  if (init.ipfs === undefined) {
-    if (init.dataDir === undefined) throw new InvalidConfigError('A block store needs a data directory (--data DIR) or Kubo (--ipfs URL)');
-    return new EmbeddedBlockStore(init.dataDir);
-  }
-  const kubo = new KuboBlockStore({
-    url: init.ipfs,
-    ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
-    ...(init.logger === undefined ? {} : { logger: init.logger.child('kubo') }),
-  });
-  if (init.cache === false || init.dataDir === undefined) return kubo;
-  return new TieredBlockStore({
-    primary: kubo,
-    cache: new EmbeddedBlockStore(init.dataDir),
-    ...(init.cacheOnWrite === undefined ? {} : { cacheOnWrite: init.cacheOnWrite }),
-    ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }),
-  });
-}
-
-export { EmbeddedBlockStore } from './embedded-block-store.ts';
+/** The block stores: one factory for the command line's `--data DIR [--ipfs URL]`, and each backing. */
+export { createBlockStore } from './create-block-store.ts';
+export type { CreateBlockStoreInit } from './create-block-store.ts';
 export { FsBlockStore } from './fs-block-store.ts';
-export { KuboBlockStore, kuboApiUrl, KUBO_HAS_TIMEOUT_MS, KUBO_PIN_TIMEOUT_MS, KUBO_TIMEOUT_MS, KUBO_WRITE_AHEAD_BLOCKS } from './kubo-block-store.ts';
+export { kuboApiUrl } from './kubo-api-url.ts';
+export { KuboBlockStore, KUBO_HAS_TIMEOUT_MS, KUBO_PIN_TIMEOUT_MS, KUBO_TIMEOUT_MS, KUBO_WRITE_AHEAD_BLOCKS } from './kubo-block-store.ts';
 export type { KuboBlockStoreInit } from './kubo-block-store.ts';
 export { MemoryBlockStore } from './memory-block-store.ts';
 export { CACHE_WRITE_BEHIND_BLOCKS, TieredBlockStore } from './tiered-block-store.ts';

@@ -1,18 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import { Agent, request } from 'node:http';
-import type { IncomingMessage } from 'node:http';
-import { create } from 'kubo-rpc-client';
-import type { KuboRPCClient } from 'kubo-rpc-client';
-import { CID } from 'multiformats/cid';
-import { AbortedError, BlockMissingError, InvalidConfigError, OracleError, StoreError, throwIfAborted } from '../errors.ts';
+import type { CID } from 'multiformats/cid';
+import { AbortedError, StoreError, throwIfAborted } from '../errors.ts';
+import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { NOOP_LOGGER } from '../log.ts';
-import { DAG_CBOR_CODE, DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE, SHA2_256_CODE, equalBytes } from '../protocol/blocks.ts';
+import { carHeader, carSectionHead } from '../netlock/car-codec.ts';
+import { DAG_CBOR_CODE, DAG_PB_CODE, MAX_BLOCK_BYTES, RAW_CODE, SHA2_256_CODE } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import { blockLinks } from './block-links.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
-import { carHeader, carSectionHead } from '../netlock/car-codec.ts';
-import { drained } from '../io/drained.ts';
+import { kuboApiUrl } from './kubo-api-url.ts';
+import { isUnreachable } from './kubo-error.ts';
+import { KuboRpc } from './kubo-rpc.ts';
 
 /** Per-request limit for block get/put and bulk imports, unless the init says otherwise. */
 export const KUBO_TIMEOUT_MS = 60_000;
@@ -27,8 +24,6 @@ export const KUBO_PIN_TIMEOUT_MS = 30 * 60_000;
  */
 export const KUBO_WRITE_AHEAD_BLOCKS = 16;
 const MAX_REMEMBERED_FAILURES = 100_000;
-/** Kubo refuses blocks over 1 MiB unless told `allow-big-block` (its bitswap limit). Ours may be up to 2 MiB. */
-const KUBO_SOFT_BLOCK_LIMIT = 1024 * 1024;
 
 const CODEC_NAMES: ReadonlyMap<number, string> = new Map([
   [RAW_CODE, 'raw'],
@@ -50,42 +45,17 @@ export interface KuboBlockStoreInit {
   logger?: Logger;
 }
 
-/** `http://host:port` from a URL or a `/ip4|ip6|dns/…/tcp/PORT` multiaddr; InvalidConfigError otherwise. */
-export function kuboApiUrl(text: string): string {
-  const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d{1,5})(\/http)?\/?$/.exec(text.trim());
-  if (m !== null) return `http://${m[1] === 'ip6' ? `[${m[2]}]` : m[2]}:${m[3]}`;
-  let url: URL;
-  try {
-    url = new URL(text.trim());
-  } catch {
-    throw new InvalidConfigError(`Invalid Kubo API address ${JSON.stringify(text)} (expected http://HOST:PORT or /ip4/HOST/tcp/PORT)`);
-  }
-  if (url.protocol !== 'http:') throw new InvalidConfigError(`Kubo API address ${JSON.stringify(text)} must be http:// (Kubo's RPC API speaks plain HTTP)`);
-  return `${url.protocol}//${url.host}`;
-}
-
 /**
- * Blocks in a Kubo daemon, through its RPC API. Every block keeps the CID we computed: `put` names the codec
- * and hash explicitly (`cid-codec`, `mhtype=sha2-256`) and throws StoreError if Kubo answers with another
- * CID. Reads are local only (`offline=true`): a block the daemon lacks is BlockMissingError at once, never a
- * network search. Any failure to talk to the daemon (down, restarting, hanging) is a StoreError naming its
- * URL; each call is independent, so the store works again as soon as the daemon is back.
- *
- * Reads, stats and pins go through kubo-rpc-client. Writes (`block/put`, `dag/import`) are plain HTTP POSTs
- * on a keep-alive agent: kubo-rpc-client streams every upload as chunked multipart through several iterator
- * layers and measured 48 MB/s for 1 MiB blocks here, a direct POST with a Content-Length 115 MB/s (Kubo's
- * own limit on two cores is about 130 MB/s).
+ * Blocks in a Kubo daemon, through its RPC API (`KuboRpc`). Every block keeps the CID we computed, and
+ * reads are local only (`offline=true`): a block the daemon lacks is BlockMissingError at once. Any failure
+ * to talk to the daemon (down, restarting, hanging) is a StoreError naming its URL; each call is
+ * independent, so the store works again as soon as the daemon is back. What this class adds to the RPC
+ * calls is the write order: leaves are written ahead, and no block is stored before the blocks it links to.
  */
 export class KuboBlockStore implements BlockStore {
   readonly url: string;
   readonly description: string;
-  readonly #client: KuboRPCClient;
-  readonly #agent: Agent;
-  readonly #api: URL;
-  readonly #timeoutMs: number;
-  readonly #hasTimeoutMs: number;
-  readonly #pinTimeoutMs: number;
-  readonly #logger: Logger;
+  readonly #rpc: KuboRpc;
   readonly #writeAhead: number;
   /** Raw blocks being written ahead, by CID. */
   readonly #pending = new Map<string, Promise<void>>();
@@ -96,16 +66,16 @@ export class KuboBlockStore implements BlockStore {
   #closed = false;
 
   constructor(init: KuboBlockStoreInit) {
-    this.url = kuboApiUrl(init.url);
-    this.description = `Kubo at ${this.url}`;
-    this.#api = new URL(this.url);
-    this.#timeoutMs = init.timeoutMs ?? KUBO_TIMEOUT_MS;
-    this.#hasTimeoutMs = init.hasTimeoutMs ?? KUBO_HAS_TIMEOUT_MS;
-    this.#pinTimeoutMs = init.pinTimeoutMs ?? KUBO_PIN_TIMEOUT_MS;
-    this.#logger = init.logger ?? NOOP_LOGGER;
+    this.#rpc = new KuboRpc({
+      url: kuboApiUrl(init.url),
+      timeoutMs: init.timeoutMs ?? KUBO_TIMEOUT_MS,
+      hasTimeoutMs: init.hasTimeoutMs ?? KUBO_HAS_TIMEOUT_MS,
+      pinTimeoutMs: init.pinTimeoutMs ?? KUBO_PIN_TIMEOUT_MS,
+      ...(init.logger === undefined ? {} : { logger: init.logger }),
+    });
+    this.url = this.#rpc.url;
+    this.description = this.#rpc.description;
     this.#writeAhead = Math.max(0, init.writeAheadBlocks ?? KUBO_WRITE_AHEAD_BLOCKS);
-    this.#agent = new Agent({ keepAlive: true, maxSockets: 16 });
-    this.#client = create({ url: this.url });
   }
 
   /** StoreError naming the daemon unless it answers `version` within `hasTimeoutMs`. */
@@ -115,12 +85,8 @@ export class KuboBlockStore implements BlockStore {
 
   /** Kubo's version: a cheap check that the daemon answers. */
   async version(options?: AbortOptions): Promise<string> {
-    const signal = this.#signal(options?.signal, this.#hasTimeoutMs);
-    try {
-      return (await this.#client.version({ signal })).version;
-    } catch (err) {
-      throw this.#error('version', undefined, err, options?.signal, this.#hasTimeoutMs);
-    }
+    throwIfAborted(options?.signal);
+    return await this.#rpc.version(options);
   }
 
   /**
@@ -144,14 +110,14 @@ export class KuboBlockStore implements BlockStore {
       while (this.#pending.size >= this.#writeAhead) await Promise.race(this.#pending.values());
       throwIfAborted(options?.signal);
       this.#failed.delete(key);
-      const write = this.#write(cid, codec, bytes, options).then(
+      const write = this.#rpc.blockPut(cid, codec, bytes, options).then(
         () => {
           this.#pending.delete(key);
           this.#degraded = false;
         },
         (err: unknown) => {
           this.#pending.delete(key);
-          if (UNREACHABLE.has(err as object)) this.#degraded = true;
+          if (isUnreachable(err)) this.#degraded = true;
           this.#failed.set(key, err as OracleError);
           // Failures nobody claims (leaves of an import that gave up) must not pile up without bound.
           if (this.#failed.size > MAX_REMEMBERED_FAILURES) this.#failed.delete(this.#failed.keys().next().value!);
@@ -162,11 +128,11 @@ export class KuboBlockStore implements BlockStore {
     }
     if (this.#pending.size > 0 || this.#failed.size > 0) await this.#settle(linksOf(cid, bytes), (leaf) => `Cannot store block ${cid}: it links to block ${leaf}, which`);
     try {
-      await this.#write(cid, codec, bytes, options);
+      await this.#rpc.blockPut(cid, codec, bytes, options);
       this.#degraded = false;
       this.#failed.delete(cid.toString());
     } catch (err) {
-      if (UNREACHABLE.has(err as object)) this.#degraded = true;
+      if (isUnreachable(err)) this.#degraded = true;
       throw err;
     }
   }
@@ -198,82 +164,32 @@ export class KuboBlockStore implements BlockStore {
     }
   }
 
-  async #write(cid: CID, codec: string, bytes: Uint8Array, options: AbortOptions | undefined): Promise<void> {
-    const query = new URLSearchParams({ 'cid-codec': codec, mhtype: 'sha2-256', pin: 'false' });
-    if (bytes.byteLength > KUBO_SOFT_BLOCK_LIMIT) query.set('allow-big-block', 'true');
-    const boundary = `fetch-oracle-${randomBytes(12).toString('hex')}`;
-    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="data"; filename="block"\r\nContent-Type: application/octet-stream\r\n\r\n`);
-    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-    let text: string;
-    try {
-      text = await this.#post(`block/put?${query}`, `multipart/form-data; boundary=${boundary}`, [head, bytes, tail], options?.signal);
-    } catch (err) {
-      throw this.#error('block/put', cid, err, options?.signal, this.#timeoutMs);
-    }
-    let got: CID;
-    try {
-      got = CID.parse((JSON.parse(text) as { Key: string }).Key);
-    } catch (cause) {
-      throw new StoreError(`${this.description} answered block/put of ${cid} with ${JSON.stringify(text.slice(0, 200))}`, { cause });
-    }
-    // Compare codec + multihash: a CIDv0 and its CIDv1 dag-pb form name the same block.
-    if (got.code !== cid.code || !equalBytes(got.multihash.bytes, cid.multihash.bytes)) {
-      throw new StoreError(`${this.description} stored block ${cid} under another CID ${got} (its CID settings differ from ours)`);
-    }
-  }
-
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     await this.#settle([cid], (leaf) => `Block ${leaf}`);
-    try {
-      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), searchParams: OFFLINE });
-    } catch (err) {
-      throw this.#error('block/get', cid, err, options?.signal, this.#timeoutMs);
-    }
+    return await this.#rpc.blockGet(cid, options);
   }
 
   async has(cid: CID, options?: AbortOptions): Promise<boolean> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     await this.#pending.get(cid.toString());
-    try {
-      await this.#client.block.stat(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs), searchParams: OFFLINE });
-      return true;
-    } catch (err) {
-      const e = this.#error('block/stat', cid, err, options?.signal, this.#hasTimeoutMs);
-      if (e instanceof BlockMissingError) return false;
-      throw e;
-    }
+    return await this.#rpc.blockStat(cid, options);
   }
 
   async pin(cid: CID, options?: PinOptions): Promise<void> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     await this.#settle([cid], (leaf) => `Cannot pin ${cid}: block ${leaf}`);
-    try {
-      await this.#client.pin.add(cid, { recursive: options?.recursive ?? true, signal: this.#signal(options?.signal, this.#pinTimeoutMs), searchParams: OFFLINE });
-    } catch (err) {
-      const e = this.#error('pin/add', cid, err, options?.signal, this.#pinTimeoutMs);
-      if (e instanceof BlockMissingError) {
-        throw new BlockMissingError(e.cid, `Cannot pin ${cid} in ${this.description}: block ${e.cid} of its DAG is missing`);
-      }
-      throw e;
-    }
+    await this.#rpc.pinAdd(cid, options?.recursive ?? true, options);
   }
 
   /** How `cid` is pinned (`recursive`, `direct`, `indirect`), or undefined when it is not. */
   async pinned(cid: CID, options?: AbortOptions): Promise<string | undefined> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
-    try {
-      // Kubo says `recursive`, `direct` or `indirect through <cid>`.
-      for await (const p of this.#client.pin.ls({ paths: [cid], signal: this.#signal(options?.signal, this.#pinTimeoutMs) })) return p.type.split(' ')[0];
-      return undefined;
-    } catch (err) {
-      if (/is not pinned/.test((err as Error).message)) return undefined;
-      throw this.#error('pin/ls', cid, err, options?.signal, this.#pinTimeoutMs);
-    }
+    return await this.#rpc.pinType(cid, options);
   }
 
   /**
@@ -282,13 +198,7 @@ export class KuboBlockStore implements BlockStore {
    */
   async quarantine(cid: CID, options?: AbortOptions): Promise<void> {
     if (this.#closed || options?.signal?.aborted === true) return;
-    try {
-      for await (const r of this.#client.block.rm(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs) })) {
-        if (r.error !== undefined) this.#logger.warn('could not remove corrupt block %s from %s: %s', cid.toString(), this.description, r.error.message);
-      }
-    } catch (err) {
-      this.#logger.warn('could not remove corrupt block %s from %s: %s', cid.toString(), this.description, (err as Error).message);
-    }
+    await this.#rpc.blockRm(cid, options);
   }
 
   /**
@@ -302,9 +212,7 @@ export class KuboBlockStore implements BlockStore {
     const first = await iterator.next();
     if (first.done === true) return 0;
     let sent = 0;
-    const boundary = `fetch-oracle-${randomBytes(12).toString('hex')}`;
-    const body = async function* (): AsyncGenerator<Uint8Array> {
-      yield Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="blocks.car"\r\nContent-Type: application/vnd.ipld.car\r\n\r\n`);
+    const car = async function* (): AsyncGenerator<Uint8Array> {
       // CARv1 header (https://ipld.io/specs/transport/car/carv1/): one root is required by go-car; with
       // pin-roots=false it is only a label.
       yield carHeader([first.value.cid]);
@@ -315,22 +223,8 @@ export class KuboBlockStore implements BlockStore {
         yield bytes;
         sent++;
       }
-      yield Buffer.from(`\r\n--${boundary}--\r\n`);
     };
-    let text: string;
-    try {
-      text = await this.#post('dag/import?pin-roots=false&stats=true&allow-big-block=true', `multipart/form-data; boundary=${boundary}`, body(), options?.signal);
-    } catch (err) {
-      if (err instanceof OracleError && !(err instanceof AbortedError)) throw err;
-      throw this.#error('dag/import', undefined, err, options?.signal, this.#timeoutMs);
-    }
-    let count: number | undefined;
-    for (const line of text.split('\n')) {
-      if (line.trim() === '') continue;
-      const value = JSON.parse(line) as { Stats?: { BlockCount?: number }; Message?: string; Type?: string };
-      if (value.Type === 'error') throw new StoreError(`${this.description} failed dag/import: ${value.Message ?? line}`);
-      if (value.Stats?.BlockCount !== undefined) count = value.Stats.BlockCount;
-    }
+    const count = await this.#rpc.dagImport(car(), options);
     if (count !== sent) throw new StoreError(`${this.description} imported ${count ?? 'no'} of ${sent} blocks (dag/import)`);
     return sent;
   }
@@ -340,153 +234,12 @@ export class KuboBlockStore implements BlockStore {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all(this.#pending.values());
-    this.#agent.destroy();
+    this.#rpc.close();
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreError(`${this.description}: store is closed`);
   }
-
-  #signal(caller: AbortSignal | undefined, timeoutMs: number): AbortSignal {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    return caller === undefined ? timeout : AbortSignal.any([caller, timeout]);
-  }
-
-  /**
-   * POSTs `body` to the RPC API and resolves with the response text (2xx only). A request with a known body
-   * (one block) must finish within `timeoutMs`; a streamed one (a bulk import of any size) must only never
-   * stall for that long. An idempotent request that fails on a reused keep-alive socket (the daemon
-   * restarted since) is sent once more on a fresh one.
-   */
-  async #post(path: string, contentType: string, body: Uint8Array[] | AsyncIterable<Uint8Array>, caller: AbortSignal | undefined): Promise<string> {
-    const signal = Array.isArray(body) ? this.#signal(caller, this.#timeoutMs) : (caller ?? new AbortController().signal);
-    const length = Array.isArray(body) ? body.reduce((n, b) => n + b.byteLength, 0) : undefined;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.#postOnce(path, contentType, body, length, signal);
-      } catch (err) {
-        const reused = (err as { reusedSocket?: boolean }).reusedSocket === true;
-        if (attempt === 0 && reused && Array.isArray(body) && isConnectionError(err) && !signal.aborted) continue;
-        throw err;
-      }
-    }
-  }
-
-  #postOnce(path: string, contentType: string, body: Uint8Array[] | AsyncIterable<Uint8Array>, length: number | undefined, signal: AbortSignal): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      const headers: Record<string, string> = { 'content-type': contentType };
-      if (length !== undefined) headers['content-length'] = String(length);
-      else headers['transfer-encoding'] = 'chunked';
-      const req = request(
-        { agent: this.#agent, protocol: this.#api.protocol, host: this.#api.hostname, port: this.#api.port, method: 'POST', path: `/api/v0/${path}`, headers, signal, timeout: this.#timeoutMs },
-        (res: IncomingMessage) => {
-          const parts: Buffer[] = [];
-          res.on('data', (c: Buffer) => parts.push(c));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(parts).toString('utf8');
-            const streamError = res.trailers['x-stream-error'];
-            if (res.statusCode !== 200) reject(new KuboHttpError(res.statusCode ?? 0, kuboMessage(text)));
-            else if (streamError !== undefined && streamError !== '') reject(new KuboHttpError(200, streamError));
-            else resolve(text);
-          });
-        },
-      );
-      req.on('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
-      // Socket idle for timeoutMs (a hung daemon): fail as a timeout.
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${this.#timeoutMs} ms`), { name: 'TimeoutError' })));
-      if (Array.isArray(body)) {
-        for (const b of body) req.write(b);
-        req.end();
-        return;
-      }
-      void (async () => {
-        try {
-          for await (const chunk of body) {
-            if (req.destroyed) return;
-            if (!req.write(chunk)) await drained(req);
-          }
-          req.end();
-        } catch (err) {
-          req.destroy(err as Error);
-          reject(err as Error);
-        }
-      })();
-    });
-  }
-
-  /** Maps a failure of `op` to the error a caller branches on; every message names the daemon's URL. */
-  #error(op: string, cid: CID | undefined, err: unknown, caller: AbortSignal | undefined, timeoutMs: number): OracleError {
-    if (err instanceof OracleError) return err;
-    if (caller?.aborted === true) return new AbortedError(`${op}${cid === undefined ? '' : ` ${cid}`} on ${this.description} was aborted`);
-    const e = err as Error & { name?: string };
-    const what = `${op}${cid === undefined ? '' : ` ${cid}`}`;
-    if (e.name === 'TimeoutError' || e.name === 'AbortError') {
-      return unreachable(new StoreError(`${this.description} did not answer ${what} within ${timeoutMs} ms (is the daemon up?)`, { cause: err }));
-    }
-    const message = e.message ?? String(err);
-    // Kubo: "block was not found locally (offline): ipld: could not find <cid>" (the CID may be a child's).
-    const missing = /not found|could not find/i.test(message);
-    if ((e.name === 'HTTPError' || err instanceof KuboHttpError) && missing) {
-      const which = /could not find (\S+)/.exec(message)?.[1] ?? cid?.toString() ?? '';
-      return new BlockMissingError(which, `Block ${which} is not in ${this.description}`);
-    }
-    if (e.name === 'HTTPError' || err instanceof KuboHttpError) {
-      return new StoreError(`${this.description} failed ${what}: ${message}`, { cause: err });
-    }
-    if (isConnectionError(err)) {
-      const code = connectionCode(err);
-      return unreachable(new StoreError(`${this.description} is unreachable (${code}) during ${what}; is the daemon running?`, { cause: err }));
-    }
-    return new StoreError(`${this.description} failed ${what}: ${message}`, { cause: err });
-  }
-}
-
-const OFFLINE = new URLSearchParams({ offline: 'true' });
-
-/** StoreErrors that mean the daemon is down, restarting or hanging (not a refusal of one block). */
-const UNREACHABLE = new WeakSet<object>();
-
-function unreachable(err: StoreError): StoreError {
-  UNREACHABLE.add(err);
-  return err;
-}
-
-class KuboHttpError extends Error {
-  readonly status: number;
-
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'KuboHttpError';
-    this.status = status;
-  }
-}
-
-function kuboMessage(text: string): string {
-  try {
-    const v = JSON.parse(text) as { Message?: unknown };
-    if (typeof v.Message === 'string') return v.Message;
-  } catch {
-    // not JSON: use the text
-  }
-  return text.slice(0, 500);
-}
-
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE']);
-
-/** The network failure behind `err` (its own code or one in its cause chain), or '' when it is not one. */
-function connectionCode(err: unknown): string {
-  for (let e: unknown = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, message } = e as { code?: unknown; message?: unknown };
-    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return code;
-    if (typeof message === 'string' && /socket hang up|other side closed/.test(message)) return message;
-  }
-  // undici's fetch wraps every network failure in TypeError('fetch failed').
-  return err instanceof TypeError && err.message === 'fetch failed' ? 'fetch failed' : '';
-}
-
-function isConnectionError(err: unknown): boolean {
-  return connectionCode(err) !== '';
 }
 
 /** Links of a block about to be stored; undecodable bytes link nothing we could wait for (Kubo stores them as given). */

@@ -5,7 +5,7 @@ import { NOOP_LOGGER } from '../log.ts';
 import { RAW_CODE, verifyBlock } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
-import type { EmbeddedBlockStore } from './embedded-block-store.ts';
+import type { FsBlockStore } from './fs-block-store.ts';
 
 /** Cache writes allowed to run behind the primary's (at most 2 MiB each). */
 export const CACHE_WRITE_BEHIND_BLOCKS = 16;
@@ -14,7 +14,7 @@ export interface TieredBlockStoreInit {
   /** The store of record (Kubo): every write must reach it, pins live there. */
   primary: BlockStore;
   /** The local cache (the embedded store): read first, filled on write and on read. */
-  cache: EmbeddedBlockStore;
+  cache: FsBlockStore;
   /**
    * Which writes also go to the cache. `all`: every block, so everything recorded can be served while Kubo
    * is down. `links`: records, index pages and dag-pb nodes only; body leaves (raw blocks, nearly all the
@@ -36,7 +36,7 @@ export interface TieredBlockStoreInit {
 export class TieredBlockStore implements BlockStore {
   readonly description: string;
   readonly primary: BlockStore;
-  readonly cache: EmbeddedBlockStore;
+  readonly cache: FsBlockStore;
   readonly cacheOnWrite: 'all' | 'links';
   readonly #logger: Logger;
   readonly #cacheWrites = new Set<Promise<void>>();

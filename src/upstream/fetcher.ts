@@ -2,19 +2,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { Agent } from 'undici';
+import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
 import { SYSTEM_CA_BUNDLE } from '../tls/client-env.ts';
-import { UpstreamError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
 import { tunnelConnector } from './connect-tunnel.ts';
 import type { ProxyAddress } from './connect-tunnel.ts';
-
-
-export const HEADERS_TIMEOUT_MS = 60_000;
-export const BODY_TIMEOUT_MS = 120_000;
+import { guardedConnector, undiciTimeouts, upstreamFailure, withFirstChunk } from './safe-dispatcher.ts';
+import type { UpstreamPolicy } from './safe-dispatcher.ts';
 
 export interface FetcherInit {
   /**
@@ -29,6 +26,8 @@ export interface FetcherInit {
    * origin still ends in this process (src/upstream/connect-tunnel.ts). @default none (direct connections)
    */
   proxy?: ProxyAddress;
+  /** Upstream timeout and the addresses never to connect to (the oracle's own). @default 60 s, none */
+  policy?: UpstreamPolicy;
 }
 
 export interface UpstreamRequest {
@@ -96,10 +95,12 @@ export class Fetcher {
       const certs = pemCertificates(pem);
       return certs.length === 0 ? [pem] : certs;
     }))];
+    const { connectTimeout, headersTimeout, bodyTimeout } = undiciTimeouts(init.policy);
+    const connector = init.proxy === undefined ? buildConnector({ ca, timeout: connectTimeout }) : tunnelConnector({ proxy: init.proxy, ca });
     this.#agent = new Agent({
-      connect: init.proxy === undefined ? { ca } : tunnelConnector({ proxy: init.proxy, ca }),
-      headersTimeout: HEADERS_TIMEOUT_MS,
-      bodyTimeout: BODY_TIMEOUT_MS,
+      connect: guardedConnector(connector, { ...init.policy, direct: init.proxy === undefined }),
+      headersTimeout,
+      bodyTimeout,
       keepAliveTimeout: 10_000,
     });
   }
@@ -117,17 +118,19 @@ export class Fetcher {
       signal: req.signal ?? null,
     };
     let res: Dispatcher.ResponseData;
+    let body: UpstreamResponse['body'];
     try {
       res = await this.#agent.request(options);
+      body = await withFirstChunk(res.body);
     } catch (cause) {
-      throw new UpstreamError(`Upstream ${req.method} ${redactedUrl(req.url)} failed: ${describe(cause)}`, { cause, reason: reasonOf(cause) });
+      throw upstreamFailure(`Upstream ${req.method} ${redactedUrl(req.url)}`, cause, req.signal, reasonOf(cause), describe(cause));
     }
     const list: Array<[string, string]> = [];
     for (const [n, v] of Object.entries(res.headers)) {
       if (v === undefined) continue;
       for (const one of Array.isArray(v) ? v : [v]) list.push([n.toLowerCase(), one]);
     }
-    return { status: res.statusCode, headers: list, body: res.body };
+    return { status: res.statusCode, headers: list, body };
   }
 
   async close(): Promise<void> {

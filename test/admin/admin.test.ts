@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CID } from 'multiformats/cid';
 import { createAdminApp } from '../../src/admin/app.ts';
 import { AdminServer } from '../../src/admin/server.ts';
-import { importCar } from '../../src/netlock/car.ts';
+import { importCar } from '../../src/netlock/import-car.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 import { verifyNetlock } from '../../src/netlock/verify.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';

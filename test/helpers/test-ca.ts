@@ -1,9 +1,6 @@
-import {
-  createCaCertificate,
-  createLeafCertificate,
-  generateP256KeyPair,
-  privateKeyToPem,
-} from '../../src/tls/cert-authority.ts';
+import { createCaCertificate } from '../../src/tls/ca-certificate.ts';
+import { createLeafCertificate } from '../../src/tls/leaf-certificate.ts';
+import { generateP256KeyPair, privateKeyToPem } from '../../src/tls/p256-key.ts';
 
 export interface TestCa {
   /** The CA certificate (PEM) a client must trust to reach origins using `leafFor` certificates. */

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { EmulatorVersion } from '../../src/machine/machine-driver.ts';
+import type { EmulatorVersion } from '../../src/machine/machine-rpc-methods.ts';
 
 /**
  * SIMULATION of `cartesi-jsonrpc-machine`'s RPC surface (no emulator runs): a state machine that yields a

@@ -17,10 +17,11 @@ import { base32 } from 'multiformats/bases/base32';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { runExport, runImport } from '../../src/cli/car.ts';
 import { RAW_CODE } from '../../src/protocol/blocks.ts';
-import { exportCar, importCar } from '../../src/netlock/car.ts';
+import { exportCar } from '../../src/netlock/export-car.ts';
+import { importCar } from '../../src/netlock/import-car.ts';
 import { buildNetlockFile, renderNetlockFile } from '../../src/netlock/file.ts';
 import { verifyNetlock } from '../../src/netlock/verify.ts';
-import { EmbeddedBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
+import { FsBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
 import { anyKubo, API_FROM_ENV, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { buildFixtureNetlock, manySmallResponses, MiB } from './netlock-fixture.ts';
@@ -120,7 +121,7 @@ describe('exportCar / importCar (embedded store)', () => {
   it('imports into a fresh store, verified, with no staging left behind', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-import-'));
     try {
-      const target = new EmbeddedBlockStore(dataDir);
+      const target = new FsBlockStore(dataDir);
       const result = await importCar(car, target);
       expect(result.root.toString()).toBe(fixture.root.toString());
       expect(result.report).toMatchObject({ entries: 306, failures: [] });
@@ -137,7 +138,7 @@ describe('exportCar / importCar (embedded store)', () => {
   it('imports a CAR given as a stream (spooled beside the target, then removed), also through `import -`', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-stream-'));
     try {
-      const target = new EmbeddedBlockStore(dataDir);
+      const target = new FsBlockStore(dataDir);
       const result = await importCar(createReadStream(car), target, { name: 'piped' });
       expect(result).toMatchObject({ blocks: source.size, report: { failures: [] } });
       expect(await readdir(dataDir)).toEqual(['blocks']);
@@ -157,11 +158,11 @@ describe('exportCar / importCar (embedded store)', () => {
 
   describe('refuses a bad CAR and imports nothing', () => {
     let dataDir: string;
-    let target: EmbeddedBlockStore;
+    let target: FsBlockStore;
 
     beforeAll(async () => {
       dataDir = await mkdtemp(join(tmpdir(), 'fo-car-bad-'));
-      target = new EmbeddedBlockStore(dataDir);
+      target = new FsBlockStore(dataDir);
     });
 
     afterAll(async () => {
@@ -270,7 +271,7 @@ describe('exportCar / importCar (embedded store)', () => {
     await writeCarWith(withStray, roots, [...blocks, stray]);
     const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-stray-'));
     try {
-      const target = new EmbeddedBlockStore(dataDir);
+      const target = new FsBlockStore(dataDir);
       const result = await importCar(withStray, target);
       expect(result).toMatchObject({ blocks: blocks.length, unreferenced: 1 });
       expect(await target.has(stray.cid)).toBe(false);
@@ -297,7 +298,7 @@ describe('exportCar / importCar (embedded store)', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-cli-'));
     const importDir = await mkdtemp(join(tmpdir(), 'fo-car-cli-in-'));
     try {
-      const built = await buildFixtureNetlock(fixtureResponses('cli'), new EmbeddedBlockStore(dataDir));
+      const built = await buildFixtureNetlock(fixtureResponses('cli'), new FsBlockStore(dataDir));
       const netlockJson = join(dataDir, 'netlock.json');
       await writeFile(netlockJson, renderNetlockFile(built.file));
       const out = new Collect();
@@ -407,7 +408,7 @@ describe('CAR interop with Kubo', () => {
       expect(blocks.map((b) => b.cid.toString()).sort()).toEqual(source.cids().sort());
       const dataDir = await mkdtemp(join(tmpdir(), 'fo-car-from-kubo-'));
       try {
-        const target = new EmbeddedBlockStore(dataDir);
+        const target = new FsBlockStore(dataDir);
         const result = await importCar(kuboCar, target, { trusted: [fixture.signer.publicKey] });
         expect(result).toMatchObject({ blocks: source.size, unreferenced: 0, report: { entries: 306, failures: [] } });
         expect((await filesUnder(join(dataDir, 'blocks'))).length).toBe(source.size);
@@ -428,7 +429,7 @@ describe('CAR interop with Kubo', () => {
 
       const cacheDir = await mkdtemp(join(tmpdir(), 'fo-car-tiered-'));
       try {
-        const tiered = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new EmbeddedBlockStore(cacheDir), cacheOnWrite: 'all' });
+        const tiered = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new FsBlockStore(cacheDir), cacheOnWrite: 'all' });
         await importCar(otherCar, tiered);
         expect((await filesUnder(join(cacheDir, 'blocks'))).length).toBe(store2.size);
         expect(await readdir(cacheDir)).toEqual(['blocks']);
@@ -436,7 +437,7 @@ describe('CAR interop with Kubo', () => {
         // The default cache takes the netlock's linking blocks on import, its leaves when first read.
         const lazyDir = await mkdtemp(join(tmpdir(), 'fo-car-lazy-'));
         try {
-          const lazy = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new EmbeddedBlockStore(lazyDir) });
+          const lazy = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new FsBlockStore(lazyDir) });
           await importCar(otherCar, lazy);
           const linking = store2.cids().filter((c) => CID.parse(c).code !== RAW_CODE);
           expect((await filesUnder(join(lazyDir, 'blocks'))).length).toBe(linking.length);

@@ -14,7 +14,7 @@ import { sha256 } from 'multiformats/hashes/sha2';
 import { DAG_PB_CODE, RAW_CODE, verifyingSource } from '../../src/protocol/blocks.ts';
 import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { importBody, readBody } from '../../src/protocol/unixfs.ts';
-import { createBlockStore, EmbeddedBlockStore, KuboBlockStore, kuboApiUrl, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
+import { createBlockStore, FsBlockStore, KuboBlockStore, kuboApiUrl, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
 import { anyKubo, HAVE_BINARY, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc, ownKubo } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { MiB, pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
@@ -46,7 +46,7 @@ describe('createBlockStore', () => {
   it('gives the embedded store, Kubo with the embedded cache, or Kubo alone', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fo-store-'));
     try {
-      expect(createBlockStore({ dataDir: dir })).toBeInstanceOf(EmbeddedBlockStore);
+      expect(createBlockStore({ dataDir: dir })).toBeInstanceOf(FsBlockStore);
       const tiered = createBlockStore({ dataDir: dir, ipfs: 'http://127.0.0.1:5001' });
       expect(tiered).toBeInstanceOf(TieredBlockStore);
       expect(tiered.description).toMatch(/^Kubo at http:\/\/127\.0\.0\.1:5001 \(cache: embedded store /);
@@ -312,7 +312,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
 
     it('TieredBlockStore: writes both tiers, reads the cache while Kubo is down, refuses writes then', async () => {
       const kuboStore = new KuboBlockStore({ url: kubo.api, timeoutMs: 10_000 });
-      const cache = new EmbeddedBlockStore(cacheDir);
+      const cache = new FsBlockStore(cacheDir);
       const tiered = new TieredBlockStore({ primary: kuboStore, cache, cacheOnWrite: 'all' });
       const a = await rawBlock(`tiered a ${Math.random()}`);
       await tiered.put(a.cid, a.bytes);
@@ -355,7 +355,7 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
     it('TieredBlockStore: quarantines a corrupt cached copy and then serves the good one from Kubo', async () => {
       const { writeFile } = await import('node:fs/promises');
       const kuboStore = new KuboBlockStore({ url: kubo.api });
-      const cache = new EmbeddedBlockStore(cacheDir);
+      const cache = new FsBlockStore(cacheDir);
       const tiered = new TieredBlockStore({ primary: kuboStore, cache, cacheOnWrite: 'all' });
       const a = await rawBlock(`corrupt cache ${Math.random()}`);
       await tiered.put(a.cid, a.bytes);

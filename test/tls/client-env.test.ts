@@ -40,5 +40,6 @@ describe('fetch-oracle env', () => {
     const missing = await cli(['replay', '--listen', '127.0.0.1:0']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/replay needs --netlock FILE/);
-  });
+    // Seven CLI runs, each paying tsx start-up: past the default 60 s on two shared, busy cores.
+  }, 180_000);
 });

@@ -1,0 +1,137 @@
+import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CID } from 'multiformats/cid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.ts';
+import type { SignedRecord } from '../../src/protocol/signature.ts';
+import { FsRecordIndex } from '../../src/records/fs-record-index.ts';
+import { RunJournal } from '../../src/records/journal.ts';
+import { RecordLog } from '../../src/records/record-log.ts';
+import { tempDir } from '../helpers/run.ts';
+
+// A line as the record index and the journal have always written it: existing files must keep opening.
+const CID_TEXT = 'bafyreidqz2dr7cr5h62etpb4hlhgkr6o6aw7y5h74sgzcjjsu4sl7w7fxe';
+const SIGNATURE = new Uint8Array(64).fill(7);
+const KEY = 'https://example.test/a\nGET';
+const GOLDEN_LINE = `{"key":"https://example.test/a\\nGET","record":"${CID_TEXT}","signature":"${Buffer.from(SIGNATURE).toString('base64')}"}\n`;
+const signed: SignedRecord = { record: CID.parse(CID_TEXT), signature: SIGNATURE };
+
+let dir: { path: string; remove(): Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir('fo-record-log-');
+});
+afterEach(async () => {
+  await dir.remove();
+});
+
+describe('RecordLog', () => {
+  it('writes the line format existing data dirs and journals hold', async () => {
+    const log = new RecordLog(join(dir.path, 'log.jsonl'));
+    await log.append(KEY, signed);
+    await log.close();
+    expect(await readFile(log.path, 'utf8')).toBe(GOLDEN_LINE);
+    expect((await stat(log.path)).mode & 0o777).toBe(0o600);
+  });
+
+  it('reads an absent file as an empty log', async () => {
+    expect(await new RecordLog(join(dir.path, 'none.jsonl')).read()).toEqual({ entries: [], bad: [] });
+  });
+
+  it('skips torn lines and reports their numbers', async () => {
+    const path = join(dir.path, 'log.jsonl');
+    await writeFile(path, `${GOLDEN_LINE}{"key":"x","rec\n${GOLDEN_LINE}{"key":"trunc`);
+    const { entries, bad } = await new RecordLog(path).read();
+    expect(entries.map((e) => [e.key, e.signed.record.toString()])).toEqual([
+      [KEY, CID_TEXT],
+      [KEY, CID_TEXT],
+    ]);
+    expect(bad).toEqual([2, 4]);
+  });
+
+  it('starts a new line after a torn last line when it appends', async () => {
+    const path = join(dir.path, 'log.jsonl');
+    await writeFile(path, `${GOLDEN_LINE}{"key":"trunc`);
+    const log = new RecordLog(path);
+    await log.append(KEY, signed);
+    await log.close();
+    expect(await readFile(path, 'utf8')).toBe(`${GOLDEN_LINE}{"key":"trunc\n${GOLDEN_LINE}`);
+    expect((await log.read()).bad).toEqual([2]);
+  });
+
+  it('keeps whole lines when appends race', async () => {
+    const log = new RecordLog(join(dir.path, 'log.jsonl'));
+    await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(`k${i}`, signed)));
+    const { entries, bad } = await log.read();
+    expect(bad).toEqual([]);
+    expect(new Set(entries.map((e) => e.key)).size).toBe(50);
+    await log.close();
+  });
+
+  it('closes idempotently and removes its file', async () => {
+    const log = new RecordLog(join(dir.path, 'log.jsonl'));
+    await log.close();
+    await log.append(KEY, signed);
+    await log.close();
+    await log.close();
+    await log.remove();
+    await log.remove();
+    await expect(stat(log.path)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('rejects an already-aborted signal without writing', async () => {
+    const log = new RecordLog(join(dir.path, 'log.jsonl'));
+    const signal = AbortSignal.abort();
+    await expect(log.append(KEY, signed, { signal })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+    await expect(log.read({ signal })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
+    await expect(stat(log.path)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('FsRecordIndex', () => {
+  it('opens an existing records.jsonl, last line per key winning, and warns about torn lines', async () => {
+    const other: SignedRecord = { record: signed.record, signature: new Uint8Array(64).fill(9) };
+    const otherLine = `{"key":"https://example.test/a\\nGET","record":"${CID_TEXT}","signature":"${Buffer.from(other.signature).toString('base64')}"}\n`;
+    await writeFile(join(dir.path, 'records.jsonl'), `${GOLDEN_LINE}garbage\n${otherLine}`);
+    const warnings: string[] = [];
+    const index = await FsRecordIndex.open(dir.path, createLogger('test', (level, _ns, line) => {
+      if (level === 'warn') warnings.push(line);
+    }));
+    expect(index.size).toBe(1);
+    expect(index.get(KEY)?.signature).toEqual(other.signature);
+    expect(index.keysForUrl('https://example.test/a')).toEqual([KEY]);
+    expect(warnings.join('\n')).toMatch(/skipped 1 malformed line\(s\) of .*records\.jsonl: 2/);
+    await index.put('https://example.test/b\nGET', signed);
+    await index.close();
+    await index.close();
+    const reopened = await FsRecordIndex.open(dir.path);
+    expect(reopened.keysForUrl('https://example.test/b')).toEqual(['https://example.test/b\nGET']);
+    await reopened.close();
+  });
+});
+
+describe('RunJournal', () => {
+  it('recovers what a run appended and is gone once removed', async () => {
+    const netlock = join(dir.path, 'build.netlock');
+    const journal = new RunJournal(netlock);
+    expect(journal.path).toBe(`${netlock}.journal`);
+    await journal.append(KEY, signed);
+    await appendFile(journal.path, '{"torn');
+    const { entries, bad } = await new RunJournal(netlock).recover();
+    expect(entries.map((e) => e.key)).toEqual([KEY]);
+    expect(bad).toEqual([2]);
+    await journal.remove();
+    expect(await new RunJournal(netlock).recover()).toEqual({ entries: [], bad: [] });
+  });
+});
+
+describe('RecordLog when the file cannot be opened', () => {
+  it('fails the append, closes cleanly, and opens on a later append once it can', async () => {
+    const log = new RecordLog(join(dir.path, 'later', 'log.jsonl'));
+    await expect(log.append(KEY, signed)).rejects.toMatchObject({ code: 'ENOENT' });
+    await log.close();
+    await mkdir(join(dir.path, 'later'));
+    await log.append(KEY, signed);
+    await log.close();
+    expect((await log.read()).entries).toHaveLength(1);
+  });
+});

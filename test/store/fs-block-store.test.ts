@@ -1,0 +1,71 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CID } from 'multiformats/cid';
+import { sha256 } from 'multiformats/hashes/sha2';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RAW_CODE } from '../../src/protocol/blocks.ts';
+import { FsBlockStore } from '../../src/store/fs-block-store.ts';
+import { tempDir } from '../helpers/run.ts';
+
+async function rawBlock(text: string): Promise<{ cid: CID; bytes: Uint8Array }> {
+  const bytes = new TextEncoder().encode(text);
+  return { cid: CID.createV1(RAW_CODE, await sha256.digest(bytes)), bytes };
+}
+
+const aborted = (): { signal: AbortSignal } => ({ signal: AbortSignal.abort() });
+
+let dir: { path: string; remove(): Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir('fo-fs-store-');
+});
+afterEach(async () => {
+  await dir.remove();
+});
+
+describe('FsBlockStore', () => {
+  it('stores one file per block under <dataDir>/blocks and reads it back', async () => {
+    const store = new FsBlockStore(dir.path);
+    const a = await rawBlock('a');
+    expect(store.description).toBe(`embedded store ${join(dir.path, 'blocks')}`);
+    expect(await store.has(a.cid)).toBe(false);
+    await store.put(a.cid, a.bytes);
+    expect(await store.has(a.cid)).toBe(true);
+    expect(Buffer.from(await store.get(a.cid))).toEqual(Buffer.from(a.bytes));
+    expect(await readFile(store.pathOf(a.cid))).toEqual(Buffer.from(a.bytes));
+    await expect(store.get((await rawBlock('missing')).cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_MISSING' });
+  });
+
+  it('stores many blocks, and treats pin, check and flush as the no-ops they are for files', async () => {
+    const store = new FsBlockStore(dir.path);
+    const blocks = await Promise.all(['x', 'y', 'z'].map(rawBlock));
+    expect(await store.putMany(blocks)).toBe(3);
+    await store.pin(blocks[0]!.cid);
+    await store.check();
+    await store.flush();
+    for (const b of blocks) expect(Buffer.from(await store.get(b.cid))).toEqual(Buffer.from(b.bytes));
+    await store.close();
+    await store.close();
+  });
+
+  it('quarantines a block: moved aside, no longer served', async () => {
+    const store = new FsBlockStore(dir.path);
+    const a = await rawBlock('bad');
+    await store.put(a.cid, a.bytes);
+    await store.quarantine(a.cid);
+    expect(await store.has(a.cid)).toBe(false);
+    expect(await readdir(join(store.pathOf(a.cid), '..'))).toEqual([`${a.cid}.corrupt`]);
+  });
+
+  it('rejects an already-aborted signal in every method that takes one', async () => {
+    const store = new FsBlockStore(dir.path);
+    const a = await rawBlock('a');
+    const code = { code: 'ORACLE_ERR_ABORTED' };
+    await expect(store.put(a.cid, a.bytes, aborted())).rejects.toMatchObject(code);
+    await expect(store.putMany([a], aborted())).rejects.toMatchObject(code);
+    await expect(store.get(a.cid, aborted())).rejects.toMatchObject(code);
+    await expect(store.has(a.cid, aborted())).rejects.toMatchObject(code);
+    await expect(store.pin(a.cid, aborted())).rejects.toMatchObject(code);
+    await expect(store.check(aborted())).rejects.toMatchObject(code);
+    await expect(store.flush(aborted())).rejects.toMatchObject(code);
+  });
+});
