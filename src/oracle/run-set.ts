@@ -1,9 +1,9 @@
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { decodeRecord } from '../protocol/record.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
+import { checkJournalEntries } from '../records/journal-check.ts';
+import type { RefusedJournalLine } from '../records/journal-check.ts';
 import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
 import { writeNetlockFile } from '../netlock/file.ts';
 
@@ -29,13 +29,14 @@ export class RunSet {
     await this.#journal?.append(entry.key, entry.signed);
   }
 
-  /** Re-adds entries recovered from a journal, reading their records from `source`. */
-  async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource): Promise<void> {
-    const verified = verifyingSource(source);
-    for (const e of entries) {
-      const record = decodeRecord(await verified.get(e.signed.record));
-      this.#entries.set(e.key, { key: e.key, signed: e.signed, record });
-    }
+  /**
+   * Re-adds entries recovered from a journal, reading their records from `source`; lines whose record block,
+   * signature or key do not verify (or, with `trusted`, that another key signed) are returned, not added.
+   */
+  async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource, trusted?: readonly Uint8Array[]): Promise<RefusedJournalLine[]> {
+    const { good, refused } = await checkJournalEntries(entries, source, trusted);
+    for (const e of good) this.#entries.set(e.key, e);
+    return refused;
   }
 
   entries(): DecodedEntry[] {
