@@ -4,14 +4,10 @@ import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../netlock/dag.ts';
-import { parseKeyId } from '../protocol/request-key.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
-import { originOf } from '../run/report.ts';
+import { recordedOrigins } from '../run/report.ts';
 import { withReplaySandbox } from '../run/replay-sandbox.ts';
 import { NAMESPACE_PROXY_PORT } from '../run/sandbox.ts';
 import { BUILDAH_ISOLATION, DEFAULT_TIMESTAMP, removeContainers, storageArgs } from './buildah.ts';
@@ -106,12 +102,6 @@ export async function buildahArgv(init: BuildInit, files: { iidfile: string; caC
   return argv;
 }
 
-async function recordedOrigins(netlockPath: string, oracle: Oracle): Promise<Set<string>> {
-  const reader = new NetlockReader((await readNetlockRoot(netlockPath)).root, verifyingSource(oracle.store));
-  const origins = new Set<string>();
-  for await (const e of reader.entries()) origins.add(originOf(parseKeyId(e.key).url));
-  return origins;
-}
 
 /**
  * Runs one `buildah build` inside a new network namespace that has only a loopback interface, whose only way
@@ -157,7 +147,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       exit = await runForwardingSignals(sandbox.commandLine(argv, init.ip), env, (s) => init.logger.info('%s: forwarded to buildah', s), 'stderr');
       if (init.mode === 'replay') {
         report = await oracle.replayReport();
-        if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.netlockPath, oracle);
+        if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.netlockPath, oracle.store);
       }
     } finally {
       // Also when the build failed: the netlock holds what it fetched, for a look at what went wrong.
