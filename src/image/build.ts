@@ -21,15 +21,21 @@ export const DEFAULT_CA_TARGET = '/etc/ssl/certs/ca-certificates.crt';
 /** Proxy variables a build must not inherit from the caller: the sandbox's own replace them. */
 const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'ftp_proxy', 'FTP_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY'];
 
+/** The oracle a build goes through: one that records (the netlock it writes) or one that replays a netlock. */
+export type BuildOracle =
+  | { mode: 'record'; netlockPath: string; /** PEM CAs the upstream client trusts besides the system's. */ upstreamCaPem?: readonly string[] }
+  | { mode: 'replay'; netlockPath: string; /** Trusted oracle keys. @default the data directory's key */ trust?: readonly Uint8Array[] };
+
+/** What the log says a build is doing, by its oracle's mode. */
+const DOING = { record: 'recording', replay: 'replaying offline' } as const;
+
 export interface BuildInit {
-  mode: 'record' | 'replay';
+  oracle: BuildOracle;
   /** Path of the buildah executable. */
   buildah: string;
   /** Path of iproute2's `ip` (the bridge brings `lo` up with it). */
   ip: string;
   dataDir: string;
-  /** Record: where the netlock is written. Replay: the netlock served. */
-  netlockPath: string;
   context: string;
   /** buildah build options passed through as given (after ours, so that they win where both are given). */
   buildahArgs: readonly string[];
@@ -38,10 +44,6 @@ export interface BuildInit {
   scrub: readonly string[];
   /** Where RUN steps see the oracle's CA certificate; undefined = not mounted. */
   caTarget: string | undefined;
-  /** Record: PEM CAs the upstream client trusts besides the system's. */
-  upstreamCaPem?: readonly string[];
-  /** Replay: trusted oracle keys. @default the data directory's key */
-  trust?: readonly Uint8Array[];
   logger: Logger;
 }
 
@@ -116,15 +118,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
   await mkdir(init.storage.root, { recursive: true });
   const started = performance.now();
   return withReplaySandbox(async (sandbox) => {
-    const oracle = new Oracle({
-      mode: init.mode,
-      dataDir: init.dataDir,
-      listen: { path: sandbox.socketPath },
-      netlockPath: init.netlockPath,
-      logger: init.logger,
-      ...(init.mode === 'record' ? { upstreamCaPem: init.upstreamCaPem ?? [] } : {}),
-      ...(init.mode === 'replay' && init.trust !== undefined && init.trust.length > 0 ? { trust: init.trust } : {}),
-    });
+    const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { path: sandbox.socketPath }, logger: init.logger });
     let exit: ChildExit;
     let netlock: NetlockFile | undefined;
     let report: ReplayReport | undefined;
@@ -143,12 +137,11 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       // RUN steps trust only the oracle's CA: every TLS connection they can make goes through it, and the file
       // they see is then the same on every host (the host's own bundle never enters a step).
       const argv = await buildahArgv(init, { iidfile, caCert: oracle.caCertPath, scratch: join(sandbox.dir, 'scrub') });
-      init.logger.info('%s: %s', init.mode === 'record' ? 'recording' : 'replaying offline', argv.join(' '));
+      init.logger.info('%s: %s', DOING[init.oracle.mode], argv.join(' '));
       exit = await runForwardingSignals(sandbox.commandLine(argv, init.ip), env, (s) => init.logger.info('%s: forwarded to buildah', s), 'stderr');
-      if (init.mode === 'replay') {
-        report = await oracle.replayReport();
-        if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.netlockPath, oracle.store);
-      }
+      // A replaying oracle reports its misses (a recording one has none to report).
+      report = await oracle.replayReport();
+      if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.oracle.netlockPath, oracle.store);
     } finally {
       // Also when the build failed: the netlock holds what it fetched, for a look at what went wrong.
       netlock = await oracle.close();
@@ -163,7 +156,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       exit,
       digest: digest === '' || digest === undefined ? undefined : digest,
       bridge,
-      ...(init.mode === 'record' && netlock !== undefined ? { netlock } : {}),
+      ...(netlock === undefined ? {} : { netlock }),
       ...(report === undefined ? {} : { report }),
       ...(origins === undefined ? {} : { recordedOrigins: origins }),
     };
