@@ -1,11 +1,12 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace } from '../image/build.ts';
-import type { BuildInit, BuildOutcome } from '../image/build.ts';
+import type { BuildInit, BuildOracle, BuildOutcome } from '../image/build.ts';
 import { compareImages, formatImageDifference } from '../image/image-diff.ts';
 import type { ImageDifference } from '../image/image-diff.ts';
 import { SCRUB_PROFILES, parseScrub } from '../image/scrub.ts';
@@ -125,7 +126,10 @@ export async function runBuild(args: string[], dataDirDefault: string, io: { std
 }
 
 interface Plan {
-  base: Omit<BuildInit, 'mode' | 'netlockPath' | 'storage'>;
+  base: Omit<BuildInit, 'oracle' | 'storage'>;
+  /** The recording and the replaying oracle of this build's halves. */
+  recordOracle: BuildOracle;
+  replayOracle: BuildOracle;
   storageDir: string;
   netlockPath: string;
   replay: string | undefined;
@@ -174,6 +178,8 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
     return BUILD_SETUP_FAILED;
   }
   const dataDir = resolve(values.data ?? dataDirDefault);
+  const logger = stderrLogger({ quiet: values.verbose !== true });
+  const netlockPath = resolve(values.replay ?? values.netlock ?? DEFAULT_BUILD_NETLOCK);
   const plan: Plan = {
     base: {
       buildah,
@@ -183,12 +189,12 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
       buildahArgs,
       scrub,
       caTarget: caPath === 'none' ? undefined : caPath,
-      upstreamCaPem: await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8'))),
-      ...(trust.length === 0 ? {} : { trust }),
-      logger: stderrLogger({ quiet: values.verbose !== true }),
+      logger,
     },
+    recordOracle: { mode: 'record', netlockPath, upstreamCaPem: await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m)) },
+    replayOracle: { mode: 'replay', netlockPath, ...(trust.length === 0 ? {} : { trust }) },
     storageDir: resolve(values.storage ?? join(dataDir, 'buildah')),
-    netlockPath: resolve(values.replay ?? values.netlock ?? DEFAULT_BUILD_NETLOCK),
+    netlockPath,
     replay: values.replay,
     check: values.check === true,
     keepStorage: values['keep-storage'] === true,
@@ -198,7 +204,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
   };
   if (plan.replay !== undefined) await readNetlockRoot(plan.netlockPath); // a missing or malformed netlock fails before anything starts
   if (plan.check) return check(plan);
-  const outcome = await buildInNamespace({ ...plan.base, mode: plan.replay === undefined ? 'record' : 'replay', netlockPath: plan.netlockPath, storage: storageOf(plan.storageDir) });
+  const outcome = await buildInNamespace({ ...plan.base, oracle: plan.replay === undefined ? plan.recordOracle : plan.replayOracle, storage: storageOf(plan.storageDir) });
   const code = conclude(outcome, plan, plan.replay === undefined ? 'record' : 'replay');
   if (code === 0 && outcome.digest !== undefined) {
     process.stdout.write(`${outcome.digest}\n`);
@@ -260,14 +266,14 @@ async function check(plan: Plan): Promise<number> {
   const replay = storageOf(join(dir, 'replay'));
   try {
     say(`1/2 recording into ${plan.netlockPath}`);
-    const rec = await buildInNamespace({ ...plan.base, mode: 'record', netlockPath: plan.netlockPath, storage: record });
+    const rec = await buildInNamespace({ ...plan.base, oracle: plan.recordOracle, storage: record });
     const recCode = conclude(rec, plan, 'record');
     if (recCode !== 0) {
       await writeReport(plan, { mode: 'check', exitCode: recCode, record: summary(rec) });
       return recCode;
     }
     say('2/2 rebuilding offline from the netlock, in an empty storage');
-    const rep = await buildInNamespace({ ...plan.base, mode: 'replay', netlockPath: plan.netlockPath, storage: replay });
+    const rep = await buildInNamespace({ ...plan.base, oracle: plan.replayOracle, storage: replay });
     const repCode = conclude(rep, plan, 'replay');
     if (repCode !== 0) {
       await writeReport(plan, { mode: 'check', exitCode: repCode, record: summary(rec), replay: summary(rep) });

@@ -9,6 +9,7 @@ import type { Command, CommandContext } from './command.ts';
 import { reportingErrors, UsageError } from './common.ts';
 import { enclaveCommand } from './enclave.ts';
 import { envCommand } from './env.ts';
+import { gcCommand } from './gc.ts';
 import { recordCommand } from './record.ts';
 import { recoverCommand } from './recover.ts';
 import { replayCommand } from './replay.ts';
@@ -24,6 +25,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['env', envCommand],
   ['verify', verifyCommand],
   ['recover', recoverCommand],
+  ['gc', gcCommand],
   ['export', exportCommand],
   ['import', importCommand],
   ['run', runCommand],

@@ -4,7 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { untilSignal, UsageError } from './common.ts';
-import { FRONT_OPTIONS } from '../config/front-flags.ts';
+import { FRONT_OPTIONS } from './front-flags.ts';
 import { urlOf } from './options.ts';
 import type { Logger } from '../log.ts';
 import type { Oracle } from '../oracle/oracle.ts';

@@ -9,7 +9,7 @@ import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { RecordInit } from '../oracle/oracle.ts';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
-import { FRONT_HELP, frontInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from '../config/front-flags.ts';
+import { FRONT_HELP, frontInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from './front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 
 export const RECORD_HELP = `Usage: fetch-oracle record --listen HOST:PORT [--data DIR] [--netlock FILE] [--admin HOST:PORT]

@@ -8,7 +8,7 @@ import { adminTokenOf, PROXY_OPTIONS, serveUntilSignal } from './proxy-command.t
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayInit } from '../oracle/oracle.ts';
-import { FRONT_HELP, frontInitFromFlags } from '../config/front-flags.ts';
+import { FRONT_HELP, frontInitFromFlags } from './front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 
 export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...

@@ -2,18 +2,16 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import type { Logger } from '../log.ts';
 import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { OracleInit, ReplayReport } from '../oracle/oracle.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../netlock/dag.ts';
-import { parseKeyId } from '../protocol/request-key.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
-import { formatMissReport, groupMisses, originOf } from '../run/report.ts';
+import { formatMissReport, groupMisses, recordedOrigins } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
 import { withReplaySandbox } from '../run/replay-sandbox.ts';
 
@@ -135,7 +133,7 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
     ...(values.report === undefined ? {} : { reportPath: resolve(values.report) }),
   };
   if (replay === undefined) {
-    const upstreamCaPem = await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8')));
+    const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => common.logger.warn('%s', m));
     return runRecord({ ...common, netlockPath: resolve(values.netlock ?? DEFAULT_RUN_NETLOCK), upstreamCaPem });
   }
   return runReplay({ ...common, netlockPath: resolve(replay), trust, allowMisses: values['allow-misses'] === true });
@@ -193,12 +191,6 @@ async function runRecord(init: CommonInit & { netlockPath: string; upstreamCaPem
   return exit.code;
 }
 
-async function recordedOrigins(netlockPath: string, oracle: Oracle): Promise<Set<string>> {
-  const reader = new NetlockReader((await readNetlockRoot(netlockPath)).root, verifyingSource(oracle.store));
-  const origins = new Set<string>();
-  for await (const e of reader.entries()) origins.add(originOf(parseKeyId(e.key).url));
-  return origins;
-}
 
 async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8Array[]; allowMisses: boolean }): Promise<number> {
   await readNetlockRoot(init.netlockPath); // a missing or malformed netlock fails before anything starts
@@ -236,7 +228,7 @@ async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8A
     if (bridge.state !== 'started') return RUN_SETUP_FAILED; // a failed bridge has said why on stderr
     const misses = report?.misses ?? [];
     if (report !== undefined && misses.length > 0) {
-      process.stderr.write(formatMissReport(report, await recordedOrigins(init.netlockPath, oracle), init.netlockPath));
+      process.stderr.write(formatMissReport(report, await recordedOrigins(init.netlockPath, oracle.store), init.netlockPath));
     }
     const code = exit.code !== 0 ? exit.code : misses.length > 0 && !init.allowMisses ? RUN_REPLAY_MISSED : 0;
     if (misses.length > 0) {

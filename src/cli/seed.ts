@@ -7,6 +7,7 @@ import type { Command } from './command.ts';
 import { parseCommandLine, reportingErrors, UsageError } from './common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createLogger } from '../log.ts';
@@ -168,7 +169,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
       if (level === 'error') return; // failures are listed once, at the end
       err.write(`${level} ${namespace}: ${line}\n`);
     });
-    const upstreamCaPem = await Promise.all((values['upstream-ca'] ?? []).map((f) => readFile(f, 'utf8')));
+    const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => err.write(`warn oracle: ${m}\n`));
     const session = await SeedSession.open({
       dataDir: resolve(values.data ?? context.defaultDataDir),
       ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }),

@@ -5,8 +5,7 @@ import type { Command, CommandContext } from './command.ts';
 import { parseTrustedKeys, UsageError } from './common.ts';
 import { parseOptions, str, strs } from './options.ts';
 import { InvalidConfigError } from '../errors.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
-import { verifyNetlock } from '../netlock/verify.ts';
+import { renderVerifyText, verifyNetlockPath } from '../netlock/verify-file.ts';
 import type { AttestationPolicy } from '../netlock/verify-attested.ts';
 import { fromHex } from '../protocol/signature.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
@@ -68,8 +67,11 @@ export async function attestedPolicyFromFlags(values: Record<string, unknown>): 
 
 export const VERIFY_HELP = `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json] [--attested --pcr0 HEX …]
 
-Checks every record signature, that every block is present and hashes to its CID, and that every body
-matches its record's size and sha256. Prints a summary; exits 1 naming each failing entry.
+Checks every record signature, that every block is present and hashes to its CID, that every body
+matches its record's size and sha256, and that every field of the readable file (count, oracle keys, variant
+rules, each entry's url, status, body, size, sha256, record and signature) is what the signed DAG under its
+root says. Prints a summary; exits 1 naming each failing entry and field. Without --trust any key the
+netlock names is accepted, and the summary says so.
 
 Options:
   --data DIR             data directory holding the blocks (default as for record)
@@ -96,21 +98,17 @@ export async function runVerify(args: string[], context: CommandContext): Promis
   const file = positionals[0];
   if (file === undefined || positionals.length > 1) throw new UsageError(`verify takes one netlock FILE\n\n${VERIFY_HELP}`);
   const dataDir = resolve(str(values['data']) ?? context.defaultDataDir);
-  const { root } = await readNetlockRoot(file);
   const trust = strs(values['trust']);
   // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
   const ipfs = str(values['ipfs']);
   const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
   const attested = await attestedPolicyFromFlags(values);
-  const report = await verifyNetlock(root, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
+  const report = await verifyNetlockPath(file, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
   if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     out.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    out.write(`netlock ${report.root}\n  entries: ${report.entries}\n  body bytes: ${report.bodyBytes}\n  signed by: ${report.oracles.join(', ') || '(none)'}\n`);
-    for (const a of report.attestations ?? []) out.write(`  attested by: ${a.cid} (${a.moduleId}, ${a.timestamp}, key ${a.publicKey}, PCR0 ${a.pcr0}, ${a.records} record(s))\n`);
-    for (const f of report.failures) out.write(`FAIL ${f.entry}: ${f.code}: ${f.message}\n`);
-    out.write(report.failures.length === 0 ? `OK: every signature, block and body verified${attested === undefined ? '' : ', every key attested'}\n` : `${report.failures.length} failure(s)\n`);
+    out.write(renderVerifyText(report, attested !== undefined));
   }
   return report.failures.length === 0 ? 0 : 1;
 }

@@ -4,14 +4,10 @@ import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../netlock/dag.ts';
-import { parseKeyId } from '../protocol/request-key.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
-import { originOf } from '../run/report.ts';
+import { recordedOrigins } from '../run/report.ts';
 import { withReplaySandbox } from '../run/replay-sandbox.ts';
 import { NAMESPACE_PROXY_PORT } from '../run/sandbox.ts';
 import { BUILDAH_ISOLATION, DEFAULT_TIMESTAMP, removeContainers, storageArgs } from './buildah.ts';
@@ -25,15 +21,21 @@ export const DEFAULT_CA_TARGET = '/etc/ssl/certs/ca-certificates.crt';
 /** Proxy variables a build must not inherit from the caller: the sandbox's own replace them. */
 const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'ftp_proxy', 'FTP_PROXY', 'no_proxy', 'NO_PROXY', 'all_proxy', 'ALL_PROXY'];
 
+/** The oracle a build goes through: one that records (the netlock it writes) or one that replays a netlock. */
+export type BuildOracle =
+  | { mode: 'record'; netlockPath: string; /** PEM CAs the upstream client trusts besides the system's. */ upstreamCaPem?: readonly string[] }
+  | { mode: 'replay'; netlockPath: string; /** Trusted oracle keys. @default the data directory's key */ trust?: readonly Uint8Array[] };
+
+/** What the log says a build is doing, by its oracle's mode. */
+const DOING = { record: 'recording', replay: 'replaying offline' } as const;
+
 export interface BuildInit {
-  mode: 'record' | 'replay';
+  oracle: BuildOracle;
   /** Path of the buildah executable. */
   buildah: string;
   /** Path of iproute2's `ip` (the bridge brings `lo` up with it). */
   ip: string;
   dataDir: string;
-  /** Record: where the netlock is written. Replay: the netlock served. */
-  netlockPath: string;
   context: string;
   /** buildah build options passed through as given (after ours, so that they win where both are given). */
   buildahArgs: readonly string[];
@@ -42,10 +44,6 @@ export interface BuildInit {
   scrub: readonly string[];
   /** Where RUN steps see the oracle's CA certificate; undefined = not mounted. */
   caTarget: string | undefined;
-  /** Record: PEM CAs the upstream client trusts besides the system's. */
-  upstreamCaPem?: readonly string[];
-  /** Replay: trusted oracle keys. @default the data directory's key */
-  trust?: readonly Uint8Array[];
   logger: Logger;
 }
 
@@ -106,12 +104,6 @@ export async function buildahArgv(init: BuildInit, files: { iidfile: string; caC
   return argv;
 }
 
-async function recordedOrigins(netlockPath: string, oracle: Oracle): Promise<Set<string>> {
-  const reader = new NetlockReader((await readNetlockRoot(netlockPath)).root, verifyingSource(oracle.store));
-  const origins = new Set<string>();
-  for await (const e of reader.entries()) origins.add(originOf(parseKeyId(e.key).url));
-  return origins;
-}
 
 /**
  * Runs one `buildah build` inside a new network namespace that has only a loopback interface, whose only way
@@ -126,15 +118,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
   await mkdir(init.storage.root, { recursive: true });
   const started = performance.now();
   return withReplaySandbox(async (sandbox) => {
-    const oracle = new Oracle({
-      mode: init.mode,
-      dataDir: init.dataDir,
-      listen: { path: sandbox.socketPath },
-      netlockPath: init.netlockPath,
-      logger: init.logger,
-      ...(init.mode === 'record' ? { upstreamCaPem: init.upstreamCaPem ?? [] } : {}),
-      ...(init.mode === 'replay' && init.trust !== undefined && init.trust.length > 0 ? { trust: init.trust } : {}),
-    });
+    const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { path: sandbox.socketPath }, logger: init.logger });
     let exit: ChildExit;
     let netlock: NetlockFile | undefined;
     let report: ReplayReport | undefined;
@@ -153,12 +137,11 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       // RUN steps trust only the oracle's CA: every TLS connection they can make goes through it, and the file
       // they see is then the same on every host (the host's own bundle never enters a step).
       const argv = await buildahArgv(init, { iidfile, caCert: oracle.caCertPath, scratch: join(sandbox.dir, 'scrub') });
-      init.logger.info('%s: %s', init.mode === 'record' ? 'recording' : 'replaying offline', argv.join(' '));
+      init.logger.info('%s: %s', DOING[init.oracle.mode], argv.join(' '));
       exit = await runForwardingSignals(sandbox.commandLine(argv, init.ip), env, (s) => init.logger.info('%s: forwarded to buildah', s), 'stderr');
-      if (init.mode === 'replay') {
-        report = await oracle.replayReport();
-        if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.netlockPath, oracle);
-      }
+      // A replaying oracle reports its misses (a recording one has none to report).
+      report = await oracle.replayReport();
+      if (report !== undefined && report.misses.length > 0) origins = await recordedOrigins(init.oracle.netlockPath, oracle.store);
     } finally {
       // Also when the build failed: the netlock holds what it fetched, for a look at what went wrong.
       netlock = await oracle.close();
@@ -173,7 +156,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       exit,
       digest: digest === '' || digest === undefined ? undefined : digest,
       bridge,
-      ...(init.mode === 'record' && netlock !== undefined ? { netlock } : {}),
+      ...(netlock === undefined ? {} : { netlock }),
       ...(report === undefined ? {} : { report }),
       ...(origins === undefined ? {} : { recordedOrigins: origins }),
     };

@@ -56,22 +56,25 @@ export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: B
     count: sorted.length,
     oracles: built.rootValue.oracles.map(toHex),
     ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
-    entries: sorted.map((e) => {
-      const k = parseKeyId(e.key);
-      return {
-        method: k.method,
-        url: k.url,
-        accept: k.variant['accept'] ?? '',
-        status: e.record.response.status,
-        body: e.record.response.body?.toString() ?? null,
-        size: e.record.response.size,
-        sha256: toHex(e.record.response.sha256),
-        record: e.signed.record.toString(),
-        signature: Buffer.from(e.signed.signature).toString('base64'),
-      };
-    }),
+    entries: sorted.map(readableEntry),
   };
   return file;
+}
+
+/** The readable line of one netlock entry: what `verify` checks every line of a file against. */
+export function readableEntry(e: DecodedEntry): NetlockFileEntry {
+  const k = parseKeyId(e.key);
+  return {
+    method: k.method,
+    url: k.url,
+    accept: k.variant['accept'] ?? '',
+    status: e.record.response.status,
+    body: e.record.response.body?.toString() ?? null,
+    size: e.record.response.size,
+    sha256: toHex(e.record.response.sha256),
+    record: e.signed.record.toString(),
+    signature: Buffer.from(e.signed.signature).toString('base64'),
+  };
 }
 
 /** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */

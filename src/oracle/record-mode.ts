@@ -6,6 +6,8 @@ import { normaliseUrl } from '../protocol/request-key.ts';
 import { buildNetlockFile } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { RecordHandler } from '../proxy/record-handler.ts';
+import { describeRefused } from '../records/journal-check.ts';
+import { LocalSigner } from '../signing/local-signer.ts';
 import type { ProxyGate } from '../config/exposure.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
@@ -62,8 +64,10 @@ export class RecordMode implements OracleMode {
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {
-        await path.run.restore(entries, store);
-        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length, path.journalPath);
+        const own = init.signer?.publicKey ?? (await LocalSigner.publicKeyIn(init.dataDir));
+        const refused = await path.run.restore(entries, store, own === undefined ? undefined : [own]);
+        if (refused.length > 0) logger.warn('%s', describeRefused(refused, path.journalPath));
+        logger.warn('recovered %d request(s) from %s, left by a run that did not finish', entries.length - refused.length, path.journalPath);
       }
       if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
     } catch (err) {

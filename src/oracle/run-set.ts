@@ -1,9 +1,9 @@
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { decodeRecord } from '../protocol/record.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
+import { checkJournalEntries } from '../records/journal-check.ts';
+import type { RefusedJournalLine } from '../records/journal-check.ts';
 import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
 import { writeNetlockFile } from '../netlock/file.ts';
 
@@ -32,19 +32,20 @@ export class RunSet {
   /**
    * Starts from the entries of the netlock already at the run's path (verified by the caller): they are
    * written again with this run's, never journalled (the file itself still holds them until the new one
-   * replaces it). An entry this run adds or restores for the same key replaces the kept one.
+   * replaces it). A key this run already holds (restored from the journal, or served) keeps its entry.
    */
   keep(entries: readonly DecodedEntry[]): void {
-    for (const e of entries) this.#entries.set(e.key, e);
+    for (const e of entries) if (!this.#entries.has(e.key)) this.#entries.set(e.key, e);
   }
 
-  /** Re-adds entries recovered from a journal, reading their records from `source`. */
-  async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource): Promise<void> {
-    const verified = verifyingSource(source);
-    for (const e of entries) {
-      const record = decodeRecord(await verified.get(e.signed.record));
-      this.#entries.set(e.key, { key: e.key, signed: e.signed, record });
-    }
+  /**
+   * Re-adds entries recovered from a journal, reading their records from `source`; lines whose record block,
+   * signature or key do not verify (or, with `trusted`, that another key signed) are returned, not added.
+   */
+  async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource, trusted?: readonly Uint8Array[]): Promise<RefusedJournalLine[]> {
+    const { good, refused } = await checkJournalEntries(entries, source, trusted);
+    for (const e of good) this.#entries.set(e.key, e);
+    return refused;
   }
 
   entries(): DecodedEntry[] {

@@ -79,7 +79,9 @@ export function recordableResponseHeaders(headers: HeaderList): Array<[string, s
     .map(([n, v]): [string, string] => (n === 'location' ? [n, redactLocation(v)] : [n, v]));
 }
 
-function redactLocation(location: string): string {
+function redactLocation(raw: string): string {
+  // `scheme://user:pass@host/…`: the userinfo is a credential too.
+  const location = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1');
   const hash = location.indexOf('#');
   const base = hash < 0 ? location : location.slice(0, hash);
   const q = base.indexOf('?');

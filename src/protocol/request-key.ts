@@ -69,27 +69,65 @@ export function normaliseUrl(raw: string): string {
 }
 
 /**
- * Query parameters that carry credentials or per-request signatures (presigned S3/GCS/CloudFront/Azure
- * URLs, OAuth tokens, API keys). They never enter a key or a record: the fetch uses the URL as sent, the
- * key drops them, so a re-signed URL for the same object is the same request (and no secret is stored).
+ * Query parameters that carry credentials or per-request signatures (docs/behaviours.md, "Credentials"):
+ * API keys (`key` as Google APIs use it, `api_key`, `apikey`, …), OAuth and bearer tokens, presigned
+ * URLs of AWS (SigV4 `X-Amz-*`, SigV2 `AWSAccessKeyId`/`Signature`), Google Cloud Storage (`X-Goog-*`,
+ * `GoogleAccessId`), CloudFront (`Signature`, `Policy`, `Key-Pair-Id`), Akamai (`hdnts`, `__token__`). They
+ * never enter a key or a record: the fetch uses the URL as sent, the key drops them, so a re-signed URL or
+ * another API key for the same object is the same request (and no secret is stored).
  */
 export const CREDENTIAL_PARAM_RE =
-  /^(x-amz-.*|x-goog-.*|access_token|id_token|refresh_token|token|auth|authorization|api_key|apikey|api-key|client_secret|password|passwd|secret|sig|signature|policy|key-pair-id|jwt|se|sp|sv|st|spr|srt|ss|skoid|sktid|skt|ske|sks|skv)$/i;
+  /^(x-amz-.*|x-goog-.*|key|api_key|apikey|api-key|x-api-key|api_token|apitoken|access_key|accesskey|awsaccesskeyid|googleaccessid|access_token|id_token|refresh_token|auth_token|private_token|session_token|token|__token__|hdnts|auth|authorization|client_secret|password|passwd|secret|jwt|sig|signature|policy|key-pair-id)$/i;
 
-/** Azure SAS parameters (se, sp, sv, …) only count as credentials next to a `sig`. */
-const AZURE_SAS = new Set(['se', 'sp', 'sv', 'st', 'spr', 'srt', 'ss', 'skoid', 'sktid', 'skt', 'ske', 'sks', 'skv']);
+/**
+ * Parameters that belong to a signature and so change with every signing, dropped only next to a `sig` or
+ * `signature` in the same query: Azure SAS fields (`se` expiry, `sp` permissions, `sv` version, …) and the
+ * `Expires` of CloudFront / GCS v2 / AWS SigV2 signed URLs. Without a signature they are ordinary parameters.
+ */
+export const SIGNATURE_COMPANION_PARAMS: ReadonlySet<string> = new Set(['se', 'sp', 'sv', 'st', 'sr', 'sip', 'si', 'sdd', 'spr', 'srt', 'ss', 'skoid', 'sktid', 'skt', 'ske', 'sks', 'skv', 'ses', 'expires']);
+
+/**
+ * Request headers that carry credentials: never a variant header (a `--variant-header` naming one is
+ * ignored), so their values never enter a key or a record. They are still sent upstream (all but
+ * `proxy-authorization`, which is this proxy's and hop-by-hop).
+ */
+export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'x-api-key',
+  'api-key',
+  'x-auth-token',
+  'private-token',
+  'job-token',
+  'x-goog-api-key',
+  'x-amz-security-token',
+  'x-amz-content-sha256',
+  'x-amz-date',
+  'ocp-apim-subscription-key',
+]);
+
+export function isCredentialParam(name: string, signed: boolean): boolean {
+  const n = name.toLowerCase();
+  return CREDENTIAL_PARAM_RE.test(n) || (signed && SIGNATURE_COMPANION_PARAMS.has(n));
+}
 
 export function withoutCredentialParams(search: string): string {
   if (search === '' || search === '?') return search;
   const pairs = search.slice(1).split('&');
   const names = pairs.map((p) => decodeURIComponentSafe(p.split('=')[0] ?? '').toLowerCase());
-  const hasSig = names.includes('sig');
-  const kept = pairs.filter((_, i) => {
-    const name = names[i]!;
-    if (!CREDENTIAL_PARAM_RE.test(name)) return true;
-    return AZURE_SAS.has(name) && !hasSig;
-  });
+  const signed = names.includes('sig') || names.includes('signature');
+  const kept = pairs.filter((_, i) => !isCredentialParam(names[i]!, signed));
   return kept.length === 0 ? '' : `?${kept.join('&')}`;
+}
+
+/** A URL for a log line: normalised without its credentials, or, when it is not a valid URL, without its query. */
+export function loggableUrl(raw: string): string {
+  try {
+    return normaliseUrl(raw);
+  } catch {
+    return raw.replace(/[?#].*$/s, '').replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1').slice(0, 500);
+  }
 }
 
 function decodeURIComponentSafe(s: string): string {
@@ -123,7 +161,9 @@ export function variantHeadersFor(url: string, rules: VariantRules | undefined):
   if (rules === undefined) return [...VARIANT_HEADERS];
   const host = /^[a-z]+:\/\/([^/?#]+)/.exec(url)?.[1] ?? '';
   const bare = host.replace(/:\d+$/, '');
-  const extra = [...(rules[host] ?? []), ...(host === bare ? [] : (rules[bare] ?? []))].map((h) => h.toLowerCase()).filter((h) => !VARIANT_HEADERS.includes(h as 'accept'));
+  const extra = [...(rules[host] ?? []), ...(host === bare ? [] : (rules[bare] ?? []))]
+    .map((h) => h.toLowerCase())
+    .filter((h) => !VARIANT_HEADERS.includes(h as 'accept') && !CREDENTIAL_HEADERS.has(h));
   return [...VARIANT_HEADERS, ...[...new Set(extra)].sort()];
 }
 

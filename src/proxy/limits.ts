@@ -91,6 +91,8 @@ interface Connection {
   exchanges: Set<{ req: IncomingMessage; res: ServerResponse }>;
   bytes: number;
   lastMoved: number;
+  /** Whether a request head has arrived on it: before that, the header timeout (a 408) governs it. */
+  requested: boolean;
 }
 
 function counters(s: Socket | Duplex): number {
@@ -147,6 +149,7 @@ export class ConnectionLimiter {
     const conn = this.#carrier.get(req.socket) ?? this.#connections.get(req.socket);
     if (conn === undefined) return;
     const exchange = { req, res };
+    conn.requested = true;
     conn.exchanges.add(exchange);
     res.once('close', () => conn.exchanges.delete(exchange));
   }
@@ -161,7 +164,7 @@ export class ConnectionLimiter {
       this.#refuse(socket);
       return;
     }
-    const conn: Connection = { raw: socket, inner: [], exchanges: new Set(), bytes: 0, lastMoved: Date.now() };
+    const conn: Connection = { raw: socket, inner: [], exchanges: new Set(), bytes: 0, lastMoved: Date.now(), requested: false };
     this.#connections.set(socket, conn);
     socket.once('close', () => this.#connections.delete(socket));
   }
@@ -194,7 +197,10 @@ export class ConnectionLimiter {
         conn.lastMoved = now;
         continue;
       }
-      if (now - conn.lastMoved < this.limits.idleTimeoutMs || waitsOnOrigin(conn)) continue;
+      // Until its first request head, a connection is the header timeout's to close (with a 408 saying why); the
+      // idle sweep only backs it up, later, so that a short idle timeout cannot close it silently first.
+      const idleFor = conn.requested ? this.limits.idleTimeoutMs : this.limits.headerTimeoutMs + this.limits.idleTimeoutMs;
+      if (now - conn.lastMoved < idleFor || waitsOnOrigin(conn)) continue;
       this.#logger.debug('closing connection from %s: nothing moved for %d ms (--idle-timeout)', conn.raw.remoteAddress ?? '?', now - conn.lastMoved);
       for (const s of conn.inner) s.destroy();
       conn.raw.destroy();

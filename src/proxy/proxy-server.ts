@@ -4,8 +4,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
-import { BadRequestError } from '../errors.ts';
+import { BadRequestError, OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { loggableUrl } from '../protocol/request-key.ts';
 import type { ExchangeHandler } from './exchange.ts';
 import { sendError } from './exchange.ts';
 import { listenOn } from '../io/listen.ts';
@@ -49,6 +50,11 @@ export function parseConnectTarget(target: string): { host: string; port: number
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new BadRequestError(`Invalid CONNECT port ${m[2]} (expected 1-65535)`);
   return { host: m[1]!, port };
+}
+
+/** An error a handler put on the connection (`res.destroy(err)` with an oracle error) or a reset/broken pipe. */
+function isOwnOrSocketError(err: NodeJS.ErrnoException): boolean {
+  return err instanceof OracleError || err.code?.startsWith('ORACLE_ERR_') === true || err.code === 'ECONNRESET' || err.code === 'EPIPE';
 }
 
 function rejectSocket(socket: Socket, status: number, reason: string, message: string, headers: Record<string, string> = {}): void {
@@ -98,6 +104,13 @@ export class ProxyServer {
       socket.on('close', () => this.#sockets.delete(socket));
     });
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (isOwnOrSocketError(err)) {
+        // Not the client's request: an answer this proxy failed after its head (a full disk, a corrupt block;
+        // its handler logged why) or the client's socket going away. Nothing to answer on that connection.
+        init.logger.debug('client connection closed: %s', err.message);
+        socket.destroy();
+        return;
+      }
       if (isHeaderTimeout(err)) {
         init.logger.debug('closing a connection whose request head did not arrive within %d ms', limits.headerTimeoutMs);
         rejectSocket(socket, 408, 'Request Timeout', `No complete request head within ${limits.headerTimeoutMs} ms (--header-timeout)`);
@@ -151,7 +164,7 @@ export class ProxyServer {
     }
     stripProxyAuthorization(req); // never forwarded, never recorded
     const done = this.#init.handler.handle(req, res, url).catch((err: unknown) => {
-      this.#init.logger.error('unhandled error for %s: %s', url, (err as Error).message);
+      this.#init.logger.error('unhandled error for %s: %s', loggableUrl(url), (err as Error).message);
       sendError(res, 500, err as Error);
     });
     this.#active.add(done);

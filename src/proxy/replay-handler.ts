@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, OracleError } from '../errors.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
+import { loggableUrl } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { ExchangeHandler, HandlerInit } from './exchange.ts';
 import { readExchange, sendError, sendPlan } from './exchange.ts';
@@ -47,7 +48,7 @@ export class ReplayHandler implements ExchangeHandler {
     } catch (err) {
       stats.errors++;
       const status = err instanceof BadRequestError ? err.status : 502;
-      if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', url, (err as Error).message);
+      if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', loggableUrl(url), (err as Error).message);
       sendError(res, status, err instanceof OracleError ? err : (err as Error));
     }
   }

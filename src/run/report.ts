@@ -1,9 +1,22 @@
+import { NetlockReader } from '../netlock/dag.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { verifyingSource } from '../protocol/blocks.ts';
+import { parseKeyId } from '../protocol/request-key.ts';
 
 /** `scheme://host[:port]` of a normalised URL (the form keys and misses carry). */
 export function originOf(url: string): string {
   const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]+/i.exec(url);
   return m === null ? url : m[0].toLowerCase();
+}
+
+/** Every origin a netlock has entries for (what a miss report compares a missed host against). */
+export async function recordedOrigins(netlockPath: string, store: BlockSource): Promise<Set<string>> {
+  const reader = new NetlockReader((await readNetlockRoot(netlockPath)).root, verifyingSource(store));
+  const origins = new Set<string>();
+  for await (const e of reader.entries()) origins.add(originOf(parseKeyId(e.key).url));
+  return origins;
 }
 
 export interface MissGroup {

@@ -8,10 +8,10 @@ import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { FetchRecord } from '../protocol/record.ts';
-import { readBody } from '../protocol/unixfs.ts';
 import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
+import { bodyRangeReader } from './zip-reader.ts';
 import type { RangeReader } from './zip-reader.ts';
 
 export interface SeedSessionInit {
@@ -77,24 +77,7 @@ export class SeedSession implements SeedRecorder {
   }
 
   bodyReader(record: FetchRecord, signal?: AbortSignal): RangeReader {
-    const source = verifyingSource(this.store);
-    const cid = record.response.body;
-    const size = cid === null ? 0 : record.response.size;
-    const stream = (offset: number, length: number): AsyncIterable<Uint8Array> =>
-      cid === null || length === 0 ? (async function* () {})() : readBody(cid, source, { offset, length, ...(signal === undefined ? {} : { signal }) });
-    return {
-      size,
-      stream,
-      async read(offset, length) {
-        const out = new Uint8Array(length);
-        let at = 0;
-        for await (const c of stream(offset, length)) {
-          out.set(c, at);
-          at += c.byteLength;
-        }
-        return at === length ? out : out.subarray(0, at);
-      },
-    };
+    return bodyRangeReader(record.response.body, record.response.size, verifyingSource(this.store), signal);
   }
 
   /** Writes the netlock of every request this run recorded or reused, pins its root, removes the journal. */

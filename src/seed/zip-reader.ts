@@ -2,13 +2,35 @@ import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import yauzl from 'yauzl';
 import type { Entry, ZipFile } from 'yauzl';
+import type { CID } from 'multiformats/cid';
 import { InvalidArchiveError } from '../errors.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
+import { readBody } from '../protocol/unixfs.ts';
 
 /** Random access to a body: `read(offset, length)` returns exactly those bytes; `stream` streams a range. */
 export interface RangeReader {
   size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
   stream(offset: number, length: number): AsyncIterable<Uint8Array>;
+}
+
+/** A RangeReader over a UnixFS body (`root` null: an empty body) read from `source` block by block. */
+export function bodyRangeReader(root: CID | null, size: number, source: BlockSource, signal?: AbortSignal): RangeReader {
+  const stream = (offset: number, length: number): AsyncIterable<Uint8Array> =>
+    root === null || length === 0 ? (async function* () {})() : readBody(root, source, { offset, length, ...(signal === undefined ? {} : { signal }) });
+  return {
+    size: root === null ? 0 : size,
+    stream,
+    async read(offset, length) {
+      const out = new Uint8Array(length);
+      let at = 0;
+      for await (const c of stream(offset, length)) {
+        out.set(c, at);
+        at += c.byteLength;
+      }
+      return at === length ? out : out.subarray(0, at);
+    },
+  };
 }
 
 /**

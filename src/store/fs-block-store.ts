@@ -37,20 +37,22 @@ export class FsBlockStore implements BlockStore {
     throwIfAborted(options?.signal);
     const path = this.pathOf(cid);
     // No stat first: on the record path almost every block is new, and a failed stat costs an exception.
-    // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own.
-    if (this.#written.has(path)) return;
+    // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own
+    // while they are still there (`fetch-oracle gc` may have removed one that nothing needed at the time).
+    if (this.#written.has(path) && (await this.has(cid))) return;
     const shard = join(path, '..');
+    const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
     try {
       if (!this.#madeDirs.has(shard)) {
         await mkdir(shard, { recursive: true });
         this.#madeDirs.add(shard);
       }
-      const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
       await writeFile(tmp, bytes);
       await rename(tmp, path);
       this.#rememberWritten(path);
     } catch (cause) {
       this.#madeDirs.delete(shard); // a shard directory removed since (or a file in its way) is made again next time
+      await unlink(tmp).catch(() => {}); // a full disk leaves no partial temp file behind
       throw new StoreError(`Cannot write block ${cid} to ${path}: ${(cause as Error).message}`, { cause });
     }
   }

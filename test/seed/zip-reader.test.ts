@@ -5,11 +5,11 @@ import type { CID } from 'multiformats/cid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockMissingError } from '../../src/errors.ts';
 import type { FetchRecord } from '../../src/protocol/record.ts';
-import { importBody, readBody } from '../../src/protocol/unixfs.ts';
+import { importBody } from '../../src/protocol/unixfs.ts';
 import { checkBody } from '../../src/seed/check.ts';
 import { goZipHash } from '../../src/seed/go-dirhash.ts';
 import type { SeedEntry } from '../../src/seed/types.ts';
-import { readZipFiles } from '../../src/seed/zip-reader.ts';
+import { bodyRangeReader, readZipFiles } from '../../src/seed/zip-reader.ts';
 import type { RangeReader } from '../../src/seed/zip-reader.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
 import { run, tempDir } from '../helpers/run.ts';
@@ -30,23 +30,7 @@ function memoryReader(bytes: Uint8Array): RangeReader {
 function storeReader(root: CID, size: number, store: MemoryBlockStore): { reader: RangeReader; fetches: () => number } {
   let fetches = 0;
   const source = { get: async (cid: CID) => (fetches++, store.get(cid)) };
-  const stream = (offset: number, length: number): AsyncIterable<Uint8Array> => readBody(root, source, { offset, length });
-  return {
-    fetches: () => fetches,
-    reader: {
-      size,
-      stream,
-      async read(offset, length) {
-        const out = new Uint8Array(length);
-        let at = 0;
-        for await (const c of stream(offset, length)) {
-          out.set(c, at);
-          at += c.byteLength;
-        }
-        return out.subarray(0, at);
-      },
-    },
-  };
+  return { fetches: () => fetches, reader: bodyRangeReader(root, size, source) };
 }
 
 /** Hash1 written out independently of go-dirhash: sorted `sha256  name` lines, sha256, base64. */

@@ -8,7 +8,7 @@ import { InvalidConfigError } from '../errors.ts';
 import type { ProxyLimits } from '../proxy/limits.ts';
 import { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, defaultMaxConnections } from '../proxy/limits.ts';
 import { DEFAULT_UPSTREAM_TIMEOUT_MS } from '../upstream/safe-dispatcher.ts';
-import type { Exposure } from './exposure.ts';
+import type { Exposure } from '../config/exposure.ts';
 
 /** Environment variable holding the proxy credentials (preferred to the flag: a flag shows in `ps`). */
 export const PROXY_AUTH_ENV = 'FETCH_ORACLE_PROXY_AUTH';

@@ -1,0 +1,278 @@
+import * as dagCbor from '@ipld/dag-cbor';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { CID } from 'multiformats/cid';
+import { InvalidNetlockError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { NOOP_LOGGER } from '../log.ts';
+import { NETLOCK_TYPE } from '../netlock/dag.ts';
+import { readNetlockRoot } from '../netlock/file.ts';
+import { DAG_CBOR_CODE, RAW_CODE } from '../protocol/blocks.ts';
+import { parseLines } from '../records/record-log.ts';
+import { blockLinks } from './block-links.ts';
+import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
+
+/** Blocks younger than this are kept by default: a record run may be importing them right now. */
+export const GC_DEFAULT_MIN_AGE_MS = 60 * 60 * 1000;
+
+export interface GcOptions {
+  /** The data directory (`<dataDir>/blocks`, `<dataDir>/records.jsonl`). */
+  dataDir: string;
+  /** Netlock files (JSON or a bare root CID) whose DAGs must be kept, wherever they are. */
+  keep?: readonly string[];
+  /** Count what would be removed; remove nothing. */
+  dryRun?: boolean;
+  /** Keep unreferenced blocks modified less than this long ago. @default GC_DEFAULT_MIN_AGE_MS */
+  minAgeMs?: number;
+  logger?: Logger;
+}
+
+export interface Tally {
+  count: number;
+  bytes: number;
+}
+
+export interface GcReport {
+  dataDir: string;
+  dryRun: boolean;
+  /** What was kept as roots: records of the index, netlock files (given, found), netlock roots in the store, journals. */
+  roots: { records: number; netlockFiles: string[]; storedNetlocks: number; journals: string[] };
+  /** Blocks some root needs. */
+  live: Tally;
+  /** Blocks no root needs, removed (or, with dryRun, that would be). */
+  removed: Tally;
+  /** Unreferenced blocks kept because they are younger than minAge. */
+  young: Tally;
+  /** Temp files of processes that are gone (store writes, request-body spools, netlock writes). */
+  temp: Tally;
+  /** Blocks set aside by verification (`<cid>.corrupt`). */
+  quarantined: Tally;
+  /** Blocks some root names that the store does not hold (reported, not an error: `verify` says which entry). */
+  missing: number;
+}
+
+interface BlockFile {
+  cid: CID;
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Netlock files and journals in the data directory (outside blocks/ and ca/), a few levels deep. */
+async function findInDataDir(dir: string, depth = 0): Promise<{ netlocks: string[]; journals: string[] }> {
+  const found = { netlocks: [] as string[], journals: [] as string[] };
+  if (depth > 3) return found;
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (depth === 0 && (e.name === 'blocks' || e.name === 'ca')) continue;
+      const sub = await findInDataDir(path, depth + 1);
+      found.netlocks.push(...sub.netlocks);
+      found.journals.push(...sub.journals);
+    } else if (e.isFile()) {
+      if (e.name.endsWith('.journal')) found.journals.push(path);
+      else if (e.name.endsWith('.json') || e.name.endsWith('.netlock')) {
+        try {
+          await readNetlockRoot(path);
+          found.netlocks.push(path);
+        } catch {
+          // not a netlock
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** Record CIDs named by a JSON-lines file (record index or journal): every line, not only the newest per key. */
+async function recordsIn(path: string): Promise<CID[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return parseLines(text).entries.map((e) => e.signed.record);
+}
+
+/**
+ * Garbage collection of the embedded store. Keeps every block some root needs, following every link
+ * (records → body DAGs and attestation documents; netlock roots → index pages → records → …), where the
+ * roots are: every record line of the record index (old versions too), every netlock file given or found
+ * in the data directory, every netlock root block held in the store (a netlock file may live anywhere, so
+ * its DAG is never collected while its root is stored), and every journal in the data directory or beside
+ * a given netlock. Removes the other blocks (unless younger than `minAgeMs`: a running record may be
+ * importing them), temp files of processes that are gone, and quarantined `.corrupt` blocks.
+ */
+export async function collectGarbage(options: GcOptions): Promise<GcReport> {
+  const logger = options.logger ?? NOOP_LOGGER;
+  const dataDir = resolve(options.dataDir);
+  const blocksDir = join(dataDir, 'blocks');
+  const minAge = options.minAgeMs ?? GC_DEFAULT_MIN_AGE_MS;
+  const dryRun = options.dryRun === true;
+  const now = Date.now();
+  const report: GcReport = {
+    dataDir,
+    dryRun,
+    roots: { records: 0, netlockFiles: [], storedNetlocks: 0, journals: [] },
+    live: { count: 0, bytes: 0 },
+    removed: { count: 0, bytes: 0 },
+    young: { count: 0, bytes: 0 },
+    temp: { count: 0, bytes: 0 },
+    quarantined: { count: 0, bytes: 0 },
+    missing: 0,
+  };
+
+  // 1. Every file of the store.
+  const blocks = new Map<string, BlockFile>();
+  const temps: Array<{ path: string; size: number }> = [];
+  const corrupt: Array<{ path: string; size: number }> = [];
+  for (const shard of await listDir(blocksDir)) {
+    for (const name of await listDir(join(blocksDir, shard))) {
+      const path = join(blocksDir, shard, name);
+      const st = await stat(path).catch(() => undefined);
+      if (st === undefined || !st.isFile()) continue;
+      const tmp = BLOCK_TEMP_RE.exec(name);
+      if (tmp !== null) {
+        if (isStaleTemp(Number(tmp[2]), st.mtimeMs, now)) temps.push({ path, size: st.size });
+        continue;
+      }
+      if (name.endsWith('.corrupt')) {
+        corrupt.push({ path, size: st.size });
+        continue;
+      }
+      let cid: CID;
+      try {
+        cid = CID.parse(name);
+      } catch {
+        continue; // not ours: left alone
+      }
+      blocks.set(cid.toString(), { cid, path, size: st.size, mtimeMs: st.mtimeMs });
+    }
+  }
+
+  // 2. Roots.
+  const roots: CID[] = [];
+  const indexRecords = await recordsIn(join(dataDir, 'records.jsonl'));
+  report.roots.records = new Set(indexRecords.map(String)).size;
+  roots.push(...indexRecords);
+  const found = await findInDataDir(dataDir);
+  const given = (options.keep ?? []).map((p) => resolve(p));
+  for (const path of given) {
+    // A netlock the caller asked to keep must be readable: collecting without it could lose its blocks.
+    const { root } = await readNetlockRoot(path).catch((cause: unknown) => {
+      throw new InvalidNetlockError(`gc --keep ${path}: ${(cause as Error).message}; nothing collected`, { cause });
+    });
+    roots.push(root);
+  }
+  for (const path of found.netlocks) roots.push((await readNetlockRoot(path)).root);
+  report.roots.netlockFiles = [...new Set([...given, ...found.netlocks])].map((p) => (p.startsWith(`${dataDir}/`) ? relative(dataDir, p) : p));
+  const journals = [...new Set([...found.journals, ...given.map((p) => `${p}.journal`)])];
+  for (const path of journals) {
+    const records = await recordsIn(path);
+    if (records.length > 0 || found.journals.includes(path)) report.roots.journals.push(path);
+    roots.push(...records);
+  }
+  for (const b of blocks.values()) {
+    if (b.cid.code !== DAG_CBOR_CODE) continue;
+    try {
+      const value = dagCbor.decode(await readFile(b.path)) as { type?: unknown } | null;
+      if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
+        roots.push(b.cid);
+        report.roots.storedNetlocks++;
+      }
+    } catch {
+      // not decodable: an ordinary unreferenced block unless something links to it
+    }
+  }
+
+  // 3. Mark everything the roots reach.
+  const live = new Set<string>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const cid = stack.pop()!;
+    const id = cid.toString();
+    if (live.has(id)) continue;
+    live.add(id);
+    const file = blocks.get(id);
+    if (file === undefined) {
+      report.missing++;
+      continue;
+    }
+    if (cid.code === RAW_CODE) continue;
+    try {
+      stack.push(...blockLinks(cid, await readFile(file.path)));
+    } catch (err) {
+      logger.warn('gc: cannot follow the links of block %s: %s', id, (err as Error).message);
+    }
+  }
+
+  // 4. Sweep.
+  const remove = async (path: string): Promise<void> => {
+    if (!dryRun) await rm(path, { force: true });
+  };
+  for (const [id, b] of blocks) {
+    if (live.has(id)) {
+      report.live.count++;
+      report.live.bytes += b.size;
+    } else if (now - b.mtimeMs < minAge) {
+      report.young.count++;
+      report.young.bytes += b.size;
+    } else {
+      await remove(b.path);
+      report.removed.count++;
+      report.removed.bytes += b.size;
+    }
+  }
+  temps.push(...(await staleSpoolFiles()));
+  for (const path of given) temps.push(...(await staleNetlockTempFiles(path)));
+  for (const t of temps) {
+    await remove(t.path);
+    report.temp.count++;
+    report.temp.bytes += t.size;
+  }
+  for (const c of corrupt) {
+    await remove(c.path);
+    report.quarantined.count++;
+    report.quarantined.bytes += c.size;
+  }
+  return report;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(1)} ${units[u]} (${n} bytes)`;
+}
+
+/** The text `fetch-oracle gc` prints. */
+export function renderGcReport(r: GcReport): string {
+  const verb = r.dryRun ? 'would remove' : 'removed';
+  const lines = [
+    `gc of ${r.dataDir}${r.dryRun ? ' (dry run: nothing removed)' : ''}`,
+    `  roots: ${r.roots.records} record(s) in the index, ${r.roots.netlockFiles.length} netlock file(s)${r.roots.netlockFiles.length > 0 ? ` (${r.roots.netlockFiles.join(', ')})` : ''}, ${r.roots.storedNetlocks} netlock root(s) in the store, ${r.roots.journals.length} journal(s)`,
+    `  kept: ${r.live.count} block(s), ${bytes(r.live.bytes)}`,
+    `  ${verb}: ${r.removed.count} unreferenced block(s), ${bytes(r.removed.bytes)}`,
+    `  ${verb}: ${r.temp.count} stale temp file(s), ${bytes(r.temp.bytes)}`,
+    `  ${verb}: ${r.quarantined.count} quarantined block(s), ${bytes(r.quarantined.bytes)}`,
+  ];
+  if (r.young.count > 0) lines.push(`  kept (younger than --min-age): ${r.young.count} unreferenced block(s), ${bytes(r.young.bytes)}`);
+  if (r.missing > 0) lines.push(`  missing: ${r.missing} block(s) a root names are not in the store (run verify on your netlocks)`);
+  return `${lines.join('\n')}\n`;
+}
