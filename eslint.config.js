@@ -27,6 +27,33 @@ export default tseslint.config(
     },
     linterOptions: { reportUnusedDisableDirectives: 'error' },
   },
+  // Type-aware lint (style habit 15) for every .ts file: each is in tsconfig.json or, for test/ and vitest.config.ts,
+  // test/tsconfig.json (the first project that includes a file types it).
+  {
+    files: ['**/*.ts'],
+    extends: [tseslint.configs.recommendedTypeChecked],
+    languageOptions: { parserOptions: { project: ['./tsconfig.json', './test/tsconfig.json'], tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/only-throw-error': 'error',
+      '@typescript-eslint/return-await': ['error', 'in-try-catch'],
+      '@typescript-eslint/no-floating-promises': 'error',
+      // A caught `unknown` passes on to reject() as it is, as only-throw-error lets it be rethrown.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingUnknown: true }],
+      // The recommended options, plus CIDs: a CID stringifies to its canonical string (the form every message uses).
+      '@typescript-eslint/restrict-template-expressions': ['error', {
+        allowAny: true, allowBoolean: true, allowNullish: true, allowNumber: true, allowRegExp: true,
+        allow: [{ from: 'lib', name: ['Error', 'URL', 'URLSearchParams'] }, { from: 'package', name: 'CID', package: 'multiformats' }],
+      }],
+    },
+  },
+  {
+    files: ['src/**/*.ts', 'guest/**/*.ts'],
+    rules: {
+      '@typescript-eslint/explicit-function-return-type': ['error', { allowExpressions: true, allowTypedFunctionExpressions: true, allowHigherOrderFunctions: true }],
+    },
+  },
+  // JS files (this config, bin/) are not type-checked.
+  { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
   // Tool config files must default-export; the named-exports rule is for the product's code.
   { files: ['*.config.ts', '*.config.js'], rules: { 'no-restricted-syntax': 'off' } },
   {

@@ -24,7 +24,7 @@ function startScript(script: string, args: string[]): Promise<Daemon> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [RUN_TS, join(import.meta.dirname, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     child.stdout.once('data', (d: Buffer) =>
-      resolve({ child, url: /listening (\S+)/.exec(d.toString())![1]!, admin: undefined, stderr: () => '', stop: async () => (child.kill(), null) }),
+      resolve({ child, url: /listening (\S+)/.exec(d.toString())![1]!, admin: undefined, stderr: () => '', stop: () => Promise.resolve((child.kill(), null)) }),
     );
   });
 }

@@ -18,7 +18,7 @@ import { encodeCborBlock } from '../src/protocol/record.ts';
 import { importBody } from '../src/protocol/unixfs.ts';
 import { exportCar } from '../src/netlock/export-car.ts';
 import { importCar } from '../src/netlock/import-car.ts';
-import type { BlockStore } from '../src/store/block-store.ts';
+import type { Block, BlockStore } from '../src/store/block-store.ts';
 import { FsBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../src/store/index.ts';
 import { buildFixtureNetlock, manySmallResponses, pseudoRandomBytes } from '../test/netlock/netlock-fixture.ts';
 
@@ -97,7 +97,7 @@ try {
     const responses = manySmallResponses(ENTRIES, 512).map((r) => ({ ...r, url: r.url.replace('registry.example', `${kind.replace(/\W+/g, '-')}.example`) }));
     const netlock = await buildFixtureNetlock(responses, memory);
     const built = storeOf(kind);
-    await built.putMany((async function* () {
+    await built.putMany((async function* (): AsyncGenerator<Block> {
       for (const c of memory.cids()) yield { cid: CID.parse(c), bytes: await memory.get(CID.parse(c)) };
     })());
     const car = join(dir, `netlock-${fresh}.car`);

@@ -9,7 +9,8 @@ const block = Buffer.alloc(1024 * 1024);
 for (let i = 0; i < block.length; i++) block[i] = (i * 2654435761) >>> 24;
 const small = Buffer.alloc(4096, 7);
 
-const server = createServer(async (req, res) => {
+// The handler's promise is voided: nothing awaits a request; a failed write rejects and ends the benchmark.
+const server = createServer((req, res) => void (async () => {
   // bench/seed.ts: npm-style tarballs /pkg/NAME/-/NAME-1.0.0.tgz, package number in NAME (bench/package-bytes.ts).
   const pkg = /^\/pkg\/p(\d+)\/-\//.exec(req.url ?? '');
   if (pkg !== null) {
@@ -31,7 +32,7 @@ const server = createServer(async (req, res) => {
     if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
   }
   res.end();
-});
+})());
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`listening http://127.0.0.1:${(server.address() as AddressInfo).port}\n`);
 });

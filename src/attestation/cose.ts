@@ -65,7 +65,7 @@ function checkProtectedHeader(protectedBytes: Uint8Array): void {
   if (alg !== COSE_ALG_ES384) {
     throw new AttestationError(
       'ORACLE_ERR_ATTESTATION_UNSUPPORTED_ALGORITHM',
-      `COSE algorithm must be ES384 (-35), got ${alg === undefined ? 'none' : String(alg)}`,
+      `COSE algorithm must be ES384 (-35), got ${alg === undefined ? 'none' : typeof alg === 'number' || typeof alg === 'bigint' || typeof alg === 'string' ? String(alg) : describe(alg)}`,
     );
   }
 }

@@ -33,11 +33,11 @@ export function decodeAttestation(bytes: Uint8Array): AttestationDocument {
  * document's timestamp), COSE_Sign1 ES384 signature, debug mode, PCR policy and, with `maxAgeMs`, freshness.
  * Throws AttestationError.
  */
-export async function verifyAttestation(bytes: Uint8Array, options: VerifyAttestationOptions = {}): Promise<AttestationDocument> {
+export function verifyAttestation(bytes: Uint8Array, options: VerifyAttestationOptions = {}): Promise<AttestationDocument> {
   try {
-    return verifyAttestationSync(bytes, options);
+    return Promise.resolve(verifyAttestationSync(bytes, options));
   } catch (error) {
-    throw asAttestationError(error);
+    return Promise.reject(asAttestationError(error));
   }
 }
 

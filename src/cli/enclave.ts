@@ -12,7 +12,6 @@ import { ParentProxy, parseAllowRule } from '../enclave/parent-proxy.ts';
 import { InvalidConfigError } from '../errors.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import { toHex } from '../protocol/signature.ts';
-import type { ListenAddress } from '../proxy/proxy-server.ts';
 import { describeProxy } from '../upstream/connect-tunnel.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 
@@ -121,7 +120,7 @@ async function serve(args: string[], dataDirDefault: string, out: (t: string) =>
     upstreamProxy,
     recordUpstreamFailures: false,
     ...(values.netlock === undefined ? {} : { netlockPath: resolve(values.netlock) }),
-    ...(admin === undefined ? {} : { admin: admin as ListenAddress }),
+    ...(admin === undefined ? {} : { admin: admin }),
     ...(values['admin-token'] === undefined || values['admin-token'] === '' ? {} : { adminToken: values['admin-token'] }),
   });
   // The document and the configuration it digests are blocks of the store before anything is signed, so

@@ -46,7 +46,7 @@ export async function runReplay(args: string[], context: CommandContext): Promis
   if (netlock === undefined) throw new UsageError(`replay needs --netlock FILE\n\n${REPLAY_HELP}`);
   if (values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   const logger = stderrLogger();
-  const { oracle, init } = await createOracle(values, netlock, context, logger);
+  const { oracle, init } = createOracle(values, netlock, context, logger);
   await serveUntilSignal(oracle, { label: 'replay', listen: init.listen, dataDir: init.dataDir, netlockPath: init.netlockPath }, logger, context.stdout);
   const reportPath = str(values['report']);
   const report = reportPath === undefined ? undefined : await oracle.replayReport();
@@ -58,7 +58,7 @@ export async function runReplay(args: string[], context: CommandContext): Promis
 }
 
 /** The replaying Oracle of these flags (kept in one place: OracleInit is the oracle's to reshape). */
-async function createOracle(values: Record<string, unknown>, netlock: string, context: CommandContext, logger: Logger): Promise<{ oracle: Oracle; init: ReplayInit }> {
+function createOracle(values: Record<string, unknown>, netlock: string, context: CommandContext, logger: Logger): { oracle: Oracle; init: ReplayInit } {
   const admin = str(values['admin']);
   const trust = strs(values['trust']);
   for (const flag of ['upstream-ca', 'variant-header'] as const) {

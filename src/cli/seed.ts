@@ -21,7 +21,7 @@ import { seed } from '../seed/seeder.ts';
 import type { HostAuth, SeedResult } from '../seed/seeder.ts';
 import { SeedSession } from '../seed/session.ts';
 import { KINDS } from '../seed/types.ts';
-import type { ParseOptions, SeedKind, SeedPlan } from '../seed/types.ts';
+import type { ParseOptions, SeedPlan } from '../seed/types.ts';
 
 export const DEFAULT_SEED_NETLOCK = 'fetch-oracle.netlock.json';
 export const DEFAULT_SEED_CONCURRENCY = 16;
@@ -142,7 +142,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
     const concurrency = values.concurrency === undefined ? DEFAULT_SEED_CONCURRENCY : Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw new UsageError(`--concurrency expects a whole number from 1 to 1024, got ${JSON.stringify(values.concurrency)}`);
     if (values.kind !== undefined && !isKind(values.kind)) throw new UsageError(`--kind expects one of ${KINDS.join(', ')}, got ${JSON.stringify(values.kind)}`);
-    const kind = values.kind as SeedKind | undefined;
+    const kind = values.kind;
     const auth = parseAuth(values.auth ?? []);
     const options: ParseOptions = {
       ...(values['npm-registry'] === undefined ? {} : { npmRegistry: values['npm-registry'] }),

@@ -11,7 +11,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect as netConnect, isIP } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -94,7 +94,7 @@ export class ParentProxy {
     const a = this.#server.address();
     if (a === null) throw new Error('ParentProxy is not listening');
     if (typeof a === 'string') return { path: a };
-    return { host: (a as AddressInfo).address, port: (a as AddressInfo).port };
+    return { host: a.address, port: a.port };
   }
 
   #plain(req: IncomingMessage, res: ServerResponse): void {

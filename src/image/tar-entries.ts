@@ -87,7 +87,7 @@ export async function readTarEntries(path: string, options: AbortOptions = {}): 
         gid: pax['gid'] !== undefined ? Number(pax['gid']) : header.gid,
         size: hash === undefined ? 0 : size,
         mtime: pax['mtime'] !== undefined ? Math.floor(Number(pax['mtime'])) : Math.floor(header.mtime.getTime() / 1000),
-        link: type === 'symlink' || type === 'hardlink' ? ((header.linkname as string | null) ?? '') : '',
+        link: type === 'symlink' || type === 'hardlink' ? (header.linkname ?? '') : '',
         device: type === 'char' || type === 'block' ? `${header.devmajor},${header.devminor}` : '',
         sha256: hash === undefined ? '' : hash.digest('hex'),
         pax: Object.entries(pax)

@@ -83,7 +83,7 @@ async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: 
     throw new MachineRpcError(method, `JSON-RPC ${method} failed${code === undefined ? '' : ` (${code})`}: ${message}`, code === undefined ? {} : { rpcCode: code });
   }
   if (!('result' in reply)) throw new MachineRpcError(method, `JSON-RPC ${method}: reply has neither result nor error`);
-  return reply['result'] as JsonValue;
+  return reply['result'];
 }
 
 function rpcUrl(url: string): string {

@@ -19,7 +19,7 @@ export interface CarOutput {
  * a Writable is written with backpressure and not ended (the caller owns it).
  */
 export async function openCarOutput(out: Writable | string): Promise<CarOutput> {
-  return typeof out === 'string' ? await FileOutput.create(out) : new StreamOutput(out);
+  return typeof out === 'string' ? FileOutput.create(out) : new StreamOutput(out);
 }
 
 /** Writes to `<path>.<random>.tmp`, then fsync + rename: the CAR appears whole or not at all. */
@@ -109,12 +109,12 @@ class StreamOutput implements CarOutput {
 
 function drained(out: Writable): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const done = (err?: unknown): void => {
+    const done = (err?: Error): void => {
       out.off('drain', onDrain);
       out.off('error', onError);
       out.off('close', onClose);
       if (err === undefined) resolve();
-      else reject(err instanceof Error ? err : new Error(String(err)));
+      else reject(err);
     };
     const onDrain = (): void => done();
     const onError = (err: Error): void => done(err);

@@ -329,7 +329,7 @@ export class Recorder implements ExchangeRecorder {
       let held: Uint8Array | undefined;
       const tee = async function* (): AsyncGenerator<Uint8Array> {
         for await (const chunk of upstream.body) {
-          const bytes = chunk as Uint8Array;
+          const bytes = chunk;
           received += bytes.byteLength;
           await digest.update(bytes);
           if (!headOut && (firstStored || pendingBytes >= CHUNK_BYTES)) {

@@ -225,8 +225,8 @@ export class ProxyServer {
         this.#init.certs.secureContextFor(servername).then((ctx) => cb(null, ctx), (err: Error) => cb(err));
       },
     });
-    tls.on('error', (err) => this.#init.logger.warn('TLS with client for %s failed: %s', bareHost, err.message));
-    tunnelTarget.set(tls as unknown as Socket, { scheme: 'https', authority });
+    tls.on('error', (err: Error) => this.#init.logger.warn('TLS with client for %s failed: %s', bareHost, err.message));
+    tunnelTarget.set(tls, { scheme: 'https', authority });
     this.#limiter.adopt(tls, socket);
     this.#server.emit('connection', tls);
   }

@@ -54,7 +54,7 @@ export function parseNpmLock(text: string, file: string): SeedPlan {
       if (path === '') continue;
       const line = lines.find(JSON.stringify(path));
       if (pkg === null || typeof pkg !== 'object') throw new InvalidLockfileError(file, line, `entry ${JSON.stringify(path)} is not an object`);
-      add(path, pkg as LockPackage, line);
+      add(path, pkg, line);
     }
   } else {
     const walk = (deps: unknown, prefix: string): void => {

@@ -1,6 +1,5 @@
 import { LineCounter, parseDocument } from 'yaml';
 import { isMap, isScalar } from 'yaml';
-import type { Pair } from 'yaml';
 import { InvalidLockfileError } from '../errors.ts';
 import { PNPM_TARBALL_ACCEPT } from './client-requests.ts';
 import { parseSri } from './digests.ts';
@@ -47,7 +46,7 @@ export function parsePnpmLock(text: string, file: string, registry = DEFAULT_NPM
   const packages = root.get('packages', true);
   if (packages === undefined) return { entries, resolvers: [], warnings };
   if (!isMap(packages)) throw new InvalidLockfileError(file, lineOfNode(packages, counter), '"packages" is not a mapping');
-  for (const pair of packages.items as Array<Pair<unknown, unknown>>) {
+  for (const pair of packages.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
     const line = lineOfNode(pair.key, counter);
     const nv = pnpmNameVersion(key);
@@ -60,7 +59,7 @@ export function parsePnpmLock(text: string, file: string, registry = DEFAULT_NPM
       continue;
     }
     if (typeof res['type'] === 'string' && res['type'] !== 'tarball') {
-      warnings.push({ source, message: `resolved from ${res['type']} (${String(res['repo'] ?? res['directory'] ?? '')}): not seeded`, strict: true });
+      warnings.push({ source, message: `resolved from ${res['type']} (${typeof res['repo'] === 'string' ? res['repo'] : typeof res['directory'] === 'string' ? res['directory'] : ''}): not seeded`, strict: true });
       continue;
     }
     const tarball = typeof res['tarball'] === 'string' ? res['tarball'] : undefined;

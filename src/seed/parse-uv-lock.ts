@@ -8,7 +8,7 @@ import type { SeedEntry, SeedPlan, SeedWarning } from './types.ts';
 /** Parses TOML, turning a syntax error into file:line. */
 export function parseToml(text: string, file: string): Record<string, unknown> {
   try {
-    return parse(text) as Record<string, unknown>;
+    return parse(text);
   } catch (err) {
     const line = err instanceof TomlError ? err.line : 1;
     throw new InvalidLockfileError(file, line, `not valid TOML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
@@ -30,9 +30,9 @@ export function parseUvLock(text: string, file: string): SeedPlan {
   if (!Array.isArray(packages)) throw new InvalidLockfileError(file, lineOf(text, 'package'), '"package" is not an array of tables');
   const cursor = new LineCursor(text);
   for (const pkg of packages as Array<Record<string, unknown>>) {
-    const name = String(pkg['name'] ?? '?');
+    const name = typeof pkg['name'] === 'string' ? pkg['name'] : '?';
     const line = cursor.find(`name = ${JSON.stringify(name)}`);
-    const label = `${name}@${String(pkg['version'] ?? '?')}`;
+    const label = `${name}@${typeof pkg['version'] === 'string' ? pkg['version'] : '?'}`;
     const src = (pkg['source'] ?? {}) as Record<string, unknown>;
     if (typeof src['git'] === 'string') {
       warnings.push({ source: { file, line, name: label }, message: `git source ${src['git']}: not seeded`, strict: false });

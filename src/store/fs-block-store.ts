@@ -130,6 +130,6 @@ function nothingToDo(signal: AbortSignal | undefined): Promise<void> {
     throwIfAborted(signal);
     return Promise.resolve();
   } catch (err) {
-    return Promise.reject(err as Error);
+    return Promise.reject(err);
   }
 }

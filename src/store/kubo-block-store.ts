@@ -86,7 +86,7 @@ export class KuboBlockStore implements BlockStore {
   /** Kubo's version: a cheap check that the daemon answers. */
   async version(options?: AbortOptions): Promise<string> {
     throwIfAborted(options?.signal);
-    return await this.#rpc.version(options);
+    return this.#rpc.version(options);
   }
 
   /**
@@ -168,14 +168,14 @@ export class KuboBlockStore implements BlockStore {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     await this.#settle([cid], (leaf) => `Block ${leaf}`);
-    return await this.#rpc.blockGet(cid, options);
+    return this.#rpc.blockGet(cid, options);
   }
 
   async has(cid: CID, options?: AbortOptions): Promise<boolean> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
     await this.#pending.get(cid.toString());
-    return await this.#rpc.blockStat(cid, options);
+    return this.#rpc.blockStat(cid, options);
   }
 
   async pin(cid: CID, options?: PinOptions): Promise<void> {
@@ -189,7 +189,7 @@ export class KuboBlockStore implements BlockStore {
   async pinned(cid: CID, options?: AbortOptions): Promise<string | undefined> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
-    return await this.#rpc.pinType(cid, options);
+    return this.#rpc.pinType(cid, options);
   }
 
   /**
@@ -208,7 +208,7 @@ export class KuboBlockStore implements BlockStore {
   async putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number> {
     throwIfAborted(options?.signal);
     this.#assertOpen();
-    const iterator = (Symbol.asyncIterator in blocks ? blocks[Symbol.asyncIterator]() : blocks[Symbol.iterator]()) as AsyncIterator<Block> | Iterator<Block>;
+    const iterator = Symbol.asyncIterator in blocks ? blocks[Symbol.asyncIterator]() : blocks[Symbol.iterator]();
     const first = await iterator.next();
     if (first.done === true) return 0;
     let sent = 0;

@@ -79,7 +79,7 @@ export class KuboRpc {
     const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
     let text: string;
     try {
-      text = await this.#post(`block/put?${query}`, `multipart/form-data; boundary=${boundary}`, [head, bytes, tail], options?.signal);
+      text = await this.#post(`block/put?${query.toString()}`, `multipart/form-data; boundary=${boundary}`, [head, bytes, tail], options?.signal);
     } catch (err) {
       throw this.#error('block/put', cid, err, options?.signal, this.#timeoutMs);
     }
@@ -250,7 +250,7 @@ export class KuboRpc {
           req.end();
         } catch (err) {
           req.destroy(err as Error);
-          reject(err as Error);
+          reject(err);
         }
       })();
     });

@@ -28,7 +28,7 @@ export async function createCaCertificate(keys: CryptoKeyPair, commonName: strin
   const notBefore = new Date(now.getTime() - CLOCK_SKEW_ALLOWANCE_MS);
   const notAfter = new Date(notBefore);
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_CERT_LIFETIME_YEARS);
-  return await X509CertificateGenerator.createSelfSigned(
+  return X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerialNumber(),
       name: [{ CN: [commonName] }] satisfies JsonName,

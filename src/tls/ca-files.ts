@@ -35,7 +35,7 @@ export async function loadOrCreateCaFiles(paths: CaFilePaths, logger: Logger): P
     logger.debug('loaded CA %s', paths.certPath);
     return loaded;
   }
-  return await createCaFiles(paths.dir, paths.certPath, paths.keyPath, logger);
+  return createCaFiles(paths.dir, paths.certPath, paths.keyPath, logger);
 }
 
 function caCommonName(now: Date): string {

@@ -83,7 +83,7 @@ export class CertAuthority {
     try {
       host = parseCertHost(hostname);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error);
     }
     return this.#contexts.get(host);
   }

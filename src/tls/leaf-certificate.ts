@@ -56,7 +56,7 @@ export async function createLeafCertificate(
   const withCommonName = first.value.length <= MAX_COMMON_NAME_LENGTH;
   const san: JsonGeneralName[] = names.map((name) => ({ type: name.type, value: name.value }));
   const caKeyId = ca.certificate.getExtension(SubjectKeyIdentifierExtension)?.keyId;
-  return await X509CertificateGenerator.create(
+  return X509CertificateGenerator.create(
     {
       serialNumber: randomSerialNumber(),
       subject: withCommonName ? ([{ CN: [first.value] }] satisfies JsonName) : ([] satisfies JsonName),

@@ -10,7 +10,7 @@ export const SIGNING_ALGORITHM: webcrypto.EcdsaParams = { name: 'ECDSA', hash: '
 
 /** An extractable ECDSA P-256 key pair (WebCrypto). */
 export async function generateP256KeyPair(): Promise<CryptoKeyPair> {
-  return await webcrypto.subtle.generateKey(EC_KEY_ALGORITHM, true, ['sign', 'verify']);
+  return webcrypto.subtle.generateKey(EC_KEY_ALGORITHM, true, ['sign', 'verify']);
 }
 
 /** PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) of an extractable WebCrypto private key. */

@@ -15,7 +15,7 @@ export interface MintedContext {
 
 export interface SecureContextCacheInit {
   /** Makes the context for a host not cached (or due for renewal). */
-  mint(host: CertHost): Promise<MintedContext>;
+  mint: (host: CertHost) => Promise<MintedContext>;
   /** Cap on cached contexts (least recently used are dropped first). @default DEFAULT_MAX_CACHED_LEAVES */
   maxEntries?: number;
   logger?: Logger;

@@ -126,7 +126,7 @@ export function tunnelConnector(init: TunnelConnectorInit): buildConnector.conne
             raw.setTimeout(0);
             finish(null, tls);
           });
-          tls.once('error', (err) => {
+          tls.once('error', (err: Error) => {
             raw.destroy();
             finish(err);
           });

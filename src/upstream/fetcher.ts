@@ -112,7 +112,7 @@ export class Fetcher {
     const options: Dispatcher.RequestOptions = {
       origin: new URL(req.url).origin,
       path: pathOf(req.url),
-      method: req.method as Dispatcher.HttpMethod,
+      method: req.method,
       headers,
       body: req.body ?? null,
       signal: req.signal ?? null,

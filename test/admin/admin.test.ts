@@ -68,6 +68,7 @@ describe('admin API', () => {
     expect(root).toBe(netlock.netlock);
     const car = new Uint8Array(await res.arrayBuffer());
     const store = new MemoryBlockStore();
+    // eslint-disable-next-line @typescript-eslint/require-await -- an in-memory CAR as the AsyncIterable importCar reads
     const imported = await importCar((async function* () { yield car; })(), store);
     expect(imported.root.toString()).toBe(root);
     const key = (await LocalSigner.publicKeyIn(join(dir.path, 'data')))!;
@@ -75,6 +76,7 @@ describe('admin API', () => {
     expect(report).toMatchObject({ entries: 1, bodyBytes: 11, failures: [] });
     // Cut short (as when the oracle fails mid-stream), the CAR is refused and nothing lands.
     const partial = new MemoryBlockStore();
+    // eslint-disable-next-line @typescript-eslint/require-await -- an in-memory CAR as the AsyncIterable importCar reads
     await expect(importCar((async function* () { yield car.subarray(0, car.byteLength - 5); })(), partial)).rejects.toMatchObject({ code: expect.stringMatching(/^ORACLE_ERR_/) as unknown });
     expect(partial.cids()).toEqual([]);
   });

@@ -92,7 +92,7 @@ describe('fetch-oracle attest verify', () => {
     expectProductionFields(inside.json!);
     const late = await attest(PRODUCTION, '--at', '2024-09-07T19:40:00+02:00'); // 17:40Z: the leaf expired at 17:37:39
     expect(late.code).toBe(1);
-    expect(late.json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_EXPIRED', message: expect.stringMatching(/^certificate \(leaf\) has expired at 2024-09-07T17:40:00\.000Z/) });
+    expect(late.json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_EXPIRED', message: expect.stringMatching(/^certificate \(leaf\) has expired at 2024-09-07T17:40:00\.000Z/) as unknown });
     const now = await attest(PRODUCTION, '--at', 'now');
     expect(now.code).toBe(1);
     expect(now.json).toMatchObject({ code: 'ORACLE_ERR_ATTESTATION_EXPIRED' });
@@ -118,7 +118,7 @@ describe('fetch-oracle attest verify', () => {
       message: 'document is 10m old at 2024-09-07T14:47:39.545Z (timestamp 2024-09-07T14:37:39.545Z); the maximum age is 5m',
     });
     const early = await attest(PRODUCTION, '--at', '2024-09-07T14:37:38Z', '--max-age', '1h');
-    expect(early.json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_NOT_YET_VALID', message: expect.stringMatching(/after the verification time/) });
+    expect(early.json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_NOT_YET_VALID', message: expect.stringMatching(/after the verification time/) as unknown });
     // Without --at "fresh" means now; years later, the leaf certificate has long expired too.
     const now = await attest(PRODUCTION, '--max-age', '7d');
     expect(now.code).toBe(1);
@@ -152,7 +152,7 @@ describe('fetch-oracle attest verify', () => {
     expect(tiny.json).toMatchObject({ code: 'ORACLE_ERR_ATTESTATION_MALFORMED', message: 'truncated: COSE_Sign1 envelope is 2 bytes, expected at least 6 (a byte string of 4 bytes at offset 1 runs past the end)' });
     const garbage = join(dir.path, 'garbage.txt');
     await writeFile(garbage, 'not an attestation!');
-    expect((await attest(garbage)).json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_MALFORMED', message: expect.stringMatching(/neither raw CBOR, hex nor base64/) });
+    expect((await attest(garbage)).json).toMatchObject({ valid: false, code: 'ORACLE_ERR_ATTESTATION_MALFORMED', message: expect.stringMatching(/neither raw CBOR, hex nor base64/) as unknown });
   });
 
   it('usage errors exit 2 on stderr with the help; an unreadable FILE exits 1 on stderr', async () => {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { decode as cborDecode } from 'cborg';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { MockInstance } from 'vitest';
 import {
   AWS_NITRO_ROOT_G1_DER_SHA256,
   AWS_NITRO_ROOT_G1_PEM,
@@ -234,7 +235,7 @@ describe('fixtures', () => {
 });
 
 describe('real public vectors', () => {
-  const silenced: ReturnType<typeof vi.spyOn>[] = [];
+  const silenced: MockInstance[] = [];
   afterEach(() => {
     for (const spy of silenced.splice(0)) spy.mockRestore();
   });
@@ -677,7 +678,7 @@ describe('synthetic documents (bring-your-own PKI)', () => {
       await expectRejects(verify(await makeDocument(pki, { signingKey: await generateSigningKey() })), 'ORACLE_ERR_ATTESTATION_BAD_SIGNATURE', /leaf certificate key/);
     });
 
-    it('rejects wrong envelope shapes', async () => {
+    it('rejects wrong envelope shapes', () => {
       const p = cbor(new Map([['module_id', 'x']]));
       const sig = new Uint8Array(96);
       const cases: [unknown, RegExp][] = [

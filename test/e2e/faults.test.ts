@@ -113,7 +113,7 @@ describe('fault handling (CLI)', () => {
       unused: Array<{ url: string }>;
     };
     expect(report).toMatchObject({ entries: 2, used: 1 });
-    expect(report.misses).toEqual([{ method: 'GET', url: `${origin.url}/a`, accept: 'application/json', nearest: expect.arrayContaining([{ method: 'GET', url: `${origin.url}/a`, differs: ['header accept'] }]) }]);
+    expect(report.misses).toEqual([{ method: 'GET', url: `${origin.url}/a`, accept: 'application/json', nearest: expect.arrayContaining([{ method: 'GET', url: `${origin.url}/a`, differs: ['header accept'] }]) as unknown }]);
     expect(report.unused.map((u) => u.url)).toEqual([`${origin.url}/b`]);
   }, 60_000);
 

@@ -245,7 +245,7 @@ describe('enclave mode: boot.sh with a simulated NSM, unix sockets instead of vs
     }
     await parent?.close();
     for (const s of relaySockets) s.destroy();
-    await Promise.all([relay, inbound?.server].map((s) => (s === undefined ? undefined : new Promise<void>((r) => s.close(() => r())))));
+    await Promise.all([relay, inbound?.server].map((s) => (s === undefined ? Promise.resolve() : new Promise<void>((r) => s.close(() => r())))));
     await Promise.all([origin, hsOrigin, bodyOrigin, forbidden].map((o) => o?.close()));
     await sim?.close();
     await rm(dir, { recursive: true, force: true });

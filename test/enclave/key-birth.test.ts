@@ -98,26 +98,26 @@ describe('birthKey (simulated NSM behind the real helper code, -DNSM_SIM device 
       const document = await makeDocument(sim.pki, { fields: { timestamp: Date.now(), pcrs: sim.pcrs, public_key: new Uint8Array(32).fill(1), user_data: r.userData, nonce: null } });
       return { Attestation: { document } };
     };
-    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/binds public_key 0101.*not the oracle key/) });
+    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/binds public_key 0101.*not the oracle key/) as unknown });
     sim.respond = async (r) => {
       if (r.kind !== 'Attestation') return undefined;
       const document = await makeDocument(sim.pki, { fields: { timestamp: Date.now(), pcrs: sim.pcrs, public_key: r.publicKey, user_data: new Uint8Array(32), nonce: null } });
       return { Attestation: { document } };
     };
-    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/not the configuration digest/) });
+    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/not the configuration digest/) as unknown });
   });
 
   it('reports NSM errors, malformed responses, helper failures and aborts as NsmError / AbortedError', async () => {
     sim.respond = (r) => (r.kind === 'GetRandom' ? { Error: 'InternalError' } : undefined);
     await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: 'NSM refused GetRandom: InternalError' });
     sim.respond = (r) => (r.kind === 'GetRandom' ? new Uint8Array([0xff, 0x00]) : undefined);
-    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/not valid CBOR/) });
+    await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/not valid CBOR/) as unknown });
     sim.respond = (r) => (r.kind === 'Attestation' ? { Attestation: { document: 'not bytes' } } : undefined);
     await expect(birthKey({ nsm, config })).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: 'NSM Attestation response has no document' });
     sim.respond = undefined;
     const noSocket = new HelperNsmClient({ helperPath: NSM_HELPER_SIM, env: { NSM_SIM_SOCKET: join(dir, 'absent.sock') } });
-    await expect(noSocket.getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/failed \(exit 1\): nsm-helper: connect NSM_SIM_SOCKET/) });
-    await expect(new HelperNsmClient({ helperPath: join(dir, 'no-such-helper') }).getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/Cannot run NSM helper/) });
+    await expect(noSocket.getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/failed \(exit 1\): nsm-helper: connect NSM_SIM_SOCKET/) as unknown });
+    await expect(new HelperNsmClient({ helperPath: join(dir, 'no-such-helper') }).getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/Cannot run NSM helper/) as unknown });
     await expect(birthKey({ nsm, config, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
     await expect(nsm.attest({}, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
   });
@@ -127,18 +127,18 @@ describe('birthKey (simulated NSM behind the real helper code, -DNSM_SIM device 
     const big = cborEncode({ Attestation: { user_data: new Uint8Array(5000), nonce: null, public_key: null } });
     const child = promisify(execFile)(NSM_HELPER_SIM, [], { env: { NSM_SIM_SOCKET: sim.socketPath } });
     child.child.stdin!.end(big);
-    await expect(child).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/larger than 4096 bytes/) });
+    await expect(child).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/larger than 4096 bytes/) as unknown });
   });
 
   it('the real helper (no NSM_SIM) asks /dev/nsm and fails clearly where there is none', async () => {
     const client = new HelperNsmClient({ helperPath: NSM_HELPER_REAL });
-    await expect(client.getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/open \/dev\/nsm/) });
+    await expect(client.getRandom()).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/open \/dev\/nsm/) as unknown });
   });
 
   it('the RNG check requires nsm-hwrng', async () => {
     const path = join(dir, 'rng_current');
     await import('node:fs/promises').then((fs) => fs.writeFile(path, 'virtio_rng.0\n'));
-    await expect(checkRngSource(path)).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/"virtio_rng.0", not nsm-hwrng/) });
+    await expect(checkRngSource(path)).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM', message: expect.stringMatching(/"virtio_rng.0", not nsm-hwrng/) as unknown });
     await import('node:fs/promises').then((fs) => fs.writeFile(path, 'nsm-hwrng\n'));
     await expect(checkRngSource(path)).resolves.toBeUndefined();
     await expect(checkRngSource(join(dir, 'absent'))).rejects.toMatchObject({ code: 'ORACLE_ERR_NSM' });

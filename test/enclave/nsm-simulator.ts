@@ -76,7 +76,7 @@ export interface SimulatedNsm {
   /** Every attestation document returned. */
   readonly documents: Uint8Array[];
   /** Replaces the answer to a request (return undefined to answer normally): for failure tests. */
-  respond: ((request: NsmRequestSeen) => Promise<unknown> | unknown) | undefined;
+  respond: ((request: NsmRequestSeen) => unknown) | undefined;
   /** Writes the test root (PEM) to `path`, for `verify --attestation-root`. */
   writeRootPem(path: string): Promise<void>;
   close(): Promise<void>;

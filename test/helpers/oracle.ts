@@ -23,7 +23,7 @@ export interface TestOracle {
 export type TestOracleInit = OracleInit extends infer I ? (I extends OracleInit ? Omit<I, 'listen'> & { listen?: OracleInit['listen'] } : never) : never;
 
 export async function startTestOracle(init: TestOracleInit): Promise<TestOracle> {
-  const oracle = new Oracle({ listen: { host: '127.0.0.1', port: 0 }, ...init } as OracleInit);
+  const oracle = new Oracle({ listen: { host: '127.0.0.1', port: 0 }, ...init });
   await oracle.start();
   const { port } = oracle.proxyAddress();
   const proxyUrl = `http://127.0.0.1:${port}`;

@@ -17,6 +17,7 @@ import { LocalSigner } from '../../src/signing/local-signer.ts';
 export const MiB = 1024 * 1024;
 
 /** Deterministic pseudo-random bytes (AES-128-CTR keystream of `seed`), in pieces that do not align to 1 MiB. */
+// eslint-disable-next-line @typescript-eslint/require-await -- bodies are consumed as AsyncIterables; the keystream itself is synchronous
 export async function* pseudoRandomBytes(seed: string, length: number, pieceBytes = 192 * 1024 + 17): AsyncGenerator<Uint8Array> {
   const key = createHash('sha256').update(seed).digest();
   const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));

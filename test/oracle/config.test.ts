@@ -13,7 +13,7 @@ describe('validateOracleInit', () => {
   it('names the field that is wrong', () => {
     const bad = (init: unknown): OracleInit => init as OracleInit;
     expect(() => validateOracleInit(bad({ mode: 'replay', dataDir: '/d', listen }))).toThrow(/needs a netlock/);
-    expect(() => validateOracleInit(bad({ mode: 'replay', dataDir: '/d', listen, netlockPath: '/n', refresh: true }))).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_INVALID_CONFIG', message: expect.stringMatching(/^refresh:/) }));
+    expect(() => validateOracleInit(bad({ mode: 'replay', dataDir: '/d', listen, netlockPath: '/n', refresh: true }))).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_INVALID_CONFIG', message: expect.stringMatching(/^refresh:/) as unknown }));
     expect(() => validateOracleInit(bad({ mode: 'record', dataDir: '/d', listen, trust: [] }))).toThrow(/^trust:/);
     expect(() => validateOracleInit(bad({ mode: 'proxy', dataDir: '/d', listen }))).toThrow(/^mode:/);
     expect(() => validateOracleInit(bad({ mode: 'record', dataDir: '', listen }))).toThrow(/^dataDir:/);

@@ -85,6 +85,7 @@ describe('importBody with overlapping leaf writes', () => {
     const store = new MemoryBlockStore();
     await expect(importBody([Buffer.from('x')], store, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
     const abort = new AbortController();
+    // eslint-disable-next-line @typescript-eslint/require-await -- an AsyncIterable body source with nothing to await
     const source = async function* (): AsyncGenerator<Uint8Array> {
       for (let i = 0; i < 100; i++) {
         if (i === 50) abort.abort();

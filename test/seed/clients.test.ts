@@ -170,7 +170,7 @@ describe('seed, then the real client offline against replay', () => {
   it('go mod download: go.sum (zip and go.mod h1: dirhashes, made by go itself) downloads and verifies offline', async () => {
     const mod = { path: 'example.com/forSeedDemo', version: 'v1.2.0' };
     // The go command asks for escaped paths percent-encoded (`!` as %21): serve those spellings too.
-    const route = tls.route;
+    const route = tls.route.bind(tls);
     tls.route = (path, handler) => {
       route(path, handler);
       if (path.includes('!')) route(path.replaceAll('!', '%21'), handler);

@@ -19,7 +19,8 @@ import { buildZipForTest } from './zip-fixture.ts';
 function memoryReader(bytes: Uint8Array): RangeReader {
   return {
     size: bytes.byteLength,
-    read: async (offset, length) => bytes.subarray(offset, offset + length),
+    read: (offset, length) => Promise.resolve(bytes.subarray(offset, offset + length)),
+    // eslint-disable-next-line @typescript-eslint/require-await -- an in-memory RangeReader: stream() is an AsyncIterable with nothing to await
     stream: async function* (offset, length) {
       yield bytes.subarray(offset, offset + length);
     },
@@ -114,6 +115,7 @@ describe('readZipFiles / goZipHash (yauzl over a RangeReader)', () => {
     const reader: RangeReader = {
       size: zipBytes.length,
       read: async () => Promise.reject(missing),
+      // eslint-disable-next-line @typescript-eslint/require-await -- a RangeReader whose stream fails: nothing to await
       stream: async function* () {
         yield* [];
         throw missing;
@@ -121,7 +123,7 @@ describe('readZipFiles / goZipHash (yauzl over a RangeReader)', () => {
     };
     await expect(goZipHash(reader)).rejects.toBe(missing);
     // The directory reads fine, an entry's data does not.
-    const dataFails: RangeReader = { ...memoryReader(zipBytes), stream: reader.stream };
+    const dataFails: RangeReader = { ...memoryReader(zipBytes), stream: reader.stream.bind(reader) };
     await expect(goZipHash(dataFails)).rejects.toBe(missing);
   });
 

@@ -76,7 +76,7 @@ async function startSniServer(ca: CertAuthority): Promise<number> {
     },
   });
   server.on('secureConnection', answerHttp);
-  return await listen(server);
+  return listen(server);
 }
 
 /**
@@ -88,7 +88,7 @@ async function startServerFor(context: SecureContext): Promise<number> {
     const socket = new TLSSocket(raw, { isServer: true, secureContext: context });
     answerHttp(socket);
   });
-  return await listen(server);
+  return listen(server);
 }
 
 async function handshake(options: ConnectionOptions): Promise<{ authorized: boolean; peer: NodeX509Certificate }> {

@@ -6,7 +6,7 @@ import type { MintedContext } from '../../src/tls/secure-context-cache.ts';
 
 const host = (value: string): CertHost => ({ type: 'dns', value });
 
-function counter(notAfter: () => Date = () => new Date(Date.now() + 24 * 3600_000)): { mint(h: CertHost): Promise<MintedContext>; minted: string[] } {
+function counter(notAfter: () => Date = () => new Date(Date.now() + 24 * 3600_000)): { mint: (h: CertHost) => Promise<MintedContext>; minted: string[] } {
   const minted: string[] = [];
   return {
     minted,
