@@ -186,7 +186,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   for (const b of blocks.values()) {
     if (b.cid.code !== DAG_CBOR_CODE) continue;
     try {
-      const value = dagCbor.decode(await readFile(b.path)) as { type?: unknown } | null;
+      const value = dagCbor.decode<{ type?: unknown } | null>(await readFile(b.path));
       if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
         roots.push(b.cid);
         report.roots.storedNetlocks++;
