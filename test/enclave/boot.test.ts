@@ -280,9 +280,11 @@ describe('enclave mode: boot.sh with a simulated NSM, unix sockets instead of vs
     expect(hsOrigin.hits.size).toBe(0);
   });
 
-  it('a parent that flips a bit inside the body: the TLS record fails to decrypt, the transfer fails', async () => {
-    const res = await curl(`${bodyOrigin.url}/big`, ['-o', join(dir, 'big.out')]);
-    expect(res.code).not.toBe(0);
+  it('a parent that flips a bit inside the body: the TLS record fails to decrypt, the client gets an explained 502 or a failed transfer', async () => {
+    const res = await curl(`${bodyOrigin.url}/big`, ['-o', join(dir, 'big.out'), '-w', '%{http_code}']);
+    // Broken within the first MiB, the failure comes before the head (defect 6 of issue 13): a 502 with
+    // x-oracle-error; later, the head is out and the transfer is cut. Either way not one wrong byte counts as whole.
+    expect(res.code !== 0 || res.stdout.trim() === '502', `curl exit ${res.code}, status ${res.stdout}`).toBe(true);
     expect(bodyOrigin.hits.get('/big')).toBe(1);
     const got = existsSync(join(dir, 'big.out')) ? await readFile(join(dir, 'big.out')) : Buffer.alloc(0);
     expect(got.byteLength).toBeLessThan(bigBody.byteLength);
