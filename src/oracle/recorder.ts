@@ -3,7 +3,6 @@ import { BlockCorruptError, BlockMissingError, OracleError, StoreError, Truncate
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
-import type { BlockSink } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
@@ -12,7 +11,7 @@ import { liveResponseHead, statusHasBody } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
-import { CHUNK_BYTES, importBody } from '../protocol/unixfs.ts';
+import { importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
 import type { RecordIndex } from '../records/record-index.ts';
@@ -21,6 +20,7 @@ import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
 import type { DigestWorker } from './digest-worker.ts';
+import { LiveTee } from './live-tee.ts';
 import type { RunSet } from './run-set.ts';
 import type { OracleStats } from './stats.ts';
 
@@ -287,65 +287,22 @@ export class Recorder implements ExchangeRecorder {
       if (declared !== undefined) declaredBytes = Number(declared);
       const noBody = key.method === 'HEAD' || !statusHasBody(upstream.status);
       const digest = digests.begin(declared === undefined ? {} : { sizeHint: Number(declared) });
-      // The head goes out once the body's first block is stored (or the answer is recorded, for a body of
-      // one block or none): a failure before that (a full disk, a store that is down, an origin that breaks
-      // off within the first MiB) is answered with an error, not a head and a dropped connection. Until then
-      // the chunks wait here, about one block of them.
       const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
-      let headOut = live === undefined;
-      let firstStored = false;
-      const pending: Uint8Array[] = [];
-      let pendingBytes = 0;
-      let putSettled!: { resolve: () => void; reject: (err: unknown) => void };
-      const firstPut = new Promise<void>((resolve, reject) => (putSettled = { resolve, reject }));
-      firstPut.catch(() => {}); // awaited below when it matters; a failed put fails the import anyway
-      const sink: BlockSink = {
-        put: (cid, bytes, o) => {
-          const put = store.put(cid, bytes, o);
-          void put.then(() => {
-            firstStored = true;
-            putSettled.resolve();
-          }, putSettled.reject);
-          return put;
-        },
-      };
-      const handOn = async (bytes: Uint8Array | undefined): Promise<void> => {
-        if (!headOut) {
-          if (bytes !== undefined) pending.push(bytes);
-          pendingBytes += bytes?.byteLength ?? 0;
-          return;
-        }
-        for (const p of pending.splice(0)) await live?.push(p);
-        if (bytes !== undefined) await live?.push(bytes);
-      };
-      const headNow = async (): Promise<void> => {
-        if (headOut) return;
-        headOut = true;
-        onHead(liveHead);
-        await handOn(undefined);
-      };
-      // The reader gets each chunk as it arrives, except the newest one, held back until the record is
-      // persisted: a client never sees a complete body that was not recorded.
-      let held: Uint8Array | undefined;
-      const tee = async function* (): AsyncGenerator<Uint8Array> {
+      const tee = new LiveTee(live, () => onHead(liveHead));
+      const sink = tee.sink(store);
+      const chunks = async function* (): AsyncGenerator<Uint8Array> {
         for await (const chunk of upstream.body) {
-          const bytes = chunk;
-          received += bytes.byteLength;
-          await digest.update(bytes);
-          if (!headOut && (firstStored || pendingBytes >= CHUNK_BYTES)) {
-            await firstPut; // its leaf is being written by now
-            await headNow();
-          }
-          if (held !== undefined) await handOn(held);
-          held = bytes;
-          yield bytes;
+          received += chunk.byteLength;
+          await digest.update(chunk);
+          await tee.pass(chunk);
+          yield chunk;
         }
       };
       let body: FetchRecord['response']['body'] = null;
       try {
         if (noBody) upstream.body.destroy();
         // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and stores.
-        else body = (await importBody(tee(), sink, { signal: abort.signal })).cid;
+        else body = (await importBody(chunks(), sink, { signal: abort.signal })).cid;
       } catch (err) {
         upstream.body.destroy();
         digest.abandon();
@@ -360,12 +317,7 @@ export class Recorder implements ExchangeRecorder {
       const size = noBody ? Number(declared ?? 0) : received;
       const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordableResponseHeaders(upstream.headers), body, size, ...(await digest.digest()) });
       stats.bytesRecorded += received;
-      const release = async (): Promise<void> => {
-        await headNow();
-        await handOn(held);
-        live?.end();
-      };
-      return { record, release };
+      return { record, release: () => tee.release() };
     } finally {
       options.clientGone?.removeEventListener('abort', onClientGone);
     }
