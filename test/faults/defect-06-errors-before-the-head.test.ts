@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
+import { rawExchange } from '../helpers/raw-exchange.ts';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,15 +45,7 @@ async function get(t: TestOracle, url: string): Promise<Got> {
 
 /** Sends `text` on a raw connection, half-closes it, and returns everything received until close. */
 function halfClosed(port: number, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = createConnection(port, '127.0.0.1');
-    let out = '';
-    s.on('data', (c: Buffer) => (out += c.toString('latin1')));
-    s.on('close', () => resolve(out));
-    s.on('error', () => resolve(out));
-    s.setTimeout(10_000, () => s.destroy());
-    s.end(text);
-  });
+  return rawExchange(port, text, { halfClose: true, timeoutMs: 10_000 });
 }
 
 function expectErrorAnswer(got: Got, status: number, code: RegExp): void {

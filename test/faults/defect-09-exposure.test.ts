@@ -7,10 +7,10 @@
  * Everything listens on and talks to 127.0.0.1 only (the off-loopback cases are refused before binding).
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawExchange } from '../helpers/raw-exchange.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
@@ -23,15 +23,7 @@ const BASIC = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
 
 /** Sends `text` on a raw connection to 127.0.0.1:port and returns everything received until close. */
 function raw(port: number, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = createConnection(port, '127.0.0.1');
-    let out = '';
-    s.on('data', (c: Buffer) => (out += c.toString('latin1')));
-    s.on('close', () => resolve(out));
-    s.on('error', () => resolve(out));
-    s.setTimeout(5000, () => s.destroy());
-    s.write(text);
-  });
+  return rawExchange(port, text);
 }
 
 describe('defect 9: exposure off loopback, proxy authentication, never the oracle itself', () => {
