@@ -10,7 +10,6 @@ import type { OwnAddress } from '../config/exposure.ts';
 import type { ListenAddress } from '../io/listen.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
-import { removeStaleTempFiles } from '../store/stale-temp.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import { validateOracleInit } from './config.ts';
 import type { OracleInit } from './config.ts';
@@ -69,7 +68,6 @@ export class Oracle {
   async start(): Promise<void> {
     const { init, logger } = this;
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
-    await removeStaleTempFiles(init.dataDir, logger, init.mode === 'record' ? init.netlockPath : undefined);
     // The gate refuses requests without the proxy credentials, and targets that are this oracle's own ports.
     const gate = new ProxyGate({ ...(init.exposure?.proxyAuth === undefined ? {} : { proxyAuth: init.exposure.proxyAuth }), self: () => this.#ownAddresses() });
     const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate));

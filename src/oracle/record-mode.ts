@@ -10,6 +10,7 @@ import { describeRefused } from '../records/journal-check.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { ProxyGate } from '../config/exposure.ts';
 import type { BlockStore } from '../store/block-store.ts';
+import { removeStaleTempFiles } from '../store/stale-temp.ts';
 import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import type { RecordInit } from './config.ts';
 import type { OracleMode } from './mode.ts';
@@ -39,6 +40,9 @@ export class RecordMode implements OracleMode {
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
   static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<RecordMode> {
+    // Only a recording oracle writes blocks, request-body spools and netlocks: what a crashed one left goes
+    // (replay writes none of them, so its start-up does not list the store).
+    await removeStaleTempFiles(init.dataDir, logger, init.netlockPath);
     // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
     // a file there that cannot be read or verified stops the run here, before anything listens.
     const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: init.variantRules } });
