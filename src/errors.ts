@@ -100,8 +100,9 @@ export class UpstreamError extends OracleError {
   /** The low-level reason (ECONNREFUSED, ENOTFOUND, a certificate error code…), for records and headers. */
   readonly reason: string;
 
-  constructor(message: string, options?: { cause?: unknown; reason?: string }, code: 'ORACLE_ERR_UPSTREAM' | 'ORACLE_ERR_UPSTREAM_TIMEOUT' = 'ORACLE_ERR_UPSTREAM') {
-    super(code, message, options);
+  /** `code` only for UpstreamTimeoutError, which is an UpstreamError with a code of its own. */
+  constructor(message: string, options?: { cause?: unknown; reason?: string }, code?: 'ORACLE_ERR_UPSTREAM_TIMEOUT') {
+    super(code ?? 'ORACLE_ERR_UPSTREAM', message, options);
     this.name = 'UpstreamError';
     this.reason = options?.reason ?? 'UNKNOWN';
   }
