@@ -15,6 +15,7 @@ import { recoverCommand } from './recover.ts';
 import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
 import { lockfileCommand, seedCommand } from './seed.ts';
+import { machineCommand } from './machine.ts';
 import { serveMachineCommand } from './serve-machine.ts';
 import { verifyCommand } from './verify.ts';
 
@@ -31,6 +32,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['run', runCommand],
   ['build', buildCommand],
   ['attest', attestCommand],
+  ['machine', machineCommand],
   ['serve-machine', serveMachineCommand],
   ['seed', seedCommand],
   ['lockfile', lockfileCommand],
