@@ -31,7 +31,9 @@ export class DeviceBlockSource implements BlockSource {
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #logger: Logger;
   #queue: Promise<unknown> = Promise.resolve();
-  #buffer: Buffer = Buffer.alloc(0);
+  /** Unread helper output, in arrival order (joined once per frame, never chunk by chunk: see #read). */
+  #chunks: Buffer[] = [];
+  #buffered = 0;
   #waiter: (() => void) | undefined;
   #dead: Error | undefined;
   /** Round trips made (one per block fetched). */
@@ -42,7 +44,8 @@ export class DeviceBlockSource implements BlockSource {
     this.#logger = init.logger ?? NOOP_LOGGER;
     this.#child = spawn(init.helperPath, [], { env: { ...process.env, ...init.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.#child.stdout.on('data', (d: Buffer) => {
-      this.#buffer = this.#buffer.byteLength === 0 ? d : Buffer.concat([this.#buffer, d]);
+      this.#chunks.push(d);
+      this.#buffered += d.byteLength;
       this.#wake();
     });
     this.#child.stderr.on('data', (d: Buffer) => this.#logger.warn('cmio helper: %s', d.toString().trim()));
@@ -61,13 +64,35 @@ export class DeviceBlockSource implements BlockSource {
     w?.();
   }
 
+  /**
+   * The next `n` bytes of helper output. A 1 MiB block arrives in pipe-sized chunks (64 KiB); joining each
+   * chunk onto what came before copied a block ~8 times over, which inside the emulator cost as much as
+   * hashing it. Chunks wait in a list and are joined once, when the frame is complete.
+   */
   async #read(n: number): Promise<Buffer> {
-    while (this.#buffer.byteLength < n) {
+    while (this.#buffered < n) {
       if (this.#dead !== undefined) throw this.#dead;
       await new Promise<void>((r) => (this.#waiter = r));
     }
-    const out = this.#buffer.subarray(0, n);
-    this.#buffer = this.#buffer.subarray(n);
+    const first = this.#chunks[0]!;
+    let out: Buffer;
+    if (first.byteLength >= n) {
+      out = first.subarray(0, n);
+      if (first.byteLength === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const chunk = this.#chunks[0]!;
+        const take = Math.min(chunk.byteLength, n - filled);
+        out.set(chunk.subarray(0, take), filled);
+        filled += take;
+        if (take === chunk.byteLength) this.#chunks.shift();
+        else this.#chunks[0] = chunk.subarray(take);
+      }
+    }
+    this.#buffered -= n;
     return out;
   }
 
@@ -89,7 +114,7 @@ export class DeviceBlockSource implements BlockSource {
     const status = head.readUInt32BE(0);
     const length = head.readUInt32BE(4);
     if (length > MAX_BLOCK_BYTES) throw new BlockCorruptError(cid.toString(), `Device reply for ${cid} claims ${length} bytes (limit ${MAX_BLOCK_BYTES})`);
-    const body = new Uint8Array(await this.#read(length));
+    const body = await this.#read(length);
     this.roundTrips++;
     this.bytes += length;
     if (status !== 0) {
