@@ -9,7 +9,8 @@ import { DeviceBlockSource } from '../../guest/device-block-source.ts';
 import { DeviceRecorder, openDeviceRecord } from '../../guest/device-recorder.ts';
 import { BadRequestError, DeviceError, UntrustedKeyError } from '../../src/errors.ts';
 import { NOOP_LOGGER } from '../../src/log.ts';
-import { GIO_DOMAIN_RECORD } from '../../src/machine/gio-record-wire.ts';
+import { encodeRecordRequest, GIO_DOMAIN_RECORD } from '../../src/machine/gio-record-wire.ts';
+import { GIO_RESPONSE_OK } from '../../src/machine/gio-responder.ts';
 import { MachineRecordSession } from '../../src/machine/record-session.ts';
 import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
 import type { GioSimulator } from '../../src/machine/sim/gio-simulator.ts';
@@ -215,3 +216,42 @@ describe('recording from inside the machine over GIO 0x26 (host-sim cmio helper,
     expect(stored).not.toContain('token=abc');
   });
 });
+
+describe('MachineRecordSession', () => {
+  it('takes back what an interrupted run journalled, and keeps the netlock already at its path', async () => {
+    const tmp = await tempDir('fo-gio-session-');
+    cleanups.push(() => tmp.remove());
+    const origin = await startOrigin();
+    cleanups.push(() => origin.close());
+    origin.route('*', (q, res) => void res.end(`body of ${q.url ?? ''}`));
+    const dataDir = join(tmp.path, 'data');
+    const netlockPath = join(tmp.path, 'netlock.json');
+    const ask = async (session: MachineRecordSession, path: string): Promise<void> => {
+      const res = await session.gio.handle(encodeRecordRequest({ method: 'GET', url: `${origin.url}${path}`, headers: [] }));
+      expect(res.code).toBe(GIO_RESPONSE_OK);
+    };
+
+    // A run that never wrote its netlock (the machine or the host died): only its journal is left.
+    const first = await MachineRecordSession.open({ dataDir, netlockPath });
+    await ask(first, '/a');
+    await first.close();
+    await first.close();
+
+    const second = await MachineRecordSession.open({ dataDir, netlockPath });
+    await ask(second, '/b');
+    const file = await second.writeNetlock();
+    await second.close();
+    expect(file.entries.map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`]);
+
+    // A later run adds to the netlock at its path; the earlier entries stay, nothing is fetched again.
+    const third = await MachineRecordSession.open({ dataDir, netlockPath });
+    await ask(third, '/a');
+    await ask(third, '/c');
+    const grown = await third.writeNetlock();
+    await third.close();
+    expect(grown.entries.map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`, `${origin.url}/c`]);
+    expect(grown.oracles).toEqual([third.publicKeyHex]);
+    expect([...origin.hits.values()]).toEqual([1, 1, 1]);
+  });
+});
+
