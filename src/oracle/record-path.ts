@@ -82,7 +82,7 @@ export class RecordPath {
       stats: init.stats,
       logger: init.logger.child('record'),
     });
-    return new RecordPath(init, { recorder, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close()] });
+    return new RecordPath(init, { recorder, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve()] });
   }
 
   /**
@@ -97,7 +97,7 @@ export class RecordPath {
     return file;
   }
 
-  /** Closes the fetcher, the record index and the digest worker (not the store). Idempotent. */
+  /** Closes the fetcher, the record index, the digest worker and the journal's handle (not the store). Idempotent. */
   async close(): Promise<void> {
     for (const close of this.#closers.splice(0)) await close();
   }

@@ -68,7 +68,7 @@ export interface DirectRequest {
   headers: HeaderList;
 }
 
-export type DirectRequestOptions = Pick<RecordOptions, 'check' | 'signal'>;
+export type DirectRequestOptions = Pick<RecordOptions, 'check' | 'signal' | 'answerFailures'>;
 
 /** One fetch in progress: every identical request waits for it instead of fetching again. */
 interface InFlight {
@@ -128,7 +128,8 @@ export class Recorder implements ExchangeRecorder {
   /**
    * `record` for a request without a proxy client (`fetch-oracle seed`): the same key, coalescing, upstream
    * fetch, import, digests, signature, index and journal, so a seeded record is the one the proxy writes.
-   * A recorded answer is reused without fetching (`fetched: false`). A request that gets no answer throws.
+   * A recorded answer is reused without fetching (`fetched: false`). A request that gets no answer throws,
+   * unless `answerFailures` (recording from inside the machine): then it is the recorded 502 the proxy gives.
    */
   async recordDirect(request: DirectRequest, options: DirectRequestOptions = {}): Promise<{ entry: DecodedEntry; fetched: boolean }> {
     this.#init.stats.requests++;

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, OracleError } from '../errors.ts';
+import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
 import { loggableUrl } from '../protocol/request-key.ts';
@@ -13,11 +14,22 @@ export const MISS_STATUS = 504;
 /** The replay decision for one request: the verified record that answers it, or an explained miss. */
 export type ReplayAnswer = { readonly kind: 'hit'; readonly record: FetchRecord } | { readonly kind: 'miss'; readonly error: OracleError };
 
+/**
+ * The request as the client sent it, for a decider that must repeat it upstream (the guest recording through
+ * the device): the key drops credentials and every header but the variant ones, which an origin may need.
+ */
+export interface ReplayRequest {
+  /** Absolute URL as the client sent it (credential parameters included). */
+  readonly url: string;
+  /** The client's request headers, names lower-cased. */
+  readonly headers: HeaderList;
+}
+
 /** What the replay handler asks of the replayer (`src/oracle/replayer.ts`). */
 export interface ReplayDecider {
   /** The netlock's extra variant rules (its keys were computed with them). */
   variantRules(): Promise<VariantRules | undefined>;
-  answer(key: RequestKey): Promise<ReplayAnswer>;
+  answer(key: RequestKey, request?: ReplayRequest): Promise<ReplayAnswer>;
 }
 
 export interface ReplayHandlerInit extends HandlerInit {
@@ -39,7 +51,7 @@ export class ReplayHandler implements ExchangeHandler {
       const rules = await replayer.variantRules();
       // Replay needs only the request body's digest, never its bytes: nothing is kept.
       const ex = await readExchange(req, url, rules === undefined ? {} : { variantRules: rules });
-      const answer = await replayer.answer(ex.key);
+      const answer = await replayer.answer(ex.key, { url: ex.url, headers: ex.headers });
       if (answer.kind === 'miss') {
         sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
         return;

@@ -26,6 +26,11 @@ export class RunJournal {
     return this.#log.append(key, signed, options);
   }
 
+  /** Closes the file handle, keeping the file (a run that ends without its netlock: `recover` reads it). Idempotent. */
+  close(): Promise<void> {
+    return this.#log.close();
+  }
+
   /** Deletes the journal: the run's netlock is written. */
   remove(): Promise<void> {
     return this.#log.remove();

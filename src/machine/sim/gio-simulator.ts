@@ -5,8 +5,8 @@ import { InvalidConfigError, throwIfAborted } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { NOOP_LOGGER } from '../../log.ts';
 import type { AbortOptions, BlockSource } from '../../protocol/blocks.ts';
-import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from '../gio-responder.ts';
-import type { GioResponse } from '../gio-responder.ts';
+import { answerGio, CMIO_BUFFER_BYTES, GIO_RESPONSE_ERROR, gioErrorResponse } from '../gio-responder.ts';
+import type { GioHandler, GioResponse } from '../gio-responder.ts';
 import {
   fromhostResponseWord,
   HTIF_DEV_YIELD,
@@ -27,8 +27,9 @@ import {
  *
  * The word is exactly what the helper passes to / gets back from the YIELD ioctl (cartesi-gio.md §2.1), so
  * the helper's packing and unpacking are exercised. Like OpenSBI the simulator forces dev = 2; a manual GIO
- * yield is answered through `answerGio` (fromhost = code<<32 | length, §1.5); an automatic yield gets the
- * plain acknowledgement (§1.4); rollup yields (reasons 1, 2, 4) are not simulated and end the connection.
+ * yield is answered by its domain's handler (`handlers`), else through `answerGio` (fromhost = code<<32 |
+ * length, §1.5); an automatic yield gets the plain acknowledgement (§1.4); rollup yields (reasons 1, 2, 4)
+ * are not simulated and end the connection.
  *
  * Unlike `MachineDriver`, which aborts the run when this host lacks a block (design §7), the simulator
  * answers every `answerGio` error in band (code 0xFFFF + `ORACLE_ERR_…: message`), so tests can see the
@@ -37,7 +38,10 @@ import {
 export interface GioSimulatorInit extends AbortOptions {
   /** Unix socket path to listen on (the helper's CMIO_SIM_SOCKET). Must not exist yet. */
   socketPath: string;
+  /** Answers domain 0x25 (and any domain without a handler, which `answerGio` refuses). */
   source: BlockSource;
+  /** Other domains (0x26 record, 0x27 control): their handler answers; a rejection is answered in band too. */
+  handlers?: ReadonlyMap<number, GioHandler>;
   logger?: Logger;
 }
 
@@ -67,7 +71,7 @@ export async function startGioSimulator(init: GioSimulatorInit): Promise<GioSimu
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    serveConnection(socket, init.source, stats, logger);
+    serveConnection(socket, init.source, init.handlers ?? new Map(), stats, logger);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new InvalidConfigError(`GIO simulator cannot listen on ${init.socketPath}: ${err.message}`, { cause: err })));
@@ -90,7 +94,7 @@ export async function startGioSimulator(init: GioSimulatorInit): Promise<GioSimu
 }
 
 /** One connection = one simulated machine with one helper: yields are served strictly in order. */
-function serveConnection(socket: Socket, source: BlockSource, stats: GioSimulatorStats, logger: Logger): void {
+function serveConnection(socket: Socket, source: BlockSource, handlers: ReadonlyMap<number, GioHandler>, stats: GioSimulatorStats, logger: Logger): void {
   let buffered: Buffer[] = [];
   let length = 0;
   let busy = false;
@@ -138,8 +142,10 @@ function serveConnection(socket: Socket, source: BlockSource, stats: GioSimulato
         const id = new Uint8Array(take(data));
         let response: GioResponse;
         try {
-          response = await answerGio(reason, id, source, { signal: abort.signal });
-          stats.bytes += response.data.byteLength;
+          const handler = handlers.get(reason);
+          response = handler === undefined ? await answerGio(reason, id, source, { signal: abort.signal }) : await handler(id, abort.signal);
+          if (response.code === GIO_RESPONSE_ERROR) stats.errors++;
+          else stats.bytes += response.data.byteLength;
         } catch (err) {
           if (abort.signal.aborted) return;
           response = gioErrorResponse(err);
