@@ -55,7 +55,10 @@ export interface MachineImageInit {
   tools?: ImageTools;
   /** @default os.tmpdir() */
   workDir?: string;
+  /** @default NOOP_LOGGER */
   logger?: Logger;
+  /** The oracle's own log (one line per request). @default logger.child('oracle') */
+  oracleLogger?: Logger;
 }
 
 /** /etc/fetch-oracle/image.json: what the image is made of. */
@@ -94,7 +97,7 @@ export function imagePackageList(extra: readonly string[]): string[] {
 async function downloadThroughOracle(init: MachineImageInit, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
   if (init.oracle.mode === 'replay') await readNetlockRoot(init.oracle.netlockPath); // a bad path fails before anything starts
   else await mkdir(dirname(init.oracle.netlockPath), { recursive: true });
-  const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { host: '127.0.0.1', port: 0 }, logger: logger.child('oracle') });
+  const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { host: '127.0.0.1', port: 0 }, logger: init.oracleLogger ?? logger.child('oracle') });
   let debs: string[] | undefined;
   let failure: unknown;
   let file: NetlockFile | undefined;

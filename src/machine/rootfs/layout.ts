@@ -21,6 +21,26 @@ export interface GuestFiles {
   init: string;
 }
 
+/** The file names `guest/build.sh` writes into guest/dist (the init is a source file, guest/init/). */
+export const GUEST_DIST_NAMES = { shim: 'fetch-oracle-guest.mjs', cmioHelper: 'cmio-helper-riscv64' } as const;
+export const GUEST_INIT_NAME = 'fetch-oracle-init.sh';
+
+/**
+ * The guest files of `distDir` (the shim and the riscv64 cmio helper) and the init `initFile`, checked to
+ * exist: a missing build output fails with what to run.
+ */
+export async function findGuestFiles(distDir: string, initFile: string): Promise<GuestFiles> {
+  const files: GuestFiles = { shim: join(distDir, GUEST_DIST_NAMES.shim), cmioHelper: join(distDir, GUEST_DIST_NAMES.cmioHelper), init: initFile };
+  const missing: string[] = [];
+  for (const path of [files.shim, files.cmioHelper, files.init]) if ((await lstat(path).catch(() => undefined))?.isFile() !== true) missing.push(path);
+  if (missing.length > 0) {
+    throw new ImageBuildError(
+      `the guest files are missing: ${missing.join(', ')}. Build them with \`bash guest/build.sh all\` in the fetch-oracle checkout (the riscv64 cmio helper needs gcc-riscv64-linux-gnu), or name a directory holding ${GUEST_DIST_NAMES.shim} and ${GUEST_DIST_NAMES.cmioHelper} with --guest-dir`,
+    );
+  }
+  return files;
+}
+
 /** Where the contract puts each of our files in the image, and its mode. */
 export const GUEST_PATHS = {
   shim: { path: 'usr/lib/fetch-oracle/fetch-oracle-guest.mjs', mode: 0o644 },

@@ -14,7 +14,8 @@ export const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 /** Each program, the package to install for it, and why the image needs it. */
 const TOOLS = {
   aptGet: { program: 'apt-get', pkg: 'apt', why: 'resolves and downloads the riscv64 packages' },
-  dpkgDeb: { program: 'dpkg-deb', pkg: 'dpkg', why: 'unpacks them' },
+  dpkgDeb: { program: 'dpkg-deb', pkg: 'dpkg', why: 'reads the packages' },
+  tar: { program: 'tar', pkg: 'tar', why: 'unpacks them' },
   mke2fs: { program: 'mke2fs', pkg: 'e2fsprogs', why: 'writes the ext2 image' },
   qemu: { program: 'qemu-riscv64-static', pkg: 'qemu-user-static', why: "runs the riscv64 busybox to list its applets" },
   unshare: { program: 'unshare', pkg: 'util-linux', why: 'maps this user to root, so the image is owned by root (not needed when run as root)' },
@@ -22,13 +23,11 @@ const TOOLS = {
 
 export type ImageTools = { readonly [K in keyof typeof TOOLS]: string };
 
-/** The sbin directories too: a user's PATH often lacks them, and mke2fs lives there. */
-function searchPath(env: NodeJS.ProcessEnv): string[] {
-  return [...(env['PATH'] ?? '').split(delimiter).filter((d) => d !== ''), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
-}
+/** Searched after PATH: a user's PATH often lacks them, and mke2fs lives there. */
+export const SBIN_DIRS = ['/usr/sbin', '/sbin'] as const;
 
-function findProgram(program: string, env: NodeJS.ProcessEnv): string | undefined {
-  for (const dir of searchPath(env)) {
+function findProgram(program: string, dirs: readonly string[]): string | undefined {
+  for (const dir of dirs) {
     try {
       accessSync(join(dir, program), constants.X_OK);
       return join(dir, program);
@@ -48,12 +47,15 @@ export function runsAsRoot(): boolean {
  * Finds every program the build needs, or throws one ImageBuildError naming all that are missing and the
  * Debian packages to install (so a user fixes the host in one step, not one error at a time).
  */
-export function findImageTools(env: NodeJS.ProcessEnv = process.env, keyring = DEBIAN_KEYRING): ImageTools {
+export function findImageTools(options: { env?: NodeJS.ProcessEnv; extraDirs?: readonly string[]; keyring?: string } = {}): ImageTools {
+  const path = (options.env ?? process.env)['PATH'] ?? '';
+  const dirs = [...path.split(delimiter).filter((d) => d !== ''), ...(options.extraDirs ?? SBIN_DIRS)];
+  const keyring = options.keyring ?? DEBIAN_KEYRING;
   const found: Partial<Record<keyof typeof TOOLS, string>> = {};
   const missing: string[] = [];
   const packages = new Set<string>();
   for (const [key, tool] of Object.entries(TOOLS) as Array<[keyof typeof TOOLS, (typeof TOOLS)[keyof typeof TOOLS]]>) {
-    const path = findProgram(tool.program, env);
+    const path = findProgram(tool.program, dirs);
     if (path !== undefined) found[key] = path;
     else if (key !== 'unshare' || !runsAsRoot()) {
       missing.push(`${tool.program} (${tool.why}; Debian package ${tool.pkg})`);

@@ -3,11 +3,13 @@
  * running maintainer scripts (none of the image's packages needs one to work), and writes the dpkg status
  * file from their control files so that `dpkg -l` inside the machine lists what is installed.
  */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ImageBuildError } from '../../errors.ts';
+import { AbortedError, ImageBuildError } from '../../errors.ts';
 import type { AbortOptions } from '../../protocol/blocks.ts';
-import { asRoot, runStep } from './tools.ts';
+import { asRoot, lastLines, runStep } from './tools.ts';
 import type { ImageTools } from './tools.ts';
 
 /** One installed package, as the image's metadata and dpkg status name it. */
@@ -25,6 +27,9 @@ interface Control {
   pkg: ImagePackage;
 }
 
+/** Control files read at once (each `dpkg-deb --field` mostly waits on its decompressor). */
+const CONTROL_CONCURRENCY = 4;
+
 /** The value of `field` in one control paragraph (continuation lines not needed for these fields). */
 function field(text: string, name: string, deb: string): string {
   const m = new RegExp(`^${name}:[ \\t]*(.+)$`, 'm').exec(text);
@@ -38,6 +43,71 @@ async function readControl(tools: ImageTools, deb: string, options: AbortOptions
   return { text, pkg: { name: field(text, 'Package', deb), version: field(text, 'Version', deb), architecture: field(text, 'Architecture', deb), file: basename(deb) } };
 }
 
+/** Every deb's control, CONTROL_CONCURRENCY at a time, in the order of `debs`. */
+async function readControls(tools: ImageTools, debs: readonly string[], options: AbortOptions): Promise<Control[]> {
+  const out: Control[] = new Array<Control>(debs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < debs.length) {
+      const i = next++;
+      out[i] = await readControl(tools, debs[i]!, options);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONTROL_CONCURRENCY, debs.length) }, worker));
+  return out;
+}
+
+/** Resolves when `child` exits 0; rejects naming `step` with its stderr otherwise. */
+function exited(child: ChildProcess, step: string, stderr: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => reject(new ImageBuildError(`${step}: ${e.message}`, { cause: e })));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new ImageBuildError(`${step} failed (${code === null ? `signal ${signal}` : `exit ${code}`}):\n${lastLines(stderr())}`));
+    });
+  });
+}
+
+/**
+ * Extracts the data of every deb into `root` through ONE tar, in the order given: each `dpkg-deb
+ * --fsys-tarfile` is piped into tar's stdin in turn and `tar --ignore-zeros` reads the concatenation (the
+ * same entries `dpkg-deb -x` extracts one tar at a time, about twice as fast: 400 packages are 400 processes
+ * fewer). A path two packages ship is the later one's. tar runs as root (-p, owners kept; see asRoot).
+ */
+async function extractAll(tools: ImageTools, debs: readonly string[], root: string, options: AbortOptions): Promise<void> {
+  const [tarFile, ...tarArgs] = asRoot(tools, [tools.tar, '-x', '-p', '--ignore-zeros', '--warning=no-timestamp', '-f', '-', '-C', root]);
+  const tar = spawn(tarFile!, tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let tarErr = '';
+  tar.stderr.on('data', (d: Buffer) => (tarErr = (tarErr + d.toString()).slice(-65536)));
+  tar.stdin.on('error', () => {}); // tar died: its exit says why
+  const tarDone = exited(tar, 'tar -x (the packages\u2019 files)', () => tarErr);
+  tarDone.catch(() => {}); // awaited below; a failure before then must not be unhandled
+  let current: ChildProcess | undefined;
+  const onAbort = (): void => {
+    current?.kill('SIGKILL');
+    tar.kill('SIGKILL');
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for (const deb of debs) {
+      if (options.signal?.aborted === true) throw new AbortedError();
+      const data = (current = spawn(tools.dpkgDeb, ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      let err = '';
+      data.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-65536)));
+      data.stdout.pipe(tar.stdin, { end: false });
+      await Promise.race([exited(data, `dpkg-deb --fsys-tarfile ${basename(deb)}`, () => err), tarDone]);
+    }
+    tar.stdin.end();
+    await tarDone;
+  } catch (e) {
+    current?.kill('SIGKILL');
+    tar.kill('SIGKILL');
+    throw options.signal?.aborted === true ? new AbortedError() : e;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 /**
  * The /var/lib/dpkg/status dpkg writes after installing these: each control paragraph with
  * `Status: install ok installed` after its Package line, sorted by package name (dpkg's own order).
@@ -48,16 +118,11 @@ export function dpkgStatus(controls: ReadonlyArray<{ text: string; pkg: ImagePac
 }
 
 /**
- * Extracts every .deb (`dpkg-deb -x`, as root: the packages' owners and modes) into `root` in the order
- * given (sorted by file name: a path two packages ship is the later one's, the same on every build), then
- * writes the dpkg status. Resolves to the packages, sorted by name.
+ * Extracts every .deb into `root` in the order given (sorted by file name, so the same on every build), reads
+ * their control files meanwhile, and writes the dpkg status. Resolves to the packages, sorted by name.
  */
 export async function unpackPackages(tools: ImageTools, debs: readonly string[], root: string, options: AbortOptions = {}): Promise<ImagePackage[]> {
-  const controls: Control[] = [];
-  for (const deb of debs) {
-    controls.push(await readControl(tools, deb, options));
-    await runStep(`dpkg-deb -x ${basename(deb)}`, asRoot(tools, [tools.dpkgDeb, '-x', deb, root]), options);
-  }
+  const [controls] = await Promise.all([readControls(tools, debs, options), extractAll(tools, debs, root, options)]);
   for (const dir of ['var/lib/dpkg/info', 'var/lib/dpkg/updates']) await mkdir(join(root, dir), { recursive: true });
   await writeFile(join(root, 'var/lib/dpkg/status'), dpkgStatus(controls));
   return controls.map((c) => c.pkg).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
