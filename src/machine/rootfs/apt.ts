@@ -88,9 +88,9 @@ export function aptSource(init: Pick<AptInit, 'mirror' | 'suite' | 'keyring'>): 
 /** The names apt could not find, from its error lines. */
 export function unknownPackages(aptOutput: string): string[] {
   const names = new Set<string>();
-  for (const m of aptOutput.matchAll(/^E: (?:Unable to locate package|Package '?([^'\s]+)'? has no installation candidate)\s*(\S*)/gm)) {
-    const name = m[1] ?? m[2];
-    if (name !== undefined && name !== '') names.add(name);
+  for (const line of aptOutput.split('\n')) {
+    const m = /^E: Unable to locate package (\S+)/.exec(line) ?? /^E: Package '?([^'\s]+)'? has no installation candidate/.exec(line);
+    if (m !== null) names.add(m[1]!);
   }
   return [...names];
 }

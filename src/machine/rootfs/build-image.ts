@@ -112,7 +112,7 @@ async function downloadThroughOracle(init: MachineImageInit, tools: ImageTools, 
     // A replay that missed fails with the misses explained, whatever apt made of the 504s it got.
     const report = await oracle.replayReport();
     if (report !== undefined && report.misses.length > 0) {
-      const words = { who: 'fetch-oracle machine image', rerecord: '`fetch-oracle machine image --netlock FILE` (without --replay)' };
+      const words = { who: 'apt (downloading the packages)', rerecord: '`fetch-oracle machine image --netlock FILE` (without --replay)' };
       throw new ReplayMissError(formatMissReport(report, await recordedOrigins(init.oracle.netlockPath, oracle.store), init.oracle.netlockPath, words).trimEnd());
     }
   } finally {

@@ -80,7 +80,7 @@ async function extractAll(tools: ImageTools, debs: readonly string[], root: stri
   let tarErr = '';
   tar.stderr.on('data', (d: Buffer) => (tarErr = (tarErr + d.toString()).slice(-65536)));
   tar.stdin.on('error', () => {}); // tar died: its exit says why
-  const tarDone = exited(tar, 'tar -x (the packages\u2019 files)', () => tarErr);
+  const tarDone = exited(tar, 'tar -x (the packages\' files)', () => tarErr);
   tarDone.catch(() => {}); // awaited below; a failure before then must not be unhandled
   let current: ChildProcess | undefined;
   const onAbort = (): void => {
@@ -95,7 +95,9 @@ async function extractAll(tools: ImageTools, debs: readonly string[], root: stri
       let err = '';
       data.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-65536)));
       data.stdout.pipe(tar.stdin, { end: false });
-      await Promise.race([exited(data, `dpkg-deb --fsys-tarfile ${basename(deb)}`, () => err), tarDone]);
+      const dataDone = exited(data, `dpkg-deb --fsys-tarfile ${basename(deb)}`, () => err);
+      dataDone.catch(() => {}); // when tar fails first, the race below reports tar
+      await Promise.race([dataDone, tarDone]);
     }
     tar.stdin.end();
     await tarDone;
