@@ -154,6 +154,14 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
   } else {
     oracle = { mode: 'replay', netlockPath: resolve(replay), ...(trust.length === 0 ? {} : { trust }) };
   }
+  // SIGINT/SIGTERM stop the build: apt, tar or mke2fs is killed, the oracle closed, the temporary files removed.
+  const abort = new AbortController();
+  const stop = (signal: NodeJS.Signals): void => {
+    logger.warn('%s: stopping the image build', signal);
+    abort.abort();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   const result = await buildMachineImage({
     out,
     packages,
@@ -168,6 +176,9 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
     tools,
     logger,
     oracleLogger: stderrLogger({ quiet: values.verbose !== true }).child('oracle'),
+  }, { signal: abort.signal }).finally(() => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   });
   const asked = result.requested.length;
   context.stdout.write(

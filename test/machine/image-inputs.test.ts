@@ -1,7 +1,9 @@
 import { mkdir, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageBuildError } from '../../src/errors.ts';
+import { AbortedError, ImageBuildError } from '../../src/errors.ts';
+import { buildMachineImage } from '../../src/machine/rootfs/build-image.ts';
+import { writeExt2 } from '../../src/machine/rootfs/ext2.ts';
 import { parsePackages } from '../../src/cli/machine-image.ts';
 import { unknownPackages } from '../../src/machine/rootfs/apt.ts';
 import { findImageTools } from '../../src/machine/rootfs/tools.ts';
@@ -39,6 +41,16 @@ describe('fetch-oracle machine image: bad input (no build)', () => {
       expect(r.stderr, args.join(' ')).toMatch(message);
     }
     await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('does nothing with an already-aborted signal', async () => {
+    const out = join(dir.path, 'aborted.ext2');
+    const guest = { shim: '/nonexistent', cmioHelper: '/nonexistent', init: '/nonexistent' };
+    const init = { out, packages: [], oracle: { mode: 'record' as const, netlockPath: join(dir.path, 'aborted.netlock.json') }, dataDir: join(dir.path, 'data'), guest, builderVersion: '0' };
+    await expect(buildMachineImage(init, { signal: AbortSignal.abort() })).rejects.toThrow(AbortedError);
+    await expect(writeExt2({ tools: findImageTools(), root: dir.path, out, epoch: 0, freeMiB: 0 }, { signal: AbortSignal.abort() })).rejects.toThrow(AbortedError);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(dir.path, 'aborted.netlock.json'))).rejects.toThrow(/ENOENT/);
   });
 
   it('splits --packages on commas and white space', () => {

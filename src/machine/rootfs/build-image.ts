@@ -6,7 +6,7 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { ReplayMissError } from '../../errors.ts';
+import { ReplayMissError, throwIfAborted } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { NOOP_LOGGER } from '../../log.ts';
 import { readNetlockRoot } from '../../netlock/file.ts';
@@ -128,6 +128,7 @@ async function downloadThroughOracle(init: MachineImageInit, tools: ImageTools, 
 
 /** Builds the image (see the module comment); `init.out` appears only when it is complete. */
 export async function buildMachineImage(init: MachineImageInit, options: AbortOptions = {}): Promise<MachineImageResult> {
+  throwIfAborted(options.signal);
   const started = performance.now();
   const logger = init.logger ?? NOOP_LOGGER;
   const tools = init.tools ?? findImageTools();

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, lutimes, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { throwIfAborted } from '../../errors.ts';
 import type { AbortOptions } from '../../protocol/blocks.ts';
 import { clampExt2Times } from './ext2-times.ts';
 import { asRoot, runStep } from './tools.ts';
@@ -102,6 +103,7 @@ export interface Ext2Init {
 
 /** Writes `init.root` as an ext2 image to `init.out` atomically (a temporary file beside it, then rename). */
 export async function writeExt2(init: Ext2Init, options: AbortOptions = {}): Promise<{ bytes: number; sha256: string; inodes: number }> {
+  throwIfAborted(options.signal);
   const stats = await pinTree(init.root, init.epoch);
   const { inodes, bytes } = imageGeometry(stats, init.freeMiB);
   const tmp = join(dirname(init.out), `.${basename(init.out)}.${process.pid}.tmp`);

@@ -3,6 +3,7 @@
  * to run them that captures their output and never leaves a child behind.
  */
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { AbortedError, ImageBuildError } from '../../errors.ts';
@@ -91,20 +92,33 @@ function keepTail(chunks: Buffer[], size: { n: number }, chunk: Buffer): void {
   while (size.n > MAX_CAPTURE_BYTES && chunks.length > 1) size.n -= chunks.shift()!.byteLength;
 }
 
-/** Runs `argv` to completion with `env`, capturing its output; an abort kills it and rejects with AbortedError. */
+/**
+ * Kills `child` and everything it started: tools run in their own process group (`detached`), because
+ * dpkg-deb and apt fork helpers that would otherwise outlive a killed parent, blocked on a pipe nobody reads.
+ */
+export function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
+/** Runs `argv` to completion with `env`, capturing its output; an abort kills it (and its helpers) and rejects with AbortedError. */
 export function runTool(argv: readonly string[], options: AbortOptions & { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<ToolRun> {
   const [file, ...args] = argv;
   if (file === undefined) return Promise.reject(new Error('runTool: empty argv'));
   if (options.signal?.aborted === true) return Promise.reject(new AbortedError());
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: options.env ?? process.env, ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const outSize = { n: 0 };
     const errSize = { n: 0 };
     child.stdout.on('data', (d: Buffer) => keepTail(out, outSize, d));
     child.stderr.on('data', (d: Buffer) => keepTail(err, errSize, d));
-    const onAbort = (): void => void child.kill('SIGKILL');
+    const onAbort = (): void => killGroup(child);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.once('error', (e) => {
       options.signal?.removeEventListener('abort', onAbort);

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { AbortedError, ImageBuildError } from '../../errors.ts';
 import type { AbortOptions } from '../../protocol/blocks.ts';
-import { asRoot, lastLines, runStep } from './tools.ts';
+import { asRoot, killGroup, lastLines, runStep } from './tools.ts';
 import type { ImageTools } from './tools.ts';
 
 /** One installed package, as the image's metadata and dpkg status name it. */
@@ -76,22 +76,25 @@ function exited(child: ChildProcess, step: string, stderr: () => string): Promis
  */
 async function extractAll(tools: ImageTools, debs: readonly string[], root: string, options: AbortOptions): Promise<void> {
   const [tarFile, ...tarArgs] = asRoot(tools, [tools.tar, '-x', '-p', '--ignore-zeros', '--warning=no-timestamp', '-f', '-', '-C', root]);
-  const tar = spawn(tarFile!, tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] });
+  const tar = spawn(tarFile!, tarArgs, { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
   let tarErr = '';
   tar.stderr.on('data', (d: Buffer) => (tarErr = (tarErr + d.toString()).slice(-65536)));
   tar.stdin.on('error', () => {}); // tar died: its exit says why
   const tarDone = exited(tar, 'tar -x (the packages\' files)', () => tarErr);
   tarDone.catch(() => {}); // awaited below; a failure before then must not be unhandled
   let current: ChildProcess | undefined;
-  const onAbort = (): void => {
-    current?.kill('SIGKILL');
-    tar.kill('SIGKILL');
+  const stopAll = (): void => {
+    if (current !== undefined) {
+      current.stdout?.destroy(); // nothing may wait on tar's stdin any more
+      killGroup(current);
+    }
+    killGroup(tar);
   };
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  options.signal?.addEventListener('abort', stopAll, { once: true });
   try {
     for (const deb of debs) {
       if (options.signal?.aborted === true) throw new AbortedError();
-      const data = (current = spawn(tools.dpkgDeb, ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      const data = (current = spawn(tools.dpkgDeb, ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
       let err = '';
       data.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-65536)));
       data.stdout.pipe(tar.stdin, { end: false });
@@ -102,11 +105,10 @@ async function extractAll(tools: ImageTools, debs: readonly string[], root: stri
     tar.stdin.end();
     await tarDone;
   } catch (e) {
-    current?.kill('SIGKILL');
-    tar.kill('SIGKILL');
+    stopAll();
     throw options.signal?.aborted === true ? new AbortedError() : e;
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    options.signal?.removeEventListener('abort', stopAll);
   }
 }
 
