@@ -6,7 +6,7 @@
  * one builds and the others wait; a cache entry counts only once its `done.json` was renamed into place.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ORACLE_VERSION } from '../../src/cli/enclave.ts';
@@ -27,6 +27,8 @@ const CACHE_DIR = process.env['FETCH_ORACLE_TEST_IMAGE_DIR'] ?? join(tmpdir(), '
 /** A lock older than this whose owner cannot be seen is taken over (a build that died). */
 const STALE_LOCK_MS = TEST_IMAGE_TIMEOUT_MS;
 const POLL_MS = 500;
+/** Other cache entries not rebuilt or used for this long are removed after a build (each builder change makes one). */
+const PRUNE_AFTER_MS = 24 * 3600_000;
 
 export interface TestMachineImage {
   /** The ext2 image (read-only for tests: copy it before changing it). */
@@ -65,7 +67,10 @@ async function cacheKey(packages: readonly string[], guest: GuestFiles): Promise
 
 async function readDone(dir: string): Promise<TestMachineImage | undefined> {
   try {
-    return JSON.parse(await readFile(join(dir, 'done.json'), 'utf8')) as TestMachineImage;
+    const done = JSON.parse(await readFile(join(dir, 'done.json'), 'utf8')) as TestMachineImage;
+    const now = new Date();
+    await utimes(join(dir, 'done.json'), now, now).catch(() => undefined); // in use: not pruned
+    return done;
   } catch {
     return undefined;
   }
@@ -99,6 +104,16 @@ async function tryLock(lock: string): Promise<boolean> {
   return false;
 }
 
+/** Removes cache entries other than `keep` not used for PRUNE_AFTER_MS (stale builder versions), or left half-built. */
+async function pruneCache(keep: string): Promise<void> {
+  for (const name of await readdir(CACHE_DIR).catch(() => [] as string[])) {
+    if (name === keep || !/^[0-9a-f]{24}$/.test(name)) continue;
+    if (await stat(join(CACHE_DIR, `${name}.lock`)).then(() => true, () => false)) continue; // being built
+    const age = Date.now() - (await stat(join(CACHE_DIR, name, 'done.json')).then((s) => s.mtimeMs, () => 0));
+    if (age > PRUNE_AFTER_MS) await rm(join(CACHE_DIR, name), { recursive: true, force: true });
+  }
+}
+
 async function build(dir: string, key: string, packages: string[], guest: GuestFiles): Promise<TestMachineImage> {
   // A half-done earlier attempt: start clean (a record run would keep its netlock's entries).
   for (const name of ['data', 'netlock.json', 'netlock.journal', 'image.ext2']) await rm(join(dir, name), { recursive: true, force: true });
@@ -117,6 +132,7 @@ async function build(dir: string, key: string, packages: string[], guest: GuestF
   const done: TestMachineImage = { image, netlock, dataDir, sha256: result.sha256, packages: result.requested, key };
   await writeFile(join(dir, 'done.json.tmp'), JSON.stringify(done, null, 2));
   await rename(join(dir, 'done.json.tmp'), join(dir, 'done.json'));
+  await pruneCache(key);
   process.stderr.write(`testMachineImage: built ${image} (${result.packages.length} packages, ${result.bytes} bytes) in ${(result.elapsedMs / 1000).toFixed(1)} s\n`);
   return done;
 }
