@@ -22,6 +22,11 @@ command -v apt-get >/dev/null 2>&1 || missing+=(apt)
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+# fetch-oracle machine image: mke2fs/debugfs/e2fsck (the ext2 image and its tests), qemu-user to list the
+# riscv64 busybox's applets, and the Debian archive keys apt checks the mirror's InRelease with.
+command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || missing+=(e2fsprogs)
+command -v qemu-riscv64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 # pip drives the pip client tests (the machine's own python3 if it has pip, else Debian's).
 if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi

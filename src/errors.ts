@@ -48,6 +48,8 @@ export const ERROR_CODES = [
   'ORACLE_ERR_UPSTREAM_TIMEOUT',
   'ORACLE_ERR_OVERLOADED',
   'ORACLE_ERR_FORBIDDEN',
+  // fetch-oracle machine image: a step of the root file system build failed (apt, dpkg-deb, mke2fs, a tool missing).
+  'ORACLE_ERR_IMAGE_BUILD',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -252,6 +254,17 @@ export class MachineError extends OracleError {
   }
 }
 
+/**
+ * `fetch-oracle machine image` could not build the root file system: a host tool is missing, or apt, dpkg-deb,
+ * qemu or mke2fs failed; the message names the step and quotes the tool's last lines.
+ */
+export class ImageBuildError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_IMAGE_BUILD', message, options);
+    this.name = 'ImageBuildError';
+  }
+}
+
 export class NsmError extends OracleError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ORACLE_ERR_NSM', message, options);
@@ -336,6 +349,7 @@ const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (me
   ORACLE_ERR_INVALID_ARCHIVE: (m) => new InvalidArchiveError(m),
   ORACLE_ERR_DEVICE: (m) => new DeviceError(m),
   ORACLE_ERR_MACHINE: (m) => new MachineError(m),
+  ORACLE_ERR_IMAGE_BUILD: (m) => new ImageBuildError(m),
   ORACLE_ERR_DIGEST_MISMATCH: (m) => new DigestMismatchError(m),
   ORACLE_ERR_INVALID_LOCKFILE: lockfileError,
   ORACLE_ERR_NSM: (m) => new NsmError(m),
