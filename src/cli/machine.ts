@@ -34,6 +34,7 @@ export const machineCommand: Command = {
       return 0;
     }
     if (name === undefined) throw new UsageError(`a subcommand is needed\n\n${MACHINE_HELP}`);
+    if (name.startsWith('-')) throw new UsageError(`Unknown option '${name}' (options follow the subcommand)\n\n${MACHINE_HELP}`);
     const sub = SUBCOMMANDS.get(name);
     if (sub === undefined) throw new UsageError(`Unknown machine subcommand ${JSON.stringify(name)}\n\n${MACHINE_HELP}`);
     return sub.run(rest, context);
