@@ -6,9 +6,13 @@ import type { Logger } from '../src/log.ts';
 import { NOOP_LOGGER } from '../src/log.ts';
 import type { AbortOptions, BlockSource } from '../src/protocol/blocks.ts';
 import { MAX_BLOCK_BYTES } from '../src/protocol/blocks.ts';
+import { CMIO_BUFFER_BYTES, GIO_DOMAIN_IPFS_BLOCK } from '../src/machine/gio-responder.ts';
 
 /** Helper status of a host's in-band refusal (guest/cmio/cmio-helper.c HELPER_STATUS_HOST_ERROR). */
 const HELPER_STATUS_HOST_ERROR = 6;
+
+/** Bit 31 of a request frame's first u32: a u32 domain follows (guest/cmio/cmio-helper.c FRAME_DOMAIN_FLAG). */
+const FRAME_DOMAIN_FLAG = 0x8000_0000;
 
 /** The one block that is legitimately empty: the raw block of an empty body. */
 const EMPTY_RAW_BLOCK = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku';
@@ -26,6 +30,8 @@ export interface DeviceBlockSourceInit {
  * block, made by the cmio helper. Frames: request `u32be length ‖ CID bytes`; reply `u32be status ‖
  * u32be length ‖ bytes` (status 0 = the rx bytes; otherwise an error message). The device is one channel,
  * so requests go one at a time. Bytes are not verified here: wrap in CachingBlockSource / verifyingSource.
+ * `request` yields to any other GIO domain (0x26 record, 0x27 control) with the frame
+ * `u32be (0x80000000 | length) ‖ u32be domain ‖ id`.
  */
 export class DeviceBlockSource implements BlockSource {
   readonly #child: ChildProcessWithoutNullStreams;
@@ -78,17 +84,44 @@ export class DeviceBlockSource implements BlockSource {
     return run;
   }
 
+  /**
+   * One GIO request to `domain` (16 bits, not a rollups reason) with `id`: the host's reply bytes (possibly
+   * none). A refusal in band throws the host's error class, anything else DeviceError. Queued behind `get`.
+   */
+  request(domain: number, id: Uint8Array, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    if (!Number.isInteger(domain) || domain < 0 || domain > 0xffff) throw new DeviceError(`Invalid GIO domain ${String(domain)} (expected an integer 0..0xffff)`);
+    if (id.byteLength > CMIO_BUFFER_BYTES) throw new DeviceError(`GIO 0x${domain.toString(16)} request of ${id.byteLength} bytes exceeds the tx buffer (${CMIO_BUFFER_BYTES} bytes)`);
+    const run = this.#queue.then(() => this.#exchange(domain, id, `GIO 0x${domain.toString(16)} request`, CMIO_BUFFER_BYTES));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   async #roundTrip(cid: CID): Promise<Uint8Array> {
+    const body = await this.#exchange(GIO_DOMAIN_IPFS_BLOCK, cid.bytes, cid.toString(), MAX_BLOCK_BYTES);
+    // An honest host never answers "not found": the netlock commits to every block (design §7).
+    if (body.byteLength === 0 && cid.toString() !== EMPTY_RAW_BLOCK) {
+      throw new BlockMissingError(cid.toString(), `Dehashing device returned an empty reply for ${cid}: the host does not have a block the netlock commits to`);
+    }
+    return body;
+  }
+
+  /** One frame out, one reply in; 0x25 keeps the original frame (no domain field). */
+  async #exchange(domain: number, id: Uint8Array, what: string, limit: number): Promise<Uint8Array> {
     if (this.#dead !== undefined) throw this.#dead;
-    const id = cid.bytes;
-    const frame = Buffer.alloc(4 + id.byteLength);
-    frame.writeUInt32BE(id.byteLength, 0);
-    frame.set(id, 4);
+    const explicit = domain !== GIO_DOMAIN_IPFS_BLOCK;
+    const frame = Buffer.alloc((explicit ? 8 : 4) + id.byteLength);
+    frame.writeUInt32BE(explicit ? (FRAME_DOMAIN_FLAG | id.byteLength) >>> 0 : id.byteLength, 0);
+    if (explicit) frame.writeUInt32BE(domain, 4);
+    frame.set(id, explicit ? 8 : 4);
     this.#child.stdin.write(frame);
     const head = await this.#read(8);
     const status = head.readUInt32BE(0);
     const length = head.readUInt32BE(4);
-    if (length > MAX_BLOCK_BYTES) throw new BlockCorruptError(cid.toString(), `Device reply for ${cid} claims ${length} bytes (limit ${MAX_BLOCK_BYTES})`);
+    if (length > limit) {
+      const message = `Device reply for ${what} claims ${length} bytes (limit ${limit})`;
+      throw explicit ? new DeviceError(message) : new BlockCorruptError(what, message);
+    }
     const body = new Uint8Array(await this.#read(length));
     this.roundTrips++;
     this.bytes += length;
@@ -96,12 +129,8 @@ export class DeviceBlockSource implements BlockSource {
       const text = Buffer.from(body).toString('utf8');
       // Status 6 (HELPER_STATUS_HOST_ERROR) carries the host's in-band refusal, `CODE: message`: rethrow its class.
       const refused = status === HELPER_STATUS_HOST_ERROR ? /^host refused the request \(response code 0x[0-9a-f]+\): (ORACLE_ERR_[A-Z0-9_]+): /.exec(text) : null;
-      if (refused !== null) throw errorFromCode(refused[1]!, `Dehashing device failed for ${cid}: ${text}`);
-      throw new DeviceError(`Dehashing device failed for ${cid}: status ${status}: ${text}`);
-    }
-    // An honest host never answers "not found": the netlock commits to every block (design §7).
-    if (length === 0 && cid.toString() !== EMPTY_RAW_BLOCK) {
-      throw new BlockMissingError(cid.toString(), `Dehashing device returned an empty reply for ${cid}: the host does not have a block the netlock commits to`);
+      if (refused !== null) throw errorFromCode(refused[1]!, `Dehashing device failed for ${what}: ${text}`);
+      throw new DeviceError(`Dehashing device failed for ${what}: status ${status}: ${text}`);
     }
     return body;
   }

@@ -3,10 +3,13 @@
  * (guest/device-block-source.ts) and turns length-prefixed frames on stdin/stdout into GIO manual yields
  * (design.md §7; protocol facts in shared/docs/cartesi-gio.md, cited below as "gio §x.y").
  *
- *   stdin  (request, repeated):  u32 BE id_length ‖ id bytes            (id = binary CID)
+ *   stdin  (request, repeated), one of two kinds, told apart by bit 31 of the first u32:
+ *            u32 BE id_length ‖ id bytes                          domain 0x25, id = binary CID
+ *            u32 BE (0x80000000 | id_length) ‖ u32 BE domain ‖ id  any GIO domain (0x26 record, 0x27 control)
+ *          (id_length ≤ 2 MiB, so bit 31 is never set in the first kind: old frames are unchanged)
  *   stdout (reply, one per request): u32 BE status ‖ u32 BE length ‖ bytes
- *            status 0  = the rx-buffer bytes the host answered (the block; may be empty only for the
- *                        empty raw block, see is_empty_raw_block_cid)
+ *            status 0  = the rx-buffer bytes the host answered (for 0x25 the block, empty only for the
+ *                        empty raw block, see is_empty_raw_block_cid; other domains may answer nothing)
  *            status ≠0 = an error this helper detected (HELPER_STATUS_* below); bytes = UTF-8 message
  *   EOF on stdin at a frame boundary → exit 0. EOF inside a frame or a broken stdout → exit 1.
  *
@@ -99,7 +102,7 @@ _Static_assert(_IOWR(0xd3, 1, uint64_t) == IOCTL_CMIO_YIELD, "gio §2.1 IOCTL_CM
 
 enum {
     HELPER_STATUS_OK = 0,
-    HELPER_STATUS_BAD_REQUEST = 1,     /* request id longer than the tx buffer */
+    HELPER_STATUS_BAD_REQUEST = 1,     /* request id longer than the tx buffer, or a domain that is not GIO */
     HELPER_STATUS_DEVICE = 2,          /* device unusable: open/SETUP/mmap failed, or the simulator is unreachable */
     HELPER_STATUS_YIELD_FAILED = 3,    /* the YIELD ioctl (or the simulated yield) failed */
     HELPER_STATUS_REPLY_TOO_LARGE = 4, /* fromhost length exceeds the rx buffer */
@@ -335,6 +338,14 @@ static int is_empty_raw_block_cid(const uint8_t *id, uint32_t length) {
     return length == sizeof EMPTY_RAW_BLOCK_CID && memcmp(id, EMPTY_RAW_BLOCK_CID, length) == 0;
 }
 
+/* Bit 31 of a request's first u32 says a u32 domain follows (docs/cartesi.md "Frame formats"). */
+#define FRAME_DOMAIN_FLAG 0x80000000u
+
+/* gio §1.3: a manual yield with reason 1, 2 or 4 is a rollups yield, not a GIO request; reasons are 16 bits. */
+static int is_gio_domain(uint32_t domain) {
+    return domain <= HTIF_REASON_MASK && domain != 1 && domain != 2 && domain != 4;
+}
+
 /* Request ids are read here first, then copied to tx offset 0 (gio §2.3: cmt_gio_request does the same). */
 static uint8_t id_buffer[CMIO_BUFFER_BYTES];
 
@@ -353,6 +364,15 @@ static int serve(void) {
             return 1;
         }
         uint32_t id_len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
+        uint32_t domain = (uint32_t)GIO_DOMAIN_IPFS_BLOCK;
+        if (id_len & FRAME_DOMAIN_FLAG) {
+            id_len &= ~FRAME_DOMAIN_FLAG;
+            if (read_all(STDIN_FILENO, head, sizeof head) != 0) {
+                fprintf(stderr, "cmio-helper: stdin ended inside a request frame header\n");
+                return 1;
+            }
+            domain = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
+        }
         uint64_t id_limit = usable ? dev.tx_bytes : CMIO_BUFFER_BYTES;
         if (id_limit > sizeof id_buffer) id_limit = sizeof id_buffer;
         if (id_len > id_limit) {
@@ -372,6 +392,10 @@ static int serve(void) {
             fprintf(stderr, "cmio-helper: stdin ended inside a request id\n");
             return 1;
         }
+        if (!is_gio_domain(domain)) {
+            reply_error(HELPER_STATUS_BAD_REQUEST, "domain 0x%x is not a GIO domain (16 bits, not 1, 2 or 4: those are rollups yields)", domain);
+            continue;
+        }
         if (!usable) {
             reply_error(HELPER_STATUS_DEVICE, "%s (%s)", device_error, TRANSPORT);
             continue;
@@ -381,7 +405,7 @@ static int serve(void) {
          * length}; gio §2.2 packing, e.g. domain 0x25 with a 36-byte id → 0x0201002500000024. */
         memcpy(dev.tx, id_buffer, id_len);
         uint64_t word = HTIF_DEV_YIELD << HTIF_DEV_SHIFT | HTIF_YIELD_CMD_MANUAL << HTIF_CMD_SHIFT |
-                        (GIO_DOMAIN_IPFS_BLOCK & HTIF_REASON_MASK) << HTIF_REASON_SHIFT | ((uint64_t)id_len & HTIF_DATA_MASK);
+                        ((uint64_t)domain & HTIF_REASON_MASK) << HTIF_REASON_SHIFT | ((uint64_t)id_len & HTIF_DATA_MASK);
         if (device_yield(&dev, &word) != 0) {
             reply_error(HELPER_STATUS_YIELD_FAILED, "%s", device_error);
             continue;
@@ -408,7 +432,7 @@ static int serve(void) {
                         "the yield was not answered (response code 0, no bytes): manual yields disabled in the machine, or a host that cleared iflags.Y without a response");
             continue;
         }
-        if (length == 0 && !is_empty_raw_block_cid(id_buffer, id_len)) {
+        if (length == 0 && domain == GIO_DOMAIN_IPFS_BLOCK && !is_empty_raw_block_cid(id_buffer, id_len)) {
             reply_error(HELPER_STATUS_EMPTY_REPLY, "host answered an empty reply (response code %u) for a block that cannot be empty", code);
             continue;
         }
@@ -439,7 +463,8 @@ int main(int argc, char **argv) {
                 "usage: cmio-helper            serve frames on stdin/stdout (%s)\n"
                 "       cmio-helper --probe    open the device, print the buffer sizes, exit 0 if usable\n"
                 "request: u32 BE id length, id (binary CID) -> GIO manual yield, domain 0x25\n"
-                "reply:   u32 BE status (0 = ok), u32 BE length, bytes (block, or UTF-8 error message)\n",
+                "     or: u32 BE (0x80000000 | id length), u32 BE domain, id -> GIO manual yield, that domain\n"
+                "reply:   u32 BE status (0 = ok), u32 BE length, bytes (host reply, or UTF-8 error message)\n",
                 TRANSPORT);
         return help ? 0 : 2;
     }

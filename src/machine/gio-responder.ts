@@ -103,3 +103,9 @@ function hexPrefix(bytes: Uint8Array): string {
   const head = Buffer.from(bytes.subarray(0, 16)).toString('hex');
   return bytes.byteLength > 16 ? `${head}…` : head;
 }
+
+/**
+ * Answers one GIO request of a domain other than 0x25 (0x26 record, 0x27 control): resolves with the
+ * answer, including in-band refusals; a rejection means the run must stop (the signal fired, this host broke).
+ */
+export type GioHandler = (id: Uint8Array, signal?: AbortSignal) => Promise<GioResponse>;

@@ -6,8 +6,8 @@ import { NOOP_LOGGER } from '../log.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { stringifyJsonBigInt } from './bigint-json.ts';
 import type { JsonValue } from './bigint-json.ts';
-import { answerGio, CMIO_BUFFER_BYTES, gioErrorResponse } from './gio-responder.ts';
-import type { GioResponse } from './gio-responder.ts';
+import { answerGio, CMIO_BUFFER_BYTES, GIO_DOMAIN_IPFS_BLOCK, gioErrorResponse } from './gio-responder.ts';
+import type { GioHandler, GioResponse } from './gio-responder.ts';
 import {
   CMIO_TX_BUFFER_START,
   HTIF_YIELD_CMD_MANUAL,
@@ -31,6 +31,13 @@ export interface MachineDriverInit {
   emulator: EmulatorVersion;
   /** Where GIO 0x25 blocks come from (the host's block store). */
   source: BlockSource;
+  /**
+   * Handlers of other GIO domains (0x26 record, 0x27 control), keyed by domain; 0x25 is `source`'s unless
+   * given here. A handler answers in-band refusals itself; if it throws a DeviceError that is refused in
+   * band too, any other error aborts the run. While a handler runs the machine is parked on the yield, so
+   * it may call the driver (store a snapshot, swap a drive) before it answers.
+   */
+  handlers?: ReadonlyMap<number, GioHandler>;
   logger?: Logger;
   /**
    * undici dispatcher for the RPC connection. @default an Agent with headers/body timeouts off: one
@@ -62,6 +69,10 @@ export interface MachineDriverStats {
   bytes: number;
   /** Requests refused in band (code 0xFFFF). */
   refused: number;
+  /** Host milliseconds spent per GIO request outside `machine.run` (read, answer, send), summed. */
+  hostMs: number;
+  /** GIO requests per domain. */
+  byDomain: Record<number, number>;
 }
 
 /** A cmio request as read from the parked machine. */
@@ -83,9 +94,9 @@ interface CmioRequest {
  */
 export class MachineDriver {
   readonly methods: Readonly<MachineRpcMethods>;
-  readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0 };
+  readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0, hostMs: 0, byDomain: {} };
   readonly #rpc: MachineRpcClient;
-  readonly #source: BlockSource;
+  readonly #handlers: ReadonlyMap<number, GioHandler>;
   readonly #logger: Logger;
 
   constructor(init: MachineDriverInit) {
@@ -95,7 +106,9 @@ export class MachineDriver {
     }
     this.methods = methods;
     this.#rpc = new MachineRpcClient({ url: init.url, ...(init.dispatcher === undefined ? {} : { dispatcher: init.dispatcher }) });
-    this.#source = init.source;
+    const source = init.source;
+    const blocks: GioHandler = (id, signal) => answerGio(GIO_DOMAIN_IPFS_BLOCK, id, source, signal === undefined ? {} : { signal });
+    this.#handlers = new Map([[GIO_DOMAIN_IPFS_BLOCK, blocks], ...(init.handlers ?? [])]);
     this.#logger = (init.logger ?? NOOP_LOGGER).child('machine');
   }
 
@@ -115,6 +128,37 @@ export class MachineDriver {
     const params: Record<string, unknown> = { directory };
     if (options.runtimeConfig !== undefined) params['runtime_config'] = options.runtimeConfig;
     await this.#call(this.methods.load, params, options.signal);
+  }
+
+  /** Creates the machine in the (empty) server (`machine.create`). */
+  async create(config: JsonValue, options: AbortOptions & { runtimeConfig?: JsonValue } = {}): Promise<void> {
+    const params: Record<string, unknown> = { config };
+    if (options.runtimeConfig !== undefined) params['runtime_config'] = options.runtimeConfig;
+    await this.#call(this.methods.create, params, options.signal);
+  }
+
+  /** The emulator's default machine config (`machine.get_default_config`), uint64 fields exact. */
+  defaultConfig(options: AbortOptions = {}): Promise<JsonValue> {
+    return this.#call(this.methods.getDefaultConfig, {}, options.signal);
+  }
+
+  /** Swaps the contents of a flash drive (`machine.replace_memory_range`): a file, or zeros when it is ''. */
+  async replaceMemoryRange(range: { label?: string; start: bigint; length: bigint; dataFilename: string }, options: AbortOptions = {}): Promise<void> {
+    const backing = { data_filename: range.dataFilename, shared: false, create: false, truncate: false };
+    await this.#call(this.methods.replaceMemoryRange, { range: { ...(range.label === undefined ? {} : { label: range.label }), start: range.start, length: range.length, read_only: false, backing_store: backing } }, options.signal);
+  }
+
+  /** Reads physical memory (`machine.read_memory`), in calls of at most `chunk` bytes. */
+  async readMemory(address: bigint, length: number, options: AbortOptions & { chunk?: number } = {}): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    const chunk = options.chunk ?? 16 * 1024 * 1024;
+    for (let off = 0; off < length; off += chunk) {
+      const n = Math.min(chunk, length - off);
+      const bytes = fromBase64(this.methods.readMemory, await this.#call(this.methods.readMemory, { address: address + BigInt(off), length: n }, options.signal));
+      if (bytes.byteLength !== n) throw new MachineRpcError(this.methods.readMemory, `Asked for ${n} bytes at 0x${(address + BigInt(off)).toString(16)}, got ${bytes.byteLength}`);
+      out.set(bytes, off);
+    }
+    return out;
   }
 
   /** Stores the machine (`machine.store`); `sharing` is sent from 0.20 on. */
@@ -161,10 +205,13 @@ export class MachineDriver {
         case 'yielded_softly':
         case 'console_output':
           continue;
-        case 'yielded_manually':
+        case 'yielded_manually': {
+          const started = performance.now();
           await this.#answer(await this.#receive(signal), signal);
+          this.stats.hostMs += performance.now() - started;
           answered++;
           continue;
+        }
         case 'console_input':
           throw new MachineRpcError(this.methods.run, 'The machine is waiting for console input, which this driver does not provide (run the guest without an interactive console)');
         default:
@@ -186,13 +233,12 @@ export class MachineDriver {
   async #receive(signal: AbortSignal | undefined): Promise<CmioRequest> {
     const receive = this.methods.receiveCmioRequest;
     if (receive !== undefined) {
-      // 0.21: probe the size (length 0), then read exactly that much (cartesi-gio.md §1.6, §1.9).
-      const probe = await this.#call(receive, { length: 0 }, signal);
-      const head = this.#requestHead(receive, probe);
-      if (head.length === 0) return { cmd: head.cmd, reason: head.reason, data: new Uint8Array(0) };
-      const full = await this.#call(receive, { length: head.length }, signal);
-      const data = fromBase64(receive, isJsonObject(full) ? full['data'] : undefined);
-      if (data.byteLength !== head.length) throw new MachineRpcError(receive, `Asked for ${head.length} request bytes, got ${data.byteLength}`);
+      // 0.21: one call asking for the whole tx buffer; the server trims the data to the request's real
+      // length (cartesi-gio.md §1.6; measured on the real emulator): one round trip fewer than probing.
+      const reply = await this.#call(receive, { length: CMIO_BUFFER_BYTES }, signal);
+      const head = this.#requestHead(receive, reply);
+      const data = head.length === 0 ? new Uint8Array(0) : fromBase64(receive, isJsonObject(reply) ? reply['data'] : undefined);
+      if (data.byteLength !== head.length) throw new MachineRpcError(receive, `The request holds ${head.length} bytes, got ${data.byteLength}`);
       return { cmd: head.cmd, reason: head.reason, data };
     }
     // 0.19 / 0.20: read tohost (one uint64 above 2^53 for any manual yield) and the tx buffer (§1.6, §1.9).
@@ -224,8 +270,13 @@ export class MachineDriver {
       throw new MachineRpcError(this.methods.run, `The guest made a rollups yield (reason ${req.reason}); this driver answers only GIO requests`);
     }
     let response: GioResponse;
+    const handler = this.#handlers.get(req.reason);
     try {
-      response = await answerGio(req.reason, req.data, this.#source, signal === undefined ? {} : { signal });
+      if (handler === undefined) {
+        const known = [...this.#handlers.keys()].map((d) => `0x${d.toString(16)}`).join(', ');
+        throw new DeviceError(`Unknown GIO domain 0x${req.reason.toString(16)} (this host answers ${known})`);
+      }
+      response = await handler(req.data, signal);
       this.stats.bytes += response.data.byteLength;
     } catch (err) {
       if (!(err instanceof DeviceError)) throw err; // abort the run
@@ -233,6 +284,7 @@ export class MachineDriver {
       response = gioErrorResponse(err);
       this.stats.refused++;
     }
+    this.stats.byDomain[req.reason] = (this.stats.byDomain[req.reason] ?? 0) + 1;
     this.stats.gioRequests++;
     // A GIO answer never carries revert_root_hash (0.21, cartesi-gio.md §1.5); the code is never 0.
     await this.#call(this.methods.sendCmioResponse, { reason: response.code, data: Buffer.from(response.data).toString('base64') }, signal);
