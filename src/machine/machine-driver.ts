@@ -69,7 +69,7 @@ export interface MachineDriverStats {
   bytes: number;
   /** Requests refused in band (code 0xFFFF). */
   refused: number;
-  /** Host milliseconds spent per GIO request outside `machine.run` (read, answer, send), summed. */
+  /** Host milliseconds spent answering GIO requests (decoding, the handler, encoding), summed; the one HTTP request per round trip is not in it. */
   hostMs: number;
   /** GIO requests per domain. */
   byDomain: Record<number, number>;
@@ -186,19 +186,37 @@ export class MachineDriver {
     const mcycleEnd = options.mcycleEnd ?? MCYCLE_MAX;
     if (mcycleEnd < 0n || mcycleEnd > MCYCLE_MAX) throw new InvalidConfigError(`mcycleEnd ${mcycleEnd} is not a uint64`);
     const signal = options.signal;
+    const m = this.methods;
     let answered = 0;
+    let answer: GioResponse | undefined;
     for (;;) {
       throwIfAborted(signal);
       this.stats.runs++;
-      const reason = await this.#call(this.methods.run, { mcycle_end: mcycleEnd }, signal);
-      if (typeof reason !== 'string' || !this.methods.breakReasons.includes(reason)) {
-        throw new MachineRpcError(this.methods.run, `Unexpected break reason ${stringifyJsonBigInt(reason)} from emulator ${this.methods.emulator}`);
+      // One HTTP request per GIO round trip: the previous request's answer, the run to the next break, and
+      // what the machine then asks (cartesi-jsonrpc-machine runs a batch in order). A receive that finds no
+      // request (the machine halted) fails harmlessly and is ignored.
+      const calls = [
+        ...(answer === undefined ? [] : [{ method: m.sendCmioResponse, params: { reason: answer.code, data: Buffer.from(answer.data).toString('base64') } }]),
+        { method: m.run, params: { mcycle_end: mcycleEnd } },
+        { method: m.readReg, params: { reg: 'mcycle' } },
+        m.receiveCmioRequest === undefined ? { method: m.readReg, params: { reg: 'htif_tohost' } } : { method: m.receiveCmioRequest, params: { length: CMIO_BUFFER_BYTES } },
+      ];
+      const replies = await this.#rpc.batch(calls, signal, m.run);
+      const [reason, mcycleValue, request] = replies.slice(answer === undefined ? 0 : 1) as [JsonValue | MachineRpcError, JsonValue | MachineRpcError, JsonValue | MachineRpcError];
+      if (answer !== undefined) {
+        if (replies[0] instanceof MachineRpcError) throw replies[0];
+        answer = undefined;
+      }
+      if (reason instanceof MachineRpcError) throw reason;
+      if (typeof reason !== 'string' || !m.breakReasons.includes(reason)) {
+        throw new MachineRpcError(m.run, `Unexpected break reason ${stringifyJsonBigInt(reason)} from emulator ${m.emulator}`);
       }
       switch (reason) {
         case 'halted':
         case 'reached_target_mcycle': {
-          const mcycle = await this.readReg('mcycle', signal === undefined ? {} : { signal });
-          this.#logger.debug('machine %s at mcycle %s after %d GIO requests', reason, mcycle, answered);
+          if (mcycleValue instanceof MachineRpcError) throw mcycleValue;
+          const mcycle = toUint64(m.readReg, mcycleValue);
+          this.#logger.debug('machine %s at mcycle %s after %d GIO requests', reason, String(mcycle), answered);
           return { breakReason: reason, mcycle, gioRequests: answered };
         }
         case 'yielded_automatically':
@@ -206,16 +224,17 @@ export class MachineDriver {
         case 'console_output':
           continue;
         case 'yielded_manually': {
+          if (request instanceof MachineRpcError) throw request;
           const started = performance.now();
-          await this.#answer(await this.#receive(signal), signal);
+          answer = await this.#answer(await this.#request(request, signal), signal);
           this.stats.hostMs += performance.now() - started;
           answered++;
           continue;
         }
         case 'console_input':
-          throw new MachineRpcError(this.methods.run, 'The machine is waiting for console input, which this driver does not provide (run the guest without an interactive console)');
+          throw new MachineRpcError(m.run, 'The machine is waiting for console input, which this driver does not provide (run the guest without an interactive console)');
         default:
-          throw new MachineRpcError(this.methods.run, `The machine stopped with break reason ${reason}`);
+          throw new MachineRpcError(m.run, `The machine stopped with break reason ${reason}`);
       }
     }
   }
@@ -230,20 +249,19 @@ export class MachineDriver {
     return this.#rpc.close();
   }
 
-  async #receive(signal: AbortSignal | undefined): Promise<CmioRequest> {
+  /** The request the batch read: 0.21's receive_cmio_request result, or 0.19/0.20's tohost word + the tx buffer. */
+  async #request(value: JsonValue, signal: AbortSignal | undefined): Promise<CmioRequest> {
     const receive = this.methods.receiveCmioRequest;
     if (receive !== undefined) {
-      // 0.21: one call asking for the whole tx buffer; the server trims the data to the request's real
-      // length (cartesi-gio.md §1.6; measured on the real emulator): one round trip fewer than probing.
-      const reply = await this.#call(receive, { length: CMIO_BUFFER_BYTES }, signal);
-      const head = this.#requestHead(receive, reply);
-      const data = head.length === 0 ? new Uint8Array(0) : fromBase64(receive, isJsonObject(reply) ? reply['data'] : undefined);
+      // 0.21: asked for the whole tx buffer; the server trims the data to the request's real length
+      // (cartesi-gio.md §1.6; seen on the real emulator), so no size probe is needed.
+      const head = this.#requestHead(receive, value);
+      const data = head.length === 0 ? new Uint8Array(0) : fromBase64(receive, isJsonObject(value) ? value['data'] : undefined);
       if (data.byteLength !== head.length) throw new MachineRpcError(receive, `The request holds ${head.length} bytes, got ${data.byteLength}`);
       return { cmd: head.cmd, reason: head.reason, data };
     }
-    // 0.19 / 0.20: read tohost (one uint64 above 2^53 for any manual yield) and the tx buffer (§1.6, §1.9).
-    const word = await this.readReg('htif_tohost', signal === undefined ? {} : { signal });
-    const { cmd, reason, data: length } = unpackHtifWord(word);
+    // 0.19 / 0.20: the tohost word (a uint64 above 2^53 for any manual yield), then the tx buffer (§1.6, §1.9).
+    const { cmd, reason, data: length } = unpackHtifWord(toUint64(this.methods.readReg, value));
     if (length > CMIO_BUFFER_BYTES) throw new MachineRpcError(this.methods.readReg, `cmio request claims ${length} bytes (tx buffer is ${CMIO_BUFFER_BYTES})`);
     const data = length === 0 ? new Uint8Array(0) : fromBase64(this.methods.readMemory, await this.#call(this.methods.readMemory, { address: CMIO_TX_BUFFER_START, length }, signal));
     if (data.byteLength !== length) throw new MachineRpcError(this.methods.readMemory, `Asked for ${length} tx-buffer bytes, got ${data.byteLength}`);
@@ -259,7 +277,8 @@ export class MachineDriver {
     return { cmd, reason, length };
   }
 
-  async #answer(req: CmioRequest, signal: AbortSignal | undefined): Promise<void> {
+  /** The answer to one request (sent with the next run); throws to abort the run unanswered. */
+  async #answer(req: CmioRequest, signal: AbortSignal | undefined): Promise<GioResponse> {
     if (req.cmd !== HTIF_YIELD_CMD_MANUAL) {
       throw new MachineRpcError(this.methods.run, `Machine yielded manually but tohost holds yield command ${req.cmd}`);
     }
@@ -287,7 +306,7 @@ export class MachineDriver {
     this.stats.byDomain[req.reason] = (this.stats.byDomain[req.reason] ?? 0) + 1;
     this.stats.gioRequests++;
     // A GIO answer never carries revert_root_hash (0.21, cartesi-gio.md §1.5); the code is never 0.
-    await this.#call(this.methods.sendCmioResponse, { reason: response.code, data: Buffer.from(response.data).toString('base64') }, signal);
+    return response;
   }
 
   #call(method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
