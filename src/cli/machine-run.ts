@@ -13,6 +13,7 @@ import { readNetlockRoot } from '../netlock/file.ts';
 import { createStats } from '../oracle/stats.ts';
 import { formatMissReport, recordedOrigins } from '../run/report.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
+import type { BlockSource } from '../protocol/blocks.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 
 /** Exit status when the runner or the machine failed (as `run` uses it): not CMD's. */
@@ -143,7 +144,6 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const store = new FsBlockStore(dataDir);
-  let outcome: MachineRunOutcome;
   try {
     const tools = locateMachineTools({
       ...(values.emulator === undefined ? {} : { emulatorDir: values.emulator }),
@@ -153,7 +153,7 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
     const trustText = values.trust ?? [];
     const own = trustText.length === 0 ? await LocalSigner.publicKeyIn(dataDir) : undefined;
     const trust = trustText.length > 0 ? parseTrustedKeys(trustText) : own === undefined ? [] : [own];
-    outcome = await runInMachine({
+    const outcome = await runInMachine({
       tools,
       image: resolve(values.image ?? DEFAULT_IMAGE),
       netlockRoot: root,
@@ -173,6 +173,7 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
       logger,
       signal: controller.signal,
     });
+    return await reportMachineRun(outcome, netlockPath, store, context);
   } catch (err) {
     if (err instanceof AbortedError && stoppedBy !== undefined) return stoppedBy === 'SIGINT' ? 130 : 143;
     if (err instanceof MachineSetupError) say(context, err.message);
@@ -183,10 +184,13 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
     process.off('SIGTERM', onSignal);
     await store.close();
   }
-  return report(outcome, netlockPath, store, context);
 }
 
-async function report(o: MachineRunOutcome, netlockPath: string, store: FsBlockStore, context: CommandContext): Promise<number> {
+/**
+ * Prints what a finished run has to say (misses explained, the device's round trips, a fatal stop) on
+ * stderr and the root hash on stdout; returns the exit status: CMD's, or 125 when the guest stopped the run.
+ */
+export async function reportMachineRun(o: MachineRunOutcome, netlockPath: string, store: BlockSource, context: Pick<CommandContext, 'stdout' | 'stderr'>): Promise<number> {
   if (o.misses.length > 0) {
     const stats = createStats('replay');
     stats.misses = o.misses.length;

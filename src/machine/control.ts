@@ -69,7 +69,7 @@ function object(value: unknown, what: string): Record<string, unknown> {
 
 function strings(value: unknown, what: string): string[] {
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new InvalidConfigError(`${what}: expected an array of strings`);
-  return value as string[];
+  return value;
 }
 
 /** Checks a RunConfig (what the guest got, or what the host is about to send). */

@@ -57,7 +57,7 @@ export class JsonRpcServer {
     process.on('exit', killGroup);
     const exited = new Promise<number | string>((r) => child.once('exit', (code, signal) => r(signal ?? code ?? -1)));
     void exited.then(() => process.off('exit', killGroup));
-    child.stdout!.pipe(init.console, { end: false });
+    child.stdout.pipe(init.console, { end: false });
     let said = '';
     const url = await new Promise<string>((resolvePromise, reject) => {
       let pending = '';
@@ -69,8 +69,8 @@ export class JsonRpcServer {
       const timer = setTimeout(() => fail(new MachineRpcError('spawn', `${init.emulator} did not start listening within ${SERVER_START_TIMEOUT_MS} ms: ${said.trim()}`)), SERVER_START_TIMEOUT_MS);
       child.once('error', (err) => fail(new MachineRpcError('spawn', `Cannot run ${init.emulator}: ${err.message}`, { cause: err })));
       void exited.then((how) => fail(new MachineRpcError('spawn', `${init.emulator} exited (${how}) before it listened: ${said.trim() || 'no message'}`)));
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (text: string) => {
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (text: string) => {
         pending += text;
         const lines = pending.split('\n');
         pending = lines.pop() ?? '';

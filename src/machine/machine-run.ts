@@ -17,7 +17,7 @@ import { GIO_DOMAIN_CONTROL, parseControlRequest, RUN_CONFIG_VERSION } from './c
 import type { MissReport, RunConfig, ShimStats } from './control.ts';
 import { packInputTar } from './drive-tar.ts';
 import type { MachineTools } from './emulator.ts';
-import { GIO_RESPONSE_OK } from './gio-responder.ts';
+import { GIO_DOMAIN_IPFS_BLOCK, GIO_RESPONSE_OK } from './gio-responder.ts';
 import type { GioHandler, GioResponse } from './gio-responder.ts';
 import { JsonRpcServer } from './jsonrpc-server.ts';
 import { BOOTARGS, machineConfig, machineLayout, RESULT_DRIVE_BYTES, RUNTIME_CONFIG } from './machine-config.ts';
@@ -42,8 +42,13 @@ export interface MachineRunInit {
   netlockRoot: CID;
   /** This host's blocks: checked before boot. */
   store: PresenceSource;
-  /** What answers GIO 0x25. @default store */
+  /** Where GIO 0x25 blocks come from (each checked against its CID before it is sent). @default store */
   blockSource?: BlockSource;
+  /**
+   * What answers GIO 0x25 instead of the verified `blockSource`: a test stands in a host that lies here,
+   * to show that the guest stops the run. @default none
+   */
+  blockHandler?: GioHandler;
   trust: readonly Uint8Array[];
   argv: string[];
   env: Record<string, string>;
@@ -114,6 +119,7 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
       output: init.outputDir !== undefined,
     };
     server = await JsonRpcServer.start({ emulator: init.tools.emulator, console: init.console, logger, ...opts });
+    logger.info('started %s (pid %d) at %s', init.tools.emulator, server.pid, server.url);
     const emulator = await MachineDriver.detectEmulatorVersion(server.url, opts);
     if (emulator !== '0.21') throw new MachineError(`${init.tools.emulator} speaks the JSON-RPC API of emulator ${emulator}; machine run needs emulator 0.21`);
 
@@ -121,7 +127,8 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
     let shimStats: ShimStats | undefined;
     let start: MachineRunOutcome['start'] = 'cold';
     let ready: { ms: number; mcycle: bigint } | undefined;
-    let keyParts: SnapshotKeyParts | undefined;
+    const snapshot = init.snapshots === undefined ? undefined : await findSnapshot(init, layout, opts);
+    const keyParts = snapshot?.parts;
     const control: GioHandler = async (id): Promise<GioResponse> => {
       const machine = driver!;
       const request = parseControlRequest(id);
@@ -148,10 +155,8 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
       }
       return { code: GIO_RESPONSE_OK, data: new Uint8Array(0) };
     };
-    driver = new MachineDriver({ url: server.url, emulator, source: init.blockSource ?? init.store, handlers: new Map([[GIO_DOMAIN_CONTROL, control]]), logger });
+    driver = new MachineDriver({ url: server.url, emulator, source: init.blockSource ?? init.store, handlers: new Map([[GIO_DOMAIN_CONTROL, control], ...(init.blockHandler === undefined ? [] : [[GIO_DOMAIN_IPFS_BLOCK, init.blockHandler] as const])]), logger });
 
-    const snapshot = init.snapshots === undefined ? undefined : await findSnapshot(init, layout, opts);
-    keyParts = snapshot?.parts;
     if (snapshot?.dir !== undefined) {
       await driver.load(snapshot.dir, { runtimeConfig: RUNTIME_CONFIG, ...opts });
       start = 'snapshot';
