@@ -140,8 +140,8 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
         if (start === 'cold' && init.snapshots !== undefined && keyParts !== undefined) {
           const key = snapshotKey(keyParts);
           const mcycle = await machine.readReg('mcycle', opts);
-          await init.snapshots.store(machine, key, keyParts, { storedAt: new Date().toISOString(), mcycle: mcycle.toString() }, opts);
-          logger.info('stored machine snapshot %s at mcycle %s', key, String(mcycle));
+          const hash = await init.snapshots.store(machine, key, keyParts, { storedAt: new Date().toISOString(), mcycle: mcycle.toString() }, opts);
+          logger.info('stored machine snapshot %s at mcycle %s (root hash %s)', key, String(mcycle), hash);
           start = 'cold+stored';
         }
         // Cold or not, the input drive is swapped in here, so both paths reach the same state.

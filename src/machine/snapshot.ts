@@ -100,16 +100,20 @@ export class SnapshotCache {
 
   /**
    * Stores the parked machine under `key`: into a temporary directory, then renamed into place, so that a
-   * reader never finds half a snapshot and two runs storing at once keep one.
+   * reader never finds half a snapshot and two runs storing at once keep one. Returns its root hash.
    */
-  async store(driver: MachineDriver, key: string, parts: SnapshotKeyParts, info: Record<string, unknown>, options: AbortOptions = {}): Promise<void> {
+  async store(driver: MachineDriver, key: string, parts: SnapshotKeyParts, info: Record<string, unknown>, options: AbortOptions = {}): Promise<string> {
     await mkdir(this.dir, { recursive: true });
     const tmp = join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     await mkdir(tmp);
     try {
+      // Hashing first stores an up-to-date hash tree: a machine loaded from it then hashes only the pages
+      // its run touches (measured: the final root hash of a run took ~6 s instead of ~1 s without it). The
+      // hash names the build environment, as a template hash names a Cartesi application.
+      const rootHash = Buffer.from(await driver.rootHash(options)).toString('hex');
       // The emulator refuses to store into an existing directory: give it a fresh one inside ours.
       await driver.store(join(tmp, MACHINE_SUBDIR), { sharing: 'all', ...(options.signal === undefined ? {} : { signal: options.signal }) });
-      await writeFile(join(tmp, META_FILE), `${JSON.stringify({ key, parts, ...info }, null, 2)}\n`);
+      await writeFile(join(tmp, META_FILE), `${JSON.stringify({ key, rootHash, parts, ...info }, null, 2)}\n`);
       try {
         await rename(tmp, join(this.dir, key));
       } catch (err) {
@@ -118,6 +122,7 @@ export class SnapshotCache {
         this.#logger.info('another run stored snapshot %s first; keeping that one', key);
         await rm(tmp, { recursive: true, force: true });
       }
+      return rootHash;
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
