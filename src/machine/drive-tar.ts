@@ -52,6 +52,7 @@ export async function packInputTar(dir: string, file: string, limit: number, opt
       yield chunk;
     }
   }, out);
+  written.catch(() => undefined); // awaited below; a size refusal may come while an entry is being written
   try {
     for (const e of entries) {
       throwIfAborted(options.signal);
@@ -68,8 +69,9 @@ export async function packInputTar(dir: string, file: string, limit: number, opt
     await written;
   } catch (err) {
     pack.destroy();
-    await written.catch(() => undefined);
-    throw err;
+    // The pipeline's own failure (the size limit) says more than the entry it interrupted.
+    const failed: unknown = await written.then(() => undefined, (e: unknown) => e);
+    throw failed instanceof InvalidConfigError ? failed : err;
   }
   return size;
 }
@@ -129,7 +131,10 @@ export async function extractOutputTar(bytes: Uint8Array, target: string, logger
             break;
           case 'link': {
             const from = safeParts(header.linkname ?? '');
-            await checkParents(target, [...from, '']);
+            await checkParents(target, from);
+            const existing = await lstat(join(target, ...from)).catch(() => undefined);
+            if (existing?.isFile() !== true) throw new InvalidArchiveError(`Output tar entry ${header.name} is a hard link to ${header.linkname ?? ''}, which is not a file extracted before it`);
+            await mkdir(join(target, ...parts.slice(0, -1)), { recursive: true });
             await link(join(target, ...from), path);
             break;
           }
