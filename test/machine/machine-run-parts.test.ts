@@ -4,7 +4,8 @@ import { mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pack as tarPack } from 'tar-stream';
-import { InvalidConfigError, OracleError } from '../../src/errors.ts';
+import type { OracleError } from '../../src/errors.ts';
+import { InvalidConfigError } from '../../src/errors.ts';
 import { NOOP_LOGGER } from '../../src/log.ts';
 import { asRunConfig, encodeControlRequest, parseControlRequest } from '../../src/machine/control.ts';
 import { extractOutputTar, packInputTar } from '../../src/machine/drive-tar.ts';
