@@ -199,10 +199,10 @@ export async function reportMachineRun(o: MachineRunOutcome, netlockPath: string
   }
   const d = o.driver;
   const blocks = d.byDomain[0x25] ?? 0;
-  const perTrip = d.gioRequests === 0 ? 0 : d.hostMs / d.gioRequests;
+  const perBlock = blocks === 0 ? 0 : (d.hostMsByDomain[0x25] ?? 0) / blocks;
   const started = o.start === 'snapshot' ? 'started from the snapshot' : o.start === 'cold+stored' ? 'booted cold and stored the snapshot' : 'booted cold';
   say(context, `${started}; shim ready ${(o.readyMs / 1000).toFixed(1)} s after the emulator started (mcycle ${o.readyMcycle}); halted at mcycle ${o.mcycle}, ${(o.totalMs / 1000).toFixed(1)} s in all`);
-  say(context, `device: ${d.gioRequests} GIO round trips (${blocks} blocks, ${d.gioRequests - blocks} control), ${(d.bytes / 1048576).toFixed(2)} MiB, host ${perTrip.toFixed(2)} ms per round trip`);
+  say(context, `device: ${d.gioRequests} GIO round trips (${blocks} blocks, ${d.gioRequests - blocks} control), ${(d.bytes / 1048576).toFixed(2)} MiB; ${perBlock.toFixed(2)} ms of host work per block (one JSON-RPC batch per round trip)`);
   if (o.shimStats !== undefined) say(context, `shim: ${o.shimStats.requests} request(s), ${o.shimStats.hits} hit(s), ${o.shimStats.misses} miss(es), ${o.shimStats.errors} error(s)`);
   if (o.result.fatal !== undefined) {
     say(context, `the guest stopped the run: ${o.result.fatal}`);

@@ -73,6 +73,8 @@ export interface MachineDriverStats {
   hostMs: number;
   /** GIO requests per domain. */
   byDomain: Record<number, number>;
+  /** `hostMs` per domain (a control request may store a snapshot: seconds, not a round trip's cost). */
+  hostMsByDomain: Record<number, number>;
 }
 
 /** A cmio request as read from the parked machine. */
@@ -94,7 +96,7 @@ interface CmioRequest {
  */
 export class MachineDriver {
   readonly methods: Readonly<MachineRpcMethods>;
-  readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0, hostMs: 0, byDomain: {} };
+  readonly stats: MachineDriverStats = { runs: 0, gioRequests: 0, bytes: 0, refused: 0, hostMs: 0, byDomain: {}, hostMsByDomain: {} };
   readonly #rpc: MachineRpcClient;
   readonly #handlers: ReadonlyMap<number, GioHandler>;
   readonly #logger: Logger;
@@ -226,8 +228,11 @@ export class MachineDriver {
         case 'yielded_manually': {
           if (request instanceof MachineRpcError) throw request;
           const started = performance.now();
-          answer = await this.#answer(await this.#request(request, signal), signal);
-          this.stats.hostMs += performance.now() - started;
+          const req = await this.#request(request, signal);
+          answer = await this.#answer(req, signal);
+          const ms = performance.now() - started;
+          this.stats.hostMs += ms;
+          this.stats.hostMsByDomain[req.reason] = (this.stats.hostMsByDomain[req.reason] ?? 0) + ms;
           answered++;
           continue;
         }

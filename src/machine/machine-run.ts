@@ -99,7 +99,7 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
   const checked = await checkNetlockBlocks(init.netlockRoot, init.store, opts);
   const time = init.time ?? checked.newestFetchedAt ?? 0;
   const imageBytes = (await stat(init.image).catch((err: unknown) => {
-    throw new InvalidConfigError(`Cannot read the image ${init.image}: ${(err as Error).message}`);
+    throw new InvalidConfigError(`Cannot read the image ${init.image} (build one with \`fetch-oracle machine image --out ${init.image}\`): ${(err as Error).message}`);
   })).size;
   const layout = machineLayout({ ramMib: init.ramMib, imageBytes, inputMib: init.inputMib, outputMib: init.outputMib });
   const work = await mkdtemp(join(tmpdir(), 'fetch-oracle-machine-'));
