@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.ts';
 import { locateMachineTools } from '../../src/machine/emulator.ts';
 import { GIO_RESPONSE_OK } from '../../src/machine/gio-responder.ts';
 import { runInMachine } from '../../src/machine/machine-run.ts';
+import { SnapshotCache } from '../../src/machine/snapshot.ts';
 import { readNetlockRoot } from '../../src/netlock/file.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 import { blockLinks } from '../../src/store/block-links.ts';
@@ -178,6 +179,7 @@ describe.skipIf(problem !== undefined && !IN_CI)(`fetch-oracle machine run --rep
       ramMib: 2048,
       inputMib: 64,
       outputMib: 256,
+      snapshots: new SnapshotCache(join(data, 'machine-snapshots'), createLogger('test')),
       console: sink,
       logger: createLogger('test'),
     });
