@@ -15,11 +15,13 @@ import { CachingBlockSource } from '../src/protocol/blocks.ts';
 import { ProxyServer } from '../src/proxy/proxy-server.ts';
 import { CA_CERT_FILE, CertAuthority } from '../src/tls/cert-authority.ts';
 import { DeviceBlockSource } from './device-block-source.ts';
+import { runMachineMode } from './machine-mode.ts';
 
 const DEFAULT_CONFIG = '/etc/fetch-oracle/guest.json';
 const DEFAULT_HELPER = '/usr/bin/cmio-helper';
 const DEFAULT_LISTEN = '127.0.0.1:8899';
 const DEFAULT_CACHE_MIB = 64;
+const DEFAULT_RUN_DIR = '/run/fetch-oracle';
 
 const HELP = `fetch-oracle-guest: offline replay proxy for the Cartesi Machine (blocks by CID through the dehashing device)
 
@@ -27,10 +29,14 @@ Usage:
   fetch-oracle-guest serve [--config FILE] [--netlock-root CID] [--trust KEY]... [--ca-dir DIR] [--listen HOST:PORT]
                            [--helper PATH] [--cache-mib N]
   fetch-oracle-guest env   [--config FILE] [--ca-dir DIR] [--listen HOST:PORT] [--bundle FILE]
+  fetch-oracle-guest machine [--helper PATH] [--listen HOST:PORT] [--run-dir DIR]
 
 serve   answers HTTP/HTTPS proxy requests from the netlock, verifying every block hash and record signature;
         a request not in the netlock gets a 504 that explains the miss. Nothing ever dials out.
 env     writes a CA bundle (system bundle + the provisioned CA) and prints the export lines a build needs.
+machine the shim of \`fetch-oracle machine run\` (started by /sbin/fetch-oracle-init): makes its CA, asks the
+        host for the run's config over GIO 0x27, serves it, writes RUN_DIR/run.sh and prints \`ready\`;
+        a block that does not hash to its CID is fatal (RUN_DIR/fatal). Default run dir ${DEFAULT_RUN_DIR}.
 
 Options (each may also come from the JSON config file, default ${DEFAULT_CONFIG}, keys in camelCase):
   --netlock-root CID   root CID of the netlock to serve
@@ -79,12 +85,28 @@ async function main(argv: string[]): Promise<number> {
       helper: { type: 'string' },
       'cache-mib': { type: 'string' },
       bundle: { type: 'string' },
+      'run-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   }, HELP);
   if (values.help === true) {
     process.stdout.write(HELP);
     return 0;
+  }
+  if (command === 'machine') {
+    // Warnings and errors only: the console is the user's build log.
+    const logger = createLogger('oracle:guest', (level, _namespace, line) => {
+      if (level === 'warn' || level === 'error') process.stderr.write(`fetch-oracle-guest: ${level}: ${line}\n`);
+    });
+    const code = await runMachineMode({
+      helperPath: values.helper ?? DEFAULT_HELPER,
+      runDir: resolve(values['run-dir'] ?? DEFAULT_RUN_DIR),
+      listen: parseHostPort(values.listen ?? DEFAULT_LISTEN, '--listen'),
+      logger,
+      ready: (line) => process.stdout.write(line),
+    });
+    // The helper and the proxy's last sockets must not keep a stopped shim alive.
+    process.exit(code);
   }
   const config = loadConfig(values.config);
   const caDir = values['ca-dir'] ?? config.caDir;

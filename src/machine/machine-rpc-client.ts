@@ -41,6 +41,17 @@ export class MachineRpcClient {
     return rpcCall(this.url, this.#dispatcher, this.#nextId++, method, params, signal);
   }
 
+  /**
+   * Calls several methods in one HTTP request (a JSON-RPC 2.0 batch; cartesi-jsonrpc-machine runs them in
+   * order, cartesi-gio.md §1.9). Each answer is its result or the MachineRpcError it failed with, in the
+   * order of `calls`; a transport failure or an unreadable reply throws, naming `label` (default: the methods).
+   */
+  batch(calls: ReadonlyArray<{ method: string; params: Record<string, unknown> }>, signal?: AbortSignal, label?: string): Promise<Array<JsonValue | MachineRpcError>> {
+    const first = this.#nextId;
+    this.#nextId += calls.length;
+    return rpcBatch(this.url, this.#dispatcher, first, calls, signal, label ?? calls.map((c) => c.method).join('+'));
+  }
+
   /** Releases the client's own HTTP connections (a dispatcher passed in stays open). Idempotent. */
   async close(): Promise<void> {
     if (!this.#ownsDispatcher || this.#closed) return;
@@ -49,9 +60,7 @@ export class MachineRpcClient {
   }
 }
 
-async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
-  throwIfAborted(signal);
-  const body = stringifyJsonBigInt({ jsonrpc: '2.0', id, method, params });
+async function post(url: string, dispatcher: Dispatcher, method: string, body: string, signal: AbortSignal | undefined): Promise<JsonValue> {
   let text: string;
   let status: number;
   try {
@@ -69,21 +78,46 @@ async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: 
     throw new MachineRpcError(method, `JSON-RPC ${method} to ${url} failed: ${(err as Error).message}`, { cause: err });
   }
   if (status !== 200) throw new MachineRpcError(method, `JSON-RPC ${method}: HTTP ${status}: ${text.slice(0, 200)}`);
-  let reply: JsonValue;
   try {
-    reply = parseJsonBigInt(text);
+    return parseJsonBigInt(text);
   } catch (err) {
     throw new MachineRpcError(method, `JSON-RPC ${method}: unreadable reply: ${(err as Error).message}`, { cause: err });
   }
-  if (!isJsonObject(reply) || reply['id'] !== id) throw new MachineRpcError(method, `JSON-RPC ${method}: reply is not the answer to request ${id}: ${text.slice(0, 200)}`);
+}
+
+async function rpcCall(url: string, dispatcher: Dispatcher, id: number, method: string, params: Record<string, unknown>, signal: AbortSignal | undefined): Promise<JsonValue> {
+  throwIfAborted(signal);
+  const reply = await post(url, dispatcher, method, stringifyJsonBigInt({ jsonrpc: '2.0', id, method, params }), signal);
+  const answer = answerOf(method, id, reply);
+  if (answer instanceof MachineRpcError) throw answer;
+  return answer;
+}
+
+async function rpcBatch(url: string, dispatcher: Dispatcher, first: number, calls: ReadonlyArray<{ method: string; params: Record<string, unknown> }>, signal: AbortSignal | undefined, names: string): Promise<Array<JsonValue | MachineRpcError>> {
+  throwIfAborted(signal);
+  const reply = await post(url, dispatcher, names, stringifyJsonBigInt(calls.map((c, i) => ({ jsonrpc: '2.0', id: first + i, method: c.method, params: c.params }))), signal);
+  if (!Array.isArray(reply)) {
+    const single = answerOf(names, undefined, reply);
+    throw single instanceof MachineRpcError ? single : new MachineRpcError(names, `JSON-RPC batch ${names}: the reply is not an array`);
+  }
+  return calls.map((c, i) => {
+    const id = first + i;
+    const item = reply.find((r) => isJsonObject(r) && r['id'] === id);
+    return item === undefined ? new MachineRpcError(c.method, `JSON-RPC ${c.method}: no answer to request ${id} in the batch reply`) : answerOf(c.method, id, item);
+  });
+}
+
+/** The result of one reply object, or the MachineRpcError it carries (`id` undefined: any id). */
+function answerOf(method: string, id: number | undefined, reply: JsonValue): JsonValue | MachineRpcError {
+  if (!isJsonObject(reply) || (id !== undefined && reply['id'] !== id)) return new MachineRpcError(method, `JSON-RPC ${method}: reply is not the answer to request ${id}: ${stringifyJsonBigInt(reply).slice(0, 200)}`);
   const error = reply['error'];
   if (error !== undefined && error !== null) {
     const code = isJsonObject(error) && typeof error['code'] === 'number' ? error['code'] : undefined;
     const message = isJsonObject(error) && typeof error['message'] === 'string' ? error['message'] : stringifyJsonBigInt(error);
-    throw new MachineRpcError(method, `JSON-RPC ${method} failed${code === undefined ? '' : ` (${code})`}: ${message}`, code === undefined ? {} : { rpcCode: code });
+    return new MachineRpcError(method, `JSON-RPC ${method} failed${code === undefined ? '' : ` (${code})`}: ${message}`, code === undefined ? {} : { rpcCode: code });
   }
-  if (!('result' in reply)) throw new MachineRpcError(method, `JSON-RPC ${method}: reply has neither result nor error`);
-  return reply['result'];
+  if (!('result' in reply)) return new MachineRpcError(method, `JSON-RPC ${method}: reply has neither result nor error`);
+  return reply['result']!;
 }
 
 function rpcUrl(url: string): string {

@@ -34,6 +34,12 @@ export interface MachineRpcMethods {
   receiveCmioRequest: string | undefined;
   /** `{reason, data}`; 0.21 also takes `revert_root_hash`, which a GIO answer must not pass (§1.5). */
   sendCmioResponse: string;
+  /** `{config, runtime_config?}`: a new machine in an empty server. */
+  create: string;
+  /** → the emulator's default machine config. */
+  getDefaultConfig: string;
+  /** `{range: {label?, start, length, backing_store}}`: swaps a flash drive's contents (0.21). */
+  replaceMemoryRange: string;
   /** Break reasons `run` may return in this version (§1.9). */
   breakReasons: readonly string[];
 }
@@ -50,6 +56,9 @@ const COMMON = {
   readReg: 'machine.read_reg',
   readMemory: 'machine.read_memory',
   sendCmioResponse: 'machine.send_cmio_response',
+  create: 'machine.create',
+  getDefaultConfig: 'machine.get_default_config',
+  replaceMemoryRange: 'machine.replace_memory_range',
 } as const;
 
 export const MACHINE_RPC_METHODS: Readonly<Record<EmulatorVersion, Readonly<MachineRpcMethods>>> = {

@@ -31,6 +31,8 @@ export interface OpenReplayInit {
   logger: Logger;
   /** @default fresh replay counters */
   stats?: OracleStats;
+  /** Told of each miss before its 504 is answered (the guest reports misses to the host). */
+  onMiss?: (miss: ReplayMiss) => void | Promise<void>;
 }
 
 export interface OpenedReplay {
@@ -62,7 +64,7 @@ export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
     logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', init.root.toString(), untrusted.map(toHex).join(', '));
   }
   const stats = init.stats ?? createStats('replay');
-  const replayer = new Replayer({ netlock, source, trusted: init.trusted, stats, logger: logger.child('replay') });
+  const replayer = new Replayer({ netlock, source, trusted: init.trusted, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
   const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay') });
   logger.info('replaying netlock %s (%d entries)', init.root.toString(), rootValue.count);
   return {

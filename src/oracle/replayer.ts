@@ -23,6 +23,11 @@ export interface ReplayerInit {
   trusted: readonly Uint8Array[];
   stats: OracleStats;
   logger: Logger;
+  /**
+   * Told of each miss before the client gets its 504 (the guest shim reports it to the host over GIO 0x27,
+   * so the host has heard of every miss the command saw). A failure is logged, never the client's problem.
+   */
+  onMiss?: (miss: ReplayMiss) => void | Promise<void>;
 }
 
 /** The replay decision without sockets: the core's `resolve` over the netlock, every record verified. */
@@ -51,8 +56,14 @@ export class Replayer implements ReplayDecider {
     if (found === undefined) {
       stats.misses++;
       const why = explainMiss(key, nearby, netlock.root.toString());
-      this.misses.push({ method: key.method, url: key.url, accept: key.variant['accept'] ?? '', nearest: why.candidates.map((c) => ({ method: c.method, url: c.url, differs: c.differs })) });
+      const miss: ReplayMiss = { method: key.method, url: key.url, accept: key.variant['accept'] ?? '', nearest: why.candidates.map((c) => ({ method: c.method, url: c.url, differs: c.differs })) };
+      this.misses.push(miss);
       logger.warn('replay miss: %s %s (nearest: %s)', key.method, key.url, why.candidates[0]?.url ?? 'none');
+      try {
+        await this.#init.onMiss?.(miss);
+      } catch (err) {
+        logger.warn('could not report the miss of %s %s: %s', key.method, key.url, (err as Error).message);
+      }
       return { kind: 'miss', error: new ReplayMissError(why.text) };
     }
     const record = await loadVerifiedRecord(found.entry.signed, found.key, source, trusted);

@@ -24,10 +24,11 @@ export interface CaSigner {
  * critical with CA:TRUE and pathLenConstraint 0 (§4.2.1.9; it signs leaves only), keyUsage critical
  * keyCertSign|cRLSign (§4.2.1.3), and a subjectKeyIdentifier (§4.2.1.2) for the leaves' AKI to point at.
  */
-export async function createCaCertificate(keys: CryptoKeyPair, commonName: string, now = new Date()): Promise<X509Certificate> {
-  const notBefore = new Date(now.getTime() - CLOCK_SKEW_ALLOWANCE_MS);
-  const notAfter = new Date(notBefore);
-  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_CERT_LIFETIME_YEARS);
+export async function createCaCertificate(keys: CryptoKeyPair, commonName: string, now = new Date(), validity?: { notBefore: Date; notAfter: Date }): Promise<X509Certificate> {
+  // A fixed window (the guest shim's CA, made in a machine whose clock is not the world's) or one from `now`.
+  const notBefore = validity?.notBefore ?? new Date(now.getTime() - CLOCK_SKEW_ALLOWANCE_MS);
+  const notAfter = validity?.notAfter ?? new Date(notBefore);
+  if (validity === undefined) notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_CERT_LIFETIME_YEARS);
   return X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: randomSerialNumber(),

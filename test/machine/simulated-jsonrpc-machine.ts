@@ -196,28 +196,40 @@ export async function startSimulatedJsonRpcMachine(init: SimulatedMachineInit): 
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(parts).toString('utf8');
-      let id: unknown = null;
-      const reply = (body: Record<string, unknown>, big?: Uint64): void => {
-        let text = JSON.stringify({ jsonrpc: '2.0', id, ...body });
-        if (big !== undefined) text = text.replace('"__UINT64__"', big.value.toString());
-        res.writeHead(200, { 'content-type': 'application/json' }).end(text);
+      // A uint64 result goes out as a bare integer: placeholders replaced in the text.
+      const bigs: Uint64[] = [];
+      const one = (msg: { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown }, text: string): Record<string, unknown> => {
+        const id = msg.id ?? null;
+        try {
+          if (msg.jsonrpc !== '2.0' || typeof msg.method !== 'string') throw new RpcError(-32600, 'Invalid Request');
+          calls.push(msg.method);
+          const handler = methods[msg.method];
+          if (handler === undefined) throw new RpcError(-32601, `Method not found: ${msg.method}`);
+          const params = (msg.params ?? {}) as Record<string, unknown>;
+          const result = handler(params, text);
+          if (msg.method === 'shutdown') setImmediate(() => server.close());
+          if (result instanceof Uint64) {
+            bigs.push(result);
+            return { jsonrpc: '2.0', id, result: `__UINT64_${bigs.length - 1}__` };
+          }
+          return { jsonrpc: '2.0', id, result };
+        } catch (err) {
+          const e = err instanceof RpcError ? err : new RpcError(-32700, (err as Error).message);
+          return { jsonrpc: '2.0', id, error: { code: e.rpcCode, message: e.message } };
+        }
       };
+      let body: unknown;
       try {
-        const msg = JSON.parse(raw) as { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
-        id = msg.id ?? null;
-        if (msg.jsonrpc !== '2.0' || typeof msg.method !== 'string') throw new RpcError(-32600, 'Invalid Request');
-        calls.push(msg.method);
-        const handler = methods[msg.method];
-        if (handler === undefined) throw new RpcError(-32601, `Method not found: ${msg.method}`);
-        const params = (msg.params ?? {}) as Record<string, unknown>;
-        const result = handler(params, raw);
-        if (result instanceof Uint64) reply({ result: '__UINT64__' }, result);
-        else reply({ result });
-        if (msg.method === 'shutdown') setImmediate(() => server.close());
+        const msg = JSON.parse(raw) as unknown;
+        // A batch (JSON-RPC 2.0 §6) is run in order, as cartesi-jsonrpc-machine does. Each run sees its own
+        // mcycle_end as written in the raw text (JSON.parse would round it).
+        const ends = [...raw.matchAll(/"mcycle_end"\s*:\s*(\d+)/g)].map((m) => m[0]);
+        body = Array.isArray(msg) ? msg.map((m) => one(m as Record<string, unknown>, (m as { method?: unknown }).method === 'machine.run' ? `{${ends.shift() ?? ''}}` : '{}')) : one(msg as Record<string, unknown>, raw);
       } catch (err) {
-        const e = err instanceof RpcError ? err : new RpcError(-32700, (err as Error).message);
-        reply({ error: { code: e.rpcCode, message: e.message } });
+        body = { jsonrpc: '2.0', id: null, error: { code: -32700, message: (err as Error).message } };
       }
+      const text = JSON.stringify(body).replace(/"__UINT64_(\d+)__"/g, (_m, i: string) => bigs[Number(i)]!.value.toString());
+      res.writeHead(200, { 'content-type': 'application/json' }).end(text);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
