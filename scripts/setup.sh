@@ -27,6 +27,11 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 command -v mke2fs >/dev/null 2>&1 || [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || missing+=(e2fsprogs)
 command -v qemu-riscv64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+# The Cartesi Machine emulator's runtime dependencies (shared/cartesi/README.md): its JSON-RPC server, which
+# `machine run` drives, needs none; its Lua CLI, for trying a machine by hand, needs these.
+for pkg in lua5.4 libslirp0 libgomp1 libstdc++6; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+done
 # pip drives the pip client tests (the machine's own python3 if it has pip, else Debian's).
 if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
