@@ -17,6 +17,7 @@ import { diffTarEntries, readTarEntries } from '../image/tar-entries.ts';
 import type { EntryDifference, TarEntry } from '../image/tar-entries.ts';
 import { recordInMachine } from '../machine/machine-record.ts';
 import { runInMachine } from '../machine/machine-run.ts';
+import { checkOutputDir } from '../machine/output-dir.ts';
 import { fromHex } from '../protocol/signature.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
@@ -109,14 +110,12 @@ export async function runMachineCheck(args: string[], context: CommandContext): 
     try {
       const tools = machineTools(values);
       const { outputDir, ...shared } = flags;
+      if (outputDir !== undefined) await checkOutputDir(outputDir); // not only after the record run
       const base = runBase({ ...shared, time }, tools, argv, context, signal);
       const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => flags.logger.warn('%s', m));
 
       say(context, `1/2: record run of ${JSON.stringify(argv.join(' '))} (clock ${time}), netlock ${netlockPath}`);
-      const recorded = await recordInMachine({ ...base, time, dataDir: flags.dataDir, netlockPath, upstreamCaPem, outputTar: tars.record }).catch((err: unknown) => {
-        sayJournalKept(context, WHO, netlockPath);
-        throw err;
-      });
+      const recorded = await recordInMachine({ ...base, time, dataDir: flags.dataDir, netlockPath, upstreamCaPem, outputTar: tars.record });
       if (reportRunLines(recorded.run, context, WHO) || recorded.netlock === undefined) {
         sayJournalKept(context, WHO, netlockPath);
         return MACHINE_RUN_FAILED;
@@ -155,15 +154,17 @@ export async function runMachineCheck(args: string[], context: CommandContext): 
         for (const d of diffs) reasons.push(describe(d, byPath(record), byPath(replay)));
       }
       say(context, `record run root hash: ${recorded.run.rootHash} (a record run is not deterministic: not for re-checking)`);
-      say(context, `replay run root hash: ${replayed.rootHash} (re-check: fetch-oracle machine run --replay ${netlockPath} --time ${time} … -- CMD)`);
+      const recheck = [`--replay ${netlockPath}`, `--time ${time}`, ...(flags.inputDir === undefined ? [] : [`--input ${flags.inputDir}`]), '--output DIR', ...Object.keys(flags.env).map((n) => `--env ${n}=…`)];
+      say(context, `replay run root hash: ${replayed.rootHash} (re-check: fetch-oracle machine run ${recheck.join(' ')} -- CMD, same image and sizes)`);
       const files = replay.filter((e) => e.type !== 'dir').length;
       if (reasons.length === 0) say(context, `the two runs match: exit 0, every request replayed, ${files} output entr${files === 1 ? 'y' : 'ies'} identical`);
       else for (const r of reasons) say(context, r);
       context.stdout.write(`root hash: ${replayed.rootHash}\n`);
       return reasons.length === 0 ? 0 : MACHINE_CHECK_DIFFERS;
     } catch (err) {
+      if (!signal.aborted) sayRunnerFailure(context, `${WHO} (${stage})`, err);
+      if (stage === 'the record run') sayJournalKept(context, WHO, netlockPath);
       if (signal.aborted) throw err;
-      sayRunnerFailure(context, `${WHO} (${stage})`, err);
       return MACHINE_RUN_FAILED;
     } finally {
       await rm(work, { recursive: true, force: true });

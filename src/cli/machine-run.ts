@@ -1,5 +1,5 @@
 /** `fetch-oracle machine run`: one command inside the real Cartesi Machine, its network replayed by CID (or recorded). */
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, UsageError } from './common.ts';
@@ -166,7 +166,7 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
 /** After a record run that wrote no netlock: where what it recorded is kept, if anything was. */
 export function sayJournalKept(context: Pick<CommandContext, 'stderr'>, who: string, netlockPath: string): void {
   const journal = `${netlockPath}.journal`;
-  if (existsSync(journal)) context.stderr.write(`${who}: no netlock written; what was recorded is kept in ${journal}: 'fetch-oracle recover --netlock ${netlockPath}' writes it\n`);
+  if ((statSync(journal, { throwIfNoEntry: false })?.size ?? 0) > 0) context.stderr.write(`${who}: no netlock written; what was recorded is kept in ${journal}: 'fetch-oracle recover --netlock ${netlockPath}' writes it\n`);
 }
 
 /**

@@ -2,11 +2,12 @@
  * `fetch-oracle machine run --record`: the same run as a replay, but the guest records its network through
  * the host (GIO 0x26, `MachineRecordSession`) instead of replaying a netlock. The host answers the guest's
  * blocks from the session's store (what it just recorded), the guest trusts the session's key, and when the
- * machine halted with a result the netlock is written. docs/cartesi.md "machine run --record".
+ * machine halted with a result the netlock is written. docs/cartesi.md "Record from inside the machine".
  */
 import type { NetlockFile } from '../netlock/file.ts';
 import type { RecordGioCounters } from './gio-record.ts';
 import { runInMachine } from './machine-run.ts';
+import { checkOutputDir } from './output-dir.ts';
 import type { MachineRunInit, MachineRunOutcome } from './machine-run.ts';
 import { MachineRecordSession } from './record-session.ts';
 
@@ -41,6 +42,7 @@ export interface MachineRecordOutcome {
  */
 export async function recordInMachine(init: MachineRecordInit): Promise<MachineRecordOutcome> {
   const { dataDir, netlockPath, upstreamCaPem, ...run } = init;
+  if (run.outputDir !== undefined) await checkOutputDir(run.outputDir); // before anything is opened
   const session = await MachineRecordSession.open({
     dataDir,
     netlockPath,
