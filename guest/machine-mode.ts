@@ -1,18 +1,19 @@
 // `fetch-oracle-guest machine`: the shim as the init of `fetch-oracle machine run` starts it (guest/init/
 // fetch-oracle-init.sh). It makes its CA, asks the host for the run's config over GIO 0x27, serves the
-// netlock on 127.0.0.1:8899, writes run.sh for the init and prints `ready`. docs/cartesi.md "Guest flow".
+// netlock (replay) or records through the host (record, GIO 0x26) on 127.0.0.1:8899, writes run.sh for the
+// init and prints `ready`. docs/cartesi.md "Guest flow".
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { parseTrustedKeys } from '../src/config/flags.ts';
 import type { OracleError } from '../src/errors.ts';
-import { asOracleError, BlockCorruptError, BlockMissingError, DeviceError, InvalidConfigError } from '../src/errors.ts';
+import { asOracleError, BlockCorruptError, BlockMissingError, DeviceError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { asRunConfig, encodeControlRequest, GIO_DOMAIN_CONTROL } from '../src/machine/control.ts';
 import type { ControlRequest, RunConfig } from '../src/machine/control.ts';
 import { openReplay } from '../src/oracle/open-replay.ts';
-import type { OpenedReplay } from '../src/oracle/open-replay.ts';
+import type { OracleStats } from '../src/oracle/stats.ts';
 import { CachingBlockSource } from '../src/protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../src/protocol/blocks.ts';
 import { ProxyServer } from '../src/proxy/proxy-server.ts';
@@ -21,6 +22,8 @@ import { CA_CERT_FILE, CA_KEY_FILE, CertAuthority } from '../src/tls/cert-author
 import { clientEnvironment, shellQuote, writeCombinedBundle } from '../src/tls/client-env.ts';
 import { generateP256KeyPair, privateKeyToPem } from '../src/tls/p256-key.ts';
 import { DeviceBlockSource } from './device-block-source.ts';
+import { openDeviceRecord } from './device-recorder.ts';
+import type { ReplayHandler } from '../src/proxy/replay-handler.ts';
 
 /**
  * The CA's validity is fixed, not taken from the clock: the machine's clock starts at 1970 and is set to
@@ -122,20 +125,27 @@ export async function runMachineMode(init: MachineModeInit): Promise<number> {
     void (proxy?.close() ?? Promise.resolve()).finally(() => done(FATAL_EXIT));
   };
 
-  let replay: OpenedReplay;
+  let opened: { handler: ReplayHandler; stats: OracleStats };
   try {
     const config = asRunConfig(JSON.parse(Buffer.from(await control({ op: 'config' })).toString('utf8')));
-    if (config.mode !== 'replay') throw new InvalidConfigError(`run config: mode ${config.mode} is not supported by this shim`);
-    replay = await openReplay({
-      root: CID.parse(config.netlockRoot!),
-      source: new FatalOnBadBlock(device, fatal),
-      trusted: parseTrustedKeys(config.trust),
-      logger,
-      onMiss: async (miss) => {
-        await control({ op: 'miss', method: miss.method, url: miss.url, accept: miss.accept, nearest: miss.nearest.map((n) => ({ ...n, differs: [...n.differs] })) });
-      },
-    });
-    proxy = new ProxyServer({ handler: replay.handler, certs: ca, logger: logger.child('proxy') });
+    // Everything above (CA, helper, the config yield) is the same in both modes: one snapshot serves both.
+    const source = new FatalOnBadBlock(device, fatal);
+    const trusted = parseTrustedKeys(config.trust);
+    if (config.mode === 'record') {
+      // Each request goes to the host over GIO 0x26; its record and body come back by CID as in replay.
+      opened = openDeviceRecord({ device, source, trusted, logger });
+    } else {
+      opened = await openReplay({
+        root: CID.parse(config.netlockRoot!), // asRunConfig: replay has one
+        source,
+        trusted,
+        logger,
+        onMiss: async (miss) => {
+          await control({ op: 'miss', method: miss.method, url: miss.url, accept: miss.accept, nearest: miss.nearest.map((n) => ({ ...n, differs: [...n.differs] })) });
+        },
+      });
+    }
+    proxy = new ProxyServer({ handler: opened.handler, certs: ca, logger: logger.child('proxy') });
     await proxy.listen(init.listen);
     const proxyUrl = `http://${init.listen.host}:${proxy.address().port}`;
     const bundle = join(runDir, 'ca-bundle.pem');
@@ -150,7 +160,7 @@ export async function runMachineMode(init: MachineModeInit): Promise<number> {
     if (fatalSeen) return;
     void (async () => {
       await proxy?.close();
-      const s = replay.stats;
+      const s = opened.stats;
       await control({ op: 'stats', requests: s.requests, hits: s.hits, misses: s.misses, errors: s.errors, roundTrips: device.roundTrips + 1, bytes: device.bytes }).catch((err: unknown) => {
         logger.warn('could not send the stats: %s', (err as Error).message);
       });

@@ -1,26 +1,33 @@
-/** `fetch-oracle machine run`: one command inside the real Cartesi Machine, its network replayed by CID. */
+/** `fetch-oracle machine run`: one command inside the real Cartesi Machine, its network replayed by CID (or recorded). */
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
-import { parseCommandLine, parseTrustedKeys, stderrLogger, UsageError } from './common.ts';
-import { AbortedError, OracleError } from '../errors.ts';
-import { isEnvName } from '../machine/control.ts';
-import { locateMachineTools, MachineSetupError } from '../machine/emulator.ts';
+import { parseCommandLine, parseTrustedKeys, UsageError } from './common.ts';
+import { DEFAULT_IMAGE, hostTimeSeconds, MACHINE_OPTIONS, machineTools, parseMachineFlags, splitAtDashes, withMachineSignals } from './machine-flags.ts';
+import type { MachineFlags } from './machine-flags.ts';
+import { OracleError } from '../errors.ts';
+import { MachineSetupError } from '../machine/emulator.ts';
+import type { MachineTools } from '../machine/emulator.ts';
 import { DEFAULT_INPUT_MIB, DEFAULT_OUTPUT_MIB, DEFAULT_RAM_MIB, RESULT_DRIVE_BYTES } from '../machine/machine-config.ts';
+import { recordInMachine } from '../machine/machine-record.ts';
+import type { MachineRecordOutcome } from '../machine/machine-record.ts';
 import { runInMachine } from '../machine/machine-run.ts';
-import type { MachineRunOutcome } from '../machine/machine-run.ts';
-import { SnapshotCache } from '../machine/snapshot.ts';
+import type { MachineRunInit, MachineRunOutcome } from '../machine/machine-run.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
 import { createStats } from '../oracle/stats.ts';
 import { formatMissReport, recordedOrigins } from '../run/report.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
+import { readUpstreamCaPem } from '../upstream/fetcher.ts';
+
+export { DEFAULT_IMAGE } from './machine-flags.ts';
 
 /** Exit status when the runner or the machine failed (as `run` uses it): not CMD's. */
 export const MACHINE_RUN_FAILED = 125;
-export const DEFAULT_IMAGE = 'rootfs.ext2';
 
 export const MACHINE_RUN_HELP = `Usage: fetch-oracle machine run --replay NETLOCK [options] -- CMD [ARGS...]
+       fetch-oracle machine run --record NETLOCK [--upstream-ca FILE]... [options] -- CMD [ARGS...]
 
 Runs CMD inside the Cartesi Machine (a deterministic RISC-V emulator) booted from IMAGE, offline: the guest's
 only network is the fetch-oracle shim on 127.0.0.1:8899, which gets every record and body block of NETLOCK by
@@ -33,28 +40,39 @@ Before boot the netlock's blocks are checked (every one must be in --data, else 
 named and nothing runs). CMD's console output goes to stderr; after it, every request it made that NETLOCK does
 not hold (explained, as run --replay does), the device round trips, and the root hash.
 
+--record NETLOCK records CMD's network from inside the machine instead: the shim sends each request to this
+host (GIO 0x26), which fetches it once through its record path (signed by the data directory's key, stored,
+journalled; a request already recorded is not fetched again) and answers with the record, which the guest then
+reads by CID and verifies as in replay. When the machine halted with a result, NETLOCK is written (also when
+CMD failed, as 'fetch-oracle run' does: it holds what CMD fetched) and its path and entry count are printed; a
+netlock already at NETLOCK is kept and added to. When the guest stopped the run, or the runner failed, no
+netlock is written and NETLOCK.journal is kept for 'fetch-oracle recover --netlock NETLOCK'. A record run is not
+promised to be deterministic (what the origins answer, and when, reaches the guest): re-check the root hash of
+a --replay run of the netlock it wrote ('fetch-oracle machine check' does both).
+
 Options:
-  --replay NETLOCK       the netlock to replay (required)
-  --record NETLOCK       record from inside the machine (not available yet)
+  --replay NETLOCK       the netlock to replay
+  --record NETLOCK       record from inside the machine into NETLOCK
   --image FILE           the root file system (fetch-oracle machine image; default ./${DEFAULT_IMAGE}); never modified
   --input DIR            copied into the machine (a tar on the input drive), at $FETCH_ORACLE_INPUT (/mnt/input),
                          which is also CMD's working directory
   --output DIR           after CMD: $FETCH_ORACLE_OUTPUT (/mnt/output) copied back into DIR (new or empty);
                          nothing is copied when the guest stopped the run
   --env NAME=VALUE       an environment variable for CMD (repeatable)
-  --time SECONDS         the guest's clock when CMD starts, unix seconds (default: the newest record's fetch time
-                         in NETLOCK, 0 for an empty one)
-  --trust KEY            trust records signed by this ed25519 public key (hex; repeatable; default: the data
-                         directory's own oracle key)
-  --data DIR             data directory holding the blocks; snapshots go to DIR/machine-snapshots (default
-                         $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
+  --time SECONDS         the guest's clock when CMD starts, unix seconds (replay default: the newest record's fetch
+                         time in NETLOCK, 0 for an empty one; record default: this host's clock, whole seconds)
+  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable; default: the
+                         data directory's own oracle key); a record run trusts only the key that signs its records
+  --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
+  --data DIR             data directory holding the blocks (and, to record, the record index and oracle key);
+                         snapshots go to DIR/machine-snapshots (default $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
   --max-mcycle N         stop the machine (an error, exit ${MACHINE_RUN_FAILED}) when its cycle counter reaches N (default: no limit)
   --ram-mib N            guest RAM (default ${DEFAULT_RAM_MIB})
   --input-mib N          input drive size (default ${DEFAULT_INPUT_MIB}); --input's tar must fit
   --output-mib N         output drive size (default ${DEFAULT_OUTPUT_MIB}); the output tar must fit
   --no-snapshot          always boot cold, and store no snapshot (by default the machine is stored once, booted
                          with its shim ready, per image/kernel/emulator/RAM/drive sizes, and later runs start
-                         from it: same root hash, seconds faster)
+                         from it, record and replay alike: same root hash, seconds faster)
   --emulator DIR         where cartesi-jsonrpc-machine is (DIR or DIR/bin; default: on PATH)
   --kernel FILE          the machine's kernel (default /usr/share/cartesi-machine/images/linux.bin)
   -v, --verbose          also log the runner's info lines to stderr
@@ -68,122 +86,87 @@ no result); 2 for a usage error.
 `;
 
 const OPTIONS = {
+  ...MACHINE_OPTIONS,
   replay: { type: 'string' },
   record: { type: 'string' },
-  image: { type: 'string' },
-  input: { type: 'string' },
-  output: { type: 'string' },
-  env: { type: 'string', multiple: true },
-  time: { type: 'string' },
   trust: { type: 'string', multiple: true },
-  data: { type: 'string' },
-  'max-mcycle': { type: 'string' },
-  'ram-mib': { type: 'string' },
-  'input-mib': { type: 'string' },
-  'output-mib': { type: 'string' },
-  'no-snapshot': { type: 'boolean' },
-  emulator: { type: 'string' },
-  kernel: { type: 'string' },
-  verbose: { type: 'boolean', short: 'v' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
-function positiveInt(text: string | undefined, flag: string, fallback: number): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new UsageError(`${flag} expects a positive integer, got ${JSON.stringify(text)}`);
-  return Number(text);
-}
-
-function parseEnv(values: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const v of values) {
-    const eq = v.indexOf('=');
-    const name = eq < 0 ? v : v.slice(0, eq);
-    if (eq < 0 || !isEnvName(name)) throw new UsageError(`--env expects NAME=VALUE (NAME: letters, digits, _), got ${JSON.stringify(v)}`);
-    env[name] = v.slice(eq + 1);
-  }
-  return env;
-}
+const WHO = 'fetch-oracle machine run';
 
 function say(context: Pick<CommandContext, 'stderr'>, text: string): void {
-  context.stderr.write(`fetch-oracle machine run: ${text}\n`);
+  context.stderr.write(`${WHO}: ${text}\n`);
+}
+
+/** What a run in the machine needs besides the mode: the shared flags, the tools, argv, the console. */
+export function runBase(flags: MachineFlags, tools: MachineTools, argv: string[], context: Pick<CommandContext, 'stderr'>, signal: AbortSignal): Omit<MachineRunInit, 'store' | 'trust'> {
+  const { dataDir: _dataDir, ...rest } = flags;
+  return { ...rest, tools, argv, console: context.stderr, signal };
+}
+
+/** Says why the runner failed (the emulator/kernel message as it is); the exit status is 125. */
+export function sayRunnerFailure(context: Pick<CommandContext, 'stderr'>, who: string, err: unknown): void {
+  const text = err instanceof MachineSetupError ? err.message : err instanceof OracleError ? `${err.code}: ${err.message}` : (err as Error).message;
+  context.stderr.write(`${who}: ${text}\n`);
 }
 
 /** `fetch-oracle machine run …`: returns the exit code. */
 export async function runMachineRun(args: string[], context: CommandContext): Promise<number> {
-  const dashes = args.indexOf('--');
-  const own = dashes < 0 ? args : args.slice(0, dashes);
-  const argv = dashes < 0 ? [] : args.slice(dashes + 1);
+  const { own, argv } = splitAtDashes(args);
   const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, MACHINE_RUN_HELP);
   if (values.help === true) {
     context.stdout.write(MACHINE_RUN_HELP);
     return 0;
   }
-  if (values.record !== undefined) throw new UsageError('--record is not available yet: record the build on the host (fetch-oracle run) and replay it with --replay');
-  if (values.replay === undefined) throw new UsageError(`machine run needs --replay NETLOCK\n\n${MACHINE_RUN_HELP}`);
+  if (values.record !== undefined && values.replay !== undefined) throw new UsageError('machine run takes --replay NETLOCK or --record NETLOCK, not both');
+  if (values.record === undefined && values.replay === undefined) throw new UsageError(`machine run needs --replay NETLOCK or --record NETLOCK\n\n${MACHINE_RUN_HELP}`);
+  if (values.record !== undefined && values.trust !== undefined) throw new UsageError('--trust is a replay option: a record run trusts only the key that signs its records (the data directory\'s)');
+  if (values.replay !== undefined && values['upstream-ca'] !== undefined) throw new UsageError('--upstream-ca is a record option: with --replay nothing is fetched');
   if (argv.length === 0) throw new UsageError(`machine run needs a command: fetch-oracle machine run --replay NETLOCK -- CMD [ARGS...]\n\n${MACHINE_RUN_HELP}`);
-  const time = values.time;
-  if (time !== undefined && (!/^\d+$/.test(time) || !Number.isSafeInteger(Number(time)))) throw new UsageError(`--time expects unix seconds, got ${JSON.stringify(time)}`);
-  const maxMcycle = values['max-mcycle'];
-  if (maxMcycle !== undefined && (!/^\d+$/.test(maxMcycle) || BigInt(maxMcycle) >= 2n ** 64n)) throw new UsageError(`--max-mcycle expects a cycle count, got ${JSON.stringify(maxMcycle)}`);
-  const env = parseEnv(values.env ?? []);
-  const ramMib = positiveInt(values['ram-mib'], '--ram-mib', DEFAULT_RAM_MIB);
-  const inputMib = positiveInt(values['input-mib'], '--input-mib', DEFAULT_INPUT_MIB);
-  const outputMib = positiveInt(values['output-mib'], '--output-mib', DEFAULT_OUTPUT_MIB);
-  const netlockPath = resolve(values.replay);
-  const dataDir = resolve(values.data ?? context.defaultDataDir);
-  const logger = stderrLogger({ quiet: values.verbose !== true });
+  const flags = parseMachineFlags(values, context.defaultDataDir);
+  const trustText = values.trust ?? [];
+  const trustFlags = trustText.length > 0 ? parseTrustedKeys(trustText) : undefined;
 
-  const controller = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals): void => {
-    stoppedBy ??= s;
-    say(context, `${s}: stopping the machine`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const store = new FsBlockStore(dataDir);
-  try {
-    const tools = locateMachineTools({
-      ...(values.emulator === undefined ? {} : { emulatorDir: values.emulator }),
-      ...(values.kernel === undefined ? {} : { kernel: values.kernel }),
-    });
-    const { root } = await readNetlockRoot(netlockPath);
-    const trustText = values.trust ?? [];
-    const own = trustText.length === 0 ? await LocalSigner.publicKeyIn(dataDir) : undefined;
-    const trust = trustText.length > 0 ? parseTrustedKeys(trustText) : own === undefined ? [] : [own];
-    const outcome = await runInMachine({
-      tools,
-      image: resolve(values.image ?? DEFAULT_IMAGE),
-      netlockRoot: root,
-      store,
-      trust,
-      argv,
-      env,
-      ...(time === undefined ? {} : { time: Number(time) }),
-      ...(values.input === undefined ? {} : { inputDir: resolve(values.input) }),
-      ...(values.output === undefined ? {} : { outputDir: resolve(values.output) }),
-      ramMib,
-      inputMib,
-      outputMib,
-      ...(maxMcycle === undefined ? {} : { maxMcycle: BigInt(maxMcycle) }),
-      ...(values['no-snapshot'] === true ? {} : { snapshots: new SnapshotCache(resolve(dataDir, 'machine-snapshots'), logger) }),
-      console: context.stderr,
-      logger,
-      signal: controller.signal,
-    });
-    return await reportMachineRun(outcome, netlockPath, store, context);
-  } catch (err) {
-    if (err instanceof AbortedError && stoppedBy !== undefined) return stoppedBy === 'SIGINT' ? 130 : 143;
-    if (err instanceof MachineSetupError) say(context, err.message);
-    else say(context, err instanceof OracleError ? `${err.code}: ${err.message}` : (err as Error).message);
-    return MACHINE_RUN_FAILED;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await store.close();
-  }
+  return withMachineSignals(context, WHO, async (signal) => {
+    try {
+      const tools = machineTools(values);
+      const base = runBase(flags, tools, argv, context, signal);
+      if (values.record !== undefined) {
+        const netlockPath = resolve(values.record);
+        const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => flags.logger.warn('%s', m));
+        try {
+          const recorded = await recordInMachine({ ...base, time: flags.time ?? hostTimeSeconds(), dataDir: flags.dataDir, netlockPath, upstreamCaPem });
+          return await reportMachineRecord(recorded, netlockPath, context);
+        } catch (err) {
+          if (!signal.aborted) sayRunnerFailure(context, WHO, err);
+          sayJournalKept(context, WHO, netlockPath);
+          if (signal.aborted) throw err;
+          return MACHINE_RUN_FAILED;
+        }
+      }
+      const netlockPath = resolve(values.replay!);
+      const store = new FsBlockStore(flags.dataDir);
+      try {
+        const { root } = await readNetlockRoot(netlockPath);
+        const own = trustFlags === undefined ? await LocalSigner.publicKeyIn(flags.dataDir) : undefined;
+        const trust = trustFlags ?? (own === undefined ? [] : [own]);
+        const outcome = await runInMachine({ ...base, netlockRoot: root, store, trust });
+        return await reportMachineRun(outcome, netlockPath, store, context);
+      } finally {
+        await store.close();
+      }
+    } catch (err) {
+      if (signal.aborted) throw err;
+      sayRunnerFailure(context, WHO, err);
+      return MACHINE_RUN_FAILED;
+    }
+  });
+}
+
+/** After a record run that wrote no netlock: where what it recorded is kept, if anything was. */
+export function sayJournalKept(context: Pick<CommandContext, 'stderr'>, who: string, netlockPath: string): void {
+  const journal = `${netlockPath}.journal`;
+  if ((statSync(journal, { throwIfNoEntry: false })?.size ?? 0) > 0) context.stderr.write(`${who}: no netlock written; what was recorded is kept in ${journal}: 'fetch-oracle recover --netlock ${netlockPath}' writes it\n`);
 }
 
 /**
@@ -191,31 +174,59 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
  * stderr and the root hash on stdout; returns the exit status: CMD's, or 125 when the guest stopped the run.
  */
 export async function reportMachineRun(o: MachineRunOutcome, netlockPath: string, store: BlockSource, context: Pick<CommandContext, 'stdout' | 'stderr'>): Promise<number> {
-  if (o.misses.length > 0) {
+  if (o.mode === 'replay' && o.misses.length > 0) {
     const stats = createStats('replay');
     stats.misses = o.misses.length;
     const missReport = { netlock: (await readNetlockRoot(netlockPath)).root.toString(), entries: o.netlock.entries, used: 0, misses: o.misses, unused: [], stats };
-    context.stderr.write(formatMissReport(missReport, await recordedOrigins(netlockPath, store), netlockPath, { who: 'fetch-oracle machine run', rerecord: '`fetch-oracle run` on the host' }));
+    context.stderr.write(formatMissReport(missReport, await recordedOrigins(netlockPath, store), netlockPath, { who: WHO, rerecord: '`fetch-oracle machine run --record` (or `fetch-oracle run` on the host)' }));
   }
-  const d = o.driver;
-  const blocks = d.byDomain[0x25] ?? 0;
-  const perBlock = blocks === 0 ? 0 : (d.hostMsByDomain[0x25] ?? 0) / blocks;
-  const started = o.start === 'snapshot' ? 'started from the snapshot' : o.start === 'cold+stored' ? 'booted cold and stored the snapshot' : 'booted cold';
-  say(context, `${started}; shim ready ${(o.readyMs / 1000).toFixed(1)} s after the emulator started (mcycle ${o.readyMcycle}); halted at mcycle ${o.mcycle}, ${(o.totalMs / 1000).toFixed(1)} s in all`);
-  say(context, `device: ${d.gioRequests} GIO round trips (${blocks} blocks, ${d.gioRequests - blocks} control), ${(d.bytes / 1048576).toFixed(2)} MiB; ${perBlock.toFixed(2)} ms of host work per block (one JSON-RPC batch per round trip)`);
-  if (o.shimStats !== undefined) say(context, `shim: ${o.shimStats.requests} request(s), ${o.shimStats.hits} hit(s), ${o.shimStats.misses} miss(es), ${o.shimStats.errors} error(s)`);
-  if (o.result.fatal !== undefined) {
-    say(context, `the guest stopped the run: ${o.result.fatal}`);
-    say(context, 'no output was copied back; the root hash of a stopped run is not printed');
-    return MACHINE_RUN_FAILED;
-  }
-  if (o.output !== undefined) say(context, `output: ${o.output.files} file(s), ${o.output.bytes} bytes`);
+  const fatal = reportRunLines(o, context, WHO);
+  if (fatal) return MACHINE_RUN_FAILED;
   context.stdout.write(`root hash: ${o.rootHash}\n`);
   return o.result.exit;
 }
 
+/** `reportMachineRun` for a record run, plus the netlock it wrote. */
+export function reportMachineRecord(r: MachineRecordOutcome, netlockPath: string, context: Pick<CommandContext, 'stdout' | 'stderr'>): Promise<number> {
+  const fatal = reportRunLines(r.run, context, WHO);
+  const g = r.gio;
+  say(context, `recorded through the device: ${g.recorded} answer(s), ${g.fetched} fetched upstream, ${g.recorded - g.fetched} already recorded, ${g.refused} refused`);
+  if (fatal || r.netlock === undefined) {
+    sayJournalKept(context, WHO, netlockPath);
+    return Promise.resolve(MACHINE_RUN_FAILED);
+  }
+  say(context, `recorded ${r.netlock.count} request(s): netlock ${r.netlock.netlock} written to ${netlockPath} (signed by ${r.publicKeyHex})`);
+  say(context, `a record run is not promised to be deterministic: re-check the root hash of 'fetch-oracle machine run --replay ${netlockPath} --time ${r.run.time} …'`);
+  context.stdout.write(`root hash: ${r.run.rootHash}\n`);
+  return Promise.resolve(r.run.result.exit);
+}
+
+/** The lines every finished run prints on stderr; true when the guest stopped the run (nothing else to print). */
+export function reportRunLines(o: MachineRunOutcome, context: Pick<CommandContext, 'stderr'>, who: string): boolean {
+  const line = (text: string): void => void context.stderr.write(`${who}: ${text}\n`);
+  const d = o.driver;
+  const blocks = d.byDomain[0x25] ?? 0;
+  const records = d.byDomain[0x26] ?? 0;
+  const perBlock = blocks === 0 ? 0 : (d.hostMsByDomain[0x25] ?? 0) / blocks;
+  const started = o.start === 'snapshot' ? 'started from the snapshot' : o.start === 'cold+stored' ? 'booted cold and stored the snapshot' : 'booted cold';
+  line(`${o.mode} run ${started}; shim ready ${(o.readyMs / 1000).toFixed(1)} s after the emulator started (mcycle ${o.readyMcycle}); halted at mcycle ${o.mcycle}, ${(o.totalMs / 1000).toFixed(1)} s in all`);
+  const recorded = o.mode === 'record' ? `${records} record requests, ` : '';
+  line(`device: ${d.gioRequests} GIO round trips (${blocks} blocks, ${recorded}${d.gioRequests - blocks - records} control), ${(d.bytes / 1048576).toFixed(2)} MiB; ${perBlock.toFixed(2)} ms of host work per block (one JSON-RPC batch per round trip)`);
+  if (o.shimStats !== undefined) {
+    const s = o.shimStats;
+    line(o.mode === 'record' ? `shim: ${s.requests} request(s), ${s.misses} fetched upstream for it, ${s.hits} recorded before, ${s.errors} error(s)` : `shim: ${s.requests} request(s), ${s.hits} hit(s), ${s.misses} miss(es), ${s.errors} error(s)`);
+  }
+  if (o.result.fatal !== undefined) {
+    line(`the guest stopped the run: ${o.result.fatal}`);
+    line('no output was copied back; the root hash of a stopped run is not printed');
+    return true;
+  }
+  if (o.output !== undefined) line(`output: ${o.output.files} file(s), ${o.output.bytes} bytes`);
+  return false;
+}
+
 export const machineRunCommand: Command = {
-  summary: 'run a command inside the Cartesi Machine, its downloads replayed from a netlock by CID',
+  summary: 'run a command inside the Cartesi Machine, its downloads replayed from a netlock by CID (or recorded)',
   help: MACHINE_RUN_HELP,
   run: runMachineRun,
 };

@@ -1,10 +1,11 @@
 /**
- * `fetch-oracle machine run --replay`: one command inside the real Cartesi Machine (docs/cartesi.md). The
- * host checks it holds every block of the netlock, boots the machine (or loads the snapshot), answers
- * every GIO request (0x25 blocks from its store, 0x27 control) until the machine halts, then reads the
- * result and output drives and the root hash. The emulator never outlives this function.
+ * `fetch-oracle machine run`: one command inside the real Cartesi Machine (docs/cartesi.md). For a replay
+ * the host checks it holds every block of the netlock; it boots the machine (or loads the snapshot), answers
+ * every GIO request (0x25 blocks from its store, 0x26 record requests when recording, 0x27 control) until
+ * the machine halts, then reads the result and output drives and the root hash. The emulator never
+ * outlives this function.
  */
-import { mkdtemp, rm, stat, truncate } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -17,6 +18,7 @@ import { GIO_DOMAIN_CONTROL, parseControlRequest, RUN_CONFIG_VERSION } from './c
 import type { MissReport, RunConfig, ShimStats } from './control.ts';
 import { packInputTar } from './drive-tar.ts';
 import type { MachineTools } from './emulator.ts';
+import { GIO_DOMAIN_RECORD } from './gio-record-wire.ts';
 import { GIO_DOMAIN_IPFS_BLOCK, GIO_RESPONSE_OK } from './gio-responder.ts';
 import type { GioHandler, GioResponse } from './gio-responder.ts';
 import { JsonRpcServer } from './jsonrpc-server.ts';
@@ -39,8 +41,17 @@ export interface MachineRunInit {
   tools: MachineTools;
   /** The root file system image (`machine image`); never modified. */
   image: string;
-  netlockRoot: CID;
-  /** This host's blocks: checked before boot. */
+  /**
+   * Replay: the netlock's root (its blocks are checked before boot). Absent: a record run, and
+   * `recordHandler` is required.
+   */
+  netlockRoot?: CID;
+  /**
+   * Record: what answers GIO 0x26 (`MachineRecordSession.gio.handle`); the guest records through it
+   * instead of replaying a netlock (RunConfig mode "record"). Exactly one of this and `netlockRoot`.
+   */
+  recordHandler?: GioHandler;
+  /** This host's blocks: checked before boot (replay). */
   store: PresenceSource;
   /** Where GIO 0x25 blocks come from (each checked against its CID before it is sent). @default store */
   blockSource?: BlockSource;
@@ -52,11 +63,13 @@ export interface MachineRunInit {
   trust: readonly Uint8Array[];
   argv: string[];
   env: Record<string, string>;
-  /** The guest clock at the command's start. @default the netlock's newest record time (0 if none) */
+  /** The guest clock at the command's start. @default the netlock's newest record time (0 if none; required to record) */
   time?: number;
   inputDir?: string;
   /** Where the output comes back (absent or empty directory). */
   outputDir?: string;
+  /** Also (or only) keep the output drive's tar, as the guest wrote it, in this file (`machine check` compares them). */
+  outputTar?: string;
   ramMib: number;
   inputMib: number;
   outputMib: number;
@@ -72,6 +85,7 @@ export interface MachineRunInit {
 
 export interface MachineRunOutcome {
   result: RunResult;
+  mode: 'replay' | 'record';
   /** The machine's root hash after it halted, hex. */
   rootHash: string;
   mcycle: bigint;
@@ -85,9 +99,12 @@ export interface MachineRunOutcome {
   /** mcycle at the config yield. */
   readyMcycle: bigint;
   totalMs: number;
+  /** Replay: the netlock's entries and blocks (checked before boot); record: zeros. */
   netlock: { entries: number; blocks: number };
   time: number;
   output: { files: number; bytes: number } | undefined;
+  /** Bytes of the output tar (`outputTar`), or undefined when none came back. */
+  outputTarBytes: number | undefined;
 }
 
 /** Runs argv in the machine; resolves when it halted (CMD's status is in `result.exit`). */
@@ -95,9 +112,12 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
   const started = performance.now();
   const { logger, signal } = init;
   const opts = signal === undefined ? {} : { signal };
+  if ((init.netlockRoot === undefined) === (init.recordHandler === undefined)) throw new InvalidConfigError('A machine run either replays a netlock (netlockRoot) or records (recordHandler)');
+  if (init.recordHandler !== undefined && init.time === undefined) throw new InvalidConfigError('A record run needs its clock (time): there is no netlock to take it from');
   if (init.outputDir !== undefined) await checkOutputDir(init.outputDir);
-  const checked = await checkNetlockBlocks(init.netlockRoot, init.store, opts);
-  const time = init.time ?? checked.newestFetchedAt ?? 0;
+  const checked = init.netlockRoot === undefined ? undefined : await checkNetlockBlocks(init.netlockRoot, init.store, opts);
+  const time = init.time ?? checked?.newestFetchedAt ?? 0;
+  const wantOutput = init.outputDir !== undefined || init.outputTar !== undefined;
   const imageBytes = (await stat(init.image).catch((err: unknown) => {
     throw new InvalidConfigError(`Cannot read the image ${init.image} (build one with \`fetch-oracle machine image --out ${init.image}\`): ${(err as Error).message}`);
   })).size;
@@ -107,16 +127,17 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
   let driver: MachineDriver | undefined;
   try {
     const inputFile = init.inputDir === undefined ? undefined : await inputDrive(init.inputDir, join(work, 'input.tar'), layout, opts);
+    // Told at the config yield, after the snapshot point: record and replay runs share one snapshot.
     const config: RunConfig = {
       v: RUN_CONFIG_VERSION,
-      mode: 'replay',
-      netlockRoot: init.netlockRoot.toString(),
+      mode: init.netlockRoot === undefined ? 'record' : 'replay',
+      ...(init.netlockRoot === undefined ? {} : { netlockRoot: init.netlockRoot.toString() }),
       trust: init.trust.map(toHex),
       time,
       argv: init.argv,
       env: init.env,
       input: inputFile !== undefined,
-      output: init.outputDir !== undefined,
+      output: wantOutput,
     };
     server = await JsonRpcServer.start({ emulator: init.tools.emulator, console: init.console, logger, ...opts });
     logger.info('started %s (pid %d) at %s', init.tools.emulator, server.pid, server.url);
@@ -155,7 +176,10 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
       }
       return { code: GIO_RESPONSE_OK, data: new Uint8Array(0) };
     };
-    driver = new MachineDriver({ url: server.url, emulator, source: init.blockSource ?? init.store, handlers: new Map([[GIO_DOMAIN_CONTROL, control], ...(init.blockHandler === undefined ? [] : [[GIO_DOMAIN_IPFS_BLOCK, init.blockHandler] as const])]), logger });
+    const handlers = new Map<number, GioHandler>([[GIO_DOMAIN_CONTROL, control]]);
+    if (init.blockHandler !== undefined) handlers.set(GIO_DOMAIN_IPFS_BLOCK, init.blockHandler);
+    if (init.recordHandler !== undefined) handlers.set(GIO_DOMAIN_RECORD, init.recordHandler);
+    driver = new MachineDriver({ url: server.url, emulator, source: init.blockSource ?? init.store, handlers, logger });
 
     if (snapshot?.dir !== undefined) {
       await driver.load(snapshot.dir, { runtimeConfig: RUNTIME_CONFIG, ...opts });
@@ -181,13 +205,19 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
     logger.info('root hash %s, %d ms after the start', rootHash, Math.round(performance.now() - started));
     const result = parseResultDrive(await driver.readMemory(layout.drives.result.start, RESULT_DRIVE_BYTES, opts));
     let output: MachineRunOutcome['output'];
-    if (result.fatal === undefined && init.outputDir !== undefined) {
+    let outputTarBytes: number | undefined;
+    if (result.fatal === undefined && wantOutput) {
       if (result.outputBytes > Number(layout.drives.output.length)) throw new MachineError(`The result drive claims ${result.outputBytes} output bytes; the output drive holds ${layout.drives.output.length}`);
       const tar = await driver.readMemory(layout.drives.output.start, result.outputBytes, opts);
-      output = await copyOutput(tar, init.outputDir, logger);
+      if (init.outputTar !== undefined) {
+        await writeFile(init.outputTar, tar, opts);
+        outputTarBytes = tar.byteLength;
+      }
+      if (init.outputDir !== undefined) output = await copyOutput(tar, init.outputDir, logger);
     }
     return {
       result,
+      mode: config.mode,
       rootHash,
       mcycle,
       misses,
@@ -197,9 +227,10 @@ export async function runInMachine(init: MachineRunInit): Promise<MachineRunOutc
       readyMs: ready?.ms ?? Number.NaN,
       readyMcycle: ready?.mcycle ?? 0n,
       totalMs: performance.now() - started,
-      netlock: { entries: checked.entries, blocks: checked.blocks },
+      netlock: { entries: checked?.entries ?? 0, blocks: checked?.blocks ?? 0 },
       time,
       output,
+      outputTarBytes,
     };
   } finally {
     await driver?.close().catch(() => undefined);

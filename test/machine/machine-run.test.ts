@@ -46,10 +46,17 @@ describe('fetch-oracle machine run without the emulator', () => {
     expect(onPath.stderr).toContain('kernel /usr/share/cartesi-machine/images/linux.bin not found');
   });
 
-  it('refuses --record (not yet) and a missing command as usage errors', async () => {
-    const record = await cli(['machine', 'run', '--record', 'x.netlock.json', '--', 'true']);
-    expect(record.code, explain(record)).toBe(2);
-    expect(record.stderr).toContain('--record is not available yet');
+  it('refuses --record with --replay, --trust with --record, --upstream-ca with --replay, and a missing command as usage errors', async () => {
+    for (const args of [
+      ['--record', 'x.netlock.json', '--replay', 'y.netlock.json'],
+      ['--record', 'x.netlock.json', '--trust', '00'.repeat(32)],
+      ['--replay', 'x.netlock.json', '--upstream-ca', 'ca.pem'],
+    ]) {
+      const r = await cli(['machine', 'run', ...args, '--', 'true']);
+      expect(r.code, explain(r)).toBe(2);
+    }
+    const both = await cli(['machine', 'run', '--record', 'x.netlock.json', '--replay', 'y.netlock.json', '--', 'true']);
+    expect(both.stderr).toContain('--replay NETLOCK or --record NETLOCK, not both');
     const none = await cli(['machine', 'run', '--replay', 'x.netlock.json']);
     expect(none.code, explain(none)).toBe(2);
     expect(none.stderr).toContain('machine run needs a command');
