@@ -10,7 +10,7 @@ import type { RunResult } from '../helpers/run.ts';
  * and the real ones (ecosystems-live.test.ts). Nothing in them knows about fetch-oracle: no proxy, no CA, no
  * SOURCE_DATE_EPOCH, no cleanup of logs or caches. The toolchain is Debian's, installed from the Debian
  * mirror in the first RUN; where the packages come from is the project's business (requirements.txt names
- * its index, package-lock.json its tarballs, .cargo/config.toml its registry, GOPROXY is a build argument).
+ * its index, package-lock.json its tarballs, app/.cargo/config.toml its registry, GOPROXY is a build argument).
  * The base is `FROM scratch` + `ADD rootfs.tar /` (the recorded debootstrap base) because no image registry
  * is reachable here; with `FROM debian:bookworm` the rest would read the same.
  */
@@ -48,7 +48,7 @@ RUN go build -o /usr/local/bin/app . && app | tee /out.txt
 ADD rootfs.tar /
 RUN apt-get update && apt-get install -y --no-install-recommends cargo-web
 WORKDIR /src
-COPY . .
+COPY app/ ./
 RUN ls -A && cargo build --locked --release && ./target/release/app | tee /out.txt
 `,
 } as const;
