@@ -224,6 +224,7 @@ function summary(o: BuildOutcome): Record<string, unknown> {
     digest: o.digest ?? null,
     buildahExitCode: o.exit.code,
     elapsedMs: o.elapsedMs,
+    variables: o.variables,
     ...(o.netlock === undefined ? {} : { netlock: o.netlock.netlock, count: o.netlock.count }),
     ...(o.report === undefined ? {} : { replay: o.report }),
   };
