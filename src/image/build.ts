@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
@@ -142,6 +142,8 @@ async function withDerivedDockerfiles(init: BuildInit, given: readonly StageVari
     const out = join(dir, String(++n), basename(found.path));
     await mkdir(join(out, '..'), { recursive: true });
     await writeFile(out, derived.text);
+    // Newer buildahs also read an ignore file named after the Dockerfile, next to it: it goes along.
+    for (const suffix of ['.containerignore', '.dockerignore']) await copyFile(`${found.path}${suffix}`, `${out}${suffix}`).catch(() => undefined);
     variables.inserted.push(...derived.inserted);
     variables.kept.push(...derived.kept);
     if (source.option === undefined) args.push('--file', out);

@@ -52,13 +52,13 @@ const FIXES: Record<Exclude<CauseKind, 'log' | 'cache'>, string> = {
 };
 
 /** Commands that read entropy or the clock, for naming the instruction behind random data or times. */
-const ENTROPY = /\/dev\/u?random\b|\$RANDOM\b|\$\{RANDOM\}|\bopenssl\s+rand\b|\buuidgen\b|\bssh-keygen\b|\bmktemp\b|\/proc\/sys\/kernel\/random\b|\bgpg\b.*--(?:quick-)?gen-key/;
+const ENTROPY = /\/dev\/u?random\b|\$RANDOM\b|\$\{RANDOM\}|\bopenssl\s+rand\b|\buuidgen\b|\bssh-keygen\b|\/proc\/sys\/kernel\/random\b|\bgpg\b.*--(?:quick-)?gen-key/;
 const CLOCK = /(^|[\s;&|(`$])date\b/;
 const NAMES = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?$|^(?:UTC|GMT|CET|CEST|Z)$/;
 /** A word made of digits and date/time punctuation (a part of a time, or a number next to one). */
 const TIME_PART = /^(?=.*\d)[\d:.,TZ+-]+$/;
 /** A word that is a time by itself: a date, a clock time or Unix seconds/milliseconds of this century. */
-const TIME_WORD = /\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}|^1[0-9]{9}(?:\d{3})?$/;
+const TIME_WORD = /\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}|^1\d{9}(?:\d{3}){0,3}$/;
 const TEMP_PATH = /^\/(?:tmp|var\/tmp)\/[^\s"']+$/;
 const RANDOM_TOKEN = /^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9+/=_-]{16,}$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^[0-9a-fA-F]{16,}$/;
 

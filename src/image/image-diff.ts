@@ -74,6 +74,17 @@ async function layerTar(dir: string, index: number, options: AbortOptions): Prom
 }
 
 /**
+ * An instruction as the Dockerfile has it, from a history `created_by`: without the shell buildah ran it with
+ * and without the `|N NAME=VALUE …` build arguments buildah lists before a RUN's command (SOURCE_DATE_EPOCH,
+ * which every RUN step sees, would otherwise lead every line).
+ */
+export function instructionText(createdBy: string): string {
+  const shell = createdBy.indexOf(' /bin/sh -c ');
+  const command = /^\|\d+ /.test(createdBy) && shell > 0 ? createdBy.slice(shell + 1) : createdBy;
+  return command.replace(/^\/bin\/sh -c (#\(nop\) )?/, '').trim();
+}
+
+/**
  * The instructions behind each layer, in layer order: a history entry marked empty_layer made no layer of its
  * own, its changes went into the next layer (buildah without --layers commits a whole stage as one layer).
  */
@@ -81,7 +92,7 @@ function layerHistory(config: ImageConfig): string[][] {
   const layers: string[][] = [];
   let pending: string[] = [];
   for (const h of config.history ?? []) {
-    pending.push((h.created_by ?? '').replace(/^\/bin\/sh -c (#\(nop\) )?/, '').trim());
+    pending.push(instructionText(h.created_by ?? ''));
     if (h.empty_layer === true) continue;
     layers.push(pending);
     pending = [];
