@@ -10,7 +10,7 @@ import { checkEcosystem, ecosystemContext } from './ecosystems.ts';
  * Live: the same unmodified Dockerfiles as ecosystems.test.ts (ecosystems.ts), with the projects' packages
  * from the real registries (PyPI, registry.npmjs.org, proxy.golang.org, crates.io's sparse index) through
  * the intercepting oracle, each `build --check --scrub all`. CI does not depend on the public network: set
- * FETCH_ORACLE_LIVE=1 to run it (about 8 minutes on 2 cores).
+ * FETCH_ORACLE_LIVE=1 to run it (about 13 minutes on a busy 2-core machine).
  */
 
 describe.skipIf(process.env['FETCH_ORACLE_LIVE'] !== '1')('live: build --check --scrub all of unmodified ecosystem Dockerfiles against the real registries (FETCH_ORACLE_LIVE=1)', () => {
