@@ -8,5 +8,7 @@ export default defineConfig({
     // Two cores: files run two at a time; each test file owns its servers and temp dirs.
     maxWorkers: 2,
     include: ['test/**/*.test.ts'],
+    // A directory the test files of one run share expensive fixtures through (the recorded debootstrap base).
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -1,4 +1,4 @@
-// Issue #7 benchmark: `fetch-oracle build --check` on the test Dockerfile (test/build/build.test.ts: a
+// Issue #7 benchmark: `fetch-oracle build --check` on the test Dockerfile (test/image/build.test.ts: a
 // debootstrap minbase root file system, apt-get install from a local Debian-style repository, curl | sha256sum
 // of a 3 MiB HTTPS payload), against the same Dockerfile built by plain buildah with direct network access
 // (same buildah flags, same scrub mounts, no proxy, no namespace) in the same run.

@@ -5,11 +5,11 @@ import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
-import { DEFAULT_CA_TARGET, buildInNamespace } from '../image/build.ts';
+import { DEFAULT_CA_TARGET, buildInNamespace, describeStageVariables } from '../image/build.ts';
 import type { BuildInit, BuildOracle, BuildOutcome } from '../image/build.ts';
 import { compareImages, formatImageDifference } from '../image/image-diff.ts';
 import type { ImageDifference } from '../image/image-diff.ts';
-import { SCRUB_PROFILES, parseScrub } from '../image/scrub.ts';
+import { parseScrub, scrubNames } from '../image/scrub.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
 import { formatMissReport, groupMisses } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
@@ -25,7 +25,10 @@ Builds the unmodified Dockerfile in CONTEXT with buildah (--isolation chroot --s
 only way out is fetch-oracle's proxy (127.0.0.1:${NAMESPACE_PROXY_PORT} in the namespace). RUN steps get the proxy
 through buildah's predefined proxy build arguments (HTTP_PROXY, HTTPS_PROXY and lower case) and trust the
 oracle's CA through a read-only bind mount of it at --ca-path (the Dockerfile is not edited; neither enters the
-image's history). Prints the image ID (sha256:…: the digest of the image configuration, which names every
+image's history). Every RUN step sees SOURCE_DATE_EPOCH (the --timestamp, 0 by default): buildah hands a RUN step
+only the ARGs its stage declares, so buildah gets a derived copy of the Dockerfile with \`ARG SOURCE_DATE_EPOCH=0\`
+after each FROM (the history shows it, as for any ARG); a stage that sets SOURCE_DATE_EPOCH itself (ARG with a
+value, ENV) keeps its value, and --build-arg SOURCE_DATE_EPOCH=N wins everywhere. Prints the image ID (sha256:…: the digest of the image configuration, which names every
 layer's content) on stdout; buildah's own output goes to stderr.
 
 Record (default): a recording proxy; the netlock of every request the build made is written to FILE (default
@@ -47,12 +50,14 @@ Options:
                          --check uses two fresh storages under it and removes them afterwards
   --keep-storage         check: keep the two storages (their paths are printed)
   --scrub LIST           keep logs and caches RUN steps write out of the layers by mounting an empty scratch
-                         directory over them in every RUN step (comma-separated, repeatable):
-                         ${Object.keys(SCRUB_PROFILES).join(', ')}; debian = logs,apt,ldconfig; all (default: none)
+                         directory over them in every RUN step, or by telling the tool not to write them
+                         (comma-separated, repeatable):
+                         ${scrubNames()} (default: none); docs/reproducible-builds.md
+                         lists what each covers
   --ca-path PATH         where RUN steps see the oracle's CA certificate (default ${DEFAULT_CA_TARGET});
                          none: do not mount it (plain-HTTP builds). Build arguments SSL_CERT_FILE,
-                         NODE_EXTRA_CA_CERTS, PIP_CERT, … and SOURCE_DATE_EPOCH are set for you when the
-                         Dockerfile declares them with ARG
+                         NODE_EXTRA_CA_CERTS, PIP_CERT, … are set to it for you when the Dockerfile
+                         declares them with ARG
   --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
   --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable)
   --iidfile FILE         also write the image ID to FILE
@@ -219,6 +224,7 @@ function summary(o: BuildOutcome): Record<string, unknown> {
     digest: o.digest ?? null,
     buildahExitCode: o.exit.code,
     elapsedMs: o.elapsedMs,
+    variables: o.variables,
     ...(o.netlock === undefined ? {} : { netlock: o.netlock.netlock, count: o.netlock.count }),
     ...(o.report === undefined ? {} : { replay: o.report }),
   };
@@ -236,6 +242,8 @@ function conclude(o: BuildOutcome, plan: Plan, half: 'record' | 'replay'): numbe
   }
   if (o.bridge.state === 'missing') say(`${o.bridge.message} (unshare exited ${o.exit.code})`);
   if (o.bridge.state !== 'started') return BUILD_SETUP_FAILED; // a failed bridge has said why on stderr
+  // Both halves give the same variables: said once, by the first.
+  if (half === 'record' || plan.replay !== undefined) for (const line of describeStageVariables(o.variables, plan.base.buildahArgs)) say(line);
   if (o.netlock !== undefined) say(`recorded ${o.netlock.count} request(s): netlock ${o.netlock.netlock} written to ${plan.netlockPath}`);
   const misses = o.report?.misses ?? [];
   if (o.report !== undefined && misses.length > 0) {

@@ -1,5 +1,5 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
@@ -12,8 +12,10 @@ import { withReplaySandbox } from '../run/replay-sandbox.ts';
 import { NAMESPACE_PROXY_PORT } from '../run/sandbox.ts';
 import { BUILDAH_ISOLATION, DEFAULT_TIMESTAMP, removeContainers, storageArgs } from './buildah.ts';
 import type { BuildahStorage } from './buildah.ts';
-import { AUTO_BUILD_ARGS, declaredArgs, dockerfileCandidates, userBuildArgs } from './dockerfile.ts';
-import { scrubVolumes } from './scrub.ts';
+import { deriveDockerfile } from './derive.ts';
+import type { KeptVariable, StageVariable } from './derive.ts';
+import { AUTO_BUILD_ARGS, declaredArgs, dockerfileCandidates, fileCandidates, fileOptions, userBuildArgs } from './dockerfile.ts';
+import { scrubVariables, scrubVolumes } from './scrub.ts';
 
 /** Where the oracle's CA certificate is bind-mounted in every RUN step unless `--ca-path` says otherwise. */
 export const DEFAULT_CA_TARGET = '/etc/ssl/certs/ca-certificates.crt';
@@ -62,6 +64,41 @@ export interface BuildOutcome {
   recordedOrigins?: Set<string>;
   /** Wall-clock time of this half, oracle start to close (for reports and bench/build.ts). */
   elapsedMs: number;
+  /** What the derived Dockerfile gave every RUN step (see derive.ts). */
+  variables: StageVariables;
+}
+
+/** What `build` did to give every RUN step SOURCE_DATE_EPOCH (and the scrub profiles' variables). */
+export interface StageVariables {
+  /** The variables, with their values. */
+  given: StageVariable[];
+  /** `stage N: ARG NAME=VALUE` lines inserted into the derived Dockerfile(s). */
+  inserted: string[];
+  /** Where the Dockerfile sets a variable itself (kept). */
+  kept: KeptVariable[];
+  /** Dockerfiles that could not be derived (stdin, a URL, a cpp `.in` file), and why: they reach buildah as they are. */
+  notDerived: string[];
+  /** Names passed as --build-arg instead (for a Dockerfile that could not be derived). */
+  buildArgs: string[];
+}
+
+/** What `build` says about the variables RUN steps see (one line each). */
+export function describeStageVariables(v: StageVariables, buildahArgs: readonly string[]): string[] {
+  if (v.given.length === 0) return [];
+  const set = userBuildArgs(buildahArgs);
+  const lines: string[] = [];
+  const shown = v.given.map((g) => (set.has(g.name) ? `${g.name} (your --build-arg)` : `${g.name}=${g.value}`)).join(', ');
+  const stages = new Set(v.inserted.map((l) => l.split(':')[0])).size;
+  if (v.inserted.length > 0) lines.push(`RUN steps see ${shown}: a derived Dockerfile declares them in ${stages} stage(s); yours is not changed`);
+  for (const k of v.kept) lines.push(`${k.stage === 0 ? 'the global scope' : `stage ${k.stage}`} sets ${k.name} itself (${k.instruction.length > 80 ? `${k.instruction.slice(0, 77)}...` : k.instruction}): its value is kept from there on`);
+  for (const d of v.notDerived) lines.push(`${d}: passed as it is; ${v.buildArgs.length === 0 ? 'your --build-args' : v.buildArgs.map((n) => `--build-arg ${n}`).join(', ')} reach only the stages that declare them with ARG`);
+  return lines;
+}
+
+/** The argv of one `buildah build` and what the derived Dockerfiles did. */
+export interface BuildahInvocation {
+  argv: string[];
+  variables: StageVariables;
 }
 
 /** The value of `--timestamp` among the user's buildah options, if any. */
@@ -74,8 +111,56 @@ function userTimestamp(args: readonly string[]): string | undefined {
   return undefined;
 }
 
+/** The first of `candidates` that can be read, with its text. */
+async function readFirst(candidates: readonly string[]): Promise<{ path: string; text: string } | undefined> {
+  for (const path of candidates) {
+    const text = await readFile(path, 'utf8').catch(() => undefined);
+    if (text !== undefined) return { path, text };
+  }
+  return undefined;
+}
+
+/**
+ * The buildah options with every Dockerfile replaced by a derived copy in `dir` that declares `given` in each
+ * stage (derive.ts). The user's files are read, never written. A Dockerfile that cannot be read here (stdin,
+ * a URL, a missing file: buildah then says why) or that buildah would run through cpp (`*.in`) is passed as
+ * it is, and `given` goes to buildah as --build-args instead: they reach only the stages that declare them.
+ */
+async function withDerivedDockerfiles(init: BuildInit, given: readonly StageVariable[], dir: string): Promise<{ args: string[]; variables: StageVariables }> {
+  const variables: StageVariables = { given: [...given], inserted: [], kept: [], notDerived: [], buildArgs: [] };
+  const args = [...init.buildahArgs];
+  const options = fileOptions(args);
+  const sources = options.length > 0 ? options.map((o) => ({ option: o, candidates: fileCandidates(o.value, init.context), shown: o.value })) : [{ option: undefined, candidates: dockerfileCandidates([], init.context), shown: 'CONTEXT/Containerfile or Dockerfile' }];
+  let n = 0;
+  for (const source of sources) {
+    const found = await readFirst(source.candidates);
+    if (found === undefined || found.path.endsWith('.in')) {
+      variables.notDerived.push(`${source.shown}: ${found === undefined ? 'not readable by fetch-oracle' : 'preprocessed by cpp in buildah'}`);
+      continue;
+    }
+    const derived = deriveDockerfile(found.text, given);
+    const out = join(dir, String(++n), basename(found.path));
+    await mkdir(join(out, '..'), { recursive: true });
+    await writeFile(out, derived.text);
+    // Newer buildahs also read an ignore file named after the Dockerfile, next to it: it goes along.
+    for (const suffix of ['.containerignore', '.dockerignore']) await copyFile(`${found.path}${suffix}`, `${out}${suffix}`).catch(() => undefined);
+    variables.inserted.push(...derived.inserted);
+    variables.kept.push(...derived.kept);
+    if (source.option === undefined) args.push('--file', out);
+    else args[source.option.index] = `${source.option.prefix}${out}`;
+  }
+  if (variables.notDerived.length > 0) {
+    const set = userBuildArgs(init.buildahArgs);
+    for (const v of given.filter((x) => !set.has(x.name))) {
+      args.push('--build-arg', `${v.name}=${v.value}`);
+      variables.buildArgs.push(v.name);
+    }
+  }
+  return { args, variables };
+}
+
 /** The `buildah … build …` argv for one half of a build (without the namespace wrapper). */
-export async function buildahArgv(init: BuildInit, files: { iidfile: string; caCert: string; scratch: string }): Promise<string[]> {
+export async function buildahArgv(init: BuildInit, files: { iidfile: string; caCert: string; scratch: string; dockerfiles: string }): Promise<BuildahInvocation> {
   const timestamp = userTimestamp(init.buildahArgs);
   const argv = [
     init.buildah,
@@ -94,14 +179,15 @@ export async function buildahArgv(init: BuildInit, files: { iidfile: string; caC
   if (init.caTarget !== undefined) argv.push('--volume', `${files.caCert}:${init.caTarget}:ro`);
   argv.push(...(await scrubVolumes(init.scrub, files.scratch)));
   const declared = await declaredArgs(dockerfileCandidates(init.buildahArgs, init.context));
-  const given = userBuildArgs(init.buildahArgs);
-  for (const name of AUTO_BUILD_ARGS) {
-    if (!declared.has(name) || given.has(name)) continue;
-    if (name === 'SOURCE_DATE_EPOCH') argv.push('--build-arg', `${name}=${timestamp ?? DEFAULT_TIMESTAMP}`);
-    else if (init.caTarget !== undefined) argv.push('--build-arg', `${name}=${init.caTarget}`);
+  const set = userBuildArgs(init.buildahArgs);
+  if (init.caTarget !== undefined) {
+    for (const name of AUTO_BUILD_ARGS) if (declared.has(name) && !set.has(name)) argv.push('--build-arg', `${name}=${init.caTarget}`);
   }
-  argv.push(...init.buildahArgs, init.context);
-  return argv;
+  // SOURCE_DATE_EPOCH is the build's timestamp, as buildah's --source-date-epoch would set it.
+  const given = [{ name: 'SOURCE_DATE_EPOCH', value: timestamp ?? DEFAULT_TIMESTAMP }, ...scrubVariables(init.scrub)];
+  const { args, variables } = await withDerivedDockerfiles(init, given, files.dockerfiles);
+  argv.push(...args, init.context);
+  return { argv, variables };
 }
 
 
@@ -123,6 +209,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
     let netlock: NetlockFile | undefined;
     let report: ReplayReport | undefined;
     let origins: Set<string> | undefined;
+    let variables: StageVariables | undefined;
     const iidfile = join(sandbox.dir, 'iid');
     try {
       await oracle.start();
@@ -136,7 +223,9 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
       Object.assign(env, { HTTP_PROXY: proxyUrl, http_proxy: proxyUrl, HTTPS_PROXY: proxyUrl, https_proxy: proxyUrl, SSL_CERT_FILE: bundle });
       // RUN steps trust only the oracle's CA: every TLS connection they can make goes through it, and the file
       // they see is then the same on every host (the host's own bundle never enters a step).
-      const argv = await buildahArgv(init, { iidfile, caCert: oracle.caCertPath, scratch: join(sandbox.dir, 'scrub') });
+      const invocation = await buildahArgv(init, { iidfile, caCert: oracle.caCertPath, scratch: join(sandbox.dir, 'scrub'), dockerfiles: join(sandbox.dir, 'dockerfiles') });
+      const argv = invocation.argv;
+      variables = invocation.variables;
       init.logger.info('%s: %s', DOING[init.oracle.mode], argv.join(' '));
       exit = await runForwardingSignals(sandbox.commandLine(argv, init.ip), env, (s) => init.logger.info('%s: forwarded to buildah', s), 'stderr');
       // A replaying oracle reports its misses (a recording one has none to report).
@@ -153,6 +242,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
     await rm(join(sandbox.dir, 'scrub'), { recursive: true, force: true });
     return {
       elapsedMs: Math.round(performance.now() - started),
+      variables: variables ?? { given: [], inserted: [], kept: [], notDerived: [], buildArgs: [] },
       exit,
       digest: digest === '' || digest === undefined ? undefined : digest,
       bridge,

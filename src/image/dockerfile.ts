@@ -3,24 +3,44 @@ import { isAbsolute, join } from 'node:path';
 import { CA_VARIABLES } from '../tls/client-env.ts';
 
 /**
- * Build arguments `build` fills in by itself when the Dockerfile declares them with `ARG NAME` and the
+ * Build arguments `build` fills in with the CA path when the Dockerfile declares them with `ARG NAME` and the
  * command line does not set them. buildah hands RUN steps only the proxy variables on its own (the predefined
- * ARGs); every other variable reaches a RUN step only through a declared ARG, so this is the one way to give
- * pip, npm or Python's byte-compiler what they need without editing the Dockerfile.
+ * ARGs); every other variable reaches a RUN step only through a declared ARG. (SOURCE_DATE_EPOCH reaches every
+ * RUN step through the derived Dockerfile instead: derive.ts.)
  */
-export const AUTO_BUILD_ARGS = [...CA_VARIABLES, 'SOURCE_DATE_EPOCH'] as const;
+export const AUTO_BUILD_ARGS = CA_VARIABLES;
 
-/** The Dockerfile buildah will read: `-f/--file` among the buildah options, else CONTEXT/Containerfile or CONTEXT/Dockerfile. */
-export function dockerfileCandidates(buildahArgs: readonly string[], context: string): string[] {
+/** One `-f/--file` option among the buildah options: where its value is and what it says. */
+export interface FileOption {
+  /** Index of the argument holding the value (`-f X`: X's index; `--file=X`: the option's own). */
+  index: number;
+  /** The text before the value in that argument (`--file=` or ''). */
+  prefix: string;
+  value: string;
+}
+
+/** Every `-f/--file` option among the buildah options (buildah reads them all, in order). */
+export function fileOptions(buildahArgs: readonly string[]): FileOption[] {
+  const out: FileOption[] = [];
   for (let i = 0; i < buildahArgs.length; i++) {
-    const a = buildahArgs[i]!;
-    const m = /^(?:-f|--file)(?:=(.*))?$/.exec(a);
-    if (m !== null) {
-      const f = m[1] ?? buildahArgs[i + 1];
-      if (f === undefined || f === '-') return [];
-      return [isAbsolute(f) ? f : join(process.cwd(), f)];
-    }
+    const m = /^(-f|--file)(=(.*))?$/.exec(buildahArgs[i]!);
+    if (m === null) continue;
+    if (m[2] !== undefined) out.push({ index: i, prefix: `${m[1]!}=`, value: m[3]! });
+    else if (i + 1 < buildahArgs.length) out.push({ index: ++i, prefix: '', value: buildahArgs[i]! });
   }
+  return out;
+}
+
+/** Where a `-f` value may be: as given (relative to the working directory), else relative to CONTEXT, as buildah looks. */
+export function fileCandidates(value: string, context: string): string[] {
+  if (value === '-' || /^https?:\/\//.test(value)) return [];
+  return isAbsolute(value) ? [value] : [join(process.cwd(), value), join(context, value)];
+}
+
+/** The Dockerfile buildah will read first: `-f/--file` among the buildah options, else CONTEXT/Containerfile or CONTEXT/Dockerfile. */
+export function dockerfileCandidates(buildahArgs: readonly string[], context: string): string[] {
+  const files = fileOptions(buildahArgs);
+  if (files.length > 0) return fileCandidates(files[0]!.value, context);
   return [join(context, 'Containerfile'), join(context, 'Dockerfile')];
 }
 

@@ -6,9 +6,15 @@ import { createGunzip } from 'node:zlib';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import { inspectImage, pushUncompressed } from './buildah.ts';
 import type { BuildahStorage, ImageConfig } from './buildah.ts';
+import { classifyDifferences, why } from './classify.ts';
+import type { Cause } from './classify.ts';
 import { scrubProfilesFor } from './scrub.ts';
-import { diffTarEntries, readTarEntries } from './tar-entries.ts';
+import { diffTarEntries, readTarEntries, readTarSamples } from './tar-entries.ts';
 import type { EntryDifference } from './tar-entries.ts';
+
+/** How many differing files are sampled for classification, and how much of each. */
+const SAMPLED_PATHS = 500;
+const SAMPLE_BYTES = 64 * 1024;
 
 /** An image in a buildah storage. */
 export interface StoredImage {
@@ -37,6 +43,8 @@ export interface ImageDifference {
   config: string[];
   /** `--scrub` profiles that cover differing paths (a hint, not applied by itself). */
   scrubHints: string[];
+  /** The differing paths of the layer sorted into causes, most telling first (classify.ts). */
+  causes: Cause[];
 }
 
 /**
@@ -66,6 +74,17 @@ async function layerTar(dir: string, index: number, options: AbortOptions): Prom
 }
 
 /**
+ * An instruction as the Dockerfile has it, from a history `created_by`: without the shell buildah ran it with
+ * and without the `|N NAME=VALUE …` build arguments buildah lists before a RUN's command (SOURCE_DATE_EPOCH,
+ * which every RUN step sees, would otherwise lead every line).
+ */
+export function instructionText(createdBy: string): string {
+  const shell = createdBy.indexOf(' /bin/sh -c ');
+  const command = /^\|\d+ /.test(createdBy) && shell > 0 ? createdBy.slice(shell + 1) : createdBy;
+  return command.replace(/^\/bin\/sh -c (#\(nop\) )?/, '').trim();
+}
+
+/**
  * The instructions behind each layer, in layer order: a history entry marked empty_layer made no layer of its
  * own, its changes went into the next layer (buildah without --layers commits a whole stage as one layer).
  */
@@ -73,7 +92,7 @@ function layerHistory(config: ImageConfig): string[][] {
   const layers: string[][] = [];
   let pending: string[] = [];
   for (const h of config.history ?? []) {
-    pending.push((h.created_by ?? '').replace(/^\/bin\/sh -c (#\(nop\) )?/, '').trim());
+    pending.push(instructionText(h.created_by ?? ''));
     if (h.empty_layer === true) continue;
     layers.push(pending);
     pending = [];
@@ -109,7 +128,7 @@ export async function compareImages(buildah: string, record: StoredImage, replay
   const la = a.rootfs?.diff_ids ?? [];
   const lb = b.rootfs?.diff_ids ?? [];
   const config = jsonDifferences({ ...a, rootfs: undefined }, { ...b, rootfs: undefined });
-  const result: ImageDifference = { recordLayers: la.length, replayLayers: lb.length, config, scrubHints: [] };
+  const result: ImageDifference = { recordLayers: la.length, replayLayers: lb.length, config, scrubHints: [], causes: [] };
   const first = [...Array(Math.max(la.length, lb.length)).keys()].find((i) => la[i] !== lb[i]);
   if (first === undefined) return result;
   const ha = layerHistory(a);
@@ -120,14 +139,38 @@ export async function compareImages(buildah: string, record: StoredImage, replay
     const dir = await mkdtemp(join(workDir, 'image-diff-'));
     try {
       await Promise.all([pushUncompressed(buildah, record.storage, record.image, join(dir, 'record'), options), pushUncompressed(buildah, replay.storage, replay.image, join(dir, 'replay'), options)]);
-      const [ea, eb] = await Promise.all(['record', 'replay'].map(async (side) => readTarEntries(await layerTar(join(dir, side), first, options), options)));
-      layer.paths = diffTarEntries(ea!, eb!);
+      const [ta, tb] = await Promise.all(['record', 'replay'].map((side) => layerTar(join(dir, side), first, options)));
+      const [ea, eb] = await Promise.all([readTarEntries(ta!, options), readTarEntries(tb!, options)]);
+      layer.paths = diffTarEntries(ea, eb);
+      // The bytes of (some of) the differing files tell timestamps from reordering from random data.
+      const files = new Set(ea.filter((e) => e.type === 'file').map((e) => e.path));
+      const wanted = new Set(layer.paths.map((p) => p.path).filter((p) => files.has(p)).slice(0, SAMPLED_PATHS));
+      const [sa, sb] = await Promise.all([readTarSamples(ta!, wanted, SAMPLE_BYTES, options), readTarSamples(tb!, wanted, SAMPLE_BYTES, options)]);
+      result.causes = classifyDifferences(layer.paths, layer.createdBy, { record: sa, replay: sb });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
   result.scrubHints = scrubProfilesFor(layer.paths.map((p) => p.path));
   return result;
+}
+
+/** Lines for the causes of a layer's differing paths: each cause, the instructions named, some paths, the fix. */
+function formatCauses(causes: readonly Cause[], maxPaths: number): string[] {
+  const lines: string[] = [];
+  const short = (c: string): string => (c.length > 120 ? `${c.slice(0, 117)}...` : c);
+  for (const c of causes) {
+    const count = `${c.paths.length} path${c.paths.length === 1 ? '' : 's'}`;
+    const by = c.madeBy.length === 0 ? '' : `, made by: ${c.madeBy.map((m) => `\`${short(m)}\` (${why(m, c)})`).join('; ')}`;
+    lines.push(`  - ${c.title} (${count})${by}`);
+    const limit = c.kind === 'random' || c.kind === 'other' ? maxPaths : Math.min(5, maxPaths);
+    const noted = new Set(c.notes.map((n) => n.split(': ')[0]));
+    const shown = [...c.notes, ...c.paths.filter((p) => !noted.has(p.path)).map((p) => `${p.path}: ${p.what}`)].slice(0, limit);
+    for (const line of shown) lines.push(`      ${line}`);
+    if (c.paths.length > shown.length) lines.push(`      … and ${c.paths.length - shown.length} more`);
+    lines.push(`      fix: ${c.fix}`);
+  }
+  return lines;
 }
 
 /** The explanation `build --check` prints when the digests differ. */
@@ -140,7 +183,10 @@ export function formatImageDifference(d: ImageDifference, digests: { record: str
     if (l.createdBy.length > 1) for (const c of l.createdBy) lines.push(`    ${c.length > 160 ? `${c.slice(0, 157)}...` : c}`);
     lines.push(`    record ${l.recordDiffId ?? '(no such layer)'}`);
     lines.push(`    replay ${l.replayDiffId ?? '(no such layer)'}`);
-    if (l.paths.length > 0) {
+    if (l.paths.length > 0 && d.causes.length > 0) {
+      lines.push(`  paths that differ in that layer (${l.paths.length}), by cause:`);
+      lines.push(...formatCauses(d.causes, maxPaths));
+    } else if (l.paths.length > 0) {
       lines.push(`  paths that differ in that layer (${l.paths.length}):`);
       for (const p of l.paths.slice(0, maxPaths)) lines.push(`    ${p.path}: ${p.what}`);
       if (l.paths.length > maxPaths) lines.push(`    … and ${l.paths.length - maxPaths} more`);

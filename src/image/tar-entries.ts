@@ -108,6 +108,64 @@ export async function readTarEntries(path: string, options: AbortOptions = {}): 
   return entries;
 }
 
+/** The start of a file's content in one layer, for classification (classify.ts). */
+export interface FileSample {
+  size: number;
+  /** The first bytes (up to the sampling limit). */
+  head: Buffer;
+  /** sha256 (hex) of everything after the first 16 bytes (a .pyc's code after its header). */
+  tailSha256: string;
+}
+
+/**
+ * The start of each regular file of `wanted` in an uncompressed tar (up to `maxHead` bytes) and a sha256 of
+ * its bytes after the first 16, for telling why two versions differ (classify.ts). Streams like
+ * readTarEntries; only the wanted files' heads are kept in memory.
+ */
+export async function readTarSamples(path: string, wanted: ReadonlySet<string>, maxHead: number, options: AbortOptions = {}): Promise<Map<string, FileSample>> {
+  options.signal?.throwIfAborted();
+  const samples = new Map<string, FileSample>();
+  const input = createReadStream(path);
+  const extract = tarExtract();
+  let readError: Error | undefined;
+  input.on('error', (err) => {
+    readError = err;
+    extract.destroy(err);
+  });
+  input.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      options.signal?.throwIfAborted();
+      const name = normalise(entry.header.name);
+      if (!wanted.has(name) || entry.header.type !== 'file') {
+        entry.resume();
+        continue;
+      }
+      const head: Buffer[] = [];
+      let kept = 0;
+      let seen = 0;
+      const tail = createHash('sha256');
+      for await (const chunk of entry as AsyncIterable<Buffer>) {
+        if (kept < maxHead) {
+          head.push(chunk.subarray(0, maxHead - kept));
+          kept += Math.min(chunk.length, maxHead - kept);
+        }
+        if (seen + chunk.length > 16) tail.update(chunk.subarray(Math.max(0, 16 - seen)));
+        seen += chunk.length;
+      }
+      samples.set(name, { size: seen, head: Buffer.concat(head), tailSha256: tail.digest('hex') });
+    }
+  } catch (err) {
+    options.signal?.throwIfAborted();
+    if (readError !== undefined) throw readError;
+    throw new InvalidArchiveError(`${path}: not a readable tar file: ${(err as Error).message}`, { cause: err });
+  } finally {
+    input.destroy();
+    extract.destroy();
+  }
+  return samples;
+}
+
 export interface EntryDifference {
   path: string;
   /** `only in record`, `only in replay`, or the fields that differ (`content`, `mode`, `mtime`…). */

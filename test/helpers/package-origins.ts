@@ -73,7 +73,7 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
  * A Go module proxy (the GOPROXY protocol) at `${origin}/` for one module version: `@v/list`, `.info`,
  * `.mod` and the module `.zip` (paths prefixed `MODULE@VERSION/`, as `go mod download` checks).
  */
-export async function serveGoModule(origin: Origin, workDir: string, python: string, mod: { path: string; version: string }): Promise<{ zip: Buffer }> {
+export async function serveGoModule(origin: Origin, workDir: string, python: string, mod: { path: string; version: string }): Promise<{ zip: Buffer; goSum: string }> {
   const pkg = mod.path.split('/').pop()!;
   const goMod = `module ${mod.path}\n\ngo 1.21\n`;
   const source = `// Package ${pkg} is a fetch-oracle run test module.\npackage ${pkg}\n\n// Greeting names the module version.\nfunc Greeting() string { return "${mod.path} ${mod.version}" }\n`;
@@ -87,7 +87,13 @@ export async function serveGoModule(origin: Origin, workDir: string, python: str
   origin.route(`${base}/${mod.version}.info`, (_q, r) => sendBytes(r, Buffer.from(JSON.stringify({ Version: mod.version, Time: '2024-01-01T00:00:00Z' })), 'application/json'));
   origin.route(`${base}/${mod.version}.mod`, (_q, r) => sendBytes(r, Buffer.from(goMod), 'text/plain; charset=utf-8'));
   origin.route(`${base}/${mod.version}.zip`, (_q, r) => sendBytes(r, zip, 'application/zip'));
-  return { zip };
+  // go.sum's two lines: dirhash "h1" of the module's files and of its go.mod (golang.org/x/mod/sumdb/dirhash).
+  const h1 = (files: Array<[string, string]>): string =>
+    `h1:${createHash('sha256')
+      .update(files.sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, text]) => `${sha256(Buffer.from(text))}  ${name}\n`).join(''))
+      .digest('base64')}`;
+  const goSum = `${mod.path} ${mod.version} ${h1([[`${prefix}go.mod`, goMod], [`${prefix}${pkg}.go`, source]])}\n${mod.path} ${mod.version}/go.mod ${h1([['go.mod', goMod]])}\n`;
+  return { zip, goSum };
 }
 
 /** Builds a minimal, valid wheel with python3's zipfile (fixed timestamps, RECORD hashes). */

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBuildah, storageArgs, storageOf } from '../../src/image/buildah.ts';
 import { cleanEnv } from '../helpers/client-session.ts';
+import { DEBIAN_MIRROR, DEBIAN_SUITE, debianMirrorProblem, debootstrapArgs, explainRun, packRootfs, recordedDebianBase } from '../helpers/debian-base.ts';
+import type { RecordedBase } from '../helpers/debian-base.ts';
 import { serveDebianRepo } from '../helpers/debian-repo.ts';
 import type { DebianRepo } from '../helpers/debian-repo.ts';
 import { fetchOracleRun } from '../helpers/fetch-oracle-run.ts';
@@ -21,16 +23,14 @@ import { createTestCa } from '../helpers/test-ca.ts';
  * local Debian-style repository, real curl over HTTPS from a local origin. `build --check` records the
  * build, rebuilds it offline in an empty storage and compares the image IDs.
  *
- * debootstrap takes about a minute each way, so the base is recorded once per run of this file, in beforeAll:
- * that recorded base (netlock, data directory, packed tar) is the one shared, read-only fixture. Every test
- * works on its own state (its own data directory, storage, netlock, build context) and none depends on
- * another, so any one runs alone: npx vitest run test/image/build.test.ts -t 'build --replay'.
- * FETCH_ORACLE_TEST_BASE_DIR=DIR keeps the recorded base in DIR across runs for local iteration; the offline
- * rebuild of the base runs every time.
+ * The recorded base (netlock, data directory, packed tar) is the one shared, read-only fixture: recorded once
+ * per run for every build test file (test/helpers/debian-base.ts). Every test works on its own state (its own
+ * data directory, storage, netlock, build context) and none depends on another, so any one runs alone:
+ * npx vitest run test/image/build.test.ts -t 'build --replay'. The offline rebuild of the base runs every time.
  */
 
-const MIRROR = 'http://deb.debian.org/debian';
-const SUITE = 'bookworm';
+const MIRROR = DEBIAN_MIRROR;
+const SUITE = DEBIAN_SUITE;
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
 async function sha256File(path: string): Promise<string> {
@@ -39,49 +39,30 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** Whether the Debian mirror answers (this file needs it to record the base; CI must not skip silently). */
-async function mirrorProblem(): Promise<string | undefined> {
-  const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '20', `${MIRROR}/dists/${SUITE}/Release`], { env: cleanEnv('/tmp') }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
-  if (r.code === 0 && r.stdout.trim() === '200') return undefined;
-  return `the Debian mirror ${MIRROR} is not reachable from this machine (curl exit ${r.code}, HTTP ${r.stdout.trim() || '-'}: ${r.stderr.trim()})`;
-}
-
-const problem = findBuildah() === undefined ? 'buildah is not installed (bash scripts/setup.sh installs it)' : await mirrorProblem();
+const problem = findBuildah() === undefined ? 'buildah is not installed (bash scripts/setup.sh installs it)' : await debianMirrorProblem();
 const inCi = process.env['CI'] === 'true' || process.env['CI'] === '1';
 
 function fetchOracleBuild(args: string[], options: { env: NodeJS.ProcessEnv; cwd: string; timeoutMs?: number }): Promise<RunResult> {
   return run(process.execPath, [CLI, 'build', ...args], { ...options, timeoutMs: options.timeoutMs ?? 300_000 });
 }
 
-const explain = (r: RunResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.split('\n').filter((l) => !/^busybox: /.test(l)).slice(-80).join('\n')}`;
-
-/** Packs a root file system the way environment.md §5 measured: sorted, mtimes 0, numeric owners. */
-async function packRootfs(rootfs: string, out: string): Promise<void> {
-  // debootstrap's logs and ldconfig's aux-cache carry wall-clock times and inode numbers: the only paths
-  // that differ between two debootstraps of the same packages (measured), so they stay out of the base.
-  const r = await run('tar', ['--sort=name', '--mtime=@0', '--numeric-owner', '--exclude=./var/log/*', '--exclude=./var/cache/ldconfig/aux-cache', '-C', rootfs, '-cf', out, '.'], { timeoutMs: 300_000 });
-  if (r.code !== 0) throw new Error(`tar failed: ${r.stderr}`);
-}
+const explain = explainRun;
 
 describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real buildah, debootstrap, apt-get, curl)${problem === undefined ? '' : ` [skipped: ${problem}]`}`, () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
-  let baseDir: string;
   let originCa: string;
   let plain: Origin;
   let tls: Origin;
   let repo: DebianRepo;
   let payload: Buffer;
   /** The shared fixture: the recorded base (read-only for the tests). */
-  let base: { netlock: string; data: string; tar: string };
+  let base: RecordedBase;
   const env = (): NodeJS.ProcessEnv => cleanEnv(join(dir.path, 'home'), { DEBIAN_FRONTEND: 'noninteractive' });
-  const debootstrapArgs = (target: string): string[] => ['debootstrap', '--variant=minbase', '--include=curl,ca-certificates', SUITE, target, MIRROR];
 
   beforeAll(async () => {
     if (problem !== undefined) throw new Error(`${problem}; CI must run this file, so it fails instead of skipping`);
     dir = await tempDir('fo-build-');
     await mkdir(join(dir.path, 'home'), { recursive: true });
-    baseDir = process.env['FETCH_ORACLE_TEST_BASE_DIR'] ?? join(dir.path, 'base');
-    await mkdir(baseDir, { recursive: true });
     const ca = await createTestCa();
     originCa = join(dir.path, 'origin-ca.pem');
     await writeFile(originCa, ca.caPem);
@@ -94,30 +75,8 @@ describe.skipIf(problem !== undefined && !inCi)(`fetch-oracle build (real builda
       r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.byteLength) });
       r.end(payload);
     });
-    base = await recordBase();
+    base = await recordedDebianBase();
   }, 1_500_000);
-
-  /**
-   * Records debootstrap --variant=minbase from the Debian mirror through `fetch-oracle run` (unless
-   * FETCH_ORACLE_TEST_BASE_DIR holds it from an earlier run) and packs the root file system it made.
-   */
-  async function recordBase(): Promise<{ netlock: string; data: string; tar: string }> {
-    const recorded = { netlock: join(baseDir, 'base.netlock.json'), data: join(baseDir, 'data'), tar: join(baseDir, 'rootfs-record.tar') };
-    if (existsSync(recorded.tar) && existsSync(recorded.netlock)) return recorded;
-    const rootfs = join(baseDir, 'rootfs-record');
-    const record = async (): Promise<RunResult> => {
-      await rm(rootfs, { recursive: true, force: true });
-      return fetchOracleRun(['--data', recorded.data, '--netlock', recorded.netlock, '--', ...debootstrapArgs(rootfs)], { env: env(), cwd: baseDir, timeoutMs: 600_000 });
-    };
-    let r = await record();
-    // The real mirror is the one network dependency here: a transient failure gets one more run, which
-    // reuses what the first recorded and fetches the rest (record mode fetches a failed request again).
-    if (r.code !== 0) r = await record();
-    if (r.code !== 0) throw new Error(`recording the base with debootstrap failed: ${explain(r)}`);
-    await packRootfs(rootfs, recorded.tar);
-    await rm(rootfs, { recursive: true, force: true });
-    return recorded;
-  }
 
   afterAll(async () => {
     await plain?.close();
@@ -238,7 +197,10 @@ RUN curl -fsS "$PAYLOAD_URL" | sha256sum > /payload.sha256 && cat /payload.sha25
     // Without --layers the stage is one layer: the hint lists the instructions in it and the paths that differ.
     expect(r.stderr).toContain('first differing layer: 1 of 1, made by these instructions');
     expect(r.stderr).toMatch(/^ {4}ADD file:[0-9a-f]{64} in \/$/m);
-    expect(r.stderr).toMatch(/^ {4}\|1 REPO=\S+ \/bin\/sh -c echo .* && apt-get update && apt-get install/m);
+    expect(r.stderr).toMatch(/^ {4}echo "deb \[trusted=yes\] \$REPO stable main" .* && apt-get update && apt-get install/m);
+    // The logs and caches are named as such, with the profiles that keep them out.
+    expect(r.stderr).toMatch(/^ {2}- logs \(3 paths\)\n(.*\n)*? {6}fix: --scrub logs keeps them out of the layers$/m);
+    expect(r.stderr).toMatch(/^ {2}- caches \(\d paths?\)\n(.*\n)*? {6}fix: --scrub apt keeps them out of the layers$/m);
     const json = JSON.parse(await readFile(report, 'utf8')) as { difference: { layer: { paths: Array<{ path: string; what: string }> }; scrubHints: string[] } };
     const paths = json.difference.layer.paths.map((p) => p.path);
     expect(paths).toEqual(expect.arrayContaining(['/var/log/dpkg.log', '/var/log/apt/history.log', '/var/cache/apt/pkgcache.bin']));
@@ -310,7 +272,7 @@ ${steps}`,
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/NOT reproducible: the offline rebuild gave sha256:[0-9a-f]{64}, the recorded build sha256:[0-9a-f]{64}/);
     expect(r.stderr).toContain('first differing layer: 5 of 5, made by: head -c16 /dev/urandom > /x');
-    expect(r.stderr).toMatch(/paths that differ in that layer \(1\):\n\s+\/x: content\n/);
+    expect(r.stderr).toMatch(/paths that differ in that layer \(1\), by cause:\n {2}- random data \(1 path\), made by: `head -c16 \/dev\/urandom > \/x` \(reads random data\)\n {6}\/x: content\n {6}fix: .*Cartesi Machine/);
     const json = JSON.parse(await readFile(report, 'utf8')) as { reproducible: boolean; difference: { layer: { index: number; paths: Array<{ path: string; what: string }> } } };
     expect(json.reproducible).toBe(false);
     expect(json.difference.layer.index).toBe(5);

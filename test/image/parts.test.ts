@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { chmod, link, mkdir, open, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, open, readFile, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { declaredArgs, dockerfileCandidates, userBuildArgs } from '../../src/image/dockerfile.ts';
 import { jsonDifferences } from '../../src/image/image-diff.ts';
-import { parseScrub, scrubProfilesFor } from '../../src/image/scrub.ts';
+import { parseScrub, scrubProfilesFor, scrubVariables, scrubVolumes } from '../../src/image/scrub.ts';
 import { diffTarEntries, readTarEntries } from '../../src/image/tar-entries.ts';
 import { splitBuildArgs } from '../../src/cli/build.ts';
 import { run, tempDir } from '../helpers/run.ts';
@@ -28,9 +28,26 @@ describe('parseScrub', () => {
     expect(() => parseScrub(['apt,bogus'])).toThrow(/unknown --scrub profile "bogus"/);
   });
 
+  it('all = every profile; cargo mounts a file and sets a variable; the scratch mounts are made empty', async () => {
+    expect(parseScrub(['all'])).toEqual(['logs', 'apt', 'ldconfig', 'npm', 'pip', 'go', 'cargo']);
+    expect(scrubVariables(parseScrub(['all']))).toEqual([{ name: 'CARGO_CACHE_RUSTC_INFO', value: '0' }]);
+    expect(scrubVariables(parseScrub(['debian']))).toEqual([]);
+    const dir = await tempDir('fo-scrub-');
+    try {
+      const args = await scrubVolumes(['go', 'cargo'], dir.path);
+      expect(args).toEqual(['--volume', `${dir.path}/go/root_.cache_go-build:/root/.cache/go-build:rw`, '--volume', `${dir.path}/cargo/root_.cargo_.global-cache:/root/.cargo/.global-cache:rw`]);
+      expect((await stat(join(dir.path, 'go', 'root_.cache_go-build'))).isDirectory()).toBe(true);
+      const file = await stat(join(dir.path, 'cargo', 'root_.cargo_.global-cache'));
+      expect([file.isFile(), file.size]).toEqual([true, 0]);
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('names the profiles that cover differing paths', () => {
     expect(scrubProfilesFor(['/var/log/dpkg.log', '/var/cache/apt/pkgcache.bin', '/x'])).toEqual(['logs', 'apt']);
     expect(scrubProfilesFor(['/var/logs-not'])).toEqual([]);
+    expect(scrubProfilesFor(['/root/.cache/go-build/ab/cd-a', '/root/.cargo/.global-cache', '/root/.cargo/bin/tool'])).toEqual(['go', 'cargo']);
   });
 });
 
