@@ -4,14 +4,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { drained } from '../io/drained.ts';
-import { asOracleError, BadRequestError } from '../errors.ts';
+import type { CID } from 'multiformats/cid';
+import { asOracleError, BadRequestError, BlockCorruptError } from '../errors.ts';
 import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
+import { RAW_CODE, verifyingSource } from '../protocol/blocks.ts';
 import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
-import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
+import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
@@ -92,10 +93,12 @@ export async function readExchange(req: IncomingMessage, url: string, options: R
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
   const method = req.method ?? 'GET';
-  const hash = createHash('sha256');
-  const body = await (options.readBody ?? hashOnly)(req, hash);
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  const bodyDigest = hasBody ? `sha256:${hash.digest('hex')}` : undefined;
+  // A GET's or HEAD's body (rare) is not part of its key: replay leaves it unread (Node discards what is
+  // left once the answer is sent) instead of iterating the request stream on every hit.
+  const hash = options.readBody === undefined && !hasBody ? undefined : createHash('sha256');
+  const body = hash === undefined ? undefined : await (options.readBody ?? hashOnly)(req, hash);
+  const bodyDigest = hasBody && hash !== undefined ? `sha256:${hash.digest('hex')}` : undefined;
   const input = bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest };
   const key = computeRequestKey(input, options.variantRules);
   return { req, url, headers: fromRawHeaders(req.rawHeaders), body, key };
@@ -185,8 +188,50 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
  * `x-oracle-error` (its code, e.g. ORACLE_ERR_BLOCK_CORRUPT); one that fails mid-stream is logged and ends
  * the transfer. Resolves with that failure (already answered), or undefined when the answer went out whole.
  */
-export function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
-  return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
+  if (plan.body === null || plan.decode !== undefined || plan.body.cid.code !== RAW_CODE) return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+  // A one-block body (every body up to 1 MiB): read and verified whole before the head, then head and bytes
+  // go out in one write, without the streaming machinery a DAG needs.
+  let chunks: Uint8Array[];
+  try {
+    chunks = oneBlockBody(plan.body.cid, plan.body.parts, await verifyingSource(source).get(plan.body.cid));
+  } catch (err) {
+    return sendPlanBody(res, plan, failing(err as Error), counters, logger);
+  }
+  if (res.destroyed) return undefined; // the client left meanwhile
+  res.writeHead(plan.status, flatHeaders(plan));
+  for (const c of chunks) counters.bytesServed += c.byteLength;
+  if (chunks.length === 1) res.end(chunks[0]);
+  else {
+    for (const c of chunks) res.write(c);
+    res.end();
+  }
+  return undefined;
+}
+
+const flattened = new WeakMap<ResponsePlan, string[]>();
+
+/** A plan's head as `writeHead` takes it, flattened once per plan (the replay handler reuses plans). */
+function flatHeaders(plan: ResponsePlan): string[] {
+  let flat = flattened.get(plan);
+  if (flat === undefined) flattened.set(plan, (flat = plan.headers.flat()));
+  return flat;
+}
+
+/** The parts of a plan over a raw block (already verified); a part beyond the block is a corrupt DAG. */
+function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
+  return parts.map((part) => {
+    if ('text' in part) return Buffer.from(part.text);
+    if (part.offset + part.length > block.byteLength) {
+      throw new BlockCorruptError(cid.toString(), `Block ${cid} holds ${block.byteLength} bytes; the record promises at least ${part.offset + part.length}`);
+    }
+    return block.subarray(part.offset, part.offset + part.length);
+  });
+}
+
+/** A body whose first read fails with `err` (answered before the head, as any early failure). */
+function failing(err: Error): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
 }
 
 /** `sendPlan` with the plan's body given (e.g. already started with `startBody`). */
