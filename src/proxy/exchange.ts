@@ -16,6 +16,8 @@ import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.t
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
+import { LeafBuffers } from './leaf-buffers.ts';
+import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
 export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024 * 1024;
@@ -154,7 +156,7 @@ export async function startBody(body: AsyncIterable<Uint8Array> | null): Promise
  * that fails after the head destroys the socket: the client sees a failed transfer, never a complete wrong
  * or unrecorded one.
  */
-export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters): Promise<void> {
+export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, written?: (chunk: Uint8Array) => void): Promise<void> {
   const started = await startBody(body);
   res.writeHead(head.status, head.headers.flat());
   if (started === null) {
@@ -164,7 +166,7 @@ export async function sendResponse(res: ServerResponse, head: ResponseHead, body
   for await (const chunk of started) {
     if (res.destroyed) return;
     counters.bytesServed += chunk.byteLength;
-    if (!res.write(chunk)) await drained(res);
+    if (!(written === undefined ? res.write(chunk) : res.write(chunk, () => written(chunk)))) await drained(res);
   }
   if (!res.destroyed) res.end();
 }
@@ -188,7 +190,12 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
  * `x-oracle-error` (its code, e.g. ORACLE_ERR_BLOCK_CORRUPT); one that fails mid-stream is logged and ends
  * the transfer. Resolves with that failure (already answered), or undefined when the answer went out whole.
  */
-export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
+export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger, reader?: BlockReader): Promise<Error | undefined> {
+  if (plan.body !== null && plan.decode === undefined && plan.body.cid.code !== RAW_CODE && reader !== undefined) {
+    // A DAG read straight from the store into buffers this response reuses; every block still verified.
+    const buffers = new LeafBuffers();
+    return sendPlanBody(res, plan, planBody(plan, buffers.sourceOver(reader)), counters, logger, (chunk) => buffers.give(chunk));
+  }
   if (plan.body === null || plan.decode !== undefined || plan.body.cid.code !== RAW_CODE) return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
   // A one-block body (every body up to 1 MiB): read and verified whole before the head, then head and bytes
   // go out in one write, without the streaming machinery a DAG needs.
@@ -235,9 +242,9 @@ function failing(err: Error): AsyncIterable<Uint8Array> {
 }
 
 /** `sendPlan` with the plan's body given (e.g. already started with `startBody`). */
-export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
+export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, logger: Logger, written?: (chunk: Uint8Array) => void): Promise<Error | undefined> {
   try {
-    await sendResponse(res, plan, body, counters);
+    await sendResponse(res, plan, body, counters, written);
     return undefined;
   } catch (err) {
     counters.errors++;

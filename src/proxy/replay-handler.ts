@@ -7,6 +7,7 @@ import { loggableUrl } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { ExchangeHandler, HandlerInit } from './exchange.ts';
 import { readExchange, sendError, sendPlan } from './exchange.ts';
+import type { BlockReader } from './leaf-buffers.ts';
 
 /** Status of a replay miss: the gateway had no answer for it (design §5: fail-closed, explained). */
 export const MISS_STATUS = 504;
@@ -30,6 +31,8 @@ export interface ReplayDecider {
 
 export interface ReplayHandlerInit extends HandlerInit {
   replayer: ReplayDecider;
+  /** The store under `source`, when it can read blocks into given memory: large bodies then reuse their buffers. */
+  reader?: BlockReader;
 }
 
 /**
@@ -68,7 +71,7 @@ export class ReplayHandler implements ExchangeHandler {
         sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
         return;
       }
-      await sendPlan(res, this.#plan(answer.record, req), source, stats, logger);
+      await sendPlan(res, this.#plan(answer.record, req), source, stats, logger, this.#init.reader);
     } catch (err) {
       stats.errors++;
       const status = err instanceof BadRequestError ? err.status : 502;

@@ -77,13 +77,17 @@ export class FsBlockStore implements BlockStore {
   get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     try {
       throwIfAborted(options?.signal);
-      return Promise.resolve(this.#read(cid));
+      return Promise.resolve(this.readBlock(cid, allocate));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  #read(cid: CID): Uint8Array {
+  /**
+   * `get` at once, into memory `alloc` gives for the block's size (a response that streams many leaves
+   * reuses its buffers: `sendPlan`). Unverified, like `get`.
+   */
+  readBlock(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array {
     const path = this.pathOf(cid);
     let fd: number;
     try {
@@ -95,7 +99,7 @@ export class FsBlockStore implements BlockStore {
     try {
       const size = fstatSync(fd).size;
       if (size > MAX_BLOCK_BYTES) throw new BlockCorruptError(cid.toString(), `Block ${cid} in ${path} is ${size} bytes (limit ${MAX_BLOCK_BYTES})`);
-      const bytes = Buffer.allocUnsafeSlow(size);
+      const bytes = alloc(size);
       let filled = 0;
       while (filled < size) {
         const n = readSync(fd, bytes, filled, size - filled, filled);
@@ -155,6 +159,9 @@ export class FsBlockStore implements BlockStore {
     this.#written.add(path);
   }
 }
+
+/** A block's own memory (not a slice of Node's shared pool, which a kept record would pin). */
+const allocate = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size);
 
 /** A call with nothing to do for files: resolved, or rejected with AbortedError (never thrown) when aborted. */
 function nothingToDo(signal: AbortSignal | undefined): Promise<void> {

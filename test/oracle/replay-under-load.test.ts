@@ -83,6 +83,22 @@ describe('replay under 64-connection load', () => {
     await dir?.remove();
   });
 
+  it('streams a multi-block body over concurrent connections byte for byte, again and again (its leaf buffers are reused)', async () => {
+    const agent = new ProxyAgent({ uri: replay.proxyUrl, connections: 4 });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const got = await Promise.all(Array.from({ length: 4 }, () => get(agent, `${origin.url}/big`)));
+        for (const g of got) {
+          expect(g.failed).toBeUndefined();
+          expect(g.body.byteLength).toBe(big.byteLength);
+          expect(g.body.equals(big)).toBe(true);
+        }
+      }
+    } finally {
+      await agent.close();
+    }
+  });
+
   it('answers a miss with the explained 504 and refuses tampered blocks, never sending wrong bytes with a 200', async () => {
     const load = new ProxyAgent({ uri: replay.proxyUrl, connections: CONNECTIONS, pipelining: 1 });
     const seen = { ok: 0, refused: 0, wrong: 0, other: [] as string[] };
