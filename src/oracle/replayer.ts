@@ -72,14 +72,18 @@ export class Replayer implements ReplayDecider {
     return (await this.#init.netlock.rootValue()).variantRules;
   }
 
-  async answer(key: RequestKey): Promise<ReplayAnswer> {
+  answerNow(key: RequestKey): ReplayAnswer | undefined {
     const cached = this.#verified.get(key.id);
-    if (cached !== undefined) {
-      // Re-insert: Map order is the LRU order.
-      this.#verified.delete(key.id);
-      this.#verified.set(key.id, cached);
-      return this.#hit(cached);
-    }
+    if (cached === undefined) return undefined;
+    // Re-insert: Map order is the LRU order.
+    this.#verified.delete(key.id);
+    this.#verified.set(key.id, cached);
+    return this.#hit(cached);
+  }
+
+  async answer(key: RequestKey): Promise<ReplayAnswer> {
+    const now = this.answerNow(key);
+    if (now !== undefined) return now;
     let pending = this.#pending.get(key.id);
     if (pending === undefined) {
       pending = this.#lookup(key).finally(() => this.#pending.delete(key.id));

@@ -9,7 +9,7 @@ import { asOracleError, BadRequestError, BlockCorruptError } from '../errors.ts'
 import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { RAW_CODE, verifyingSource } from '../protocol/blocks.ts';
+import { RAW_CODE, verifyBlockSync, verifyingSource } from '../protocol/blocks.ts';
 import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.ts';
@@ -191,19 +191,21 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
  * the transfer. Resolves with that failure (already answered), or undefined when the answer went out whole.
  */
 export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger, reader?: BlockReader): Promise<Error | undefined> {
-  if (plan.body !== null && plan.decode === undefined && plan.body.cid.code !== RAW_CODE && reader !== undefined) {
+  const body = plan.body;
+  if (body === null || plan.decode !== undefined || (body.cid.code !== RAW_CODE && reader === undefined)) return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+  if (body.cid.code !== RAW_CODE) {
     // A DAG read straight from the store into buffers this response reuses; every block still verified.
     const buffers = new LeafBuffers();
-    return sendPlanBody(res, plan, planBody(plan, buffers.sourceOver(reader)), counters, logger, (chunk) => buffers.give(chunk));
+    return forgetCorrupt(reader, await sendPlanBody(res, plan, planBody(plan, buffers.sourceOver(reader!)), counters, logger, (chunk) => buffers.give(chunk)));
   }
-  if (plan.body === null || plan.decode !== undefined || plan.body.cid.code !== RAW_CODE) return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
-  // A one-block body (every body up to 1 MiB): read and verified whole before the head, then head and bytes
-  // go out in one write, without the streaming machinery a DAG needs.
+  // A one-block body (every body up to 1 MiB): read and verified whole before the head (at once from the
+  // store when it can), then head and bytes go out in one write, without the streaming machinery a DAG needs.
   let chunks: Uint8Array[];
   try {
-    chunks = oneBlockBody(plan.body.cid, plan.body.parts, await verifyingSource(source).get(plan.body.cid));
+    const block = reader === undefined ? await verifyingSource(source).get(body.cid) : readVerified(reader, body.cid);
+    chunks = oneBlockBody(body.cid, body.parts, block);
   } catch (err) {
-    return sendPlanBody(res, plan, failing(err as Error), counters, logger);
+    return forgetCorrupt(reader, await sendPlanBody(res, plan, failing(err as Error), counters, logger));
   }
   if (res.destroyed) return undefined; // the client left meanwhile
   res.writeHead(plan.status, flatHeaders(plan));
@@ -214,6 +216,18 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     res.end();
   }
   return undefined;
+}
+
+function readVerified(reader: BlockReader, cid: CID): Uint8Array {
+  const bytes = reader.readBlock(cid, (size) => Buffer.allocUnsafeSlow(size));
+  verifyBlockSync(cid, bytes);
+  return bytes;
+}
+
+/** A block that failed its hash is read afresh next time (the store may hold its file open). */
+function forgetCorrupt(reader: BlockReader | undefined, err: Error | undefined): Error | undefined {
+  if (reader !== undefined && err instanceof BlockCorruptError) reader.forget(err.cid);
+  return err;
 }
 
 const flattened = new WeakMap<ResponsePlan, string[]>();

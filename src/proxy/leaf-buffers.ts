@@ -7,6 +7,8 @@ import { CHUNK_BYTES, READ_AHEAD_LEAVES } from '../protocol/unixfs.ts';
 export interface BlockReader {
   /** The block's bytes, unverified, in memory from `alloc(size)`. */
   readBlock(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array;
+  /** Drops what the reader keeps for a block (an open file) after it failed its hash. */
+  forget(cid: CID | string): void;
 }
 
 export function isBlockReader(source: unknown): source is BlockReader {

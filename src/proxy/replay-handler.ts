@@ -27,6 +27,8 @@ export interface ReplayDecider {
   /** The netlock's extra variant rules (its keys were computed with them). */
   variantRules(): Promise<VariantRules | undefined>;
   answer(key: RequestKey): Promise<ReplayAnswer>;
+  /** The answer when it is at hand without any I/O (a record verified before), else undefined. */
+  answerNow?(key: RequestKey): ReplayAnswer | undefined;
 }
 
 export interface ReplayHandlerInit extends HandlerInit {
@@ -47,6 +49,7 @@ export class ReplayHandler implements ExchangeHandler {
   readonly #init: ReplayHandlerInit;
   readonly #keys = new Map<string, RequestKey>();
   readonly #plans = new WeakMap<FetchRecord, Map<string, ResponsePlan>>();
+  #rules: { value: VariantRules | undefined } | undefined;
   /** Headers that enter a key besides `accept`: every header any variant rule names. */
   #ruleHeaders: readonly string[] | undefined;
 
@@ -58,7 +61,9 @@ export class ReplayHandler implements ExchangeHandler {
     const { replayer, source, stats, logger } = this.#init;
     stats.requests++;
     try {
-      const rules = await replayer.variantRules();
+      // The netlock root is read once: its rules never change.
+      if (this.#rules === undefined) this.#rules = { value: await replayer.variantRules() };
+      const rules = this.#rules.value;
       const cacheKey = this.#keyCacheKey(req, url, rules);
       let key = cacheKey === undefined ? undefined : this.#keys.get(cacheKey);
       if (key === undefined) {
@@ -66,7 +71,7 @@ export class ReplayHandler implements ExchangeHandler {
         key = (await readExchange(req, url, rules === undefined ? {} : { variantRules: rules })).key;
         if (cacheKey !== undefined) this.#keepKey(cacheKey, key);
       }
-      const answer = await replayer.answer(key);
+      const answer = replayer.answerNow?.(key) ?? (await replayer.answer(key));
       if (answer.kind === 'miss') {
         sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
         return;
