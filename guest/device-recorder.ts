@@ -41,6 +41,8 @@ export interface DeviceRecorderInit {
  * Only GET and HEAD are recorded this way: a request body does not travel over 0x26 yet (501).
  */
 export class DeviceRecorder implements ReplayDecider {
+  /** The host repeats each request upstream: it needs the client's URL and headers, not just the key. */
+  readonly needsRequest = true;
   readonly #init: DeviceRecorderInit;
   readonly #source: BlockSource;
   /** Keys the host recorded or reused for this run (the entries its netlock will have). */

@@ -17,8 +17,6 @@ export const NETLOCK_VERSION = 1;
  */
 export const MAX_PAGE_ENTRIES = 256;
 export const MAX_PAGE_BYTES = 512 * 1024;
-/** Decoded index pages kept by a reader (each at most MAX_PAGE_BYTES encoded): the upper levels stay hot. */
-export const PAGE_CACHE_ENTRIES = 64;
 
 /** One request key → the signed record that answers it. */
 export interface NetlockEntry {
@@ -179,18 +177,83 @@ function asPage(value: unknown, cid: CID): Page {
 }
 
 /**
- * Read access to a netlock DAG through a BlockSource (host store or guest device). Pages are decoded
- * on demand; the source is expected to verify block hashes.
+ * A leaf page as a reader keeps it: the keys, and the record CIDs and signatures packed in two byte arrays.
+ * About 250 bytes an entry where the decoded page (a CID object and a byte array per entry) took ~1 KiB and
+ * kept the garbage collector busy: a 100,000-entry netlock stays in memory whole (issue #15).
+ */
+interface CompactLeaf {
+  readonly leaf: true;
+  readonly keys: readonly string[];
+  readonly cids: Uint8Array;
+  /** Entry i's CID is cids[cidAt[i], cidAt[i + 1]); signatures likewise. */
+  readonly cidAt: Uint32Array;
+  readonly sigs: Uint8Array;
+  readonly sigAt: Uint32Array;
+}
+
+type KeptPage = CompactLeaf | BranchPage;
+
+function compactLeaf(page: LeafPage): CompactLeaf {
+  const n = page.entries.length;
+  const cidAt = new Uint32Array(n + 1);
+  const sigAt = new Uint32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    const [, cid, sig] = page.entries[i]!;
+    cidAt[i + 1] = cidAt[i]! + cid.bytes.byteLength;
+    sigAt[i + 1] = sigAt[i]! + sig.byteLength;
+  }
+  const cids = new Uint8Array(cidAt[n]!);
+  const sigs = new Uint8Array(sigAt[n]!);
+  for (let i = 0; i < n; i++) {
+    const [, cid, sig] = page.entries[i]!;
+    cids.set(cid.bytes, cidAt[i]);
+    sigs.set(sig, sigAt[i]);
+  }
+  return { leaf: true, keys: page.entries.map((e) => e[0]), cids, cidAt, sigs, sigAt };
+}
+
+/** What a kept page costs in memory, roughly (strings, arrays and object headers). */
+function pageBytes(page: KeptPage): number {
+  let bytes = 256;
+  for (const k of page.keys) bytes += k.length + 24;
+  return page.leaf ? bytes + page.cids.byteLength + page.sigs.byteLength + 8 * page.keys.length : bytes + 64 * page.children.length;
+}
+
+function entryAt(page: CompactLeaf, i: number): NetlockEntry {
+  return {
+    key: page.keys[i]!,
+    signed: { record: CID.decode(page.cids.subarray(page.cidAt[i], page.cidAt[i + 1])), signature: page.sigs.subarray(page.sigAt[i], page.sigAt[i + 1]) },
+  };
+}
+
+/** Memory a reader keeps index pages in by default (least recently used out first): a 100,000-entry netlock fits. */
+export const PAGE_CACHE_BYTES = 48 * 1024 * 1024;
+
+export interface NetlockReaderOptions {
+  /** @default PAGE_CACHE_BYTES */
+  pageCacheBytes?: number;
+}
+
+/**
+ * Read access to a netlock DAG through a BlockSource (host store or guest device). Pages are fetched and
+ * decoded on demand and kept compact (`CompactLeaf`) up to a memory budget, so that a replay walks the
+ * index through the block source once per page, not once per request; the source is expected to verify
+ * block hashes.
  */
 export class NetlockReader {
   readonly root: CID;
   readonly #source: BlockSource;
-  readonly #pages = new Map<string, Page>();
+  readonly #maxBytes: number;
+  readonly #pages = new Map<string, { page: KeptPage; bytes: number }>();
+  /** Page fetches under way, shared by concurrent lookups. */
+  readonly #pending = new Map<string, Promise<KeptPage>>();
+  #bytes = 0;
   #rootValue: NetlockRoot | undefined;
 
-  constructor(root: CID, source: BlockSource) {
+  constructor(root: CID, source: BlockSource, options: NetlockReaderOptions = {}) {
     this.root = root;
     this.#source = source;
+    this.#maxBytes = options.pageCacheBytes ?? PAGE_CACHE_BYTES;
   }
 
   async rootValue(options?: AbortOptions): Promise<NetlockRoot> {
@@ -200,23 +263,48 @@ export class NetlockReader {
     return this.#rootValue;
   }
 
-  async #page(cid: CID, options?: AbortOptions): Promise<Page> {
+  /** Index pages kept now, and their estimated bytes. */
+  get cached(): { pages: number; bytes: number } {
+    return { pages: this.#pages.size, bytes: this.#bytes };
+  }
+
+  async #page(cid: CID, options?: AbortOptions): Promise<KeptPage> {
     const key = cid.toString();
     const cached = this.#pages.get(key);
     if (cached !== undefined) {
       // Re-insert: Map order is the LRU order.
       this.#pages.delete(key);
       this.#pages.set(key, cached);
-      return cached;
+      return cached.page;
     }
-    const page = asPage(decodeBlock(await this.#source.get(cid, options), `Netlock page ${cid}`), cid);
-    this.#pages.set(key, page);
-    if (this.#pages.size > PAGE_CACHE_ENTRIES) this.#pages.delete(this.#pages.keys().next().value!);
+    // A caller with its own signal fetches alone: another caller's abort must not end its lookup.
+    if (options?.signal !== undefined) return this.#fetchPage(cid, key, options);
+    let pending = this.#pending.get(key);
+    if (pending === undefined) {
+      pending = this.#fetchPage(cid, key).finally(() => this.#pending.delete(key));
+      this.#pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #fetchPage(cid: CID, key: string, options?: AbortOptions): Promise<KeptPage> {
+    const decoded = asPage(decodeBlock(await this.#source.get(cid, options), `Netlock page ${cid}`), cid);
+    const page = decoded.leaf ? compactLeaf(decoded) : decoded;
+    const bytes = pageBytes(page);
+    if (bytes <= this.#maxBytes) {
+      this.#pages.set(key, { page, bytes });
+      this.#bytes += bytes;
+      for (const [k, kept] of this.#pages) {
+        if (this.#bytes <= this.#maxBytes) break;
+        this.#pages.delete(k);
+        this.#bytes -= kept.bytes;
+      }
+    }
     return page;
   }
 
-  /** Finds the leaf page where `key` is or would be: O(depth) block fetches. */
-  async #leafFor(key: string, options?: AbortOptions): Promise<LeafPage> {
+  /** Finds the leaf page where `key` is or would be: O(depth) page reads, none once the pages are kept. */
+  async #leafFor(key: string, options?: AbortOptions): Promise<CompactLeaf> {
     let page = await this.#page((await this.rootValue(options)).index, options);
     for (let depth = 0; !page.leaf; depth++) {
       if (depth > 16) throw new InvalidNetlockError(`Netlock ${this.root} index is deeper than 16 levels`);
@@ -234,18 +322,14 @@ export class NetlockReader {
   async lookup(key: string, options?: AbortOptions): Promise<{ entry: NetlockEntry | undefined; nearby: string[] }> {
     const leaf = await this.#leafFor(key, options);
     let lo = 0;
-    let hi = leaf.entries.length;
+    let hi = leaf.keys.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (compareKeys(leaf.entries[mid]![0], key) < 0) lo = mid + 1;
+      if (compareKeys(leaf.keys[mid]!, key) < 0) lo = mid + 1;
       else hi = mid;
     }
-    const hit = leaf.entries[lo];
-    if (hit !== undefined && hit[0] === key) {
-      return { entry: { key, signed: { record: hit[1], signature: hit[2] } }, nearby: [] };
-    }
-    const nearby = leaf.entries.slice(Math.max(0, lo - 8), lo + 8).map((e) => e[0]);
-    return { entry: undefined, nearby };
+    if (leaf.keys[lo] === key) return { entry: entryAt(leaf, lo), nearby: [] };
+    return { entry: undefined, nearby: leaf.keys.slice(Math.max(0, lo - 8), lo + 8) };
   }
 
   /** Every entry in key order. */
@@ -254,7 +338,7 @@ export class NetlockReader {
       if (depth > 16) throw new InvalidNetlockError(`Netlock ${this.root} index is deeper than 16 levels`);
       const page = await this.#page(cid, options);
       if (page.leaf) {
-        for (const [key, record, signature] of page.entries) yield { key, signed: { record, signature } };
+        for (let i = 0; i < page.keys.length; i++) yield entryAt(page, i);
       } else {
         for (const child of page.children) yield* walk.call(this, child, depth + 1);
       }

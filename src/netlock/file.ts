@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
@@ -104,6 +104,32 @@ export async function readNetlockRoot(path: string): Promise<{ root: CID; file: 
   }
   if (typeof file.netlock !== 'string') throw new InvalidNetlockError(`Netlock ${path} has no "netlock" root CID`);
   return { root: parseRoot(file.netlock, path), file };
+}
+
+/** Bytes `netlockRootOf` reads: the head `renderNetlockFile` writes before the entries. */
+const HEAD_BYTES = 4096;
+
+/**
+ * The root CID of a netlock file, reading only its head when the file starts as `renderNetlockFile` writes it
+ * (`{"netlock": "<cid>", …`): a 100,000-entry file is ~40 MB of JSON, and parsing it whole to start a replay
+ * cost ~150 MB of peak memory. Other files (a bare CID, another layout) are read as `readNetlockRoot` does.
+ */
+export async function netlockRootOf(path: string): Promise<CID> {
+  let head: string;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(HEAD_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, HEAD_BYTES, 0);
+      head = buf.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return (await readNetlockRoot(path)).root; // reports the unreadable file
+  }
+  const m = /^\s*\{\s*"netlock"\s*:\s*"([a-z0-9]+)"\s*,/.exec(head);
+  return m === null ? (await readNetlockRoot(path)).root : parseRoot(m[1]!, path);
 }
 
 function parseRoot(text: string, path: string): CID {

@@ -6,6 +6,7 @@ import { parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { NetlockReader } from '../netlock/dag.ts';
 import type { NetlockRoot } from '../netlock/dag.ts';
+import { isBlockReader } from '../proxy/leaf-buffers.ts';
 import { ReplayHandler } from '../proxy/replay-handler.ts';
 import { Replayer } from './replayer.ts';
 import type { ReplayMiss } from './replayer.ts';
@@ -65,7 +66,8 @@ export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
   }
   const stats = init.stats ?? createStats('replay');
   const replayer = new Replayer({ netlock, source, trusted: init.trusted, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
-  const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay') });
+  const reader = isBlockReader(init.source) ? init.source : undefined;
+  const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay'), ...(reader === undefined ? {} : { reader }) });
   logger.info('replaying netlock %s (%d entries)', init.root.toString(), rootValue.count);
   return {
     handler,

@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf, readNetlockRoot } from '../netlock/file.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -29,7 +29,7 @@ export class ReplayMode implements OracleMode {
   }
 
   static async open(init: ReplayInit, store: BlockStore, stats: OracleStats, logger: Logger): Promise<ReplayMode> {
-    const { root } = await readNetlockRoot(init.netlockPath);
+    const root = await netlockRootOf(init.netlockPath);
     const own = await LocalSigner.publicKeyIn(init.dataDir);
     const trusted = init.trust ?? (own === undefined ? [] : [own]);
     // Every block is verified as it is read (measured: hashing leaves on a worker made replay slower).

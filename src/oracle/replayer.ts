@@ -2,12 +2,20 @@ import { ReplayMissError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { explainMiss } from '../protocol/explain.ts';
+import type { MissExplanation } from '../protocol/explain.ts';
+import type { FetchRecord } from '../protocol/record.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
 import { loadVerifiedRecord } from '../protocol/verify-record.ts';
 import type { NetlockReader } from '../netlock/dag.ts';
 import type { ReplayAnswer, ReplayDecider } from '../proxy/replay-handler.ts';
 import type { OracleStats } from './stats.ts';
+
+/**
+ * Verified records a replayer keeps, by request key (least recently used out first). A decoded record is
+ * a few KiB at most; 4,096 of them stay well under the 200 MB a replay may use (issue #15).
+ */
+export const RECORD_CACHE_ENTRIES = 4096;
 
 export interface ReplayMiss {
   method: string;
@@ -23,6 +31,8 @@ export interface ReplayerInit {
   trusted: readonly Uint8Array[];
   stats: OracleStats;
   logger: Logger;
+  /** @default RECORD_CACHE_ENTRIES (0 verifies every record on every hit) */
+  recordCacheEntries?: number;
   /**
    * Told of each miss before the client gets its 504 (the guest shim reports it to the host over GIO 0x27,
    * so the host has heard of every miss the command saw). A failure is logged, never the client's problem.
@@ -30,45 +40,99 @@ export interface ReplayerInit {
   onMiss?: (miss: ReplayMiss) => void | Promise<void>;
 }
 
-/** The replay decision without sockets: the core's `resolve` over the netlock, every record verified. */
+type Explained = MissExplanation;
+
+/** A request key's verified answer: the record, and the netlock key it is filed under. */
+interface Verified {
+  readonly record: FetchRecord;
+  readonly entryKey: string;
+}
+
+/**
+ * The replay decision without sockets: the core's `resolve` over the netlock, every record verified.
+ *
+ * A record is verified (block hash, signature, trusted key, answers the key) the first time a request key
+ * needs it, then kept: the netlock root is immutable, so a request key always resolves to the same record
+ * CID and signature, and a block that hashes to that CID always decodes to the same record, so verifying it
+ * again can only give the same answer, or fail because the copy on disk changed since, while the record
+ * kept is still the authentic one. Body blocks are not kept: the response reads and hashes every one of
+ * them again (`sendPlan`).
+ */
 export class Replayer implements ReplayDecider {
   readonly #init: ReplayerInit;
+  readonly #maxCached: number;
+  readonly #verified = new Map<string, Verified>();
+  /** Verifications under way, shared by concurrent requests for the same key. */
+  readonly #pending = new Map<string, Promise<Verified | Explained>>();
   readonly misses: ReplayMiss[] = [];
   /** Netlock keys that answered a request. */
   readonly used = new Set<string>();
 
   constructor(init: ReplayerInit) {
     this.#init = init;
+    this.#maxCached = init.recordCacheEntries ?? RECORD_CACHE_ENTRIES;
   }
 
   async variantRules(): Promise<VariantRules | undefined> {
     return (await this.#init.netlock.rootValue()).variantRules;
   }
 
+  answerNow(key: RequestKey): ReplayAnswer | undefined {
+    const cached = this.#verified.get(key.id);
+    if (cached === undefined) return undefined;
+    // Re-insert: Map order is the LRU order.
+    this.#verified.delete(key.id);
+    this.#verified.set(key.id, cached);
+    return this.#hit(cached);
+  }
+
   async answer(key: RequestKey): Promise<ReplayAnswer> {
-    const { netlock, source, trusted, stats, logger } = this.#init;
+    const now = this.answerNow(key);
+    if (now !== undefined) return now;
+    let pending = this.#pending.get(key.id);
+    if (pending === undefined) {
+      pending = this.#lookup(key).finally(() => this.#pending.delete(key.id));
+      this.#pending.set(key.id, pending);
+    }
+    const found = await pending;
+    return 'record' in found ? this.#hit(found) : this.#miss(key, found);
+  }
+
+  /** Every missed request is counted, listed and logged (concurrent ones share only the lookup). */
+  async #miss(key: RequestKey, why: Explained): Promise<ReplayAnswer> {
+    const { stats, logger, onMiss } = this.#init;
+    stats.misses++;
+    const miss: ReplayMiss = { method: key.method, url: key.url, accept: key.variant['accept'] ?? '', nearest: why.candidates.map((c) => ({ method: c.method, url: c.url, differs: c.differs })) };
+    this.misses.push(miss);
+    logger.warn('replay miss: %s %s (nearest: %s)', key.method, key.url, why.candidates[0]?.url ?? 'none');
+    try {
+      await onMiss?.(miss);
+    } catch (err) {
+      logger.warn('could not report the miss of %s %s: %s', key.method, key.url, (err as Error).message);
+    }
+    return { kind: 'miss', error: new ReplayMissError(why.text) };
+  }
+
+  #hit(v: Verified): ReplayAnswer {
+    this.#init.stats.hits++;
+    this.used.add(v.entryKey);
+    return { kind: 'hit', record: v.record };
+  }
+
+  async #lookup(key: RequestKey): Promise<Verified | Explained> {
+    const { netlock, source, trusted } = this.#init;
     let nearby: readonly string[] = [];
     const found = await resolve(key, async (k) => {
       const looked = await netlock.lookup(k.id);
       if (k.id === key.id) nearby = looked.nearby;
       return looked.entry;
     });
-    if (found === undefined) {
-      stats.misses++;
-      const why = explainMiss(key, nearby, netlock.root.toString());
-      const miss: ReplayMiss = { method: key.method, url: key.url, accept: key.variant['accept'] ?? '', nearest: why.candidates.map((c) => ({ method: c.method, url: c.url, differs: c.differs })) };
-      this.misses.push(miss);
-      logger.warn('replay miss: %s %s (nearest: %s)', key.method, key.url, why.candidates[0]?.url ?? 'none');
-      try {
-        await this.#init.onMiss?.(miss);
-      } catch (err) {
-        logger.warn('could not report the miss of %s %s: %s', key.method, key.url, (err as Error).message);
-      }
-      return { kind: 'miss', error: new ReplayMissError(why.text) };
+    if (found === undefined) return explainMiss(key, nearby, netlock.root.toString());
+    const verified: Verified = { record: await loadVerifiedRecord(found.entry.signed, found.key, source, trusted), entryKey: found.entry.key };
+    if (this.#maxCached > 0) {
+      this.#verified.set(key.id, verified);
+      if (this.#verified.size > this.#maxCached) this.#verified.delete(this.#verified.keys().next().value!);
     }
-    const record = await loadVerifiedRecord(found.entry.signed, found.key, source, trusted);
-    stats.hits++;
-    this.used.add(found.entry.key);
-    return { kind: 'hit', record };
+    return verified;
   }
 }

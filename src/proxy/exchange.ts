@@ -4,17 +4,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { drained } from '../io/drained.ts';
-import { asOracleError, BadRequestError } from '../errors.ts';
+import type { CID } from 'multiformats/cid';
+import { asOracleError, BadRequestError, BlockCorruptError } from '../errors.ts';
 import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
+import { RAW_CODE, verifyBlockSync, verifyingSource } from '../protocol/blocks.ts';
 import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
-import type { ContentCoding, ResponsePlan } from '../protocol/replay.ts';
+import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
+import { LeafBuffers } from './leaf-buffers.ts';
+import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
 export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024 * 1024;
@@ -92,10 +95,12 @@ export async function readExchange(req: IncomingMessage, url: string, options: R
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_REQUEST_BODY_BYTES) throw new BadRequestError(`Request body of ${declared} bytes exceeds the ${MAX_REQUEST_BODY_BYTES}-byte limit`, 413);
   const method = req.method ?? 'GET';
-  const hash = createHash('sha256');
-  const body = await (options.readBody ?? hashOnly)(req, hash);
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  const bodyDigest = hasBody ? `sha256:${hash.digest('hex')}` : undefined;
+  // A GET's or HEAD's body (rare) is not part of its key: replay leaves it unread (Node discards what is
+  // left once the answer is sent) instead of iterating the request stream on every hit.
+  const hash = options.readBody === undefined && !hasBody ? undefined : createHash('sha256');
+  const body = hash === undefined ? undefined : await (options.readBody ?? hashOnly)(req, hash);
+  const bodyDigest = hasBody && hash !== undefined ? `sha256:${hash.digest('hex')}` : undefined;
   const input = bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest };
   const key = computeRequestKey(input, options.variantRules);
   return { req, url, headers: fromRawHeaders(req.rawHeaders), body, key };
@@ -151,7 +156,7 @@ export async function startBody(body: AsyncIterable<Uint8Array> | null): Promise
  * that fails after the head destroys the socket: the client sees a failed transfer, never a complete wrong
  * or unrecorded one.
  */
-export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters): Promise<void> {
+export async function sendResponse(res: ServerResponse, head: ResponseHead, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, written?: (chunk: Uint8Array) => void): Promise<void> {
   const started = await startBody(body);
   res.writeHead(head.status, head.headers.flat());
   if (started === null) {
@@ -161,7 +166,7 @@ export async function sendResponse(res: ServerResponse, head: ResponseHead, body
   for await (const chunk of started) {
     if (res.destroyed) return;
     counters.bytesServed += chunk.byteLength;
-    if (!res.write(chunk)) await drained(res);
+    if (!(written === undefined ? res.write(chunk) : res.write(chunk, () => written(chunk)))) await drained(res);
   }
   if (!res.destroyed) res.end();
 }
@@ -185,14 +190,75 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
  * `x-oracle-error` (its code, e.g. ORACLE_ERR_BLOCK_CORRUPT); one that fails mid-stream is logged and ends
  * the transfer. Resolves with that failure (already answered), or undefined when the answer went out whole.
  */
-export function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
-  return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: BlockSource, counters: ServeCounters, logger: Logger, reader?: BlockReader): Promise<Error | undefined> {
+  const body = plan.body;
+  if (body === null || plan.decode !== undefined || (body.cid.code !== RAW_CODE && reader === undefined)) return sendPlanBody(res, plan, planBody(plan, source), counters, logger);
+  if (body.cid.code !== RAW_CODE) {
+    // A DAG read straight from the store into buffers this response reuses; every block still verified.
+    const buffers = new LeafBuffers();
+    return forgetCorrupt(reader, await sendPlanBody(res, plan, planBody(plan, buffers.sourceOver(reader!)), counters, logger, (chunk) => buffers.give(chunk)));
+  }
+  // A one-block body (every body up to 1 MiB): read and verified whole before the head (at once from the
+  // store when it can), then head and bytes go out in one write, without the streaming machinery a DAG needs.
+  let chunks: Uint8Array[];
+  try {
+    const block = reader === undefined ? await verifyingSource(source).get(body.cid) : readVerified(reader, body.cid);
+    chunks = oneBlockBody(body.cid, body.parts, block);
+  } catch (err) {
+    return forgetCorrupt(reader, await sendPlanBody(res, plan, failing(err as Error), counters, logger));
+  }
+  if (res.destroyed) return undefined; // the client left meanwhile
+  res.writeHead(plan.status, flatHeaders(plan));
+  for (const c of chunks) counters.bytesServed += c.byteLength;
+  if (chunks.length === 1) res.end(chunks[0]);
+  else {
+    for (const c of chunks) res.write(c);
+    res.end();
+  }
+  return undefined;
+}
+
+function readVerified(reader: BlockReader, cid: CID): Uint8Array {
+  const bytes = reader.readBlock(cid, (size) => Buffer.allocUnsafeSlow(size));
+  verifyBlockSync(cid, bytes);
+  return bytes;
+}
+
+/** A block that failed its hash is read afresh next time (the store may hold its file open). */
+function forgetCorrupt(reader: BlockReader | undefined, err: Error | undefined): Error | undefined {
+  if (reader !== undefined && err instanceof BlockCorruptError) reader.forget(err.cid);
+  return err;
+}
+
+const flattened = new WeakMap<ResponsePlan, string[]>();
+
+/** A plan's head as `writeHead` takes it, flattened once per plan (the replay handler reuses plans). */
+function flatHeaders(plan: ResponsePlan): string[] {
+  let flat = flattened.get(plan);
+  if (flat === undefined) flattened.set(plan, (flat = plan.headers.flat()));
+  return flat;
+}
+
+/** The parts of a plan over a raw block (already verified); a part beyond the block is a corrupt DAG. */
+function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
+  return parts.map((part) => {
+    if ('text' in part) return Buffer.from(part.text);
+    if (part.offset + part.length > block.byteLength) {
+      throw new BlockCorruptError(cid.toString(), `Block ${cid} holds ${block.byteLength} bytes; the record promises at least ${part.offset + part.length}`);
+    }
+    return block.subarray(part.offset, part.offset + part.length);
+  });
+}
+
+/** A body whose first read fails with `err` (answered before the head, as any early failure). */
+function failing(err: Error): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
 }
 
 /** `sendPlan` with the plan's body given (e.g. already started with `startBody`). */
-export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, logger: Logger): Promise<Error | undefined> {
+export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body: AsyncIterable<Uint8Array> | null, counters: ServeCounters, logger: Logger, written?: (chunk: Uint8Array) => void): Promise<Error | undefined> {
   try {
-    await sendResponse(res, plan, body, counters);
+    await sendResponse(res, plan, body, counters, written);
     return undefined;
   } catch (err) {
     counters.errors++;

@@ -3,13 +3,22 @@ import { BadRequestError, OracleError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
+import type { ResponsePlan } from '../protocol/replay.ts';
 import { loggableUrl } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { ExchangeHandler, HandlerInit } from './exchange.ts';
 import { readExchange, sendError, sendPlan } from './exchange.ts';
+import type { BlockReader } from './leaf-buffers.ts';
 
 /** Status of a replay miss: the gateway had no answer for it (design §5: fail-closed, explained). */
 export const MISS_STATUS = 504;
+
+/** Request keys kept for repeated GET/HEAD requests (least recently used out first). */
+export const KEY_CACHE_ENTRIES = 4096;
+/** Plans kept per record: one per method and `accept-encoding` value seen, a handful in practice. */
+const PLANS_PER_RECORD = 8;
+/** Request headers that make a plan differ from the plain one (ranges and validators): never cached. */
+const PLAN_SPECIFIC_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const;
 
 /** The replay decision for one request: the verified record that answers it, or an explained miss. */
 export type ReplayAnswer = { readonly kind: 'hit'; readonly record: FetchRecord } | { readonly kind: 'miss'; readonly error: OracleError };
@@ -30,33 +39,62 @@ export interface ReplayDecider {
   /** The netlock's extra variant rules (its keys were computed with them). */
   variantRules(): Promise<VariantRules | undefined>;
   answer(key: RequestKey, request?: ReplayRequest): Promise<ReplayAnswer>;
+  /** The answer when it is at hand without any I/O (a record verified before), else undefined. */
+  answerNow?(key: RequestKey): ReplayAnswer | undefined;
+  /**
+   * The decider repeats requests upstream (the guest recording through the device), so it needs each one as
+   * the client sent it: the handler then reads every request in full instead of reusing a kept key.
+   */
+  readonly needsRequest?: boolean;
 }
 
 export interface ReplayHandlerInit extends HandlerInit {
   replayer: ReplayDecider;
+  /** The store under `source`, when it can read blocks into given memory: large bodies then reuse their buffers. */
+  reader?: BlockReader;
 }
 
-/** The proxy's replay mode: answers only from the netlock, fail-closed. It has no upstream client at all. */
+/**
+ * The proxy's replay mode: answers only from the netlock, fail-closed. It has no upstream client at all.
+ *
+ * A build asks for the same few requests over and over, so what follows from a request's method, URL and
+ * variant headers alone is kept: its key (normalising a URL costs more than looking it up), and per record
+ * the plan of a plain GET or HEAD (its head, flattened once). Ranges and conditional requests are planned
+ * afresh. Nothing kept depends on the bytes on disk: every body block is still read and verified.
+ */
 export class ReplayHandler implements ExchangeHandler {
   readonly #init: ReplayHandlerInit;
+  readonly #keys = new Map<string, RequestKey>();
+  readonly #plans = new WeakMap<FetchRecord, Map<string, ResponsePlan>>();
+  #rules: { value: VariantRules | undefined } | undefined;
+  /** Headers that enter a key besides `accept`: every header any variant rule names. */
+  #ruleHeaders: readonly string[] | undefined;
 
   constructor(init: ReplayHandlerInit) {
     this.#init = init;
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
-    const { replayer, source, stats, logger } = this.#init;
+    const { replayer, stats, logger } = this.#init;
     stats.requests++;
     try {
-      const rules = await replayer.variantRules();
-      // Replay needs only the request body's digest, never its bytes: nothing is kept.
-      const ex = await readExchange(req, url, rules === undefined ? {} : { variantRules: rules });
-      const answer = await replayer.answer(ex.key, { url: ex.url, headers: ex.headers });
-      if (answer.kind === 'miss') {
-        sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
+      if (replayer.needsRequest === true) {
+        const rules = await replayer.variantRules();
+        const ex = await readExchange(req, url, rules === undefined ? {} : { variantRules: rules });
+        await this.#answerWith(res, req, await replayer.answer(ex.key, { url: ex.url, headers: ex.headers }));
         return;
       }
-      await sendPlan(res, planResponse(answer.record, { method: ex.key.method, headers: req.headers }), source, stats, logger);
+      // The netlock root is read once: its rules never change.
+      if (this.#rules === undefined) this.#rules = { value: await replayer.variantRules() };
+      const rules = this.#rules.value;
+      const cacheKey = this.#keyCacheKey(req, url, rules);
+      let key = cacheKey === undefined ? undefined : this.#keys.get(cacheKey);
+      if (key === undefined) {
+        // Replay needs only the request body's digest, never its bytes: nothing is kept.
+        key = (await readExchange(req, url, rules === undefined ? {} : { variantRules: rules })).key;
+        if (cacheKey !== undefined) this.#keepKey(cacheKey, key);
+      }
+      await this.#answerWith(res, req, replayer.answerNow?.(key) ?? (await replayer.answer(key)));
     } catch (err) {
       stats.errors++;
       const status = err instanceof BadRequestError ? err.status : 502;
@@ -64,4 +102,53 @@ export class ReplayHandler implements ExchangeHandler {
       sendError(res, status, err instanceof OracleError ? err : (err as Error));
     }
   }
+
+  async #answerWith(res: ServerResponse, req: IncomingMessage, answer: ReplayAnswer): Promise<void> {
+    if (answer.kind === 'miss') {
+      sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
+      return;
+    }
+    const { source, stats, logger } = this.#init;
+    await sendPlan(res, this.#plan(answer.record, req), source, stats, logger, this.#init.reader);
+  }
+
+  /**
+   * What a GET or HEAD without a body is keyed by: method, URL as sent and the variant headers; undefined
+   * for any other request (its body enters the key, or the request is unusual enough to read in full).
+   */
+  #keyCacheKey(req: IncomingMessage, url: string, rules: VariantRules | undefined): string | undefined {
+    const method = req.method;
+    if ((method !== 'GET' && method !== 'HEAD') || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return undefined;
+    let k = `${method}\n${url}\n${headerText(req.headers['accept'])}`;
+    if (rules !== undefined) {
+      this.#ruleHeaders ??= [...new Set(Object.values(rules).flat().map((h) => h.toLowerCase()))].sort();
+      for (const h of this.#ruleHeaders) k += `\n${headerText(req.headers[h])}`;
+    }
+    return k;
+  }
+
+  #keepKey(cacheKey: string, key: RequestKey): void {
+    this.#keys.set(cacheKey, key);
+    if (this.#keys.size > KEY_CACHE_ENTRIES) this.#keys.delete(this.#keys.keys().next().value!);
+  }
+
+  /** The plan for `req` from `record`: kept per record for plain requests, made afresh for ranges and validators. */
+  #plan(record: FetchRecord, req: IncomingMessage): ResponsePlan {
+    const request = { method: req.method ?? 'GET', headers: req.headers };
+    if (PLAN_SPECIFIC_HEADERS.some((h) => req.headers[h] !== undefined)) return planResponse(record, request);
+    const k = `${request.method}\n${headerText(req.headers['accept-encoding'])}`;
+    let plans = this.#plans.get(record);
+    const kept = plans?.get(k);
+    if (kept !== undefined) return kept;
+    const plan = planResponse(record, request);
+    if (plans === undefined) this.#plans.set(record, (plans = new Map<string, ResponsePlan>()));
+    if (plans.size >= PLANS_PER_RECORD) plans.clear();
+    plans.set(k, plan);
+    return plan;
+  }
+}
+
+/** A header's value as one string, absent and repeated ones told apart (header values never hold NUL). */
+function headerText(v: string | string[] | undefined): string {
+  return v === undefined ? '\u0000' : Array.isArray(v) ? v.join('\u0000') : v;
 }

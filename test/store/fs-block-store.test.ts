@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
@@ -67,5 +67,46 @@ describe('FsBlockStore', () => {
     await expect(store.pin(a.cid, aborted())).rejects.toMatchObject(code);
     await expect(store.check(aborted())).rejects.toMatchObject(code);
     await expect(store.flush(aborted())).rejects.toMatchObject(code);
+  });
+});
+
+describe('FsBlockStore.readBlock (replay answers)', () => {
+  const alloc = (n: number): Uint8Array => new Uint8Array(n);
+  const text = (b: Uint8Array): string => Buffer.from(b).toString();
+
+  it('keeps a small block file open, reads a rewrite in place as it is now, and a replaced file after forget', async () => {
+    const store = new FsBlockStore(dir.path);
+    const a = await rawBlock('block a');
+    await store.put(a.cid, a.bytes);
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block a');
+    await writeFile(store.pathOf(a.cid), 'block A'); // same file, new bytes: what a tamper in place does
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block A');
+    await writeFile(store.pathOf(a.cid), 'block'); // shorter: fewer bytes, which its hash then refuses
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block');
+    await writeFile(`${store.pathOf(a.cid)}.new`, 'block a');
+    await rename(`${store.pathOf(a.cid)}.new`, store.pathOf(a.cid)); // another file under the name
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block'); // still the file held open…
+    store.forget(a.cid);
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block a'); // …until the caller says it failed its hash
+    await store.close();
+    await store.close();
+    expect(text(store.readBlock(a.cid, alloc))).toBe('block a'); // usable after close (it only closed files)
+    await store.close();
+  });
+
+  it('reads into the memory it is given, refuses a file larger than any block, and names a missing one', async () => {
+    const store = new FsBlockStore(dir.path);
+    const a = await rawBlock('into');
+    await store.put(a.cid, a.bytes);
+    const given = new Uint8Array(4);
+    expect(store.readBlock(a.cid, (n) => (n === 4 ? given : alloc(n)))).toBe(given);
+    const big = await rawBlock('big');
+    await mkdir(join(store.pathOf(big.cid), '..'), { recursive: true });
+    await writeFile(store.pathOf(big.cid), Buffer.alloc(2 * 1024 * 1024 + 1));
+    expect(() => store.readBlock(big.cid, alloc)).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_BLOCK_CORRUPT' }));
+    await expect(store.get(big.cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_CORRUPT' });
+    const none = await rawBlock('none');
+    expect(() => store.readBlock(none.cid, alloc)).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_BLOCK_MISSING' }));
+    await store.close();
   });
 });

@@ -1,0 +1,179 @@
+/**
+ * Issue #15, bad input under load: while 64 keep-alive connections hammer replay hits, a request for a URL the
+ * netlock lacks still gets the explained 504, and a body block tampered on disk is refused (502 before the
+ * head for a one-block body, a failed transfer for a later block of a larger one), never a 200 with wrong
+ * bytes. Replay keeps verified records and request keys in memory, but reads and hashes every body block on
+ * every answer: this is what shows it. No timings are asserted: the load runs until enough answers arrived.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ProxyAgent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawLeafCid } from '../../src/protocol/unixfs.ts';
+import { startOrigin, pseudoRandomChunks } from '../helpers/origin.ts';
+import type { Origin } from '../helpers/origin.ts';
+import { startTestOracle } from '../helpers/oracle.ts';
+import type { TestOracle } from '../helpers/oracle.ts';
+import { expectReplayMiss } from '../helpers/replay-miss.ts';
+import { tempDir } from '../helpers/run.ts';
+
+const CONNECTIONS = 64;
+const MIB = 1024 * 1024;
+
+interface Got {
+  status: number;
+  code: string | undefined;
+  body: Buffer;
+  /** Set when the transfer failed after the head. */
+  failed?: string;
+}
+
+async function get(agent: ProxyAgent, url: string): Promise<Got> {
+  const res = await request(url, { dispatcher: agent });
+  const code = res.headers['x-oracle-error'] as string | undefined;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const c of res.body) chunks.push(c as Buffer);
+    return { status: res.statusCode, code, body: Buffer.concat(chunks) };
+  } catch (err) {
+    return { status: res.statusCode, code, body: Buffer.concat(chunks), failed: (err as Error).message };
+  }
+}
+
+const blockPath = (data: string, bytes: Buffer): string => {
+  const cid = rawLeafCid(createHash('sha256').update(bytes).digest()).toString();
+  return join(data, 'blocks', cid.slice(-2), cid);
+};
+
+/** The same bytes with one flipped: same length, another hash. */
+const flipped = (bytes: Buffer): Buffer => {
+  const out = Buffer.from(bytes);
+  out[out.byteLength >> 1] = out[out.byteLength >> 1]! ^ 0x55;
+  return out;
+};
+
+describe('replay under 64-connection load', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let origin: Origin;
+  let replay: TestOracle;
+  let data: string;
+  const small = Buffer.concat([...pseudoRandomChunks(4096, 15)]);
+  const big = Buffer.concat([...pseudoRandomChunks(3 * MIB + 77, 16)]);
+
+  beforeAll(async () => {
+    dir = await tempDir('fo-replay-load-');
+    data = join(dir.path, 'data');
+    const netlockPath = join(dir.path, 'netlock.json');
+    origin = await startOrigin();
+    origin.route('*', (q, r) => {
+      const body = q.url === '/big' ? big : small;
+      r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) });
+      r.end(body);
+    });
+    const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath });
+    for (const path of ['/small', '/small-too', '/big']) expect((await rec.fetch(`${origin.url}${path}`)).status).toBe(200);
+    await rec.close();
+    await origin.close();
+    replay = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath });
+  });
+
+  afterAll(async () => {
+    await replay?.close();
+    await dir?.remove();
+  });
+
+  it('streams a multi-block body over concurrent connections byte for byte, again and again (its leaf buffers are reused)', async () => {
+    const agent = new ProxyAgent({ uri: replay.proxyUrl, connections: 4 });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const got = await Promise.all(Array.from({ length: 4 }, () => get(agent, `${origin.url}/big`)));
+        for (const g of got) {
+          expect(g.failed).toBeUndefined();
+          expect(g.body.byteLength).toBe(big.byteLength);
+          expect(g.body.equals(big)).toBe(true);
+        }
+      }
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('answers a miss with the explained 504 and refuses tampered blocks, never sending wrong bytes with a 200', async () => {
+    const load = new ProxyAgent({ uri: replay.proxyUrl, connections: CONNECTIONS, pipelining: 1 });
+    const seen = { ok: 0, refused: 0, wrong: 0, other: [] as string[] };
+    let stop = false;
+    /** Resolves once `n` more answers arrived: the load is known to be running at that point. */
+    const waiters: Array<{ at: number; resolve: () => void }> = [];
+    const answered = (): void => {
+      const total = seen.ok + seen.refused;
+      for (const w of waiters.splice(0)) {
+        if (total >= w.at) w.resolve();
+        else waiters.push(w);
+      }
+    };
+    const after = (n: number): Promise<void> => new Promise((resolve) => waiters.push({ at: seen.ok + seen.refused + n, resolve }));
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        const got = await get(load, `${origin.url}/small`);
+        if (got.status === 200 && got.failed === undefined) {
+          if (got.body.equals(small)) seen.ok++;
+          else seen.wrong++;
+        } else if (got.status === 502 && got.code === 'ORACLE_ERR_BLOCK_CORRUPT') seen.refused++;
+        else seen.other.push(`${got.status} ${got.code ?? ''} ${got.failed ?? ''}`);
+        answered();
+      }
+    };
+    const loops = Array.from({ length: CONNECTIONS }, () => loop());
+    try {
+      await after(2 * CONNECTIONS);
+
+      // A miss, in the middle of the load: the whole explained answer.
+      const missUrl = `${origin.url}/never-recorded`;
+      const miss = await get(replay.agent, missUrl);
+      expectReplayMiss({ status: miss.status, headers: { 'x-oracle-error': miss.code, 'x-fetch-oracle-miss': '1', 'content-type': 'text/plain; charset=utf-8' }, body: miss.body.toString() }, 'GET', missUrl);
+      expect(miss.body.toString()).toMatch(new RegExp(`GET ${origin.url}/small`)); // the nearest recorded request
+
+      // The hot one-block body, tampered in place on disk after thousands of good answers: refused from then on.
+      await writeFile(blockPath(data, small), flipped(small));
+      const refused = await get(replay.agent, `${origin.url}/small`);
+      expect(refused.status, refused.body.toString()).toBe(502);
+      expect(refused.code).toBe('ORACLE_ERR_BLOCK_CORRUPT');
+      await after(CONNECTIONS);
+
+      // A middle block of the larger body: the transfer fails after the head, it never completes with wrong bytes.
+      const good = await get(replay.agent, `${origin.url}/big`);
+      expect(good.failed).toBeUndefined();
+      expect(good.body.equals(big)).toBe(true);
+      await writeFile(blockPath(data, big.subarray(MIB, 2 * MIB)), flipped(big.subarray(MIB, 2 * MIB)));
+      const broken = await get(replay.agent, `${origin.url}/big`);
+      expect(broken.status).toBe(200);
+      expect(broken.failed).toBeDefined();
+      expect(broken.body.byteLength).toBeLessThan(big.byteLength);
+      expect(broken.body.subarray(0, MIB).equals(big.subarray(0, MIB))).toBe(true);
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+      await load.close();
+    }
+    expect(seen.wrong).toBe(0);
+    expect(seen.other).toEqual([]);
+    expect(seen.ok).toBeGreaterThan(2 * CONNECTIONS);
+    expect(seen.refused).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('keeps answering from a verified record whose block changed on disk since, and reads a body repaired by rename afresh', async () => {
+    const first = await replay.fetch(`${origin.url}/small-too`);
+    expect(first.status).toBe(502); // its body is the block tampered above
+    const file = JSON.parse(await readFile(join(dir.path, 'netlock.json'), 'utf8')) as { entries: Array<{ url: string; record: string }> };
+    const record = file.entries.find((e) => e.url.endsWith('/small-too'))!.record;
+    await writeFile(join(data, 'blocks', record.slice(-2), record), 'not a record');
+    // The body repaired as a store writes a block (another file renamed over it): read afresh, since the
+    // answer that failed its hash made replay drop the file it held open.
+    await writeFile(`${blockPath(data, small)}.new`, small);
+    await rename(`${blockPath(data, small)}.new`, blockPath(data, small));
+    const again = await replay.fetch(`${origin.url}/small-too`);
+    expect(again.status).toBe(200);
+    expect(again.body.equals(small)).toBe(true);
+  });
+});
