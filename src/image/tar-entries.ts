@@ -1,8 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { extract as tarExtract } from 'tar-stream';
+import type { Extract } from 'tar-stream';
 import { InvalidArchiveError } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
+
+/** One entry as tar-stream yields it: its header and a stream of its bytes. */
+type TarStreamEntry = Extract extends AsyncIterable<infer E> ? E : never;
 
 /** One entry of a layer tar, with what makes two entries "the same": metadata and a digest of the content. */
 export interface TarEntry {
@@ -58,8 +62,40 @@ function normalise(path: string): string {
  * file is reported; buildah (Go's archive/tar) never writes sparse entries.
  */
 export async function readTarEntries(path: string, options: AbortOptions = {}): Promise<TarEntry[]> {
-  options.signal?.throwIfAborted();
   const entries: TarEntry[] = [];
+  await forEachTarEntry(path, options, async (entry) => {
+    // tar-stream's declared types are tighter than what it yields: `type` is null for a type flag it does
+    // not know, `linkname` null when empty, `pax` the entry's pax records (global ones merged in) or null.
+    const header = entry.header;
+    const pax = (header.pax ?? {}) as Partial<Record<string, string>>;
+    const type = TYPES[(header.type as string | null) ?? ''] ?? 'unknown';
+    const hash = type === 'file' || type === 'unknown' ? createHash('sha256') : undefined;
+    for await (const chunk of entry) hash?.update(chunk as Uint8Array);
+    const size = pax['GNU.sparse.realsize'] !== undefined ? Number(pax['GNU.sparse.realsize']) : header.size;
+    entries.push({
+      path: normalise(pax['GNU.sparse.name'] ?? header.name),
+      type,
+      mode: header.mode & 0o7777,
+      uid: pax['uid'] !== undefined ? Number(pax['uid']) : header.uid,
+      gid: pax['gid'] !== undefined ? Number(pax['gid']) : header.gid,
+      size: hash === undefined ? 0 : size,
+      mtime: pax['mtime'] !== undefined ? Math.floor(Number(pax['mtime'])) : Math.floor(header.mtime.getTime() / 1000),
+      link: type === 'symlink' || type === 'hardlink' ? (header.linkname ?? '') : '',
+      device: type === 'char' || type === 'block' ? `${header.devmajor},${header.devminor}` : '',
+      sha256: hash === undefined ? '' : hash.digest('hex'),
+      pax: Object.entries(pax)
+        .filter(([k]) => !PAX_IN_FIELDS.has(k))
+        .map(([k, v]) => `${k}=${v}`)
+        .sort()
+        .join('\n'),
+    });
+  });
+  return entries;
+}
+
+/** Streams the tar at `path` through `visit`, one entry at a time; a file that is not a tar is InvalidArchiveError. */
+async function forEachTarEntry(path: string, options: AbortOptions, visit: (entry: TarStreamEntry) => Promise<void>): Promise<void> {
+  options.signal?.throwIfAborted();
   const input = createReadStream(path);
   const extract = tarExtract();
   let readError: Error | undefined;
@@ -71,31 +107,7 @@ export async function readTarEntries(path: string, options: AbortOptions = {}): 
   try {
     for await (const entry of extract) {
       options.signal?.throwIfAborted();
-      // tar-stream's declared types are tighter than what it yields: `type` is null for a type flag it does
-      // not know, `linkname` null when empty, `pax` the entry's pax records (global ones merged in) or null.
-      const header = entry.header;
-      const pax = (header.pax ?? {}) as Partial<Record<string, string>>;
-      const type = TYPES[(header.type as string | null) ?? ''] ?? 'unknown';
-      const hash = type === 'file' || type === 'unknown' ? createHash('sha256') : undefined;
-      for await (const chunk of entry) hash?.update(chunk as Uint8Array);
-      const size = pax['GNU.sparse.realsize'] !== undefined ? Number(pax['GNU.sparse.realsize']) : header.size;
-      entries.push({
-        path: normalise(pax['GNU.sparse.name'] ?? header.name),
-        type,
-        mode: header.mode & 0o7777,
-        uid: pax['uid'] !== undefined ? Number(pax['uid']) : header.uid,
-        gid: pax['gid'] !== undefined ? Number(pax['gid']) : header.gid,
-        size: hash === undefined ? 0 : size,
-        mtime: pax['mtime'] !== undefined ? Math.floor(Number(pax['mtime'])) : Math.floor(header.mtime.getTime() / 1000),
-        link: type === 'symlink' || type === 'hardlink' ? (header.linkname ?? '') : '',
-        device: type === 'char' || type === 'block' ? `${header.devmajor},${header.devminor}` : '',
-        sha256: hash === undefined ? '' : hash.digest('hex'),
-        pax: Object.entries(pax)
-          .filter(([k]) => !PAX_IN_FIELDS.has(k))
-          .map(([k, v]) => `${k}=${v}`)
-          .sort()
-          .join('\n'),
-      });
+      await visit(entry);
     }
   } catch (err) {
     options.signal?.throwIfAborted();
@@ -105,7 +117,6 @@ export async function readTarEntries(path: string, options: AbortOptions = {}): 
     input.destroy();
     extract.destroy();
   }
-  return entries;
 }
 
 /** The start of a file's content in one layer, for classification (classify.ts). */
@@ -123,46 +134,27 @@ export interface FileSample {
  * readTarEntries; only the wanted files' heads are kept in memory.
  */
 export async function readTarSamples(path: string, wanted: ReadonlySet<string>, maxHead: number, options: AbortOptions = {}): Promise<Map<string, FileSample>> {
-  options.signal?.throwIfAborted();
   const samples = new Map<string, FileSample>();
-  const input = createReadStream(path);
-  const extract = tarExtract();
-  let readError: Error | undefined;
-  input.on('error', (err) => {
-    readError = err;
-    extract.destroy(err);
-  });
-  input.pipe(extract);
-  try {
-    for await (const entry of extract) {
-      options.signal?.throwIfAborted();
-      const name = normalise(entry.header.name);
-      if (!wanted.has(name) || entry.header.type !== 'file') {
-        entry.resume();
-        continue;
-      }
-      const head: Buffer[] = [];
-      let kept = 0;
-      let seen = 0;
-      const tail = createHash('sha256');
-      for await (const chunk of entry as AsyncIterable<Buffer>) {
-        if (kept < maxHead) {
-          head.push(chunk.subarray(0, maxHead - kept));
-          kept += Math.min(chunk.length, maxHead - kept);
-        }
-        if (seen + chunk.length > 16) tail.update(chunk.subarray(Math.max(0, 16 - seen)));
-        seen += chunk.length;
-      }
-      samples.set(name, { size: seen, head: Buffer.concat(head), tailSha256: tail.digest('hex') });
+  await forEachTarEntry(path, options, async (entry) => {
+    const name = normalise(entry.header.name);
+    if (!wanted.has(name) || entry.header.type !== 'file') {
+      entry.resume();
+      return;
     }
-  } catch (err) {
-    options.signal?.throwIfAborted();
-    if (readError !== undefined) throw readError;
-    throw new InvalidArchiveError(`${path}: not a readable tar file: ${(err as Error).message}`, { cause: err });
-  } finally {
-    input.destroy();
-    extract.destroy();
-  }
+    const head: Buffer[] = [];
+    let kept = 0;
+    let seen = 0;
+    const tail = createHash('sha256');
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      if (kept < maxHead) {
+        head.push(chunk.subarray(0, maxHead - kept));
+        kept += Math.min(chunk.length, maxHead - kept);
+      }
+      if (seen + chunk.length > 16) tail.update(chunk.subarray(Math.max(0, 16 - seen)));
+      seen += chunk.length;
+    }
+    samples.set(name, { size: seen, head: Buffer.concat(head), tailSha256: tail.digest('hex') });
+  });
   return samples;
 }
 
