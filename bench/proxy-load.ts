@@ -48,7 +48,7 @@ function tunnel(): Promise<Socket | TLSSocket> {
       return;
     }
     raw.once('connect', () => raw.write(`CONNECT ${url.hostname}:${port} HTTP/1.1\r\nhost: ${url.hostname}:${port}\r\n\r\n`));
-    let head = Buffer.alloc(0);
+    let head: Buffer = Buffer.alloc(0);
     const onData = (d: Buffer): void => {
       head = Buffer.concat([head, d]);
       const end = head.indexOf('\r\n\r\n');
@@ -69,7 +69,7 @@ function tunnel(): Promise<Socket | TLSSocket> {
 /** One connection (already through the proxy): a request, its whole answer, the next one, until the time is up. */
 function worker(socket: Socket | TLSSocket): Promise<void> {
   return new Promise<void>((done) => {
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let need = -1; // total bytes of the answer being read, once its head is in
     let headLen = 0;
     let started = 0;
