@@ -41,7 +41,7 @@ wait_port "$HTTP_PORT"; wait_port "$HTTPS_PORT"
 URL_HTTP=http://127.0.0.1:$HTTP_PORT/f4k URL_HTTPS=https://localhost:$HTTPS_PORT/f4k
 
 log "record through fetch-oracle"
-(cd "$ROOT" && exec node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" --data "$W/oracle" --netlock "$W/netlock.json" --upstream-ca "$W/origin.pem") 2>"$W/record.log" & REC=$!
+(cd "$ROOT" && exec node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" --data "$W/oracle" --netlock "$W/netlock.json" --upstream-ca "$W/origin.pem") >"$W/record.log" 2>&1 & REC=$!
 wait_port "$ORACLE_PORT"
 for u in "$URL_HTTP" "$URL_HTTPS"; do curl -sSf -o /dev/null --noproxy '' -x "http://127.0.0.1:$ORACLE_PORT" --cacert "$W/oracle/ca/ca-cert.pem" "$u"; done
 stop_pid "$REC"
@@ -56,7 +56,7 @@ kill "$ORIGIN"; wait "$ORIGIN" 2>/dev/null || true
 log "origin stopped; replaying"
 
 declare -A CA PORT
-(cd "$ROOT" && exec taskset -c "$SERVER_CPUS" node bin/fetch-oracle.js replay --listen "127.0.0.1:$ORACLE_PORT" --data "$W/oracle" --netlock "$W/netlock.json") 2>"$W/replay.log" & PIDS+=($!)
+(cd "$ROOT" && exec taskset -c "$SERVER_CPUS" node bin/fetch-oracle.js replay --listen "127.0.0.1:$ORACLE_PORT" --data "$W/oracle" --netlock "$W/netlock.json") >"$W/replay.log" 2>&1 & PIDS+=($!)
 CA[oracle]=$W/oracle/ca/ca-cert.pem PORT[oracle]=$ORACLE_PORT
 if [[ " $TARGETS " == *" mitmproxy "* ]]; then
   taskset -c "$SERVER_CPUS" mitmdump -q --listen-host 127.0.0.1 -p "$MITM_PORT" --set "confdir=$W/mitm" --server-replay "$W/mitm.flows" \

@@ -202,7 +202,13 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
   // store when it can), then head and bytes go out in one write, without the streaming machinery a DAG needs.
   let chunks: Uint8Array[];
   try {
-    const block = reader === undefined ? await verifyingSource(source).get(body.cid) : readVerified(reader, body.cid);
+    let block: Uint8Array;
+    if (reader === undefined) block = await verifyingSource(source).get(body.cid);
+    else {
+      const alloc = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size);
+      block = reader.readKept(body.cid, alloc) ?? (await reader.readBlock(body.cid, alloc));
+      verifyBlockSync(body.cid, block);
+    }
     chunks = oneBlockBody(body.cid, body.parts, block);
   } catch (err) {
     return forgetCorrupt(reader, await sendPlanBody(res, plan, failing(err as Error), counters, logger));
@@ -216,12 +222,6 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     res.end();
   }
   return undefined;
-}
-
-function readVerified(reader: BlockReader, cid: CID): Uint8Array {
-  const bytes = reader.readBlock(cid, (size) => Buffer.allocUnsafeSlow(size));
-  verifyBlockSync(cid, bytes);
-  return bytes;
 }
 
 /** A block that failed its hash is read afresh next time (the store may hold its file open). */

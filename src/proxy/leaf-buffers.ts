@@ -5,14 +5,17 @@ import { CHUNK_BYTES, READ_AHEAD_LEAVES } from '../protocol/unixfs.ts';
 
 /** A store that reads a block into memory its caller gives (`FsBlockStore`): what lets a response reuse buffers. */
 export interface BlockReader {
+  /** The block's bytes, unverified, in memory from `alloc(size)`, at once when the store has it at hand, else undefined. */
+  readKept(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array | undefined;
   /** The block's bytes, unverified, in memory from `alloc(size)`. */
-  readBlock(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array;
+  readBlock(cid: CID, alloc: (size: number) => Uint8Array): Promise<Uint8Array>;
   /** Drops what the reader keeps for a block (an open file) after it failed its hash. */
   forget(cid: CID | string): void;
 }
 
 export function isBlockReader(source: unknown): source is BlockReader {
-  return typeof (source as Partial<BlockReader> | null)?.readBlock === 'function';
+  const r = source as Partial<BlockReader> | null;
+  return typeof r?.readKept === 'function' && typeof r.readBlock === 'function' && typeof r.forget === 'function';
 }
 
 /** Free leaf buffers kept between responses: those of four streams (the leaves read ahead, the one being sent, a spare). */
@@ -55,7 +58,9 @@ export class LeafBuffers {
       get: (cid: CID, options?: AbortOptions) => {
         try {
           options?.signal?.throwIfAborted();
-          return Promise.resolve(reader.readBlock(cid, (size) => (cid.code === RAW_CODE ? this.take(size) : Buffer.allocUnsafeSlow(size))));
+          const alloc = (size: number): Uint8Array => (cid.code === RAW_CODE ? this.take(size) : Buffer.allocUnsafeSlow(size));
+          const kept = reader.readKept(cid, alloc);
+          return kept === undefined ? reader.readBlock(cid, alloc) : Promise.resolve(kept);
         } catch (err) {
           return Promise.reject(err);
         }

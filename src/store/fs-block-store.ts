@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { close, closeSync, fstat, open, readSync, read } from 'node:fs';
 import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
@@ -75,61 +75,68 @@ export class FsBlockStore implements BlockStore {
     return n;
   }
 
-  /**
-   * Reads a block with blocking calls (open, fstat, read, close), as nginx's worker reads a file: a block
-   * is at most 2 MiB and comes from the page cache when it is hot, and four thread-pool round trips per
-   * block (`fs.promises.readFile`) cost more than the read itself on a replay hit (issue #15: ~70 us per
-   * block on one core). A file larger than any block is refused without reading it.
-   */
-  get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+  /** Reads a block (unverified: wrap with `verifyingSource`). A file larger than any block is refused unread. */
+  async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    throwIfAborted(options?.signal);
+    const bytes = this.readKept(cid, allocate);
+    if (bytes !== undefined) return bytes;
     try {
+      return (await readWhole(this.pathOf(cid), allocate, false)).bytes;
+    } catch (cause) {
       throwIfAborted(options?.signal);
-      const fd = this.#open(cid);
-      try {
-        return Promise.resolve(this.#readAll(cid, fd, this.#sizeOf(cid, fd), allocate));
-      } finally {
-        closeSync(fd);
-      }
-    } catch (err) {
-      return Promise.reject(err);
+      throw this.#readError(cid, cause);
     }
   }
 
   /**
-   * `get` at once, into memory `alloc` gives for the block's size (a response that streams many leaves
-   * reuses its buffers), for the replay's answers. Unverified, like `get`. The file of a block under 1 MiB
-   * stays open (OPEN_BLOCK_FILES of them, least recently used closed first), so that a hot hit's body is
-   * one `pread`: a block rewritten in place is read as it is now (and refused by its hash), while one
-   * replaced by another file is read from the file held open until `forget` (the replay calls it when a
-   * block fails its hash) or until it leaves the cache; either way every read is hashed by its caller.
+   * The block, at once, when `readBlock` holds its file open, else undefined: one blocking `pread` of a block
+   * read moments ago (the page cache has it), where a read through the thread pool costs four round trips
+   * (issue #15: ~70 us of a 4 KiB hit's time on one core). A block rewritten in place is read as it is now
+   * (and refused by its caller's hash); one replaced by another file is read from the file held open until
+   * `forget` (the replay calls it when a block fails its hash) or until it leaves the cache.
    */
-  readBlock(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array {
+  readKept(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array | undefined {
     const key = cid.toString();
     const kept = this.#kept.get(key);
-    if (kept !== undefined) {
-      this.#kept.delete(key); // re-inserted below: Map order is the LRU order
-      try {
-        const bytes = this.#readAll(cid, kept.fd, kept.size, alloc);
-        this.#kept.set(key, kept);
-        return bytes;
-      } catch {
-        closeSync(kept.fd); // then read afresh through the path
-      }
-    }
-    const fd = this.#open(cid);
-    let keep = false;
+    if (kept === undefined) return undefined;
+    this.#kept.delete(key); // re-inserted below: Map order is the LRU order
+    const bytes = alloc(kept.size);
+    let filled = 0;
     try {
-      const size = this.#sizeOf(cid, fd);
-      const bytes = this.#readAll(cid, fd, size, alloc);
-      keep = size < KEEP_OPEN_BELOW;
-      if (keep) {
-        this.#kept.set(key, { fd, size });
+      while (filled < kept.size) {
+        const n = readSync(kept.fd, bytes, filled, kept.size - filled, filled);
+        if (n === 0) break; // shrunk: what is there is hashed and refused
+        filled += n;
+      }
+    } catch {
+      closeSync(kept.fd);
+      return undefined; // read afresh through the path
+    }
+    this.#kept.set(key, kept);
+    return filled === kept.size ? bytes : bytes.subarray(0, filled);
+  }
+
+  /**
+   * Reads a block through the thread pool (a cold one waits for the disk without holding up other answers)
+   * into memory `alloc` gives for its size, and keeps the file of a block under 1 MiB open for `readKept`
+   * (OPEN_BLOCK_FILES of them, least recently used closed first). Unverified, like `get`.
+   */
+  async readBlock(cid: CID, alloc: (size: number) => Uint8Array): Promise<Uint8Array> {
+    const key = cid.toString();
+    let read: { bytes: Uint8Array; fd: number | undefined; size: number };
+    try {
+      read = await readWhole(this.pathOf(cid), alloc, true);
+    } catch (cause) {
+      throw this.#readError(cid, cause);
+    }
+    if (read.fd !== undefined) {
+      if (read.size >= KEEP_OPEN_BELOW || this.#kept.has(key)) closeSync(read.fd);
+      else {
+        this.#kept.set(key, { fd: read.fd, size: read.size });
         if (this.#kept.size > OPEN_BLOCK_FILES) this.forget(this.#kept.keys().next().value!);
       }
-      return bytes;
-    } finally {
-      if (!keep) closeSync(fd);
     }
+    return read.bytes;
   }
 
   /** Closes the file `readBlock` keeps open for a block (a CID or its string), if any. */
@@ -141,40 +148,11 @@ export class FsBlockStore implements BlockStore {
     closeSync(kept.fd);
   }
 
-  #open(cid: CID): number {
-    try {
-      return openSync(this.pathOf(cid), 'r');
-    } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockMissingError(cid.toString(), `Block ${cid} is not in the store ${this.dir}`);
-      throw new StoreError(`Cannot read block ${cid}: ${(cause as Error).message}`, { cause });
-    }
-  }
-
-  #sizeOf(cid: CID, fd: number): number {
-    let size: number;
-    try {
-      size = fstatSync(fd).size;
-    } catch (cause) {
-      throw new StoreError(`Cannot read block ${cid}: ${(cause as Error).message}`, { cause });
-    }
-    if (size > MAX_BLOCK_BYTES) throw new BlockCorruptError(cid.toString(), `Block ${cid} in ${this.pathOf(cid)} is ${size} bytes (limit ${MAX_BLOCK_BYTES})`);
-    return size;
-  }
-
-  /** The first `size` bytes of the file (fewer if it shrank: what is there is hashed and refused). */
-  #readAll(cid: CID, fd: number, size: number, alloc: (size: number) => Uint8Array): Uint8Array {
-    const bytes = alloc(size);
-    let filled = 0;
-    try {
-      while (filled < size) {
-        const n = readSync(fd, bytes, filled, size - filled, filled);
-        if (n === 0) break;
-        filled += n;
-      }
-    } catch (cause) {
-      throw new StoreError(`Cannot read block ${cid}: ${(cause as Error).message}`, { cause });
-    }
-    return filled === size ? bytes : bytes.subarray(0, filled);
+  #readError(cid: CID, cause: unknown): Error {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return new BlockMissingError(cid.toString(), `Block ${cid} is not in the store ${this.dir}`);
+    if (code === 'E2BIG') return new BlockCorruptError(cid.toString(), `Block ${cid} in ${this.pathOf(cid)} is ${(cause as Error).message} bytes (limit ${MAX_BLOCK_BYTES})`);
+    return new StoreError(`Cannot read block ${cid}: ${(cause as Error).message}`, { cause });
   }
 
   async has(cid: CID, options?: AbortOptions): Promise<boolean> {
@@ -223,6 +201,37 @@ export class FsBlockStore implements BlockStore {
     if (this.#written.size >= MAX_REMEMBERED_WRITES) this.#written.delete(this.#written.values().next().value!);
     this.#written.add(path);
   }
+}
+
+/**
+ * A file's bytes through the thread pool with the fewest round trips (open, fstat, read, and close unless the
+ * descriptor is wanted); a file larger than any block fails with code E2BIG before it is read.
+ */
+function readWhole(path: string, alloc: (size: number) => Uint8Array, keepFd: boolean): Promise<{ bytes: Uint8Array; fd: number | undefined; size: number }> {
+  return new Promise((resolve, reject) => {
+    open(path, 'r', (err, fd) => {
+      if (err !== null) return reject(err);
+      const fail = (e: Error): void => close(fd, () => reject(e));
+      fstat(fd, (err2, st) => {
+        if (err2 !== null) return fail(err2);
+        if (st.size > MAX_BLOCK_BYTES) return fail(Object.assign(new Error(String(st.size)), { code: 'E2BIG' }));
+        const bytes = alloc(st.size);
+        const step = (filled: number): void => {
+          if (filled === st.size) return done(bytes);
+          read(fd, bytes, filled, st.size - filled, filled, (err3, n) => {
+            if (err3 !== null) return fail(err3);
+            if (n === 0) return done(bytes.subarray(0, filled)); // shrunk: what is there is hashed and refused
+            step(filled + n);
+          });
+        };
+        const done = (b: Uint8Array): void => {
+          if (keepFd) resolve({ bytes: b, fd, size: st.size });
+          else close(fd, () => resolve({ bytes: b, fd: undefined, size: st.size }));
+        };
+        step(0);
+      });
+    });
+  });
 }
 
 /** A block's own memory (not a slice of Node's shared pool, which a kept record would pin). */

@@ -70,43 +70,48 @@ describe('FsBlockStore', () => {
   });
 });
 
-describe('FsBlockStore.readBlock (replay answers)', () => {
+describe('FsBlockStore.readBlock / readKept (replay answers)', () => {
   const alloc = (n: number): Uint8Array => new Uint8Array(n);
-  const text = (b: Uint8Array): string => Buffer.from(b).toString();
+  const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString());
 
-  it('keeps a small block file open, reads a rewrite in place as it is now, and a replaced file after forget', async () => {
+  it('keeps a small block file open after readBlock, reads a rewrite in place as it is now, and a replaced file after forget', async () => {
     const store = new FsBlockStore(dir.path);
     const a = await rawBlock('block a');
     await store.put(a.cid, a.bytes);
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block a');
+    expect(store.readKept(a.cid, alloc)).toBeUndefined(); // nothing open yet
+    expect(text(await store.readBlock(a.cid, alloc))).toBe('block a');
+    expect(text(store.readKept(a.cid, alloc))).toBe('block a');
     await writeFile(store.pathOf(a.cid), 'block A'); // same file, new bytes: what a tamper in place does
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block A');
+    expect(text(store.readKept(a.cid, alloc))).toBe('block A');
+    expect(text(await store.get(a.cid))).toBe('block A');
     await writeFile(store.pathOf(a.cid), 'block'); // shorter: fewer bytes, which its hash then refuses
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block');
+    expect(text(store.readKept(a.cid, alloc))).toBe('block');
     await writeFile(`${store.pathOf(a.cid)}.new`, 'block a');
     await rename(`${store.pathOf(a.cid)}.new`, store.pathOf(a.cid)); // another file under the name
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block'); // still the file held open…
+    expect(text(store.readKept(a.cid, alloc))).toBe('block'); // still the file held open…
     store.forget(a.cid);
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block a'); // …until the caller says it failed its hash
+    expect(store.readKept(a.cid, alloc)).toBeUndefined(); // …until the caller says it failed its hash
+    expect(text(await store.readBlock(a.cid, alloc))).toBe('block a');
     await store.close();
     await store.close();
-    expect(text(store.readBlock(a.cid, alloc))).toBe('block a'); // usable after close (it only closed files)
-    await store.close();
+    expect(store.readKept(a.cid, alloc)).toBeUndefined(); // close closed the files; the store still reads
+    expect(text(await store.get(a.cid))).toBe('block a');
   });
 
-  it('reads into the memory it is given, refuses a file larger than any block, and names a missing one', async () => {
+  it('reads into the memory it is given, refuses a file larger than any block unread, and names a missing one', async () => {
     const store = new FsBlockStore(dir.path);
     const a = await rawBlock('into');
     await store.put(a.cid, a.bytes);
     const given = new Uint8Array(4);
-    expect(store.readBlock(a.cid, (n) => (n === 4 ? given : alloc(n)))).toBe(given);
+    expect(await store.readBlock(a.cid, (n) => (n === 4 ? given : alloc(n)))).toBe(given);
     const big = await rawBlock('big');
     await mkdir(join(store.pathOf(big.cid), '..'), { recursive: true });
     await writeFile(store.pathOf(big.cid), Buffer.alloc(2 * 1024 * 1024 + 1));
-    expect(() => store.readBlock(big.cid, alloc)).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_BLOCK_CORRUPT' }));
+    let allocated = 0;
+    await expect(store.readBlock(big.cid, (n) => (allocated++, alloc(n)))).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_CORRUPT' });
+    expect(allocated).toBe(0);
     await expect(store.get(big.cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_CORRUPT' });
-    const none = await rawBlock('none');
-    expect(() => store.readBlock(none.cid, alloc)).toThrow(expect.objectContaining({ code: 'ORACLE_ERR_BLOCK_MISSING' }));
+    await expect(store.readBlock((await rawBlock('none')).cid, alloc)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_MISSING' });
     await store.close();
   });
 });
