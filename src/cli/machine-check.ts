@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CID } from 'multiformats/cid';
 import type { Command, CommandContext } from './command.ts';
-import { parseCommandLine, UsageError } from './common.ts';
-import { DEFAULT_IMAGE, hostTimeSeconds, MACHINE_OPTIONS, machineTools, parseMachineFlags, splitAtDashes, withMachineSignals } from './machine-flags.ts';
+import { UsageError } from './common.ts';
+import { DEFAULT_IMAGE, hostTimeSeconds, MACHINE_OPTIONS, machineTools, parseMachineFlags, parseMachineCommandLine, withMachineSignals } from './machine-flags.ts';
 import { MACHINE_RUN_FAILED, reportRunLines, runBase, sayJournalKept, sayRunnerFailure } from './machine-run.ts';
 import { DEFAULT_RUN_NETLOCK } from './run.ts';
 import { groupMisses } from '../run/report.ts';
@@ -91,12 +91,9 @@ function describe(d: EntryDifference, record: ReadonlyMap<string, TarEntry>, rep
 
 /** `fetch-oracle machine check …`: returns the exit code. */
 export async function runMachineCheck(args: string[], context: CommandContext): Promise<number> {
-  const { own, argv } = splitAtDashes(args);
-  const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, MACHINE_CHECK_HELP);
-  if (values.help === true) {
-    context.stdout.write(MACHINE_CHECK_HELP);
-    return 0;
-  }
+  const parsed = parseMachineCommandLine(args, OPTIONS, MACHINE_CHECK_HELP, context);
+  if (parsed === undefined) return 0;
+  const { values, argv } = parsed;
   if (argv.length === 0) throw new UsageError(`machine check needs a command: fetch-oracle machine check [options] -- CMD [ARGS...]\n\n${MACHINE_CHECK_HELP}`);
   const flags = parseMachineFlags(values, context.defaultDataDir);
   const netlockPath = resolve(values.netlock ?? DEFAULT_RUN_NETLOCK);

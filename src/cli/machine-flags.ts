@@ -3,8 +3,9 @@
  * emulator, snapshots), their parsing, and the SIGINT/SIGTERM handling that stops the machine.
  */
 import { resolve } from 'node:path';
+import type { parseArgs, ParseArgsConfig } from 'node:util';
 import type { CommandContext } from './command.ts';
-import { stderrLogger, UsageError } from './common.ts';
+import { parseCommandLine, stderrLogger, UsageError } from './common.ts';
 import type { Logger } from '../log.ts';
 import { isEnvName } from '../machine/control.ts';
 import { locateMachineTools } from '../machine/emulator.ts';
@@ -89,6 +90,25 @@ function parseEnv(values: readonly string[]): Record<string, string> {
 export function splitAtDashes(args: readonly string[]): { own: string[]; argv: string[] } {
   const dashes = args.indexOf('--');
   return dashes < 0 ? { own: [...args], argv: [] } : { own: args.slice(0, dashes), argv: args.slice(dashes + 1) };
+}
+
+/**
+ * Parses a machine command's `OPTIONS -- CMD…`: its own options strictly (no positionals: CMD follows `--`),
+ * CMD as it is. Undefined once `--help` was printed.
+ */
+export function parseMachineCommandLine<O extends NonNullable<ParseArgsConfig['options']>>(
+  args: readonly string[],
+  options: O,
+  help: string,
+  context: Pick<CommandContext, 'stdout'>,
+): { values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: false; strict: true }>>['values']; argv: string[] } | undefined {
+  const { own, argv } = splitAtDashes(args);
+  const { values } = parseCommandLine({ args: own, options, allowPositionals: false, strict: true }, help);
+  if ((values as { help?: unknown }).help === true) {
+    context.stdout.write(help);
+    return undefined;
+  }
+  return { values, argv };
 }
 
 /** Checks and converts the shared flags (usage errors for bad values); nothing is opened yet. */

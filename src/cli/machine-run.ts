@@ -2,8 +2,8 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
-import { parseCommandLine, parseTrustedKeys, UsageError } from './common.ts';
-import { DEFAULT_IMAGE, hostTimeSeconds, MACHINE_OPTIONS, machineTools, parseMachineFlags, splitAtDashes, withMachineSignals } from './machine-flags.ts';
+import { parseTrustedKeys, UsageError } from './common.ts';
+import { DEFAULT_IMAGE, hostTimeSeconds, MACHINE_OPTIONS, machineTools, parseMachineFlags, parseMachineCommandLine, withMachineSignals } from './machine-flags.ts';
 import type { MachineFlags } from './machine-flags.ts';
 import { OracleError } from '../errors.ts';
 import { MachineSetupError } from '../machine/emulator.ts';
@@ -112,12 +112,9 @@ export function sayRunnerFailure(context: Pick<CommandContext, 'stderr'>, who: s
 
 /** `fetch-oracle machine run …`: returns the exit code. */
 export async function runMachineRun(args: string[], context: CommandContext): Promise<number> {
-  const { own, argv } = splitAtDashes(args);
-  const { values } = parseCommandLine({ args: own, options: OPTIONS, allowPositionals: false, strict: true }, MACHINE_RUN_HELP);
-  if (values.help === true) {
-    context.stdout.write(MACHINE_RUN_HELP);
-    return 0;
-  }
+  const parsed = parseMachineCommandLine(args, OPTIONS, MACHINE_RUN_HELP, context);
+  if (parsed === undefined) return 0;
+  const { values, argv } = parsed;
   if (values.record !== undefined && values.replay !== undefined) throw new UsageError('machine run takes --replay NETLOCK or --record NETLOCK, not both');
   if (values.record === undefined && values.replay === undefined) throw new UsageError(`machine run needs --replay NETLOCK or --record NETLOCK\n\n${MACHINE_RUN_HELP}`);
   if (values.record !== undefined && values.trust !== undefined) throw new UsageError('--trust is a replay option: a record run trusts only the key that signs its records (the data directory\'s)');
