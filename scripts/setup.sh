@@ -32,6 +32,8 @@ command -v qemu-riscv64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
 for pkg in lua5.4 libslirp0 libgomp1 libstdc++6; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
 done
+# fetch-oracle report: its page is tested in a real browser (Debian's Chromium, driven by playwright-core).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 # pip drives the pip client tests (the machine's own python3 if it has pip, else Debian's).
 if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip)
 elif ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
