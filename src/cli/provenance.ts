@@ -134,3 +134,44 @@ export async function runProvenance(args: string[], context: CommandContext): Pr
   }
   return 0;
 }
+
+/** What `run`, `build` and `machine run` pass to write their `--provenance FILE`. */
+export interface BuildProvenanceInit {
+  out: string;
+  netlockPath: string;
+  dataDir: string;
+  /** Output files/directories (sha256 of each file) and image IDs (`sha256:…`). */
+  paths?: readonly string[];
+  imageIds?: readonly string[];
+  tool: string;
+  command?: readonly string[];
+  startedOn: Date;
+}
+
+/**
+ * Writes a build's provenance after it succeeded: the netlock read from the data directory's blocks, the
+ * statement signed with the data directory's oracle key (created with the directory, as `record` does).
+ */
+export async function writeBuildProvenance(init: BuildProvenanceInit): Promise<string> {
+  const subjects = [...(await fileSubjects(init.paths ?? [], process.cwd())), ...(init.imageIds ?? []).map((id) => imageSubject(id))];
+  const signer = await LocalSigner.loadOrCreate(init.dataDir);
+  const root = await netlockRootOf(init.netlockPath);
+  const store = new FsBlockStore(init.dataDir);
+  try {
+    await writeProvenance({
+      root,
+      store,
+      subjects,
+      signer,
+      invocation: { tool: init.tool, ...(init.command === undefined ? {} : { command: init.command }), startedOn: init.startedOn.toISOString(), finishedOn: new Date().toISOString() },
+      out: init.out,
+    });
+  } finally {
+    await store.close();
+  }
+  return `provenance: ${subjects.length} subject(s), netlock ${root}, signed by ${Buffer.from(signer.publicKey).toString('hex')}, written to ${init.out}`;
+}
+
+/** The help lines of `--provenance` for run, build and machine run. */
+export const PROVENANCE_FLAG_HELP = `  --provenance FILE      after a clean build, write a signed SLSA v1 provenance statement (.intoto.jsonl;
+                         docs/provenance.md) listing every netlock entry as a dependency`;
