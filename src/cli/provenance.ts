@@ -4,7 +4,7 @@ import type { Command, CommandContext } from './command.ts';
 import { parseTrustedKeys, UsageError } from './common.ts';
 import { parseOptions, str, strs } from './options.ts';
 import { netlockRootOf } from '../netlock/file.ts';
-import type { ResourceDescriptor } from '../protocol/provenance.ts';
+import type { ContentDescriptor, ResourceDescriptor } from '../protocol/provenance.ts';
 import { verifyProvenanceFile, writeProvenance } from '../provenance/provenance-file.ts';
 import { fileSubjects, imageSubject } from '../provenance/subjects.ts';
 import { KEY_FILE, LocalSigner } from '../signing/local-signer.ts';
@@ -146,6 +146,7 @@ export interface BuildProvenanceInit {
   tool: string;
   command?: readonly string[];
   startedOn: Date;
+  byproducts?: readonly ContentDescriptor[];
 }
 
 /**
@@ -163,7 +164,7 @@ export async function writeBuildProvenance(init: BuildProvenanceInit): Promise<s
       store,
       subjects,
       signer,
-      invocation: { tool: init.tool, ...(init.command === undefined ? {} : { command: init.command }), startedOn: init.startedOn.toISOString(), finishedOn: new Date().toISOString() },
+      invocation: { tool: init.tool, ...(init.command === undefined ? {} : { command: init.command }), startedOn: init.startedOn.toISOString(), finishedOn: new Date().toISOString(), ...(init.byproducts === undefined ? {} : { byproducts: init.byproducts }) },
       out: init.out,
     });
   } finally {

@@ -26,6 +26,13 @@ export interface ResourceDescriptor {
   readonly annotations?: Readonly<Record<string, unknown>>;
 }
 
+/** A ResourceDescriptor given by its bytes (`content`, base64) rather than a digest: a run's byproduct. */
+export interface ContentDescriptor {
+  readonly name: string;
+  readonly content: string;
+  readonly mediaType?: string;
+}
+
 /** One netlock entry as the statement needs it: its request key id, its record and the record's CID. */
 export interface ProvenanceEntry {
   readonly key: string;
@@ -40,6 +47,8 @@ export interface ProvenanceInvocation {
   readonly command?: readonly string[];
   readonly startedOn?: string;
   readonly finishedOn?: string;
+  /** Other things the run produced that are not subjects (machine run: the machine's root hash). */
+  readonly byproducts?: readonly ContentDescriptor[];
 }
 
 export interface ProvenanceInit {
@@ -69,6 +78,7 @@ export interface ProvenanceStatement {
     readonly runDetails: {
       readonly builder: { readonly id: string; readonly version?: Readonly<Record<string, string>> };
       readonly metadata?: Readonly<Record<string, unknown>>;
+      readonly byproducts?: readonly ContentDescriptor[];
     };
   };
 }
@@ -142,6 +152,7 @@ export function buildProvenanceStatement(init: ProvenanceInit): ProvenanceStatem
       runDetails: {
         builder: { id: PROVENANCE_BUILDER_ID, version: { 'fetch-oracle': init.builderVersion } },
         ...(Object.keys(metadata).length === 0 ? {} : { metadata }),
+        ...(inv.byproducts === undefined ? {} : { byproducts: inv.byproducts }),
       },
     },
   };
