@@ -223,7 +223,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
   if (code === 0 && outcome.digest !== undefined) {
     process.stdout.write(`${outcome.digest}\n`);
     if (plan.iidfile !== undefined) await writeFile(plan.iidfile, outcome.digest);
-    await writeProvenanceOf(plan, outcome.digest);
+    await writeProvenanceOf(plan, outcome.digest, outcome);
   }
   await writeReport(plan, { mode: plan.replay === undefined ? 'record' : 'replay', exitCode: code, ...summary(outcome) });
   return code;
@@ -241,8 +241,14 @@ function summary(o: BuildOutcome): Record<string, unknown> {
 }
 
 /** `--provenance FILE`: the image ID as subject, every netlock entry as a dependency. */
-async function writeProvenanceOf(plan: Plan, imageId: string): Promise<void> {
+async function writeProvenanceOf(plan: Plan, imageId: string, outcome: BuildOutcome): Promise<void> {
   if (plan.provenance === undefined) return;
+  // --allow-misses lets a build with misses succeed, but its network input was then not all in the netlock.
+  const misses = outcome.report?.misses.length ?? 0;
+  if (misses > 0) {
+    say(`no provenance written: the build made ${misses} request(s) outside the netlock`);
+    return;
+  }
   say(await writeBuildProvenance({ out: plan.provenance, netlockPath: plan.netlockPath, dataDir: plan.base.dataDir, imageIds: [imageId], tool: 'build', startedOn: plan.startedOn }));
 }
 
@@ -309,7 +315,7 @@ async function check(plan: Plan): Promise<number> {
       say(`reproducible: the offline rebuild gave the recorded image ${rec.digest}`);
       process.stdout.write(`${rec.digest}\n`);
       if (plan.iidfile !== undefined) await writeFile(plan.iidfile, rec.digest!);
-      await writeProvenanceOf(plan, rec.digest!);
+      await writeProvenanceOf(plan, rec.digest!, rep);
     } else {
       code = BUILD_NOT_REPRODUCIBLE;
       difference = await compareImages(plan.base.buildah, { storage: record, image: rec.digest! }, { storage: replay, image: rep.digest! }, dir);
