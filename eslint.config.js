@@ -80,8 +80,9 @@ export default tseslint.config(
   },
   {
     // The netlock (build, read, verify, CAR) sits below the modes: no arrow back up into oracle/ or proxy/.
-    files: ['src/netlock/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../oracle/**', '../proxy/**', '../cli/**'], message: 'src/netlock/ must not import oracle/, proxy/ or cli/ (the record check lives in src/protocol/verify-record.ts).' }, NO_SIM] }] },
+    // src/provenance/ (statements about a netlock) sits at the same level.
+    files: ['src/netlock/**/*.ts', 'src/provenance/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../oracle/**', '../proxy/**', '../cli/**'], message: 'src/netlock/ and src/provenance/ must not import oracle/, proxy/ or cli/ (the record check lives in src/protocol/verify-record.ts).' }, NO_SIM] }] },
   },
   {
     // The admin API and the proxy front both talk to the Oracle through narrow interfaces, not to each other.

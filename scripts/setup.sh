@@ -63,6 +63,14 @@ npm run build:guest
 echo "setup: building the NSM helper (enclave/build.sh)"
 bash enclave/build.sh all
 
+# fetch-oracle provenance is checked by an independent verifier: the in-toto and securesystemslib packages
+# from PyPI (test/provenance/in_toto_verify.py), pinned, installed only when missing.
+if ! python3 -c 'import in_toto, securesystemslib' >/dev/null 2>&1; then
+  echo "setup: pip install in-toto==3.1.0 securesystemslib==1.6.0"
+  python3 -m pip install --quiet in-toto==3.1.0 securesystemslib==1.6.0 \
+    || python3 -m pip install --quiet --break-system-packages in-toto==3.1.0 securesystemslib==1.6.0
+fi
+
 if [ -x test/kubo/kubo.sh ]; then
   echo "setup: building Kubo (test/kubo/kubo.sh build)"
   test/kubo/kubo.sh build

@@ -50,6 +50,10 @@ export const ERROR_CODES = [
   'ORACLE_ERR_FORBIDDEN',
   // fetch-oracle machine image: a step of the root file system build failed (apt, dpkg-deb, mke2fs, a tool missing).
   'ORACLE_ERR_IMAGE_BUILD',
+  // fetch-oracle provenance (issue 17): a DSSE envelope or in-toto statement that is malformed or does not match
+  // its netlock; a subject whose digest is not the given file's.
+  'ORACLE_ERR_INVALID_PROVENANCE',
+  'ORACLE_ERR_SUBJECT_MISMATCH',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -287,6 +291,22 @@ export class DigestMismatchError extends OracleError {
   }
 }
 
+/** A DSSE envelope or in-toto statement that is malformed, of the wrong payload type, or does not match its netlock. */
+export class InvalidProvenanceError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_INVALID_PROVENANCE', message, options);
+    this.name = 'InvalidProvenanceError';
+  }
+}
+
+/** A provenance subject whose digest is not the given file's (or that names no such file). */
+export class SubjectMismatchError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_SUBJECT_MISMATCH', message);
+    this.name = 'SubjectMismatchError';
+  }
+}
+
 /** A lockfile or URL list that cannot be parsed (or is of an unknown kind); the message names file and line. */
 export class InvalidLockfileError extends OracleError {
   readonly file: string;
@@ -354,6 +374,8 @@ const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (me
   ORACLE_ERR_INVALID_LOCKFILE: lockfileError,
   ORACLE_ERR_NSM: (m) => new NsmError(m),
   ORACLE_ERR_NOT_ATTESTED: (m) => new NotAttestedError(m),
+  ORACLE_ERR_INVALID_PROVENANCE: (m) => new InvalidProvenanceError(m),
+  ORACLE_ERR_SUBJECT_MISMATCH: (m) => new SubjectMismatchError(m),
 };
 
 /**

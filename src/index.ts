@@ -40,6 +40,14 @@ export type { FetchRecord } from './protocol/record.ts';
 export { computeRequestKey } from './protocol/request-key.ts';
 export type { RequestKey, RequestKeyInput, VariantRules } from './protocol/request-key.ts';
 
+// Provenance (SLSA v1 in an in-toto statement, DSSE-signed; docs/provenance.md)
+export { writeProvenance, verifyProvenanceFile } from './provenance/provenance-file.ts';
+export type { VerifiedProvenance, VerifyProvenanceOptions, WriteProvenanceInit } from './provenance/provenance-file.ts';
+export { buildProvenanceStatement, parseProvenanceStatement } from './protocol/provenance.ts';
+export type { ProvenanceStatement, ResourceDescriptor } from './protocol/provenance.ts';
+export { pae, verifyEnvelope } from './protocol/dsse.ts';
+export type { DsseEnvelope } from './protocol/dsse.ts';
+
 // TLS
 export { CertAuthority } from './tls/cert-authority.ts';
 export type { CertAuthorityInit } from './tls/cert-authority.ts';
@@ -63,6 +71,7 @@ export {
   InvalidConfigError,
   InvalidLockfileError,
   InvalidNetlockError,
+  InvalidProvenanceError,
   InvalidRecordError,
   MachineError,
   NotAttestedError,
@@ -71,6 +80,7 @@ export {
   OverloadedError,
   ReplayMissError,
   StoreError,
+  SubjectMismatchError,
   TruncatedBodyError,
   UnauthorizedError,
   UntrustedKeyError,

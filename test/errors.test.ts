@@ -21,6 +21,7 @@ import {
   InvalidConfigError,
   InvalidLockfileError,
   InvalidNetlockError,
+  InvalidProvenanceError,
   InvalidRecordError,
   isErrorCode,
   MachineError,
@@ -29,6 +30,7 @@ import {
   OverloadedError,
   ReplayMissError,
   StoreError,
+  SubjectMismatchError,
   TruncatedBodyError,
   UnauthorizedError,
   UntrustedKeyError,
@@ -98,6 +100,8 @@ const CLASS_OF: Record<Exclude<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>, a
   ORACLE_ERR_INVALID_LOCKFILE: InvalidLockfileError,
   ORACLE_ERR_NSM: NsmError,
   ORACLE_ERR_NOT_ATTESTED: NotAttestedError,
+  ORACLE_ERR_INVALID_PROVENANCE: InvalidProvenanceError,
+  ORACLE_ERR_SUBJECT_MISMATCH: SubjectMismatchError,
 };
 
 function classOf(code: ErrorCode): abstract new (...args: never[]) => OracleError {

@@ -15,13 +15,15 @@ import {
   ReplayMissError,
   readNetlockRoot,
   verifyNetlock,
+  verifyProvenanceFile,
   writeNetlockFile,
+  writeProvenance,
 } from 'fetch-oracle';
 import type { BlockStore, RecordInit, Signer } from 'fetch-oracle';
 
 describe('fetch-oracle', () => {
   it('exports the public API by the package name', () => {
-    for (const fn of [Oracle, CertAuthority, FsBlockStore, LocalSigner, OracleError, createBlockStore, verifyNetlock, exportCar, importCar, readNetlockRoot, writeNetlockFile, computeRequestKey, createLogger]) {
+    for (const fn of [Oracle, CertAuthority, FsBlockStore, LocalSigner, OracleError, createBlockStore, verifyNetlock, exportCar, importCar, readNetlockRoot, writeNetlockFile, writeProvenance, verifyProvenanceFile, computeRequestKey, createLogger]) {
       expect(typeof fn).toBe('function');
     }
     expect(new ReplayMissError('miss')).toBeInstanceOf(OracleError);

@@ -11,6 +11,7 @@ import { compareImages, formatImageDifference } from '../image/image-diff.ts';
 import type { ImageDifference } from '../image/image-diff.ts';
 import { parseScrub, scrubNames } from '../image/scrub.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
+import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { formatMissReport, groupMisses } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
 
@@ -61,6 +62,9 @@ Options:
   --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
   --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable)
   --iidfile FILE         also write the image ID to FILE
+${PROVENANCE_FLAG_HELP}; its subject is the
+                         image ID (the build ran in a namespace whose only way out was the proxy, so record,
+                         replay and check all qualify; check writes it only when the two IDs agree)
   --report FILE          write a JSON report (digests, netlock, misses, differences)
   --allow-misses         replay: do not fail a successful build that made requests outside the netlock
   -v, --verbose          also log the proxy's info lines to stderr
@@ -86,6 +90,7 @@ const OPTIONS = {
   'upstream-ca': { type: 'string', multiple: true },
   trust: { type: 'string', multiple: true },
   iidfile: { type: 'string' },
+  provenance: { type: 'string' },
   report: { type: 'string' },
   'allow-misses': { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v' },
@@ -142,6 +147,8 @@ interface Plan {
   keepStorage: boolean;
   allowMisses: boolean;
   iidfile: string | undefined;
+  provenance: string | undefined;
+  startedOn: Date;
   reportPath: string | undefined;
 }
 
@@ -205,6 +212,8 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
     keepStorage: values['keep-storage'] === true,
     allowMisses: values['allow-misses'] === true,
     iidfile: values.iidfile === undefined ? undefined : resolve(values.iidfile),
+    provenance: values.provenance === undefined ? undefined : resolve(values.provenance),
+    startedOn: new Date(),
     reportPath: values.report === undefined ? undefined : resolve(values.report),
   };
   if (plan.replay !== undefined) await readNetlockRoot(plan.netlockPath); // a missing or malformed netlock fails before anything starts
@@ -214,6 +223,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
   if (code === 0 && outcome.digest !== undefined) {
     process.stdout.write(`${outcome.digest}\n`);
     if (plan.iidfile !== undefined) await writeFile(plan.iidfile, outcome.digest);
+    await writeProvenanceOf(plan, outcome.digest, outcome);
   }
   await writeReport(plan, { mode: plan.replay === undefined ? 'record' : 'replay', exitCode: code, ...summary(outcome) });
   return code;
@@ -228,6 +238,18 @@ function summary(o: BuildOutcome): Record<string, unknown> {
     ...(o.netlock === undefined ? {} : { netlock: o.netlock.netlock, count: o.netlock.count }),
     ...(o.report === undefined ? {} : { replay: o.report }),
   };
+}
+
+/** `--provenance FILE`: the image ID as subject, every netlock entry as a dependency. */
+async function writeProvenanceOf(plan: Plan, imageId: string, outcome: BuildOutcome): Promise<void> {
+  if (plan.provenance === undefined) return;
+  // --allow-misses lets a build with misses succeed, but its network input was then not all in the netlock.
+  const misses = outcome.report?.misses.length ?? 0;
+  if (misses > 0) {
+    say(`no provenance written: the build made ${misses} request(s) outside the netlock`);
+    return;
+  }
+  say(await writeBuildProvenance({ out: plan.provenance, netlockPath: plan.netlockPath, dataDir: plan.base.dataDir, imageIds: [imageId], tool: 'build', startedOn: plan.startedOn }));
 }
 
 async function writeReport(plan: Plan, report: Record<string, unknown>): Promise<void> {
@@ -293,6 +315,7 @@ async function check(plan: Plan): Promise<number> {
       say(`reproducible: the offline rebuild gave the recorded image ${rec.digest}`);
       process.stdout.write(`${rec.digest}\n`);
       if (plan.iidfile !== undefined) await writeFile(plan.iidfile, rec.digest!);
+      await writeProvenanceOf(plan, rec.digest!, rep);
     } else {
       code = BUILD_NOT_REPRODUCIBLE;
       difference = await compareImages(plan.base.buildah, { storage: record, image: rec.digest! }, { storage: replay, image: rep.digest! }, dir);

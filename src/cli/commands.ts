@@ -16,6 +16,7 @@ import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
 import { lockfileCommand, seedCommand } from './seed.ts';
 import { machineCommand } from './machine.ts';
+import { provenanceCommand } from './provenance.ts';
 import { serveMachineCommand } from './serve-machine.ts';
 import { verifyCommand } from './verify.ts';
 
@@ -25,6 +26,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['replay', replayCommand],
   ['env', envCommand],
   ['verify', verifyCommand],
+  ['provenance', provenanceCommand],
   ['recover', recoverCommand],
   ['gc', gcCommand],
   ['export', exportCommand],

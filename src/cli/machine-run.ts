@@ -14,6 +14,7 @@ import type { MachineRecordOutcome } from '../machine/machine-record.ts';
 import { runInMachine } from '../machine/machine-run.ts';
 import type { MachineRunInit, MachineRunOutcome } from '../machine/machine-run.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
+import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { createStats } from '../oracle/stats.ts';
 import { formatMissReport, recordedOrigins } from '../run/report.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
@@ -58,6 +59,9 @@ Options:
                          which is also CMD's working directory
   --output DIR           after CMD: $FETCH_ORACLE_OUTPUT (/mnt/output) copied back into DIR (new or empty);
                          nothing is copied when the guest stopped the run
+${PROVENANCE_FLAG_HELP};
+                         replay only, needs --output DIR (its files are the subjects; the machine's root hash
+                         is a byproduct), written when CMD exits 0 with no miss
   --env NAME=VALUE       an environment variable for CMD (repeatable)
   --time SECONDS         the guest's clock when CMD starts, unix seconds (replay default: the newest record's fetch
                          time in NETLOCK, 0 for an empty one; record default: this host's clock, whole seconds)
@@ -90,6 +94,7 @@ const OPTIONS = {
   replay: { type: 'string' },
   record: { type: 'string' },
   trust: { type: 'string', multiple: true },
+  provenance: { type: 'string' },
 } as const;
 
 const WHO = 'fetch-oracle machine run';
@@ -119,6 +124,8 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
   if (values.record === undefined && values.replay === undefined) throw new UsageError(`machine run needs --replay NETLOCK or --record NETLOCK\n\n${MACHINE_RUN_HELP}`);
   if (values.record !== undefined && values.trust !== undefined) throw new UsageError('--trust is a replay option: a record run trusts only the key that signs its records (the data directory\'s)');
   if (values.replay !== undefined && values['upstream-ca'] !== undefined) throw new UsageError('--upstream-ca is a record option: with --replay nothing is fetched');
+  if (values.provenance !== undefined && values.replay === undefined) throw new UsageError('--provenance is a replay option (machine run --replay NETLOCK)');
+  if (values.provenance !== undefined && values.output === undefined) throw new UsageError('--provenance needs --output DIR: the files CMD leaves there are the statement\'s subjects');
   if (argv.length === 0) throw new UsageError(`machine run needs a command: fetch-oracle machine run --replay NETLOCK -- CMD [ARGS...]\n\n${MACHINE_RUN_HELP}`);
   const flags = parseMachineFlags(values, context.defaultDataDir);
   const trustText = values.trust ?? [];
@@ -147,8 +154,26 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
         const { root } = await readNetlockRoot(netlockPath);
         const own = trustFlags === undefined ? await LocalSigner.publicKeyIn(flags.dataDir) : undefined;
         const trust = trustFlags ?? (own === undefined ? [] : [own]);
+        const startedOn = new Date();
         const outcome = await runInMachine({ ...base, netlockRoot: root, store, trust });
-        return await reportMachineRun(outcome, netlockPath, store, context);
+        const code = await reportMachineRun(outcome, netlockPath, store, context);
+        if (values.provenance !== undefined) {
+          if (code === 0 && outcome.misses.length === 0 && flags.outputDir !== undefined) {
+            say(context, await writeBuildProvenance({
+              out: resolve(values.provenance),
+              netlockPath,
+              dataDir: flags.dataDir,
+              paths: [flags.outputDir],
+              tool: 'machine run',
+              command: argv,
+              startedOn,
+              byproducts: [{ name: 'cartesi-machine-root-hash', content: Buffer.from(outcome.rootHash, 'hex').toString('base64'), mediaType: 'application/octet-stream' }],
+            }));
+          } else {
+            say(context, `no provenance written: ${code !== 0 ? `the run exited ${code}` : 'CMD made requests outside the netlock'}`);
+          }
+        }
+        return code;
       } finally {
         await store.close();
       }

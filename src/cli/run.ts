@@ -9,6 +9,7 @@ import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { OracleInit, ReplayReport } from '../oracle/oracle.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
+import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
 import { formatMissReport, groupMisses, recordedOrigins } from '../run/report.ts';
@@ -18,7 +19,8 @@ import { withReplaySandbox } from '../run/replay-sandbox.ts';
 export const DEFAULT_RUN_NETLOCK = 'fetch-oracle.netlock.json';
 
 export const RUN_HELP = `Usage: fetch-oracle run [--netlock FILE] [--data DIR] [--upstream-ca FILE]... -- COMMAND [ARGS...]
-       fetch-oracle run --replay FILE [--data DIR] [--report FILE] [--allow-misses] -- COMMAND [ARGS...]
+       fetch-oracle run --replay FILE [--data DIR] [--report FILE] [--allow-misses]
+                        [--provenance FILE --subject PATH...] -- COMMAND [ARGS...]
 
 Runs COMMAND with its network going through fetch-oracle: the proxy variables (HTTP_PROXY, HTTPS_PROXY, lower
 case too, npm_config_proxy/https_proxy; NO_PROXY and npm_config_noproxy empty) and every CA variable common
@@ -47,6 +49,11 @@ Options:
   --report FILE          write a JSON report when COMMAND ends, with its exit code (replay: misses, unused
                          netlock entries, stats; record: netlock root, entry count, stats)
   --allow-misses         replay: exit with COMMAND's code even if it made requests not in the netlock
+${PROVENANCE_FLAG_HELP};
+                         replay only (a recorded COMMAND is not sandboxed), written when COMMAND exits 0
+                         with no miss
+  --subject PATH         with --provenance: an output of COMMAND (a file, or a directory: each file under
+                         it), hashed when COMMAND has ended; repeatable, at least one
   -v, --verbose          also log the proxy's info lines to stderr
   -h, --help             show this help
 
@@ -62,6 +69,8 @@ const OPTIONS = {
   trust: { type: 'string', multiple: true },
   report: { type: 'string' },
   'allow-misses': { type: 'boolean' },
+  provenance: { type: 'string' },
+  subject: { type: 'string', multiple: true },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -120,8 +129,10 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
     for (const flag of ['netlock', 'upstream-ca'] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
     }
+    if (values.provenance !== undefined && (values.subject ?? []).length === 0) throw new UsageError('--provenance needs --subject PATH (the outputs of COMMAND the statement is about)');
+    if (values.subject !== undefined && values.provenance === undefined) throw new UsageError('--subject applies only with --provenance FILE');
   } else {
-    for (const flag of ['trust', 'allow-misses'] as const) {
+    for (const flag of ['trust', 'allow-misses', 'provenance', 'subject'] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is a replay option (use it with --replay FILE)`);
     }
   }
@@ -136,7 +147,13 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
     const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => common.logger.warn('%s', m));
     return runRecord({ ...common, netlockPath: resolve(values.netlock ?? DEFAULT_RUN_NETLOCK), upstreamCaPem });
   }
-  return runReplay({ ...common, netlockPath: resolve(replay), trust, allowMisses: values['allow-misses'] === true });
+  return runReplay({
+    ...common,
+    netlockPath: resolve(replay),
+    trust,
+    allowMisses: values['allow-misses'] === true,
+    ...(values.provenance === undefined ? {} : { provenance: { out: resolve(values.provenance), paths: values.subject ?? [] } }),
+  });
 }
 
 interface CommonInit {
@@ -192,8 +209,9 @@ async function runRecord(init: CommonInit & { netlockPath: string; upstreamCaPem
 }
 
 
-async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8Array[]; allowMisses: boolean }): Promise<number> {
+async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8Array[]; allowMisses: boolean; provenance?: { out: string; paths: string[] } }): Promise<number> {
   await readNetlockRoot(init.netlockPath); // a missing or malformed netlock fails before anything starts
+  const startedOn = new Date();
   const ip = findIp();
   const problem = unshareProblem(ip);
   if (problem !== undefined || ip === undefined) {
@@ -239,6 +257,14 @@ async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8A
     if (errors > 0) say(`${errors} request(s) failed in the replay proxy itself (bad requests, or records/blocks that did not verify: see the warnings above)`);
     if (init.reportPath !== undefined && report !== undefined) {
       await writeFile(init.reportPath, `${JSON.stringify({ command: init.command, commandExitCode: exit.code, exitCode: code, ...report }, null, 2)}\n`);
+    }
+    if (init.provenance !== undefined) {
+      // Only a clean replay: a miss means the command wanted network input the statement could not list.
+      if (code === 0 && misses.length === 0) {
+        say(await writeBuildProvenance({ ...init.provenance, netlockPath: init.netlockPath, dataDir: init.dataDir, tool: 'run', command: init.command, startedOn }));
+      } else {
+        say(`no provenance written: ${code !== 0 ? `the run exited ${code}` : 'the command made requests outside the netlock'}`);
+      }
     }
     return code;
   });

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
+import { signEnvelope } from '../protocol/dsse.ts';
+import type { DsseEnvelope } from '../protocol/dsse.ts';
 import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { Signer } from './signer.ts';
@@ -34,18 +36,7 @@ export class LocalSigner implements Signer {
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw new InvalidConfigError(`Cannot read oracle key ${path}: ${(cause as Error).message}`);
     }
-    if (text !== undefined) {
-      let seedHex: unknown;
-      try {
-        seedHex = (JSON.parse(text) as { seed?: unknown }).seed;
-      } catch {
-        seedHex = undefined;
-      }
-      if (typeof seedHex !== 'string' || !/^[0-9a-f]{64}$/.test(seedHex)) {
-        throw new InvalidConfigError(`Oracle key file ${path} is corrupt (expected {"seed": <64 hex chars>}); restore it from a backup or move it away to create a new key`);
-      }
-      return new LocalSigner(Buffer.from(seedHex, 'hex'));
-    }
+    if (text !== undefined) return LocalSigner.#parse(text, path);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const seed = randomBytes(32);
     const signer = new LocalSigner(seed);
@@ -54,6 +45,30 @@ export class LocalSigner implements Signer {
     await chmod(tmp, 0o600);
     await rename(tmp, path);
     return signer;
+  }
+
+  /** Loads an existing key file (never creates one: a signature by a fresh key would vouch for nothing). */
+  static async load(path: string): Promise<LocalSigner> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (cause) {
+      throw new InvalidConfigError(`Cannot read oracle key ${path}: ${(cause as Error).message}`, { cause });
+    }
+    return LocalSigner.#parse(text, path);
+  }
+
+  static #parse(text: string, path: string): LocalSigner {
+    let seedHex: unknown;
+    try {
+      seedHex = (JSON.parse(text) as { seed?: unknown }).seed;
+    } catch {
+      seedHex = undefined;
+    }
+    if (typeof seedHex !== 'string' || !/^[0-9a-f]{64}$/.test(seedHex)) {
+      throw new InvalidConfigError(`Oracle key file ${path} is corrupt (expected {"seed": <64 hex chars>}); restore it from a backup or move it away to create a new key`);
+    }
+    return new LocalSigner(Buffer.from(seedHex, 'hex'));
   }
 
   /** Reads only the public key of an existing key file, or undefined when there is none. */
@@ -72,6 +87,11 @@ export class LocalSigner implements Signer {
       return undefined;
     }
     return LocalSigner.loadOrCreate(dir);
+  }
+
+  /** A DSSE envelope of `payload` signed with this key (provenance; see src/protocol/dsse.ts). */
+  signEnvelope(payloadType: string, payload: Uint8Array): DsseEnvelope {
+    return signEnvelope(payloadType, payload, this.#secretKey, this.publicKey);
   }
 
   sign(record: CID): Promise<SignedRecord> {
