@@ -82,7 +82,7 @@ describe('netlock over IPFS: record into Kubo A, replay and verify on Kubo B ove
     it('replay --ipfs on B by the root alone serves byte-identical bodies, every block coming from A', async () => {
       expect(await kuboHasLocally(kuboA.api, root)).toBe(true);
       expect(await kuboHasLocally(kuboB.api, root)).toBe(false); // B has never seen the netlock
-      replay = await startDaemon(['replay', '--netlock', `ipfs://${root}`, '--ipfs', kuboB.api, '--trust', key, '--data', join(dir.path, 'b'), '--listen', '127.0.0.1:0', '--ipfs-timeout', '10s']);
+      replay = await startDaemon(['replay', '--netlock', `ipfs://${root}`, '--ipfs', kuboB.api, '--trust', key, '--data', join(dir.path, 'b'), '--listen', '127.0.0.1:0', '--ipfs-timeout', '5s']);
       const gotBig = await curlVia(replay.url, `${origin.url}/big.tgz`, join(dir.path, 'big.out'));
       expect(gotBig.status, gotBig.result.stderr + replay.stderr()).toBe('200');
       expect(sha256(gotBig.body)).toBe(sha256(big));
@@ -110,6 +110,10 @@ describe('netlock over IPFS: record into Kubo A, replay and verify on Kubo B ove
       expect(cid, text).toMatch(/^baf/);
       expect(text).toContain(kuboB.api);
       expect(await kuboHasLocally(kuboB.api, cid!)).toBe(false);
+      // verify --ipfs on B names the entry it cannot check and the code, and exits 1.
+      const verified = await cli(['verify', `ipfs://${root}`, '--ipfs', kuboB.api, '--trust', key, '--ipfs-timeout', '2s']);
+      expect(verified.code, verified.stdout + verified.stderr).toBe(1);
+      expect(verified.stdout).toMatch(/FAIL GET \S*\/late\.bin: ORACLE_ERR_BLOCK_FETCH_TIMEOUT: Kubo at \S+ did not get block baf/);
     }, 120_000);
 
     it('once A is back and peered, the same request is served, and verify --ipfs on B passes', async () => {
