@@ -19,8 +19,12 @@ function isTimeout(err: unknown): boolean {
 
 /** Kubo refuses blocks over 1 MiB unless told `allow-big-block` (its bitswap limit). Ours may be up to 2 MiB. */
 const KUBO_SOFT_BLOCK_LIMIT = 1024 * 1024;
-/** Reads are local only: a block the daemon lacks is BlockMissingError at once, never a network search. */
-const OFFLINE = new URLSearchParams({ offline: 'true' });
+/**
+ * Reads are local only: a block the daemon lacks is BlockMissingError at once, never a network search. A
+ * plain option, which kubo-rpc-client turns into `offline=true`: its `searchParams` option is spread as an
+ * object, so a URLSearchParams there is silently dropped (and an online daemon then searched its peers).
+ */
+const OFFLINE = { offline: true } as const;
 
 export interface KuboRpcInit {
   /** `http://host:port` (see `kuboApiUrl`). */
@@ -110,7 +114,7 @@ export class KuboRpc {
   async blockGet(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     if (this.#fetchTimeoutMs !== undefined) return this.#blockFetch(cid, this.#fetchTimeoutMs, options);
     try {
-      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), searchParams: OFFLINE });
+      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), ...OFFLINE });
     } catch (err) {
       throw this.#error('block/get', cid, err, options?.signal, this.#timeoutMs);
     }
@@ -143,7 +147,7 @@ export class KuboRpc {
   /** Whether the daemon has the block locally (`block/stat`). */
   async blockStat(cid: CID, options?: AbortOptions): Promise<boolean> {
     try {
-      await this.#client.block.stat(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs), searchParams: OFFLINE });
+      await this.#client.block.stat(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs), ...OFFLINE });
       return true;
     } catch (err) {
       const e = this.#error('block/stat', cid, err, options?.signal, this.#hasTimeoutMs);
@@ -165,7 +169,7 @@ export class KuboRpc {
 
   async pinAdd(cid: CID, recursive: boolean, options?: AbortOptions): Promise<void> {
     try {
-      await this.#client.pin.add(cid, { recursive, signal: this.#signal(options?.signal, this.#pinTimeoutMs), searchParams: OFFLINE });
+      await this.#client.pin.add(cid, { recursive, signal: this.#signal(options?.signal, this.#pinTimeoutMs), ...OFFLINE });
     } catch (err) {
       const e = this.#error('pin/add', cid, err, options?.signal, this.#pinTimeoutMs);
       if (e instanceof BlockMissingError) {

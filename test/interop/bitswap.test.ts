@@ -7,7 +7,11 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CID } from 'multiformats/cid';
+import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockFetchTimeoutError, BlockMissingError, StoreError } from '../../src/errors.ts';
+import { KuboBlockStore } from '../../src/store/index.ts';
 import { connectKubo, HAVE_BINARY, kuboHasLocally, kuboRequiredInCi, ownKubo } from './kubo-daemon.ts';
 import type { KuboDaemon } from './kubo-daemon.ts';
 import { startOrigin, pseudoRandomChunks } from '../helpers/origin.ts';
@@ -78,6 +82,29 @@ describe('netlock over IPFS: record into Kubo A, replay and verify on Kubo B ove
       await Promise.all([kuboA?.dispose(), kuboB?.dispose()]);
       await dir?.remove();
     });
+
+    it('KuboBlockStore: local reads miss at once; fetching reads time out naming the CID; a frozen daemon is a StoreError', async () => {
+      const nowhere = CID.create(1, 0x55, await sha256Hasher.digest(Buffer.from(`held by no node ${Date.now()}`)));
+      const local = new KuboBlockStore({ url: kuboB.api });
+      const fetching = new KuboBlockStore({ url: kuboB.api, fetchTimeoutMs: 1000, hasTimeoutMs: 1000 });
+      try {
+        await expect(local.get(nowhere)).rejects.toBeInstanceOf(BlockMissingError);
+        const err = await fetching.get(nowhere).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(BlockFetchTimeoutError);
+        expect((err as BlockFetchTimeoutError).cid).toBe(nowhere.toString());
+        expect((err as Error).message).toContain(kuboB.api);
+        const resume = await kuboB.suspend();
+        try {
+          const frozen = await fetching.get(nowhere).catch((e: unknown) => e);
+          expect(frozen).toBeInstanceOf(StoreError);
+          expect(frozen).not.toBeInstanceOf(BlockFetchTimeoutError);
+        } finally {
+          resume();
+        }
+      } finally {
+        await Promise.all([local.close(), fetching.close()]);
+      }
+    }, 60_000);
 
     it('replay --ipfs on B by the root alone serves byte-identical bodies, every block coming from A', async () => {
       expect(await kuboHasLocally(kuboA.api, root)).toBe(true);
