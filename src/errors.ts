@@ -54,6 +54,8 @@ export const ERROR_CODES = [
   // its netlock; a subject whose digest is not the given file's.
   'ORACLE_ERR_INVALID_PROVENANCE',
   'ORACLE_ERR_SUBJECT_MISMATCH',
+  // --ipfs: Kubo got no copy of a block it lacks from its peers (bitswap) within --ipfs-timeout (issue 17).
+  'ORACLE_ERR_BLOCK_FETCH_TIMEOUT',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -158,6 +160,20 @@ export class BlockMissingError extends OracleError {
   constructor(cid: string, message = `Block not found: ${cid}`) {
     super('ORACLE_ERR_BLOCK_MISSING', message);
     this.name = 'BlockMissingError';
+    this.cid = cid;
+  }
+}
+
+/**
+ * Kubo (`--ipfs`) lacks a block and none of its peers sent it within the fetch timeout: the daemon answers,
+ * the network does not (the peers that hold it are down, unpeered, or the block is nowhere).
+ */
+export class BlockFetchTimeoutError extends OracleError {
+  readonly cid: string;
+
+  constructor(cid: string, message = `No peer provided block ${cid} in time`) {
+    super('ORACLE_ERR_BLOCK_FETCH_TIMEOUT', message);
+    this.name = 'BlockFetchTimeoutError';
     this.cid = cid;
   }
 }
@@ -358,6 +374,7 @@ const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (me
   ORACLE_ERR_REPLAY_MISS: (m) => new ReplayMissError(m),
   ORACLE_ERR_BLOCK_MISSING: (m) => new BlockMissingError(cidIn(m), m),
   ORACLE_ERR_BLOCK_CORRUPT: (m) => new BlockCorruptError(cidIn(m), m),
+  ORACLE_ERR_BLOCK_FETCH_TIMEOUT: (m) => new BlockFetchTimeoutError(cidIn(m), m),
   ORACLE_ERR_BAD_SIGNATURE: (m) => new BadSignatureError(m),
   ORACLE_ERR_UNTRUSTED_KEY: (m) => new UntrustedKeyError(m),
   ORACLE_ERR_INVALID_RECORD: (m) => new InvalidRecordError(m),

@@ -9,6 +9,7 @@ import {
   BadRequestError,
   BadSignatureError,
   BlockCorruptError,
+  BlockFetchTimeoutError,
   BlockMissingError,
   DeviceError,
   DigestMismatchError,
@@ -84,6 +85,7 @@ const CLASS_OF: Record<Exclude<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>, a
   ORACLE_ERR_REPLAY_MISS: ReplayMissError,
   ORACLE_ERR_BLOCK_MISSING: BlockMissingError,
   ORACLE_ERR_BLOCK_CORRUPT: BlockCorruptError,
+  ORACLE_ERR_BLOCK_FETCH_TIMEOUT: BlockFetchTimeoutError,
   ORACLE_ERR_BAD_SIGNATURE: BadSignatureError,
   ORACLE_ERR_UNTRUSTED_KEY: UntrustedKeyError,
   ORACLE_ERR_INVALID_RECORD: InvalidRecordError,
@@ -185,6 +187,7 @@ describe('errorFromCode', () => {
     const samples: OracleError[] = [
       new BlockMissingError(cid),
       new BlockCorruptError(cid),
+      new BlockFetchTimeoutError(cid),
       new InvalidLockfileError('package-lock.json', 12, 'not valid JSON'),
       new InvalidLockfileError('urls.txt', 0, 'unknown kind'),
       new BadRequestError('Invalid CONNECT port 0 (expected 1-65535)'),

@@ -21,6 +21,7 @@ export const PROXY_OPTIONS = {
   refresh: { type: 'boolean' },
   'variant-header': { type: 'string', multiple: true },
   ipfs: { type: 'string' },
+  'ipfs-timeout': { type: 'string' },
   ...FRONT_OPTIONS,
 } as const;
 

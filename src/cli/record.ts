@@ -64,6 +64,7 @@ async function createOracle(values: Record<string, unknown>, context: CommandCon
   const netlock = str(values['netlock']);
   const admin = str(values['admin']);
   if (strs(values['trust']).length > 0) throw new UsageError('--trust is a replay option: record signs with this data directory\'s key');
+  if (values['ipfs-timeout'] !== undefined) throw new UsageError('--ipfs-timeout is a replay option: record reads only the blocks its own Kubo holds');
   const init: RecordInit = {
     mode: 'record',
     dataDir: resolve(str(values['data']) ?? context.defaultDataDir),

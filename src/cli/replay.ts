@@ -10,21 +10,28 @@ import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayInit } from '../oracle/oracle.ts';
 import { FRONT_HELP, frontInitFromFlags } from './front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
+import { isNetlockRootRef } from '../netlock/file.ts';
+import { KUBO_FETCH_TIMEOUT_MS } from '../store/index.ts';
+import { parseDuration } from './front-flags.ts';
 
-export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE --listen HOST:PORT [--data DIR] [--trust KEY]...
+export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE|ipfs://CID --listen HOST:PORT [--data DIR] [--trust KEY]... [--ipfs URL [--ipfs-timeout DUR]]
 
 Forward proxy that serves only what FILE names, verifying every block hash and record signature. It has no
 upstream client: a request not in the netlock gets a 504 whose body explains the miss and names the nearest
 recorded requests.
 
 Options:
-  --netlock FILE         the netlock to serve (required)
+  --netlock FILE         the netlock to serve (required); ipfs://CID names it by its root alone (with --ipfs, the
+                         blocks may come from Kubo's peers: a netlock recorded on another machine)
   --listen HOST:PORT     proxy address (default ${DEFAULT_LISTEN}; unix:/path for a socket)
   --data DIR             data directory holding the blocks (default as for record)
   --trust KEY            trust records signed by this ed25519 public key (hex; repeatable; default: this data
                          directory's own oracle key)
   --report FILE          on shutdown write every miss and every unused netlock entry as JSON
-  --ipfs URL             read blocks from Kubo (the data directory's store first)
+  --ipfs URL             read blocks from Kubo (the data directory's store first); Kubo fetches blocks it lacks
+                         from its peers over bitswap unless the daemon runs --offline
+  --ipfs-timeout DUR     longest wait for Kubo to get one block it lacks from its peers (default ${KUBO_FETCH_TIMEOUT_MS / 1000}s); past
+                         it the request fails 504 ORACLE_ERR_BLOCK_FETCH_TIMEOUT naming the block, others go on
   --admin HOST:PORT      serve the admin API
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
 ${FRONT_HELP}  -h, --help             show this help
@@ -44,6 +51,7 @@ export async function runReplay(args: string[], context: CommandContext): Promis
   }
   const netlock = str(values['netlock']);
   if (netlock === undefined) throw new UsageError(`replay needs --netlock FILE\n\n${REPLAY_HELP}`);
+  if (values['ipfs-timeout'] !== undefined && values['ipfs'] === undefined) throw new UsageError('--ipfs-timeout applies only with --ipfs URL');
   if (values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
   const logger = stderrLogger();
   const { oracle, init } = createOracle(values, netlock, context, logger);
@@ -69,13 +77,20 @@ function createOracle(values: Record<string, unknown>, netlock: string, context:
     dataDir: resolve(str(values['data']) ?? context.defaultDataDir),
     listen: parseListen(str(values['listen']) ?? DEFAULT_LISTEN),
     logger,
-    netlockPath: resolve(netlock),
+    netlockPath: isNetlockRootRef(netlock) ? netlock.trim() : resolve(netlock),
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...adminTokenOf(str(values['admin-token'])),
     ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
+    ...ipfsTimeoutOf(values),
     ...frontInitFromFlags(values, process.env),
   };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   return { oracle: new Oracle(init), init };
+}
+
+/** `--ipfs-timeout DUR` as ReplayInit's field (only when given). */
+function ipfsTimeoutOf(values: Record<string, unknown>): { ipfsFetchTimeoutMs?: number } {
+  const text = str(values['ipfs-timeout']);
+  return text === undefined ? {} : { ipfsFetchTimeoutMs: parseDuration(text, '--ipfs-timeout') };
 }

@@ -9,7 +9,8 @@ import { renderVerifyText, verifyNetlockPath } from '../netlock/verify-file.ts';
 import type { AttestationPolicy } from '../netlock/verify-attested.ts';
 import { fromHex } from '../protocol/signature.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
-import { createBlockStore } from '../store/index.ts';
+import { createBlockStore, KUBO_FETCH_TIMEOUT_MS } from '../store/index.ts';
+import { parseDuration } from './front-flags.ts';
 
 export const VERIFY_ATTESTED_HELP = `  --attested             accept a record only if its key is the public_key of a valid Nitro attestation
                          document it names (verified as of the document's own time, root pinned)
@@ -78,7 +79,10 @@ Options:
   --trust KEY            accept only records signed by these keys (hex; repeatable; default: the keys the
                          netlock names, which are listed in the summary)
   --json                 print the report as JSON
-  --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory
+  --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory; blocks the daemon
+                         lacks are fetched from its peers over bitswap unless it runs --offline. FILE may be
+                         ipfs://CID (the root alone)
+  --ipfs-timeout DUR     longest wait for one block from Kubo's peers (default ${KUBO_FETCH_TIMEOUT_MS / 1000}s)
 ${VERIFY_ATTESTED_HELP}  -h, --help             show this help
 `;
 
@@ -89,7 +93,7 @@ export const verifyCommand: Command = {
 };
 
 export async function runVerify(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parseOptions(args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' }, ...VERIFY_ATTESTED_OPTIONS }, VERIFY_HELP);
+  const { values, positionals } = parseOptions(args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' }, 'ipfs-timeout': { type: 'string' }, ...VERIFY_ATTESTED_OPTIONS }, VERIFY_HELP);
   const out = context.stdout;
   if (values['help'] === true) {
     out.write(VERIFY_HELP);
@@ -101,7 +105,12 @@ export async function runVerify(args: string[], context: CommandContext): Promis
   const trust = strs(values['trust']);
   // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
   const ipfs = str(values['ipfs']);
-  const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false });
+  const timeout = str(values['ipfs-timeout']);
+  if (timeout !== undefined && ipfs === undefined) throw new UsageError('--ipfs-timeout applies only with --ipfs URL');
+  // Blocks the daemon lacks may come from its peers (a netlock recorded elsewhere): what verify checks is the
+  // bytes, whoever held them.
+  const fetchTimeoutMs = timeout === undefined ? KUBO_FETCH_TIMEOUT_MS : parseDuration(timeout, '--ipfs-timeout');
+  const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false, fetchTimeoutMs });
   const attested = await attestedPolicyFromFlags(values);
   const report = await verifyNetlockPath(file, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
   if ('close' in store && typeof store.close === 'function') await store.close();

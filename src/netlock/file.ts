@@ -86,8 +86,18 @@ export async function writeNetlockFile(path: string, entries: readonly DecodedEn
   return file;
 }
 
-/** Reads a netlock file (the JSON written above) or a bare root CID, and returns the root. */
+/** `ipfs://CID`: a netlock named by its root alone, its blocks in the block store (e.g. Kubo and its peers). */
+const IPFS_REF = /^ipfs:\/\/([a-z0-9]+)\/?$/i;
+
+/** Whether `ref` names a netlock by its root (`ipfs://CID`) rather than a file. */
+export function isNetlockRootRef(ref: string): boolean {
+  return IPFS_REF.test(ref.trim());
+}
+
+/** Reads a netlock file (the JSON written above) or a bare root CID, or takes the root of `ipfs://CID`; returns the root. */
 export async function readNetlockRoot(path: string): Promise<{ root: CID; file: NetlockFile | undefined }> {
+  const ref = IPFS_REF.exec(path.trim());
+  if (ref !== null) return { root: parseRoot(ref[1]!, path), file: undefined };
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -115,6 +125,7 @@ const HEAD_BYTES = 4096;
  * cost ~150 MB of peak memory. Other files (a bare CID, another layout) are read as `readNetlockRoot` does.
  */
 export async function netlockRootOf(path: string): Promise<CID> {
+  if (isNetlockRootRef(path)) return (await readNetlockRoot(path)).root;
   let head: string;
   try {
     const fh = await open(path, 'r');

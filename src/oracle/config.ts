@@ -60,12 +60,14 @@ export interface ReplayInit extends OracleInitBase {
   netlockPath: string;
   /** Oracle public keys whose records are accepted. @default the data directory's own key */
   trust?: readonly Uint8Array[];
+  /** With `ipfs`: how long Kubo may look for a block it lacks among its peers (bitswap), in ms. @default KUBO_FETCH_TIMEOUT_MS */
+  ipfsFetchTimeoutMs?: number;
 }
 
 export type OracleInit = RecordInit | ReplayInit;
 
 const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures', 'upstreamTimeoutMs'] as const;
-const REPLAY_ONLY = ['trust'] as const;
+const REPLAY_ONLY = ['trust', 'ipfsFetchTimeoutMs'] as const;
 
 /** Checks an OracleInit once, before anything starts; InvalidConfigError names the field. */
 export function validateOracleInit(init: OracleInit): OracleInit {

@@ -9,7 +9,7 @@ import { isLoopbackHost, ProxyGate } from '../config/exposure.ts';
 import type { OwnAddress } from '../config/exposure.ts';
 import type { ListenAddress } from '../io/listen.ts';
 import type { BlockStore } from '../store/block-store.ts';
-import { createBlockStore } from '../store/index.ts';
+import { createBlockStore, KUBO_FETCH_TIMEOUT_MS } from '../store/index.ts';
 import { CertAuthority } from '../tls/cert-authority.ts';
 import { validateOracleInit } from './config.ts';
 import type { OracleInit } from './config.ts';
@@ -48,7 +48,10 @@ export class Oracle {
     this.init = validateOracleInit(init);
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
-    this.store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger: this.logger });
+    // Replay reads blocks the local Kubo lacks from its peers (a netlock recorded on another machine); record
+    // reads stay local, so that a missing block is repaired by a re-fetch at once.
+    const fetchTimeoutMs = init.mode === 'replay' && init.ipfs !== undefined ? (init.ipfsFetchTimeoutMs ?? KUBO_FETCH_TIMEOUT_MS) : undefined;
+    this.store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), ...(fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs }), logger: this.logger });
   }
 
   get caCertPath(): string {

@@ -5,7 +5,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { drained } from '../io/drained.ts';
 import type { CID } from 'multiformats/cid';
-import { asOracleError, BadRequestError, BlockCorruptError } from '../errors.ts';
+import { asOracleError, BadRequestError, BlockCorruptError, BlockFetchTimeoutError } from '../errors.ts';
 import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
@@ -264,7 +264,7 @@ export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body
     counters.errors++;
     const early = !res.headersSent;
     logger.error('body of %s failed %s: %s', plan.body?.cid.toString() ?? '-', early ? 'before the head (answered 502)' : 'mid-stream', (err as Error).message);
-    if (early) sendError(res, 502, err as Error);
+    if (early) sendError(res, err instanceof BlockFetchTimeoutError ? 504 : 502, err as Error);
     else res.destroy(err as Error);
     return err as Error;
   }

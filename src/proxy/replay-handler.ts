@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, OracleError } from '../errors.ts';
+import { BadRequestError, BlockFetchTimeoutError, OracleError } from '../errors.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { planResponse } from '../protocol/replay.ts';
@@ -97,7 +97,8 @@ export class ReplayHandler implements ExchangeHandler {
       await this.#answerWith(res, req, replayer.answerNow?.(key) ?? (await replayer.answer(key)));
     } catch (err) {
       stats.errors++;
-      const status = err instanceof BadRequestError ? err.status : 502;
+      // A block no Kubo peer sent in time is the gateway timing out (504), as an origin timeout is in record mode.
+      const status = err instanceof BadRequestError ? err.status : err instanceof BlockFetchTimeoutError ? 504 : 502;
       if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', loggableUrl(url), (err as Error).message);
       sendError(res, status, err instanceof OracleError ? err : (err as Error));
     }

@@ -21,6 +21,8 @@ export interface CreateBlockStoreInit {
   cacheOnWrite?: 'all' | 'links';
   /** Kubo per-request timeout in ms. @default KUBO_TIMEOUT_MS */
   timeoutMs?: number;
+  /** With `ipfs`: reads may fetch blocks Kubo lacks from its peers (bitswap) for this long each, in ms. @default local reads only */
+  fetchTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -37,6 +39,7 @@ export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
   const kubo = new KuboBlockStore({
     url: init.ipfs,
     ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
+    ...(init.fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: init.fetchTimeoutMs }),
     ...(init.logger === undefined ? {} : { logger: init.logger.child('kubo') }),
   });
   if (init.cache === false || init.dataDir === undefined) return kubo;

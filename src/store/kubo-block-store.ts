@@ -13,6 +13,12 @@ import { KuboRpc } from './kubo-rpc.ts';
 
 /** Per-request limit for block get/put and bulk imports, unless the init says otherwise. */
 export const KUBO_TIMEOUT_MS = 60_000;
+/**
+ * How long a read may wait for Kubo to fetch a block it lacks from its peers (`fetchTimeoutMs`; `replay
+ * --ipfs`, `verify --ipfs`). On loopback a 1 MiB block arrives in milliseconds; this allows a slow or
+ * congested link while still answering a client that waits on a block nobody has.
+ */
+export const KUBO_FETCH_TIMEOUT_MS = 30_000;
 /** `has` is a cheap local lookup; a daemon that does not answer it quickly is treated as down. */
 export const KUBO_HAS_TIMEOUT_MS = 5_000;
 /** A recursive pin walks the whole DAG (a large netlock: every body block). */
@@ -40,6 +46,11 @@ export interface KuboBlockStoreInit {
   hasTimeoutMs?: number;
   /** Limit for a recursive pin, in ms. @default KUBO_PIN_TIMEOUT_MS */
   pinTimeoutMs?: number;
+  /**
+   * Reads may fetch a block the daemon lacks from its peers (bitswap), for at most this long each, in ms
+   * (BlockFetchTimeoutError past it). @default undefined: reads are local only
+   */
+  fetchTimeoutMs?: number;
   /** Raw blocks (leaves) written ahead of the caller; 0 writes every block before `put` returns. @default KUBO_WRITE_AHEAD_BLOCKS */
   writeAheadBlocks?: number;
   logger?: Logger;
@@ -47,7 +58,8 @@ export interface KuboBlockStoreInit {
 
 /**
  * Blocks in a Kubo daemon, through its RPC API (`KuboRpc`). Every block keeps the CID we computed, and
- * reads are local only (`offline=true`): a block the daemon lacks is BlockMissingError at once. Any failure
+ * reads are local only (`offline=true`): a block the daemon lacks is BlockMissingError at once; with
+ * `fetchTimeoutMs` (readers: replay, verify) Kubo may fetch it from its peers over bitswap. Any failure
  * to talk to the daemon (down, restarting, hanging) is a StoreError naming its URL; each call is
  * independent, so the store works again as soon as the daemon is back. What this class adds to the RPC
  * calls is the write order: leaves are written ahead, and no block is stored before the blocks it links to.
@@ -71,6 +83,7 @@ export class KuboBlockStore implements BlockStore {
       timeoutMs: init.timeoutMs ?? KUBO_TIMEOUT_MS,
       hasTimeoutMs: init.hasTimeoutMs ?? KUBO_HAS_TIMEOUT_MS,
       pinTimeoutMs: init.pinTimeoutMs ?? KUBO_PIN_TIMEOUT_MS,
+      ...(init.fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: init.fetchTimeoutMs }),
       ...(init.logger === undefined ? {} : { logger: init.logger }),
     });
     this.url = this.#rpc.url;

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { create } from 'kubo-rpc-client';
 import type { KuboRPCClient } from 'kubo-rpc-client';
 import { CID } from 'multiformats/cid';
-import { AbortedError, BlockMissingError, OracleError, StoreError } from '../errors.ts';
+import { AbortedError, BlockFetchTimeoutError, BlockMissingError, OracleError, StoreError } from '../errors.ts';
 import { drained } from '../io/drained.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
@@ -12,10 +12,19 @@ import { equalBytes } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import { isConnectionError, KuboHttpError, kuboError, kuboMessage } from './kubo-error.ts';
 
+function isTimeout(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return name === 'TimeoutError' || name === 'AbortError';
+}
+
 /** Kubo refuses blocks over 1 MiB unless told `allow-big-block` (its bitswap limit). Ours may be up to 2 MiB. */
 const KUBO_SOFT_BLOCK_LIMIT = 1024 * 1024;
-/** Reads are local only: a block the daemon lacks is BlockMissingError at once, never a network search. */
-const OFFLINE = new URLSearchParams({ offline: 'true' });
+/**
+ * Reads are local only: a block the daemon lacks is BlockMissingError at once, never a network search. A
+ * plain option, which kubo-rpc-client turns into `offline=true`: its `searchParams` option is spread as an
+ * object, so a URLSearchParams there is silently dropped (and an online daemon then searched its peers).
+ */
+const OFFLINE = { offline: true } as const;
 
 export interface KuboRpcInit {
   /** `http://host:port` (see `kuboApiUrl`). */
@@ -26,6 +35,11 @@ export interface KuboRpcInit {
   hasTimeoutMs: number;
   /** Limit for `pin/add` and `pin/ls`, in ms. */
   pinTimeoutMs: number;
+  /**
+   * `block/get` may ask the daemon's peers (bitswap) for a block it lacks, for at most this long, in ms.
+   * Undefined: reads are local only (a block the daemon lacks is BlockMissingError at once).
+   */
+  fetchTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -45,6 +59,7 @@ export class KuboRpc {
   readonly #timeoutMs: number;
   readonly #hasTimeoutMs: number;
   readonly #pinTimeoutMs: number;
+  readonly #fetchTimeoutMs: number | undefined;
   readonly #logger: Logger;
 
   constructor(init: KuboRpcInit) {
@@ -54,6 +69,7 @@ export class KuboRpc {
     this.#timeoutMs = init.timeoutMs;
     this.#hasTimeoutMs = init.hasTimeoutMs;
     this.#pinTimeoutMs = init.pinTimeoutMs;
+    this.#fetchTimeoutMs = init.fetchTimeoutMs;
     this.#logger = init.logger ?? NOOP_LOGGER;
     this.#agent = new Agent({ keepAlive: true, maxSockets: 16 });
     this.#client = create({ url: this.url });
@@ -96,17 +112,42 @@ export class KuboRpc {
   }
 
   async blockGet(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    if (this.#fetchTimeoutMs !== undefined) return this.#blockFetch(cid, this.#fetchTimeoutMs, options);
     try {
-      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), searchParams: OFFLINE });
+      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, this.#timeoutMs), ...OFFLINE });
     } catch (err) {
       throw this.#error('block/get', cid, err, options?.signal, this.#timeoutMs);
+    }
+  }
+
+  /**
+   * `block/get` as Kubo does it online: from its repo, else from its peers over bitswap (aborting the
+   * request cancels Kubo's want). A daemon started with `--offline` answers "not found" at once. When the
+   * limit passes, a daemon that still answers `version` is waiting on the network: BlockFetchTimeoutError
+   * naming the CID; one that does not is the unreachable StoreError.
+   */
+  async #blockFetch(cid: CID, timeoutMs: number, options?: AbortOptions): Promise<Uint8Array> {
+    try {
+      return await this.#client.block.get(cid, { signal: this.#signal(options?.signal, timeoutMs) });
+    } catch (err) {
+      const e = this.#error('block/get', cid, err, options?.signal, timeoutMs);
+      if (!(e instanceof StoreError) || options?.signal?.aborted === true || !isTimeout(err)) throw e;
+      try {
+        await this.version(options);
+      } catch {
+        throw e;
+      }
+      throw new BlockFetchTimeoutError(
+        cid.toString(),
+        `${this.description} did not get block ${cid} from any peer within ${timeoutMs} ms: it lacks the block and no connected peer sent it over bitswap (is a node that holds it up and peered? 'ipfs swarm peers'; raise --ipfs-timeout for a slow link)`,
+      );
     }
   }
 
   /** Whether the daemon has the block locally (`block/stat`). */
   async blockStat(cid: CID, options?: AbortOptions): Promise<boolean> {
     try {
-      await this.#client.block.stat(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs), searchParams: OFFLINE });
+      await this.#client.block.stat(cid, { signal: this.#signal(options?.signal, this.#hasTimeoutMs), ...OFFLINE });
       return true;
     } catch (err) {
       const e = this.#error('block/stat', cid, err, options?.signal, this.#hasTimeoutMs);
@@ -128,7 +169,7 @@ export class KuboRpc {
 
   async pinAdd(cid: CID, recursive: boolean, options?: AbortOptions): Promise<void> {
     try {
-      await this.#client.pin.add(cid, { recursive, signal: this.#signal(options?.signal, this.#pinTimeoutMs), searchParams: OFFLINE });
+      await this.#client.pin.add(cid, { recursive, signal: this.#signal(options?.signal, this.#pinTimeoutMs), ...OFFLINE });
     } catch (err) {
       const e = this.#error('pin/add', cid, err, options?.signal, this.#pinTimeoutMs);
       if (e instanceof BlockMissingError) {

@@ -54,8 +54,9 @@ export interface KuboDaemon {
   dispose(): Promise<void>;
 }
 
-async function kuboSh(args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync('bash', [KUBO_SH, ...args], { maxBuffer: 16 * 1024 * 1024 });
+async function kuboSh(args: string[], online = false): Promise<string> {
+  const env = { ...process.env, KUBO_ONLINE: online ? '1' : '0' };
+  const { stdout } = await execFileAsync('bash', [KUBO_SH, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
   return stdout.trim().split('\n').at(-1)?.trim() ?? '';
 }
 
@@ -70,19 +71,23 @@ export async function kuboRpc(api: string, path: string, init: { body?: FormData
   return res;
 }
 
-/** Starts a daemon of our own in a fresh repo (needs the binary), its API on a fixed loopback port. */
-export async function ownKubo(): Promise<KuboDaemon> {
+/**
+ * Starts a daemon of our own in a fresh repo (needs the binary), its API on a fixed loopback port. `online`:
+ * without --offline, so that bitswap runs (it still reaches only peers it is connected to: `connectKubo`).
+ */
+export async function ownKubo(options: { online?: boolean } = {}): Promise<KuboDaemon> {
+  const online = options.online === true;
   const dir = await mkdtemp(join(tmpdir(), 'fetch-oracle-kubo-'));
   let api: string;
   try {
     // kubo.sh rebuilds the binary first if go.mod/go.sum are newer than it (minutes).
-    const first = await kuboSh(['start', dir]);
+    const first = await kuboSh(['start', dir], online);
     const port = /:(\d+)\/?$/.exec(first)?.[1];
     if (port === undefined) throw new Error(`kubo.sh printed no API URL: ${first}`);
     // Pin the port the daemon just bound, so a restart comes back at the same URL.
     await kuboSh(['stop', dir]);
     await ipfsIn(dir, ['config', 'Addresses.API', `/ip4/127.0.0.1/tcp/${port}`]);
-    api = await kuboSh(['start', dir]);
+    api = await kuboSh(['start', dir], online);
   } catch (err) {
     await kuboSh(['stop', dir]).catch(() => '');
     await rm(dir, { recursive: true, force: true });
@@ -94,7 +99,7 @@ export async function ownKubo(): Promise<KuboDaemon> {
     stop: async () => void (await kuboSh(['stop', dir])),
     suspend: () => suspendDaemon(dir, api),
     start: async () => {
-      const again = await kuboSh(['start', dir]);
+      const again = await kuboSh(['start', dir], online);
       if (again !== api) throw new Error(`Kubo came back at ${again}, not ${api}`);
     },
     dispose: async () => {
@@ -105,6 +110,21 @@ export async function ownKubo(): Promise<KuboDaemon> {
       }
     },
   };
+}
+
+/** Connects `from` to `to` over the swarm (loopback TCP), as `ipfs swarm connect /ip4/…/p2p/ID` does. */
+export async function connectKubo(from: string, to: string): Promise<void> {
+  const id = (await (await kuboRpc(to, 'id')).json()) as { ID: string; Addresses: string[] | null };
+  const addr = (id.Addresses ?? []).find((a) => a.startsWith('/ip4/127.0.0.1/tcp/'));
+  if (addr === undefined) throw new Error(`Kubo at ${to} has no loopback TCP swarm address: ${JSON.stringify(id.Addresses)}`);
+  await kuboRpc(from, `swarm/connect?arg=${encodeURIComponent(addr)}`);
+}
+
+/** Whether the daemon holds the block in its own repo (`block/stat` offline: never asks its peers). */
+export async function kuboHasLocally(api: string, cid: string): Promise<boolean> {
+  const res = await fetch(`${api}/api/v0/block/stat?arg=${cid}&offline=true`, { method: 'POST' });
+  await res.body?.cancel();
+  return res.ok;
 }
 
 /**

@@ -20,7 +20,8 @@
 #   npx vitest run test/interop
 #   test/kubo/kubo.sh stop "$KUBO_DIR"
 #
-# Environment: GO (default /usr/local/go/bin/go if present, else `go` on PATH); KUBO_START_TIMEOUT (seconds).
+# Environment: GO (default /usr/local/go/bin/go if present, else `go` on PATH); KUBO_START_TIMEOUT (seconds);
+# KUBO_ONLINE=1 starts the daemon without --offline (bitswap with explicitly connected peers only).
 # Everything but the final URL goes to stderr. The daemon only ever listens on 127.0.0.1.
 set -euo pipefail
 
@@ -153,8 +154,12 @@ cmd_start() {
   [[ -f "$dir/config" ]] || init_repo "$dir"
   rm -f "$dir/api" "$dir/daemon.pid"
 
-  log "starting ipfs daemon --offline (log: $dir/daemon.log)"
-  IPFS_PATH="$dir" IPFS_TELEMETRY=off nohup "$BIN" daemon --offline >"$dir/daemon.log" 2>&1 </dev/null &
+  # KUBO_ONLINE=1: without --offline, so bitswap runs; with Routing none, no bootstrap and loopback-only swarm
+  # addresses it still reaches only the peers it is told of (`ipfs swarm connect`, Peering).
+  local -a mode=(--offline)
+  [[ "${KUBO_ONLINE:-0}" == 1 ]] && mode=()
+  log "starting ipfs daemon ${mode[*]:-(online)} (log: $dir/daemon.log)"
+  IPFS_PATH="$dir" IPFS_TELEMETRY=off nohup "$BIN" daemon "${mode[@]}" >"$dir/daemon.log" 2>&1 </dev/null &
   pid=$!
   disown "$pid" 2>/dev/null || true
   printf '%s\n' "$pid" >"$dir/daemon.pid"
@@ -225,7 +230,7 @@ case "${1:-}" in
   url) cmd_url "${2:-}" ;;
   stop) cmd_stop "${2:-}" ;;
   *)
-    sed -n '2,22p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,25p' "${BASH_SOURCE[0]}" >&2
     exit 2
     ;;
 esac
