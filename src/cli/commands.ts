@@ -18,6 +18,7 @@ import { lockfileCommand, seedCommand } from './seed.ts';
 import { machineCommand } from './machine.ts';
 import { serveMachineCommand } from './serve-machine.ts';
 import { verifyCommand } from './verify.ts';
+import { witnessCommand } from './witness.ts';
 
 /** Every command, in the order `fetch-oracle --help` lists them. */
 export const COMMANDS: ReadonlyMap<string, Command> = new Map([
@@ -25,6 +26,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['replay', replayCommand],
   ['env', envCommand],
   ['verify', verifyCommand],
+  ['witness', witnessCommand],
   ['recover', recoverCommand],
   ['gc', gcCommand],
   ['export', exportCommand],

@@ -33,7 +33,7 @@ const b64url = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.by
  * to derive key pairs from seeds; verifying needs none of it (the guest bundle carries no tweetnacl).
  */
 const publicKeys = new Map<string, KeyObject>();
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
+export function publicKeyObject(publicKey: Uint8Array): KeyObject {
   const id = b64url(publicKey);
   let key = publicKeys.get(id);
   if (key === undefined) {

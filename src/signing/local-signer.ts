@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
+import { signCountersignatureCid } from '../protocol/countersignature.ts';
+import type { SignedCountersignature } from '../protocol/countersignature.ts';
 import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { Signer } from './signer.ts';
@@ -34,18 +36,7 @@ export class LocalSigner implements Signer {
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw new InvalidConfigError(`Cannot read oracle key ${path}: ${(cause as Error).message}`);
     }
-    if (text !== undefined) {
-      let seedHex: unknown;
-      try {
-        seedHex = (JSON.parse(text) as { seed?: unknown }).seed;
-      } catch {
-        seedHex = undefined;
-      }
-      if (typeof seedHex !== 'string' || !/^[0-9a-f]{64}$/.test(seedHex)) {
-        throw new InvalidConfigError(`Oracle key file ${path} is corrupt (expected {"seed": <64 hex chars>}); restore it from a backup or move it away to create a new key`);
-      }
-      return new LocalSigner(Buffer.from(seedHex, 'hex'));
-    }
+    if (text !== undefined) return LocalSigner.#parse(text, path);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const seed = randomBytes(32);
     const signer = new LocalSigner(seed);
@@ -54,6 +45,30 @@ export class LocalSigner implements Signer {
     await chmod(tmp, 0o600);
     await rename(tmp, path);
     return signer;
+  }
+
+  /** The key in a key file (`{"seed": <64 hex>}`, as `oracle-key.json`), e.g. a witness's `--key KEYFILE`; never created. */
+  static async fromKeyFile(path: string): Promise<LocalSigner> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (cause) {
+      throw new InvalidConfigError(`Cannot read key file ${path}: ${(cause as Error).message}`);
+    }
+    return LocalSigner.#parse(text, path);
+  }
+
+  static #parse(text: string, path: string): LocalSigner {
+    let seedHex: unknown;
+    try {
+      seedHex = (JSON.parse(text) as { seed?: unknown }).seed;
+    } catch {
+      seedHex = undefined;
+    }
+    if (typeof seedHex !== 'string' || !/^[0-9a-f]{64}$/.test(seedHex)) {
+      throw new InvalidConfigError(`Oracle key file ${path} is corrupt (expected {"seed": <64 hex chars>}); restore it from a backup or move it away to create a new key`);
+    }
+    return new LocalSigner(Buffer.from(seedHex, 'hex'));
   }
 
   /** Reads only the public key of an existing key file, or undefined when there is none. */
@@ -76,5 +91,10 @@ export class LocalSigner implements Signer {
 
   sign(record: CID): Promise<SignedRecord> {
     return Promise.resolve(signRecordCid(record, this.#secretKey));
+  }
+
+  /** Signs a countersignature block's CID (a witness's statement; its own domain-separation prefix). */
+  countersign(countersignature: CID): SignedCountersignature {
+    return signCountersignatureCid(countersignature, this.#secretKey);
   }
 }
