@@ -11,7 +11,8 @@ import { privateKeyObject } from '../../src/protocol/signature.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import nacl from 'tweetnacl';
 import { startTestOracle } from '../helpers/oracle.ts';
-import { cli } from '../helpers/run.ts';
+import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
+import { cli, ROOT, run } from '../helpers/run.ts';
 import { WITNESS_SEED, witnessScenario } from './fixture.ts';
 import type { WitnessScenario } from './fixture.ts';
 
@@ -216,6 +217,61 @@ describe('fetch-oracle witness, verify --quorum and replay --quorum (two oracles
     expect(v.code).toBe(1);
     expect(v.stdout).toMatch(new RegExp(`FAIL GET ${s.url}/same.txt: ORACLE_ERR_INVALID_NETLOCK: entry 1 of the file: field "witnesses" is .* but the signed netlock says`));
   });
+
+  it('travels as a CAR: countersignatures and the dissenting record come along, and verify the same elsewhere', async () => {
+    for (const [netlock, name] of [
+      [sameWitnessed, 'same'],
+      [fullWitnessed, 'full'],
+    ] as const) {
+      const car = join(s.dir.path, `${name}.witnessed.car`);
+      const dataC = join(s.dir.path, `c-${name}`);
+      const exported = await cli(['export', '--car', car, netlock, '--data', s.dataB]);
+      expect(exported.code, exported.stderr).toBe(0);
+      const copy = join(s.dir.path, `${name}.c.json`);
+      const imported = await cli(['import', car, '--data', dataC, '--netlock', copy]);
+      expect(imported.code, imported.stderr).toBe(0);
+      expect((await readJson(copy)).entries).toEqual((await readJson(netlock)).entries);
+      const v = await cli(['verify', copy, '--data', dataC, '--quorum', '2', '--trust', s.keyA, '--trust', s.keyB]);
+      expect(v.stdout).not.toMatch(/ORACLE_ERR_BLOCK_MISSING|ORACLE_ERR_INVALID_NETLOCK/);
+      expect(v.code, v.stdout).toBe(name === 'same' ? 0 : 1);
+      if (name === 'full') expect(v.stdout).toContain(`FAIL GET ${s.url}/changes.txt: ORACLE_ERR_RECORDS_DISAGREE`);
+    }
+  });
+
+  it('the guest shim replays a witnessed netlock: as before by default, with --quorum 2 refusing the disputed entry', async () => {
+    const built = await run('bash', [join(ROOT, 'guest', 'build.sh'), 'host']);
+    expect(built.code, built.stderr).toBe(0);
+    const guest = join(ROOT, 'guest', 'dist', 'fetch-oracle-guest.mjs');
+    const helper = join(ROOT, 'guest', 'dist', 'cmio-helper-host-sim');
+    const root = (await readJson(fullWitnessed)).netlock;
+    const caDir = join(s.dir.path, 'guest-ca');
+    const fetchAll = async (flags: string, tag: string): Promise<string> => {
+      const socketPath = join(s.dir.path, `gio-${tag}.sock`);
+      const sim = await startGioSimulator({ socketPath, source: new FsBlockStore(s.dataB) });
+      const out = join(s.dir.path, `guest-${tag}`);
+      try {
+        const script = `
+CMIO_SIM_SOCKET=${socketPath} node ${guest} serve --netlock-root ${root} ${flags} --ca-dir ${caDir} --listen 127.0.0.1:0 --helper ${helper} >${out}.out 2>${out}.err &
+pid=$!
+for i in $(seq 1 100); do grep -q listening ${out}.out 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/^listening http:\\/\\/127.0.0.1://p' ${out}.out)
+for p in same.txt changes.txt; do curl -s -i --noproxy '' -x http://127.0.0.1:$port ${s.url}/$p; echo; echo "== $p rc=$?"; done
+kill -TERM $pid; wait $pid; echo "guest rc=$?"`;
+        const r = await run('bash', ['-c', script], { env: { PATH: process.env['PATH'] ?? '', HOME: s.dir.path } });
+        return `${r.stdout}\n${await readFile(`${out}.err`, 'utf8').catch(() => '')}`;
+      } finally {
+        await sim.close();
+      }
+    };
+    const plain = await fetchAll(`--trust ${s.keyA}`, 'plain');
+    expect(plain).toMatch(/HTTP\/1.1 200[\s\S]*same bytes\n[\s\S]*HTTP\/1.1 200[\s\S]*version 1\n/);
+    expect(plain).toContain('guest rc=0');
+    const quorum = await fetchAll(`--trust ${s.keyA} --trust ${s.keyB} --quorum 2`, 'quorum');
+    expect(quorum).toMatch(/HTTP\/1.1 200[\s\S]*same bytes\n/);
+    expect(quorum).toMatch(/HTTP\/1.1 502[\s\S]*x-oracle-error: ORACLE_ERR_RECORDS_DISAGREE/);
+    expect(quorum).not.toContain('version 1');
+    expect(quorum).toContain('guest rc=0');
+  }, 180_000);
 
   it('refuses to witness with the key that signed the netlock', async () => {
     const r = await cli(['witness', s.sameNetlock, '--data', s.dataB, '--key', join(s.dataA, 'oracle-key.json'), '--out', join(s.dir.path, 'self.json')]);
