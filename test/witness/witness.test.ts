@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { encodeCountersignature, signCountersignatureCid } from '../../src/proto
 import { encodeRecord } from '../../src/protocol/record.ts';
 import { privateKeyObject } from '../../src/protocol/signature.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
+import { CertAuthority } from '../../src/tls/cert-authority.ts';
 import nacl from 'tweetnacl';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startGioSimulator } from '../../src/machine/sim/gio-simulator.ts';
@@ -244,7 +246,9 @@ describe('fetch-oracle witness, verify --quorum and replay --quorum (two oracles
     const guest = join(ROOT, 'guest', 'dist', 'fetch-oracle-guest.mjs');
     const helper = join(ROOT, 'guest', 'dist', 'cmio-helper-host-sim');
     const root = (await readJson(fullWitnessed)).netlock;
+    // The CA an image is provisioned with (the host makes it; the guest only loads it).
     const caDir = join(s.dir.path, 'guest-ca');
+    await CertAuthority.loadOrCreate({ dir: caDir });
     const fetchAll = async (flags: string, tag: string): Promise<string> => {
       const socketPath = join(s.dir.path, `gio-${tag}.sock`);
       const sim = await startGioSimulator({ socketPath, source: new FsBlockStore(s.dataB) });
