@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { clientEnvironment, exportLines, SYSTEM_CA_BUNDLE } from '../src/tls/client-env.ts';
-import { parseCommandLine, parseHostPort, parseTrustedKeys, UsageError } from '../src/config/flags.ts';
+import { parseCommandLine, parseHostPort, parseQuorum, parseTrustedKeys, UsageError } from '../src/config/flags.ts';
 import { OracleError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
 import { openReplay } from '../src/oracle/open-replay.ts';
@@ -26,7 +26,7 @@ const DEFAULT_RUN_DIR = '/run/fetch-oracle';
 const HELP = `fetch-oracle-guest: offline replay proxy for the Cartesi Machine (blocks by CID through the dehashing device)
 
 Usage:
-  fetch-oracle-guest serve [--config FILE] [--netlock-root CID] [--trust KEY]... [--ca-dir DIR] [--listen HOST:PORT]
+  fetch-oracle-guest serve [--config FILE] [--netlock-root CID] [--trust KEY]... [--quorum K] [--ca-dir DIR] [--listen HOST:PORT]
                            [--helper PATH] [--cache-mib N]
   fetch-oracle-guest env   [--config FILE] [--ca-dir DIR] [--listen HOST:PORT] [--bundle FILE]
   fetch-oracle-guest machine [--helper PATH] [--listen HOST:PORT] [--run-dir DIR]
@@ -44,6 +44,8 @@ Options (each may also come from the JSON config file, default ${DEFAULT_CONFIG}
   --ca-dir DIR         directory holding ${CA_CERT_FILE} and the CA key provisioned with the image
   --listen HOST:PORT   proxy address (default ${DEFAULT_LISTEN})
   --helper PATH        the cmio helper (default ${DEFAULT_HELPER}); CMIO_SIM_SOCKET is passed to it
+  --quorum K           serve a record only when K distinct --trust keys signed it (its oracle and witnesses'
+                       countersignatures; default 1)
   --cache-mib N        verified blocks kept in memory (default ${DEFAULT_CACHE_MIB})
   --bundle FILE        env: where to write the CA bundle (default CA_DIR/ca-bundle.pem)
 `;
@@ -55,6 +57,7 @@ interface GuestConfig {
   listen?: string;
   helper?: string;
   cacheMib?: number;
+  quorum?: number;
 }
 
 function loadConfig(path: string | undefined): GuestConfig {
@@ -84,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
       listen: { type: 'string' },
       helper: { type: 'string' },
       'cache-mib': { type: 'string' },
+      quorum: { type: 'string' },
       bundle: { type: 'string' },
       'run-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -135,12 +139,14 @@ async function main(argv: string[]): Promise<number> {
   const trustText = values.trust ?? config.trust ?? [];
   if (trustText.length === 0) throw new UsageError('--trust KEY (or trust in the config) is required: the guest accepts records only from named oracle keys');
   const trusted = parseTrustedKeys(trustText);
+  const quorumText = values.quorum ?? (config.quorum === undefined ? undefined : String(config.quorum));
+  const quorum = parseQuorum(quorumText, trustText);
   const cacheMib = Number(values['cache-mib'] ?? config.cacheMib ?? DEFAULT_CACHE_MIB);
 
   const logger = createLogger('oracle:guest', (level, namespace, line) => process.stderr.write(`${level} ${namespace}: ${line}\n`));
   const device = new DeviceBlockSource({ helperPath: values.helper ?? config.helper ?? DEFAULT_HELPER, logger });
   const blocks = new CachingBlockSource(device, cacheMib * 1024 * 1024);
-  const replay = await openReplay({ root, source: blocks, trusted, logger });
+  const replay = await openReplay({ root, source: blocks, trusted, quorum, logger });
   const ca = await CertAuthority.loadOrCreate({ dir: caDir });
   const proxy = new ProxyServer({ handler: replay.handler, certs: ca, logger: logger.child('proxy') });
   const stopped = new Promise<string>((done) => {

@@ -56,6 +56,11 @@ export const ERROR_CODES = [
   'ORACLE_ERR_SUBJECT_MISMATCH',
   // --ipfs: Kubo got no copy of a block it lacks from its peers (bitswap) within --ipfs-timeout (issue 17).
   'ORACLE_ERR_BLOCK_FETCH_TIMEOUT',
+  // k-of-n witnesses (issue 17): fewer than K trusted keys signed an entry's record; the oracles that signed an
+  // entry disagree (another record for the same request); a countersignature that is malformed or does not verify.
+  'ORACLE_ERR_QUORUM_NOT_MET',
+  'ORACLE_ERR_RECORDS_DISAGREE',
+  'ORACLE_ERR_BAD_COUNTERSIGNATURE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -299,6 +304,30 @@ export class NotAttestedError extends OracleError {
   }
 }
 
+/** Fewer than the required number (`--quorum K`) of distinct trusted keys signed a netlock entry's record. */
+export class QuorumNotMetError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_QUORUM_NOT_MET', message);
+    this.name = 'QuorumNotMetError';
+  }
+}
+
+/** The oracles that signed a netlock entry vouch for different records (one saw other bytes or another status). */
+export class RecordsDisagreeError extends OracleError {
+  constructor(message: string) {
+    super('ORACLE_ERR_RECORDS_DISAGREE', message);
+    this.name = 'RecordsDisagreeError';
+  }
+}
+
+/** A countersignature block is malformed, or its signature does not verify for the witness key it names. */
+export class BadCountersignatureError extends OracleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ORACLE_ERR_BAD_COUNTERSIGNATURE', message, options);
+    this.name = 'BadCountersignatureError';
+  }
+}
+
 /** A downloaded body does not match the digest its lockfile promises; nothing was recorded for it. */
 export class DigestMismatchError extends OracleError {
   constructor(message: string) {
@@ -393,6 +422,9 @@ const FROM_CODE: { readonly [C in Exclude<ErrorCode, AttestationErrorCode>]: (me
   ORACLE_ERR_NOT_ATTESTED: (m) => new NotAttestedError(m),
   ORACLE_ERR_INVALID_PROVENANCE: (m) => new InvalidProvenanceError(m),
   ORACLE_ERR_SUBJECT_MISMATCH: (m) => new SubjectMismatchError(m),
+  ORACLE_ERR_QUORUM_NOT_MET: (m) => new QuorumNotMetError(m),
+  ORACLE_ERR_RECORDS_DISAGREE: (m) => new RecordsDisagreeError(m),
+  ORACLE_ERR_BAD_COUNTERSIGNATURE: (m) => new BadCountersignatureError(m),
 };
 
 /**

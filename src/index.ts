@@ -32,6 +32,15 @@ export type { ExportCarOptions, ExportCarResult } from './netlock/export-car.ts'
 export { CarImportError, importCar } from './netlock/import-car.ts';
 export type { ImportCarOptions, ImportCarResult } from './netlock/import-car.ts';
 
+// k-of-n witnesses: countersignatures, the quorum decision, witnessing a netlock
+export { witnessNetlock } from './oracle/witness.ts';
+export type { NotWitnessed, WitnessInit, WitnessResult } from './oracle/witness.ts';
+export { decodeCountersignature, encodeCountersignature, signCountersignatureCid, verifyCountersignatureSignature } from './protocol/countersignature.ts';
+export type { Countersignature, SignedCountersignature } from './protocol/countersignature.ts';
+export { tallyQuorum, witnessVerdict } from './protocol/quorum.ts';
+export type { QuorumTally, Vouch, WitnessReason } from './protocol/quorum.ts';
+export { loadQuorumRecord } from './protocol/verify-record.ts';
+
 // Records and signing
 export { LocalSigner } from './signing/local-signer.ts';
 export type { Signer } from './signing/signer.ts';
@@ -57,6 +66,7 @@ export {
   AbortedError,
   asOracleError,
   AttestationError,
+  BadCountersignatureError,
   BadRequestError,
   BadSignatureError,
   BlockCorruptError,
@@ -78,6 +88,8 @@ export {
   NsmError,
   OracleError,
   OverloadedError,
+  QuorumNotMetError,
+  RecordsDisagreeError,
   ReplayMissError,
   StoreError,
   SubjectMismatchError,

@@ -6,6 +6,7 @@ import {
   AbortedError,
   asOracleError,
   AttestationError,
+  BadCountersignatureError,
   BadRequestError,
   BadSignatureError,
   BlockCorruptError,
@@ -29,6 +30,8 @@ import {
   NotAttestedError,
   NsmError,
   OverloadedError,
+  QuorumNotMetError,
+  RecordsDisagreeError,
   ReplayMissError,
   StoreError,
   SubjectMismatchError,
@@ -104,6 +107,9 @@ const CLASS_OF: Record<Exclude<ErrorCode, `ORACLE_ERR_ATTESTATION_${string}`>, a
   ORACLE_ERR_NOT_ATTESTED: NotAttestedError,
   ORACLE_ERR_INVALID_PROVENANCE: InvalidProvenanceError,
   ORACLE_ERR_SUBJECT_MISMATCH: SubjectMismatchError,
+  ORACLE_ERR_QUORUM_NOT_MET: QuorumNotMetError,
+  ORACLE_ERR_RECORDS_DISAGREE: RecordsDisagreeError,
+  ORACLE_ERR_BAD_COUNTERSIGNATURE: BadCountersignatureError,
 };
 
 function classOf(code: ErrorCode): abstract new (...args: never[]) => OracleError {

@@ -13,10 +13,9 @@ import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../netlock/dag.ts';
-import { decodeRecord } from '../protocol/record.ts';
 import { exportCar } from '../netlock/export-car.ts';
 import { importCar } from '../netlock/import-car.ts';
-import { buildNetlockFile, readNetlockRoot, renderNetlockFile } from '../netlock/file.ts';
+import { buildNetlockFile, decodeEntry, readNetlockRoot, renderNetlockFile } from '../netlock/file.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -183,7 +182,7 @@ async function writeNetlockJson(path: string, root: CID, store: BlockStore): Pro
   const source = verifyingSource(store);
   const entries: DecodedEntry[] = [];
   for await (const e of new NetlockReader(root, source).entries()) {
-    entries.push({ key: e.key, signed: e.signed, record: decodeRecord(await source.get(e.signed.record)) });
+    entries.push(await decodeEntry(e, source));
   }
   const file = await buildNetlockFile(entries, new MemoryBlockStore());
   // Same entries, same paging rules: the same root. A netlock paged by other rules keeps its own root here.

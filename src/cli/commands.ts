@@ -19,6 +19,7 @@ import { machineCommand } from './machine.ts';
 import { provenanceCommand } from './provenance.ts';
 import { serveMachineCommand } from './serve-machine.ts';
 import { verifyCommand } from './verify.ts';
+import { witnessCommand } from './witness.ts';
 
 /** Every command, in the order `fetch-oracle --help` lists them. */
 export const COMMANDS: ReadonlyMap<string, Command> = new Map([
@@ -27,6 +28,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['env', envCommand],
   ['verify', verifyCommand],
   ['provenance', provenanceCommand],
+  ['witness', witnessCommand],
   ['recover', recoverCommand],
   ['gc', gcCommand],
   ['export', exportCommand],

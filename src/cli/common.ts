@@ -8,7 +8,7 @@ import { createLogger } from '../log.ts';
 import type { Logger } from '../log.ts';
 import { UsageError } from '../config/flags.ts';
 
-export { parseAddress, parseCommandLine, parseTrustedKeys, UsageError } from '../config/flags.ts';
+export { parseAddress, parseCommandLine, parseQuorum, parseTrustedKeys, UsageError } from '../config/flags.ts';
 
 /**
  * Runs a command's body and turns its failures into exit codes: 2 for a usage error, 1 for anything else,

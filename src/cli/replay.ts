@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
-import { parseTrustedKeys, stderrLogger, UsageError } from './common.ts';
+import { parseQuorum, parseTrustedKeys, stderrLogger, UsageError } from './common.ts';
 import { DEFAULT_LISTEN, parseListen, parseOptions, str, strs } from './options.ts';
 import { adminTokenOf, PROXY_OPTIONS, serveUntilSignal } from './proxy-command.ts';
 import type { Logger } from '../log.ts';
@@ -14,7 +14,7 @@ import { isNetlockRootRef } from '../netlock/file.ts';
 import { KUBO_FETCH_TIMEOUT_MS } from '../store/index.ts';
 import { parseDuration } from './front-flags.ts';
 
-export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE|ipfs://CID --listen HOST:PORT [--data DIR] [--trust KEY]... [--ipfs URL [--ipfs-timeout DUR]]
+export const REPLAY_HELP = `Usage: fetch-oracle replay --netlock FILE|ipfs://CID --listen HOST:PORT [--data DIR] [--trust KEY]... [--quorum K] [--ipfs URL [--ipfs-timeout DUR]]
 
 Forward proxy that serves only what FILE names, verifying every block hash and record signature. It has no
 upstream client: a request not in the netlock gets a 504 whose body explains the miss and names the nearest
@@ -27,6 +27,8 @@ Options:
   --data DIR             data directory holding the blocks (default as for record)
   --trust KEY            trust records signed by this ed25519 public key (hex; repeatable; default: this data
                          directory's own oracle key)
+  --quorum K             serve a record only when K distinct --trust keys signed it: its oracle's record
+                         signature and witnesses' countersignatures (fetch-oracle witness); default 1
   --report FILE          on shutdown write every miss and every unused netlock entry as JSON
   --ipfs URL             read blocks from Kubo (the data directory's store first); Kubo fetches blocks it lacks
                          from its peers over bitswap unless the daemon runs --offline
@@ -44,7 +46,7 @@ export const replayCommand: Command = {
 };
 
 export async function runReplay(args: string[], context: CommandContext): Promise<number> {
-  const { values } = parseOptions(args, PROXY_OPTIONS, REPLAY_HELP);
+  const { values } = parseOptions(args, { ...PROXY_OPTIONS, quorum: { type: 'string' } }, REPLAY_HELP);
   if (values['help'] === true) {
     context.stdout.write(REPLAY_HELP);
     return 0;
@@ -81,6 +83,7 @@ function createOracle(values: Record<string, unknown>, netlock: string, context:
     ...(admin === undefined ? {} : { admin: parseListen(admin, '--admin') as ListenAddress }),
     ...adminTokenOf(str(values['admin-token'])),
     ...(trust.length === 0 ? {} : { trust: parseTrustedKeys(trust) }),
+    ...(str(values['quorum']) === undefined ? {} : { quorum: parseQuorum(str(values['quorum']), trust) }),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
     ...ipfsTimeoutOf(values),
     ...frontInitFromFlags(values, process.env),

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
-import { parseTrustedKeys, UsageError } from './common.ts';
+import { parseQuorum, parseTrustedKeys, UsageError } from './common.ts';
 import { parseOptions, str, strs } from './options.ts';
 import { InvalidConfigError } from '../errors.ts';
 import { renderVerifyText, verifyNetlockPath } from '../netlock/verify-file.ts';
@@ -66,7 +66,7 @@ export async function attestedPolicyFromFlags(values: Record<string, unknown>): 
   };
 }
 
-export const VERIFY_HELP = `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--json] [--attested --pcr0 HEX …]
+export const VERIFY_HELP = `Usage: fetch-oracle verify FILE [--data DIR] [--trust KEY]... [--quorum K] [--json] [--attested --pcr0 HEX …]
 
 Checks every record signature, that every block is present and hashes to its CID, that every body
 matches its record's size and sha256, and that every field of the readable file (count, oracle keys, variant
@@ -78,6 +78,10 @@ Options:
   --data DIR             data directory holding the blocks (default as for record)
   --trust KEY            accept only records signed by these keys (hex; repeatable; default: the keys the
                          netlock names, which are listed in the summary)
+  --quorum K             accept an entry only when K distinct trusted keys signed its record CID: its oracle's
+                         record signature and witnesses' countersignatures (fetch-oracle witness); needs
+                         at least K --trust keys when K > 1 (default 1). Entries whose oracles saw other
+                         bytes or another status are named (DISAGREE), and keys not counted are said
   --json                 print the report as JSON
   --ipfs URL             check the blocks in Kubo (its RPC API) instead of the data directory; blocks the daemon
                          lacks are fetched from its peers over bitswap unless it runs --offline. FILE may be
@@ -93,7 +97,7 @@ export const verifyCommand: Command = {
 };
 
 export async function runVerify(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parseOptions(args, { trust: { type: 'string', multiple: true }, json: { type: 'boolean' }, ipfs: { type: 'string' }, 'ipfs-timeout': { type: 'string' }, ...VERIFY_ATTESTED_OPTIONS }, VERIFY_HELP);
+  const { values, positionals } = parseOptions(args, { trust: { type: 'string', multiple: true }, quorum: { type: 'string' }, json: { type: 'boolean' }, ipfs: { type: 'string' }, 'ipfs-timeout': { type: 'string' }, ...VERIFY_ATTESTED_OPTIONS }, VERIFY_HELP);
   const out = context.stdout;
   if (values['help'] === true) {
     out.write(VERIFY_HELP);
@@ -103,6 +107,7 @@ export async function runVerify(args: string[], context: CommandContext): Promis
   if (file === undefined || positionals.length > 1) throw new UsageError(`verify takes one netlock FILE\n\n${VERIFY_HELP}`);
   const dataDir = resolve(str(values['data']) ?? context.defaultDataDir);
   const trust = strs(values['trust']);
+  const quorum = parseQuorum(str(values['quorum']), trust);
   // Against Kubo, no cache in front: a block Kubo lost must be reported, not served from the cache.
   const ipfs = str(values['ipfs']);
   const timeout = str(values['ipfs-timeout']);
@@ -112,7 +117,7 @@ export async function runVerify(args: string[], context: CommandContext): Promis
   const fetchTimeoutMs = timeout === undefined ? KUBO_FETCH_TIMEOUT_MS : parseDuration(timeout, '--ipfs-timeout');
   const store = ipfs === undefined ? new FsBlockStore(dataDir) : createBlockStore({ ipfs, cache: false, fetchTimeoutMs });
   const attested = await attestedPolicyFromFlags(values);
-  const report = await verifyNetlockPath(file, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), attested === undefined ? {} : { attested });
+  const report = await verifyNetlockPath(file, store, trust.length === 0 ? undefined : parseTrustedKeys(trust), { quorum, ...(attested === undefined ? {} : { attested }) });
   if ('close' in store && typeof store.close === 'function') await store.close();
   if (values['json'] === true) {
     out.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -51,3 +51,18 @@ export function parseTrustedKeys(values: readonly string[]): Uint8Array[] {
     }
   });
 }
+
+/**
+ * `--quorum K` (k-of-n witnesses): a positive integer, default 1. K > 1 needs at least K distinct `--trust` keys:
+ * keys a netlock names itself prove nothing, however many there are.
+ */
+export function parseQuorum(text: string | undefined, trusted: readonly string[]): number {
+  if (text === undefined) return 1;
+  if (!/^[1-9][0-9]{0,2}$/.test(text.trim())) throw new UsageError(`--quorum expects a positive integer, got ${JSON.stringify(text)}`);
+  const k = Number(text.trim());
+  const distinct = new Set(trusted.map((t) => t.trim().toLowerCase())).size;
+  if (k > 1 && distinct < k) {
+    throw new UsageError(`--quorum ${k} needs at least ${k} distinct --trust keys (got ${distinct}): keys a netlock names itself prove nothing`);
+  }
+  return k;
+}

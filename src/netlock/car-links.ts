@@ -34,7 +34,14 @@ export function carLinks(cid: CID, bytes: Uint8Array, label: string): CarLink[] 
         const [key, record] = Array.isArray(e) ? (e as unknown[]) : [];
         const recordCid = CID.asCID(record);
         if (recordCid === null) continue;
-        links.push({ cid: recordCid, label: typeof key === 'string' ? entryName(key) : label, entry: true });
+        const name = typeof key === 'string' ? entryName(key) : label;
+        links.push({ cid: recordCid, label: name, entry: true });
+        // Witnesses' countersignatures (and, below them, a dissenting witness's own record and body).
+        const witnesses = Array.isArray(e) ? (e as unknown[])[3] : undefined;
+        for (const w of Array.isArray(witnesses) ? (witnesses as unknown[]) : []) {
+          const c = Array.isArray(w) ? CID.asCID((w as unknown[])[0]) : null;
+          if (c !== null) links.push({ cid: c, label: name, entry: false });
+        }
       }
       return links;
     }

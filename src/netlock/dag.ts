@@ -7,6 +7,7 @@ import { KEY_VERSION } from '../protocol/request-key.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
+import type { SignedCountersignature } from '../protocol/countersignature.ts';
 
 export const NETLOCK_TYPE = 'fetch-oracle/netlock';
 export const NETLOCK_VERSION = 1;
@@ -22,6 +23,8 @@ export const MAX_PAGE_BYTES = 512 * 1024;
 export interface NetlockEntry {
   readonly key: string;
   readonly signed: SignedRecord;
+  /** Witnesses' countersignatures (k-of-n witnesses); absent in a netlock no witness signed. */
+  readonly witnesses?: readonly SignedCountersignature[] | undefined;
 }
 
 export interface NetlockRoot {
@@ -31,6 +34,8 @@ export interface NetlockRoot {
   readonly count: number;
   /** Every oracle key that signed a record of this netlock, sorted. */
   readonly oracles: readonly Uint8Array[];
+  /** Every witness key that countersigned an entry, sorted; absent when none did (so older roots are unchanged). */
+  readonly witnesses?: readonly Uint8Array[];
   readonly index: CID;
   /** Extra per-host variant headers the keys were computed with (absent when none). */
   readonly variantRules?: VariantRules;
@@ -38,9 +43,13 @@ export interface NetlockRoot {
 
 export interface BuildNetlockOptions extends AbortOptions {
   variantRules?: VariantRules;
+  /** The witness keys of the entries' countersignatures (required when an entry has any). */
+  witnesses?: readonly Uint8Array[];
 }
 
-type LeafPage = { leaf: true; entries: Array<[string, CID, Uint8Array]> };
+/** `[key, record, signature]`, or with countersignatures `[key, record, signature, [[countersignature, signature], …]]`. */
+type LeafEntry = [string, CID, Uint8Array] | [string, CID, Uint8Array, Array<[CID, Uint8Array]>];
+type LeafPage = { leaf: true; entries: LeafEntry[] };
 type BranchPage = { leaf: false; keys: string[]; children: CID[] };
 type Page = LeafPage | BranchPage;
 
@@ -91,7 +100,7 @@ export async function buildNetlock(
   if (leaves.length === 0) leaves.push([]);
   for (const page of leaves) {
     throwIfAborted(options.signal);
-    const value: LeafPage = { leaf: true, entries: page.map((e) => [e.key, e.signed.record, e.signed.signature]) };
+    const value: LeafPage = { leaf: true, entries: page.map(leafEntry) };
     const block = await encodeCborBlock(value);
     await sink.put(block.cid, block.bytes, options);
     level.push({ firstKey: page[0]?.key ?? '', cid: block.cid });
@@ -106,9 +115,12 @@ export async function buildNetlock(
     }
     level = next;
   }
-  const uniqueOracles = [...new Map(oracles.map((k) => [toHex(k), k])).entries()]
-    .sort(([a], [b]) => compareKeys(a, b))
-    .map(([, k]) => k);
+  const uniqueOracles = sortedKeys(oracles);
+  const witnessed = sorted.some((e) => (e.witnesses?.length ?? 0) > 0);
+  if (witnessed && (options.witnesses === undefined || options.witnesses.length === 0)) {
+    throw new InvalidNetlockError('Netlock entries carry countersignatures but no witness keys were given for the root');
+  }
+  const witnesses = witnessed ? sortedKeys(options.witnesses ?? []) : [];
   const rules = normaliseRules(options.variantRules);
   const rootValue: NetlockRoot = {
     v: NETLOCK_VERSION,
@@ -116,12 +128,26 @@ export async function buildNetlock(
     keyVersion: KEY_VERSION,
     count: sorted.length,
     oracles: uniqueOracles,
+    ...(witnesses.length === 0 ? {} : { witnesses }),
     index: level[0]!.cid,
     ...(rules === undefined ? {} : { variantRules: rules }),
   };
   const rootBlock = await encodeCborBlock(rootValue);
   await sink.put(rootBlock.cid, rootBlock.bytes, options);
   return { root: rootBlock.cid, rootValue };
+}
+
+/** Distinct keys in hex order. */
+function sortedKeys(keys: readonly Uint8Array[]): Uint8Array[] {
+  return [...new Map(keys.map((k) => [toHex(k), k])).entries()].sort(([a], [b]) => compareKeys(a, b)).map(([, k]) => k);
+}
+
+/** An entry as a leaf holds it: three fields as ever, a fourth only when witnesses countersigned it (sorted by CID). */
+function leafEntry(e: NetlockEntry): LeafEntry {
+  const w = e.witnesses ?? [];
+  if (w.length === 0) return [e.key, e.signed.record, e.signed.signature];
+  const sorted = [...w].sort((a, b) => compareKeys(a.countersignature.toString(), b.countersignature.toString()));
+  return [e.key, e.signed.record, e.signed.signature, sorted.map((c) => [c.countersignature, c.signature])];
 }
 
 /** Sorted, lower-cased, empty hosts dropped: the same rules always encode the same way. */
@@ -154,6 +180,9 @@ function asRoot(value: unknown, cid: CID): NetlockRoot {
   if (v.variantRules !== undefined && (typeof v.variantRules !== 'object' || v.variantRules === null || !Object.values(v.variantRules).every((h) => Array.isArray(h) && h.every((x) => typeof x === 'string')))) {
     throw new InvalidNetlockError(`Netlock root ${cid} has malformed variantRules`);
   }
+  if (v.witnesses !== undefined && (!Array.isArray(v.witnesses) || !v.witnesses.every((k) => k instanceof Uint8Array && k.byteLength === 32))) {
+    throw new InvalidNetlockError(`Netlock root ${cid} has malformed witnesses (expected a list of 32-byte keys)`);
+  }
   if (typeof v.count !== 'number' || !Array.isArray(v.oracles) || CID.asCID(v.index) === null) {
     throw new InvalidNetlockError(`Netlock root ${cid} is missing count, oracles or index`);
   }
@@ -166,6 +195,9 @@ function asPage(value: unknown, cid: CID): Page {
     for (const e of v.entries as unknown[]) {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || CID.asCID(e[1]) === null || !(e[2] instanceof Uint8Array)) {
         throw new InvalidNetlockError(`Netlock page ${cid} has a malformed entry`);
+      }
+      if (e.length > 3 && (e.length !== 4 || !Array.isArray(e[3]) || !(e[3] as unknown[]).every((c) => Array.isArray(c) && c.length === 2 && CID.asCID(c[0]) !== null && c[1] instanceof Uint8Array))) {
+        throw new InvalidNetlockError(`Netlock page ${cid} has a malformed countersignature list`);
       }
     }
     return v as unknown as LeafPage;
@@ -189,6 +221,8 @@ interface CompactLeaf {
   readonly cidAt: Uint32Array;
   readonly sigs: Uint8Array;
   readonly sigAt: Uint32Array;
+  /** Countersignatures by entry position, only for the entries that have any (most netlocks: none). */
+  readonly witnesses: ReadonlyMap<number, readonly SignedCountersignature[]> | undefined;
 }
 
 type KeptPage = CompactLeaf | BranchPage;
@@ -209,20 +243,31 @@ function compactLeaf(page: LeafPage): CompactLeaf {
     cids.set(cid.bytes, cidAt[i]);
     sigs.set(sig, sigAt[i]);
   }
-  return { leaf: true, keys: page.entries.map((e) => e[0]), cids, cidAt, sigs, sigAt };
+  let witnesses: Map<number, SignedCountersignature[]> | undefined;
+  page.entries.forEach((e, i) => {
+    if (e.length !== 4 || e[3].length === 0) return;
+    witnesses ??= new Map();
+    witnesses.set(i, e[3].map(([countersignature, signature]) => ({ countersignature, signature })));
+  });
+  return { leaf: true, keys: page.entries.map((e) => e[0]), cids, cidAt, sigs, sigAt, witnesses };
 }
 
 /** What a kept page costs in memory, roughly (strings, arrays and object headers). */
 function pageBytes(page: KeptPage): number {
   let bytes = 256;
   for (const k of page.keys) bytes += k.length + 24;
-  return page.leaf ? bytes + page.cids.byteLength + page.sigs.byteLength + 8 * page.keys.length : bytes + 64 * page.children.length;
+  if (!page.leaf) return bytes + 64 * page.children.length;
+  let witnessed = 0;
+  for (const w of page.witnesses?.values() ?? []) witnessed += 64 + 160 * w.length;
+  return bytes + page.cids.byteLength + page.sigs.byteLength + 8 * page.keys.length + witnessed;
 }
 
 function entryAt(page: CompactLeaf, i: number): NetlockEntry {
+  const witnesses = page.witnesses?.get(i);
   return {
     key: page.keys[i]!,
     signed: { record: CID.decode(page.cids.subarray(page.cidAt[i], page.cidAt[i + 1])), signature: page.sigs.subarray(page.sigAt[i], page.sigAt[i + 1]) },
+    ...(witnesses === undefined ? {} : { witnesses }),
   };
 }
 

@@ -8,6 +8,10 @@ import type { BuildNetlockOptions, NetlockEntry } from './dag.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
+import { decodeCountersignature } from '../protocol/countersignature.ts';
+import type { Countersignature } from '../protocol/countersignature.ts';
+import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
+import { decodeRecord } from '../protocol/record.ts';
 
 /** One readable line of `netlock.json` (design §4). */
 export interface NetlockFileEntry {
@@ -20,6 +24,17 @@ export interface NetlockFileEntry {
   sha256: string;
   record: string;
   signature: string;
+  /** Countersignatures (only in a witnessed netlock, only on entries that have any), in the order the DAG keeps. */
+  witnesses?: ReadableWitness[];
+}
+
+/** One countersignature of an entry, readable: the witness key, the record it vouches for, its fetch time, the block and signature. */
+export interface ReadableWitness {
+  witness: string;
+  record: string;
+  fetchedAt: string;
+  countersignature: string;
+  signature: string;
 }
 
 export interface NetlockFile {
@@ -28,17 +43,30 @@ export interface NetlockFile {
   keyVersion: number;
   count: number;
   oracles: string[];
+  /** Witness keys (hex), only in a witnessed netlock. */
+  witnesses?: string[];
   variantRules?: Record<string, readonly string[]>;
   entries: NetlockFileEntry[];
 }
 
 export interface DecodedEntry extends NetlockEntry {
   readonly record: FetchRecord;
+  /** The decoded countersignatures, in the order of `witnesses`. */
+  readonly countersigned?: readonly Countersignature[] | undefined;
+}
+
+/** An index entry with its record and countersignatures decoded (blocks read through `source`, which should verify them). */
+export async function decodeEntry(e: NetlockEntry, source: BlockSource, options: AbortOptions = {}): Promise<DecodedEntry> {
+  const record = decodeRecord(await source.get(e.signed.record, options));
+  if ((e.witnesses?.length ?? 0) === 0) return { key: e.key, signed: e.signed, record };
+  const countersigned: Countersignature[] = [];
+  for (const w of e.witnesses ?? []) countersigned.push(decodeCountersignature(await source.get(w.countersignature, options), w.countersignature));
+  return { key: e.key, signed: e.signed, record, witnesses: e.witnesses, countersigned };
 }
 
 /** Renders the file with one entry per line, sorted by request key, so that diffs of two builds read well. */
 export function renderNetlockFile(file: NetlockFile): string {
-  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
+  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.witnesses === undefined ? {} : { witnesses: file.witnesses }), ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
   const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
   const lines = file.entries.map((e) => `    ${JSON.stringify(e)}`);
   return `${headText},\n  "entries": [\n${lines.join(',\n')}${lines.length > 0 ? '\n' : ''}  ]\n}\n`;
@@ -47,7 +75,8 @@ export function renderNetlockFile(file: NetlockFile): string {
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const oracles = entries.map((e) => e.record.oracle);
-  const built = await buildNetlock(entries, oracles, sink, options);
+  const witnesses = entries.flatMap((e) => (e.countersigned ?? []).map((c) => c.witness));
+  const built = await buildNetlock(entries, oracles, sink, witnesses.length === 0 ? options : { ...options, witnesses });
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
   const file: NetlockFile = {
     netlock: built.root.toString(),
@@ -55,6 +84,7 @@ export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: B
     keyVersion: KEY_VERSION,
     count: sorted.length,
     oracles: built.rootValue.oracles.map(toHex),
+    ...(built.rootValue.witnesses === undefined ? {} : { witnesses: built.rootValue.witnesses.map(toHex) }),
     ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
     entries: sorted.map(readableEntry),
   };
@@ -74,7 +104,20 @@ export function readableEntry(e: DecodedEntry): NetlockFileEntry {
     sha256: toHex(e.record.response.sha256),
     record: e.signed.record.toString(),
     signature: Buffer.from(e.signed.signature).toString('base64'),
+    ...readableWitnesses(e),
   };
+}
+
+/** The `witnesses` field of an entry's line (sorted by countersignature CID, as the leaf keeps them), or nothing. */
+function readableWitnesses(e: DecodedEntry): { witnesses?: ReadableWitness[] } {
+  const w = e.witnesses ?? [];
+  if (w.length === 0) return {};
+  const lines = w.map((signed, i) => {
+    const c = e.countersigned?.[i];
+    if (c === undefined) throw new InvalidNetlockError(`Entry ${e.key.split('\n').slice(0, 2).join(' ')} has a countersignature that was not decoded`);
+    return { witness: toHex(c.witness), record: c.record.toString(), fetchedAt: c.fetchedAt, countersignature: signed.countersignature.toString(), signature: Buffer.from(signed.signature).toString('base64') };
+  });
+  return { witnesses: lines.sort((a, b) => compareKeys(a.countersignature, b.countersignature)) };
 }
 
 /** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { CID } from 'multiformats/cid';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
+import { decodeCountersignature } from '../protocol/countersignature.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -17,8 +18,8 @@ export const FILE_MISMATCH_CODE = 'ORACLE_ERR_INVALID_NETLOCK';
 /** The note `verify` prints when it accepted the keys the netlock itself names (no `--trust`). */
 export const UNTRUSTED_KEYS_NOTE = 'signed by keys named in the file; pass --trust to check who';
 
-const HEAD_FIELDS = ['netlock', 'version', 'keyVersion', 'count', 'oracles', 'variantRules', 'entries'] as const;
-const ENTRY_FIELDS: ReadonlyArray<keyof NetlockFileEntry> = ['method', 'url', 'accept', 'status', 'body', 'size', 'sha256', 'record', 'signature'];
+const HEAD_FIELDS = ['netlock', 'version', 'keyVersion', 'count', 'oracles', 'witnesses', 'variantRules', 'entries'] as const;
+const ENTRY_FIELDS: ReadonlyArray<keyof NetlockFileEntry> = ['method', 'url', 'accept', 'status', 'body', 'size', 'sha256', 'record', 'signature', 'witnesses'];
 
 export interface FileVerifyReport extends VerifyReport {
   /** Whose keys were accepted: those given with --trust, or whichever keys the netlock names. */
@@ -67,6 +68,7 @@ export async function checkReadableFile(text: unknown, root: CID, store: BlockSo
     keyVersion: rootValue.keyVersion,
     count: rootValue.count,
     oracles: rootValue.oracles.map(toHex),
+    witnesses: rootValue.witnesses?.map(toHex),
     variantRules: rootValue.variantRules,
   };
   for (const [name, want] of Object.entries(head)) {
@@ -100,14 +102,19 @@ export async function checkReadableFile(text: unknown, root: CID, store: BlockSo
       }
       const line = got.value as Record<string, unknown>;
       let want: Partial<NetlockFileEntry>;
+      let readable = true;
       try {
-        want = readableEntry({ ...entry, record: decodeRecord(await source.get(entry.signed.record, options)) });
+        const countersigned = [];
+        for (const w of entry.witnesses ?? []) countersigned.push(decodeCountersignature(await source.get(w.countersignature, options), w.countersignature));
+        want = readableEntry({ ...entry, record: decodeRecord(await source.get(entry.signed.record, options)), countersigned });
       } catch {
         // The record is unreadable (reported by verifyNetlock): check what the index itself says.
+        readable = false;
         want = { method: k.method, url: k.url, accept, record: entry.signed.record.toString(), signature: Buffer.from(entry.signed.signature).toString('base64') };
       }
       for (const field of ENTRY_FIELDS) {
-        if (!(field in want)) continue;
+        // A `witnesses` line the DAG does not have is a mismatch too (an added countersignature is not signed by the netlock).
+        if (!(field in want) && !(field === 'witnesses' && readable && field in line)) continue;
         if (!same(line[field], want[field])) fail(name, `entry ${got.line} of the file: field ${JSON.stringify(field)} is ${show(line[field])} but the signed netlock says ${show(want[field])}`);
       }
       for (const field of Object.keys(line)) {
@@ -145,13 +152,18 @@ export async function verifyNetlockPath(path: string, store: BlockSource, truste
 /** The text `verify` prints (without --json). */
 export function renderVerifyText(report: FileVerifyReport, attested: boolean): string {
   const lines = [`netlock ${report.root}`, `  entries: ${report.entries}`, `  body bytes: ${report.bodyBytes}`, `  signed by: ${report.oracles.join(', ') || '(none)'}`];
+  if (report.witnesses.length > 0) lines.push(`  witnessed by: ${report.witnesses.join(', ')}`);
+  if (report.quorum > 1) lines.push(`  quorum: ${report.quorum} distinct trusted keys per record`);
   if (report.trust === 'named-in-netlock' && !attested) lines.push(`  trust: ${UNTRUSTED_KEYS_NOTE}`);
+  for (const n of report.notCounted) lines.push(`  not counted: key ${n.key} (${n.why}) on ${n.entries} entr${n.entries === 1 ? 'y' : 'ies'}`);
+  for (const d of report.disagreements) lines.push(`  DISAGREE ${d.entry}: ${d.records.map((r) => `record ${r.record} signed by ${r.keys.join(', ') || 'no counted key'}`).join('; ')}`);
   for (const a of report.attestations ?? []) lines.push(`  attested by: ${a.cid} (${a.moduleId}, ${a.timestamp}, key ${a.publicKey}, PCR0 ${a.pcr0}, ${a.records} record(s))`);
   for (const f of report.failures) lines.push(`FAIL ${f.entry}: ${f.code}: ${f.message}`);
   if (report.failures.length > 0) {
     lines.push(`${report.failures.length} failure(s)`);
   } else {
-    const who = attested ? ', every key attested' : report.trust === 'given' ? ', every key trusted' : '';
+    const quorum = report.quorum > 1 ? `, each record signed by ${report.quorum} distinct trusted keys` : '';
+    const who = (attested ? ', every key attested' : report.trust === 'given' ? ', every key trusted' : '') + quorum;
     const fields = report.fileChecked ? '; every field of the file matches the signed netlock' : '';
     const note = report.trust === 'named-in-netlock' && !attested ? ` (${UNTRUSTED_KEYS_NOTE})` : '';
     lines.push(`OK: every signature, block and body verified${who}${fields}${note}`);

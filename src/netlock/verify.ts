@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { asOracleError, BlockCorruptError } from '../errors.ts';
+import { asOracleError, BlockCorruptError, InvalidNetlockError } from '../errors.ts';
 import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { equalBytes, verifyingSource } from '../protocol/blocks.ts';
@@ -8,7 +8,7 @@ import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { loadVerifiedRecord } from '../protocol/verify-record.ts';
+import { evaluateQuorumRecord } from '../protocol/verify-record.ts';
 import { AttestationChecker } from './verify-attested.ts';
 import type { AttestationPolicy, AttestationSummary } from './verify-attested.ts';
 
@@ -27,11 +27,21 @@ export interface VerifyReport {
   failures: VerifyFailure[];
   /** With `attested`: the attestation documents that bound the records (verify --attested). */
   attestations?: AttestationSummary[];
+  /** Distinct trusted keys each entry's record needed (`--quorum`, default 1). */
+  quorum: number;
+  /** Witness keys the netlock names (hex), when witnesses countersigned it. */
+  witnesses: string[];
+  /** Entries whose oracles vouch for different records (whether or not the quorum was met). */
+  disagreements: Array<{ entry: string; records: Array<{ record: string; keys: string[] }> }>;
+  /** Keys whose signatures were not counted toward the quorum, why, and on how many entries. */
+  notCounted: Array<{ key: string; why: 'untrusted' | 'signed more than one record'; entries: number }>;
 }
 
 export interface VerifyNetlockOptions extends AbortOptions {
   /** Accept a record only when its key is bound by a valid attestation document matching this policy. */
   attested?: AttestationPolicy;
+  /** Accept an entry only when this many distinct trusted keys signed its record (k-of-n witnesses). @default 1 */
+  quorum?: number;
 }
 
 export function keyFromId(id: string): RequestKey {
@@ -48,7 +58,9 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
   const source = verifyingSource(store);
   const attested = options.attested === undefined ? undefined : new AttestationChecker(options.attested, store);
   const reader = new NetlockReader(root, source);
-  const report: VerifyReport = { root: root.toString(), entries: 0, bodyBytes: 0, oracles: [], failures: [] };
+  const quorum = options.quorum ?? 1;
+  const report: VerifyReport = { root: root.toString(), entries: 0, bodyBytes: 0, oracles: [], failures: [], quorum, witnesses: [], disagreements: [], notCounted: [] };
+  const notCounted = new Map<string, VerifyReport['notCounted'][number]>();
   let rootValue;
   try {
     rootValue = await reader.rootValue(options);
@@ -57,14 +69,29 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
     return report;
   }
   report.oracles = rootValue.oracles.map(toHex);
-  const keys = trusted ?? rootValue.oracles;
+  report.witnesses = (rootValue.witnesses ?? []).map(toHex);
+  const keys = trusted ?? [...rootValue.oracles, ...(rootValue.witnesses ?? [])];
+  const named = new Set([...report.oracles, ...report.witnesses]);
   try {
     for await (const entry of reader.entries(options)) {
       report.entries++;
       const key = keyFromId(entry.key);
       const name = `${key.method} ${key.url}`;
       try {
-        const record = await loadVerifiedRecord(entry.signed, key, store, keys);
+        const witnessed = (entry.witnesses?.length ?? 0) > 0;
+        const { record, tally, error } = await evaluateQuorumRecord(entry, key, store, keys, quorum, { checkAll: witnessed });
+        if (tally !== undefined) {
+          if (tally.dissent.length > 0) report.disagreements.push({ entry: name, records: [{ record: tally.record, keys: [...tally.counted, ...tally.untrusted] }, ...tally.dissent.map((d) => ({ record: d.record, keys: [...d.keys] }))] });
+          const why = [...tally.untrusted.map((k) => [k, 'untrusted'] as const), ...tally.equivocating.map((k) => [k, 'signed more than one record'] as const)];
+          for (const [k, reason] of why) {
+            const seen = notCounted.get(`${k} ${reason}`) ?? { key: k, why: reason, entries: 0 };
+            seen.entries++;
+            notCounted.set(`${k} ${reason}`, seen);
+          }
+          const unnamed = [...tally.counted, ...tally.untrusted, ...tally.equivocating, ...tally.dissent.flatMap((d) => d.keys)].filter((k) => !named.has(k));
+          if (unnamed.length > 0) throw new InvalidNetlockError(`Countersigned by key(s) ${unnamed.join(', ')} that the netlock root does not name`);
+        }
+        if (error !== undefined) throw error;
         await attested?.check(record, entry.signed.record, options);
         if (record.response.body !== null) {
           const hash = createHash('sha256');
@@ -86,6 +113,7 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
     report.failures.push({ entry: 'netlock index', code: codeOf(err), message: (err as Error).message });
   }
   if (attested !== undefined) report.attestations = attested.summaries();
+  report.notCounted = [...notCounted.values()];
   if (report.entries !== rootValue.count) {
     report.failures.push({ entry: 'netlock', code: 'ORACLE_ERR_INVALID_NETLOCK', message: `Root says ${rootValue.count} entries, index holds ${report.entries}` });
   }

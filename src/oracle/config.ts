@@ -62,12 +62,14 @@ export interface ReplayInit extends OracleInitBase {
   trust?: readonly Uint8Array[];
   /** With `ipfs`: how long Kubo may look for a block it lacks among its peers (bitswap), in ms. @default KUBO_FETCH_TIMEOUT_MS */
   ipfsFetchTimeoutMs?: number;
+  /** Distinct trusted keys that must have signed a record (its oracle and witnesses) before it is served. @default 1 */
+  quorum?: number;
 }
 
 export type OracleInit = RecordInit | ReplayInit;
 
 const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures', 'upstreamTimeoutMs'] as const;
-const REPLAY_ONLY = ['trust', 'ipfsFetchTimeoutMs'] as const;
+const REPLAY_ONLY = ['trust', 'ipfsFetchTimeoutMs', 'quorum'] as const;
 
 /** Checks an OracleInit once, before anything starts; InvalidConfigError names the field. */
 export function validateOracleInit(init: OracleInit): OracleInit {
@@ -77,6 +79,7 @@ export function validateOracleInit(init: OracleInit): OracleInit {
   if (init.mode === 'replay') {
     if (init.netlockPath === undefined) throw new InvalidConfigError('Replay mode needs a netlock (--netlock FILE)');
     for (const field of RECORD_ONLY) if (given[field] !== undefined) throw new InvalidConfigError(`${field}: a record-mode option (replay never fetches)`);
+    if (init.quorum !== undefined && (!Number.isSafeInteger(init.quorum) || init.quorum < 1)) throw new InvalidConfigError(`quorum: ${String(init.quorum)} (expected a positive integer)`);
   } else if (init.mode === 'record') {
     for (const field of REPLAY_ONLY) if (given[field] !== undefined) throw new InvalidConfigError(`${field}: a replay-mode option`);
   } else {

@@ -32,6 +32,8 @@ export interface OpenReplayInit {
   logger: Logger;
   /** @default fresh replay counters */
   stats?: OracleStats;
+  /** Distinct trusted keys (the record's oracle and witnesses that countersigned it) each record needs. @default 1 */
+  quorum?: number;
   /** Told of each miss before its 504 is answered (the guest reports misses to the host). */
   onMiss?: (miss: ReplayMiss) => void | Promise<void>;
 }
@@ -60,12 +62,16 @@ export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
   const source = verifyingSource(init.source);
   const netlock = new NetlockReader(init.root, source);
   const rootValue = await netlock.rootValue();
+  const quorum = init.quorum ?? 1;
   const untrusted = rootValue.oracles.filter((k) => !init.trusted.some((t) => toHex(t) === toHex(k)));
-  if (untrusted.length > 0) {
+  if (quorum > 1) {
+    const named = [...rootValue.oracles, ...(rootValue.witnesses ?? [])].filter((k) => init.trusted.some((t) => toHex(t) === toHex(k)));
+    logger.info('replay quorum %d: a record is served only when %d distinct trusted keys signed it (%d trusted key(s) sign this netlock)', quorum, quorum, named.length);
+  } else if (untrusted.length > 0) {
     logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', init.root.toString(), untrusted.map(toHex).join(', '));
   }
   const stats = init.stats ?? createStats('replay');
-  const replayer = new Replayer({ netlock, source, trusted: init.trusted, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
+  const replayer = new Replayer({ netlock, source, trusted: init.trusted, quorum, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
   const reader = isBlockReader(init.source) ? init.source : undefined;
   const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay'), ...(reader === undefined ? {} : { reader }) });
   logger.info('replaying netlock %s (%d entries)', init.root.toString(), rootValue.count);

@@ -33,7 +33,7 @@ export class ReplayMode implements OracleMode {
     const own = await LocalSigner.publicKeyIn(init.dataDir);
     const trusted = init.trust ?? (own === undefined ? [] : [own]);
     // Every block is verified as it is read (measured: hashing leaves on a worker made replay slower).
-    return new ReplayMode(init, await openReplay({ root, source: store, trusted, logger, stats }), store);
+    return new ReplayMode(init, await openReplay({ root, source: store, trusted, logger, stats, ...(init.quorum === undefined ? {} : { quorum: init.quorum }) }), store);
   }
 
   get handler(): OpenedReplay['handler'] {

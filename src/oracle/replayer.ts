@@ -6,7 +6,7 @@ import type { MissExplanation } from '../protocol/explain.ts';
 import type { FetchRecord } from '../protocol/record.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
-import { loadVerifiedRecord } from '../protocol/verify-record.ts';
+import { loadQuorumRecord } from '../protocol/verify-record.ts';
 import type { NetlockReader } from '../netlock/dag.ts';
 import type { ReplayAnswer, ReplayDecider } from '../proxy/replay-handler.ts';
 import type { OracleStats } from './stats.ts';
@@ -29,6 +29,8 @@ export interface ReplayerInit {
   /** Blocks: records, index pages and bodies; verified on every read. */
   source: BlockSource;
   trusted: readonly Uint8Array[];
+  /** Distinct trusted keys each record needs (k-of-n witnesses). @default 1 */
+  quorum?: number;
   stats: OracleStats;
   logger: Logger;
   /** @default RECORD_CACHE_ENTRIES (0 verifies every record on every hit) */
@@ -120,7 +122,7 @@ export class Replayer implements ReplayDecider {
   }
 
   async #lookup(key: RequestKey): Promise<Verified | Explained> {
-    const { netlock, source, trusted } = this.#init;
+    const { netlock, source, trusted, quorum = 1 } = this.#init;
     let nearby: readonly string[] = [];
     const found = await resolve(key, async (k) => {
       const looked = await netlock.lookup(k.id);
@@ -128,7 +130,7 @@ export class Replayer implements ReplayDecider {
       return looked.entry;
     });
     if (found === undefined) return explainMiss(key, nearby, netlock.root.toString());
-    const verified: Verified = { record: await loadVerifiedRecord(found.entry.signed, found.key, source, trusted), entryKey: found.entry.key };
+    const verified: Verified = { record: (await loadQuorumRecord(found.entry, found.key, source, trusted, quorum)).record, entryKey: found.entry.key };
     if (this.#maxCached > 0) {
       this.#verified.set(key.id, verified);
       if (this.#verified.size > this.#maxCached) this.#verified.delete(this.#verified.keys().next().value!);

@@ -7,6 +7,8 @@ import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
 import { signEnvelope } from '../protocol/dsse.ts';
 import type { DsseEnvelope } from '../protocol/dsse.ts';
+import { signCountersignatureCid } from '../protocol/countersignature.ts';
+import type { SignedCountersignature } from '../protocol/countersignature.ts';
 import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { Signer } from './signer.ts';
@@ -96,5 +98,10 @@ export class LocalSigner implements Signer {
 
   sign(record: CID): Promise<SignedRecord> {
     return Promise.resolve(signRecordCid(record, this.#secretKey));
+  }
+
+  /** Signs a countersignature block's CID (a witness's statement; its own domain-separation prefix). */
+  countersign(countersignature: CID): SignedCountersignature {
+    return signCountersignatureCid(countersignature, this.#secretKey);
   }
 }
