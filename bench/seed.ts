@@ -35,7 +35,14 @@ interface ChildResult {
   seconds: number;
   bytes: number;
   maxRssMb: number;
+  /** CPU time of the whole process (every thread) over the timed part: steadier than wall time on a shared host. */
+  cpuSeconds: number;
 }
+
+const cpuSince = (start: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+};
 
 /**
  * The baseline: the same GETs with the same concurrency through undici. `toFiles` also stores each body the
@@ -48,6 +55,7 @@ async function plainDownload(origin: string, toFiles: string | undefined): Promi
   let next = 0;
   let bytes = 0;
   const t = performance.now();
+  const cpu = process.cpuUsage();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < COUNT) {
@@ -70,8 +78,9 @@ async function plainDownload(origin: string, toFiles: string | undefined): Promi
     }),
   );
   const seconds = (performance.now() - t) / 1000;
+  const cpuSeconds = cpuSince(cpu);
   await agent.close();
-  return { seconds, bytes, maxRssMb: process.resourceUsage().maxRSS / 1024 };
+  return { seconds, bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
 }
 
 async function seedChild(dir: string): Promise<ChildResult> {
@@ -79,12 +88,14 @@ async function seedChild(dir: string): Promise<ChildResult> {
   let text = '';
   out.on('data', (d: Buffer) => (text += d.toString()));
   const t = performance.now();
+  const cpu = process.cpuUsage();
   const code = await runSeed(['--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json')], { defaultDataDir: join(dir, 'data'), stdout: out, stderr: new PassThrough().resume() });
   const seconds = (performance.now() - t) / 1000;
+  const cpuSeconds = cpuSince(cpu);
   if (code !== 0) throw new Error(`seed exited ${code}: ${text}`);
   const summary = JSON.parse(text) as { fetched: number; bytes: number; count: number };
   if (summary.fetched !== COUNT || summary.count !== COUNT) throw new Error(`seed fetched ${summary.fetched} of ${COUNT}`);
-  return { seconds, bytes: summary.bytes, maxRssMb: process.resourceUsage().maxRSS / 1024 };
+  return { seconds, bytes: summary.bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
 }
 
 if (values.child !== undefined) {
@@ -117,7 +128,7 @@ try {
   await writeFile(join(dir, 'package-lock.json'), JSON.stringify({ name: 'bench', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
   process.stdout.write(`fetch-oracle seed benchmark: ${COUNT} packages, ${(total / MB).toFixed(1)} MB, concurrency ${CONCURRENCY}, Node ${process.version}\n\n`);
   const row = (name: string, r: ChildResult): void => {
-    process.stdout.write(`${name.padEnd(28)} ${r.seconds.toFixed(2).padStart(7)} s ${(COUNT / r.seconds).toFixed(0).padStart(6)} packages/s ${(r.bytes / MB / r.seconds).toFixed(1).padStart(7)} MB/s   peak RSS ${r.maxRssMb.toFixed(0)} MB\n`);
+    process.stdout.write(`${name.padEnd(28)} ${r.seconds.toFixed(2).padStart(7)} s ${(COUNT / r.seconds).toFixed(0).padStart(6)} packages/s ${(r.bytes / MB / r.seconds).toFixed(1).padStart(7)} MB/s   peak RSS ${r.maxRssMb.toFixed(0)} MB   CPU ${r.cpuSeconds.toFixed(2)} s\n`);
   };
   const plain = await runChild(['--child', 'plain', '--origin', origin, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
   row('plain parallel download', plain);
@@ -126,6 +137,7 @@ try {
   const seeded = await runChild(['--child', 'seed', '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
   row('seed (record + verify)', seeded);
   process.stdout.write(`\nseed rate: ${((plain.seconds / seeded.seconds) * 100).toFixed(0)}% of the plain download, ${((files.seconds / seeded.seconds) * 100).toFixed(0)}% of the download to files (target >= 80%)\n`);
+  process.stdout.write(`seed CPU: ${(seeded.cpuSeconds / files.cpuSeconds).toFixed(2)}x the download to files' CPU time (all threads)\n`);
 } finally {
   originProc.kill();
   await rm(dir, { recursive: true, force: true });

@@ -46,7 +46,6 @@ Options:
 `;
 
 export const attestCommand: Command = {
-  summary: 'verify an AWS Nitro Enclave attestation document (attest verify FILE)',
   help: ATTEST_HELP,
   run: runAttest,
 };

@@ -330,8 +330,6 @@ async function check(plan: Plan): Promise<number> {
 }
 
 export const buildCommand: Command = {
-  summary: `build an unmodified Dockerfile with buildah through the recording proxy; --replay FILE rebuilds
-            it offline, --check does both and compares the image digests`,
   help: BUILD_HELP,
   run: (args, context) => runBuild(args, context.defaultDataDir, context),
 };

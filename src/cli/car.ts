@@ -193,13 +193,11 @@ async function writeNetlockJson(path: string, root: CID, store: BlockStore): Pro
 }
 
 export const exportCommand: Command = {
-  summary: 'write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)',
   help: CAR_HELP.export,
   run: runExport,
 };
 
 export const importCommand: Command = {
-  summary: 'load and verify a CAR into the embedded store or Kubo (import IN.car)',
   help: CAR_HELP.import,
   run: runImport,
 };

@@ -2,45 +2,85 @@
  * The command table and the dispatcher: argv → the command's module, every command behind the same
  * parse/report path (a UsageError exits 2 on stderr, any other failure 1 with its stable code).
  */
-import { attestCommand } from './attest.ts';
-import { buildCommand } from './build.ts';
-import { exportCommand, importCommand } from './car.ts';
-import type { Command, CommandContext } from './command.ts';
+import type { CommandContext, ListedCommand } from './command.ts';
 import { reportingErrors, UsageError } from './common.ts';
-import { enclaveCommand } from './enclave.ts';
-import { envCommand } from './env.ts';
-import { gcCommand } from './gc.ts';
-import { recordCommand } from './record.ts';
-import { recoverCommand } from './recover.ts';
-import { replayCommand } from './replay.ts';
-import { runCommand } from './run.ts';
-import { lockfileCommand, seedCommand } from './seed.ts';
-import { machineCommand } from './machine.ts';
-import { provenanceCommand } from './provenance.ts';
-import { serveMachineCommand } from './serve-machine.ts';
-import { verifyCommand } from './verify.ts';
-import { witnessCommand } from './witness.ts';
 
-/** Every command, in the order `fetch-oracle --help` lists them. */
-export const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  ['record', recordCommand],
-  ['replay', replayCommand],
-  ['env', envCommand],
-  ['verify', verifyCommand],
-  ['provenance', provenanceCommand],
-  ['witness', witnessCommand],
-  ['recover', recoverCommand],
-  ['gc', gcCommand],
-  ['export', exportCommand],
-  ['import', importCommand],
-  ['run', runCommand],
-  ['build', buildCommand],
-  ['attest', attestCommand],
-  ['machine', machineCommand],
-  ['serve-machine', serveMachineCommand],
-  ['seed', seedCommand],
-  ['lockfile', lockfileCommand],
-  ['enclave', enclaveCommand],
+/** Every command, in the order `fetch-oracle --help` lists them; each module is imported when its command runs. */
+export const COMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, ListedCommand>([
+  ['record', {
+    summary: 'forward proxy that records every new request and answers recorded ones from the record',
+    load: async () => (await import('./record.ts')).recordCommand,
+  }],
+  ['replay', {
+    summary: 'forward proxy that answers only from a netlock, never touching the network',
+    load: async () => (await import('./replay.ts')).replayCommand,
+  }],
+  ['env', {
+    summary: 'print the shell exports that point clients at the proxy and make them trust its CA',
+    load: async () => (await import('./env.ts')).envCommand,
+  }],
+  ['verify', {
+    summary: "check a netlock's signatures, blocks and bodies",
+    load: async () => (await import('./verify.ts')).verifyCommand,
+  }],
+  ['witness', {
+    summary: "fetch a netlock's entries again with another key and countersign what matches",
+    load: async () => (await import('./witness.ts')).witnessCommand,
+  }],
+  ['recover', {
+    summary: 'rebuild a netlock from the journal of a run that crashed',
+    load: async () => (await import('./recover.ts')).recoverCommand,
+  }],
+  ['gc', {
+    summary: 'remove blocks no record or netlock needs, and stale temp files, from the data directory',
+    load: async () => (await import('./gc.ts')).gcCommand,
+  }],
+  ['export', {
+    summary: 'write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)',
+    load: async () => (await import('./car.ts')).exportCommand,
+  }],
+  ['import', {
+    summary: 'load and verify a CAR into the embedded store or Kubo (import IN.car)',
+    load: async () => (await import('./car.ts')).importCommand,
+  }],
+  ['run', {
+    summary: `run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
+            namespace where the replay proxy is the only way out)`,
+    load: async () => (await import('./run.ts')).runCommand,
+  }],
+  ['build', {
+    summary: `build an unmodified Dockerfile with buildah through the recording proxy; --replay FILE rebuilds
+            it offline, --check does both and compares the image digests`,
+    load: async () => (await import('./build.ts')).buildCommand,
+  }],
+  ['provenance', {
+    summary: 'write (or --verify) a signed SLSA v1 provenance statement for a netlock',
+    load: async () => (await import('./provenance.ts')).provenanceCommand,
+  }],
+  ['attest', {
+    summary: 'verify an AWS Nitro Enclave attestation document (attest verify FILE)',
+    load: async () => (await import('./attest.ts')).attestCommand,
+  }],
+  ['machine', {
+    summary: 'build inside the Cartesi Machine: image, run, check',
+    load: async () => (await import('./machine.ts')).machineCommand,
+  }],
+  ['serve-machine', {
+    summary: "answer a Cartesi Machine's dehashing device from this host's blocks",
+    load: async () => (await import('./serve-machine.ts')).serveMachineCommand,
+  }],
+  ['seed', {
+    summary: 'build a netlock before the build, from URL lists and lockfiles, checking their digests',
+    load: async () => (await import('./seed.ts')).seedCommand,
+  }],
+  ['lockfile', {
+    summary: 'turn a netlock back into a pinned list (sha256sums, urls, json)',
+    load: async () => (await import('./seed.ts')).lockfileCommand,
+  }],
+  ['enclave', {
+    summary: "run the oracle in a Nitro Enclave (enclave serve) or the parent's CONNECT proxy (enclave parent)",
+    load: async () => (await import('./enclave.ts')).enclaveCommand,
+  }],
 ]);
 
 export const MAIN_HELP = `fetch-oracle: record a build's network once as signed, content-addressed records; replay it offline.
@@ -64,6 +104,6 @@ export async function runCommandLine(argv: readonly string[], context: CommandCo
     if (name === undefined) throw new UsageError(`a command is needed\n\n${MAIN_HELP}`);
     const command = COMMANDS.get(name);
     if (command === undefined) throw new UsageError(`Unknown command ${JSON.stringify(name)}\n\n${MAIN_HELP}`);
-    return command.run(rest, context);
+    return (await command.load()).run(rest, context);
   });
 }

@@ -55,7 +55,6 @@ export function parseProxyAddress(text: string, flag: string): ProxyAddress {
 }
 
 export const enclaveCommand: Command = {
-  summary: "run the oracle in a Nitro Enclave (enclave serve) or the parent's CONNECT proxy (enclave parent)",
   help: ENCLAVE_HELP,
   run: (args, context) => runEnclave(args, context.defaultDataDir, context),
 };

@@ -20,7 +20,6 @@ Options:
 `;
 
 export const envCommand: Command = {
-  summary: 'print the shell exports that point clients at the proxy and make them trust its CA',
   help: ENV_HELP,
   run: runEnv,
 };

@@ -25,7 +25,6 @@ Kubo (--ipfs) collects its own garbage ('ipfs repo gc'); records and netlocks wr
 `;
 
 export const gcCommand: Command = {
-  summary: 'remove blocks no record or netlock needs, and stale temp files, from the data directory',
   help: GC_HELP,
   run: runGc,
 };

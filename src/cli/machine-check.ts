@@ -170,7 +170,6 @@ export async function runMachineCheck(args: string[], context: CommandContext): 
 }
 
 export const machineCheckCommand: Command = {
-  summary: 'record a command in the Cartesi Machine, replay it, and compare the two runs\' outputs',
   help: MACHINE_CHECK_HELP,
   run: runMachineCheck,
 };

@@ -196,7 +196,6 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
 }
 
 export const machineImageCommand: Command = {
-  summary: 'build the riscv64 root file system (ext2) from Debian packages, downloads through the oracle',
   help: MACHINE_IMAGE_HELP,
   run: (args, context) => reportingErrors(context.stderr, 'fetch-oracle machine image', () => runParsed(args, context)),
 };

@@ -248,7 +248,6 @@ export function reportRunLines(o: MachineRunOutcome, context: Pick<CommandContex
 }
 
 export const machineRunCommand: Command = {
-  summary: 'run a command inside the Cartesi Machine, its downloads replayed from a netlock by CID (or recorded)',
   help: MACHINE_RUN_HELP,
   run: runMachineRun,
 };

@@ -2,16 +2,22 @@
  * `fetch-oracle machine image|run|check`: builds in the real Cartesi Machine. Each subcommand has its own
  * module; this one only dispatches, so `machine --help` lists them and a usage error names the subcommand.
  */
-import type { Command } from './command.ts';
+import type { Command, ListedCommand } from './command.ts';
 import { UsageError } from './common.ts';
-import { machineCheckCommand } from './machine-check.ts';
-import { machineImageCommand } from './machine-image.ts';
-import { machineRunCommand } from './machine-run.ts';
 
-const SUBCOMMANDS: ReadonlyMap<string, Command> = new Map([
-  ['image', machineImageCommand],
-  ['run', machineRunCommand],
-  ['check', machineCheckCommand],
+const SUBCOMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, ListedCommand>([
+  ['image', {
+    summary: 'build the riscv64 root file system (ext2) from Debian packages, downloads through the oracle',
+    load: async () => (await import('./machine-image.ts')).machineImageCommand,
+  }],
+  ['run', {
+    summary: 'run a command inside the Cartesi Machine, its downloads replayed from a netlock by CID (or recorded)',
+    load: async () => (await import('./machine-run.ts')).machineRunCommand,
+  }],
+  ['check', {
+    summary: "record a command in the Cartesi Machine, replay it, and compare the two runs' outputs",
+    load: async () => (await import('./machine-check.ts')).machineCheckCommand,
+  }],
 ]);
 
 export const MACHINE_HELP = `Usage: fetch-oracle machine <image|run|check> [options]
@@ -25,7 +31,6 @@ Run 'fetch-oracle machine <subcommand> --help' for its options.
 `;
 
 export const machineCommand: Command = {
-  summary: 'build inside the Cartesi Machine: image, run, check',
   help: MACHINE_HELP,
   async run(args, context) {
     const [name, ...rest] = args;
@@ -37,6 +42,6 @@ export const machineCommand: Command = {
     if (name.startsWith('-')) throw new UsageError(`Unknown option '${name}' (options follow the subcommand)\n\n${MACHINE_HELP}`);
     const sub = SUBCOMMANDS.get(name);
     if (sub === undefined) throw new UsageError(`Unknown machine subcommand ${JSON.stringify(name)}\n\n${MACHINE_HELP}`);
-    return sub.run(rest, context);
+    return (await sub.load()).run(rest, context);
   },
 };

@@ -43,7 +43,6 @@ ORACLE_ERR_SUBJECT_MISMATCH); 2 for a usage error.
 `;
 
 export const provenanceCommand: Command = {
-  summary: 'write (or --verify) a signed SLSA v1 provenance statement for a netlock',
   help: PROVENANCE_HELP,
   run: runProvenance,
 };

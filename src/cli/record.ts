@@ -38,7 +38,6 @@ ${FRONT_HELP}${UPSTREAM_HELP}  -h, --help             show this help
 `;
 
 export const recordCommand: Command = {
-  summary: 'forward proxy that records every new request and answers recorded ones from the record',
   help: RECORD_HELP,
   run: runRecord,
 };

@@ -18,7 +18,6 @@ recover, FILE is left as it is and the message says what it holds (exit 2).
 `;
 
 export const recoverCommand: Command = {
-  summary: 'rebuild a netlock from the journal of a run that crashed',
   help: RECOVER_HELP,
   run: runRecover,
 };

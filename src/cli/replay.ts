@@ -40,7 +40,6 @@ ${FRONT_HELP}  -h, --help             show this help
 `;
 
 export const replayCommand: Command = {
-  summary: 'forward proxy that answers only from a netlock, never touching the network',
   help: REPLAY_HELP,
   run: runReplay,
 };

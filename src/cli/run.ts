@@ -271,8 +271,6 @@ async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8A
 }
 
 export const runCommand: Command = {
-  summary: `run a command with a recording proxy (or, with --replay FILE, offline in a loopback-only
-            namespace where the replay proxy is the only way out)`,
   help: RUN_HELP,
   run: (args, context) => runRun(args, context.defaultDataDir, context),
 };

@@ -262,13 +262,11 @@ export async function runSeedCommand(args: string[], defaultDataDir: string, io:
 }
 
 export const seedCommand: Command = {
-  summary: 'build a netlock before the build, from URL lists and lockfiles, checking their digests',
   help: SEED_HELP,
   run: (args, context) => runSeedCommand(args, context.defaultDataDir, context),
 };
 
 export const lockfileCommand: Command = {
-  summary: 'turn a netlock back into a pinned list (sha256sums, urls, json)',
   help: LOCKFILE_HELP,
   run: (args, context) => runLockfile(args, context),
 };

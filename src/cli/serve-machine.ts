@@ -26,7 +26,6 @@ store, for a machine whose guest shim replays FILE.
 `;
 
 export const serveMachineCommand: Command = {
-  summary: "answer a Cartesi Machine's dehashing device from this host's blocks",
   help: SERVE_MACHINE_HELP,
   run: (args, context) => runServeMachine(args, context.defaultDataDir, context),
 };

@@ -91,7 +91,6 @@ ${VERIFY_ATTESTED_HELP}  -h, --help             show this help
 `;
 
 export const verifyCommand: Command = {
-  summary: "check a netlock's signatures, blocks and bodies",
   help: VERIFY_HELP,
   run: runVerify,
 };

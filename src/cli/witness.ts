@@ -33,7 +33,6 @@ Options:
 `;
 
 export const witnessCommand: Command = {
-  summary: "fetch a netlock's entries again with another key and countersign what matches",
   help: WITNESS_HELP,
   run: runWitness,
 };

@@ -165,6 +165,17 @@ export class ProxyGate {
     };
   }
 
+  /**
+   * Whether an absolute URL could name one of the oracle's own ports: false only when none of those ports'
+   * digits occur in it and none is the scheme's default port. Spares the per-request URL parse of
+   * `checkTarget` (issue #15); any doubt (a port's digits anywhere, e.g. in the path) answers true.
+   */
+  mayTargetSelf(url: string): boolean {
+    const defaultPort = (url.charCodeAt(4) | 0x20) === 115 /* the 's' of https, any case */ ? 443 : 80;
+    for (const a of this.#self()) if (a.port === defaultPort || url.includes(String(a.port))) return true;
+    return false;
+  }
+
   /** 403 when `host:port` is one of the oracle's own listening sockets under any name. */
   checkTarget(host: string, port: number): Refusal | undefined {
     const why = this.#selfTarget(host, port);

@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import { AdminServer } from '../admin/server.ts';
+import type { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { exportCar } from '../netlock/export-car.ts';
 import type { NetlockFile } from '../netlock/file.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import { isLoopbackHost, ProxyGate } from '../config/exposure.ts';
@@ -14,9 +13,7 @@ import { CertAuthority } from '../tls/cert-authority.ts';
 import { validateOracleInit } from './config.ts';
 import type { OracleInit } from './config.ts';
 import type { OracleMode } from './mode.ts';
-import { RecordMode } from './record-mode.ts';
 import type { UpstreamMutation } from './recorder.ts';
-import { ReplayMode } from './replay-mode.ts';
 import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 import type { ReplayReport } from './open-replay.ts';
@@ -24,9 +21,13 @@ import type { ReplayReport } from './open-replay.ts';
 export type { OracleInit, RecordInit, ReplayInit } from './config.ts';
 export type { ReplayReport } from './open-replay.ts';
 
-/** Opens the mode an init names: the one place that tells record from replay. */
-function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<OracleMode> {
-  return init.mode === 'record' ? RecordMode.open(init, store, stats, logger, gate) : ReplayMode.open(init, store, stats, logger);
+/**
+ * Opens the mode an init names: the one place that tells record from replay. Each mode's code (record: the
+ * upstream client, importer and digests) is imported only when used, so a replay process never loads it.
+ */
+async function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<OracleMode> {
+  if (init.mode === 'record') return (await import('./record-mode.ts')).RecordMode.open(init, store, stats, logger, gate);
+  return (await import('./replay-mode.ts')).ReplayMode.open(init, store, stats, logger);
 }
 
 /** Wires store, CA, proxy and admin API around one mode; `start()` / `close()` manage its life. */
@@ -79,6 +80,8 @@ export class Oracle {
     if (!('path' in init.listen)) this.#own.push({ ...this.#proxy.address(), role: 'proxy' });
     if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
+      // The admin API (hono) and the CAR writer load only when asked for.
+      const [{ AdminServer }, { exportCar }] = await Promise.all([import('../admin/server.ts'), import('../netlock/export-car.ts')]);
       this.#admin = await AdminServer.start(init.admin, {
         stats: () => ({ ...this.stats }),
         recordsForUrl: (url) => mode.recordsForUrl(url),

@@ -88,7 +88,11 @@ interface Connection {
   raw: Socket;
   /** Sockets carried inside it (a CONNECT tunnel's TLS socket or stream); their counters count as its activity. */
   inner: Array<Socket | Duplex>;
-  exchanges: Set<{ req: IncomingMessage; res: ServerResponse }>;
+  /**
+   * Its requests not yet answered, oldest first (more than one only when pipelined). Answered ones are
+   * dropped when the next request comes: no close listener per request (issue #15).
+   */
+  exchanges: Array<{ req: IncomingMessage; res: ServerResponse }>;
   bytes: number;
   lastMoved: number;
   /** Whether a request head has arrived on it: before that, the header timeout (a 408) governs it. */
@@ -148,10 +152,10 @@ export class ConnectionLimiter {
   track(req: IncomingMessage, res: ServerResponse): void {
     const conn = this.#carrier.get(req.socket) ?? this.#connections.get(req.socket);
     if (conn === undefined) return;
-    const exchange = { req, res };
     conn.requested = true;
-    conn.exchanges.add(exchange);
-    res.once('close', () => conn.exchanges.delete(exchange));
+    const { exchanges } = conn;
+    while (exchanges.length > 0 && exchanges[0]!.res.writableEnded) exchanges.shift();
+    exchanges.push({ req, res });
   }
 
   close(): void {
@@ -164,7 +168,7 @@ export class ConnectionLimiter {
       this.#refuse(socket);
       return;
     }
-    const conn: Connection = { raw: socket, inner: [], exchanges: new Set(), bytes: 0, lastMoved: Date.now(), requested: false };
+    const conn: Connection = { raw: socket, inner: [], exchanges: [], bytes: 0, lastMoved: Date.now(), requested: false };
     this.#connections.set(socket, conn);
     socket.once('close', () => this.#connections.delete(socket));
   }

@@ -306,6 +306,7 @@ function firstChunk(socket: Socket, timeoutMs: number): Promise<Buffer | undefin
 
 /** 403 for an absolute-form URL naming the oracle's own proxy or admin port. */
 function targetRefusal(gate: ProxyGate, url: string): Refusal | undefined {
+  if (!gate.mayTargetSelf(url)) return undefined;
   let u: URL;
   try {
     u = new URL(url);

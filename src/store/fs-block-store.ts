@@ -1,4 +1,4 @@
-import { close, closeSync, fstat, open, readSync, read } from 'node:fs';
+import { close, closeSync, fstat, mkdirSync, open, readSync, read, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
@@ -9,6 +9,12 @@ import type { Block, BlockStore, PinOptions } from './block-store.ts';
 
 /** Block files `readBlock` keeps open at most: well inside the descriptors the proxy keeps back for the store. */
 export const OPEN_BLOCK_FILES = 64;
+/**
+ * Blocks up to this size are written with blocking calls: a small write to the page cache costs less than
+ * the four thread-pool round trips (open, write, close, rename) and their promises (issue #15, record path).
+ * Larger ones (the 1 MiB leaves of big bodies) go through the pool, so the event loop keeps moving.
+ */
+const SYNC_WRITE_BELOW = 64 * 1024;
 /** Blocks from this size up (the full leaves of large bodies, each read once per answer) are not kept open. */
 const KEEP_OPEN_BELOW = 1024 * 1024;
 
@@ -52,12 +58,21 @@ export class FsBlockStore implements BlockStore {
     const shard = join(path, '..');
     const tmp = `${path}.${process.pid}.${this.#nextTmp++}.tmp`;
     try {
-      if (!this.#madeDirs.has(shard)) {
-        await mkdir(shard, { recursive: true });
-        this.#madeDirs.add(shard);
+      if (bytes.byteLength < SYNC_WRITE_BELOW) {
+        if (!this.#madeDirs.has(shard)) {
+          mkdirSync(shard, { recursive: true });
+          this.#madeDirs.add(shard);
+        }
+        writeFileSync(tmp, bytes);
+        renameSync(tmp, path);
+      } else {
+        if (!this.#madeDirs.has(shard)) {
+          await mkdir(shard, { recursive: true });
+          this.#madeDirs.add(shard);
+        }
+        await writeFile(tmp, bytes);
+        await rename(tmp, path);
       }
-      await writeFile(tmp, bytes);
-      await rename(tmp, path);
       this.#rememberWritten(path);
     } catch (cause) {
       this.#madeDirs.delete(shard); // a shard directory removed since (or a file in its way) is made again next time

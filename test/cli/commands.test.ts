@@ -35,13 +35,13 @@ describe('runCommandLine', () => {
       expect(res.stdout).toBe('');
       // build hands flags it does not know to buildah, so for it the usage error is the missing CONTEXT.
       expect(res.stderr).toMatch(name === 'build' ? /^fetch-oracle: build needs a CONTEXT directory/ : /^fetch-oracle: Unknown option '--no-such-flag'/);
-      expect(res.stderr).toContain(COMMANDS.get(name)!.help);
+      expect(res.stderr).toContain((await COMMANDS.get(name)!.load()).help);
     });
 
     it(`${argv.join(' ')} --help prints the command's help on stdout and exits 0`, async () => {
       const res = await cliInProcess([...argv, '--help']);
       expect(res.code, res.stderr).toBe(0);
-      expect(res.stdout).toBe(COMMANDS.get(name)!.help);
+      expect(res.stdout).toBe((await COMMANDS.get(name)!.load()).help);
     });
   }
 
@@ -50,7 +50,7 @@ describe('runCommandLine', () => {
       const res = await cliInProcess(argv);
       expect(res.code, argv.join(' ')).toBe(2);
       expect(res.stdout).toBe('');
-      expect(res.stderr).toContain(COMMANDS.get(argv[0]!)!.help);
+      expect(res.stderr).toContain((await COMMANDS.get(argv[0]!)!.load()).help);
     }
   });
 
@@ -68,7 +68,7 @@ describe('bin/fetch-oracle.js', () => {
       expect(res.code, res.stderr).toBe(2);
       expect(res.stdout).toBe('');
       expect(res.stderr).toMatch(/^fetch-oracle: Unknown option '--bogus'/);
-      expect(res.stderr).toContain(COMMANDS.get(['attest', 'enclave', 'serve-machine'][i]!)!.help);
+      expect(res.stderr).toContain((await COMMANDS.get(['attest', 'enclave', 'serve-machine'][i]!)!.load()).help);
     }
   });
 });

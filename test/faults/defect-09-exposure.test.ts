@@ -151,4 +151,17 @@ describe('defect 9: exposure off loopback, proxy authentication, never the oracl
     expect(gate.refusePeer('127.0.0.1', 8080)).toBeUndefined();
     expect(gate.refusePeer('192.0.2.7', 8899)).toBeUndefined();
   });
+
+  it('parses a URL for the self check whenever it could name an own port (leading zeros, default ports, any case)', async () => {
+    const { ProxyGate } = await import('../../src/config/exposure.ts');
+    const gate = new ProxyGate({ self: () => [{ host: '127.0.0.1', port: 8899, role: 'proxy' }, { host: '127.0.0.1', port: 443, role: 'admin' }] });
+    for (const url of ['http://127.1:08899/', 'http://LOCALHOST.:8899/x', 'HTTPS://localhost/', 'https://127.0.0.1/']) {
+      expect(gate.mayTargetSelf(url), url).toBe(true);
+      const u = new URL(url);
+      expect(gate.checkTarget(u.hostname, u.port === '' ? 443 : Number(u.port)), url).toBeDefined();
+    }
+    // Ports the oracle does not listen on are answered without a parse.
+    expect(gate.mayTargetSelf('http://registry.example:8080/pkg.tgz')).toBe(false);
+    expect(new ProxyGate({ self: () => [{ host: '127.0.0.1', port: 8899, role: 'proxy' }] }).mayTargetSelf('http://127.0.0.1/')).toBe(false);
+  });
 });
