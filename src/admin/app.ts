@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
 import { asOracleError, BadRequestError, UnauthorizedError } from '../errors.ts';
+import { PAGE_CSP } from '../report/html.ts';
 
 /** What the admin API reads from a running oracle: a narrow interface, not the oracle itself. */
 export interface AdminDeps {
@@ -15,6 +16,11 @@ export interface AdminDeps {
    */
   netlockCar?(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }>;
   caPem(): string;
+  /** The live report page's data (`GET /report.json`) and the page around it (`GET /`). */
+  report?(): Promise<object>;
+  reportPage?(): Promise<string>;
+  /** Prometheus text exposition (`GET /metrics`). */
+  metrics?(): Promise<{ contentType: string; text: string }>;
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string;
 }
@@ -26,7 +32,7 @@ function sameToken(given: string, expected: string): boolean {
 }
 
 /**
- * The admin API: `/healthz`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
+ * The admin API: `/healthz`, `/` (the live report page), `/report.json`, `/metrics`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
  * JSON `{code, message}`; an error while a CAR streams cuts the response short (a CAR import then refuses it).
  */
 export function createAdminApp(deps: AdminDeps): Hono {
@@ -42,6 +48,19 @@ export function createAdminApp(deps: AdminDeps): Hono {
     return next();
   });
   app.get('/stats', (c) => c.json(deps.stats()));
+  app.get('/', async (c) => {
+    if (deps.reportPage === undefined) return c.json(new BadRequestError('This oracle has no report page', 404).toJSON(), 404);
+    return c.html(await deps.reportPage(), 200, { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+  });
+  app.get('/report.json', async (c) => {
+    if (deps.report === undefined) return c.json(new BadRequestError('This oracle has no report', 404).toJSON(), 404);
+    return c.json(await deps.report(), 200, { 'cache-control': 'no-store' });
+  });
+  app.get('/metrics', async (c) => {
+    if (deps.metrics === undefined) return c.json(new BadRequestError('This oracle has no metrics', 404).toJSON(), 404);
+    const m = await deps.metrics();
+    return c.body(m.text, 200, { 'content-type': m.contentType });
+  });
   app.get('/records', async (c) => {
     const url = c.req.query('url');
     if (url === undefined || url === '') return c.json(new BadRequestError('Query parameter url is required').toJSON(), 400);

@@ -13,6 +13,7 @@ import { gcCommand } from './gc.ts';
 import { recordCommand } from './record.ts';
 import { recoverCommand } from './recover.ts';
 import { replayCommand } from './replay.ts';
+import { reportCommand } from './report.ts';
 import { runCommand } from './run.ts';
 import { lockfileCommand, seedCommand } from './seed.ts';
 import { machineCommand } from './machine.ts';
@@ -37,6 +38,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['seed', seedCommand],
   ['lockfile', lockfileCommand],
   ['enclave', enclaveCommand],
+  ['report', reportCommand],
 ]);
 
 export const MAIN_HELP = `fetch-oracle: record a build's network once as signed, content-addressed records; replay it offline.

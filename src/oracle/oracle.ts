@@ -20,13 +20,18 @@ import { ReplayMode } from './replay-mode.ts';
 import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 import type { ReplayReport } from './open-replay.ts';
+import { renderReportHtml } from '../report/html.ts';
+import { liveReportData } from '../report/live.ts';
+import type { ReportData } from '../report/model.ts';
+import { OracleMetrics } from '../report/metrics.ts';
+import { RequestLog } from '../report/request-log.ts';
 
 export type { OracleInit, RecordInit, ReplayInit } from './config.ts';
 export type { ReplayReport } from './open-replay.ts';
 
 /** Opens the mode an init names: the one place that tells record from replay. */
-function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<OracleMode> {
-  return init.mode === 'record' ? RecordMode.open(init, store, stats, logger, gate) : ReplayMode.open(init, store, stats, logger);
+function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate, metrics: OracleMetrics): Promise<OracleMode> {
+  return init.mode === 'record' ? RecordMode.open(init, store, stats, logger, gate, (s) => metrics.upstreamLatency(s)) : ReplayMode.open(init, store, stats, logger);
 }
 
 /** Wires store, CA, proxy and admin API around one mode; `start()` / `close()` manage its life. */
@@ -35,6 +40,10 @@ export class Oracle {
   readonly stats: OracleStats;
   readonly logger: Logger;
   readonly store: BlockStore;
+  /** This oracle's metrics (`GET /metrics`), in a registry of its own. */
+  readonly metrics: OracleMetrics;
+  /** Every request answered, for the live page (`GET /`). */
+  readonly requests: RequestLog;
   #mode: OracleMode | undefined;
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
@@ -48,7 +57,9 @@ export class Oracle {
     this.init = validateOracleInit(init);
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
-    this.store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger: this.logger });
+    this.metrics = new OracleMetrics(this.stats);
+    this.requests = new RequestLog({ metrics: this.metrics });
+    this.store = this.metrics.countingStore(createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger: this.logger }));
   }
 
   get caCertPath(): string {
@@ -70,8 +81,8 @@ export class Oracle {
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
     // The gate refuses requests without the proxy credentials, and targets that are this oracle's own ports.
     const gate = new ProxyGate({ ...(init.exposure?.proxyAuth === undefined ? {} : { proxyAuth: init.exposure.proxyAuth }), self: () => this.#ownAddresses() });
-    const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate));
-    this.#proxy = new ProxyServer({ handler: mode.handler, certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
+    const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate, this.metrics));
+    this.#proxy = new ProxyServer({ handler: this.requests.observe(mode.handler), certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
     await this.#proxy.listen(init.listen);
     if (!('path' in init.listen)) this.#own.push({ ...this.#proxy.address(), role: 'proxy' });
     if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
@@ -85,6 +96,9 @@ export class Oracle {
           return { root: root.toString(), write: async (out, signal) => void (await exportCar(root, this.store, out, { signal })) };
         },
         caPem: () => this.#ca!.certPem,
+        report: () => this.#liveReport(mode),
+        reportPage: async () => renderReportHtml(await this.#liveReport(mode)),
+        metrics: () => this.metrics.scrape(),
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
       });
       this.#own.push({ ...this.#admin.address(), role: 'admin' });
@@ -98,6 +112,10 @@ export class Oracle {
 
   adminAddress(): ListenAddress | undefined {
     return this.#admin?.address();
+  }
+
+  async #liveReport(mode: OracleMode): Promise<ReportData> {
+    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.requests, mode.mutations);
   }
 
   /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */
