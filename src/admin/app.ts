@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import type { MiddlewareHandler } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
@@ -31,6 +32,16 @@ function sameToken(given: string, expected: string): boolean {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
 }
 
+/** The admin API's access rule: with a token, every request needs `Authorization: Bearer <token>`. */
+export function bearerGuard(token: string | undefined): MiddlewareHandler {
+  return async (c, next) => {
+    if (token === undefined) return next();
+    const m = /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '');
+    if (m === null || !sameToken(m[1]!, token)) return c.json(new UnauthorizedError('Missing or wrong bearer token').toJSON(), 401);
+    return next();
+  };
+}
+
 /**
  * The admin API: `/healthz`, `/` (the live report page), `/report.json`, `/metrics`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
  * JSON `{code, message}`; an error while a CAR streams cuts the response short (a CAR import then refuses it).
@@ -38,15 +49,7 @@ function sameToken(given: string, expected: string): boolean {
 export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.use('*', async (c, next) => {
-    if (deps.token === undefined) return next();
-    const auth = c.req.header('authorization') ?? '';
-    const m = /^Bearer (.+)$/.exec(auth);
-    if (m === null || !sameToken(m[1]!, deps.token)) {
-      return c.json(new UnauthorizedError('Missing or wrong bearer token').toJSON(), 401);
-    }
-    return next();
-  });
+  app.use('*', bearerGuard(deps.token));
   app.get('/stats', (c) => c.json(deps.stats()));
   app.get('/', async (c) => {
     if (deps.reportPage === undefined) return c.json(new BadRequestError('This oracle has no report page', 404).toJSON(), 404);

@@ -57,7 +57,7 @@ export class Oracle {
     this.init = validateOracleInit(init);
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
-    this.metrics = new OracleMetrics(this.stats);
+    this.metrics = new OracleMetrics({ stats: this.stats });
     this.requests = new RequestLog({ metrics: this.metrics });
     this.store = this.metrics.countingStore(createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger: this.logger }));
   }

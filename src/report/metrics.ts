@@ -27,16 +27,17 @@ export class OracleMetrics {
   readonly #requests: Counter<'outcome'>;
   readonly #latency: Histogram;
   readonly #storeOps: Counter<'op'>;
-  readonly #deviceTrips: Counter;
 
-  constructor(stats?: ScrapedStats) {
+  /** `stats`: the oracle's counters; `deviceRoundTrips`: the GIO requests a machine driver answered so far. */
+  constructor(sources: { stats?: ScrapedStats; deviceRoundTrips?: () => number } = {}) {
+    const { stats } = sources;
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'fetch_oracle_requests_total', help: 'Proxied requests by outcome (hit, miss, recorded, error)', labelNames: ['outcome'], registers });
     for (const o of ['hit', 'miss', 'recorded', 'error'] as const) this.#requests.inc({ outcome: o }, 0);
     this.#latency = new Histogram({ name: 'fetch_oracle_upstream_latency_seconds', help: 'Upstream fetches: seconds until the response head', buckets: LATENCY_BUCKETS, registers });
     this.#storeOps = new Counter({ name: 'fetch_oracle_block_store_operations_total', help: 'Block store operations by kind', labelNames: ['op'], registers });
     for (const op of STORE_OPS) this.#storeOps.inc({ op }, 0);
-    this.#deviceTrips = new Counter({ name: 'fetch_oracle_device_round_trips_total', help: 'Cartesi Machine device (GIO) requests answered (serve-machine)', registers });
+    mirror(this.registry, 'fetch_oracle_device_round_trips_total', 'Cartesi Machine device (GIO) requests answered (serve-machine)', () => sources.deviceRoundTrips?.() ?? 0);
     if (stats !== undefined) {
       mirror(this.registry, 'fetch_oracle_bytes_served_total', 'Response body bytes sent to clients', () => stats.bytesServed);
       mirror(this.registry, 'fetch_oracle_bytes_fetched_total', 'Body bytes fetched from upstream origins', () => stats.bytesRecorded);
@@ -51,10 +52,6 @@ export class OracleMetrics {
 
   upstreamLatency(seconds: number): void {
     this.#latency.observe(seconds);
-  }
-
-  deviceRoundTrips(n = 1): void {
-    this.#deviceTrips.inc(n);
   }
 
   /** The text exposition format and its content type (`GET /metrics`). */
