@@ -18,7 +18,7 @@ export interface AdminDeps {
   netlockCar?(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }>;
   caPem(): string;
   /** The live report page's data (`GET /report.json`) and the page around it (`GET /`). */
-  report?(): Promise<object>;
+  report?(poll?: { have?: string; after?: number }): Promise<object>;
   reportPage?(): Promise<string>;
   /** Prometheus text exposition (`GET /metrics`). */
   metrics?(): Promise<{ contentType: string; text: string }>;
@@ -57,7 +57,10 @@ export function createAdminApp(deps: AdminDeps): Hono {
   });
   app.get('/report.json', async (c) => {
     if (deps.report === undefined) return c.json(new BadRequestError('This oracle has no report', 404).toJSON(), 404);
-    return c.json(await deps.report(), 200, { 'cache-control': 'no-store' });
+    // A polling page says what it has: the entries' version, the last request it holds.
+    const have = c.req.query('have');
+    const after = Number(c.req.query('after') ?? Number.NaN);
+    return c.json(await deps.report({ ...(have === undefined ? {} : { have }), ...(Number.isSafeInteger(after) ? { after } : {}) }), 200, { 'cache-control': 'no-store' });
   });
   app.get('/metrics', async (c) => {
     if (deps.metrics === undefined) return c.json(new BadRequestError('This oracle has no metrics', 404).toJSON(), 404);

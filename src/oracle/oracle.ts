@@ -22,6 +22,7 @@ import type { OracleStats } from './stats.ts';
 import type { ReplayReport } from './open-replay.ts';
 import { renderReportHtml } from '../report/html.ts';
 import { liveReportData } from '../report/live.ts';
+import type { LivePoll } from '../report/live.ts';
 import type { ReportData } from '../report/model.ts';
 import { OracleMetrics } from '../report/metrics.ts';
 import { RequestLog } from '../report/request-log.ts';
@@ -96,7 +97,7 @@ export class Oracle {
           return { root: root.toString(), write: async (out, signal) => void (await exportCar(root, this.store, out, { signal })) };
         },
         caPem: () => this.#ca!.certPem,
-        report: () => this.#liveReport(mode),
+        report: (poll) => this.#liveReport(mode, poll),
         reportPage: async () => renderReportHtml(await this.#liveReport(mode)),
         metrics: () => this.metrics.scrape(),
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
@@ -114,8 +115,8 @@ export class Oracle {
     return this.#admin?.address();
   }
 
-  async #liveReport(mode: OracleMode): Promise<ReportData> {
-    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.requests, mode.mutations);
+  async #liveReport(mode: OracleMode, poll?: LivePoll): Promise<ReportData> {
+    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.requests, mode.mutations, poll);
   }
 
   /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */

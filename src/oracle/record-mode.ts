@@ -122,7 +122,7 @@ export class RecordMode implements OracleMode {
       const file = await buildNetlockFile(entries, new MemoryBlockStore(), this.#netlockOptions());
       this.#head = { at, value: { root: file.netlock, count: file.count, keys: file.oracles, ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) } };
     }
-    return { netlock: this.#head.value, rows: entries.map(entryRow), misses: [] };
+    return { netlock: this.#head.value, version: `record:${at}`, rows: () => entries.map(entryRow), misses: [] };
   }
 
   replayReport(): Promise<ReplayReport | undefined> {

@@ -16,6 +16,7 @@ import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
 import { entryRows } from '../report/file-report.ts';
 import type { LiveView } from '../report/live.ts';
+import type { EntryRow } from '../report/model.ts';
 
 /** The Oracle in replay mode: `openReplay` over the host's store. */
 export class ReplayMode implements OracleMode {
@@ -24,7 +25,7 @@ export class ReplayMode implements OracleMode {
   readonly #replay: OpenedReplay;
   readonly #store: BlockStore;
   /** The netlock's rows, read once (a replayed netlock never changes). */
-  #rows: Promise<Omit<LiveView, 'misses'>> | undefined;
+  #rows: Promise<{ netlock: LiveView['netlock']; rows: EntryRow[] }> | undefined;
 
   private constructor(init: ReplayInit, replay: OpenedReplay, store: BlockStore) {
     this.#init = init;
@@ -69,7 +70,8 @@ export class ReplayMode implements OracleMode {
       rows,
     }));
     this.#rows.catch(() => (this.#rows = undefined));
-    return { ...(await this.#rows), misses: this.#replay.misses };
+    const { netlock, rows } = await this.#rows;
+    return { netlock, version: `replay:${this.#replay.netlock.root.toString()}`, rows: () => rows.map((r) => ({ ...r })), misses: this.#replay.misses };
   }
 
   async replayReport(): Promise<ReplayReport | undefined> {

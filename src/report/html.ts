@@ -28,7 +28,7 @@ const BODY = `<header><h1>fetch-oracle</h1><span id="mode"></span><span class="m
 <span id="kinds"></span></div>
 <div class="controls"><button id="prev" class="f">&larr; prev</button><span id="page-info"></span><button id="next" class="f">next &rarr;</button>
 <span id="row-count" class="muted"></span></div>
-<table><colgroup><col style="width:5em"><col style="width:34%"><col style="width:4em"><col style="width:9em"><col style="width:12em"><col style="width:7em"><col style="width:11em"><col></colgroup>
+<table><colgroup><col style="width:4.5em"><col style="width:32%"><col style="width:4em"><col style="width:8em"><col style="width:11em"><col style="width:6.5em"><col style="width:10em"><col></colgroup>
 <thead><tr><th data-sort="m">method</th><th data-sort="u">URL</th><th data-sort="s">status</th><th data-sort="z">size</th><th data-sort="c">type</th><th data-sort="k">answer</th><th data-sort="t">when</th><th>note</th></tr></thead>
 <tbody id="rows"></tbody></table></section>
 </main>`;

@@ -56,8 +56,12 @@ export interface ReportData {
   /** record, replay (live), or file. */
   mode: 'record' | 'replay' | 'file';
   netlock: { root: string; count: number; keys: string[]; variantRules?: Record<string, readonly string[]> } | undefined;
+  /** Entry totals of -1 (live polls only): the page keeps the entries and totals it has. */
   totals: Totals;
-  entries: EntryRow[];
+  /** Absent in a live poll when the page already has `entriesVersion`. */
+  entries?: EntryRow[];
+  /** Live only: the version of the entries (see `LivePoll`). */
+  entriesVersion?: string;
   misses: MissRow[];
   mutations: Array<{ m: string; u: string; oldStatus: number; newStatus: number; oldRecord: string; newRecord: string }>;
   /** Netlock entries no request used (a replay report). */

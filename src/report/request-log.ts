@@ -60,8 +60,11 @@ export class RequestLog {
     return this.#next;
   }
 
-  snapshot(): RequestLogSnapshot {
-    return { started: this.started, counts: { ...this.#counts }, dropped: this.#dropped, events: this.#events.slice() };
+  /** The counts and the events kept, only those numbered above `after` when given. */
+  snapshot(after?: number): RequestLogSnapshot {
+    const first = this.#events[0]?.i ?? 0;
+    const from = after === undefined ? 0 : Math.max(0, Math.min(this.#events.length, after + 1 - first));
+    return { started: this.started, counts: { ...this.#counts }, dropped: this.#dropped, events: this.#events.slice(from) };
   }
 
   /** `handler`, with every request it answers logged (and counted in the metrics) once its response closes. */

@@ -119,6 +119,14 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
     expect(await pwned(page)).toBeUndefined();
     await context.close();
 
+    // A poll that has the entries and the requests so far gets neither again.
+    const full = (await (await fetch(`${admin}/report.json`)).json()) as { entriesVersion: string; entries: unknown[]; requests: { events: Array<{ i: number }> } };
+    expect(full.entries).toHaveLength(paths.length);
+    expect(full.requests.events.map((e) => e.i)).toEqual([0, 1, 2, 3, 4, 5]);
+    const poll = (await (await fetch(`${admin}/report.json?have=${encodeURIComponent(full.entriesVersion)}&after=3`)).json()) as { entries?: unknown[]; requests: { events: Array<{ i: number }> } };
+    expect(poll.entries).toBeUndefined();
+    expect(poll.requests.events.map((e) => e.i)).toEqual([4, 5]);
+
     const res = await fetch(`${admin}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const m = parseExposition(await res.text());
@@ -185,7 +193,7 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
   });
 
   it('a failed replay: the misses come first, each with the nearest request, what differs and what to do', async () => {
-    const replay = await startTestOracle({ mode: 'replay', dataDir: dataDir(), netlockPath: netlockPath() });
+    const replay = await startTestOracle({ mode: 'replay', dataDir: dataDir(), netlockPath: netlockPath(), admin: { host: '127.0.0.1', port: 0 } });
     let report: unknown;
     try {
       expect((await replay.fetch(`${origin.url}/app.json`, { headers: { accept: 'application/json' } })).status).toBe(200);
@@ -193,6 +201,17 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
       expect((await replay.fetch(`${origin.url}/app.json?v=2`, { headers: { accept: 'application/json' } })).status).toBe(504);
       expect((await replay.fetch('http://127.0.0.2:9/new-host.tgz')).status).toBe(504);
       report = { command: ['npm', 'ci'], commandExitCode: 1, ...(await replay.oracle.replayReport()) };
+      // The live page of the replay shows the same misses while it runs.
+      const live = await browser.context();
+      const page = await live.newPage();
+      await page.goto(`http://127.0.0.1:${replay.oracle.adminAddress()!.port}/`);
+      await ready(page);
+      expect(await text(page, '#mode')).toBe('live replay oracle');
+      expect(await text(page, '#misses')).toContain('3 request(s) are not in the netlock');
+      expect(await text(page, '#total-entries')).toBe(String(paths.length));
+      await page.click('button[data-kind="miss"]');
+      expect(await text(page, '#row-count')).toMatch(/^3 of 4 rows/);
+      await live.close();
     } finally {
       await replay.close();
     }
@@ -223,7 +242,8 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
     // The picture docs/report.md shows (written there on request, so a test run leaves the tree clean).
     const shot = process.env['FETCH_ORACLE_SCREENSHOTS'] === '1' ? join(ROOT, 'docs', 'img', 'report.png') : join(dir.path, 'report.png');
     await page.click('button[data-kind="all"]');
-    const png = await page.screenshot({ path: shot, fullPage: true });
+    await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
+    const png = await page.screenshot({ path: shot });
     expect(png.subarray(1, 4).toString()).toBe('PNG');
     await context.close();
   });

@@ -194,7 +194,7 @@ function renderTable() {
     k.appendChild(el('span', 'tag k-' + r.k, r.k.replace('-', ' ')));
     tr.appendChild(k);
     tr.appendChild(el('td', 'mono', typeof r.t === 'number' ? (r.t / 1000).toFixed(2) + ' s +' + r.d + ' ms' : r.t));
-    tr.appendChild(el('td', 'url', r.note));
+    tr.appendChild(el('td', 'note', r.note));
     body.appendChild(tr);
   });
   byId('row-count').textContent = shown.length + ' of ' + rows.length + ' rows' + (state.host ? ' on ' + state.host : '');
@@ -258,6 +258,26 @@ function renderAll() {
   renderTimeline();
 }
 
+var MAX_EVENTS = 100000;
+/** A poll carries only what changed: entries when their version moved, requests after the last one held. */
+function merge(d) {
+  var changed = !!d.entries;
+  if (!d.entries) {
+    d.entries = data.entries;
+    d.totals.entries = data.totals.entries;
+    d.totals.bytes = data.totals.bytes;
+    d.totals.hosts = data.totals.hosts;
+  }
+  if (d.requests && data.requests) {
+    if (d.requests.events.length) changed = true;
+    var all = data.requests.events.concat(d.requests.events);
+    d.requests.events = all.length > MAX_EVENTS ? all.slice(all.length - MAX_EVENTS) : all;
+  }
+  if (d.misses.length !== data.misses.length) changed = true;
+  data = d;
+  return changed;
+}
+
 var pending;
 byId('q').addEventListener('input', function (ev) {
   clearTimeout(pending);
@@ -277,12 +297,16 @@ document.body.setAttribute('data-ready', '1');
 
 if (data.live) {
   var poll = function () {
-    fetch('report.json', { cache: 'no-store', credentials: 'same-origin' }).then(function (r) {
+    var ev = data.requests ? data.requests.events : [];
+    var after = ev.length ? ev[ev.length - 1].i : -1;
+    var url = 'report.json?have=' + encodeURIComponent(data.entriesVersion || '') + '&after=' + after;
+    fetch(url, { cache: 'no-store', credentials: 'same-origin' }).then(function (r) {
       if (!r.ok) throw new Error('HTTP ' + r.status);
       return r.json();
     }).then(function (d) {
-      data = d;
-      renderAll();
+      var changed = merge(d);
+      if (changed || state.view === 'requests') renderAll();
+      else { renderTotals(); renderMisses(); }
       byId('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' (' + (data.requests ? data.requests.events.length : 0) + ' requests)';
       document.body.setAttribute('data-polls', String(Number(document.body.getAttribute('data-polls') || '0') + 1));
     }).catch(function (err) {

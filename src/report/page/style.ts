@@ -22,6 +22,7 @@ th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line
 th { cursor: pointer; user-select: none; color: var(--muted); font-weight: 600; }
 th.sorted::after { content: " \\2195"; }
 td.url { white-space: normal; word-break: break-all; }
+td.note { white-space: normal; overflow-wrap: anywhere; font-size: 12px; }
 .bar { height: 10px; background: #4c6ef5; border-radius: 2px; min-width: 1px; }
 .tag { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff; font-size: 11px; }
 .k-hit { background: var(--hit); } .k-miss { background: var(--miss); } .k-recorded { background: var(--rec); }
