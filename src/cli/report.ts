@@ -17,7 +17,7 @@ export const REPORT_HELP = `Usage: fetch-oracle report NETLOCK [--data DIR | --i
 Writes one self-contained HTML page (no network needed to open it) showing the netlock: totals (entries,
 bytes, hosts, root, keys), every host and request (method, URL, status, size, content type, redirects,
 negative answers, new versions after upstream mutation) with filters, sorting, size bars and a timeline.
-With the JSON report of a failed \`run --replay\`/\`build --replay\` (\`--report FILE\`) or of \`replay --report\`,
+With the JSON report of a failed \`run --replay\`/\`build --replay\`/\`build --check\` (\`--report FILE\`) or of \`replay --report\`,
 its misses come first, each with the nearest recorded requests, the field that differs and what to do; a
 \`record --report\` file adds the upstream mutations. The same page is live at the admin API (GET /).
 
@@ -68,6 +68,24 @@ export async function runReport(args: string[], context: CommandContext): Promis
   return 0;
 }
 
+/**
+ * A `build --report` file holds the replay report under `replay` (`build --replay`) or under `replay.replay`
+ * (`build --check`): that report, with the build as its command.
+ */
+function fromBuildReport(value: unknown): ReportInput | undefined {
+  if (typeof value !== 'object' || value === null || !('replay' in value)) return undefined;
+  const top = value as { context?: unknown; buildahExitCode?: unknown; replay?: { misses?: unknown; buildahExitCode?: unknown; replay?: { misses?: unknown } } };
+  const half = top.replay?.replay !== undefined ? top.replay : top;
+  const replay = half.replay as (ReportInput & { misses?: unknown }) | undefined;
+  if (replay === undefined || !Array.isArray(replay.misses)) return undefined;
+  const exit = half.buildahExitCode;
+  return {
+    ...replay,
+    command: ['fetch-oracle build --replay', ...(typeof top.context === 'string' ? [top.context] : [])],
+    ...(typeof exit === 'number' ? { commandExitCode: exit } : {}),
+  };
+}
+
 /** The --replay-report file, checked enough that the page never meets a shape it cannot show. */
 async function readReportInput(path: string | undefined): Promise<ReportInput> {
   if (path === undefined) return {};
@@ -77,7 +95,7 @@ async function readReportInput(path: string | undefined): Promise<ReportInput> {
   } catch (cause) {
     throw new InvalidConfigError(`Cannot read the report ${path}: ${(cause as Error).message}`, { cause });
   }
-  const r = value as ReportInput;
+  const r = fromBuildReport(value) ?? (value as ReportInput);
   const bad = typeof value !== 'object' || value === null
     || (r.misses !== undefined && (!Array.isArray(r.misses) || r.misses.some((m) => typeof m?.url !== 'string' || typeof m.method !== 'string' || !Array.isArray(m.nearest))))
     || (r.mutations !== undefined && !Array.isArray(r.mutations))
