@@ -25,7 +25,7 @@ Options:
                          directory's own oracle key)
   --report FILE          on shutdown write every miss and every unused netlock entry as JSON
   --ipfs URL             read blocks from Kubo (the data directory's store first)
-  --admin HOST:PORT      serve the admin API
+  --admin HOST:PORT      serve the admin API (GET / the live report page, /metrics; docs/report.md)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
 ${FRONT_HELP}  -h, --help             show this help
 `;
