@@ -25,6 +25,7 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 export class OracleMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'outcome'>;
+  readonly #byOutcome = {} as Record<RequestOutcome, { inc(n?: number): void }>;
   readonly #latency: Histogram;
   readonly #storeOps: Counter<'op'>;
 
@@ -33,7 +34,11 @@ export class OracleMetrics {
     const { stats } = sources;
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'fetch_oracle_requests_total', help: 'Proxied requests by outcome (hit, miss, recorded, error)', labelNames: ['outcome'], registers });
-    for (const o of ['hit', 'miss', 'recorded', 'error'] as const) this.#requests.inc({ outcome: o }, 0);
+    // Label children made once: hashing a label set on every request costs more than the counting.
+    for (const o of ['hit', 'miss', 'recorded', 'error'] as const) {
+      this.#byOutcome[o] = this.#requests.labels({ outcome: o });
+      this.#byOutcome[o].inc(0); // listed at 0 from the start
+    }
     this.#latency = new Histogram({ name: 'fetch_oracle_upstream_latency_seconds', help: 'Upstream fetches: seconds until the response head', buckets: LATENCY_BUCKETS, registers });
     this.#storeOps = new Counter({ name: 'fetch_oracle_block_store_operations_total', help: 'Block store operations by kind', labelNames: ['op'], registers });
     for (const op of STORE_OPS) this.#storeOps.inc({ op }, 0);
@@ -47,7 +52,7 @@ export class OracleMetrics {
   }
 
   request(outcome: RequestOutcome): void {
-    this.#requests.inc({ outcome });
+    this.#byOutcome[outcome].inc();
   }
 
   upstreamLatency(seconds: number): void {
@@ -66,16 +71,25 @@ export class OracleMetrics {
   countingStore(store: BlockStore): BlockStore {
     const ops = this.#storeOps;
     const counted = new Set<string | symbol>(STORE_OPS);
+    // One wrapper per method, made on first use: the replay hot path reads blocks per request.
+    const methods = new Map<string | symbol, unknown>();
     return new Proxy(store, {
       get(target, prop): unknown {
+        const kept = methods.get(prop);
+        if (kept !== undefined) return kept;
         const value: unknown = Reflect.get(target, prop, target);
         if (typeof value !== 'function') return value;
         const fn = value as (...args: unknown[]) => unknown;
-        if (!counted.has(prop)) return fn.bind(target);
-        return (...args: unknown[]): unknown => {
-          ops.inc({ op: String(prop) });
-          return fn.apply(target, args);
-        };
+        let wrapped: unknown;
+        if (counted.has(prop)) {
+          const child = ops.labels({ op: String(prop) });
+          wrapped = (...args: unknown[]): unknown => {
+            child.inc();
+            return fn.apply(target, args);
+          };
+        } else wrapped = fn.bind(target);
+        methods.set(prop, wrapped);
+        return wrapped;
       },
     });
   }

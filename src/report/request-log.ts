@@ -44,7 +44,9 @@ export class RequestLog {
   readonly started = Date.now();
   readonly #t0 = performance.now();
   readonly #capacity: number;
-  #events: RequestEvent[] = [];
+  /** Events as logged: `u` is the URL as the client sent it until `snapshot` makes it loggable (normalising
+   * costs more than answering a replayed request, so it is done only for the events a page asks for). */
+  #events: Array<RequestEvent & { raw?: true }> = [];
   #dropped = 0;
   #next = 0;
   readonly #counts: Record<RequestOutcome, number> = { hit: 0, miss: 0, recorded: 0, error: 0 };
@@ -64,7 +66,14 @@ export class RequestLog {
   snapshot(after?: number): RequestLogSnapshot {
     const first = this.#events[0]?.i ?? 0;
     const from = after === undefined ? 0 : Math.max(0, Math.min(this.#events.length, after + 1 - first));
-    return { started: this.started, counts: { ...this.#counts }, dropped: this.#dropped, events: this.#events.slice(from) };
+    const events = this.#events.slice(from);
+    for (const e of events) {
+      if (e.raw === true) {
+        e.u = loggableUrl(e.u);
+        delete e.raw;
+      }
+    }
+    return { started: this.started, counts: { ...this.#counts }, dropped: this.#dropped, events };
   }
 
   /** `handler`, with every request it answers logged (and counted in the metrics) once its response closes. */
@@ -94,7 +103,8 @@ export class RequestLog {
       const status = res.headersSent ? res.statusCode : 0;
       this.#add({
         m: req.method ?? 'GET',
-        u: loggableUrl(url),
+        u: url,
+        raw: true,
         s: status,
         z: bytes,
         c: headerString(res.getHeader('content-type')),
@@ -107,7 +117,7 @@ export class RequestLog {
     return handler.handle(req, res, url);
   }
 
-  #add(e: Omit<RequestEvent, 'i'>): void {
+  #add(e: Omit<RequestEvent, 'i'> & { raw: true }): void {
     this.#events.push({ i: this.#next++, ...e });
     this.#counts[e.o]++;
     this.#metrics?.request(e.o);

@@ -225,7 +225,7 @@ function renderTimeline() {
   var lanes = 12;
   pts.forEach(function (p, n) {
     var x = (p.t - lo) / span * (w - 4) + 2;
-    var x2 = Math.max(x + 2, (p.e - lo) / span * (w - 4) + 2);
+    var x2 = Math.max(x + 3, (p.e - lo) / span * (w - 4) + 2);
     var bh = 2 + Math.log(1 + p.z) / Math.log(1 + zmax) * (h / lanes - 3);
     var y = (n % lanes) * (h / lanes) + (h / lanes - bh);
     g.fillStyle = COLORS[p.k] || '#868e96';
