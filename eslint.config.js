@@ -11,7 +11,7 @@ const CORE_LAYERS = {
 const GUEST_FORBIDDEN = {
   group: [
     '**/src/cli/**', '**/src/records/**', '**/src/store/**', '**/src/seed/**', '**/src/run/**', '**/src/image/**', '**/src/upstream/**',
-    '**/src/admin/**', '**/src/oracle/oracle*', '**/src/oracle/record*', '**/src/oracle/recorder*', '**/src/proxy/record-handler*', '**/src/proxy/request-body*',
+    '**/src/admin/**', '**/src/report/**', '**/src/oracle/oracle*', '**/src/oracle/record*', '**/src/oracle/recorder*', '**/src/proxy/record-handler*', '**/src/proxy/request-body*',
   ],
   message: 'The guest never dials out, never records and never spools: import only the core, the proxy front, TLS and openReplay.',
 };

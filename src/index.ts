@@ -104,3 +104,9 @@ export type { ErrorCode } from './errors.ts';
 // Logging
 export { createLogger, NOOP_LOGGER } from './log.ts';
 export type { Logger, LogSink } from './log.ts';
+
+// Report page and metrics (docs/report.md)
+export { buildFileReport } from './report/file-report.ts';
+export { renderReportHtml } from './report/html.ts';
+export { OracleMetrics } from './report/metrics.ts';
+export type { ReportData } from './report/model.ts';

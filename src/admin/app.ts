@@ -1,8 +1,10 @@
 import { Hono } from 'hono';
+import type { MiddlewareHandler } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
 import { asOracleError, BadRequestError, UnauthorizedError } from '../errors.ts';
+import { PAGE_CSP } from '../report/html.ts';
 
 /** What the admin API reads from a running oracle: a narrow interface, not the oracle itself. */
 export interface AdminDeps {
@@ -15,6 +17,11 @@ export interface AdminDeps {
    */
   netlockCar?(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }>;
   caPem(): string;
+  /** The live report page's data (`GET /report.json`) and the page around it (`GET /`). */
+  report?(poll?: { have?: string; after?: number }): Promise<object>;
+  reportPage?(): Promise<string>;
+  /** Prometheus text exposition (`GET /metrics`). */
+  metrics?(): Promise<{ contentType: string; text: string }>;
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string;
 }
@@ -25,23 +32,41 @@ function sameToken(given: string, expected: string): boolean {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
 }
 
+/** The admin API's access rule: with a token, every request needs `Authorization: Bearer <token>`. */
+export function bearerGuard(token: string | undefined): MiddlewareHandler {
+  return async (c, next) => {
+    if (token === undefined) return next();
+    const m = /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '');
+    if (m === null || !sameToken(m[1]!, token)) return c.json(new UnauthorizedError('Missing or wrong bearer token').toJSON(), 401);
+    return next();
+  };
+}
+
 /**
- * The admin API: `/healthz`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
+ * The admin API: `/healthz`, `/` (the live report page), `/report.json`, `/metrics`, `/stats`, `/records?url=…`, `/netlock`, `/netlock.car`, `/ca.pem`. Errors are
  * JSON `{code, message}`; an error while a CAR streams cuts the response short (a CAR import then refuses it).
  */
 export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.use('*', async (c, next) => {
-    if (deps.token === undefined) return next();
-    const auth = c.req.header('authorization') ?? '';
-    const m = /^Bearer (.+)$/.exec(auth);
-    if (m === null || !sameToken(m[1]!, deps.token)) {
-      return c.json(new UnauthorizedError('Missing or wrong bearer token').toJSON(), 401);
-    }
-    return next();
-  });
+  app.use('*', bearerGuard(deps.token));
   app.get('/stats', (c) => c.json(deps.stats()));
+  app.get('/', async (c) => {
+    if (deps.reportPage === undefined) return c.json(new BadRequestError('This oracle has no report page', 404).toJSON(), 404);
+    return c.html(await deps.reportPage(), 200, { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+  });
+  app.get('/report.json', async (c) => {
+    if (deps.report === undefined) return c.json(new BadRequestError('This oracle has no report', 404).toJSON(), 404);
+    // A polling page says what it has: the entries' version, the last request it holds.
+    const have = c.req.query('have');
+    const after = Number(c.req.query('after') ?? Number.NaN);
+    return c.json(await deps.report({ ...(have === undefined ? {} : { have }), ...(Number.isSafeInteger(after) ? { after } : {}) }), 200, { 'cache-control': 'no-store' });
+  });
+  app.get('/metrics', async (c) => {
+    if (deps.metrics === undefined) return c.json(new BadRequestError('This oracle has no metrics', 404).toJSON(), 404);
+    const m = await deps.metrics();
+    return c.body(m.text, 200, { 'content-type': m.contentType });
+  });
   app.get('/records', async (c) => {
     const url = c.req.query('url');
     if (url === undefined || url === '') return c.json(new BadRequestError('Query parameter url is required').toJSON(), 400);

@@ -81,6 +81,10 @@ export const COMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, List
     summary: "run the oracle in a Nitro Enclave (enclave serve) or the parent's CONNECT proxy (enclave parent)",
     load: async () => (await import('./enclave.ts')).enclaveCommand,
   }],
+  ['report', {
+    summary: 'a netlock and its run as one self-contained HTML page (report NETLOCK --html OUT.html)',
+    load: async () => (await import('./report.ts')).reportCommand,
+  }],
 ]);
 
 export const MAIN_HELP = `fetch-oracle: record a build's network once as signed, content-addressed records; replay it offline.

@@ -24,7 +24,8 @@ Options:
   --listen HOST:PORT     proxy address (default ${DEFAULT_LISTEN}; port 0 picks a free one; unix:/path for a socket)
   --data DIR             data directory (default $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
   --netlock FILE         write this run's netlock here on shutdown (adding to the one already there)
-  --admin HOST:PORT      serve the admin API (GET /healthz /stats /records?url= /netlock /ca.pem)
+  --admin HOST:PORT      serve the admin API (GET / the live report page, /metrics, /healthz /stats
+                         /records?url= /netlock /ca.pem)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
   --ipfs URL             also store every block in Kubo (its RPC API, e.g. http://127.0.0.1:5001) and pin each
                          record's DAG and the netlock root; the data directory stays as a local cache

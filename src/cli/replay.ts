@@ -34,7 +34,7 @@ Options:
                          from its peers over bitswap unless the daemon runs --offline
   --ipfs-timeout DUR     longest wait for Kubo to get one block it lacks from its peers (default ${KUBO_FETCH_TIMEOUT_MS / 1000}s); past
                          it the request fails 504 ORACLE_ERR_BLOCK_FETCH_TIMEOUT naming the block, others go on
-  --admin HOST:PORT      serve the admin API
+  --admin HOST:PORT      serve the admin API (GET / the live report page, /metrics; docs/report.md)
   --admin-token TOKEN    bearer token for the admin API (required off loopback)
 ${FRONT_HELP}  -h, --help             show this help
 `;

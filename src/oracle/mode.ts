@@ -5,6 +5,7 @@ import type { NetlockFile } from '../netlock/file.ts';
 import type { ExchangeHandler } from '../proxy/exchange.ts';
 import type { ReplayReport } from './open-replay.ts';
 import type { UpstreamMutation } from './recorder.ts';
+import type { LiveView } from '../report/live.ts';
 
 /** What the Oracle asks of its mode (record or replay): it never branches on which one it has. */
 export interface OracleMode {
@@ -18,6 +19,8 @@ export interface OracleMode {
   netlockSoFar(): Promise<object>;
   /** The root of that netlock, its blocks in the store (for a CAR export). */
   netlockRoot(): Promise<CID>;
+  /** The live report page's view of this mode: its netlock so far and its misses. */
+  reportView(): Promise<LiveView>;
   /** Replay: misses and unused entries; record: none. */
   replayReport(): Promise<ReplayReport | undefined>;
   /** Stops the mode (the proxy has stopped); record mode writes its netlock. Idempotent. */

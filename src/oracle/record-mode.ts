@@ -20,6 +20,8 @@ import { readKeptNetlock } from './kept-netlock.ts';
 import { RecordPath } from './record-path.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
+import { entryRow } from '../report/model.ts';
+import type { LiveView } from '../report/live.ts';
 
 /** The Oracle in record mode: the record path (recorder, index, run set, journal) behind the record handler. */
 export class RecordMode implements OracleMode {
@@ -29,6 +31,8 @@ export class RecordMode implements OracleMode {
   readonly #store: BlockStore;
   readonly #logger: Logger;
   #closing: Promise<NetlockFile | undefined> | undefined;
+  /** The live page's netlock head, rebuilt when the run's entries change. */
+  #head: { at: string; value: LiveView['netlock'] } | undefined;
 
   private constructor(init: RecordInit, path: RecordPath, store: BlockStore, stats: OracleStats, logger: Logger) {
     this.#init = init;
@@ -39,7 +43,7 @@ export class RecordMode implements OracleMode {
   }
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
-  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate): Promise<RecordMode> {
+  static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate, observeUpstream?: (seconds: number) => void): Promise<RecordMode> {
     // Only a recording oracle writes blocks, request-body spools and netlocks: what a crashed one left goes
     // (replay writes none of them, so its start-up does not list the store).
     await removeStaleTempFiles(init.dataDir, logger, init.netlockPath);
@@ -60,6 +64,7 @@ export class RecordMode implements OracleMode {
       upstreamPolicy: { ...(init.upstreamTimeoutMs === undefined ? {} : { timeoutMs: init.upstreamTimeoutMs }), refuse: (address, port) => gate.refusePeer(address, port) },
       stats,
       logger,
+      ...(observeUpstream === undefined ? {} : { observeUpstream }),
     });
     try {
       if (kept !== undefined) {
@@ -108,6 +113,16 @@ export class RecordMode implements OracleMode {
    */
   async netlockRoot(): Promise<CID> {
     return CID.parse((await buildNetlockFile(this.#path.run.entries(), this.#store, this.#netlockOptions())).netlock);
+  }
+
+  async reportView(): Promise<LiveView> {
+    const entries = this.#path.run.entries();
+    const at = `${entries.length}/${this.mutations.length}`;
+    if (this.#head?.at !== at) {
+      const file = await buildNetlockFile(entries, new MemoryBlockStore(), this.#netlockOptions());
+      this.#head = { at, value: { root: file.netlock, count: file.count, keys: file.oracles, ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) } };
+    }
+    return { netlock: this.#head.value, version: `record:${at}`, rows: () => entries.map(entryRow), misses: [] };
   }
 
   replayReport(): Promise<ReplayReport | undefined> {

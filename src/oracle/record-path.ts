@@ -30,6 +30,8 @@ export interface RecordPathInit extends Pick<RecorderInit, 'refresh' | 'recordUp
   upstreamPolicy?: UpstreamPolicy;
   stats: OracleStats;
   logger: Logger;
+  /** Told the seconds each upstream fetch took to its response head (the latency metric). */
+  observeUpstream?: (seconds: number) => void;
 }
 
 /**
@@ -81,6 +83,7 @@ export class RecordPath {
       ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
       stats: init.stats,
       logger: init.logger.child('record'),
+      ...(init.observeUpstream === undefined ? {} : { observeUpstream: init.observeUpstream }),
     });
     return new RecordPath(init, { recorder, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve()] });
   }

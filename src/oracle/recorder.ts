@@ -46,6 +46,8 @@ export interface RecorderInit {
   recordUpstreamFailures?: boolean;
   stats: OracleStats;
   logger: Logger;
+  /** Told the seconds each upstream fetch took to its response head (the latency metric). */
+  observeUpstream?: (seconds: number) => void;
 }
 
 export interface UpstreamMutation {
@@ -276,6 +278,7 @@ export class Recorder implements ExchangeRecorder {
       // A store that cannot take blocks refuses the request before anything is fetched (502 naming the store).
       await store.check();
       stats.upstreamFetches++;
+      const asked = performance.now();
       const upstream = await fetcher.fetch({
         method: key.method,
         url: request.url,
@@ -283,6 +286,7 @@ export class Recorder implements ExchangeRecorder {
         ...(request.body === undefined ? {} : { body: request.body.open(), bodySize: request.body.size }),
         signal: abort.signal,
       });
+      this.#init.observeUpstream?.((performance.now() - asked) / 1000);
       const fetchedAt = new Date().toISOString();
       const declared = upstream.headers.find(([n]) => n === 'content-length')?.[1];
       if (declared !== undefined) declaredBytes = Number(declared);

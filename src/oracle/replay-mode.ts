@@ -14,6 +14,9 @@ import { openReplay } from './open-replay.ts';
 import type { OpenedReplay, ReplayReport } from './open-replay.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
+import { entryRows } from '../report/file-report.ts';
+import type { LiveView } from '../report/live.ts';
+import type { EntryRow } from '../report/model.ts';
 
 /** The Oracle in replay mode: `openReplay` over the host's store. */
 export class ReplayMode implements OracleMode {
@@ -21,6 +24,8 @@ export class ReplayMode implements OracleMode {
   readonly #init: ReplayInit;
   readonly #replay: OpenedReplay;
   readonly #store: BlockStore;
+  /** The netlock's rows, read once (a replayed netlock never changes). */
+  #rows: Promise<{ netlock: LiveView['netlock']; rows: EntryRow[] }> | undefined;
 
   private constructor(init: ReplayInit, replay: OpenedReplay, store: BlockStore) {
     this.#init = init;
@@ -57,6 +62,16 @@ export class ReplayMode implements OracleMode {
 
   netlockRoot(): Promise<CID> {
     return Promise.resolve(this.#replay.netlock.root);
+  }
+
+  async reportView(): Promise<LiveView> {
+    this.#rows ??= entryRows(this.#replay.netlock.root, this.#store).then(({ rows, keys, count, variantRules }) => ({
+      netlock: { root: this.#replay.netlock.root.toString(), count, keys, ...(variantRules === undefined ? {} : { variantRules }) },
+      rows,
+    }));
+    this.#rows.catch(() => (this.#rows = undefined));
+    const { netlock, rows } = await this.#rows;
+    return { netlock, version: `replay:${this.#replay.netlock.root.toString()}`, rows: () => rows.map((r) => ({ ...r })), misses: this.#replay.misses };
   }
 
   async replayReport(): Promise<ReplayReport | undefined> {

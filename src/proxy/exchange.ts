@@ -276,3 +276,17 @@ export function decoded(source: AsyncIterable<Uint8Array>, coding: ContentCoding
   pipeline(Readable.from(source), decoder, () => {}); // an error in either ends the iteration with it
   return decoder;
 }
+
+/** How a handler answered a request, for the request log and metrics (`src/report/`). */
+export type ExchangeOutcome = 'hit' | 'miss' | 'recorded' | 'error';
+const outcomes = new WeakMap<ServerResponse, ExchangeOutcome>();
+
+/** Notes how `res` was answered (the last mark wins: a hit whose body then fails is an error). */
+export function markOutcome(res: ServerResponse, outcome: ExchangeOutcome): void {
+  outcomes.set(res, outcome);
+}
+
+/** How `res` was answered, when its handler said. */
+export function outcomeOf(res: ServerResponse): ExchangeOutcome | undefined {
+  return outcomes.get(res);
+}

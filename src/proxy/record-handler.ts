@@ -7,7 +7,7 @@ import { planResponse } from '../protocol/replay.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import type { Exchange, ExchangeHandler, HandlerInit, RequestBody, ResponseHead } from './exchange.ts';
-import { planBody, readExchange, sendError, sendPlanBody, sendResponse, startBody } from './exchange.ts';
+import { markOutcome, planBody, readExchange, sendError, sendPlanBody, sendResponse, startBody } from './exchange.ts';
 import { spoolRequestBody } from './request-body.ts';
 
 /** A request as the recorder needs it: from a proxied exchange, or built by `seed`. */
@@ -95,6 +95,7 @@ export class RecordHandler implements ExchangeHandler {
       ex = await readExchange(req, url, { readBody: spoolRequestBody, ...(recorder.variantRules === undefined ? {} : { variantRules: recorder.variantRules }) });
     } catch (err) {
       stats.errors++;
+      markOutcome(res, 'error');
       sendError(res, err instanceof BadRequestError ? err.status : 400, err as Error);
       return;
     }
@@ -106,6 +107,7 @@ export class RecordHandler implements ExchangeHandler {
     try {
       const options: RecordOptions = { live: true, answerFailures: true, clientGone: gone.signal };
       let answer = await recorder.record(ex, options);
+      markOutcome(res, answer.kind === 'stored' && !answer.fetched ? 'hit' : 'recorded');
       if (answer.kind === 'stored') {
         // A request body only keys a recorded answer; a spool file is gone before the client has its answer.
         await ex.body?.dispose();
@@ -113,6 +115,7 @@ export class RecordHandler implements ExchangeHandler {
         // one) is fetched again for this very request, when it has no body to send again.
         if ((await this.#sendStored(ex, res, answer.entry, ex.body === undefined)) === 'sent') return;
         answer = await recorder.record(ex, options);
+        markOutcome(res, 'recorded');
         if (answer.kind === 'stored') {
           await this.#sendStored(ex, res, answer.entry, false);
           return;
@@ -127,6 +130,7 @@ export class RecordHandler implements ExchangeHandler {
       await answer.done;
     } catch (err) {
       stats.errors++;
+      markOutcome(res, 'error');
       const status = err instanceof UpstreamTimeoutError ? 504 : err instanceof UpstreamError || err instanceof TruncatedBodyError || err instanceof OracleError ? 502 : 500;
       logger.error('%s %s: %s', ex.key.method, ex.key.url, (err as Error).message);
       sendError(res, status, err as Error);

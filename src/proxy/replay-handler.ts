@@ -7,7 +7,7 @@ import type { ResponsePlan } from '../protocol/replay.ts';
 import { loggableUrl } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import type { ExchangeHandler, HandlerInit } from './exchange.ts';
-import { readExchange, sendError, sendPlan } from './exchange.ts';
+import { markOutcome, readExchange, sendError, sendPlan } from './exchange.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 
 /** Status of a replay miss: the gateway had no answer for it (design §5: fail-closed, explained). */
@@ -97,6 +97,7 @@ export class ReplayHandler implements ExchangeHandler {
       await this.#answerWith(res, req, replayer.answerNow?.(key) ?? (await replayer.answer(key)));
     } catch (err) {
       stats.errors++;
+      markOutcome(res, 'error');
       // A block no Kubo peer sent in time is the gateway timing out (504), as an origin timeout is in record mode.
       const status = err instanceof BadRequestError ? err.status : err instanceof BlockFetchTimeoutError ? 504 : 502;
       if (!(err instanceof BadRequestError)) logger.error('replay of %s failed: %s', loggableUrl(url), (err as Error).message);
@@ -105,6 +106,7 @@ export class ReplayHandler implements ExchangeHandler {
   }
 
   async #answerWith(res: ServerResponse, req: IncomingMessage, answer: ReplayAnswer): Promise<void> {
+    markOutcome(res, answer.kind);
     if (answer.kind === 'miss') {
       sendError(res, MISS_STATUS, answer.error, { 'x-fetch-oracle-miss': '1' });
       return;
