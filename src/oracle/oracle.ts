@@ -17,12 +17,10 @@ import type { UpstreamMutation } from './recorder.ts';
 import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 import type { ReplayReport } from './open-replay.ts';
-import { renderReportHtml } from '../report/html.ts';
-import { liveReportData } from '../report/live.ts';
 import type { LivePoll } from '../report/live.ts';
 import type { ReportData } from '../report/model.ts';
-import { OracleMetrics } from '../report/metrics.ts';
-import { RequestLog } from '../report/request-log.ts';
+import type { OracleMetrics } from '../report/metrics.ts';
+import type { RequestLog } from '../report/request-log.ts';
 
 export type { OracleInit, RecordInit, ReplayInit } from './config.ts';
 export type { ReplayReport } from './open-replay.ts';
@@ -31,8 +29,8 @@ export type { ReplayReport } from './open-replay.ts';
  * Opens the mode an init names: the one place that tells record from replay. Each mode's code (record: the
  * upstream client, importer and digests) is imported only when used, so a replay process never loads it.
  */
-async function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate, metrics: OracleMetrics): Promise<OracleMode> {
-  if (init.mode === 'record') return (await import('./record-mode.ts')).RecordMode.open(init, store, stats, logger, gate, (s) => metrics.upstreamLatency(s));
+async function openMode(init: OracleInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate, metrics: OracleMetrics | undefined): Promise<OracleMode> {
+  if (init.mode === 'record') return (await import('./record-mode.ts')).RecordMode.open(init, store, stats, logger, gate, metrics === undefined ? undefined : (s) => metrics.upstreamLatency(s));
   return (await import('./replay-mode.ts')).ReplayMode.open(init, store, stats, logger);
 }
 
@@ -42,11 +40,12 @@ export class Oracle {
   readonly stats: OracleStats;
   readonly logger: Logger;
   readonly store: BlockStore;
-  /** This oracle's metrics (`GET /metrics`), in a registry of its own; requests and store calls are counted
-   * when the oracle has an admin API. */
-  readonly metrics: OracleMetrics;
-  /** Every request answered, for the live page (`GET /`); logged when the oracle has an admin API. */
-  readonly requests: RequestLog;
+  /** With an admin API only: this oracle's metrics (`GET /metrics`, a registry of its own) and every request
+   * answered (the live page, `GET /`). Without one, nothing is counted or logged and prom-client and the page
+   * are never loaded: the replay hot path of `run --replay` and `build --replay` pays nothing (measured ~15%
+   * CPU per hit, ~13 MB of RSS for prom-client). */
+  #metrics: OracleMetrics | undefined;
+  #requests: RequestLog | undefined;
   #mode: OracleMode | undefined;
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
@@ -60,15 +59,10 @@ export class Oracle {
     this.init = validateOracleInit(init);
     this.logger = init.logger ?? NOOP_LOGGER;
     this.stats = createStats(init.mode);
-    this.metrics = new OracleMetrics({ stats: this.stats });
-    this.requests = new RequestLog({ metrics: this.metrics });
     // Replay reads blocks the local Kubo lacks from its peers (a netlock recorded on another machine); record
     // reads stay local, so that a missing block is repaired by a re-fetch at once.
     const fetchTimeoutMs = init.mode === 'replay' && init.ipfs !== undefined ? (init.ipfsFetchTimeoutMs ?? KUBO_FETCH_TIMEOUT_MS) : undefined;
-    const store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), ...(fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs }), logger: this.logger });
-    // Requests are logged and store calls counted only for an oracle with an admin API, the one place they are
-    // seen: the replay hot path of `run --replay` and `build --replay` pays nothing (measured ~15% CPU per hit).
-    this.store = init.admin === undefined ? store : this.metrics.countingStore(store);
+    this.store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), ...(fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs }), logger: this.logger });
   }
 
   get caCertPath(): string {
@@ -90,14 +84,22 @@ export class Oracle {
     this.#ca = await CertAuthority.loadOrCreate({ dir: join(init.dataDir, 'ca'), logger: logger.child('tls') });
     // The gate refuses requests without the proxy credentials, and targets that are this oracle's own ports.
     const gate = new ProxyGate({ ...(init.exposure?.proxyAuth === undefined ? {} : { proxyAuth: init.exposure.proxyAuth }), self: () => this.#ownAddresses() });
-    const mode = (this.#mode = await openMode(init, this.store, this.stats, logger, gate, this.metrics));
-    this.#proxy = new ProxyServer({ handler: init.admin === undefined ? mode.handler : this.requests.observe(mode.handler), certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
+    let store = this.store;
+    if (init.admin !== undefined) {
+      const [{ OracleMetrics }, { RequestLog }] = await Promise.all([import('../report/metrics.ts'), import('../report/request-log.ts')]);
+      this.#metrics = new OracleMetrics({ stats: this.stats });
+      this.#requests = new RequestLog({ metrics: this.#metrics });
+      store = this.#metrics.countingStore(store);
+    }
+    const mode = (this.#mode = await openMode(init, store, this.stats, logger, gate, this.#metrics));
+    const handler = this.#requests === undefined ? mode.handler : this.#requests.observe(mode.handler);
+    this.#proxy = new ProxyServer({ handler, certs: this.#ca, logger: logger.child('proxy'), gate, ...(init.limits === undefined ? {} : { limits: init.limits }) });
     await this.#proxy.listen(init.listen);
     if (!('path' in init.listen)) this.#own.push({ ...this.#proxy.address(), role: 'proxy' });
     if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
       // The admin API (hono) and the CAR writer load only when asked for.
-      const [{ AdminServer }, { exportCar }] = await Promise.all([import('../admin/server.ts'), import('../netlock/export-car.ts')]);
+      const [{ AdminServer }, { exportCar }, { renderReportHtml }] = await Promise.all([import('../admin/server.ts'), import('../netlock/export-car.ts'), import('../report/html.ts')]);
       this.#admin = await AdminServer.start(init.admin, {
         stats: () => ({ ...this.stats }),
         recordsForUrl: (url) => mode.recordsForUrl(url),
@@ -109,7 +111,7 @@ export class Oracle {
         caPem: () => this.#ca!.certPem,
         report: (poll) => this.#liveReport(mode, poll),
         reportPage: async () => renderReportHtml(await this.#liveReport(mode)),
-        metrics: () => this.metrics.scrape(),
+        metrics: () => this.#metrics!.scrape(),
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
       });
       this.#own.push({ ...this.#admin.address(), role: 'admin' });
@@ -126,7 +128,8 @@ export class Oracle {
   }
 
   async #liveReport(mode: OracleMode, poll?: LivePoll): Promise<ReportData> {
-    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.requests, mode.mutations, poll);
+    const { liveReportData } = await import('../report/live.ts');
+    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.#requests!, mode.mutations, poll);
   }
 
   /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */
