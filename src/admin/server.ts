@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import type { ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { validateAdminExposure } from '../config/exposure.ts';
 import type { ListenAddress } from '../io/listen.ts';
@@ -16,8 +17,12 @@ export class AdminServer {
   }
 
   static async start(address: ListenAddress, deps: AdminDeps): Promise<AdminServer> {
-    validateAdminExposure(address, deps.token);
-    const app = createAdminApp(deps);
+    return AdminServer.serve(address, createAdminApp(deps), deps.token);
+  }
+
+  /** Serves `app` (which must guard its routes with `token`, as createAdminApp does) under the same exposure rule. */
+  static async serve(address: ListenAddress, app: Hono, token: string | undefined): Promise<AdminServer> {
+    validateAdminExposure(address, token);
     return new Promise((resolve, reject) => {
       const server = serve({ fetch: app.fetch, hostname: address.host, port: address.port }, () => resolve(new AdminServer(server)));
       server.once('error', reject);

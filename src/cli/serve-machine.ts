@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { parseAddress, parseCommandLine, stderrLogger, UsageError } from './common.ts';
-import { MetricsServer } from '../admin/metrics-server.ts';
+import { startMetricsServer } from '../admin/metrics-server.ts';
+import type { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { OracleMetrics } from '../report/metrics.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -74,12 +75,12 @@ export async function runServeMachine(args: string[], dataDirDefault: string, co
   }
 }
 
-async function startMetrics(listen: string | undefined, tokenFlag: string | undefined, metrics: OracleMetrics, out: (t: string) => void): Promise<MetricsServer | undefined> {
+async function startMetrics(listen: string | undefined, tokenFlag: string | undefined, metrics: OracleMetrics, out: (t: string) => void): Promise<AdminServer | undefined> {
   if (listen === undefined) return undefined;
   const address = parseAddress(listen, '--metrics');
   if ('path' in address) throw new UsageError('--metrics expects HOST:PORT');
   const token = tokenFlag ?? process.env['FETCH_ORACLE_ADMIN_TOKEN'];
-  const server = await MetricsServer.start(address, () => metrics.scrape(), token === '' ? undefined : token);
+  const server = await startMetricsServer(address, () => metrics.scrape(), token === '' ? undefined : token);
   const a = server.address();
   out(`metrics http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/metrics\n`);
   return server;
