@@ -41,8 +41,9 @@ same flags and derived Dockerfile as above, inside the machine; RUN steps share 
 only way out is the guest shim (127.0.0.1:8899), which replays NETLOCK by CID (--replay) or records through
 this host (default); its CA is mounted at --ca-path. The image comes out as an OCI archive (--out); stdout gets
 the image ID, then \`root hash: <hex>\`: the same netlock, machine image, context and --time give the same root
-hash and image ID on any host. --check records in the machine, rebuilds offline in the machine and compares
-the image IDs; the root hash it prints is the rebuild's, which \`build --machine --replay NETLOCK\` reproduces. RUN steps see the machine's entropy, which is deterministic: /dev/urandom gives the
+hash and image ID on any host. --check records in the machine, rebuilds offline in the machine with the same
+clock and compares the image IDs; the root hash it prints is the rebuild's (re-checked with --replay and the
+--time it names). RUN steps see the machine's entropy, which is deterministic: /dev/urandom gives the
 same bytes in every run (docs/reproducible-builds.md).
   --machine              build inside the Cartesi Machine (the options below apply)
   --image FILE           the machine image, with buildah: fetch-oracle machine image --packages ${BUILD_IMAGE_PACKAGES}
@@ -188,10 +189,9 @@ export async function runMachineBuild(values: MachineBuildValues, init: MachineB
       if (typeof first === 'number') return first;
       let result = first;
       if (values.check === true) {
-        // The replay's clock is the one a plain \`build --machine --replay NETLOCK\` takes (the newest record), so
-        // that command reproduces the root hash printed here.
-        say(io, `2/2 rebuilding offline in the machine from ${netlockPath}`);
-        const second = await half('replay', common);
+        // The same clock as the record half (as machine check does): only the network's source differs.
+        say(io, `2/2 rebuilding offline in the machine from ${netlockPath} (guest clock ${first.time}, as recorded)`);
+        const second = await half('replay', { ...common, time: first.time });
         if (typeof second === 'number') return second;
         if (second.iid !== first.iid) {
           say(io, `NOT reproducible: recorded ${first.iid}, rebuilt offline ${second.iid}`);
@@ -199,6 +199,7 @@ export async function runMachineBuild(values: MachineBuildValues, init: MachineB
           return 1;
         }
         say(io, `reproducible: the offline rebuild in the machine gave the recorded image ${first.iid}`);
+        say(io, `re-check the root hash with: fetch-oracle build --machine --replay ${netlockPath} --time ${first.time} (same image, context and options)`);
         result = second;
       }
       await place(result.archive!, target);
