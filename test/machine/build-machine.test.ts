@@ -34,6 +34,19 @@ describe('fetch-oracle build --machine without a machine', () => {
     expect(r.code, explain(r)).toBe(2);
     expect(r.stderr).toContain('--storage is an option of the host build, not of --machine');
   });
+
+  it('exits 125 naming what to install when the emulator is missing, before anything is built', async () => {
+    const dir = await tempDir('fo-build-machine-none-');
+    try {
+      await writeFile(join(dir.path, 'Dockerfile'), 'FROM scratch\n');
+      const r = await cli(['build', '--machine', '--data', join(dir.path, 'data'), '--emulator', '/nonexistent/cartesi', '--kernel', '/nonexistent/linux.bin', '--out', join(dir.path, 'x.oci.tar'), dir.path]);
+      expect(r.code, explain(r)).toBe(125);
+      expect(r.stderr).toContain('cartesi-jsonrpc-machine not found in --emulator /nonexistent/cartesi');
+      expect(existsSync(join(dir.path, 'x.oci.tar'))).toBe(false);
+    } finally {
+      await dir.remove();
+    }
+  });
 });
 
 describe.skipIf(problem !== undefined && !IN_CI)(`fetch-oracle build --machine in the real Cartesi Machine${problem === undefined ? '' : ` [skipped: ${problem}]`}`, () => {
