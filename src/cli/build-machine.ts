@@ -97,7 +97,7 @@ interface MachineHalf {
   iid?: string;
   archive?: string;
   failure?: string;
-  /** Record: the netlock written (its path). */
+  /** The guest clock the build ran with (the replay half of --check takes the record half's). */
   time: number;
 }
 
