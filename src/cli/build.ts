@@ -3,6 +3,7 @@ import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
+import { MACHINE_BUILD_HELP, runMachineBuild } from './build-machine.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace, describeStageVariables } from '../image/build.ts';
@@ -20,6 +21,7 @@ export const DEFAULT_BUILD_NETLOCK = 'fetch-oracle.netlock.json';
 export const BUILD_HELP = `Usage: fetch-oracle build [--netlock FILE] [options] [buildah build options] CONTEXT
        fetch-oracle build --replay FILE [options] [buildah build options] CONTEXT
        fetch-oracle build --check [--netlock FILE] [options] [buildah build options] CONTEXT
+       fetch-oracle build --machine [--replay FILE | --check] [--image FILE] [--out FILE] [options] CONTEXT
 
 Builds the unmodified Dockerfile in CONTEXT with buildah (--isolation chroot --storage-driver vfs --timestamp 0
 --no-cache), with buildah itself inside a network namespace that has only a loopback interface: the
@@ -74,6 +76,7 @@ Everything else before CONTEXT goes to \`buildah build\` as given (-f FILE, -t N
 --isolation, --storage-driver, --root, --runroot, --network and --http-proxy, which fetch-oracle sets.
 Needs root (a network namespace), buildah (${BUILDAH_INSTALL}), unshare (util-linux) and ip (iproute2).
 
+${MACHINE_BUILD_HELP}
 Exit status: 0 ok; buildah's exit code if the build failed; 1 if --check found different image IDs or a replay
 made requests outside the netlock; 2 usage; 125 if the sandbox could not be set up or buildah is missing.
 `;
@@ -93,6 +96,17 @@ const OPTIONS = {
   provenance: { type: 'string' },
   report: { type: 'string' },
   'allow-misses': { type: 'boolean' },
+  machine: { type: 'boolean' },
+  image: { type: 'string' },
+  out: { type: 'string' },
+  time: { type: 'string' },
+  'ram-mib': { type: 'string' },
+  'input-mib': { type: 'string' },
+  'output-mib': { type: 'string' },
+  'max-mcycle': { type: 'string' },
+  'no-snapshot': { type: 'boolean' },
+  emulator: { type: 'string' },
+  kernel: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -178,6 +192,17 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
   const caPath = values['ca-path'] ?? DEFAULT_CA_TARGET;
   if (caPath !== 'none' && !caPath.startsWith('/')) throw new UsageError(`--ca-path expects an absolute path in the image or none, got ${JSON.stringify(caPath)}`);
 
+  if (values.machine === true) {
+    for (const flag of ['storage', 'keep-storage', 'allow-misses', 'report'] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} is an option of the host build, not of --machine`);
+    }
+    const init = { context: resolve(context), buildahArgs, scrub, caTarget: caPath === 'none' ? undefined : caPath };
+    const { scrub: _s, ...rest } = values;
+    return runMachineBuild({ ...rest, scrub, caTarget: init.caTarget, trust }, init, dataDirDefault, { stdout, stderr: process.stderr });
+  }
+  for (const flag of ['image', 'out', 'time', 'ram-mib', 'input-mib', 'output-mib', 'max-mcycle', 'no-snapshot', 'emulator', 'kernel'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} is an option of build --machine`);
+  }
   const buildah = findBuildah();
   if (buildah === undefined) {
     say(buildahMissingMessage());

@@ -8,6 +8,7 @@ import type { Command, CommandContext } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { ORACLE_VERSION } from './enclave.ts';
 import { ImageBuildError } from '../errors.ts';
+import { BASE_TAR_PACKAGES, buildBaseTar } from '../machine/rootfs/base-tar.ts';
 import { buildMachineImage, DEFAULT_FREE_MIB, DEFAULT_IMAGE_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE } from '../machine/rootfs/build-image.ts';
 import type { ImageOracle } from '../machine/rootfs/build-image.ts';
 import { findGuestFiles, GUEST_DIST_NAMES, GUEST_INIT_NAME, GUEST_PATHS, IMAGE_METADATA_PATH } from '../machine/rootfs/layout.ts';
@@ -16,6 +17,7 @@ import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 
 export const MACHINE_IMAGE_HELP = `Usage: fetch-oracle machine image --out FILE [--packages LIST] [--netlock FILE] [options]
        fetch-oracle machine image --out FILE [--packages LIST] --replay FILE [options]
+       fetch-oracle machine image --base-tar --out rootfs.tar [--packages LIST] [--netlock F | --replay F]
 
 Builds the Cartesi Machine's root file system, an ext2 image, from Debian ${DEFAULT_SUITE} riscv64 packages:
 ${DEFAULT_IMAGE_PACKAGES.join(', ')} and the --packages, with every dependency (no recommends). apt
@@ -30,9 +32,15 @@ Record (default): new downloads are fetched once and recorded; the netlock is wr
 OUT.netlock.json). Replay (--replay FILE): only FILE is served, offline; a download it lacks fails the build
 with the miss explained. The same netlock, packages, guest files and options give a byte-identical image.
 
+--base-tar writes a Debian riscv64 base as a tar instead (for a Dockerfile's \`FROM scratch\` + \`ADD rootfs.tar /\`
+built by \`fetch-oracle build --machine\`): it stands in for a minbase debootstrap (${BASE_TAR_PACKAGES.length} packages:
+Priority required, apt and curl, plus --packages), unpacked the same way, with /etc/passwd, /etc/group and apt's
+sources written; no guest files, no busybox links. Sorted, numeric owners, every time --epoch: reproducible.
+
 Options:
   --out FILE             the image to write (atomically: a temporary file beside it, then renamed)
   --packages LIST        more packages (comma- or space-separated, repeatable; NAME or NAME=VERSION)
+  --base-tar             write a base tar (see above) instead of the machine's ext2
   --netlock FILE         record: where to write the netlock (default OUT.netlock.json)
   --replay FILE          build offline from FILE instead of recording
   --data DIR             data directory: blocks, records, keys (default $FETCH_ORACLE_DATA or
@@ -58,6 +66,7 @@ Exit status: 0 ok; 1 the build failed (an unknown package, a replay miss, apt, d
 
 const OPTIONS = {
   out: { type: 'string' },
+  'base-tar': { type: 'boolean' },
   packages: { type: 'string', multiple: true },
   netlock: { type: 'string' },
   replay: { type: 'string' },
@@ -136,11 +145,11 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
   const logger = stderrLogger();
 
   let tools: ReturnType<typeof findImageTools>;
-  let guest: Awaited<ReturnType<typeof findGuestFiles>>;
+  let guest: Awaited<ReturnType<typeof findGuestFiles>> | undefined;
   try {
     tools = findImageTools();
     const where = guestLocations(values['guest-dir']);
-    guest = await findGuestFiles(where.dist, where.init);
+    if (values['base-tar'] !== true) guest = await findGuestFiles(where.dist, where.init);
   } catch (err) {
     if (!(err instanceof ImageBuildError)) throw err;
     context.stderr.write(`fetch-oracle machine image: ${err.message}\n`);
@@ -162,11 +171,32 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  const unlisten = (): void => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  };
+  const dataDir = resolve(values.data ?? context.defaultDataDir);
+  const oracleLogger = stderrLogger({ quiet: values.verbose !== true }).child('oracle');
+  if (guest === undefined) {
+    const base = await buildBaseTar({ out, packages, oracle, dataDir, mirror, suite, epoch, tools, logger, oracleLogger }, { signal: abort.signal }).finally(unlisten);
+    context.stdout.write(
+      [
+        `base tar: ${base.out}`,
+        `packages: ${base.packages.length}`,
+        `size: ${base.bytes} bytes`,
+        `netlock: ${base.netlock.path} (${base.netlock.root}${base.netlock.count === undefined ? '' : `, ${base.netlock.count} entries`}, ${oracle.mode === 'record' ? 'recorded' : 'replayed offline'})`,
+        `built in ${(base.elapsedMs / 1000).toFixed(1)} s`,
+        `sha256: ${base.sha256}`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  }
   const result = await buildMachineImage({
     out,
     packages,
     oracle,
-    dataDir: resolve(values.data ?? context.defaultDataDir),
+    dataDir,
     guest,
     mirror,
     suite,
@@ -175,11 +205,8 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
     builderVersion: ORACLE_VERSION,
     tools,
     logger,
-    oracleLogger: stderrLogger({ quiet: values.verbose !== true }).child('oracle'),
-  }, { signal: abort.signal }).finally(() => {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  });
+    oracleLogger,
+  }, { signal: abort.signal }).finally(unlisten);
   const asked = result.requested.length;
   context.stdout.write(
     [

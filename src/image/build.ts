@@ -126,7 +126,7 @@ async function readFirst(candidates: readonly string[]): Promise<{ path: string;
  * a URL, a missing file: buildah then says why) or that buildah would run through cpp (`*.in`) is passed as
  * it is, and `given` goes to buildah as --build-args instead: they reach only the stages that declare them.
  */
-async function withDerivedDockerfiles(init: BuildInit, given: readonly StageVariable[], dir: string): Promise<{ args: string[]; variables: StageVariables }> {
+async function withDerivedDockerfiles(init: Pick<BuildInit, 'buildahArgs' | 'context'>, given: readonly StageVariable[], dir: string): Promise<{ args: string[]; variables: StageVariables }> {
   const variables: StageVariables = { given: [...given], inserted: [], kept: [], notDerived: [], buildArgs: [] };
   const args = [...init.buildahArgs];
   const options = fileOptions(args);
@@ -160,7 +160,7 @@ async function withDerivedDockerfiles(init: BuildInit, given: readonly StageVari
 }
 
 /** The `buildah … build …` argv for one half of a build (without the namespace wrapper). */
-export async function buildahArgv(init: BuildInit, files: { iidfile: string; caCert: string; scratch: string; dockerfiles: string }): Promise<BuildahInvocation> {
+export async function buildahArgv(init: Pick<BuildInit, 'buildah' | 'storage' | 'buildahArgs' | 'context' | 'scrub' | 'caTarget'>, files: { iidfile: string; caCert: string; scratch: string; dockerfiles: string }): Promise<BuildahInvocation> {
   const timestamp = userTimestamp(init.buildahArgs);
   const argv = [
     init.buildah,

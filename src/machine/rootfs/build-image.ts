@@ -94,7 +94,7 @@ export function imagePackageList(extra: readonly string[]): string[] {
 }
 
 /** Runs apt through an oracle; returns the .debs and the netlock root used. A replay miss explains itself. */
-async function downloadThroughOracle(init: MachineImageInit, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
+export async function downloadThroughOracle(init: Pick<MachineImageInit, 'oracle' | 'dataDir' | 'mirror' | 'suite' | 'oracleLogger'>, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
   if (init.oracle.mode === 'replay') await readNetlockRoot(init.oracle.netlockPath); // a bad path fails before anything starts
   else await mkdir(dirname(init.oracle.netlockPath), { recursive: true });
   const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { host: '127.0.0.1', port: 0 }, logger: init.oracleLogger ?? logger.child('oracle') });

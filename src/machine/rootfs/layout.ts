@@ -90,7 +90,7 @@ async function exists(path: string): Promise<boolean> {
  * `/bin`, `/sbin`, `/lib` → `usr/…` (relative links, as Debian's usrmerge makes them). A package that still
  * ships files under one of them has them moved into /usr first (none of trixie's should).
  */
-async function mergeUsr(root: string): Promise<void> {
+export async function mergeUsr(root: string): Promise<void> {
   for (const dir of MERGED_USR) {
     const top = join(root, dir);
     const st = await lstat(top).catch(() => undefined);
