@@ -69,7 +69,7 @@ ${q(buildah)}
 status=$?
 if [ "$status" -ne 0 ]; then reason; exit "$status"; fi
 mark 'buildah push'
-if ! buildah ${q(storage)} push --quiet "$(cat /var/tmp/fetch-oracle-iid)" "oci-archive:$out/${OUTPUT_ARCHIVE}" >/dev/null; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit 1; fi
+if ! buildah ${q(storage)} push --quiet --disable-compression "$(cat /var/tmp/fetch-oracle-iid)" "oci-archive:$out/${OUTPUT_ARCHIVE}" >/dev/null; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit 1; fi
 cp /var/tmp/fetch-oracle-iid "$out/${OUTPUT_IID}"
 mark done
 `;
