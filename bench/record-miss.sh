@@ -31,7 +31,7 @@ SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
 render "$HERE/conf/nginx-static.conf.in" "$WORKDIR/origin/nginx.conf" NAME=origin PORT="$ORIGIN_PORT" \
   WORKDIR="$WORKDIR" NGINX_WORKERS=1
 start_bg origin nginx -e "$WORKDIR/origin/error.log" -c "$WORKDIR/origin/nginx.conf"
-wait_port "$ORIGIN_PORT" 20 origin
+wait_port "$ORIGIN_PORT" 20 # no name: its liveness check can read an empty cmdline mid-exec
 
 if [[ " $TARGETS " == *" squid "* ]]; then
   render "$HERE/conf/squid.conf.in" "$WORKDIR/squid/squid.conf" WORKDIR="$WORKDIR" SQUID_PORT="$SQUID_PORT" \
@@ -40,12 +40,12 @@ if [[ " $TARGETS " == *" squid "* ]]; then
   squid -k parse -f "$WORKDIR/squid/squid.conf" >"$WORKDIR/squid/parse.log" 2>&1 || die "squid.conf invalid"
   squid -z -N -f "$WORKDIR/squid/squid.conf" >>"$WORKDIR/squid/parse.log" 2>&1
   start_bg squid squid -N -f "$WORKDIR/squid/squid.conf"
-  wait_port "$SQUID_PORT" 30 squid
+  wait_port "$SQUID_PORT" 30
 fi
 if [[ " $TARGETS " == *" oracle "* ]]; then
   (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
     --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
-  wait_port "$ORACLE_PORT" 30 oracle
+  wait_port "$ORACLE_PORT" 30
 fi
 port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" ;; *) die "unknown target $1" ;; esac; }
 
