@@ -8,6 +8,8 @@ export const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 export const BATCH_BYTES = 1024 * 1024;
 /** The first batch buffer of a body whose size is not known in advance; it doubles up to a batch. */
 const MIN_BATCH_BUFFER = 64 * 1024;
+/** Whole batch buffers the worker has handed back, kept for the next batches (one body's in-flight share). */
+const MAX_SPARE_BATCHES = MAX_IN_FLIGHT_BYTES / BATCH_BYTES + 1;
 
 // The worker's code, kept inline so it needs no separate build step or file resolution under tsx.
 const WORKER_SOURCE = `
@@ -21,7 +23,8 @@ parentPort.on('message', (m) => {
     const bytes = new Uint8Array(m.buffer, 0, m.length);
     job.sha256.update(bytes);
     job.sha512.update(bytes);
-    parentPort.postMessage({ type: 'ack', id: m.id, bytes: m.length });
+    // The buffer goes back to be filled again: no 1 MiB allocation per batch on either thread.
+    parentPort.postMessage({ type: 'ack', id: m.id, bytes: m.length, buffer: m.buffer }, [m.buffer]);
   } else if (m.type === 'digest') {
     const job = jobs.get(m.id) ?? { sha256: createHash('sha256'), sha512: createHash('sha512') };
     jobs.delete(m.id);
@@ -58,6 +61,7 @@ interface WorkerMessage {
   type: 'ack' | 'digest';
   id: number;
   bytes?: number;
+  buffer?: ArrayBuffer;
   sha256?: Uint8Array;
   sha512?: Uint8Array;
 }
@@ -75,11 +79,15 @@ function wake(job: Job): void {
  * worker, so memory stays bounded. A body that fits one batch (most) is hashed here: cheaper than the
  * round trip. Measured alternatives that also moved the leaf hashing to workers (two workers on pooled
  * shared buffers; one buffer passed worker to worker) spent more CPU in postMessage than they moved, on
- * 2 cores shared with the client and the origin (docs/benchmarks.md).
+ * 2 cores shared with the client and the origin (docs/benchmarks.md). Whole batch buffers come back with
+ * the worker's ack and are reused: allocated fresh, a 1 GiB record left up to ~100 MB of dead 1 MiB buffers
+ * between collections on the two threads (issue #15, peak RSS).
  */
 export class DigestWorker {
   #worker: Worker | undefined;
   readonly #jobs = new Map<number, Job>();
+  /** Batch buffers of BATCH_BYTES back from the worker, for any job's next batch. */
+  readonly #spare: ArrayBuffer[] = [];
   #nextId = 1;
   #closed = false;
 
@@ -96,6 +104,7 @@ export class DigestWorker {
   }
 
   #onMessage(m: WorkerMessage): void {
+    if (m.type === 'ack' && m.buffer?.byteLength === BATCH_BYTES && this.#spare.length < MAX_SPARE_BATCHES) this.#spare.push(m.buffer);
     const job = this.#jobs.get(m.id);
     if (job === undefined) return;
     if (m.type === 'ack') job.inFlight -= m.bytes ?? 0;
@@ -134,7 +143,8 @@ export class DigestWorker {
     // Sized by what is left of the body when known, else small and doubling, never above a batch.
     const room = (needed: number): void => {
       const hinted = expected !== undefined && expected > 0 ? filled + expected : MIN_BATCH_BUFFER;
-      const bigger = Buffer.allocUnsafeSlow(Math.min(BATCH_BYTES, Math.max(filled + needed, hinted, batch.byteLength * 2))).buffer; // only bytes copied in are read
+      const size = Math.min(BATCH_BYTES, Math.max(filled + needed, hinted, batch.byteLength * 2));
+      const bigger = (size === BATCH_BYTES ? this.#spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(size).buffer; // only bytes copied in are read
       new Uint8Array(bigger).set(new Uint8Array(batch, 0, filled));
       batch = bigger;
     };

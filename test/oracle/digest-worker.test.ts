@@ -44,6 +44,22 @@ describe('DigestWorker: whole-body sha256 and sha512', () => {
     expect(b).toBe(createHash('sha512').update(await bytesOf('two', 5 * MiB + 3)).digest('hex'));
   });
 
+  // Whole batch buffers come back from the worker and serve the next batch of any job: many bodies at once,
+  // over more rounds than there are spare buffers, must still each get their own digests.
+  it('keeps bodies apart while batch buffers are reused across jobs and rounds', async () => {
+    for (const round of [1, 2, 3]) {
+      const seeds = Array.from({ length: 6 }, (_, i) => [`round ${round} body ${i}`, (i + 1) * BATCH_BYTES + i * 4099] as const);
+      const got = await Promise.all(
+        seeds.map(async ([seed, size]) => {
+          const job = workers.begin(round === 2 ? { sizeHint: size } : {});
+          for await (const p of pseudoRandomBytes(seed, size)) await job.update(p);
+          return hex((await job.digest()).sha256);
+        }),
+      );
+      for (const [i, [seed, size]] of seeds.entries()) expect(got[i], seed).toBe(createHash('sha256').update(await bytesOf(seed, size)).digest('hex'));
+    }
+  });
+
   it('refuses the digest of an abandoned body, and serves the next job', async () => {
     const job = workers.begin();
     for await (const p of pseudoRandomBytes('abandoned', 3 * MiB)) await job.update(p);

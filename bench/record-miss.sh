@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Issue #15: 4 KiB records against squid's MISS path. Every request names a distinct URL (bench/record-miss.lua:
+# GET http://ORIGIN/f4k?RUN-THREAD-N), so squid misses, fetches from the live nginx origin and stores each object
+# (memory cache + aufs cache_dir, squid.conf of bench/anchors), and `fetch-oracle record` fetches, stores and signs
+# each one. Reuses ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only. The proxies and the origin run
+# on SERVER_CPUS (they share that core: the origin's cost is the same for both), wrk on CLIENT_CPUS.
+# Usage, from the checkout: bash bench/record-miss.sh   (env: W, DURATION, REPS, CONNS, TARGETS, ANCHORS_DIR)
+# Needs nginx, squid, wrk (bench/anchors `run.sh install`); prints a markdown table (medians over REPS, interleaved).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
+[[ -f $HERE/lib.sh || -n ${ANCHORS_DIR:-} ]] || HERE=/work/shared/bench/anchors # a worktree under /work/wt
+[[ -f $HERE/lib.sh ]] || { echo "record-miss: $HERE/lib.sh not found (set ANCHORS_DIR)" >&2; exit 1; }
+WORKDIR=${W:-${TMPDIR:-/tmp}/fo-record-miss}
+DURATION=${DURATION:-10} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} TARGETS=${TARGETS:-squid oracle}
+SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
+ORIGIN_PORT=${ORIGIN_PORT:-28280} SQUID_PORT=${SQUID_PORT:-28228} ORACLE_PORT=${ORACLE_PORT:-28898}
+SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-1024}
+# shellcheck source=/dev/null
+source "$HERE/lib.sh"
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
+stop_all() { local n; for n in oracle squid origin; do stop_bg "$n"; done; }
+trap stop_all EXIT
+
+stop_all
+rm -rf "$WORKDIR"; mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
+node -e 'const c=require("crypto");process.stdout.write(c.createCipheriv("aes-128-ctr",Buffer.alloc(16,7),Buffer.alloc(16,3)).update(Buffer.alloc(4096)))' >"$WORKDIR/data/f4k"
+SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
+
+render "$HERE/conf/nginx-static.conf.in" "$WORKDIR/origin/nginx.conf" NAME=origin PORT="$ORIGIN_PORT" \
+  WORKDIR="$WORKDIR" NGINX_WORKERS=1
+start_bg origin nginx -e "$WORKDIR/origin/error.log" -c "$WORKDIR/origin/nginx.conf"
+wait_port "$ORIGIN_PORT" 20 # no name: its liveness check can read an empty cmdline mid-exec
+
+if [[ " $TARGETS " == *" squid "* ]]; then
+  render "$HERE/conf/squid.conf.in" "$WORKDIR/squid/squid.conf" WORKDIR="$WORKDIR" SQUID_PORT="$SQUID_PORT" \
+    SQUID_CACHE_MEM_MB="$SQUID_CACHE_MEM_MB" SQUID_CACHE_DIR_LINE="cache_dir aufs $WORKDIR/squid/cache 4096 16 256"
+  chown -R proxy:proxy "$WORKDIR/squid"
+  squid -k parse -f "$WORKDIR/squid/squid.conf" >"$WORKDIR/squid/parse.log" 2>&1 || die "squid.conf invalid"
+  squid -z -N -f "$WORKDIR/squid/squid.conf" >>"$WORKDIR/squid/parse.log" 2>&1
+  start_bg squid squid -N -f "$WORKDIR/squid/squid.conf"
+  wait_port "$SQUID_PORT" 30
+fi
+if [[ " $TARGETS " == *" oracle "* ]]; then
+  (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
+    --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
+  wait_port "$ORACLE_PORT" 30
+fi
+port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" ;; *) die "unknown target $1" ;; esac; }
+
+# Check: a distinct URL is fetched byte-exact through each proxy, and asked again is served from what was stored.
+for n in $TARGETS; do
+  u="http://127.0.0.1:$ORIGIN_PORT/f4k?check-$n"
+  for i in 1 2; do
+    got=$(curl -s --noproxy '' -x "http://127.0.0.1:$(port_of "$n")" -D "$WORKDIR/res/h" "$u" | sha256sum | cut -d' ' -f1)
+    [[ $got == "$SHA" ]] || die "$n served wrong bytes for $u"
+    echo "check $n #$i: $(grep -iE '^(x-cache|x-fetch-oracle[^:]*):' "$WORKDIR/res/h" | tr -d '\r' | tr '\n' ' ')" >>"$WORKDIR/res/verify.txt"
+  done
+done
+
+log "load average $(cut -d' ' -f1-3 /proc/loadavg); $REPS reps x '$CONNS' conns x $DURATION s, targets $TARGETS"
+for rep in $(seq 1 "$REPS"); do
+  for c in $CONNS; do
+    order=$TARGETS; (( rep % 2 == 0 )) && order=$(tr ' ' '\n' <<<"$TARGETS" | tac | tr '\n' ' ')
+    for n in $order; do
+      out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID="$n-$rep-$c" \
+        wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1) || true
+      printf '### %s c=%s rep=%s load=%s\n%s\n' "$n" "$c" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" "$out" >>"$WORKDIR/res/wrk.log"
+      json=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || json='{"failed":1}'
+      echo "{\"target\":\"$n\",\"conns\":$c,\"rep\":$rep,${json#\{}" >>"$WORKDIR/res/raw.jsonl"
+      sleep 1
+    done
+  done
+done
+if [[ " $TARGETS " == *" squid "* ]]; then
+  curl -s --max-time 5 "http://127.0.0.1:$SQUID_PORT/squid-internal-mgr/counters" |
+    grep -E '^(client_http\.(requests|hits)|server\.all\.requests) ' >"$WORKDIR/res/squid-counters.txt" || true
+fi
+if [[ " $TARGETS " == *" oracle "* ]]; then # SIGTERM writes the netlock: one signed entry per distinct URL recorded
+  stop_bg oracle
+  node -e 'console.log(`oracle netlock entries: ${require(process.argv[1]).count}`)' "$WORKDIR/netlock.json" >>"$WORKDIR/res/verify.txt"
+fi
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORKDIR/res/verify.txt"
+cat "$WORKDIR/res/verify.txt" "$WORKDIR/res/squid-counters.txt" 2>/dev/null >&2 || true
+node "$ROOT/bench/record-miss-report.mjs" "$WORKDIR/res/raw.jsonl"
