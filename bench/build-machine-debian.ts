@@ -1,0 +1,75 @@
+// Issue #16's Debian demonstration, end to end in the real Cartesi Machine: a riscv64 Debian base recorded
+// through the oracle (`machine image --base-tar`), then a Dockerfile `FROM scratch` + `ADD rootfs.tar /` with
+// `apt-get install -y hello && hello`, an HTTPS download and a read of /dev/urandom, built with
+// `build --machine --check` (recorded inside the machine, rebuilt offline inside it, image IDs compared) and
+// once more with `--replay` (the same image ID and machine root hash as the check's offline rebuild).
+// It needs the network (deb.debian.org) while recording and takes long (apt in the emulated CPU): a report,
+// not a test. Usage: npm run bench:build-machine-debian [-- --keep DIR --emulator DIR --kernel FILE]
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EMULATOR_DIR, KERNEL } from '../test/helpers/cartesi.ts';
+import { testMachineImage } from '../test/helpers/machine-image.ts';
+import { cli } from '../test/helpers/run.ts';
+import type { RunResult } from '../test/helpers/run.ts';
+
+const { values } = parseArgs({
+  options: {
+    keep: { type: 'string' },
+    emulator: { type: 'string', default: EMULATOR_DIR },
+    kernel: { type: 'string', default: KERNEL },
+  },
+});
+const say = (line: string): void => void process.stderr.write(`bench:build-machine-debian: ${new Date().toISOString()} ${line}\n`);
+const DOCKERFILE = `FROM scratch
+ADD rootfs.tar /
+RUN apt-get update && apt-get install -y hello && hello
+RUN curl -fsS https://deb.debian.org/debian/dists/trixie/main/binary-riscv64/Release | sha256sum > /x
+RUN head -c16 /dev/urandom > /r
+`;
+const machineFlags = ['--emulator', values.emulator, '--kernel', values.kernel];
+const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-build-machine-debian-')));
+const data = join(dir, 'data');
+const ctx = join(dir, 'ctx');
+const rows: string[] = ['| step | result | host time |', '|---|---|---:|'];
+
+async function timed(label: string, args: string[]): Promise<RunResult> {
+  say(`${label}: fetch-oracle ${args.join(' ')}`);
+  const t = performance.now();
+  const r = await cli(args, { timeoutMs: 4 * 3_600_000 });
+  const s = (performance.now() - t) / 1000;
+  const id = /^(sha256:[0-9a-f]{64})$/m.exec(r.stdout)?.[1];
+  const root = /root hash: ([0-9a-f]{64})/.exec(r.stdout)?.[1];
+  const marks = [...r.stderr.matchAll(/fetch-oracle-build: t=([\d.]+) (.+)/g)].map((x) => `${x[2]!} @${x[1]!}`).join(', ');
+  rows.push(`| ${label} | exit ${r.code}${id === undefined ? '' : `, ${id.slice(0, 19)}…`}${root === undefined ? '' : `, root ${root.slice(0, 12)}…`}${marks === '' ? '' : ` (guest s: ${marks})`} | ${s.toFixed(0)} s |`);
+  process.stderr.write(r.stderr.split('\n').filter((l) => /reproducible|differ|image|recorded|miss|root hash|Hello/.test(l)).join('\n') + '\n');
+  if (r.code !== 0) throw new Error(`${label} failed (exit ${r.code}):\n${r.stderr.split('\n').slice(-40).join('\n')}`);
+  return r;
+}
+
+try {
+  await mkdir(ctx, { recursive: true });
+  await mkdir(data, { recursive: true });
+  await symlink(join(tmpdir(), 'fetch-oracle-test-machine-snapshots'), join(data, 'machine-snapshots')).catch(() => undefined);
+  const image = (await testMachineImage({ packages: ['nodejs', 'busybox-static', 'curl', 'ca-certificates', 'buildah', 'netavark'] })).image;
+  await timed('base tar, recorded (`machine image --base-tar`)', ['machine', 'image', '--base-tar', '--data', data, '--out', join(ctx, 'rootfs.tar'), '--netlock', join(dir, 'base.netlock.json')]);
+  await writeFile(join(ctx, 'Dockerfile'), DOCKERFILE);
+  const netlock = join(dir, 'build.netlock.json');
+  const common = ['build', '--machine', '--data', data, '--image', image, ...machineFlags];
+  const check = await timed('`build --machine --check` (record in the machine, rebuild offline in it)', [...common, '--check', '--netlock', netlock, '--out', join(dir, 'check.oci.tar'), ctx]);
+  // The check's offline half ran with the record's clock; the re-check line it prints names it.
+  const time = /re-check the root hash with: .* --time (\S+)/.exec(check.stderr)?.[1];
+  if (time === undefined) throw new Error('the check printed no re-check line with --time');
+  const replay = await timed('`build --machine --replay --time T` (a second offline rebuild)', [...common, '--replay', netlock, '--time', time, '--out', join(dir, 'replay.oci.tar'), ctx]);
+  const idOf = (r: RunResult): string | undefined => /^(sha256:[0-9a-f]{64})$/m.exec(r.stdout)?.[1];
+  const rootOf = (r: RunResult): string | undefined => /root hash: ([0-9a-f]{64})/.exec(r.stdout)?.[1];
+  rows.push(`| same image ID (check vs second replay) | ${String(idOf(check) === idOf(replay))} | |`);
+  rows.push(`| same machine root hash (check's offline rebuild vs second replay) | ${String(rootOf(check) === rootOf(replay))} | |`);
+  process.stdout.write(`${rows.join('\n')}\n`);
+} catch (err) {
+  process.stdout.write(`${rows.join('\n')}\n`);
+  throw err;
+} finally {
+  if (values.keep === undefined) await rm(dir, { recursive: true, force: true });
+}
