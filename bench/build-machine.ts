@@ -59,6 +59,8 @@ try {
     if (d.code !== 0) throw new Error(d.stderr);
   });
   const hostCtx = await context('host', () => copyFile('/usr/bin/busybox', join(dir, 'host', 'bin', 'busybox')));
+  // The tests' snapshot store, so that a machine of the same sizes starts from a stored snapshot.
+  await mkdir(join(tmpdir(), 'fetch-oracle-test-machine-snapshots'), { recursive: true });
   await symlink(join(tmpdir(), 'fetch-oracle-test-machine-snapshots'), join(data, 'machine-snapshots')).catch(() => undefined);
   const machineLock = join(dir, 'machine.netlock.json');
   const hostLock = join(dir, 'host.netlock.json');
