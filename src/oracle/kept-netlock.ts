@@ -1,13 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
-import { loadVerifiedRecord } from '../protocol/verify-record.ts';
-import { NetlockReader } from '../netlock/dag.ts';
+import { openEntryRecords } from '../netlock/entry-records.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
-import { keyFromId } from '../netlock/verify.ts';
 
 /** What a netlock file already at the path of a new record run held. */
 export interface KeptNetlock {
@@ -37,18 +34,14 @@ export async function readKeptNetlock(path: string, source: BlockSource, options
   }
   try {
     const { root } = await readNetlockRoot(path);
-    const verified = verifyingSource(source);
-    const reader = new NetlockReader(root, verified);
-    const rootValue = await reader.rootValue();
+    const netlock = await openEntryRecords(root, source, { signedBy: 'root' });
+    const { rootValue } = netlock;
     const expected = options.expectRules?.variantRules;
     if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
       throw new InvalidNetlockError(`it was recorded with variant rules ${rulesText(rootValue.variantRules)}, this run has ${rulesText(expected)} (--variant-header): their request keys would not agree`);
     }
     const entries: DecodedEntry[] = [];
-    for await (const e of reader.entries()) {
-      const record = await loadVerifiedRecord(e.signed, keyFromId(e.key), verified, rootValue.oracles);
-      entries.push({ key: e.key, signed: e.signed, record });
-    }
+    for await (const e of netlock.entries()) entries.push(e);
     return { root: root.toString(), entries, variantRules: rootValue.variantRules };
   } catch (err) {
     throw refuse(path, (err as Error).message, err);

@@ -1,13 +1,10 @@
 /** The netlock side of provenance: every entry of a netlock DAG with its verified record. */
 import type { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
-import { NetlockReader } from '../netlock/dag.ts';
 import type { NetlockRoot } from '../netlock/dag.ts';
-import { keyFromId } from '../netlock/verify.ts';
+import { openEntryRecords } from '../netlock/entry-records.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
 import type { ProvenanceEntry } from '../protocol/provenance.ts';
-import { loadVerifiedRecord } from '../protocol/verify-record.ts';
 
 export interface NetlockForProvenance {
   readonly root: CID;
@@ -22,15 +19,10 @@ export interface NetlockForProvenance {
  * edited `netlock.json` cannot put a dependency into a provenance statement.
  */
 export async function readNetlockForProvenance(root: CID, store: BlockSource, trusted?: readonly Uint8Array[], options: AbortOptions = {}): Promise<NetlockForProvenance> {
-  const source = verifyingSource(store);
-  const reader = new NetlockReader(root, source);
-  const rootValue = await reader.rootValue(options);
-  const keys = trusted ?? rootValue.oracles;
+  const netlock = await openEntryRecords(root, store, { ...options, signedBy: trusted ?? 'root' });
+  const { rootValue } = netlock;
   const entries: ProvenanceEntry[] = [];
-  for await (const entry of reader.entries(options)) {
-    const record = await loadVerifiedRecord(entry.signed, keyFromId(entry.key), source, keys);
-    entries.push({ key: entry.key, record, recordCid: entry.signed.record });
-  }
+  for await (const e of netlock.entries()) entries.push({ key: e.key, record: e.record, recordCid: e.signed.record });
   if (entries.length !== rootValue.count) throw new InvalidNetlockError(`Netlock ${root} root says ${rootValue.count} entries, index holds ${entries.length}`);
   return { root, rootValue, entries };
 }

@@ -1,34 +1,16 @@
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
-import { decodeRecord } from '../protocol/record.ts';
 import { toHex } from '../protocol/signature.ts';
-import { NetlockReader } from '../netlock/dag.ts';
-import type { NetlockEntry } from '../netlock/dag.ts';
+import { openEntryRecords } from '../netlock/entry-records.ts';
 import type { CID } from 'multiformats/cid';
-import type { DecodedEntry } from '../netlock/file.ts';
 import { entryRow, markMutations, missRows, totalsOf } from './model.ts';
 import type { EntryRow, ReportData, ReportInput } from './model.ts';
 
-/** Records decoded at once while a netlock is read (reads overlap; memory stays small). */
-const DECODE_BATCH = 64;
-
 /** Every entry of the netlock at `root`, with its record, as page rows (blocks verified as they are read). */
 export async function entryRows(root: CID, store: BlockSource, options: AbortOptions = {}): Promise<{ rows: EntryRow[]; keys: string[]; count: number; variantRules?: Record<string, readonly string[]> }> {
-  const source = verifyingSource(store);
-  const reader = new NetlockReader(root, source);
-  const rootValue = await reader.rootValue(options);
+  const netlock = await openEntryRecords(root, store, options);
+  const { rootValue } = netlock;
   const rows: EntryRow[] = [];
-  let batch: NetlockEntry[] = [];
-  const flush = async (): Promise<void> => {
-    const decoded = await Promise.all(batch.map(async (e): Promise<DecodedEntry> => ({ ...e, record: decodeRecord(await source.get(e.signed.record, options)) })));
-    for (const d of decoded) rows.push(entryRow(d));
-    batch = [];
-  };
-  for await (const e of reader.entries(options)) {
-    batch.push(e);
-    if (batch.length >= DECODE_BATCH) await flush();
-  }
-  await flush();
+  for await (const e of netlock.entries()) rows.push(entryRow(e));
   return {
     rows,
     keys: rootValue.oracles.map(toHex),

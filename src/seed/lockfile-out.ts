@@ -1,7 +1,5 @@
-import { verifyingSource } from '../protocol/blocks.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../netlock/dag.ts';
-import { decodeRecord } from '../protocol/record.ts';
+import { openEntryRecords } from '../netlock/entry-records.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { CID } from 'multiformats/cid';
 import { toHex } from '../protocol/signature.ts';
@@ -25,10 +23,8 @@ export interface PinnedEntry {
 
 /** Every entry of a netlock, read from its DAG (each block checked against its CID), in key order. */
 export async function* pinnedEntries(root: CID, source: BlockSource): AsyncGenerator<PinnedEntry> {
-  const verified = verifyingSource(source);
-  const reader = new NetlockReader(root, verified);
-  for await (const e of reader.entries()) {
-    const r = decodeRecord(await verified.get(e.signed.record));
+  for await (const e of (await openEntryRecords(root, source)).entries()) {
+    const r = e.record;
     const k = parseKeyId(e.key);
     yield {
       method: k.method,
