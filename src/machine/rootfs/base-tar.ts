@@ -13,13 +13,12 @@ import { ImageBuildError, throwIfAborted } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { NOOP_LOGGER } from '../../log.ts';
 import type { AbortOptions } from '../../protocol/blocks.ts';
-import { DEFAULT_MIRROR, DEFAULT_SUITE, downloadThroughOracle } from './build-image.ts';
+import { DEFAULT_MIRROR, DEFAULT_SUITE, downloadAndUnpack } from './build-image.ts';
 import type { MachineImageInit, MachineImageResult } from './build-image.ts';
 import { sha256Stream } from './ext2.ts';
 import { mergeUsr } from './layout.ts';
 import { asRoot, findImageTools, runStep } from './tools.ts';
 import type { ImageTools } from './tools.ts';
-import { unpackPackages } from './unpack.ts';
 import type { ImagePackage } from './unpack.ts';
 
 /**
@@ -84,11 +83,7 @@ export async function buildBaseTar(init: BaseTarInit, options: AbortOptions = {}
   const work = await mkdtemp(join(init.workDir ?? tmpdir(), 'fetch-oracle-base-'));
   const tmp = join(dirname(init.out), `.${basename(init.out)}.${process.pid}.tmp`);
   try {
-    const { debs, netlock } = await downloadThroughOracle(init, tools, join(work, 'apt'), requested, logger, options);
-    const root = join(work, 'root');
-    await mkdir(root);
-    logger.info('unpacking %d packages', debs.length);
-    const packages = await unpackPackages(tools, debs, root, options);
+    const { root, packages, netlock } = await downloadAndUnpack(init, tools, work, requested, logger, options);
     await completeBase(root, init.mirror ?? DEFAULT_MIRROR, init.suite ?? DEFAULT_SUITE);
     await mkdir(dirname(init.out), { recursive: true });
     const argv = [tools.tar, '-c', '-f', tmp, '-C', root, '--sort=name', '--format=gnu', '--numeric-owner', `--mtime=@${epoch}`, '.'];

@@ -94,7 +94,7 @@ export function imagePackageList(extra: readonly string[]): string[] {
 }
 
 /** Runs apt through an oracle; returns the .debs and the netlock root used. A replay miss explains itself. */
-export async function downloadThroughOracle(init: Pick<MachineImageInit, 'oracle' | 'dataDir' | 'mirror' | 'suite' | 'oracleLogger'>, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
+async function downloadThroughOracle(init: Pick<MachineImageInit, 'oracle' | 'dataDir' | 'mirror' | 'suite' | 'oracleLogger'>, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
   if (init.oracle.mode === 'replay') await readNetlockRoot(init.oracle.netlockPath); // a bad path fails before anything starts
   else await mkdir(dirname(init.oracle.netlockPath), { recursive: true });
   const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { host: '127.0.0.1', port: 0 }, logger: init.oracleLogger ?? logger.child('oracle') });
@@ -126,6 +126,18 @@ export async function downloadThroughOracle(init: Pick<MachineImageInit, 'oracle
   return { debs, netlock: { path: init.oracle.netlockPath, root: read.root.toString(), ...(read.file === undefined ? {} : { count: read.file.count }) } };
 }
 
+/**
+ * Downloads `requested` and its dependencies through the oracle and unpacks them into `work/root` (no
+ * maintainer scripts): the start of both the machine image and the base tar.
+ */
+export async function downloadAndUnpack(init: Pick<MachineImageInit, 'oracle' | 'dataDir' | 'mirror' | 'suite' | 'oracleLogger'>, tools: ImageTools, work: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ root: string; packages: ImagePackage[]; netlock: MachineImageResult['netlock'] }> {
+  const { debs, netlock } = await downloadThroughOracle(init, tools, join(work, 'apt'), requested, logger, options);
+  const root = join(work, 'root');
+  await mkdir(root);
+  logger.info('unpacking %d packages', debs.length);
+  return { root, packages: await unpackPackages(tools, debs, root, options), netlock };
+}
+
 /** Builds the image (see the module comment); `init.out` appears only when it is complete. */
 export async function buildMachineImage(init: MachineImageInit, options: AbortOptions = {}): Promise<MachineImageResult> {
   throwIfAborted(options.signal);
@@ -136,11 +148,7 @@ export async function buildMachineImage(init: MachineImageInit, options: AbortOp
   const epoch = init.epoch ?? 0;
   const work = await mkdtemp(join(init.workDir ?? tmpdir(), 'fetch-oracle-image-'));
   try {
-    const { debs, netlock } = await downloadThroughOracle(init, tools, join(work, 'apt'), requested, logger, options);
-    const root = join(work, 'root');
-    await mkdir(root);
-    logger.info('unpacking %d packages', debs.length);
-    const packages = await unpackPackages(tools, debs, root, options);
+    const { root, packages, netlock } = await downloadAndUnpack(init, tools, work, requested, logger, options);
     const layout = await completeLayout(tools, root, init.guest, options);
     const metadata: ImageMetadata = {
       v: 1,
