@@ -51,10 +51,23 @@ export function guestScript(buildah: readonly string[], storage: readonly string
 out="$FETCH_ORACLE_OUTPUT"
 export TMPDIR=/var/tmp
 mark() { echo "fetch-oracle-build: t=$(cut -d' ' -f1 /proc/uptime) $1" >&2; }
+# buildah's stderr is also kept in RAM (/tmp is a tmpfs): a full disk is freed again once buildah cleans up,
+# so its "no space left on device" is what tells that the space ran out.
+errlog=/tmp/fetch-oracle-build.err
+logged() {
+  rm -f "$errlog.fifo"; mkfifo "$errlog.fifo"
+  tee -a "$errlog" <"$errlog.fifo" >&2 &
+  tee_pid=$!
+  "$@" 2>"$errlog.fifo"
+  s=$?
+  wait "$tee_pid"
+  rm -f "$errlog.fifo"
+  return "$s"
+}
 reason() {
   free=$(df -Pm ${GUEST_STORAGE} | awk 'NR==2 {print $4}')
-  if [ -n "$free" ] && [ "$free" -lt ${LOW_SPACE_MIB} ]; then
-    echo "out of space: $free MiB left on the machine's root file system, where buildah's vfs storage is (each RUN step copies the whole image under vfs): build the machine image with a larger --free-mib" >"$out/${OUTPUT_FAILURE}"
+  if grep -qi 'no space left on device' "$errlog" 2>/dev/null || { [ -n "$free" ] && [ "$free" -lt ${LOW_SPACE_MIB} ]; }; then
+    echo "out of space on the machine's root file system ($free MiB free after buildah cleaned up), where buildah's vfs storage and TMPDIR are (each RUN step copies the whole image under vfs): build the machine image with a larger --free-mib" >"$out/${OUTPUT_FAILURE}"
   elif dmesg 2>/dev/null | grep -qi -e 'out of memory' -e 'oom-kill'; then
     echo "out of memory: the guest kernel killed a process ($(dmesg | grep -i -m1 'killed process' | cut -c1-200)): raise --ram-mib" >"$out/${OUTPUT_FAILURE}"
   fi
@@ -65,11 +78,11 @@ if ! command -v buildah >/dev/null 2>&1; then
 fi
 mkdir -p ${GUEST_STORAGE} /var/tmp
 mark 'buildah build'
-${q(buildah)}
+logged ${q(buildah)}
 status=$?
 if [ "$status" -ne 0 ]; then reason; exit "$status"; fi
 mark 'buildah push'
-if ! buildah ${q(storage)} push --quiet --disable-compression "$(cat /var/tmp/fetch-oracle-iid)" "oci-archive:$out/${OUTPUT_ARCHIVE}" >/dev/null; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit 1; fi
+if ! logged buildah ${q(storage)} push --quiet --disable-compression "$(cat /var/tmp/fetch-oracle-iid)" "oci-archive:$out/${OUTPUT_ARCHIVE}" >/dev/null; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit 1; fi
 cp /var/tmp/fetch-oracle-iid "$out/${OUTPUT_IID}"
 mark done
 `;
