@@ -54,7 +54,7 @@ try {
   // The tests' snapshot store, so that a machine of the same sizes starts from a stored snapshot.
   await mkdir(join(tmpdir(), 'fetch-oracle-test-machine-snapshots'), { recursive: true });
   await symlink(join(tmpdir(), 'fetch-oracle-test-machine-snapshots'), join(data, 'machine-snapshots')).catch(() => undefined);
-  const image = (await testMachineImage({ packages: ['nodejs', 'busybox-static', 'curl', 'ca-certificates', 'buildah', 'netavark'] })).image;
+  const image = (await testMachineImage({ packages: ['nodejs', 'busybox-static', 'curl', 'ca-certificates', 'buildah', 'netavark'], freeMiB: 4096 })).image;
   await timed('base tar, recorded (`machine image --base-tar`)', ['machine', 'image', '--base-tar', '--data', data, '--out', join(ctx, 'rootfs.tar'), '--netlock', join(dir, 'base.netlock.json')]);
   await writeFile(join(ctx, 'Dockerfile'), DOCKERFILE);
   const netlock = join(dir, 'build.netlock.json');

@@ -55,9 +55,9 @@ async function builderSources(): Promise<string[]> {
   return (await readdir(dir)).filter((n) => n.endsWith('.ts')).sort().map((n) => join(dir, n));
 }
 
-async function cacheKey(packages: readonly string[], guest: GuestFiles): Promise<string> {
+async function cacheKey(packages: readonly string[], guest: GuestFiles, freeMiB: number | undefined): Promise<string> {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ v: 1, packages, mirror: DEFAULT_MIRROR, suite: DEFAULT_SUITE, version: ORACLE_VERSION }));
+  h.update(JSON.stringify({ v: 1, packages, mirror: DEFAULT_MIRROR, suite: DEFAULT_SUITE, version: ORACLE_VERSION, ...(freeMiB === undefined ? {} : { freeMiB }) }));
   for (const path of [guest.shim, guest.cmioHelper, guest.init, ...(await builderSources())]) {
     h.update(`\0${path.slice(ROOT.length)}\0`);
     h.update(await readFile(path));
@@ -114,7 +114,7 @@ async function pruneCache(keep: string): Promise<void> {
   }
 }
 
-async function build(dir: string, key: string, packages: string[], guest: GuestFiles): Promise<TestMachineImage> {
+async function build(dir: string, key: string, packages: string[], guest: GuestFiles, freeMiB: number | undefined): Promise<TestMachineImage> {
   // A half-done earlier attempt: start clean (a record run would keep its netlock's entries).
   for (const name of ['data', 'netlock.json', 'netlock.journal', 'image.ext2']) await rm(join(dir, name), { recursive: true, force: true });
   const image = join(dir, 'image.ext2');
@@ -128,6 +128,7 @@ async function build(dir: string, key: string, packages: string[], guest: GuestF
     guest,
     builderVersion: ORACLE_VERSION,
     tools: findImageTools(),
+    ...(freeMiB === undefined ? {} : { freeMiB }),
   });
   const done: TestMachineImage = { image, netlock, dataDir, sha256: result.sha256, packages: result.requested, key };
   await writeFile(join(dir, 'done.json.tmp'), JSON.stringify(done, null, 2));
@@ -141,10 +142,10 @@ async function build(dir: string, key: string, packages: string[], guest: GuestF
  * The test image for `packages` (default TEST_IMAGE_PACKAGES; the defaults of `machine image` are always
  * in), built once per machine and inputs. Resolves when it is complete; throws if the build fails.
  */
-export async function testMachineImage(options: { packages?: readonly string[] } = {}): Promise<TestMachineImage> {
+export async function testMachineImage(options: { packages?: readonly string[]; freeMiB?: number } = {}): Promise<TestMachineImage> {
   const packages = imagePackageList(options.packages ?? TEST_IMAGE_PACKAGES);
   const guest = await testGuestFiles();
-  const key = await cacheKey(packages, guest);
+  const key = await cacheKey(packages, guest, options.freeMiB);
   const dir = join(CACHE_DIR, key);
   await mkdir(dir, { recursive: true });
   const deadline = Date.now() + TEST_IMAGE_TIMEOUT_MS;
@@ -154,7 +155,7 @@ export async function testMachineImage(options: { packages?: readonly string[] }
     const lock = join(CACHE_DIR, `${key}.lock`);
     if (await tryLock(lock)) {
       try {
-        return (await readDone(dir)) ?? (await build(dir, key, packages, guest));
+        return (await readDone(dir)) ?? (await build(dir, key, packages, guest, options.freeMiB));
       } finally {
         await rm(lock, { recursive: true, force: true });
       }
