@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from './command.ts';
 import { MACHINE_BUILD_HELP, runMachineBuild } from './build-machine.ts';
+import { MACHINE_SETUP_OPTIONS } from './machine-flags.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, stderrLogger, UsageError } from './common.ts';
 import { BUILDAH_INSTALL, buildahMissingMessage, findBuildah, storageOf } from '../image/buildah.ts';
 import { DEFAULT_CA_TARGET, buildInNamespace, describeStageVariables } from '../image/build.ts';
@@ -97,16 +98,8 @@ const OPTIONS = {
   report: { type: 'string' },
   'allow-misses': { type: 'boolean' },
   machine: { type: 'boolean' },
-  image: { type: 'string' },
+  ...MACHINE_SETUP_OPTIONS,
   out: { type: 'string' },
-  time: { type: 'string' },
-  'ram-mib': { type: 'string' },
-  'input-mib': { type: 'string' },
-  'output-mib': { type: 'string' },
-  'max-mcycle': { type: 'string' },
-  'no-snapshot': { type: 'boolean' },
-  emulator: { type: 'string' },
-  kernel: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
 } as const;

@@ -15,15 +15,10 @@ import { SnapshotCache } from '../machine/snapshot.ts';
 
 export const DEFAULT_IMAGE = 'rootfs.ext2';
 
-/** The options every machine command that runs CMD takes (parseArgs shapes). */
-export const MACHINE_OPTIONS = {
+/** The machine's own options (image, clock, sizes, emulator), shared by `machine run/check` and `build --machine`. */
+export const MACHINE_SETUP_OPTIONS = {
   image: { type: 'string' },
-  input: { type: 'string' },
-  output: { type: 'string' },
-  env: { type: 'string', multiple: true },
   time: { type: 'string' },
-  data: { type: 'string' },
-  'upstream-ca': { type: 'string', multiple: true },
   'max-mcycle': { type: 'string' },
   'ram-mib': { type: 'string' },
   'input-mib': { type: 'string' },
@@ -31,6 +26,16 @@ export const MACHINE_OPTIONS = {
   'no-snapshot': { type: 'boolean' },
   emulator: { type: 'string' },
   kernel: { type: 'string' },
+} as const;
+
+/** The options every machine command that runs CMD takes (parseArgs shapes). */
+export const MACHINE_OPTIONS = {
+  ...MACHINE_SETUP_OPTIONS,
+  input: { type: 'string' },
+  output: { type: 'string' },
+  env: { type: 'string', multiple: true },
+  data: { type: 'string' },
+  'upstream-ca': { type: 'string', multiple: true },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
 } as const;
