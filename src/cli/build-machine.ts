@@ -104,7 +104,10 @@ interface MachineHalf {
 async function half(mode: 'record' | 'replay', o: { flags: MachineFlags; tools: MachineTools; values: MachineBuildValues; init: MachineBuildInit; netlockPath: string; work: string; time?: number; io: Io; signal: AbortSignal }): Promise<MachineHalf | number> {
   const stage = await stageMachineBuild(o.init, join(o.work, `${mode}-input`));
   const outputDir = join(o.work, `${mode}-output`);
-  if (mode === 'record' || o.values.replay !== undefined) for (const line of describeStageVariables(stage.variables, o.init.buildahArgs)) say(o.io, line);
+  if (mode === 'record' || o.values.replay !== undefined) {
+    for (const line of describeStageVariables(stage.variables, o.init.buildahArgs)) say(o.io, line);
+    if (stage.droppedTags.length > 0) say(o.io, `--tag ${stage.droppedTags.join(', ')}: not applied in the machine (its storage is discarded); the image is the OCI archive (load it with: buildah pull oci-archive:FILE, then buildah tag)`);
+  }
   o.flags.logger.info('in the machine: %s', stage.buildahArgv.join(' '));
   const base = { ...runBase({ ...o.flags, inputDir: stage.inputDir, outputDir }, o.tools, stage.argv, o.io, o.signal) };
   let run: MachineRunOutcome;
@@ -135,7 +138,7 @@ async function half(mode: 'record' | 'replay', o: { flags: MachineFlags; tools: 
       await store.close();
     }
   }
-  const out = await readMachineBuildOutput(outputDir);
+  const out = await readMachineBuildOutput(outputDir, { signal: o.signal });
   const misses = run.misses.length;
   if (run.result.exit !== 0 || out.iid === undefined || out.archive === undefined || misses > 0) {
     if (out.failure !== undefined) say(o.io, out.failure);

@@ -36,11 +36,15 @@ with the miss explained. The same netlock, packages, guest files and options giv
 built by \`fetch-oracle build --machine\`): it stands in for a minbase debootstrap (${BASE_TAR_PACKAGES.length} packages:
 Priority required, apt and curl, plus --packages), unpacked the same way, with /etc/passwd, /etc/group and apt's
 sources written; no guest files, no busybox links. Sorted, numeric owners, every time --epoch: reproducible.
+It is slim, as Debian's -slim images: no manuals, documentation (copyright files kept) or translations, dpkg
+configured to skip them in later installs, and apt to keep no binary caches or .debs in the image (every byte
+of the base is tarred and hashed by buildah in the emulated CPU); --keep-docs keeps them.
 
 Options:
   --out FILE             the image to write (atomically: a temporary file beside it, then renamed)
   --packages LIST        more packages (comma- or space-separated, repeatable; NAME or NAME=VERSION)
   --base-tar             write a base tar (see above) instead of the machine's ext2
+  --keep-docs            --base-tar: keep manuals, documentation and translations (not slim)
   --netlock FILE         record: where to write the netlock (default OUT.netlock.json)
   --replay FILE          build offline from FILE instead of recording
   --data DIR             data directory: blocks, records, keys (default $FETCH_ORACLE_DATA or
@@ -67,6 +71,7 @@ Exit status: 0 ok; 1 the build failed (an unknown package, a replay miss, apt, d
 const OPTIONS = {
   out: { type: 'string' },
   'base-tar': { type: 'boolean' },
+  'keep-docs': { type: 'boolean' },
   packages: { type: 'string', multiple: true },
   netlock: { type: 'string' },
   replay: { type: 'string' },
@@ -125,6 +130,7 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
     return 0;
   }
   if (values.out === undefined) throw new UsageError(`machine image needs --out FILE\n\n${MACHINE_IMAGE_HELP}`);
+  if (values['keep-docs'] === true && values['base-tar'] !== true) throw new UsageError('--keep-docs is a --base-tar option (the machine image keeps what its packages install)');
   const replay = values.replay;
   if (replay !== undefined) {
     for (const flag of ['netlock', 'upstream-ca'] as const) {
@@ -178,7 +184,7 @@ async function runParsed(args: string[], context: CommandContext): Promise<numbe
   const dataDir = resolve(values.data ?? context.defaultDataDir);
   const oracleLogger = stderrLogger({ quiet: values.verbose !== true }).child('oracle');
   if (guest === undefined) {
-    const base = await buildBaseTar({ out, packages, oracle, dataDir, mirror, suite, epoch, tools, logger, oracleLogger }, { signal: abort.signal }).finally(unlisten);
+    const base = await buildBaseTar({ out, packages, oracle, dataDir, mirror, suite, epoch, keepDocs: values['keep-docs'] === true, tools, logger, oracleLogger }, { signal: abort.signal }).finally(unlisten);
     context.stdout.write(
       [
         `base tar: ${base.out}`,

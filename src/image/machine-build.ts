@@ -10,19 +10,22 @@ import { cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidConfigError } from '../errors.ts';
 import { shellQuote } from '../tls/client-env.ts';
+import type { AbortOptions } from '../protocol/blocks.ts';
 import { storageOf } from './buildah.ts';
 import { buildahArgv } from './build.ts';
 import type { BuildInit, StageVariables } from './build.ts';
+import { ociArchiveImageId } from './oci-archive.ts';
 
 /** Where the input drive is unpacked in the guest (the init's $FETCH_ORACLE_INPUT). */
 export const GUEST_INPUT = '/mnt/input';
+/** The guest's output folder (the init's $FETCH_ORACLE_OUTPUT), tarred onto the output drive after the build. */
+export const GUEST_OUTPUT = '/mnt/output';
 /** The guest shim's CA certificate (guest/machine-mode.ts makes it there). */
 export const GUEST_CA_CERT = '/run/fetch-oracle/ca/ca-cert.pem';
 /** buildah's storage in the guest: on the root file system (the image's free space; changes stay in the machine). */
 export const GUEST_STORAGE = '/var/lib/fetch-oracle-build';
 /** Names on the output drive. */
 export const OUTPUT_ARCHIVE = 'image.oci.tar';
-export const OUTPUT_IID = 'iid';
 export const OUTPUT_FAILURE = 'failure.txt';
 /** A build that failed with less than this free on the storage's file system failed for space. */
 const LOW_SPACE_MIB = 64;
@@ -37,6 +40,22 @@ export interface MachineBuildStage {
   variables: StageVariables;
   /** The buildah argv as the guest runs it (for the log). */
   buildahArgv: string[];
+  /** The user's --tag names, which the machine build does not apply (the image is the archive). */
+  droppedTags: string[];
+}
+
+/** buildah build's tag options (-t NAME, -tNAME, --tag NAME, --tag=NAME) taken out of `args`. */
+export function withoutTags(args: readonly string[]): { args: string[]; tags: string[] } {
+  const kept: string[] = [];
+  const tags: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === '-t' || a === '--tag') && i + 1 < args.length) tags.push(args[++i]!);
+    else if (a.startsWith('--tag=')) tags.push(a.slice('--tag='.length));
+    else if (a.startsWith('-t') && a.length > 2 && !a.startsWith('--')) tags.push(a.slice(2));
+    else kept.push(a);
+  }
+  return { args: kept, tags };
 }
 
 /** Replaces the staging directory's path by the guest's in every argument (buildahArgv gives host paths). */
@@ -44,8 +63,8 @@ function toGuest(arg: string, staging: string): string {
   return arg.split(staging).join(GUEST_INPUT);
 }
 
-/** The guest script: build, push, and on failure a one-line reason the host prints (space, memory). */
-export function guestScript(buildah: readonly string[], storage: readonly string[]): string {
+/** The guest script: build into the OCI archive, and on failure a one-line reason the host prints (space, memory). */
+export function guestScript(buildah: readonly string[]): string {
   const q = (args: readonly string[]): string => args.map(shellQuote).join(' ');
   return `# fetch-oracle build --machine: runs in the Cartesi Machine (busybox sh)
 out="$FETCH_ORACLE_OUTPUT"
@@ -78,12 +97,11 @@ if ! command -v buildah >/dev/null 2>&1; then
 fi
 mkdir -p ${GUEST_STORAGE} /var/tmp
 mark 'buildah build'
+# buildah commits the image straight into the archive on the output drive (its --tag is an oci-archive:
+# reference): no image in the guest's storage, no push (which re-read and re-hashed every layer).
 logged ${q(buildah)}
 status=$?
-if [ "$status" -ne 0 ]; then reason; exit "$status"; fi
-mark 'buildah push'
-if ! logged buildah ${q(storage)} push --quiet --disable-compression "$(cat /var/tmp/fetch-oracle-iid)" "oci-archive:$out/${OUTPUT_ARCHIVE}" >/dev/null; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit 1; fi
-cp /var/tmp/fetch-oracle-iid "$out/${OUTPUT_IID}"
+if [ "$status" -ne 0 ]; then reason; rm -f "$out/${OUTPUT_ARCHIVE}"; exit "$status"; fi
 mark done
 `;
 }
@@ -101,24 +119,25 @@ export async function stageMachineBuild(init: MachineBuildInit, staging: string)
   await mkdir(staging, { recursive: true });
   await cp(init.context, context, { recursive: true, verbatimSymlinks: true });
   const storage = storageOf(GUEST_STORAGE);
-  const guestStorage = ['--root', storage.root, '--runroot', storage.runroot, '--storage-driver', 'vfs'];
+  const { args: buildahArgs, tags } = withoutTags(init.buildahArgs);
   const invocation = await buildahArgv(
-    { ...init, context, buildah: 'buildah', storage },
+    { ...init, buildahArgs, context, buildah: 'buildah', storage },
+    // buildah leaves the iidfile empty when it commits to another transport: the host reads the archive instead.
     { iidfile: '/var/tmp/fetch-oracle-iid', caCert: GUEST_CA_CERT, scratch: join(staging, 'scrub'), dockerfiles: join(staging, 'dockerfiles') },
   );
   const argv = invocation.argv.map((a) => toGuest(a, staging));
-  await writeFile(join(staging, 'build.sh'), guestScript(argv, guestStorage));
-  return { inputDir: staging, argv: ['sh', `${GUEST_INPUT}/build.sh`], variables: invocation.variables, buildahArgv: argv };
+  argv.splice(argv.indexOf('build') + 1, 0, '--tag', `oci-archive:${GUEST_OUTPUT}/${OUTPUT_ARCHIVE}`);
+  await writeFile(join(staging, 'build.sh'), guestScript(argv));
+  return { inputDir: staging, argv: ['sh', `${GUEST_INPUT}/build.sh`], variables: invocation.variables, buildahArgv: argv, droppedTags: tags };
 }
 
-/** What the guest left on the output drive: the image ID and archive, or the reason it failed. */
-export async function readMachineBuildOutput(dir: string): Promise<{ iid?: string; archive?: string; failure?: string }> {
-  const text = (name: string): Promise<string | undefined> => readFile(join(dir, name), 'utf8').then((t) => t.trim(), () => undefined);
-  const iid = await text(OUTPUT_IID);
-  const failure = await text(OUTPUT_FAILURE);
+/** What the guest left on the output drive: the archive and its image ID, or the reason it failed. */
+export async function readMachineBuildOutput(dir: string, options: AbortOptions = {}): Promise<{ iid?: string; archive?: string; failure?: string }> {
+  const failure = await readFile(join(dir, OUTPUT_FAILURE), 'utf8').then((t) => t.trim(), () => undefined);
   const archive = (await stat(join(dir, OUTPUT_ARCHIVE)).catch(() => undefined))?.isFile() === true ? join(dir, OUTPUT_ARCHIVE) : undefined;
+  const iid = archive === undefined ? undefined : await ociArchiveImageId(archive, options);
   return {
-    ...(iid === undefined || iid === '' ? {} : { iid: iid.startsWith('sha256:') ? iid : `sha256:${iid}` }),
+    ...(iid === undefined ? {} : { iid }),
     ...(archive === undefined ? {} : { archive }),
     ...(failure === undefined || failure === '' ? {} : { failure }),
   };

@@ -6,7 +6,7 @@ import { InvalidArchiveError } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 
 /** One entry as tar-stream yields it: its header and a stream of its bytes. */
-type TarStreamEntry = Extract extends AsyncIterable<infer E> ? E : never;
+export type TarStreamEntry = Extract extends AsyncIterable<infer E> ? E : never;
 
 /** One entry of a layer tar, with what makes two entries "the same": metadata and a digest of the content. */
 export interface TarEntry {
@@ -94,7 +94,7 @@ export async function readTarEntries(path: string, options: AbortOptions = {}): 
 }
 
 /** Streams the tar at `path` through `visit`, one entry at a time; a file that is not a tar is InvalidArchiveError. */
-async function forEachTarEntry(path: string, options: AbortOptions, visit: (entry: TarStreamEntry) => Promise<void>): Promise<void> {
+export async function forEachTarEntry(path: string, options: AbortOptions, visit: (entry: TarStreamEntry) => Promise<void>): Promise<void> {
   options.signal?.throwIfAborted();
   const input = createReadStream(path);
   const extract = tarExtract();

@@ -37,6 +37,14 @@ describe.skipIf(problem !== undefined && !IN_CI)(`machine image --base-tar${prob
     expect(list.stdout).toMatch(/^l\S+ 0\/0 +0 1970-01-01 00:00 \.\/bin -> usr\/bin$/m); // merged /usr, every time the epoch
     const passwd = await run('tar', ['-x', '-O', '-f', out, './etc/passwd']);
     expect(passwd.stdout).toMatch(/^root:[x*]:0:0:root:\/root:/);
+    // Slim, as Debian's -slim images: no manuals or docs but the copyright files, and dpkg and apt told so.
+    expect(list.stdout).toContain(' ./usr/share/doc/apt/copyright\n');
+    expect(list.stdout).not.toMatch(/ \.\/usr\/share\/(man|info)\/\S/);
+    expect(list.stdout).not.toMatch(/ \.\/usr\/share\/doc\/[^/\s]+\/(?!copyright\n)\S/);
+    const excludes = await run('tar', ['-x', '-O', '-f', out, './etc/dpkg/dpkg.cfg.d/fetch-oracle-slim']);
+    expect(excludes.stdout).toContain('path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\n');
+    const aptClean = await run('tar', ['-x', '-O', '-f', out, './etc/apt/apt.conf.d/fetch-oracle-clean']);
+    expect(aptClean.stdout).toContain('Dir::Cache::pkgcache "";');
 
     const again = join(dir.path, 'rep', 'rootfs.tar');
     const rep = await cli(['machine', 'image', '--base-tar', '--out', again, '--replay', netlock, '--data', data], { timeoutMs: 600_000 });
