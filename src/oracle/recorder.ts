@@ -362,7 +362,7 @@ export class Recorder implements ExchangeRecorder {
   }
 
   /**
-   * Makes `record` the answer for its key: stored, signed, indexed. When it re-fetched a recorded answer
+   * Makes `record` the answer for its key: stored, signed, indexed and journalled in the run. When it re-fetched a recorded answer
    * with the same status and body, the old record stays (a netlock does not churn); different bytes are
    * upstream mutation: the new version is kept beside the old one, reported, and becomes current.
    */
@@ -377,14 +377,18 @@ export class Recorder implements ExchangeRecorder {
     // store could garbage-collect or has not fully taken.
     await store.pin(block.cid, { recursive: true });
     const signed = await signer.sign(block.cid);
-    await index.put(key.id, signed);
+    const entry: DecodedEntry = { key: key.id, signed, record };
+    // The index line and the run's journal line name only blocks stored above, not each other: written
+    // together, their fdatasyncs overlap instead of queueing one behind the other (issue #15). The caller's
+    // own `run.add` of this entry is then a no-op.
+    await Promise.all([index.put(key.id, signed), this.#init.run.add(entry)]);
     if (previous !== undefined) {
       stats.mutations++;
       this.mutations.push({ method: key.method, url: key.url, oldRecord: previous.signed.record.toString(), newRecord: block.cid.toString(), oldStatus: previous.record.response.status, newStatus: record.response.status, oldBody, newBody });
       logger.warn('upstream mutation: %s %s changed: %d %s -> %d %s (both versions kept; this run uses the new one)', key.method, key.url, previous.record.response.status, oldBody ?? '-', record.response.status, newBody ?? '-');
     }
     logger.info('recorded %s %s -> %d %s (%d bytes)', key.method, key.url, record.response.status, newBody ?? '-', record.response.size);
-    return { key: key.id, signed, record };
+    return entry;
   }
 }
 

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -64,6 +64,15 @@ describe('RecordLog', () => {
     const { entries, bad } = await log.read();
     expect(bad).toEqual([]);
     expect(new Set(entries.map((e) => e.key)).size).toBe(50);
+    await log.close();
+  });
+
+  it('rejects an append the disk refuses (ENOSPC) instead of hanging or reporting it durable', async () => {
+    const path = join(dir.path, 'full.jsonl');
+    await symlink('/dev/full', path); // a real device that fails every write with ENOSPC
+    const log = new RecordLog(path);
+    await expect(log.append(KEY, signed)).rejects.toMatchObject({ code: 'ENOSPC' });
+    await expect(log.append(KEY, signed)).rejects.toMatchObject({ code: 'ENOSPC' });
     await log.close();
   });
 
