@@ -1,12 +1,14 @@
 // Issue #16's Debian demonstration, end to end in the real Cartesi Machine: a riscv64 Debian base recorded
 // through the oracle (`machine image --base-tar`), then a Dockerfile `FROM scratch` + `ADD rootfs.tar /` with
-// `apt-get install -y hello && hello`, an HTTPS download and a read of /dev/urandom, built with
-// `build --machine --check` (recorded inside the machine, rebuilt offline inside it, image IDs compared) and
-// once more with `--replay` (the same image ID and machine root hash as the check's offline rebuild).
+// `apt-get install -y hello && hello` and an HTTPS download, built with `build --machine --check` (recorded
+// inside the machine, rebuilt offline inside it, image IDs compared) and once more with `--replay` (the same
+// image ID and machine root hash as the check's offline rebuild); then the same Dockerfile plus a read of
+// /dev/urandom, rebuilt offline twice from that netlock (the same image: the machine's entropy is
+// deterministic; a record and its rebuild run different guest code, so --check is not the test for it).
 // It needs the network (deb.debian.org) while recording and takes long (apt in the emulated CPU): a report,
 // not a test. Usage: npm run bench:build-machine-debian [-- --keep DIR --emulator DIR --kernel FILE]
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,12 +29,13 @@ const DOCKERFILE = `FROM scratch
 ADD rootfs.tar /
 RUN apt-get update && apt-get install -y hello && hello && rm -rf /var/lib/apt/lists/*
 RUN curl -fsS https://deb.debian.org/debian/dists/trixie/main/binary-riscv64/Release | sha256sum > /x
-RUN head -c16 /dev/urandom > /r
 `;
+const URANDOM_STEP = 'RUN head -c16 /dev/urandom > /r\n';
 const machineFlags = ['--emulator', values.emulator, '--kernel', values.kernel];
 const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-build-machine-debian-')));
 const data = join(dir, 'data');
 const ctx = join(dir, 'ctx');
+const ctxRandom = join(dir, 'ctx-urandom');
 const rows: string[] = ['| step | result | host time |', '|---|---|---:|'];
 
 /** Runs the CLI with its stderr shown as it comes (the machine's console: these runs take many minutes). */
@@ -84,6 +87,14 @@ try {
   const rootOf = (r: RunResult): string | undefined => /root hash: ([0-9a-f]{64})/.exec(r.stdout)?.[1];
   rows.push(`| same image ID (check vs second replay) | ${String(idOf(check) === idOf(replay))} | |`);
   rows.push(`| same machine root hash (check's offline rebuild vs second replay) | ${String(rootOf(check) === rootOf(replay))} | |`);
+  // The same steps plus one that reads /dev/urandom (no request: the netlock serves it as it is).
+  await mkdir(ctxRandom, { recursive: true });
+  await link(join(ctx, 'rootfs.tar'), join(ctxRandom, 'rootfs.tar'));
+  await writeFile(join(ctxRandom, 'Dockerfile'), DOCKERFILE + URANDOM_STEP);
+  const random1 = await timed('+ `RUN head -c16 /dev/urandom`: `--replay --time T`', [...common, '--replay', netlock, '--time', time, '--out', join(dir, 'urandom1.oci.tar'), ctxRandom]);
+  const random2 = await timed('+ `RUN head -c16 /dev/urandom`: `--replay --time T` again', [...common, '--replay', netlock, '--time', time, '--out', join(dir, 'urandom2.oci.tar'), ctxRandom]);
+  rows.push(`| urandom Dockerfile: same image ID in both replays | ${String(idOf(random1) !== undefined && idOf(random1) === idOf(random2))} | |`);
+  rows.push(`| urandom Dockerfile: same machine root hash in both replays | ${String(rootOf(random1) !== undefined && rootOf(random1) === rootOf(random2))} | |`);
   process.stdout.write(`${rows.join('\n')}\n`);
 } catch (err) {
   process.stdout.write(`${rows.join('\n')}\n`);

@@ -55,8 +55,11 @@ same bytes in every run (docs/reproducible-builds.md).
   --input-mib N          input drive: the context, as a tar (default ${BUILD_INPUT_MIB}); a larger context is refused before boot
   --output-mib N         output drive: the OCI archive (default ${BUILD_OUTPUT_MIB})
   --max-mcycle N, --no-snapshot, --emulator DIR, --kernel FILE: as for \`fetch-oracle machine run\`
-A build that runs out of space (the image's --free-mib) or memory (--ram-mib) says which. Time: the emulator runs
-~1 guest second per host second on one core; a buildah start is ~5 s, ADD of a 100 MiB base ~1 min.
+buildah commits the image straight into the OCI archive (its --tag is the archive; your own -t/--tag names are
+not applied, the guest's storage being discarded). A build that runs out of space (the image's --free-mib) or
+memory (--ram-mib) says which. Time: the emulator runs ~1 guest second per host second on one core, and buildah
+tars and hashes every layer with the emulated CPU (~0.5 MB/s at commit): keep layers small (a slim base, apt
+lists removed in the RUN that made them); a buildah start is ~5 s, ADD of the 68 MB slim base ~1 min.
 `;
 
 export interface MachineBuildValues {
@@ -175,7 +178,16 @@ async function explainDifference(io: Io, work: string, a: MachineHalf, b: Machin
   };
   const d = await compareImages(buildah, await stored('record', a), await stored('replay', b), work);
   io.stderr.write(formatImageDifference(d, { record: a.iid!, replay: b.iid! }));
+  if (d.causes.some((c) => c.kind === 'random')) io.stderr.write(RANDOM_IN_MACHINE);
 }
+
+/** Why a step reading entropy differs between --check's two halves although the machine is deterministic. */
+export const RANDOM_IN_MACHINE = `${WHO}: in the machine, random data is the same in every offline rebuild, not between the record and its
+  rebuild: recording runs other guest code (the shim forwards each request to this host over GIO 0x26), so the
+  kernel's entropy pool, which mixes in the cycle counter at interrupts, has diverged by the time the step reads
+  it. Check such a Dockerfile with two offline rebuilds instead: build --machine --replay NETLOCK --time T, twice
+  (the same image ID and machine root hash; docs/reproducible-builds.md).
+`;
 
 /** `build --machine …` once the host options were parsed by `build`; returns the exit code. */
 export async function runMachineBuild(values: MachineBuildValues, init: MachineBuildInit, defaultDataDir: string, io: Io): Promise<number> {
