@@ -2,8 +2,12 @@
 // npm-tarball-like, each with its own signed record; bodies of 4 KiB shared by groups of entries so that the
 // store stays small), then serves it with `fetch-oracle replay` and drives it with wrk, every request a
 // random entry. Prints requests/s, latency and the replay's start-up time and peak RSS.
+// --soak: issue #15's bad input under load. wrk hammers for --seconds (e.g. 300) while, every --sample seconds,
+// this samples the replay's RSS, asks for a URL the netlock lacks (status and time), and once, midway, flips a
+// byte of a body block on disk and asks for an entry served by it (it must be refused, never a 200), then
+// restores the block. Prints one table row per sample.
 // Usage: node bin/run-ts.js bench/replay-netlock.ts [--entries 100000] [--bodies 1000] [--dir DIR] [--seconds 10]
-//        [--connections 64] [--keep]   (needs wrk; a DIR already holding a netlock of that size is reused)
+//        [--connections 64] [--keep] [--soak --sample 15]   (needs wrk; a DIR holding a netlock of that size is reused)
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -28,6 +32,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     connections: { type: 'string', default: '64' },
     keep: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    sample: { type: 'string', default: '15' },
   },
 });
 const N = Number(values.entries);
@@ -113,12 +119,49 @@ process.stdout.write(`replay listening after ${startup.toFixed(0)} ms; ${await r
 const proxy = daemon.url.replace(/\/$/, '');
 const probe = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', proxy, urlOf(N - 1)], { env });
 if (probe.stdout !== '200') throw new Error(`probe answered ${probe.stdout}: ${probe.stderr}`);
-const wrk = await new Promise<string>((resolve) => {
+/** The soak's sampler: runs beside wrk until `done`, one row per sample. */
+async function soak(done: Promise<unknown>): Promise<void> {
+  const every = Number(values.sample) * 1000;
+  const started = performance.now();
+  const rows = ['| t (s) | RSS (MB) | a missing URL: status, time | a tampered body block |', '|---:|---:|---|---|'];
+  let finished = false;
+  void done.then(() => (finished = true));
+  let tampered = false;
+  while (!finished) {
+    await Promise.race([done, new Promise((r) => setTimeout(r, every))]);
+    if (finished) break;
+    const t = (performance.now() - started) / 1000;
+    const missing = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}, %{time_total} s', '-x', proxy, `${ORIGIN}/not-recorded-${Math.round(t)}`], { env });
+    let tamper = '';
+    if (!tampered && t >= Number(values.seconds) / 2) {
+      tampered = true;
+      // Entry 7's body is body 7 (i % BODIES); its block file is blocks/<last two>/<cid>.
+      const cid = rawLeafCid(createHash('sha256').update(Buffer.alloc(4096, `body ${7 % BODIES} `)).digest()).toString();
+      const file = join(dataDir, 'blocks', cid.slice(-2), cid);
+      const good = await readFile(file);
+      const bad = Buffer.from(good);
+      bad[100] = bad[100]! ^ 0xff;
+      // In place (same inode): the replay may hold the file open, and must see the change on its next read.
+      await writeFile(file, bad);
+      const got = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', proxy, urlOf(7)], { env });
+      await writeFile(file, good);
+      const again = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', proxy, urlOf(7)], { env });
+      tamper = `answered ${got.stdout || got.stderr.trim()} (${got.stdout === '200' ? 'SERVED: WRONG' : 'refused'}); restored: ${again.stdout}`;
+    }
+    const s = await readFile(`/proc/${pid}/status`, 'utf8');
+    rows.push(`| ${t.toFixed(0)} | ${(Number(/VmRSS:\s+(\d+)/.exec(s)?.[1]) / 1024).toFixed(0)} | ${missing.stdout} | ${tamper} |`);
+  }
+  process.stdout.write(`${rows.join('\n')}\n`);
+}
+
+const wrkRun = new Promise<string>((resolve) => {
   const child = spawn('wrk', ['-t1', `-c${values.connections}`, `-d${values.seconds}s`, '-s', lua, proxy], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.on('close', () => resolve(out));
 });
+if (values.soak) await soak(wrkRun);
+const wrk = await wrkRun;
 const reqs = /Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? '?';
 process.stdout.write(`${/WRK .*/.exec(wrk)?.[0] ?? wrk}\nrandom entries of ${N}: ${reqs} req/s over ${values.connections} connections; ${await rss()}\n`);
 const miss = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total}', '-x', proxy, `${ORIGIN}/not-recorded`], { env });
