@@ -38,7 +38,8 @@ describe('defect 11: gc and stale temp files', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let origin: Origin;
   let version = 1;
-  const env = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir.path });
+  // TMPDIR goes along: gc looks for stale body spools in the temporary directory this test writes one to.
+  const env = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir.path, ...(process.env['TMPDIR'] === undefined ? {} : { TMPDIR: process.env['TMPDIR'] }) });
 
   beforeAll(async () => {
     dir = await tempDir('fo-d11-');
