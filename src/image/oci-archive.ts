@@ -12,15 +12,16 @@ import { forEachTarEntry } from './tar-entries.ts';
 const MAX_JSON_BYTES = 1 << 20;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-function digestsOf(json: string, what: string, path: string): string[] {
+/** A JSON document of the archive, parsed; bad JSON is InvalidArchiveError naming `what`. */
+function parseJson(json: string, what: string, path: string): { manifests?: Array<{ digest?: unknown }>; config?: { digest?: unknown } } {
   try {
-    const value = JSON.parse(json) as { manifests?: Array<{ digest?: unknown }>; config?: { digest?: unknown } };
-    const digests = what === 'index.json' ? (value.manifests ?? []).map((m) => m.digest) : [value.config?.digest];
-    return digests.filter((d): d is string => typeof d === 'string' && DIGEST.test(d));
+    return JSON.parse(json) as { manifests?: Array<{ digest?: unknown }>; config?: { digest?: unknown } };
   } catch (err) {
     throw new InvalidArchiveError(`${path}: ${what} is not JSON: ${(err as Error).message}`, { cause: err });
   }
 }
+
+const isDigest = (d: unknown): d is string => typeof d === 'string' && DIGEST.test(d);
 
 /** The `sha256:…` image ID of the single image in the OCI archive at `path`. */
 export async function ociArchiveImageId(path: string, options: AbortOptions = {}): Promise<string> {
@@ -37,12 +38,12 @@ export async function ociArchiveImageId(path: string, options: AbortOptions = {}
   });
   const index = small.get('index.json');
   if (index === undefined) throw new InvalidArchiveError(`${path}: no index.json: not an OCI archive`);
-  const manifests = digestsOf(index, 'index.json', path);
+  const manifests = (parseJson(index, 'index.json', path).manifests ?? []).map((m) => m.digest).filter(isDigest);
   if (manifests.length !== 1) throw new InvalidArchiveError(`${path}: index.json names ${manifests.length} manifests, not one`);
   const manifest = small.get(`blobs/sha256/${manifests[0]!.slice('sha256:'.length)}`);
   if (manifest === undefined) throw new InvalidArchiveError(`${path}: the manifest ${manifests[0]!} is not in the archive`);
   if (`sha256:${createHash('sha256').update(manifest).digest('hex')}` !== manifests[0]) throw new InvalidArchiveError(`${path}: the manifest does not hash to ${manifests[0]!}`);
-  const [config] = digestsOf(manifest, 'the manifest', path);
-  if (config === undefined) throw new InvalidArchiveError(`${path}: the manifest ${manifests[0]} names no config digest`);
+  const config = parseJson(manifest, 'the manifest', path).config?.digest;
+  if (!isDigest(config)) throw new InvalidArchiveError(`${path}: the manifest ${manifests[0]} names no config digest`);
   return config;
 }

@@ -56,7 +56,7 @@ export interface BaseTarResult {
 /**
  * The slim base (as Debian's `-slim` container images): no manuals, documentation (copyright files kept) or
  * translations, and dpkg told to skip them for later installs too. Every byte in the base is a byte buildah
- * tars, hashes and copies with the emulated CPU (~1.5 MB/s of SHA-256) at commit and again at push.
+ * tars and hashes with the emulated CPU (~1.5 MB/s of SHA-256) when it commits the image (`build --machine`).
  */
 export const SLIM_DPKG_EXCLUDES = `# fetch-oracle base tar: a slim base (machine image --base-tar --keep-docs keeps these)
 path-exclude /usr/share/doc/*
