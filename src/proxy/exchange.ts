@@ -16,7 +16,7 @@ import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.t
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { LeafBuffers } from './leaf-buffers.ts';
+import { LeafBuffers, SmallBodyBuffers } from './leaf-buffers.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
@@ -201,12 +201,12 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
   // A one-block body (every body up to 1 MiB): read and verified whole before the head (at once from the
   // store when it can), then head and bytes go out in one write, without the streaming machinery a DAG needs.
   let chunks: Uint8Array[];
+  let block: Uint8Array | undefined;
   try {
-    let block: Uint8Array;
     if (reader === undefined) block = await verifyingSource(source).get(body.cid);
     else {
-      const alloc = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size);
-      block = reader.readKept(body.cid, alloc) ?? (await reader.readBlock(body.cid, alloc));
+      // Read into memory lent to this answer (no garbage per hit), given back once the socket took it all.
+      block = reader.readKept(body.cid, SmallBodyBuffers.take) ?? (await reader.readBlock(body.cid, SmallBodyBuffers.take));
       verifyBlockSync(body.cid, block);
     }
     chunks = oneBlockBody(body.cid, body.parts, block);
@@ -216,10 +216,15 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
   if (res.destroyed) return undefined; // the client left meanwhile
   res.writeHead(plan.status, flatHeaders(plan));
   for (const c of chunks) counters.bytesServed += c.byteLength;
-  if (chunks.length === 1) res.end(chunks[0]);
+  const lent = reader === undefined ? undefined : block;
+  // 'finish' comes only after every write succeeded; a failed answer drops its buffer instead.
+  const giveBack = lent === undefined ? undefined : (err?: Error | null) => {
+    if (err == null) SmallBodyBuffers.give(lent);
+  };
+  if (chunks.length === 1) res.end(chunks[0], giveBack);
   else {
     for (const c of chunks) res.write(c);
-    res.end();
+    res.end(giveBack);
   }
   return undefined;
 }
@@ -279,14 +284,20 @@ export function decoded(source: AsyncIterable<Uint8Array>, coding: ContentCoding
 
 /** How a handler answered a request, for the request log and metrics (`src/report/`). */
 export type ExchangeOutcome = 'hit' | 'miss' | 'recorded' | 'error';
-const outcomes = new WeakMap<ServerResponse, ExchangeOutcome>();
+/**
+ * Where a response carries its outcome: a symbol-keyed field, not a WeakMap. A WeakMap entry per answer is
+ * only cleared by a full collection, so its table grew by 15,000 entries a second under replay load and
+ * was a reason V8 ran one every half second (issue #15).
+ */
+const OUTCOME = Symbol('fetch-oracle.outcome');
+type Marked = ServerResponse & { [OUTCOME]?: ExchangeOutcome };
 
 /** Notes how `res` was answered (the last mark wins: a hit whose body then fails is an error). */
 export function markOutcome(res: ServerResponse, outcome: ExchangeOutcome): void {
-  outcomes.set(res, outcome);
+  (res as Marked)[OUTCOME] = outcome;
 }
 
 /** How `res` was answered, when its handler said. */
 export function outcomeOf(res: ServerResponse): ExchangeOutcome | undefined {
-  return outcomes.get(res);
+  return (res as Marked)[OUTCOME];
 }

@@ -68,3 +68,42 @@ export class LeafBuffers {
     };
   }
 }
+
+/** Largest one-block body read into a reused buffer; larger ones (up to a leaf) get their own. */
+export const SMALL_BODY_MAX = 64 * 1024;
+/** Free buffers kept per size class (4 KiB, 8 KiB, … 64 KiB): those of 64 answers in flight at once. */
+const SMALL_KEPT_PER_CLASS = 64;
+const SMALL_MIN_SHIFT = 12;
+const smallFree: Uint8Array[][] = Array.from({ length: 17 - SMALL_MIN_SHIFT }, () => []);
+/** Memory lent by `SmallBodyBuffers.take` and not yet given back (weak: an answer that failed just drops its buffer). */
+const smallLent = new WeakSet<ArrayBufferLike>();
+
+/** Index of the size class holding `size` bytes (4 KiB × 2^i). */
+function smallClass(size: number): number {
+  return size <= 1 << SMALL_MIN_SHIFT ? 0 : 32 - Math.clz32(size - 1) - SMALL_MIN_SHIFT;
+}
+
+/**
+ * Buffers for one-block bodies (every answer of a build's many small requests), reused once the socket is done
+ * with them. A fresh buffer per answer is an ArrayBuffer allocated outside V8's heap: at 15,000 4 KiB hits a
+ * second that external memory made V8 run a full collection about every half second, with 6–12 ms pauses that
+ * were the replay's p99 (issue #15). The same ownership rule as `LeafBuffers`: `take` lends a buffer to one
+ * answer, and only the write callback of that answer, when it reports success, gives it back.
+ */
+export const SmallBodyBuffers = {
+  /** A buffer of at least `size` bytes, viewed as exactly `size`; a fresh one above SMALL_BODY_MAX. */
+  take: (size: number): Uint8Array => {
+    if (size > SMALL_BODY_MAX) return Buffer.allocUnsafeSlow(size);
+    const c = smallClass(size);
+    const b = smallFree[c]!.pop() ?? Buffer.allocUnsafeSlow(1 << (c + SMALL_MIN_SHIFT));
+    smallLent.add(b.buffer);
+    return b.subarray(0, size);
+  },
+  /** Gives back a buffer `take` lent, once nothing reads it any more (its answer's write succeeded). */
+  give: (view: Uint8Array): void => {
+    if (!smallLent.delete(view.buffer)) return;
+    const whole = view.buffer.byteLength;
+    const list = smallFree[smallClass(whole)]!;
+    if (list.length < SMALL_KEPT_PER_CLASS) list.push(Buffer.from(view.buffer, 0, whole));
+  },
+};

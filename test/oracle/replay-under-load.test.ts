@@ -59,6 +59,8 @@ describe('replay under 64-connection load', () => {
   let replay: TestOracle;
   let data: string;
   const small = Buffer.concat([...pseudoRandomChunks(4096, 15)]);
+  /** Another body of the same buffer class: answers of both reuse one pool, and each must stay its own. */
+  const other = Buffer.concat([...pseudoRandomChunks(3000, 17)]);
   const big = Buffer.concat([...pseudoRandomChunks(3 * MIB + 77, 16)]);
 
   beforeAll(async () => {
@@ -67,12 +69,12 @@ describe('replay under 64-connection load', () => {
     const netlockPath = join(dir.path, 'netlock.json');
     origin = await startOrigin();
     origin.route('*', (q, r) => {
-      const body = q.url === '/big' ? big : small;
+      const body = q.url === '/big' ? big : q.url === '/other' ? other : small;
       r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) });
       r.end(body);
     });
     const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath });
-    for (const path of ['/small', '/small-too', '/big']) expect((await rec.fetch(`${origin.url}${path}`)).status).toBe(200);
+    for (const path of ['/small', '/small-too', '/other', '/big']) expect((await rec.fetch(`${origin.url}${path}`)).status).toBe(200);
     await rec.close();
     await origin.close();
     replay = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath });
@@ -113,18 +115,19 @@ describe('replay under 64-connection load', () => {
       }
     };
     const after = (n: number): Promise<void> => new Promise((resolve) => waiters.push({ at: seen.ok + seen.refused + n, resolve }));
-    const loop = async (): Promise<void> => {
+    const loop = async (n: number): Promise<void> => {
       while (!stop) {
-        const got = await get(load, `${origin.url}/small`);
+        const [path, want] = n++ % 2 === 0 ? ['/small', small] : ['/other', other];
+        const got = await get(load, `${origin.url}${path}`);
         if (got.status === 200 && got.failed === undefined) {
-          if (got.body.equals(small)) seen.ok++;
+          if (got.body.equals(want)) seen.ok++;
           else seen.wrong++;
         } else if (got.status === 502 && got.code === 'ORACLE_ERR_BLOCK_CORRUPT') seen.refused++;
         else seen.other.push(`${got.status} ${got.code ?? ''} ${got.failed ?? ''}`);
         answered();
       }
     };
-    const loops = Array.from({ length: CONNECTIONS }, () => loop());
+    const loops = Array.from({ length: CONNECTIONS }, (_, i) => loop(i));
     try {
       await after(2 * CONNECTIONS);
 
