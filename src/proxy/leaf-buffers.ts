@@ -85,9 +85,10 @@ function smallClass(size: number): number {
 
 /**
  * Buffers for one-block bodies (every answer of a build's many small requests), reused once the socket is done
- * with them. A fresh buffer per answer is an ArrayBuffer allocated outside V8's heap: at 15,000 4 KiB hits a
- * second that external memory made V8 run a full collection about every half second, with 6–12 ms pauses that
- * were the replay's p99 (issue #15). The same ownership rule as `LeafBuffers`: `take` lends a buffer to one
+ * with them. A fresh buffer per answer is an ArrayBuffer outside V8's heap, freed only by a collection: at
+ * 15,000 4 KiB hits a second, with the WeakMap entry per answer `exchange.ts` kept then, V8 ran a full collection
+ * about every half second, its pauses and marking steps (6–13 ms) the replay's p99 (issue #15). The same
+ * ownership rule as `LeafBuffers`: `take` lends a buffer to one
  * answer, and only the write callback of that answer, when it reports success, gives it back.
  */
 export const SmallBodyBuffers = {
