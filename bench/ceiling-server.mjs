@@ -6,7 +6,7 @@
 //           against its CID on every read)
 // Usage: node bench/ceiling-server.mjs MODE DIR PORT
 import { hash } from 'node:crypto';
-import { openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 
@@ -24,7 +24,7 @@ for (const name of readdirSync(dir)) {
   const bytes = readFileSync(path);
   const digests = [];
   for (let off = 0; off < bytes.byteLength; off += PIECE) digests.push(sha(bytes.subarray(off, off + PIECE)));
-  files.set(`/${name}`, { path, size: statSync(path).size, bytes: mode === 'mem' ? bytes : undefined, digests, fd: openSync(path, 'r') });
+  files.set(`/${name}`, { path, size: bytes.byteLength, bytes: mode === 'mem' ? bytes : undefined, digests, fd: openSync(path, 'r') });
 }
 /** Whole 1 MiB buffers the socket is done with, for the next piece (no garbage per piece). */
 const free = [];

@@ -16,7 +16,7 @@ import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.t
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import { LeafBuffers, SmallBodyBuffers } from './leaf-buffers.ts';
+import { BodyBuffers, LeafBuffers } from './leaf-buffers.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
@@ -206,7 +206,7 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
     if (reader === undefined) block = await verifyingSource(source).get(body.cid);
     else {
       // Read into memory lent to this answer (no garbage per hit), given back once the socket took it all.
-      block = reader.readKept(body.cid, SmallBodyBuffers.take) ?? (await reader.readBlock(body.cid, SmallBodyBuffers.take));
+      block = reader.readKept(body.cid, BodyBuffers.take) ?? (await reader.readBlock(body.cid, BodyBuffers.take));
       verifyBlockSync(body.cid, block);
     }
     chunks = oneBlockBody(body.cid, body.parts, block);
@@ -219,7 +219,7 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
   const lent = reader === undefined ? undefined : block;
   // 'finish' comes only after every write succeeded; a failed answer drops its buffer instead.
   const giveBack = lent === undefined ? undefined : (err?: Error | null) => {
-    if (err == null) SmallBodyBuffers.give(lent);
+    if (err == null) BodyBuffers.give(lent);
   };
   if (chunks.length === 1) res.end(chunks[0], giveBack);
   else {

@@ -18,38 +18,69 @@ export function isBlockReader(source: unknown): source is BlockReader {
   return typeof r?.readKept === 'function' && typeof r.readBlock === 'function' && typeof r.forget === 'function';
 }
 
-/** Free leaf buffers kept between responses: those of four streams (the leaves read ahead, the one being sent, a spare). */
-const KEPT = 4 * (READ_AHEAD_LEAVES + 2);
-/** Buffers no response holds: a leaf's socket write finished with each. */
-const free: Uint8Array[] = [];
+/** Largest one-block body read into a reused buffer; larger ones get their own, except whole leaves. */
+export const SMALL_BODY_MAX = 64 * 1024;
+const MIN_SHIFT = 12;
+const SMALL_CLASSES = 17 - MIN_SHIFT; // 4 KiB, 8 KiB, … 64 KiB
+/** The last class: whole leaves (CHUNK_BYTES), as many as four streams hold (read ahead, being sent, a spare). */
+const LEAF_CLASS = SMALL_CLASSES;
+/** Free buffers kept per class: those of 64 small answers in flight at once, or of four leaf streams. */
+const keptIn = (c: number): number => (c === LEAF_CLASS ? 4 * (READ_AHEAD_LEAVES + 2) : 64);
+/** Buffers no answer holds (the socket's write of each finished), by class. */
+const free: Uint8Array[][] = Array.from({ length: SMALL_CLASSES + 1 }, () => []);
+/** Memory lent and not yet given back (weak: an answer that failed just drops its buffer). */
+const lent = new WeakSet<ArrayBufferLike>();
+
+/** The class of a pooled size (4 KiB × 2^i up to SMALL_BODY_MAX, or a whole leaf), else undefined. */
+function classOf(size: number): number | undefined {
+  if (size === CHUNK_BYTES) return LEAF_CLASS;
+  if (size > SMALL_BODY_MAX) return undefined;
+  return size <= 1 << MIN_SHIFT ? 0 : 32 - Math.clz32(size - 1) - MIN_SHIFT;
+}
 
 /**
- * The full-size (1 MiB) leaf buffers of one streamed response, reused instead of allocating a buffer per leaf:
- * a 100 MiB body made 100 MiB of garbage, which V8 collected with several full collections per body (~10% of
- * the CPU a big body costs) and which held the peak RSS ~60 MB above the live data (issue #15).
+ * Body buffers reused between answers instead of allocated per answer. Each fresh one is an ArrayBuffer outside
+ * V8's heap, freed only by a collection (issue #15): a 100 MiB body made 100 MiB of such garbage (several full
+ * collections per body, ~10% of its CPU, the peak RSS ~60 MB above the live data), and at 15,000 4 KiB hits a
+ * second, with the WeakMap entry per answer `exchange.ts` kept then, V8 ran a full collection about every half
+ * second, its pauses and marking steps (6–13 ms) the replay's p99.
  *
- * Ownership is what makes reuse safe: a buffer is taken for one leaf read, and given back only by the socket's
- * write callback for a chunk that spans all of it (by then the socket has handed those bytes to the kernel),
- * and only once (each response gives back only what it took). While lent, a buffer belongs to that response
- * alone: its body is read for it, through `sourceOver`, and a body decoded on the way (`decoded`) gives
- * nothing back. A leaf that fails its hash is never written, so its buffer is simply dropped. Free buffers
- * are shared by the responses that follow (at most KEPT of them, 16 MiB).
+ * Ownership is what makes reuse safe: `take` lends a buffer to one answer, and only that answer gives it back,
+ * once, when the socket has handed the bytes to the kernel (the write's callback, or `finish` for a one-block
+ * body); a second give is ignored, so memory is never lent to two answers at once. A block that fails its hash
+ * is never written, so its buffer is simply dropped.
+ */
+export const BodyBuffers = {
+  /** Memory for `size` bytes (a view of exactly that size): reused for a pooled size, fresh otherwise. */
+  take: (size: number): Uint8Array => {
+    const c = classOf(size);
+    if (c === undefined) return Buffer.allocUnsafeSlow(size);
+    const b = free[c]!.pop() ?? Buffer.allocUnsafeSlow(c === LEAF_CLASS ? CHUNK_BYTES : 1 << (c + MIN_SHIFT));
+    lent.add(b.buffer);
+    return b.subarray(0, size);
+  },
+  /** Gives back memory `take` lent, once nothing reads it any more. */
+  give: (view: Uint8Array): void => {
+    if (!lent.delete(view.buffer)) return;
+    const whole = view.buffer.byteLength;
+    const list = free[classOf(whole)!]!;
+    if (list.length < keptIn(classOf(whole)!)) list.push(Buffer.from(view.buffer, 0, whole));
+  },
+};
+
+/**
+ * The leaves of one streamed (multi-block) response read into `BodyBuffers`. A leaf's buffer comes back only
+ * from the socket's write callback for a chunk spanning all of it (a range's slice of a leaf does not).
  */
 export class LeafBuffers {
-  readonly #lent = new Set<ArrayBufferLike>();
-
   /** Memory for a block of `size` bytes: a reused buffer for a full-size leaf, a new one otherwise. */
   take(size: number): Uint8Array {
-    if (size !== CHUNK_BYTES) return Buffer.allocUnsafeSlow(size);
-    const b = free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
-    this.#lent.add(b.buffer);
-    return b;
+    return size === CHUNK_BYTES ? BodyBuffers.take(size) : Buffer.allocUnsafeSlow(size);
   }
 
   /** Called with a chunk once the socket is done with it: a whole lent buffer comes back for the next leaf. */
   give(chunk: Uint8Array): void {
-    if (chunk.byteOffset !== 0 || chunk.byteLength !== CHUNK_BYTES || !this.#lent.delete(chunk.buffer)) return;
-    if (free.length < KEPT) free.push(chunk);
+    if (chunk.byteOffset === 0 && chunk.byteLength === CHUNK_BYTES) BodyBuffers.give(chunk);
   }
 
   /** A block source reading every block of this response through `reader` into these buffers (unverified). */
@@ -68,43 +99,3 @@ export class LeafBuffers {
     };
   }
 }
-
-/** Largest one-block body read into a reused buffer; larger ones (up to a leaf) get their own. */
-export const SMALL_BODY_MAX = 64 * 1024;
-/** Free buffers kept per size class (4 KiB, 8 KiB, … 64 KiB): those of 64 answers in flight at once. */
-const SMALL_KEPT_PER_CLASS = 64;
-const SMALL_MIN_SHIFT = 12;
-const smallFree: Uint8Array[][] = Array.from({ length: 17 - SMALL_MIN_SHIFT }, () => []);
-/** Memory lent by `SmallBodyBuffers.take` and not yet given back (weak: an answer that failed just drops its buffer). */
-const smallLent = new WeakSet<ArrayBufferLike>();
-
-/** Index of the size class holding `size` bytes (4 KiB × 2^i). */
-function smallClass(size: number): number {
-  return size <= 1 << SMALL_MIN_SHIFT ? 0 : 32 - Math.clz32(size - 1) - SMALL_MIN_SHIFT;
-}
-
-/**
- * Buffers for one-block bodies (every answer of a build's many small requests), reused once the socket is done
- * with them. A fresh buffer per answer is an ArrayBuffer outside V8's heap, freed only by a collection: at
- * 15,000 4 KiB hits a second, with the WeakMap entry per answer `exchange.ts` kept then, V8 ran a full collection
- * about every half second, its pauses and marking steps (6–13 ms) the replay's p99 (issue #15). The same
- * ownership rule as `LeafBuffers`: `take` lends a buffer to one
- * answer, and only the write callback of that answer, when it reports success, gives it back.
- */
-export const SmallBodyBuffers = {
-  /** A buffer of at least `size` bytes, viewed as exactly `size`; a fresh one above SMALL_BODY_MAX. */
-  take: (size: number): Uint8Array => {
-    if (size > SMALL_BODY_MAX) return Buffer.allocUnsafeSlow(size);
-    const c = smallClass(size);
-    const b = smallFree[c]!.pop() ?? Buffer.allocUnsafeSlow(1 << (c + SMALL_MIN_SHIFT));
-    smallLent.add(b.buffer);
-    return b.subarray(0, size);
-  },
-  /** Gives back a buffer `take` lent, once nothing reads it any more (its answer's write succeeded). */
-  give: (view: Uint8Array): void => {
-    if (!smallLent.delete(view.buffer)) return;
-    const whole = view.buffer.byteLength;
-    const list = smallFree[smallClass(whole)]!;
-    if (list.length < SMALL_KEPT_PER_CLASS) list.push(Buffer.from(view.buffer, 0, whole));
-  },
-};

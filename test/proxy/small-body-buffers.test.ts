@@ -4,12 +4,12 @@
  * these pin down the lending rules; `test/oracle/replay-under-load.test.ts` checks the bytes under load.
  */
 import { describe, expect, it } from 'vitest';
-import { SMALL_BODY_MAX, SmallBodyBuffers } from '../../src/proxy/leaf-buffers.ts';
+import { BodyBuffers, SMALL_BODY_MAX } from '../../src/proxy/leaf-buffers.ts';
 
-describe('SmallBodyBuffers', () => {
+describe('BodyBuffers', () => {
   it('lends a view of exactly the size asked, in a power-of-two class of at least 4 KiB', () => {
     for (const [size, whole] of [[1, 4096], [4096, 4096], [4097, 8192], [40_000, 65_536], [SMALL_BODY_MAX, SMALL_BODY_MAX]] as const) {
-      const b = SmallBodyBuffers.take(size);
+      const b = BodyBuffers.take(size);
       expect(b.byteLength).toBe(size);
       expect(b.byteOffset).toBe(0);
       expect(b.buffer.byteLength).toBe(whole);
@@ -17,25 +17,25 @@ describe('SmallBodyBuffers', () => {
   });
 
   it('gives a buffer back for the next answer of its class, once', () => {
-    const a = SmallBodyBuffers.take(5000);
-    SmallBodyBuffers.give(a);
-    const b = SmallBodyBuffers.take(6000); // same 8 KiB class: the memory given back
+    const a = BodyBuffers.take(5000);
+    BodyBuffers.give(a);
+    const b = BodyBuffers.take(6000); // same 8 KiB class: the memory given back
     expect(b.buffer).toBe(a.buffer);
-    SmallBodyBuffers.give(a); // a second give of the same loan (a stale callback) is ignored ...
-    SmallBodyBuffers.give(b);
-    const c = SmallBodyBuffers.take(5000);
-    const d = SmallBodyBuffers.take(5000);
+    BodyBuffers.give(a); // a second give of the same loan (a stale callback) is ignored ...
+    BodyBuffers.give(b);
+    const c = BodyBuffers.take(5000);
+    const d = BodyBuffers.take(5000);
     expect(c.buffer).toBe(a.buffer);
     expect(d.buffer).not.toBe(a.buffer); // ... so the memory is never lent to two answers at once
   });
 
   it('ignores memory it did not lend and does not pool bodies above SMALL_BODY_MAX', () => {
     const foreign = Buffer.allocUnsafeSlow(4096);
-    SmallBodyBuffers.give(foreign);
-    expect(SmallBodyBuffers.take(4096).buffer).not.toBe(foreign.buffer);
-    const big = SmallBodyBuffers.take(SMALL_BODY_MAX + 1);
+    BodyBuffers.give(foreign);
+    expect(BodyBuffers.take(4096).buffer).not.toBe(foreign.buffer);
+    const big = BodyBuffers.take(SMALL_BODY_MAX + 1);
     expect(big.byteLength).toBe(SMALL_BODY_MAX + 1);
-    SmallBodyBuffers.give(big);
-    expect(SmallBodyBuffers.take(SMALL_BODY_MAX + 1).buffer).not.toBe(big.buffer);
+    BodyBuffers.give(big);
+    expect(BodyBuffers.take(SMALL_BODY_MAX + 1).buffer).not.toBe(big.buffer);
   });
 });
