@@ -19,6 +19,11 @@ export interface BlockSource {
 /** Where imported blocks go. */
 export interface BlockSink {
   put(cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void>;
+  /**
+   * True when `put` keeps no reference to `bytes` once it resolves (it wrote or copied them): an importer may
+   * then fill that memory with the next block. Absent means the sink may hold on to them (a map of blocks).
+   */
+  readonly putKeepsNoBytes?: boolean;
 }
 
 export const SHA2_256_CODE = 0x12;

@@ -134,9 +134,17 @@ export async function importBody(
   // Leaf writes overlap (one write at a time leaves the store's latency on the critical path); leaves
   // still reach the DAG builder in order, and at most LEAF_WRITES_IN_FLIGHT are held.
   const writes: Promise<StoredLeaf>[] = [];
+  // Whole leaves whose put resolved, for the next ones, when the sink keeps no bytes: otherwise each MiB of a
+  // body was a fresh buffer outside V8's heap, freed only by a full collection (a 1 GiB record ran ~90 of
+  // them, their marking a core-second of the helper threads; issue #15).
+  const spare: Uint8Array[] = [];
+  const reuse = sink.putKeepsNoBytes === true;
   const store = async (bytes: Uint8Array): Promise<void> => {
     const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
-    const write = sink.put(cid, bytes, options).then(() => ({ cid, size: bytes.byteLength }));
+    const write = sink.put(cid, bytes, options).then(() => {
+      if (reuse && bytes.byteLength === chunkBytes && spare.length <= LEAF_WRITES_IN_FLIGHT) spare.push(bytes);
+      return { cid, size: bytes.byteLength };
+    });
     write.catch(() => undefined); // reported in order, when its turn comes
     writes.push(write);
   };
@@ -144,7 +152,7 @@ export async function importBody(
     // The first chunk grows as bytes come (a 4 KiB body allocates 16 KiB, not a whole 1 MiB chunk: that
     // was a fifth of the record path's CPU in garbage collection, issue #15); once a body has filled one
     // chunk, the next ones are allocated whole.
-    let chunk = new Uint8Array(0);
+    let chunk: Uint8Array = new Uint8Array(0);
     let filled = 0;
     let leaves = 0;
     for await (const piece of source) {
@@ -162,7 +170,7 @@ export async function importBody(
           leaves++;
           await store(chunk);
           if (writes.length >= LEAF_WRITES_IN_FLIGHT) yield await writes.shift()!;
-          chunk = new Uint8Array(chunkBytes);
+          chunk = spare.pop() ?? new Uint8Array(chunkBytes);
           filled = 0;
         }
       }

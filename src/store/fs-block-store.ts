@@ -31,6 +31,8 @@ export class FsBlockStore implements BlockStore {
   /** The `blocks` directory. */
   readonly dir: string;
   readonly description: string;
+  /** `put` has written the bytes to a file by the time it resolves. */
+  readonly putKeepsNoBytes = true;
   readonly #madeDirs = new Set<string>();
   readonly #written = new Set<string>();
   /** Block files `readBlock` keeps open, by CID. */

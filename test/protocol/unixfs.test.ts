@@ -5,6 +5,7 @@ import { fixedSize } from 'ipfs-unixfs-importer/chunker';
 import { balanced } from 'ipfs-unixfs-importer/layout';
 import type { CID } from 'multiformats/cid';
 import { verifyingSource } from '../../src/protocol/blocks.ts';
+import type { BlockSink } from '../../src/protocol/blocks.ts';
 import { CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
 import { importerOptions } from './importer-options.ts';
@@ -31,6 +32,38 @@ describe('importBody', () => {
     const two = await importBody([randomBytes(CHUNK_BYTES + 1)], store);
     expect(two.cid.code).toBe(0x70);
     expect(two.size).toBe(CHUNK_BYTES + 1);
+  });
+});
+
+describe('importBody reusing leaf memory', () => {
+  /** A sink that copies what it is given (keeping no bytes) and notes each put's memory. */
+  function copyingSink(putKeepsNoBytes: boolean): { sink: BlockSink; store: MemoryBlockStore; memory: Uint8Array[] } {
+    const store = new MemoryBlockStore();
+    const memory: Uint8Array[] = [];
+    const sink: BlockSink = {
+      putKeepsNoBytes,
+      put: async (cid, bytes) => {
+        memory.push(bytes);
+        await store.put(cid, Uint8Array.from(bytes));
+      },
+    };
+    return { sink, store, memory };
+  }
+
+  it('fills the memory of stored leaves again when the sink keeps no bytes, and gets the same DAG', async () => {
+    const body = randomBytes(20 * CHUNK_BYTES + 5);
+    // In 64 KiB pieces, as a socket delivers them.
+    const pieces = Array.from({ length: Math.ceil(body.byteLength / 65536) }, (_, i) => body.subarray(i * 65536, (i + 1) * 65536));
+    const reusing = copyingSink(true);
+    const fresh = copyingSink(false);
+    const a = await importBody(pieces, reusing.sink);
+    const b = await importBody(pieces, fresh.sink);
+    expect(a.cid.equals(b.cid)).toBe(true);
+    expect((await collect(readBody(a.cid, verifyingSource(reusing.store)))).equals(body)).toBe(true);
+    const leafMemory = (m: Uint8Array[]): Set<ArrayBufferLike> => new Set(m.filter((x) => x.byteLength === CHUNK_BYTES).map((x) => x.buffer));
+    // 20 whole leaves: fresh memory for each without the promise, a few buffers taking turns with it.
+    expect(leafMemory(fresh.memory).size).toBe(20);
+    expect(leafMemory(reusing.memory).size).toBeLessThan(20);
   });
 });
 
