@@ -21,10 +21,15 @@ source "$HERE/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
 stop_all() { local n; for n in oracle squid origin; do stop_bg "$n"; done; }
-trap stop_all EXIT
+# The last run's files are deleted after this one is measured, not before: for a while after a mass delete,
+# ext4 searches past the freed inodes on every file it creates (perf: recently_deleted in __ext4_new_inode),
+# and both proxies create a file per object. Runs closer than a few minutes apart still measure the one before's.
+OLD=
+if [[ -e $WORKDIR ]]; then OLD=$WORKDIR.old.$$; mv "$WORKDIR" "$OLD"; fi
+trap 'stop_all; [[ -z $OLD ]] || rm -rf "$OLD"' EXIT
 
 stop_all
-rm -rf "$WORKDIR"; mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
+mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
 node -e 'const c=require("crypto");process.stdout.write(c.createCipheriv("aes-128-ctr",Buffer.alloc(16,7),Buffer.alloc(16,3)).update(Buffer.alloc(4096)))' >"$WORKDIR/data/f4k"
 SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
 
