@@ -136,7 +136,7 @@ export async function importBody(
   const writes: Promise<StoredLeaf>[] = [];
   // Whole leaves whose put resolved, for the next ones, when the sink keeps no bytes: otherwise each MiB of a
   // body was a fresh buffer outside V8's heap, freed only by a full collection (a 1 GiB record ran ~90 of
-  // them, their marking a core-second of the helper threads; issue #15).
+  // them; ~0.7 s of the helper threads' CPU went with a third of them; issue #15).
   const spare: Uint8Array[] = [];
   const reuse = sink.putKeepsNoBytes === true;
   const store = async (bytes: Uint8Array): Promise<void> => {
