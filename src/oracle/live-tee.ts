@@ -33,7 +33,7 @@ export class LiveTee {
   /** `store` as the import sees it: its first stored block lets the head go. */
   sink(store: BlockSink): BlockSink {
     return {
-      ...(store.putKeepsNoBytes === true ? { putKeepsNoBytes: true } : {}),
+      putKeepsNoBytes: store.putKeepsNoBytes === true,
       put: (cid, bytes, options) => {
         const put = store.put(cid, bytes, options);
         void put.then(() => {

@@ -135,8 +135,8 @@ export async function importBody(
   // still reach the DAG builder in order, and at most LEAF_WRITES_IN_FLIGHT are held.
   const writes: Promise<StoredLeaf>[] = [];
   // Whole leaves whose put resolved, for the next ones, when the sink keeps no bytes: otherwise each MiB of a
-  // body was a fresh buffer outside V8's heap, freed only by a full collection (a 1 GiB record ran ~90 of
-  // them; ~0.7 s of the helper threads' CPU went with a third of them; issue #15).
+  // body is a fresh buffer outside V8's heap, freed only by a full collection (issue #15: a 1 GiB record ran
+  // 83-93 of them before, 56-62 with this).
   const spare: Uint8Array[] = [];
   const reuse = sink.putKeepsNoBytes === true;
   const store = async (bytes: Uint8Array): Promise<void> => {
