@@ -58,7 +58,7 @@ export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function chunkPages<T>(items: T[], sizeOf: (t: T) => number): T[][] {
+function chunkPages<T>(items: readonly T[], sizeOf: (t: T) => number): T[][] {
   const pages: T[][] = [];
   let page: T[] = [];
   let bytes = 0;
@@ -82,6 +82,17 @@ export interface BuiltNetlock {
 }
 
 /**
+ * Entries sorted by key, decoded a page at a time: a run of 100,000 requests builds its netlock without
+ * holding 100,000 decoded entries at once (issue #15).
+ */
+export interface PagedEntries<E extends NetlockEntry> {
+  /** Every key, sorted by `compareKeys`. */
+  readonly sortedKeys: readonly string[];
+  /** The entries of `sortedKeys[start..end)`, in that order. */
+  page(start: number, end: number): readonly E[];
+}
+
+/**
  * Writes the netlock DAG for `entries` (duplicates by key rejected) and returns its root. The same set of
  * entries always gives the same root CID: sorted keys, deterministic paging, no timestamps.
  */
@@ -92,18 +103,44 @@ export async function buildNetlock(
   options: BuildNetlockOptions = {},
 ): Promise<BuiltNetlock> {
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i - 1]!.key === sorted[i]!.key) throw new InvalidNetlockError(`Duplicate netlock key: ${sorted[i]!.key.split('\n').slice(0, 2).join(' ')}`);
+  const paged = { sortedKeys: sorted.map((e) => e.key), page: (start: number, end: number) => sorted.slice(start, end) };
+  return buildNetlockPaged(paged, () => ({ oracles, witnesses: options.witnesses }), sink, options);
+}
+
+/**
+ * `buildNetlock` over entries decoded a page at a time. `onLeafPage` sees each leaf page's entries in key
+ * order; `signers` is asked for the root's oracle and witness keys (repeats allowed) once every page is
+ * built, so a caller can gather them from the pages (`options.witnesses` is not read).
+ */
+export async function buildNetlockPaged<E extends NetlockEntry>(
+  entries: PagedEntries<E>,
+  signers: () => { oracles: readonly Uint8Array[]; witnesses?: readonly Uint8Array[] | undefined },
+  sink: BlockSink,
+  options: AbortOptions & { variantRules?: VariantRules | undefined } = {},
+  onLeafPage?: (page: readonly E[]) => void,
+): Promise<BuiltNetlock> {
+  const keys = entries.sortedKeys;
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1] === keys[i]) throw new InvalidNetlockError(`Duplicate netlock key: ${keys[i]!.split('\n').slice(0, 2).join(' ')}`);
   }
   let level: Array<{ firstKey: string; cid: CID }> = [];
-  const leaves = chunkPages(sorted, (e) => e.key.length + 120);
+  let witnessed = false;
+  let start = 0;
+  const leaves = chunkPages(keys, (k) => k.length + 120);
   if (leaves.length === 0) leaves.push([]);
-  for (const page of leaves) {
+  for (const pageKeys of leaves) {
     throwIfAborted(options.signal);
+    const page = entries.page(start, start + pageKeys.length);
+    start += pageKeys.length;
+    page.forEach((e, i) => {
+      if (e.key !== pageKeys[i]) throw new InvalidNetlockError(`Netlock page out of order at ${pageKeys[i]!.split('\n').slice(0, 2).join(' ')}`);
+    });
+    witnessed ||= page.some((e) => (e.witnesses?.length ?? 0) > 0);
+    onLeafPage?.(page);
     const value: LeafPage = { leaf: true, entries: page.map(leafEntry) };
     const block = await encodeCborBlock(value);
     await sink.put(block.cid, block.bytes, options);
-    level.push({ firstKey: page[0]?.key ?? '', cid: block.cid });
+    level.push({ firstKey: pageKeys[0] ?? '', cid: block.cid });
   }
   while (level.length > 1) {
     const next: typeof level = [];
@@ -115,18 +152,18 @@ export async function buildNetlock(
     }
     level = next;
   }
-  const uniqueOracles = sortedKeys(oracles);
-  const witnessed = sorted.some((e) => (e.witnesses?.length ?? 0) > 0);
-  if (witnessed && (options.witnesses === undefined || options.witnesses.length === 0)) {
+  const keysOf = signers();
+  const uniqueOracles = sortedKeys(keysOf.oracles);
+  if (witnessed && (keysOf.witnesses === undefined || keysOf.witnesses.length === 0)) {
     throw new InvalidNetlockError('Netlock entries carry countersignatures but no witness keys were given for the root');
   }
-  const witnesses = witnessed ? sortedKeys(options.witnesses ?? []) : [];
+  const witnesses = witnessed ? sortedKeys(keysOf.witnesses ?? []) : [];
   const rules = normaliseRules(options.variantRules);
   const rootValue: NetlockRoot = {
     v: NETLOCK_VERSION,
     type: NETLOCK_TYPE,
     keyVersion: KEY_VERSION,
-    count: sorted.length,
+    count: keys.length,
     oracles: uniqueOracles,
     ...(witnesses.length === 0 ? {} : { witnesses }),
     index: level[0]!.cid,

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
-import { buildNetlock, compareKeys, NETLOCK_VERSION } from './dag.ts';
-import type { BuildNetlockOptions, NetlockEntry } from './dag.ts';
-import type { FetchRecord } from '../protocol/record.ts';
+import { buildNetlockPaged, compareKeys, NETLOCK_VERSION } from './dag.ts';
+import type { BuildNetlockOptions, NetlockEntry, PagedEntries } from './dag.ts';
+import type { FetchRecord, RecordResponse } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { decodeCountersignature } from '../protocol/countersignature.ts';
@@ -49,10 +49,26 @@ export interface NetlockFile {
   entries: NetlockFileEntry[];
 }
 
-export interface DecodedEntry extends NetlockEntry {
-  readonly record: FetchRecord;
+/**
+ * What a netlock file's lines, its DAG and the report read of an entry's record; the rest stays in the
+ * record block. A run holds one per request it served until it writes its netlock, so it keeps no more.
+ */
+export interface RecordSummary {
+  readonly oracle: Uint8Array;
+  readonly fetchedAt: string;
+  readonly response: Pick<RecordResponse, 'status' | 'body' | 'size' | 'sha256' | 'headers'>;
+}
+
+/** An index entry with what its netlock line needs of its record, and its countersignatures decoded. */
+export interface EntrySummary extends NetlockEntry {
+  readonly record: RecordSummary;
   /** The decoded countersignatures, in the order of `witnesses`. */
   readonly countersigned?: readonly Countersignature[] | undefined;
+}
+
+/** An index entry with its whole record decoded. */
+export interface DecodedEntry extends EntrySummary {
+  readonly record: FetchRecord;
 }
 
 /** An index entry with its record and countersignatures decoded (blocks read through `source`, which should verify them). */
@@ -66,33 +82,60 @@ export async function decodeEntry(e: NetlockEntry, source: BlockSource, options:
 
 /** Renders the file with one entry per line, sorted by request key, so that diffs of two builds read well. */
 export function renderNetlockFile(file: NetlockFile): string {
+  return [...renderedPieces(file)].join('');
+}
+
+/** The rendered file in pieces of up to 1,000 lines: a 100,000-entry file is written without one 40 MB string. */
+function* renderedPieces(file: NetlockFile): Generator<string> {
   const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.witnesses === undefined ? {} : { witnesses: file.witnesses }), ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
   const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  const lines = file.entries.map((e) => `    ${JSON.stringify(e)}`);
-  return `${headText},\n  "entries": [\n${lines.join(',\n')}${lines.length > 0 ? '\n' : ''}  ]\n}\n`;
+  yield `${headText},\n  "entries": [\n`;
+  const n = file.entries.length;
+  for (let i = 0; i < n; i += 1000) {
+    const lines = file.entries.slice(i, i + 1000).map((e) => `    ${JSON.stringify(e)}`);
+    yield `${lines.join(',\n')}${i + 1000 < n ? ',\n' : '\n'}`;
+  }
+  yield '  ]\n}\n';
 }
 
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
-export async function buildNetlockFile(entries: readonly DecodedEntry[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
-  const oracles = entries.map((e) => e.record.oracle);
-  const witnesses = entries.flatMap((e) => (e.countersigned ?? []).map((c) => c.witness));
-  const built = await buildNetlock(entries, oracles, sink, witnesses.length === 0 ? options : { ...options, witnesses });
+export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
-  const file: NetlockFile = {
+  return buildNetlockFileFrom({ sortedKeys: sorted.map((e) => e.key), page: (start, end) => sorted.slice(start, end) }, sink, options);
+}
+
+/**
+ * `buildNetlockFile` over entries decoded a page at a time: only the readable lines are held whole. The
+ * root's oracle and witness keys are gathered from the entries (witness keys from their decoded
+ * countersignatures, else `options.witnesses`).
+ */
+export async function buildNetlockFileFrom(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
+  const lines: NetlockFileEntry[] = [];
+  const oracles = new Map<string, Uint8Array>();
+  const witnesses = new Map<string, Uint8Array>();
+  const signers = (): { oracles: Uint8Array[]; witnesses: readonly Uint8Array[] | undefined } => ({ oracles: [...oracles.values()], witnesses: witnesses.size > 0 ? [...witnesses.values()] : options.witnesses });
+  const built = await buildNetlockPaged(entries, signers, sink, options, (page) => {
+    for (const e of page) {
+      lines.push(readableEntry(e));
+      const o = e.record.oracle;
+      if (!oracles.has(toHex(o))) oracles.set(toHex(o), o);
+      for (const c of e.countersigned ?? []) witnesses.set(toHex(c.witness), c.witness);
+    }
+  });
+  return {
     netlock: built.root.toString(),
     version: NETLOCK_VERSION,
     keyVersion: KEY_VERSION,
-    count: sorted.length,
+    count: lines.length,
     oracles: built.rootValue.oracles.map(toHex),
     ...(built.rootValue.witnesses === undefined ? {} : { witnesses: built.rootValue.witnesses.map(toHex) }),
     ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
-    entries: sorted.map(readableEntry),
+    entries: lines,
   };
-  return file;
 }
 
 /** The readable line of one netlock entry: what `verify` checks every line of a file against. */
-export function readableEntry(e: DecodedEntry): NetlockFileEntry {
+export function readableEntry(e: EntrySummary): NetlockFileEntry {
   const k = parseKeyId(e.key);
   return {
     method: k.method,
@@ -109,7 +152,7 @@ export function readableEntry(e: DecodedEntry): NetlockFileEntry {
 }
 
 /** The `witnesses` field of an entry's line (sorted by countersignature CID, as the leaf keeps them), or nothing. */
-function readableWitnesses(e: DecodedEntry): { witnesses?: ReadableWitness[] } {
+function readableWitnesses(e: EntrySummary): { witnesses?: ReadableWitness[] } {
   const w = e.witnesses ?? [];
   if (w.length === 0) return {};
   const lines = w.map((signed, i) => {
@@ -121,12 +164,27 @@ function readableWitnesses(e: DecodedEntry): { witnesses?: ReadableWitness[] } {
 }
 
 /** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */
-export async function writeNetlockFile(path: string, entries: readonly DecodedEntry[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
+export async function writeNetlockFile(path: string, entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const file = await buildNetlockFile(entries, sink, options);
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, renderNetlockFile(file));
-  await rename(tmp, path);
+  await writeRenderedFile(path, file);
   return file;
+}
+
+/** Writes the readable file atomically at `path`, a piece at a time. */
+export async function writeRenderedFile(path: string, file: NetlockFile): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(tmp, 'w');
+  try {
+    try {
+      for (const piece of renderedPieces(file)) await handle.write(piece);
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {}); // a full disk leaves no partial file behind
+    throw err;
+  }
 }
 
 /** `ipfs://CID`: a netlock named by its root alone, its blocks in the block store (e.g. Kubo and its peers). */

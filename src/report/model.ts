@@ -1,5 +1,4 @@
-import type { DecodedEntry } from '../netlock/file.ts';
-import type { FetchRecord } from '../protocol/record.ts';
+import type { EntrySummary, RecordSummary } from '../netlock/file.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestLogSnapshot } from './request-log.ts';
 
@@ -82,7 +81,7 @@ export interface ReportInput {
   commandExitCode?: number;
 }
 
-function header(record: FetchRecord, name: string): string | undefined {
+function header(record: RecordSummary, name: string): string | undefined {
   return record.response.headers.find(([n]) => n.toLowerCase() === name)?.[1];
 }
 
@@ -92,8 +91,11 @@ export function hostOf(url: string): string {
   return m === null ? '' : m[1]!.toLowerCase();
 }
 
+/** The response headers a row reads: all a summary of a record needs to keep (names lower-case). */
+export const ROW_HEADERS: ReadonlySet<string> = new Set(['content-type', 'location', 'x-fetch-oracle-upstream-failure']);
+
 /** The page's row of one netlock entry. */
-export function entryRow(e: DecodedEntry): EntryRow {
+export function entryRow(e: EntrySummary): EntryRow {
   const k = parseKeyId(e.key);
   const r = e.record;
   const status = r.response.status;

@@ -116,6 +116,33 @@ describe('FsRecordIndex', () => {
     expect(reopened.keysForUrl('https://example.test/b')).toEqual(['https://example.test/b\nGET']);
     await reopened.close();
   });
+
+  it('gives back each signed record as put, in this process and after reopening, whatever its CID', async () => {
+    // Held flattened in memory (issue #15): the CID (any length, any codec) and signature must come back whole.
+    const rawCid = CID.parse('bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku');
+    const longCid = CID.createV1(0x71, { code: 0x00, size: 300, digest: new Uint8Array(300).fill(5), bytes: new Uint8Array([0x00, 0xac, 0x02, ...new Uint8Array(300).fill(5)]) });
+    const puts: Array<[string, SignedRecord]> = [
+      ['https://example.test/raw\nGET', { record: rawCid, signature: new Uint8Array(64).map((_, i) => i) }],
+      ['https://example.test/long\nGET', { record: longCid, signature: new Uint8Array(64).fill(0xff) }],
+      [KEY, signed],
+    ];
+    const index = await FsRecordIndex.open(dir.path);
+    for (const [k, v] of puts) await index.put(k, v);
+    const check = (i: FsRecordIndex): void => {
+      for (const [k, v] of puts) {
+        const got = i.get(k)!;
+        expect(got.record.equals(v.record)).toBe(true);
+        expect(got.record.bytes).toEqual(v.record.bytes);
+        expect(got.signature).toEqual(v.signature);
+      }
+    };
+    check(index);
+    await index.close();
+    const reopened = await FsRecordIndex.open(dir.path);
+    check(reopened);
+    expect(reopened.get('https://example.test/none\nGET')).toBeUndefined();
+    await reopened.close();
+  });
 });
 
 describe('RunJournal', () => {

@@ -1,0 +1,104 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DecodedEntry } from '../../src/netlock/file.ts';
+import { buildNetlockFile, renderNetlockFile, writeNetlockFile } from '../../src/netlock/file.ts';
+import { RunSet } from '../../src/oracle/run-set.ts';
+import { encodeRecord } from '../../src/protocol/record.ts';
+import type { FetchRecord } from '../../src/protocol/record.ts';
+import { computeRequestKey } from '../../src/protocol/request-key.ts';
+import { RunJournal } from '../../src/records/journal.ts';
+import { entryRow } from '../../src/report/model.ts';
+import { LocalSigner } from '../../src/signing/local-signer.ts';
+import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
+import { tempDir } from '../helpers/run.ts';
+import { buildFixtureNetlock, FIXTURE_SEED, manySmallResponses } from '../netlock/netlock-fixture.ts';
+
+let dir: { path: string; remove(): Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir('fo-run-set-');
+});
+afterEach(async () => {
+  await dir.remove();
+});
+
+/** A signed record with many request and response headers, as a real origin answers (a redirect here). */
+async function redirectEntry(signer: LocalSigner, store: MemoryBlockStore): Promise<DecodedEntry> {
+  const key = computeRequestKey({ method: 'GET', url: 'https://example.test/old', headers: { accept: 'text/html' } });
+  const record: FetchRecord = {
+    v: 1,
+    request: { method: 'GET', url: 'https://example.test/old', headers: { accept: 'text/html', 'user-agent': 'curl/8' } },
+    response: {
+      status: 301,
+      headers: [['Date', 'Fri, 04 Dec 2026 11:38:21 GMT'], ['Server', 'nginx'], ['Location', 'https://example.test/new'], ['Content-Type', 'text/html'], ['ETag', '"abc"'], ['X-Fetch-Oracle-Upstream-Failure', 'none, a test']],
+      body: null,
+      size: 0,
+      sha256: new Uint8Array(32).fill(1),
+      sha512: new Uint8Array(64).fill(2),
+    },
+    fetchedAt: '2026-12-04T11:38:21.000Z',
+    oracle: signer.publicKey,
+  };
+  const block = await encodeRecord(record);
+  await store.put(block.cid, block.bytes);
+  return { key: key.id, signed: await signer.sign(block.cid), record };
+}
+
+describe('RunSet holding summaries of what a run served (issue #15: a run of 100,000 requests)', () => {
+  it('writes the netlock and report rows the decoded entries give, holding none of the headers they do not read', async () => {
+    const store = new MemoryBlockStore();
+    const signer = LocalSigner.fromSeed(FIXTURE_SEED);
+    const fixture = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 3000 }, { url: 'https://example.test/empty', bodyBytes: null }, { url: 'https://example.test/big', bodyBytes: 1024 * 1024 + 5 }], store, signer);
+    const full = [...fixture.entries, await redirectEntry(signer, store)];
+    const journal = new RunJournal(join(dir.path, 'run.netlock.json'));
+    const run = new RunSet(journal);
+    for (const e of full) await run.add(e);
+    await run.add(full[0]!); // served again: held once, journalled once
+
+    const held = run.entries();
+    expect(held.map((e) => e.key)).toEqual(full.map((e) => e.key));
+    expect(renderNetlockFile(await buildNetlockFile(held, new MemoryBlockStore()))).toBe(renderNetlockFile(await buildNetlockFile(full, new MemoryBlockStore())));
+    expect(held.map(entryRow)).toEqual(full.map(entryRow));
+    const redirect = held[3]!.record;
+    expect(redirect.response.headers).toEqual([['Location', 'https://example.test/new'], ['Content-Type', 'text/html'], ['X-Fetch-Oracle-Upstream-Failure', 'none, a test']]);
+    expect('request' in redirect).toBe(false);
+    expect(held.every((e) => e.record.oracle === held[0]!.record.oracle)).toBe(true); // one copy of the signer key
+
+    const lines = (await readFile(journal.path, 'utf8')).trim().split('\n');
+    expect(lines).toHaveLength(full.length);
+    const written = await run.write(join(dir.path, 'run.netlock.json'), new MemoryBlockStore());
+    expect(written.entries.map((e) => e.record).sort()).toEqual(full.map((e) => e.signed.record.toString()).sort());
+    expect(await new RunJournal(join(dir.path, 'run.netlock.json')).recover()).toEqual({ entries: [], bad: [] });
+  });
+
+  it('replaces a key served again with another record, and keeps a served key over a kept one', async () => {
+    const store = new MemoryBlockStore();
+    const signer = LocalSigner.fromSeed(FIXTURE_SEED);
+    const before = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'one' }], store, signer);
+    const after = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'two' }], store, signer);
+    const run = new RunSet();
+    await run.add(before.entries[0]!);
+    await run.add(after.entries[0]!);
+    run.keep(before.entries);
+    expect(run.size).toBe(1);
+    const [only] = run.entries();
+    expect(only!.signed.record.equals(after.entries[0]!.signed.record)).toBe(true);
+    expect(only!.signed.signature).toEqual(after.entries[0]!.signed.signature);
+    expect(only!.record.response.body?.equals(after.entries[0]!.record.response.body!)).toBe(true);
+    expect(only!.record.response.sha256).toEqual(after.entries[0]!.record.response.sha256);
+  });
+
+  it('writes, a page at a time, the very file and DAG the whole decoded entries give (three leaf pages under a branch)', async () => {
+    const store = new MemoryBlockStore();
+    const fixture = await buildFixtureNetlock(manySmallResponses(700, 16), store);
+    const run = new RunSet();
+    for (const e of [...fixture.entries].reverse()) await run.add(e); // served in another order than the keys'
+    const rules = { 'registry.example': ['authorization'] };
+    const paged = await run.write(join(dir.path, 'paged.json'), new MemoryBlockStore(), rules);
+    const whole = await writeNetlockFile(join(dir.path, 'whole.json'), fixture.entries, new MemoryBlockStore(), { variantRules: rules });
+    expect(paged.netlock).toBe(whole.netlock);
+    expect(paged.count).toBe(700);
+    expect(await readFile(join(dir.path, 'paged.json'), 'utf8')).toBe(await readFile(join(dir.path, 'whole.json'), 'utf8'));
+    expect(await readFile(join(dir.path, 'whole.json'), 'utf8')).toBe(renderNetlockFile(whole));
+  });
+});
