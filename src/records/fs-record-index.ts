@@ -31,8 +31,7 @@ export class FsRecordIndex implements RecordIndex {
   static async open(dir: string, logger: Logger = NOOP_LOGGER, options?: AbortOptions): Promise<FsRecordIndex> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const index = new FsRecordIndex(new RecordLog(join(dir, RECORD_INDEX_FILE)));
-    const { entries, bad } = await index.#log.read(options);
-    for (const e of entries) index.#byKey.set(e.key, flattenSigned(e.signed));
+    const { bad } = await index.#log.readEach((e) => index.#byKey.set(e.key, flattenSigned(e.signed)), options);
     if (bad.length > 0) logger.warn('skipped %d malformed line(s) of %s: %s', bad.length, index.path, bad.slice(0, 10).join(', '));
     return index;
   }

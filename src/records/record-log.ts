@@ -1,4 +1,5 @@
-import { writeSync } from 'node:fs';
+import { createReadStream, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { open, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
@@ -58,6 +59,35 @@ export class RecordLog {
       throw cause;
     }
     return parseLines(text);
+  }
+
+  /**
+   * Every well-formed line, given to `onEntry` in file order as the file is read (a log of 100,000 lines is
+   * never held whole, as text or as entries); returns the 1-based numbers of the bad lines. An absent file
+   * is an empty log.
+   */
+  async readEach(onEntry: (entry: RecordLogEntry) => void, options?: AbortOptions): Promise<{ bad: number[] }> {
+    throwIfAborted(options?.signal);
+    const bad: number[] = [];
+    let lineNo = 0;
+    const stream = createReadStream(this.path, { encoding: 'utf8', highWaterMark: 256 * 1024, ...(options?.signal === undefined ? {} : { signal: options.signal }) });
+    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    try {
+      for await (const line of lines) {
+        lineNo++;
+        if (line.trim() === '') continue;
+        const parsed = fromLine(line);
+        if (parsed === undefined) bad.push(lineNo);
+        else onEntry(parsed);
+      }
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { bad: [] };
+      throw cause;
+    } finally {
+      lines.close();
+      stream.destroy();
+    }
+    return { bad };
   }
 
   /** Appends one line and waits until it is durable. */

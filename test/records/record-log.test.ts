@@ -33,6 +33,24 @@ describe('RecordLog', () => {
     expect((await stat(log.path)).mode & 0o777).toBe(0o600);
   });
 
+  it('streams a log line by line as read() parses it whole: torn lines by number, across read chunks', async () => {
+    const path = join(dir.path, 'big.jsonl');
+    const lines: string[] = [];
+    for (let i = 0; i < 3000; i++) lines.push(GOLDEN_LINE.replace('/a', `/${i}`).trimEnd()); // ~640 KB: three chunks
+    lines.splice(1234, 0, '{"key":"torn');
+    lines.splice(2500, 0, '');
+    await writeFile(path, `${lines.join('\n')}\n{"key":"last torn`);
+    const log = new RecordLog(path);
+    const whole = await log.read();
+    const seen: string[] = [];
+    const { bad } = await log.readEach((e) => seen.push(`${e.key} ${e.signed.record.toString()} ${Buffer.from(e.signed.signature).toString('hex')}`));
+    expect(bad).toEqual(whole.bad);
+    expect(bad).toEqual([1235, 3003]);
+    expect(seen).toEqual(whole.entries.map((e) => `${e.key} ${e.signed.record.toString()} ${Buffer.from(e.signed.signature).toString('hex')}`));
+    expect(seen).toHaveLength(3000);
+    expect(await new RecordLog(join(dir.path, 'none.jsonl')).readEach(() => expect.fail('no lines'))).toEqual({ bad: [] });
+  });
+
   it('reads an absent file as an empty log', async () => {
     expect(await new RecordLog(join(dir.path, 'none.jsonl')).read()).toEqual({ entries: [], bad: [] });
   });
