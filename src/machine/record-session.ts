@@ -86,7 +86,7 @@ export class MachineRecordSession {
       });
       if (kept !== undefined) {
         path.run.keep(kept.entries);
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.entries.length, kept.root, init.netlockPath);
+        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.entries.size, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {

@@ -3,14 +3,15 @@ import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { openEntryRecords } from '../netlock/entry-records.ts';
-import type { DecodedEntry } from '../netlock/file.ts';
 import { readNetlockRoot } from '../netlock/file.ts';
+import { RunSet } from './run-set.ts';
 
 /** What a netlock file already at the path of a new record run held. */
 export interface KeptNetlock {
   /** Its root CID. */
   root: string;
-  entries: DecodedEntry[];
+  /** Its entries, held as a run holds them (a 100,000-entry netlock is not held decoded). */
+  entries: RunSet;
   /** The variant rules it was recorded with. */
   variantRules: VariantRules | undefined;
 }
@@ -40,8 +41,8 @@ export async function readKeptNetlock(path: string, source: BlockSource, options
     if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
       throw new InvalidNetlockError(`it was recorded with variant rules ${rulesText(rootValue.variantRules)}, this run has ${rulesText(expected)} (--variant-header): their request keys would not agree`);
     }
-    const entries: DecodedEntry[] = [];
-    for await (const e of netlock.entries()) entries.push(e);
+    const entries = new RunSet();
+    for await (const e of netlock.entries()) entries.keep([e]);
     return { root: root.toString(), entries, variantRules: rootValue.variantRules };
   } catch (err) {
     throw refuse(path, (err as Error).message, err);

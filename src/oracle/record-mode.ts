@@ -69,7 +69,7 @@ export class RecordMode implements OracleMode {
     try {
       if (kept !== undefined) {
         path.run.keep(kept.entries);
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.entries.length, kept.root, init.netlockPath);
+        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.entries.size, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {

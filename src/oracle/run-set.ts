@@ -15,7 +15,7 @@ import { ROW_HEADERS } from '../report/model.ts';
 /**
  * One served entry as a run holds it until it writes its netlock: what the netlock line and the report row
  * read of its record, as one JSON string (one object for the collector to pass over, ~300 bytes):
- * `[signed (flattenSigned, base64), signer (index into the run's keys), fetchedAt, status, body CID or null,
+ * `[signed (flattenSigned, base64), signer (index into SIGNERS), fetchedAt, status, body CID or null,
  * size, sha256 (base64), headers the row reads]`. Witnessed entries (rare: a kept netlock that was
  * countersigned) are held decoded.
  */
@@ -34,8 +34,6 @@ type HeldFields = [string, number, string, number, string | null, number, string
 export class RunSet {
   readonly #entries = new Map<string, HeldEntry>();
   readonly #journal: RunJournal | undefined;
-  /** The signer keys of the entries held (one, or a few for kept netlocks): entries name them by index. */
-  readonly #oracles: Uint8Array[] = [];
 
   constructor(journal?: RunJournal) {
     this.#journal = journal;
@@ -53,11 +51,16 @@ export class RunSet {
   }
 
   /**
-   * Starts from the entries of the netlock already at the run's path (verified by the caller): they are
-   * written again with this run's, never journalled (the file itself still holds them until the new one
-   * replaces it). A key this run already holds (restored from the journal, or served) keeps its entry.
+   * Starts from the entries of the netlock already at the run's path (verified by the caller; `readKeptNetlock`
+   * gathers them into a RunSet of their own): they are written again with this run's, never journalled (the
+   * file itself still holds them until the new one replaces it). A key this run already holds (restored from
+   * the journal, or served) keeps its entry.
    */
-  keep(entries: readonly DecodedEntry[]): void {
+  keep(entries: RunSet | Iterable<DecodedEntry>): void {
+    if (entries instanceof RunSet) {
+      for (const [key, h] of entries.#entries) if (!this.#entries.has(key)) this.#entries.set(key, h);
+      return;
+    }
     for (const e of entries) if (!this.#entries.has(e.key)) this.#entries.set(e.key, this.#hold(e));
   }
 
@@ -97,9 +100,7 @@ export class RunSet {
       const { key, signed, witnesses, countersigned } = e;
       return { key, signed, witnesses, countersigned, record: { oracle, fetchedAt, response: { status: response.status, body: response.body, size: response.size, sha256: response.sha256, headers } } };
     }
-    let signer = this.#oracles.findIndex((k) => equalBytes(k, oracle));
-    if (signer < 0) signer = this.#oracles.push(oracle) - 1;
-    const fields: HeldFields = [base64(flattenSigned(e.signed)), signer, fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
+    const fields: HeldFields = [base64(flattenSigned(e.signed)), signerIndex(oracle), fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
     return JSON.stringify(fields);
   }
 
@@ -107,8 +108,19 @@ export class RunSet {
     if (typeof h !== 'string') return h;
     const [signed, signer, fetchedAt, status, body, size, sha256, headers] = JSON.parse(h) as HeldFields;
     const response = { status, body: body === null ? null : CID.parse(body), size, sha256: new Uint8Array(Buffer.from(sha256, 'base64')), headers };
-    return { key, signed: unflattenSigned(Buffer.from(signed, 'base64').toString('latin1')), record: { oracle: this.#oracles[signer]!, fetchedAt, response } };
+    return { key, signed: unflattenSigned(Buffer.from(signed, 'base64').toString('latin1')), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
   }
+}
+
+/**
+ * The signer keys held entries name by index: those of this process's records and of the netlocks it kept,
+ * a handful. Shared by every RunSet, so that one can take another's entries as they are.
+ */
+const SIGNERS: Uint8Array[] = [];
+
+function signerIndex(oracle: Uint8Array): number {
+  const i = SIGNERS.findIndex((k) => equalBytes(k, oracle));
+  return i >= 0 ? i : SIGNERS.push(oracle) - 1;
 }
 
 function base64(latin1: string): string {

@@ -88,6 +88,21 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
     expect(only!.record.response.sha256).toEqual(after.entries[0]!.record.response.sha256);
   });
 
+  it('keeps the entries of another RunSet (a kept netlock, gathered as read) under the ones it serves', async () => {
+    const store = new MemoryBlockStore();
+    const keptFixture = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'old' }, { url: 'https://example.test/b', bodyBytes: 20 }], store, LocalSigner.fromSeed(new Uint8Array(32).fill(3)));
+    const served = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'new' }], store);
+    const kept = new RunSet();
+    for (const e of keptFixture.entries) kept.keep([e]);
+    const run = new RunSet();
+    await run.add(served.entries[0]!);
+    run.keep(kept);
+    expect(run.size).toBe(2);
+    const want = [served.entries[0]!, keptFixture.entries[1]!]; // two signers: the root lists both
+    expect(renderNetlockFile(await buildNetlockFile(run.entries(), new MemoryBlockStore()))).toBe(renderNetlockFile(await buildNetlockFile(want, new MemoryBlockStore())));
+    expect((await buildNetlockFile(run.entries(), new MemoryBlockStore())).oracles).toHaveLength(2);
+  });
+
   it('writes, a page at a time, the very file and DAG the whole decoded entries give (three leaf pages under a branch)', async () => {
     const store = new MemoryBlockStore();
     const fixture = await buildFixtureNetlock(manySmallResponses(700, 16), store);
