@@ -10,6 +10,7 @@ import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { decodeCountersignature } from '../protocol/countersignature.ts';
 import type { Countersignature } from '../protocol/countersignature.ts';
+import { cidText } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 
@@ -142,10 +143,10 @@ export function readableEntry(e: EntrySummary): NetlockFileEntry {
     url: k.url,
     accept: k.variant['accept'] ?? '',
     status: e.record.response.status,
-    body: e.record.response.body?.toString() ?? null,
+    body: e.record.response.body === null ? null : cidText(e.record.response.body),
     size: e.record.response.size,
     sha256: toHex(e.record.response.sha256),
-    record: e.signed.record.toString(),
+    record: cidText(e.signed.record),
     signature: Buffer.from(e.signed.signature).toString('base64'),
     ...readableWitnesses(e),
   };

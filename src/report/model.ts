@@ -1,4 +1,5 @@
 import type { EntrySummary, RecordSummary } from '../netlock/file.ts';
+import { cidText } from '../protocol/blocks.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestLogSnapshot } from './request-log.ts';
 
@@ -111,7 +112,7 @@ export function entryRow(e: EntrySummary): EntryRow {
     z: r.response.size,
     c: header(r, 'content-type') ?? '',
     t: r.fetchedAt,
-    r: e.signed.record.toString(),
+    r: cidText(e.signed.record),
     ...(location === undefined ? {} : { l: location }),
     ...(negative === undefined ? {} : { n: negative }),
   };
