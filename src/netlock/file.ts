@@ -51,8 +51,8 @@ export interface NetlockFile {
 }
 
 /**
- * What a netlock file's lines, its DAG and the report read of an entry's record; the rest stays in the
- * record block. A run holds one per request it served until it writes its netlock, so it keeps no more.
+ * What a netlock file's lines, its root and the report read of an entry's record; the rest stays in the
+ * record block (a run decodes no more than this from what it holds, `RunSet`).
  */
 export interface RecordSummary {
   readonly oracle: Uint8Array;
@@ -118,8 +118,7 @@ export async function buildNetlockFileFrom(entries: PagedEntries<EntrySummary>, 
   const built = await buildNetlockPaged(entries, signers, sink, options, (page) => {
     for (const e of page) {
       lines.push(readableEntry(e));
-      const o = e.record.oracle;
-      if (!oracles.has(toHex(o))) oracles.set(toHex(o), o);
+      oracles.set(toHex(e.record.oracle), e.record.oracle);
       for (const c of e.countersigned ?? []) witnesses.set(toHex(c.witness), c.witness);
     }
   });

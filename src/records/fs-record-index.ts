@@ -59,4 +59,3 @@ export class FsRecordIndex implements RecordIndex {
     return this.#log.close();
   }
 }
-
