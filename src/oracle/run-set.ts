@@ -108,7 +108,7 @@ export class RunSet {
     if (typeof h !== 'string') return h;
     const [signed, signer, fetchedAt, status, body, size, sha256, headers] = JSON.parse(h) as HeldFields;
     const response = { status, body: body === null ? null : CID.parse(body), size, sha256: new Uint8Array(Buffer.from(sha256, 'base64')), headers };
-    return { key, signed: unflattenSigned(Buffer.from(signed, 'base64').toString('latin1')), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
+    return { key, signed: signedFrom(signed), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
   }
 }
 
@@ -129,5 +129,10 @@ function base64(latin1: string): string {
 
 /** The signed record of a held entry. */
 function signedOf(h: HeldEntry): SignedRecord {
-  return typeof h === 'string' ? unflattenSigned(Buffer.from((JSON.parse(h) as HeldFields)[0], 'base64').toString('latin1')) : h.signed;
+  return typeof h === 'string' ? signedFrom((JSON.parse(h) as HeldFields)[0]) : h.signed;
+}
+
+/** The signed record from its held field (`flattenSigned`, base64). */
+function signedFrom(field: string): SignedRecord {
+  return unflattenSigned(Buffer.from(field, 'base64').toString('latin1'));
 }

@@ -73,13 +73,7 @@ export class RecordLog {
     const stream = createReadStream(this.path, { encoding: 'utf8', highWaterMark: 256 * 1024, ...(options?.signal === undefined ? {} : { signal: options.signal }) });
     const lines = createInterface({ input: stream, crlfDelay: Infinity });
     try {
-      for await (const line of lines) {
-        lineNo++;
-        if (line.trim() === '') continue;
-        const parsed = fromLine(line);
-        if (parsed === undefined) bad.push(lineNo);
-        else onEntry(parsed);
-      }
+      for await (const line of lines) takeLine(line, ++lineNo, onEntry, bad);
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { bad: [] };
       throw cause;
@@ -193,12 +187,14 @@ export function fromLine(text: string): RecordLogEntry | undefined {
 export function parseLines(text: string): RecordLogContents {
   const entries: RecordLogEntry[] = [];
   const bad: number[] = [];
-  const lines = text.split('\n');
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    const parsed = fromLine(line);
-    if (parsed === undefined) bad.push(i + 1);
-    else entries.push(parsed);
-  });
+  text.split('\n').forEach((line, i) => takeLine(line, i + 1, (e) => entries.push(e), bad));
   return { entries, bad };
+}
+
+/** One line of a log: blank lines are skipped, a well-formed one goes to `onEntry`, any other is noted in `bad`. */
+function takeLine(line: string, lineNo: number, onEntry: (entry: RecordLogEntry) => void, bad: number[]): void {
+  if (line.trim() === '') return;
+  const parsed = fromLine(line);
+  if (parsed === undefined) bad.push(lineNo);
+  else onEntry(parsed);
 }
