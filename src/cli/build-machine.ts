@@ -20,7 +20,7 @@ import type { MachineTools } from '../machine/emulator.ts';
 import { recordInMachine } from '../machine/machine-record.ts';
 import { runInMachine } from '../machine/machine-run.ts';
 import type { MachineRunOutcome } from '../machine/machine-run.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { createStats } from '../oracle/stats.ts';
 import { formatMissReport, recordedOrigins } from '../run/report.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
@@ -126,7 +126,7 @@ async function half(mode: 'record' | 'replay', o: { flags: MachineFlags; tools: 
   } else {
     const store = new FsBlockStore(o.flags.dataDir);
     try {
-      const { root } = await readNetlockRoot(o.netlockPath);
+      const root = await netlockRootOf(o.netlockPath);
       const own = o.values.trust.length > 0 ? undefined : await LocalSigner.publicKeyIn(o.flags.dataDir);
       const trust = o.values.trust.length > 0 ? o.values.trust : own === undefined ? [] : [own];
       run = await runInMachine({ ...base, ...(o.time === undefined ? {} : { time: o.time }), netlockRoot: root, store, trust });
@@ -194,7 +194,7 @@ export async function runMachineBuild(values: MachineBuildValues, init: MachineB
   const flags = parseMachineFlags({ ...values, 'ram-mib': values['ram-mib'] ?? String(BUILD_RAM_MIB), 'input-mib': values['input-mib'] ?? String(BUILD_INPUT_MIB), 'output-mib': values['output-mib'] ?? String(BUILD_OUTPUT_MIB) }, defaultDataDir);
   const netlockPath = resolve(values.replay ?? values.netlock ?? 'fetch-oracle.netlock.json');
   const target = resolve(values.out ?? DEFAULT_OCI_ARCHIVE);
-  if (values.replay !== undefined) await readNetlockRoot(netlockPath); // a bad path fails before anything starts
+  if (values.replay !== undefined) await netlockRootOf(netlockPath); // a bad path fails before anything starts
   return withMachineSignals(io, WHO, async (signal) => {
     const work = await mkdtemp(join(tmpdir(), 'fetch-oracle-build-machine-'));
     try {

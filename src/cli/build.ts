@@ -12,7 +12,7 @@ import type { BuildInit, BuildOracle, BuildOutcome } from '../image/build.ts';
 import { compareImages, formatImageDifference } from '../image/image-diff.ts';
 import type { ImageDifference } from '../image/image-diff.ts';
 import { parseScrub, scrubNames } from '../image/scrub.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { formatMissReport, groupMisses } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
@@ -234,7 +234,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
     startedOn: new Date(),
     reportPath: values.report === undefined ? undefined : resolve(values.report),
   };
-  if (plan.replay !== undefined) await readNetlockRoot(plan.netlockPath); // a missing or malformed netlock fails before anything starts
+  if (plan.replay !== undefined) await netlockRootOf(plan.netlockPath); // a missing or malformed netlock fails before anything starts
   if (plan.check) return check(plan);
   const outcome = await buildInNamespace({ ...plan.base, oracle: plan.replay === undefined ? plan.recordOracle : plan.replayOracle, storage: storageOf(plan.storageDir) });
   const code = conclude(outcome, plan, plan.replay === undefined ? 'record' : 'replay');

@@ -15,7 +15,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../netlock/dag.ts';
 import { exportCar } from '../netlock/export-car.ts';
 import { importCar } from '../netlock/import-car.ts';
-import { buildNetlockFile, decodeEntry, readNetlockRoot, renderNetlockFile } from '../netlock/file.ts';
+import { buildNetlockFile, decodeEntry, netlockRootOf, renderNetlockFile } from '../netlock/file.ts';
 import type { DecodedEntry } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -174,7 +174,7 @@ async function netlockRoot(arg: string): Promise<CID> {
       // not a CID either: let readNetlockRoot report the missing file
     }
   }
-  return (await readNetlockRoot(arg)).root;
+  return netlockRootOf(arg);
 }
 
 /** Writes the readable netlock.json of the imported netlock (rebuilt in memory; the store is not written). */

@@ -13,7 +13,7 @@ import { recordInMachine } from '../machine/machine-record.ts';
 import type { MachineRecordOutcome } from '../machine/machine-record.ts';
 import { runInMachine } from '../machine/machine-run.ts';
 import type { MachineRunInit, MachineRunOutcome } from '../machine/machine-run.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { createStats } from '../oracle/stats.ts';
 import { formatMissReport, recordedOrigins } from '../run/report.ts';
@@ -151,7 +151,7 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
       const netlockPath = resolve(values.replay!);
       const store = new FsBlockStore(flags.dataDir);
       try {
-        const { root } = await readNetlockRoot(netlockPath);
+        const root = await netlockRootOf(netlockPath);
         const own = trustFlags === undefined ? await LocalSigner.publicKeyIn(flags.dataDir) : undefined;
         const trust = trustFlags ?? (own === undefined ? [] : [own]);
         const startedOn = new Date();
@@ -199,7 +199,7 @@ export async function reportMachineRun(o: MachineRunOutcome, netlockPath: string
   if (o.mode === 'replay' && o.misses.length > 0) {
     const stats = createStats('replay');
     stats.misses = o.misses.length;
-    const missReport = { netlock: (await readNetlockRoot(netlockPath)).root.toString(), entries: o.netlock.entries, used: 0, misses: o.misses, unused: [], stats };
+    const missReport = { netlock: (await netlockRootOf(netlockPath)).toString(), entries: o.netlock.entries, used: 0, misses: o.misses, unused: [], stats };
     context.stderr.write(formatMissReport(missReport, await recordedOrigins(netlockPath, store), netlockPath, { who: WHO, rerecord: '`fetch-oracle machine run --record` (or `fetch-oracle run` on the host)' }));
   }
   const fatal = reportRunLines(o, context, WHO);

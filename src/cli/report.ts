@@ -6,7 +6,7 @@ import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './common.ts';
 import { parseOptions, str } from './options.ts';
 import { InvalidConfigError } from '../errors.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { buildFileReport } from '../report/file-report.ts';
 import { renderReportHtml } from '../report/html.ts';
 import type { ReportInput } from '../report/model.ts';
@@ -47,7 +47,7 @@ export async function runReport(args: string[], context: CommandContext): Promis
   const ipfs = str(values['ipfs']);
   if (ipfs !== undefined && values['data'] !== undefined) throw new UsageError('report reads blocks from --data DIR or --ipfs URL, not both');
   const input = await readReportInput(str(values['replay-report']));
-  const { root } = await readNetlockRoot(netlock);
+  const root = await netlockRootOf(netlock);
   const store = ipfs === undefined ? createBlockStore({ dataDir: resolve(str(values['data']) ?? context.defaultDataDir) }) : createBlockStore({ ipfs, cache: false });
   try {
     const data = await buildFileReport(root, store, input);

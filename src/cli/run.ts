@@ -8,7 +8,7 @@ import type { Logger } from '../log.ts';
 import { clientEnvironment, writeCombinedBundle } from '../tls/client-env.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { OracleInit, ReplayReport } from '../oracle/oracle.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
@@ -210,7 +210,7 @@ async function runRecord(init: CommonInit & { netlockPath: string; upstreamCaPem
 
 
 async function runReplay(init: CommonInit & { netlockPath: string; trust: Uint8Array[]; allowMisses: boolean; provenance?: { out: string; paths: string[] } }): Promise<number> {
-  await readNetlockRoot(init.netlockPath); // a missing or malformed netlock fails before anything starts
+  await netlockRootOf(init.netlockPath); // a missing or malformed netlock fails before anything starts
   const startedOn = new Date();
   const ip = findIp();
   const problem = unshareProblem(ip);

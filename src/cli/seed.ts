@@ -11,7 +11,7 @@ import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createLogger } from '../log.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
 import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from '../seed/lockfile-out.ts';
 import type { LockfileFormat, PinnedEntry } from '../seed/lockfile-out.ts';
@@ -225,7 +225,7 @@ export async function runLockfile(args: string[], context: SeedCliContext): Prom
     if (positionals.length !== 1) throw new UsageError(`lockfile takes one NETLOCK\n\n${LOCKFILE_HELP}`);
     const format = (values.format ?? 'sha256sums') as LockfileFormat;
     if (!LOCKFILE_FORMATS.includes(format)) throw new UsageError(`--format expects one of ${LOCKFILE_FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`);
-    const { root } = await readNetlockRoot(positionals[0]!);
+    const root = await netlockRootOf(positionals[0]!);
     const store = createBlockStore({ dataDir: resolve(values.data ?? context.defaultDataDir), ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }) });
     const entries: PinnedEntry[] = [];
     try {

@@ -12,7 +12,7 @@ import type { EmulatorVersion } from '../machine/machine-rpc-methods.ts';
 import { startGioSimulator } from '../machine/sim/gio-simulator.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader } from '../netlock/dag.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 
 export const SERVE_MACHINE_HELP = `Usage: fetch-oracle serve-machine --netlock FILE --machine URL [--emulator 0.19|0.20|0.21] [--data DIR] [--metrics HOST:PORT]
@@ -94,7 +94,7 @@ async function serve(
   countFrom: (read: () => number) => void,
 ): Promise<number> {
   // Fail early, before the machine runs, if this host cannot even read the netlock's root.
-  const { root } = await readNetlockRoot(values.netlock!);
+  const root = await netlockRootOf(values.netlock!);
   const rootValue = await new NetlockReader(root, verifyingSource(store)).rootValue();
   logger.info('serving blocks of netlock %s (%d entries)', root.toString(), rootValue.count);
   if (values['simulate-socket'] !== undefined) {

@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid';
 import type { Command, CommandContext } from './command.ts';
 import { stderrLogger, UsageError } from './common.ts';
 import { parseOptions, str, strs } from './options.ts';
-import { readNetlockRoot, writeNetlockFile } from '../netlock/file.ts';
+import { netlockRootOf, writeNetlockFile } from '../netlock/file.ts';
 import { witnessNetlock } from '../oracle/witness.ts';
 import type { WitnessResult } from '../oracle/witness.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
@@ -52,7 +52,7 @@ export async function runWitness(args: string[], context: CommandContext): Promi
   const keyFile = str(values['key']);
   const signer = keyFile === undefined ? await LocalSigner.loadOrCreate(dataDir) : await LocalSigner.load(resolve(keyFile));
   const upstreamCaPem = await readUpstreamCaPem(strs(values['upstream-ca']), process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m));
-  const { root } = await readNetlockRoot(resolve(netlock));
+  const root = await netlockRootOf(resolve(netlock));
   const store = createBlockStore({ dataDir, logger });
   try {
     const result = await witnessNetlock({ root, store, dataDir, signer, upstreamCaPem, logger });

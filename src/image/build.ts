@@ -4,7 +4,7 @@ import { writeCombinedBundle } from '../tls/client-env.ts';
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { runForwardingSignals } from '../run/child.ts';
 import type { ChildExit } from '../run/child.ts';
 import { recordedOrigins } from '../run/report.ts';
@@ -57,7 +57,7 @@ export interface BuildOutcome {
   /** How the namespace bridge fared (see ReplaySandbox.bridgeStatus). */
   bridge: { state: 'started' } | { state: 'failed' | 'missing'; message: string };
   /** Record: the netlock written. */
-  netlock?: NetlockFile;
+  netlock?: WrittenNetlock;
   /** Replay: misses, unused entries, stats. */
   report?: ReplayReport;
   /** Replay: the origins the netlock holds anything for (for the miss report). */
@@ -206,7 +206,7 @@ export async function buildInNamespace(init: BuildInit): Promise<BuildOutcome> {
   return withReplaySandbox(async (sandbox) => {
     const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { path: sandbox.socketPath }, logger: init.logger });
     let exit: ChildExit;
-    let netlock: NetlockFile | undefined;
+    let netlock: WrittenNetlock | undefined;
     let report: ReplayReport | undefined;
     let origins: Set<string> | undefined;
     let variables: StageVariables | undefined;

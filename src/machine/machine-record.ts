@@ -4,7 +4,7 @@
  * blocks from the session's store (what it just recorded), the guest trusts the session's key, and when the
  * machine halted with a result the netlock is written. docs/cartesi.md "Record from inside the machine".
  */
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import type { RecordGioCounters } from './gio-record.ts';
 import { runInMachine } from './machine-run.ts';
 import { checkOutputDir } from './output-dir.ts';
@@ -25,7 +25,7 @@ export interface MachineRecordInit extends Omit<MachineRunInit, 'netlockRoot' | 
 export interface MachineRecordOutcome {
   run: MachineRunOutcome;
   /** The netlock written, or undefined when the guest stopped the run (the journal is kept for `recover`). */
-  netlock: NetlockFile | undefined;
+  netlock: WrittenNetlock | undefined;
   /** The journal: removed once the netlock is written, kept otherwise. */
   journalPath: string;
   /** GIO 0x26 requests: recorded, fetched upstream for this run, refused in band. */

@@ -3,11 +3,12 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import { readKeptNetlock } from '../oracle/kept-netlock.ts';
+import type { KeptNetlock } from '../oracle/kept-netlock.ts';
 import { RecordPath } from '../oracle/record-path.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { toHex } from '../protocol/signature.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { describeRefused } from '../records/journal-check.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -70,8 +71,9 @@ export class MachineRecordSession {
     const store = init.store ?? createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger });
     const ownsStore = init.store === undefined;
     let path: RecordPath | undefined;
+    let kept: KeptNetlock | undefined;
     try {
-      const kept = await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: undefined } });
+      kept = await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: undefined }, spillDir: init.dataDir });
       const signer = await LocalSigner.loadOrCreate(init.dataDir);
       const stats = createStats('record');
       path = await RecordPath.open({
@@ -86,6 +88,7 @@ export class MachineRecordSession {
       });
       if (kept !== undefined) {
         path.run.keep(kept.entries);
+        kept.entries.close();
         logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.entries.size, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
@@ -97,6 +100,7 @@ export class MachineRecordSession {
       if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
       return new MachineRecordSession(store, ownsStore, stats, path, signer.publicKey, init.netlockPath, logger);
     } catch (err) {
+      kept?.entries.close();
       await path?.close();
       if (ownsStore) await store.close();
       throw err;
@@ -114,7 +118,7 @@ export class MachineRecordSession {
   }
 
   /** Writes the netlock of every request the machine made (and those kept), pins its root, removes the journal. */
-  async writeNetlock(): Promise<NetlockFile> {
+  async writeNetlock(): Promise<WrittenNetlock> {
     const file = await this.#path.writeNetlock();
     this.#logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.netlockPath);
     return file;

@@ -109,7 +109,7 @@ export async function buildNetlock(
 
 /**
  * `buildNetlock` over entries decoded a page at a time. `onLeafPage` sees each leaf page's entries in key
- * order; `signers` is asked for the root's oracle and witness keys (repeats allowed) once every page is
+ * order (and is awaited); `signers` is asked for the root's oracle and witness keys (repeats allowed) once every page is
  * built, so a caller can gather them from the pages (`options.witnesses` is not read).
  */
 export async function buildNetlockPaged<E extends NetlockEntry>(
@@ -117,7 +117,7 @@ export async function buildNetlockPaged<E extends NetlockEntry>(
   signers: () => { oracles: readonly Uint8Array[]; witnesses?: readonly Uint8Array[] | undefined },
   sink: BlockSink,
   options: AbortOptions & { variantRules?: VariantRules | undefined } = {},
-  onLeafPage?: (page: readonly E[]) => void,
+  onLeafPage?: (page: readonly E[]) => void | Promise<void>,
 ): Promise<BuiltNetlock> {
   const keys = entries.sortedKeys;
   for (let i = 1; i < keys.length; i++) {
@@ -136,7 +136,7 @@ export async function buildNetlockPaged<E extends NetlockEntry>(
       if (e.key !== pageKeys[i]) throw new InvalidNetlockError(`Netlock page out of order at ${pageKeys[i]!.split('\n').slice(0, 2).join(' ')}`);
     });
     witnessed ||= page.some((e) => (e.witnesses?.length ?? 0) > 0);
-    onLeafPage?.(page);
+    await onLeafPage?.(page);
     const value: LeafPage = { leaf: true, entries: page.map(leafEntry) };
     const block = await encodeCborBlock(value);
     await sink.put(block.cid, block.bytes, options);

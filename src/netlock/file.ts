@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
@@ -37,6 +38,9 @@ export interface ReadableWitness {
   countersignature: string;
   signature: string;
 }
+
+/** A netlock file as `writeNetlockFileFrom` returns it: its head, the lines left in the file. */
+export type WrittenNetlock = Omit<NetlockFile, 'entries'>;
 
 export interface NetlockFile {
   netlock: string;
@@ -88,16 +92,24 @@ export function renderNetlockFile(file: NetlockFile): string {
 
 /** The rendered file in pieces of up to 1,000 lines: a 100,000-entry file is written without one 40 MB string. */
 function* renderedPieces(file: NetlockFile): Generator<string> {
-  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.witnesses === undefined ? {} : { witnesses: file.witnesses }), ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
-  const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  yield `${headText},\n  "entries": [\n`;
+  yield renderedHead(file);
   const n = file.entries.length;
-  for (let i = 0; i < n; i += 1000) {
-    const lines = file.entries.slice(i, i + 1000).map((e) => `    ${JSON.stringify(e)}`);
-    yield `${lines.join(',\n')}${i + 1000 < n ? ',\n' : '\n'}`;
-  }
-  yield '  ]\n}\n';
+  for (let i = 0; i < n; i += 1000) yield `${renderedLines(file.entries.slice(i, i + 1000), i === 0)}${i + 1000 < n ? '' : '\n'}`;
+  yield RENDERED_TAIL;
 }
+
+/** The file up to its first entry line. */
+function renderedHead(file: WrittenNetlock): string {
+  const head = { netlock: file.netlock, version: file.version, keyVersion: file.keyVersion, count: file.count, oracles: file.oracles, ...(file.witnesses === undefined ? {} : { witnesses: file.witnesses }), ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) };
+  return `${JSON.stringify(head, null, 2).replace(/\n}$/, '')},\n  "entries": [\n`;
+}
+
+/** Entry lines, each but the file's first preceded by the comma and newline that end the one before. */
+function renderedLines(lines: readonly NetlockFileEntry[], first: boolean): string {
+  return lines.map((e, i) => `${first && i === 0 ? '' : ',\n'}    ${JSON.stringify(e)}`).join('');
+}
+
+const RENDERED_TAIL = '  ]\n}\n';
 
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
@@ -112,26 +124,63 @@ export async function buildNetlockFile(entries: readonly EntrySummary[], sink: B
  */
 export async function buildNetlockFileFrom(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const lines: NetlockFileEntry[] = [];
+  const head = await buildNetlockHead(entries, sink, options, (page) => {
+    lines.push(...page);
+  });
+  return { ...head, entries: lines };
+}
+
+/** `buildNetlockFileFrom` giving each leaf page's readable lines to `onLines` (awaited) instead of keeping them. */
+async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
+  let count = 0;
   const oracles = new Map<string, Uint8Array>();
   const witnesses = new Map<string, Uint8Array>();
   const signers = (): { oracles: Uint8Array[]; witnesses: readonly Uint8Array[] | undefined } => ({ oracles: [...oracles.values()], witnesses: witnesses.size > 0 ? [...witnesses.values()] : options.witnesses });
-  const built = await buildNetlockPaged(entries, signers, sink, options, (page) => {
+  const built = await buildNetlockPaged(entries, signers, sink, options, async (page) => {
     for (const e of page) {
-      lines.push(readableEntry(e));
       oracles.set(toHex(e.record.oracle), e.record.oracle);
       for (const c of e.countersigned ?? []) witnesses.set(toHex(c.witness), c.witness);
     }
+    count += page.length;
+    await onLines(page.map(readableEntry));
   });
   return {
     netlock: built.root.toString(),
     version: NETLOCK_VERSION,
     keyVersion: KEY_VERSION,
-    count: lines.length,
+    count,
     oracles: built.rootValue.oracles.map(toHex),
     ...(built.rootValue.witnesses === undefined ? {} : { witnesses: built.rootValue.witnesses.map(toHex) }),
     ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
-    entries: lines,
   };
+}
+
+/**
+ * Builds the netlock DAG into `sink` a page at a time and writes the readable file atomically at `path`,
+ * byte for byte what `renderNetlockFile` gives, without holding its lines: they go to a scratch file as
+ * their pages are built, and follow the head (known once the root is) into the file. A 100,000-entry run
+ * held ~60 MB of lines while writing otherwise (issue #15).
+ */
+export async function writeNetlockFileFrom(path: string, entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<WrittenNetlock> {
+  const linesTmp = tempPathFor(path);
+  const lines = await open(linesTmp, 'w+', 0o600);
+  try {
+    let first = true;
+    const head = await buildNetlockHead(entries, sink, options, async (page) => {
+      await lines.write(renderedLines(page, first));
+      first &&= page.length === 0;
+    });
+    if (head.count > 0) await lines.write('\n');
+    await writeFileAtomically(path, async (out) => {
+      await out.write(renderedHead(head));
+      for await (const chunk of lines.createReadStream({ start: 0, autoClose: false })) await out.write(chunk as Buffer);
+      await out.write(RENDERED_TAIL);
+    });
+    return head;
+  } finally {
+    await lines.close();
+    await unlink(linesTmp).catch(() => {});
+  }
 }
 
 /** The readable line of one netlock entry: what `verify` checks every line of a file against. */
@@ -172,11 +221,23 @@ export async function writeNetlockFile(path: string, entries: readonly EntrySumm
 
 /** Writes the readable file atomically at `path`, a piece at a time. */
 export async function writeRenderedFile(path: string, file: NetlockFile): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFileAtomically(path, async (out) => {
+    for (const piece of renderedPieces(file)) await out.write(piece);
+  });
+}
+
+/** A temporary file beside `path` (the data directory's stale-temp sweep knows the pattern). */
+function tempPathFor(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+/** Writes a temporary file beside `path` with `fill`, then renames it over `path`. */
+async function writeFileAtomically(path: string, fill: (out: FileHandle) => Promise<void>): Promise<void> {
+  const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
     try {
-      for (const piece of renderedPieces(file)) await handle.write(piece);
+      await fill(handle);
     } finally {
       await handle.close();
     }

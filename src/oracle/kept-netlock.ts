@@ -3,14 +3,14 @@ import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { openEntryRecords } from '../netlock/entry-records.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { RunSet } from './run-set.ts';
 
 /** What a netlock file already at the path of a new record run held. */
 export interface KeptNetlock {
   /** Its root CID. */
   root: string;
-  /** Its entries, held as a run holds them (a 100,000-entry netlock is not held decoded). */
+  /** Its entries, held as a run holds them (a 100,000-entry netlock is not held decoded); `close()` it once kept. */
   entries: RunSet;
   /** The variant rules it was recorded with. */
   variantRules: VariantRules | undefined;
@@ -26,7 +26,7 @@ export interface KeptNetlock {
  * a bad signature, other variant rules than `expectRules`) throws InvalidNetlockError naming it and what to do: the run would
  * otherwise replace it with a netlock that lacks its entries.
  */
-export async function readKeptNetlock(path: string, source: BlockSource, options: { expectRules?: { variantRules: VariantRules | undefined } } = {}): Promise<KeptNetlock | undefined> {
+export async function readKeptNetlock(path: string, source: BlockSource, options: { expectRules?: { variantRules: VariantRules | undefined }; spillDir?: string } = {}): Promise<KeptNetlock | undefined> {
   try {
     await stat(path);
   } catch (err) {
@@ -34,15 +34,20 @@ export async function readKeptNetlock(path: string, source: BlockSource, options
     throw refuse(path, (err as Error).message, err);
   }
   try {
-    const { root } = await readNetlockRoot(path);
+    const root = await netlockRootOf(path);
     const netlock = await openEntryRecords(root, source, { signedBy: 'root' });
     const { rootValue } = netlock;
     const expected = options.expectRules?.variantRules;
     if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
       throw new InvalidNetlockError(`it was recorded with variant rules ${rulesText(rootValue.variantRules)}, this run has ${rulesText(expected)} (--variant-header): their request keys would not agree`);
     }
-    const entries = new RunSet();
-    for await (const e of netlock.entries()) entries.keep([e]);
+    const entries = new RunSet({ spillDir: options.spillDir });
+    try {
+      for await (const e of netlock.entries()) entries.keep([e]);
+    } catch (err) {
+      entries.close();
+      throw err;
+    }
     return { root: root.toString(), entries, variantRules: rootValue.variantRules };
   } catch (err) {
     throw refuse(path, (err as Error).message, err);

@@ -1,7 +1,7 @@
 import type { CID } from 'multiformats/cid';
 import type { FetchRecord } from '../protocol/record.ts';
 import { toHex } from '../protocol/signature.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import type { ExchangeHandler } from '../proxy/exchange.ts';
 import type { ReplayReport } from './open-replay.ts';
 import type { UpstreamMutation } from './recorder.ts';
@@ -24,7 +24,7 @@ export interface OracleMode {
   /** Replay: misses and unused entries; record: none. */
   replayReport(): Promise<ReplayReport | undefined>;
   /** Stops the mode (the proxy has stopped); record mode writes its netlock. Idempotent. */
-  close(): Promise<NetlockFile | undefined>;
+  close(): Promise<WrittenNetlock | undefined>;
 }
 
 /** A record as the admin API lists it. */

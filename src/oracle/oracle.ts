@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
 import { isLoopbackHost, ProxyGate } from '../config/exposure.ts';
 import type { OwnAddress } from '../config/exposure.ts';
@@ -50,7 +50,7 @@ export class Oracle {
   #proxy: ProxyServer | undefined;
   #admin: AdminServer | undefined;
   #ca: CertAuthority | undefined;
-  #closing: Promise<NetlockFile | undefined> | undefined;
+  #closing: Promise<WrittenNetlock | undefined> | undefined;
   /** The proxy's and the admin API's TCP addresses as bound (kept: a closed server has none, and an upstream
    * connection made during shutdown still asks for them). */
   readonly #own: OwnAddress[] = [];
@@ -138,7 +138,7 @@ export class Oracle {
   }
 
   /** Stops serving; in record mode writes the netlock of this run. Idempotent. */
-  close(): Promise<NetlockFile | undefined> {
+  close(): Promise<WrittenNetlock | undefined> {
     this.#closing ??= (async () => {
       await this.#admin?.close();
       await this.#proxy?.close();

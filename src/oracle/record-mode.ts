@@ -4,7 +4,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
 import { buildNetlockFile } from '../netlock/file.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { RecordHandler } from '../proxy/record-handler.ts';
 import { describeRefused } from '../records/journal-check.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
@@ -30,7 +30,7 @@ export class RecordMode implements OracleMode {
   readonly #path: RecordPath;
   readonly #store: BlockStore;
   readonly #logger: Logger;
-  #closing: Promise<NetlockFile | undefined> | undefined;
+  #closing: Promise<WrittenNetlock | undefined> | undefined;
   /** The live page's netlock head, rebuilt when the run's entries change. */
   #head: { at: string; value: LiveView['netlock'] } | undefined;
 
@@ -49,7 +49,7 @@ export class RecordMode implements OracleMode {
     await removeStaleTempFiles(init.dataDir, logger, init.netlockPath);
     // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
     // a file there that cannot be read or verified stops the run here, before anything listens.
-    const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: init.variantRules } });
+    const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: init.variantRules }, spillDir: init.dataDir });
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -65,10 +65,17 @@ export class RecordMode implements OracleMode {
       stats,
       logger,
       ...(observeUpstream === undefined ? {} : { observeUpstream }),
+    }).catch((err: unknown) => {
+      kept?.entries.close();
+      throw err;
     });
     try {
       if (kept !== undefined) {
-        path.run.keep(kept.entries);
+        try {
+          path.run.keep(kept.entries);
+        } finally {
+          kept.entries.close();
+        }
         logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.entries.size, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
@@ -130,13 +137,17 @@ export class RecordMode implements OracleMode {
   }
 
   /** Closes the record path and writes this run's netlock (when it has a path). Idempotent. */
-  close(): Promise<NetlockFile | undefined> {
+  close(): Promise<WrittenNetlock | undefined> {
     this.#closing ??= (async () => {
-      await this.#path.close();
-      if (this.#init.netlockPath === undefined) return undefined;
-      const file = await this.#path.writeNetlock();
-      this.#logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.#init.netlockPath);
-      return file;
+      try {
+        await this.#path.stopFetching();
+        if (this.#init.netlockPath === undefined) return undefined;
+        const file = await this.#path.writeNetlock();
+        this.#logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.#init.netlockPath);
+        return file;
+      } finally {
+        await this.#path.close();
+      }
     })();
     return this.#closing;
   }

@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { RunJournal } from '../records/journal.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { FsRecordIndex } from '../records/fs-record-index.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { Signer } from '../signing/signer.ts';
@@ -50,13 +50,15 @@ export class RecordPath {
   readonly #netlockPath: string | undefined;
   readonly #variantRules: VariantRules | undefined;
   readonly #closers: Array<() => Promise<void>>;
+  readonly #fetcher: Fetcher;
 
-  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
+  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
     this.recorder = parts.recorder;
     this.run = parts.run;
     this.index = parts.index;
     this.leftover = parts.leftover;
     this.#closers = parts.closers;
+    this.#fetcher = parts.fetcher;
     this.#store = init.store;
     this.#netlockPath = init.netlockPath;
     this.journalPath = parts.journalPath;
@@ -70,7 +72,8 @@ export class RecordPath {
     const digests = new DigestWorker();
     const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
     const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();
-    const run = new RunSet(journal);
+    // The run's entries wait for its netlock in a scratch file of the data directory, not in the heap.
+    const run = new RunSet({ journal, spillDir: init.dataDir });
     const recorder = new Recorder({
       store: init.store,
       index,
@@ -85,14 +88,15 @@ export class RecordPath {
       logger: init.logger.child('record'),
       ...(init.observeUpstream === undefined ? {} : { observeUpstream: init.observeUpstream }),
     });
-    return new RecordPath(init, { recorder, run, index, journalPath: journal?.path, leftover, closers: [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve()] });
+    const closers = [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve(), () => Promise.resolve(run.close())];
+    return new RecordPath(init, { recorder, run, index, fetcher, journalPath: journal?.path, leftover, closers });
   }
 
   /**
    * Writes the netlock of every request this run served (removing the journal) and pins its root, which
    * keeps every page, record and body of the netlock through Kubo's garbage collection.
    */
-  async writeNetlock(): Promise<NetlockFile> {
+  async writeNetlock(): Promise<WrittenNetlock> {
     if (this.#netlockPath === undefined) throw new Error('RecordPath.writeNetlock needs a netlockPath');
     const file = await this.run.write(this.#netlockPath, this.#store, this.#variantRules);
     await this.#store.pin(CID.parse(file.netlock), { recursive: true });
@@ -100,7 +104,15 @@ export class RecordPath {
     return file;
   }
 
-  /** Closes the fetcher, the record index, the digest worker and the journal's handle (not the store). Idempotent. */
+  /**
+   * Lets the upstream fetches under way finish and starts no more: a run about to write its netlock first
+   * has nothing left to add to it. Idempotent.
+   */
+  stopFetching(): Promise<void> {
+    return this.#fetcher.close();
+  }
+
+  /** Closes the fetcher, the record index, the digest worker, the journal's handle and the run set (not the store). Idempotent. */
   async close(): Promise<void> {
     for (const close of this.#closers.splice(0)) await close();
   }

@@ -4,7 +4,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
 import { netlockRootOf, readNetlockRoot } from '../netlock/file.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { ReplayInit } from './config.ts';
@@ -78,7 +78,7 @@ export class ReplayMode implements OracleMode {
     return this.#replay.report();
   }
 
-  close(): Promise<NetlockFile | undefined> {
+  close(): Promise<WrittenNetlock | undefined> {
     return Promise.resolve(undefined);
   }
 }

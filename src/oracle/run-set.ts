@@ -7,19 +7,21 @@ import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
 import { checkJournalEntries } from '../records/journal-check.ts';
 import type { RefusedJournalLine } from '../records/journal-check.ts';
-import type { DecodedEntry, EntrySummary, NetlockFile } from '../netlock/file.ts';
-import { buildNetlockFileFrom, writeRenderedFile } from '../netlock/file.ts';
+import type { DecodedEntry, EntrySummary, WrittenNetlock } from '../netlock/file.ts';
+import { writeNetlockFileFrom } from '../netlock/file.ts';
+import { SpillFile } from '../io/spill-file.ts';
 import { compareKeys } from '../netlock/dag.ts';
 import { ROW_HEADERS } from '../report/model.ts';
 
 /**
  * One served entry as a run holds it until it writes its netlock: what the netlock line and the report row
- * read of its record, as one JSON string (one object for the collector to pass over, ~300 bytes):
+ * read of its record, as one JSON string (~400 bytes)
  * `[signed (flattenSigned, base64), signer (index into SIGNERS), fetchedAt, status, body CID or null,
- * size, sha256 (base64), headers the row reads]`. Witnessed entries (rare: a kept netlock that was
- * countersigned) are held decoded.
+ * size, sha256 (base64), headers the row reads]`, written to the run's spill file (a number: its ticket)
+ * or, without one, held as it is. Witnessed entries (rare: a kept netlock that was countersigned) are held
+ * decoded.
  */
-type HeldEntry = string | EntrySummary;
+type HeldEntry = number | string | EntrySummary;
 type HeldFields = [string, number, string, number, string | null, number, string, Array<[string, string]>];
 
 /**
@@ -29,14 +31,18 @@ type HeldFields = [string, number, string, number, string | null, number, string
  * An entry is held as one string (`HeldEntry`), not as its decoded record: a run of 100,000 requests would
  * otherwise hold every request's and response's headers and ~10 CIDs and byte arrays per entry until it
  * ends, ~5 KB each (issue #15: the heap grew without bound, and full collections walking it took a quarter
- * of a recording core). `write` decodes them a page at a time; `entries()` all at once, for the live report.
+ * of a recording core). With `spillDir` that string goes to a scratch file there (`SpillFile`) and the heap
+ * holds its key and a number. `write` decodes them a page at a time; `entries()` all at once, for the live
+ * report. `close()` frees the scratch file.
  */
 export class RunSet {
   readonly #entries = new Map<string, HeldEntry>();
   readonly #journal: RunJournal | undefined;
+  readonly #spill: SpillFile | undefined;
 
-  constructor(journal?: RunJournal) {
-    this.#journal = journal;
+  constructor(options: { journal?: RunJournal | undefined; spillDir?: string | undefined } = {}) {
+    this.#journal = options.journal;
+    this.#spill = options.spillDir === undefined ? undefined : new SpillFile(options.spillDir);
   }
 
   has(key: string): boolean {
@@ -45,7 +51,7 @@ export class RunSet {
 
   async add(entry: DecodedEntry): Promise<void> {
     const had = this.#entries.get(entry.key);
-    if (had !== undefined && signedOf(had).record.equals(entry.signed.record)) return;
+    if (had !== undefined && this.#signedOf(had).record.equals(entry.signed.record)) return;
     this.#entries.set(entry.key, this.#hold(entry));
     await this.#journal?.append(entry.key, entry.signed);
   }
@@ -58,7 +64,7 @@ export class RunSet {
    */
   keep(entries: RunSet | Iterable<DecodedEntry>): void {
     if (entries instanceof RunSet) {
-      for (const [key, h] of entries.#entries) if (!this.#entries.has(key)) this.#entries.set(key, h);
+      for (const [key, h] of entries.#entries) if (!this.#entries.has(key)) this.#entries.set(key, this.#take(entries.#text(h)));
       return;
     }
     for (const e of entries) if (!this.#entries.has(e.key)) this.#entries.set(e.key, this.#hold(e));
@@ -83,14 +89,21 @@ export class RunSet {
     return this.#entries.size;
   }
 
-  /** Writes the run's netlock (DAG into `sink`, readable file at `path`), decoding its entries a page at a time. */
-  async write(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<NetlockFile> {
+  /**
+   * Writes the run's netlock (DAG into `sink`, readable file at `path`), decoding its entries a page at a
+   * time and writing their lines as it goes; returns the file's head.
+   */
+  async write(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<WrittenNetlock> {
     const sortedKeys = [...this.#entries.keys()].sort(compareKeys);
     const page = (start: number, end: number): EntrySummary[] => sortedKeys.slice(start, end).map((k) => this.#entryOf(k, this.#entries.get(k)!));
-    const file = await buildNetlockFileFrom({ sortedKeys, page }, sink, variantRules === undefined ? {} : { variantRules });
-    await writeRenderedFile(path, file);
+    const file = await writeNetlockFileFrom(path, { sortedKeys, page }, sink, variantRules === undefined ? {} : { variantRules });
     await this.#journal?.remove();
     return file;
+  }
+
+  /** Frees the scratch file (entries held in it cannot be read afterwards). Idempotent. */
+  close(): void {
+    this.#spill?.close();
   }
 
   #hold(e: DecodedEntry): HeldEntry {
@@ -101,12 +114,29 @@ export class RunSet {
       return { key, signed, witnesses, countersigned, record: { oracle, fetchedAt, response: { status: response.status, body: response.body, size: response.size, sha256: response.sha256, headers } } };
     }
     const fields: HeldFields = [base64(flattenSigned(e.signed)), signerIndex(oracle), fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
-    return JSON.stringify(fields);
+    return this.#take(JSON.stringify(fields));
+  }
+
+  /** Holds a held entry's text: in the spill file when there is one (and it takes it), else as it is. */
+  #take(h: string | EntrySummary): HeldEntry {
+    if (typeof h !== 'string' || this.#spill === undefined) return h;
+    return this.#spill.append(h) ?? h;
+  }
+
+  /** A held entry's text (or, witnessed, its decoded form). */
+  #text(h: HeldEntry): string | EntrySummary {
+    return typeof h === 'number' ? this.#spill!.read(h) : h;
+  }
+
+  #signedOf(h: HeldEntry): SignedRecord {
+    const t = this.#text(h);
+    return typeof t === 'string' ? signedFrom((JSON.parse(t) as HeldFields)[0]) : t.signed;
   }
 
   #entryOf(key: string, h: HeldEntry): EntrySummary {
-    if (typeof h !== 'string') return h;
-    const [signed, signer, fetchedAt, status, body, size, sha256, headers] = JSON.parse(h) as HeldFields;
+    const t = this.#text(h);
+    if (typeof t !== 'string') return t;
+    const [signed, signer, fetchedAt, status, body, size, sha256, headers] = JSON.parse(t) as HeldFields;
     const response = { status, body: body === null ? null : CID.parse(body), size, sha256: new Uint8Array(Buffer.from(sha256, 'base64')), headers };
     return { key, signed: signedFrom(signed), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
   }
@@ -125,11 +155,6 @@ function signerIndex(oracle: Uint8Array): number {
 
 function base64(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('base64');
-}
-
-/** The signed record of a held entry. */
-function signedOf(h: HeldEntry): SignedRecord {
-  return typeof h === 'string' ? signedFrom((JSON.parse(h) as HeldFields)[0]) : h.signed;
 }
 
 /** The signed record from its held field (`flattenSigned`, base64). */

@@ -103,8 +103,13 @@ export function fromHex(hex: string, expectedBytes?: number): Uint8Array {
  */
 export function flattenSigned(signed: SignedRecord): string {
   const cid = signed.record.bytes;
-  const sig = signed.signature;
-  return String.fromCharCode(cid.byteLength >> 8, cid.byteLength & 0xff) + Buffer.from(cid.buffer, cid.byteOffset, cid.byteLength).toString('latin1') + Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1');
+  const bytes = Buffer.allocUnsafe(2 + cid.byteLength + signed.signature.byteLength);
+  bytes.writeUInt16BE(cid.byteLength, 0);
+  bytes.set(cid, 2);
+  bytes.set(signed.signature, 2 + cid.byteLength);
+  // One string from one buffer: joining the three parts with `+` would keep them as a tree of five strings
+  // (~220 bytes, not ~120) for as long as the index holds it.
+  return bytes.toString('latin1');
 }
 
 /** The signed record `flattenSigned` gave (~1 us). */

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { readNetlockRoot } from '../netlock/file.ts';
-import type { NetlockFile } from '../netlock/file.ts';
+import type { WrittenNetlock } from '../netlock/file.ts';
 import { readKeptNetlock } from '../oracle/kept-netlock.ts';
 import { RunSet } from '../oracle/run-set.ts';
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
@@ -9,7 +9,7 @@ import type { RefusedJournalLine } from './journal-check.ts';
 import { RunJournal } from './journal.ts';
 
 export type RecoverOutcome =
-  | { kind: 'recovered'; file: NetlockFile; recovered: number; kept: number; refused: RefusedJournalLine[]; torn: number[]; journalKept: boolean }
+  | { kind: 'recovered'; file: WrittenNetlock; recovered: number; kept: number; refused: RefusedJournalLine[]; torn: number[]; journalKept: boolean }
   | { kind: 'nothing'; torn: number[]; refused: RefusedJournalLine[]; previous: string };
 
 /** What is at `path` now, in words: the previous run's netlock (root, entries, time) or nothing. */
@@ -46,6 +46,7 @@ export async function recoverNetlock(netlockPath: string, store: BlockSource & B
   // refused (InvalidNetlockError), and neither it nor the journal is touched.
   const kept = await readKeptNetlock(netlockPath, store);
   if (kept !== undefined) run.keep(kept.entries);
+  kept?.entries.close();
   const file = await run.write(netlockPath, store, kept?.variantRules);
   const journalKept = refused.length > 0;
   if (!journalKept) await journal.remove();

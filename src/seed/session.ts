@@ -8,7 +8,7 @@ import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { FetchRecord } from '../protocol/record.ts';
-import type { DecodedEntry, NetlockFile } from '../netlock/file.ts';
+import type { DecodedEntry, WrittenNetlock } from '../netlock/file.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { createBlockStore } from '../store/index.ts';
 import { bodyRangeReader } from './zip-reader.ts';
@@ -81,7 +81,7 @@ export class SeedSession implements SeedRecorder {
   }
 
   /** Writes the netlock of every request this run recorded or reused, pins its root, removes the journal. */
-  async writeNetlock(): Promise<NetlockFile> {
+  async writeNetlock(): Promise<WrittenNetlock> {
     const file = await this.#path.writeNetlock();
     this.#logger.info('wrote netlock %s (%d entries) to %s', file.netlock, file.count, this.#netlockPath);
     return file;

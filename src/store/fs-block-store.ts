@@ -18,8 +18,12 @@ const SYNC_WRITE_BELOW = 64 * 1024;
 /** Blocks from this size up (the full leaves of large bodies, each read once per answer) are not kept open. */
 const KEEP_OPEN_BELOW = 1024 * 1024;
 
-/** Blocks this process remembers having written, so that it skips rewriting them (a reminder, not an index). */
-const MAX_REMEMBERED_WRITES = 65_536;
+/**
+ * Blocks this process remembers having written, so that it skips rewriting them (a reminder, not an index):
+ * a body served again under other URLs is written moments apart. Each costs ~150 bytes of heap; 65,536 of
+ * them were 10 MB of a recording process's 200 (issue #15).
+ */
+const MAX_REMEMBERED_WRITES = 16_384;
 
 /**
  * The embedded block store: one file per block under `<dataDir>/blocks/<2 chars>/<cid>`. Writes are atomic

@@ -6,7 +6,7 @@ import { InvalidNetlockError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import { NETLOCK_TYPE } from '../netlock/dag.ts';
-import { readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import { DAG_CBOR_CODE, RAW_CODE } from '../protocol/blocks.ts';
 import { parseLines } from '../records/record-log.ts';
 import { blockLinks } from './block-links.ts';
@@ -82,7 +82,7 @@ async function findInDataDir(dir: string, depth = 0): Promise<{ netlocks: string
       if (e.name.endsWith('.journal')) found.journals.push(path);
       else if (e.name.endsWith('.json') || e.name.endsWith('.netlock')) {
         try {
-          await readNetlockRoot(path);
+          await netlockRootOf(path);
           found.netlocks.push(path);
         } catch {
           // not a netlock
@@ -170,12 +170,12 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const given = (options.keep ?? []).map((p) => resolve(p));
   for (const path of given) {
     // A netlock the caller asked to keep must be readable: collecting without it could lose its blocks.
-    const { root } = await readNetlockRoot(path).catch((cause: unknown) => {
+    const root = await netlockRootOf(path).catch((cause: unknown) => {
       throw new InvalidNetlockError(`gc --keep ${path}: ${(cause as Error).message}; nothing collected`, { cause });
     });
     roots.push(root);
   }
-  for (const path of found.netlocks) roots.push((await readNetlockRoot(path)).root);
+  for (const path of found.netlocks) roots.push(await netlockRootOf(path));
   report.roots.netlockFiles = [...new Set([...given, ...found.netlocks])].map((p) => (p.startsWith(`${dataDir}/`) ? relative(dataDir, p) : p));
   const journals = [...new Set([...found.journals, ...given.map((p) => `${p}.journal`)])];
   for (const path of journals) {

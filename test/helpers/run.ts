@@ -3,6 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { readNetlockRoot } from '../../src/netlock/file.ts';
+import type { NetlockFileEntry } from '../../src/netlock/file.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'bin', 'fetch-oracle.js');
@@ -80,4 +82,11 @@ export function startDaemon(args: string[], env: NodeJS.ProcessEnv = process.env
 export async function tempDir(prefix = 'fo-test-'): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** The readable lines of the netlock file at `path` (a written netlock returns only its head). */
+export async function netlockLines(path: string): Promise<NetlockFileEntry[]> {
+  const { file } = await readNetlockRoot(path);
+  if (file === undefined) throw new Error(`${path} holds no netlock file`);
+  return file.entries;
 }

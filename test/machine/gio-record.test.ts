@@ -27,7 +27,7 @@ import { ProxyServer } from '../../src/proxy/proxy-server.ts';
 import { CertAuthority } from '../../src/tls/cert-authority.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
-import { tempDir } from '../helpers/run.ts';
+import { netlockLines, tempDir } from '../helpers/run.ts';
 import { ensureHostSimHelper } from './cmio-helper-process.ts';
 
 const MiB = 1024 * 1024;
@@ -125,8 +125,9 @@ describe('recording from inside the machine over GIO 0x26 (host-sim cmio helper,
     verifyRecordSignature(signed, r.session.publicKey);
     expect(decodeRecord(await r.session.store.get(signed.record))).toEqual(record);
     const file = await r.session.writeNetlock();
-    expect(file.entries).toHaveLength(1);
-    expect(file.entries[0]).toMatchObject({ method: 'GET', url: key.url, status: 200, size: body.byteLength, body: record.response.body!.toString(), record: journal[0]!.record, signature: journal[0]!.signature });
+    const lines = await netlockLines(r.netlockPath);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ method: 'GET', url: key.url, status: 200, size: body.byteLength, body: record.response.body!.toString(), record: journal[0]!.record, signature: journal[0]!.signature });
     expect(JSON.parse(await readFile(r.netlockPath, 'utf8'))).toMatchObject({ netlock: file.netlock, count: 1, oracles: [r.session.publicKeyHex] });
   });
 
@@ -210,7 +211,8 @@ describe('recording from inside the machine over GIO 0x26 (host-sim cmio helper,
     expect(res).toEqual({ status: 200, body: 'secret bytes' });
     expect(opened.stats).toMatchObject({ requests: 1, misses: 1 });
     const file = await r.session.writeNetlock();
-    expect(file.entries.map((e) => e.url)).toEqual([`${r.origin.url}/private`]);
+    expect(file.count).toBe(1);
+    expect((await netlockLines(r.netlockPath)).map((e) => e.url)).toEqual([`${r.origin.url}/private`]);
     const stored = await readFile(r.netlockPath, 'utf8');
     expect(stored).not.toContain('s3cret');
     expect(stored).not.toContain('token=abc');
@@ -241,7 +243,8 @@ describe('MachineRecordSession', () => {
     await ask(second, '/b');
     const file = await second.writeNetlock();
     await second.close();
-    expect(file.entries.map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`]);
+    expect(file.count).toBe(2);
+    expect((await netlockLines(netlockPath)).map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`]);
 
     // A later run adds to the netlock at its path; the earlier entries stay, nothing is fetched again.
     const third = await MachineRecordSession.open({ dataDir, netlockPath });
@@ -249,7 +252,8 @@ describe('MachineRecordSession', () => {
     await ask(third, '/c');
     const grown = await third.writeNetlock();
     await third.close();
-    expect(grown.entries.map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`, `${origin.url}/c`]);
+    expect(grown.count).toBe(3);
+    expect((await netlockLines(netlockPath)).map((e) => e.url).sort()).toEqual([`${origin.url}/a`, `${origin.url}/b`, `${origin.url}/c`]);
     expect(grown.oracles).toEqual([third.publicKeyHex]);
     expect([...origin.hits.values()]).toEqual([1, 1, 1]);
   });

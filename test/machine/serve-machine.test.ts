@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CID } from 'multiformats/cid';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
-import { cli, tempDir } from '../helpers/run.ts';
+import { cli, netlockLines, tempDir } from '../helpers/run.ts';
 import { startSimulatedJsonRpcMachine } from './simulated-jsonrpc-machine.ts';
 
 describe('fetch-oracle serve-machine (SIMULATED JSON-RPC emulator)', () => {
@@ -20,7 +20,8 @@ describe('fetch-oracle serve-machine (SIMULATED JSON-RPC emulator)', () => {
       const file = await rec.oracle.close();
       await rec.close();
       // The guest would ask for the netlock root, then the record, then the body.
-      const wanted = [file!.netlock, file!.entries[0]!.record, file!.entries[0]!.body!];
+      const [line] = await netlockLines(netlock);
+      const wanted = [file!.netlock, line!.record, line!.body!];
       const machine = await startSimulatedJsonRpcMachine({ emulator: '0.21', requests: wanted.map((c) => ({ domain: 0x25, id: CID.parse(c).bytes })) });
       try {
         const r = await cli(['serve-machine', '--netlock', netlock, '--machine', machine.url, '--emulator', '0.21', '--data', join(dir.path, 'data')]);

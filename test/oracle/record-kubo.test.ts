@@ -5,7 +5,7 @@ import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
-import { cli, tempDir } from '../helpers/run.ts';
+import { cli, netlockLines, tempDir } from '../helpers/run.ts';
 
 describe('record --ipfs (real Kubo)', () => {
   kuboRequiredInCi('record --ipfs', true);
@@ -40,7 +40,7 @@ describe('record --ipfs (real Kubo)', () => {
       const file = await rec.oracle.close();
       await rec.close();
       const pins = (await (await kuboRpc(kubo.api, 'pin/ls?type=recursive')).json()) as { Keys: Record<string, unknown> };
-      expect(Object.keys(pins.Keys)).toEqual(expect.arrayContaining([file!.netlock, file!.entries[0]!.record]));
+      expect(Object.keys(pins.Keys)).toEqual(expect.arrayContaining([file!.netlock, (await netlockLines(netlock))[0]!.record]));
       await kuboRpc(kubo.api, 'repo/gc');
       const verified = await cli(['verify', netlock, '--ipfs', kubo.api]);
       expect(verified.code, verified.stdout + verified.stderr).toBe(0);

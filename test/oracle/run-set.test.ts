@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DecodedEntry } from '../../src/netlock/file.ts';
@@ -44,14 +44,27 @@ async function redirectEntry(signer: LocalSigner, store: MemoryBlockStore): Prom
   return { key: key.id, signed: await signer.sign(block.cid), record };
 }
 
-describe('RunSet holding summaries of what a run served (issue #15: a run of 100,000 requests)', () => {
+describe.each([
+  { held: 'in the heap', spill: false },
+  { held: 'in a scratch file', spill: true },
+])('RunSet holding summaries of what a run served (issue #15: a run of 100,000 requests), $held', ({ spill }) => {
+  const runs: RunSet[] = [];
+  const newRun = (journal?: RunJournal): RunSet => {
+    const run = new RunSet({ journal, spillDir: spill ? dir.path : undefined });
+    runs.push(run);
+    return run;
+  };
+  afterEach(() => {
+    for (const run of runs.splice(0)) run.close();
+  });
+
   it('writes the netlock and report rows the decoded entries give, holding none of the headers they do not read', async () => {
     const store = new MemoryBlockStore();
     const signer = LocalSigner.fromSeed(FIXTURE_SEED);
     const fixture = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 3000 }, { url: 'https://example.test/empty', bodyBytes: null }, { url: 'https://example.test/big', bodyBytes: 1024 * 1024 + 5 }], store, signer);
     const full = [...fixture.entries, await redirectEntry(signer, store)];
     const journal = new RunJournal(join(dir.path, 'run.netlock.json'));
-    const run = new RunSet(journal);
+    const run = newRun(journal);
     for (const e of full) await run.add(e);
     await run.add(full[0]!); // served again: held once, journalled once
 
@@ -67,7 +80,8 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
     const lines = (await readFile(journal.path, 'utf8')).trim().split('\n');
     expect(lines).toHaveLength(full.length);
     const written = await run.write(join(dir.path, 'run.netlock.json'), new MemoryBlockStore());
-    expect(written.entries.map((e) => e.record).sort()).toEqual(full.map((e) => e.signed.record.toString()).sort());
+    expect(written.count).toBe(full.length);
+    expect(await readFile(join(dir.path, 'run.netlock.json'), 'utf8')).toBe(renderNetlockFile(await buildNetlockFile(full, new MemoryBlockStore())));
     expect(await new RunJournal(join(dir.path, 'run.netlock.json')).recover()).toEqual({ entries: [], bad: [] });
   });
 
@@ -76,7 +90,7 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
     const signer = LocalSigner.fromSeed(FIXTURE_SEED);
     const before = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'one' }], store, signer);
     const after = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'two' }], store, signer);
-    const run = new RunSet();
+    const run = newRun();
     await run.add(before.entries[0]!);
     await run.add(after.entries[0]!);
     run.keep(before.entries);
@@ -92,9 +106,9 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
     const store = new MemoryBlockStore();
     const keptFixture = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'old' }, { url: 'https://example.test/b', bodyBytes: 20 }], store, LocalSigner.fromSeed(new Uint8Array(32).fill(3)));
     const served = await buildFixtureNetlock([{ url: 'https://example.test/a', bodyBytes: 10, seed: 'new' }], store);
-    const kept = new RunSet();
+    const kept = newRun();
     for (const e of keptFixture.entries) kept.keep([e]);
-    const run = new RunSet();
+    const run = newRun();
     await run.add(served.entries[0]!);
     run.keep(kept);
     expect(run.size).toBe(2);
@@ -106,7 +120,7 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
   it('writes, a page at a time, the very file and DAG the whole decoded entries give (three leaf pages under a branch)', async () => {
     const store = new MemoryBlockStore();
     const fixture = await buildFixtureNetlock(manySmallResponses(700, 16), store);
-    const run = new RunSet();
+    const run = newRun();
     for (const e of [...fixture.entries].reverse()) await run.add(e); // served in another order than the keys'
     const rules = { 'registry.example': ['authorization'] };
     const paged = await run.write(join(dir.path, 'paged.json'), new MemoryBlockStore(), rules);
@@ -115,5 +129,13 @@ describe('RunSet holding summaries of what a run served (issue #15: a run of 100
     expect(paged.count).toBe(700);
     expect(await readFile(join(dir.path, 'paged.json'), 'utf8')).toBe(await readFile(join(dir.path, 'whole.json'), 'utf8'));
     expect(await readFile(join(dir.path, 'whole.json'), 'utf8')).toBe(renderNetlockFile(whole));
+  });
+
+  it('writes the file of a run that served nothing, and leaves no scratch or temporary file behind', async () => {
+    const run = newRun();
+    const empty = await run.write(join(dir.path, 'empty.json'), new MemoryBlockStore());
+    expect(empty.count).toBe(0);
+    expect(await readFile(join(dir.path, 'empty.json'), 'utf8')).toBe(renderNetlockFile(await buildNetlockFile([], new MemoryBlockStore())));
+    expect((await readdir(dir.path)).sort()).toEqual(['empty.json']);
   });
 });

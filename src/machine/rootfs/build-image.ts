@@ -9,8 +9,8 @@ import { dirname, join } from 'node:path';
 import { ReplayMissError, throwIfAborted } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { NOOP_LOGGER } from '../../log.ts';
-import { readNetlockRoot } from '../../netlock/file.ts';
-import type { NetlockFile } from '../../netlock/file.ts';
+import { netlockRootOf, readNetlockRoot } from '../../netlock/file.ts';
+import type { WrittenNetlock } from '../../netlock/file.ts';
 import { Oracle } from '../../oracle/oracle.ts';
 import type { AbortOptions } from '../../protocol/blocks.ts';
 import { formatMissReport, recordedOrigins } from '../../run/report.ts';
@@ -95,12 +95,12 @@ export function imagePackageList(extra: readonly string[]): string[] {
 
 /** Runs apt through an oracle; returns the .debs and the netlock root used. A replay miss explains itself. */
 async function downloadThroughOracle(init: Pick<MachineImageInit, 'oracle' | 'dataDir' | 'mirror' | 'suite' | 'oracleLogger'>, tools: ImageTools, aptDir: string, requested: readonly string[], logger: Logger, options: AbortOptions): Promise<{ debs: string[]; netlock: MachineImageResult['netlock'] }> {
-  if (init.oracle.mode === 'replay') await readNetlockRoot(init.oracle.netlockPath); // a bad path fails before anything starts
+  if (init.oracle.mode === 'replay') await netlockRootOf(init.oracle.netlockPath); // a bad path fails before anything starts
   else await mkdir(dirname(init.oracle.netlockPath), { recursive: true });
   const oracle = new Oracle({ ...init.oracle, dataDir: init.dataDir, listen: { host: '127.0.0.1', port: 0 }, logger: init.oracleLogger ?? logger.child('oracle') });
   let debs: string[] | undefined;
   let failure: unknown;
-  let file: NetlockFile | undefined;
+  let file: WrittenNetlock | undefined;
   try {
     await oracle.start();
     const proxyUrl = `http://127.0.0.1:${oracle.proxyAddress().port}/`;
