@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
-import { flattenSigned, unflattenSigned } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RecordIndex } from './record-index.ts';
 import { RecordLog } from './record-log.ts';
@@ -12,16 +11,17 @@ import { RecordLog } from './record-log.ts';
 export const RECORD_INDEX_FILE = 'records.jsonl';
 
 /**
- * The record index of a data directory: a `RecordLog` in `<dir>/records.jsonl`, read into memory when
- * opened; the last line for a key wins. A torn line (crash mid-append) is skipped with a warning.
+ * The record index of a data directory: a `RecordLog` in `<dir>/records.jsonl`, read when opened; the last
+ * line for a key wins. A torn line (crash mid-append) is skipped with a warning.
  *
- * Each signed record is held flattened (`flattenSigned`): a data directory of 100,000 records would otherwise
- * hold 100,000 CIDs and signatures that every full collection walks (issue #15).
+ * The heap holds each key and where its line starts in the file, nothing of the record: `get` reads the
+ * line back (a few microseconds, from the page cache). A data directory of 100,000 records would otherwise
+ * hold 100,000 signed records for every full collection to walk (issue #15).
  */
 export class FsRecordIndex implements RecordIndex {
   readonly path: string;
   readonly #log: RecordLog;
-  readonly #byKey = new Map<string, string>();
+  readonly #byKey = new Map<string, number>();
 
   private constructor(log: RecordLog) {
     this.#log = log;
@@ -31,19 +31,28 @@ export class FsRecordIndex implements RecordIndex {
   static async open(dir: string, logger: Logger = NOOP_LOGGER, options?: AbortOptions): Promise<FsRecordIndex> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const index = new FsRecordIndex(new RecordLog(join(dir, RECORD_INDEX_FILE)));
-    const { bad } = await index.#log.readEach((e) => index.#byKey.set(e.key, flattenSigned(e.signed)), options);
+    const { bad } = await index.#log.readEach((e, offset) => index.#byKey.set(e.key, offset), options);
     if (bad.length > 0) logger.warn('skipped %d malformed line(s) of %s: %s', bad.length, index.path, bad.slice(0, 10).join(', '));
     return index;
   }
 
+  /**
+   * The newest record filed under `key`. Undefined also when its line cannot be read back as it was (the
+   * file truncated or rewritten under this process): the request is then recorded again, nothing is served
+   * that the file does not say.
+   */
   get(key: string): SignedRecord | undefined {
-    const flat = this.#byKey.get(key);
-    return flat === undefined ? undefined : unflattenSigned(flat);
+    const offset = this.#byKey.get(key);
+    if (offset === undefined) return undefined;
+    const found = this.#log.lineAt(offset, key);
+    if (found === undefined) return undefined;
+    if (found.offset !== offset) this.#byKey.set(key, found.offset);
+    return found.entry.signed;
   }
 
   async put(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
-    await this.#log.append(key, signed, options);
-    this.#byKey.set(key, flattenSigned(signed));
+    const offset = await this.#log.append(key, signed, options);
+    this.#byKey.set(key, offset);
   }
 
   keysForUrl(url: string): string[] {

@@ -22,8 +22,8 @@ export class RunJournal {
     return this.#log.read(options);
   }
 
-  append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
-    return this.#log.append(key, signed, options);
+  async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
+    await this.#log.append(key, signed, options);
   }
 
   /** Closes the file handle, keeping the file (a run that ends without its netlock: `recover` reads it). Idempotent. */

@@ -1,5 +1,5 @@
-import { createReadStream, writeSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { closeSync, createReadStream, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { open, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
@@ -38,6 +38,10 @@ export interface RecordLogContents {
 export class RecordLog {
   readonly path: string;
   #file: Promise<FileHandle> | undefined;
+  /** Where this process's next append lands when no other process appends meanwhile; unknown after a failed write. */
+  #end: number | undefined;
+  /** A descriptor for `lineAt`, opened on first use. */
+  #readFd: number | undefined;
   /** The sync that covers appends written since the running one started; not started yet. */
   #nextSync: Promise<void> | undefined;
   #runningSync: Promise<void> | undefined;
@@ -62,30 +66,78 @@ export class RecordLog {
   }
 
   /**
-   * Every well-formed line, given to `onEntry` in file order as the file is read (a log of 100,000 lines is
-   * never held whole, as text or as entries); returns the 1-based numbers of the bad lines. An absent file
-   * is an empty log.
+   * Every well-formed line, given to `onEntry` with the byte offset it starts at, in file order as the file
+   * is read (a log of 100,000 lines is never held whole, as text or as entries); returns the 1-based numbers
+   * of the bad lines. An absent file is an empty log.
    */
-  async readEach(onEntry: (entry: RecordLogEntry) => void, options?: AbortOptions): Promise<{ bad: number[] }> {
+  async readEach(onEntry: (entry: RecordLogEntry, offset: number) => void, options?: AbortOptions): Promise<{ bad: number[] }> {
     throwIfAborted(options?.signal);
     const bad: number[] = [];
     let lineNo = 0;
-    const stream = createReadStream(this.path, { encoding: 'utf8', highWaterMark: 256 * 1024, ...(options?.signal === undefined ? {} : { signal: options.signal }) });
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    const stream = createReadStream(this.path, { highWaterMark: 256 * 1024, ...(options?.signal === undefined ? {} : { signal: options.signal }) });
+    // Split on newline bytes, not with readline: the byte offset of each line is what the index keeps.
+    const decoder = new StringDecoder('utf8');
+    let partial = '';
+    let lineStart = 0;
+    let position = 0;
     try {
-      for await (const line of lines) takeLine(line, ++lineNo, onEntry, bad);
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        let from = 0;
+        for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+          const line = partial + decoder.write(chunk.subarray(from, nl));
+          partial = '';
+          takeLine(line, ++lineNo, (e) => onEntry(e, lineStart), bad);
+          from = nl + 1;
+          lineStart = position + from;
+        }
+        partial += decoder.write(chunk.subarray(from));
+        position += chunk.byteLength;
+      }
+      const last = partial + decoder.end();
+      if (last !== '') takeLine(last, ++lineNo, (e) => onEntry(e, lineStart), bad);
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { bad: [] };
       throw cause;
     } finally {
-      lines.close();
       stream.destroy();
     }
     return { bad };
   }
 
-  /** Appends one line and waits until it is durable. */
-  async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void> {
+  /**
+   * The line for `key` that starts at byte `offset` (one `readEach` or `append` gave), read now with blocking
+   * calls (a few hundred bytes from the page cache). Should another process have appended meanwhile, the
+   * line is further on: the first well-formed line for `key` within `SCAN_BYTES` of `offset` is returned with
+   * where it starts. Undefined when there is none.
+   */
+  lineAt(offset: number, key: string): { entry: RecordLogEntry; offset: number } | undefined {
+    this.#readFd ??= openSync(this.path, 'r');
+    const chunk = Buffer.allocUnsafe(LINE_READ_BYTES);
+    const decoder = new StringDecoder('utf8');
+    let partial = '';
+    let lineStart = offset;
+    for (let position = offset; position < offset + SCAN_BYTES; ) {
+      const n = readSync(this.#readFd, chunk, 0, chunk.byteLength, position);
+      if (n === 0) return undefined;
+      let from = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1 && nl < n; nl = chunk.indexOf(0x0a, from)) {
+        const entry = fromLine(partial + decoder.write(chunk.subarray(from, nl)));
+        if (entry?.key === key) return { entry, offset: lineStart };
+        partial = '';
+        from = nl + 1;
+        lineStart = position + from;
+      }
+      partial += decoder.write(chunk.subarray(from, n));
+      position += n;
+    }
+    return undefined;
+  }
+
+  /**
+   * Appends one line and waits until it is durable; returns the byte offset the line starts at (exact while
+   * this process is the file's only writer: a caller reading it back with `lineAt` checks the key).
+   */
+  async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<number> {
     throwIfAborted(options?.signal);
     // One handle, opened once even when appends race: concurrent appends of whole lines do not interleave.
     this.#file ??= openForAppend(this.path).catch((cause: unknown) => {
@@ -94,21 +146,30 @@ export class RecordLog {
     });
     const file = await this.#file;
     const line = Buffer.from(this.#torn ? `\n${toLine(key, signed)}` : toLine(key, signed));
+    let offset: number;
     try {
+      const start = this.#end ?? fstatSync(file.fd).size;
+      offset = start + (this.#torn ? 1 : 0);
       // One whole line per call: appends from this thread never interleave (O_APPEND, no await in between).
       for (let done = 0; done < line.byteLength; ) done += writeSync(file.fd, line, done, line.byteLength - done);
       this.#torn = false;
+      this.#end = start + line.byteLength;
     } catch (cause) {
       this.#torn = true; // e.g. ENOSPC after part of the line
+      this.#end = undefined;
       throw cause;
     }
     await this.#sync(file);
+    return offset;
   }
 
   /** Closes the file handle (appends reopen it). Idempotent. */
   async close(): Promise<void> {
     const file = this.#file;
     this.#file = undefined;
+    this.#end = undefined;
+    if (this.#readFd !== undefined) closeSync(this.#readFd);
+    this.#readFd = undefined;
     // A handle that failed to open has nothing to close (its append reported why).
     const handle = await file?.catch(() => undefined);
     if (handle === undefined) return;
@@ -144,6 +205,11 @@ export class RecordLog {
     return next;
   }
 }
+
+/** Bytes `lineAt` reads at a time: most lines (a URL, a CID, a signature) fit one read. */
+const LINE_READ_BYTES = 1024;
+/** How far past its offset `lineAt` looks for a line that other processes' appends pushed on. */
+const SCAN_BYTES = 1024 * 1024;
 
 /**
  * Opens for appending (0600: a record log names every URL a build fetched). A last line without its

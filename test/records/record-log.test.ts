@@ -51,6 +51,49 @@ describe('RecordLog', () => {
     expect(await new RecordLog(join(dir.path, 'none.jsonl')).readEach(() => expect.fail('no lines'))).toEqual({ bad: [] });
   });
 
+  it('gives each line the byte offset it starts at, and reads a line back from there (multi-byte keys, torn lines, a chunk boundary)', async () => {
+    const path = join(dir.path, 'offsets.jsonl');
+    const lines: string[] = [];
+    for (let i = 0; i < 2000; i++) lines.push(GOLDEN_LINE.replace('/a', i % 3 === 0 ? `/é✓${i}` : `/${i}`).trimEnd()); // ~420 KB: past the first read chunk
+    lines.splice(700, 0, '{"key":"torn');
+    await writeFile(path, `${lines.join('\n')}\n`);
+    const log = new RecordLog(path);
+    const seen: Array<{ key: string; offset: number }> = [];
+    await log.readEach((e, offset) => seen.push({ key: e.key, offset }));
+    expect(seen).toHaveLength(2000);
+    const bytes = await readFile(path);
+    for (const { key, offset } of seen) {
+      expect(offset === 0 || bytes[offset - 1] === 0x0a).toBe(true);
+      expect((JSON.parse(bytes.toString('utf8', offset, bytes.indexOf(0x0a, offset))) as { key: string }).key).toBe(key);
+      expect(log.lineAt(offset, key)).toMatchObject({ offset, entry: { key } });
+    }
+    // Appends say where their line starts, also after a torn last line (it is ended first).
+    await appendFile(path, '{"key":"torn at the end');
+    const at = await log.append('https://example.test/new\nGET', signed);
+    expect(log.lineAt(at, 'https://example.test/new\nGET')?.offset).toBe(at);
+    expect((await readFile(path)).indexOf('{"key":"https://example.test/new')).toBe(at);
+    const next = await log.append('https://example.test/ünï\nGET', signed);
+    expect(log.lineAt(next, 'https://example.test/ünï\nGET')?.entry.signed.record.toString()).toBe(CID_TEXT);
+    await log.close();
+  });
+
+  it('finds a line pushed on by the appends of another writer, and nothing in a truncated file', async () => {
+    const path = join(dir.path, 'shared.jsonl');
+    const ours = new RecordLog(path);
+    await ours.append(KEY, signed);
+    const expected = (await stat(path)).size; // where our next line would start, alone
+    await appendFile(path, GOLDEN_LINE.replace('/a', '/theirs')); // another process, between our appends
+    const said = await ours.append('https://example.test/ours\nGET', signed);
+    const found = ours.lineAt(said, 'https://example.test/ours\nGET');
+    expect(found?.entry.key).toBe('https://example.test/ours\nGET');
+    expect(found!.offset).toBeGreaterThanOrEqual(expected);
+    expect(ours.lineAt(expected, 'https://example.test/ours\nGET')?.offset).toBe(found!.offset);
+    expect(ours.lineAt(0, 'https://example.test/missing\nGET')).toBeUndefined();
+    await writeFile(path, '');
+    expect(ours.lineAt(said, 'https://example.test/ours\nGET')).toBeUndefined();
+    await ours.close();
+  });
+
   it('reads an absent file as an empty log', async () => {
     expect(await new RecordLog(join(dir.path, 'none.jsonl')).read()).toEqual({ entries: [], bad: [] });
   });
@@ -136,7 +179,7 @@ describe('FsRecordIndex', () => {
   });
 
   it('gives back each signed record as put, in this process and after reopening, whatever its CID', async () => {
-    // Held flattened in memory (issue #15): the CID (any length, any codec) and signature must come back whole.
+    // Read back from the file at each get (issue #15): the CID (any length, any codec) and signature must come back whole.
     const rawCid = CID.parse('bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku');
     const longCid = CID.createV1(0x71, { code: 0x00, size: 300, digest: new Uint8Array(300).fill(5), bytes: new Uint8Array([0x00, 0xac, 0x02, ...new Uint8Array(300).fill(5)]) });
     const puts: Array<[string, SignedRecord]> = [
@@ -160,6 +203,20 @@ describe('FsRecordIndex', () => {
     check(reopened);
     expect(reopened.get('https://example.test/none\nGET')).toBeUndefined();
     await reopened.close();
+  });
+});
+
+describe('FsRecordIndex reading records back from records.jsonl', () => {
+  it('answers a key only with a line of that key: a file rewritten under it means recording again, not another record', async () => {
+    const index = await FsRecordIndex.open(dir.path);
+    await index.put(KEY, signed);
+    await index.put('https://example.test/b\nGET', { record: signed.record, signature: new Uint8Array(64).fill(1) });
+    expect(index.get('https://example.test/b\nGET')?.signature).toEqual(new Uint8Array(64).fill(1));
+    // Another tool rewrote the file: the offsets held now point into other lines.
+    await writeFile(join(dir.path, 'records.jsonl'), GOLDEN_LINE.replace('/a', '/other-url-that-is-longer'));
+    expect(index.get('https://example.test/b\nGET')).toBeUndefined();
+    expect(index.get(KEY)).toBeUndefined();
+    await index.close();
   });
 });
 
