@@ -10,7 +10,7 @@ import type { QuorumTally, Vouch } from './quorum.ts';
 import { decodeRecord } from './record.ts';
 import type { FetchRecord } from './record.ts';
 import type { RequestKey } from './request-key.ts';
-import { assertTrustedKey, toHex, verifyRecordSignature } from './signature.ts';
+import { assertTrustedKey, toHex, verifyRecordSignature, verifyRecordSignatureInPool } from './signature.ts';
 import type { SignedRecord } from './signature.ts';
 
 /** Throws InvalidRecordError unless `record` answers `key` (a netlock cannot re-point a key at another URL's record). */
@@ -28,14 +28,24 @@ export function assertAnswersKey(cid: CID, record: FetchRecord, key: RequestKey)
  */
 export function verifyRecord(signed: SignedRecord, record: FetchRecord, key: RequestKey, trusted: readonly Uint8Array[]): void {
   verifyRecordSignature(signed, record.oracle);
+  assertTrustedAnswer(signed, record, key, trusted);
+}
+
+/** What `verifyRecord` checks after the signature: the signer is trusted and the record answers `key`. */
+function assertTrustedAnswer(signed: SignedRecord, record: FetchRecord, key: RequestKey, trusted: readonly Uint8Array[]): void {
   assertTrustedKey(record.oracle, trusted, `Record ${signed.record}`);
   assertAnswersKey(signed.record, record, key);
 }
 
-/** Loads the record a netlock entry names (its block verified against the CID) and checks it with `verifyRecord`. */
+/**
+ * Loads the record a netlock entry names (its block verified against the CID) and checks it as `verifyRecord`
+ * does, the signature on the thread pool: callers reading many entries at once (a kept netlock, provenance,
+ * the report) check them on every core.
+ */
 export async function loadVerifiedRecord(signed: SignedRecord, key: RequestKey, source: BlockSource, trusted: readonly Uint8Array[]): Promise<FetchRecord> {
   const record = decodeRecord(await verifyingSource(source).get(signed.record));
-  verifyRecord(signed, record, key, trusted);
+  await verifyRecordSignatureInPool(signed, record.oracle);
+  assertTrustedAnswer(signed, record, key, trusted);
   return record;
 }
 
