@@ -26,7 +26,7 @@ export type { AbortOptions, BlockSink, BlockSource } from './protocol/blocks.ts'
 export { verifyNetlock } from './netlock/verify.ts';
 export type { VerifyFailure, VerifyNetlockOptions, VerifyReport } from './netlock/verify.ts';
 export { readNetlockRoot, writeNetlockFile } from './netlock/file.ts';
-export type { NetlockFile, NetlockFileEntry } from './netlock/file.ts';
+export type { NetlockFile, NetlockFileEntry, WrittenNetlock } from './netlock/file.ts';
 export { exportCar, EXPORT_PREFETCH_BLOCKS } from './netlock/export-car.ts';
 export type { ExportCarOptions, ExportCarResult } from './netlock/export-car.ts';
 export { CarImportError, importCar } from './netlock/import-car.ts';
