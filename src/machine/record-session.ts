@@ -3,7 +3,6 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import { readKeptNetlock } from '../oracle/kept-netlock.ts';
-import type { KeptNetlock } from '../oracle/kept-netlock.ts';
 import { RecordPath } from '../oracle/record-path.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
@@ -71,9 +70,7 @@ export class MachineRecordSession {
     const store = init.store ?? createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger });
     const ownsStore = init.store === undefined;
     let path: RecordPath | undefined;
-    let kept: KeptNetlock | undefined;
     try {
-      kept = await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: undefined }, spillDir: init.dataDir });
       const signer = await LocalSigner.loadOrCreate(init.dataDir);
       const stats = createStats('record');
       path = await RecordPath.open({
@@ -86,10 +83,9 @@ export class MachineRecordSession {
         stats,
         logger,
       });
+      const kept = await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: undefined } });
       if (kept !== undefined) {
-        path.run.keep(kept.entries);
-        kept.entries.close();
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.entries.size, kept.root, init.netlockPath);
+        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.count, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {
@@ -100,7 +96,6 @@ export class MachineRecordSession {
       if (bad.length > 0) logger.warn('skipped %d torn line(s) of %s', bad.length, path.journalPath);
       return new MachineRecordSession(store, ownsStore, stats, path, signer.publicKey, init.netlockPath, logger);
     } catch (err) {
-      kept?.entries.close();
       await path?.close();
       if (ownsStore) await store.close();
       throw err;

@@ -114,23 +114,19 @@ const RENDERED_TAIL = '  ]\n}\n';
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
-  return buildNetlockFileFrom({ sortedKeys: sorted.map((e) => e.key), page: (start, end) => sorted.slice(start, end) }, sink, options);
-}
-
-/**
- * `buildNetlockFile` over entries decoded a page at a time: only the readable lines are held whole. The
- * root's oracle and witness keys are gathered from the entries (witness keys from their decoded
- * countersignatures, else `options.witnesses`).
- */
-export async function buildNetlockFileFrom(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const lines: NetlockFileEntry[] = [];
-  const head = await buildNetlockHead(entries, sink, options, (page) => {
+  const paged = { sortedKeys: sorted.map((e) => e.key), page: (start: number, end: number) => sorted.slice(start, end) };
+  const head = await buildNetlockHead(paged, sink, options, (page) => {
     lines.push(...page);
   });
   return { ...head, entries: lines };
 }
 
-/** `buildNetlockFileFrom` giving each leaf page's readable lines to `onLines` (awaited) instead of keeping them. */
+/**
+ * Builds the netlock DAG over entries decoded a page at a time, giving each leaf page's readable lines to
+ * `onLines` (awaited); returns the file's head. The root's oracle and witness keys are gathered from the
+ * entries (witness keys from their decoded countersignatures, else `options.witnesses`).
+ */
 async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
   let count = 0;
   const oracles = new Map<string, Uint8Array>();

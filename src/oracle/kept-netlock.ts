@@ -4,29 +4,30 @@ import type { BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { openEntryRecords } from '../netlock/entry-records.ts';
 import { netlockRootOf } from '../netlock/file.ts';
-import { RunSet } from './run-set.ts';
+import type { RunSet } from './run-set.ts';
 
 /** What a netlock file already at the path of a new record run held. */
 export interface KeptNetlock {
   /** Its root CID. */
   root: string;
-  /** Its entries, held as a run holds them (a 100,000-entry netlock is not held decoded); `close()` it once kept. */
-  entries: RunSet;
+  /** How many entries it holds (kept in the run, under those the run already has). */
+  count: number;
   /** The variant rules it was recorded with. */
   variantRules: VariantRules | undefined;
 }
 
 /**
- * The entries of the netlock already at `path`, which a record run (or `recover`) writing to that path
- * keeps: a netlock never shrinks behind its user's back (issue 13, defect 1). Every index page and record
+ * Keeps in `into` (under the keys it already holds) the entries of the netlock already at `path`, which a
+ * record run (or `recover`) writing to that path keeps: a netlock never shrinks behind its user's back
+ * (issue 13, defect 1). They go straight into the run, which holds them out of the heap. Every index page and record
  * is read through `source` and verified (block hashes, signature by the key the record names, the record
  * answers its key); bodies are `verify`'s business. Undefined when there is no file at `path`.
  *
  * A file that is there but cannot be read or verified (not a netlock, blocks not in this data directory,
  * a bad signature, other variant rules than `expectRules`) throws InvalidNetlockError naming it and what to do: the run would
- * otherwise replace it with a netlock that lacks its entries.
+ * otherwise replace it with a netlock that lacks its entries (the caller drops `into`).
  */
-export async function readKeptNetlock(path: string, source: BlockSource, options: { expectRules?: { variantRules: VariantRules | undefined }; spillDir?: string } = {}): Promise<KeptNetlock | undefined> {
+export async function readKeptNetlock(path: string, source: BlockSource, into: RunSet, options: { expectRules?: { variantRules: VariantRules | undefined } } = {}): Promise<KeptNetlock | undefined> {
   try {
     await stat(path);
   } catch (err) {
@@ -41,14 +42,12 @@ export async function readKeptNetlock(path: string, source: BlockSource, options
     if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
       throw new InvalidNetlockError(`it was recorded with variant rules ${rulesText(rootValue.variantRules)}, this run has ${rulesText(expected)} (--variant-header): their request keys would not agree`);
     }
-    const entries = new RunSet({ spillDir: options.spillDir });
-    try {
-      for await (const e of netlock.entries()) entries.keep([e]);
-    } catch (err) {
-      entries.close();
-      throw err;
+    let count = 0;
+    for await (const e of netlock.entries()) {
+      into.keep([e]);
+      count++;
     }
-    return { root: root.toString(), entries, variantRules: rootValue.variantRules };
+    return { root: root.toString(), count, variantRules: rootValue.variantRules };
   } catch (err) {
     throw refuse(path, (err as Error).message, err);
   }

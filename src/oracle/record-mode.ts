@@ -47,9 +47,6 @@ export class RecordMode implements OracleMode {
     // Only a recording oracle writes blocks, request-body spools and netlocks: what a crashed one left goes
     // (replay writes none of them, so its start-up does not list the store).
     await removeStaleTempFiles(init.dataDir, logger, init.netlockPath);
-    // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
-    // a file there that cannot be read or verified stops the run here, before anything listens.
-    const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, { expectRules: { variantRules: init.variantRules }, spillDir: init.dataDir });
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -65,18 +62,13 @@ export class RecordMode implements OracleMode {
       stats,
       logger,
       ...(observeUpstream === undefined ? {} : { observeUpstream }),
-    }).catch((err: unknown) => {
-      kept?.entries.close();
-      throw err;
     });
     try {
+      // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
+      // a file there that cannot be read or verified stops the run here, before anything listens.
+      const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: init.variantRules } });
       if (kept !== undefined) {
-        try {
-          path.run.keep(kept.entries);
-        } finally {
-          kept.entries.close();
-        }
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.entries.size, kept.root, init.netlockPath);
+        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.count, kept.root, init.netlockPath);
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {

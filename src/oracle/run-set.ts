@@ -2,7 +2,6 @@ import { CID } from 'multiformats/cid';
 import { equalBytes } from '../protocol/blocks.ts';
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
-import { flattenSigned, unflattenSigned } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import type { RunJournal } from '../records/journal.ts';
 import { checkJournalEntries } from '../records/journal-check.ts';
@@ -16,13 +15,13 @@ import { ROW_HEADERS } from '../report/model.ts';
 /**
  * One served entry as a run holds it until it writes its netlock: what the netlock line and the report row
  * read of its record, as one JSON string (~400 bytes)
- * `[signed (flattenSigned, base64), signer (index into SIGNERS), fetchedAt, status, body CID or null,
- * size, sha256 (base64), headers the row reads]`, written to the run's spill file (a number: its ticket)
+ * `[record CID, signature (base64), signer (index into SIGNERS), fetchedAt, status, body CID or null, size,
+ * sha256 (base64), headers the row reads]`, written to the run's spill file (a number: its ticket)
  * or, without one, held as it is. Witnessed entries (rare: a kept netlock that was countersigned) are held
  * decoded.
  */
 type HeldEntry = number | string | EntrySummary;
-type HeldFields = [string, number, string, number, string | null, number, string, Array<[string, string]>];
+type HeldFields = [string, string, number, string, number, string | null, number, string, Array<[string, string]>];
 
 /**
  * The requests one run served, the netlock it writes on shutdown. Every newly served key is journalled
@@ -57,16 +56,12 @@ export class RunSet {
   }
 
   /**
-   * Starts from the entries of the netlock already at the run's path (verified by the caller; `readKeptNetlock`
-   * gathers them into a RunSet of their own): they are written again with this run's, never journalled (the
+   * Starts from the entries of the netlock already at the run's path (verified by the caller,
+   * `readKeptNetlock`, which keeps them here as it reads them): they are written again with this run's, never journalled (the
    * file itself still holds them until the new one replaces it). A key this run already holds (restored from
    * the journal, or served) keeps its entry.
    */
-  keep(entries: RunSet | Iterable<DecodedEntry>): void {
-    if (entries instanceof RunSet) {
-      for (const [key, h] of entries.#entries) if (!this.#entries.has(key)) this.#entries.set(key, this.#take(entries.#text(h)));
-      return;
-    }
+  keep(entries: Iterable<DecodedEntry>): void {
     for (const e of entries) if (!this.#entries.has(e.key)) this.#entries.set(e.key, this.#hold(e));
   }
 
@@ -113,7 +108,7 @@ export class RunSet {
       const { key, signed, witnesses, countersigned } = e;
       return { key, signed, witnesses, countersigned, record: { oracle, fetchedAt, response: { status: response.status, body: response.body, size: response.size, sha256: response.sha256, headers } } };
     }
-    const fields: HeldFields = [base64(flattenSigned(e.signed)), signerIndex(oracle), fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
+    const fields: HeldFields = [e.signed.record.toString(), Buffer.from(e.signed.signature).toString('base64'), signerIndex(oracle), fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
     return this.#take(JSON.stringify(fields));
   }
 
@@ -130,21 +125,22 @@ export class RunSet {
 
   #signedOf(h: HeldEntry): SignedRecord {
     const t = this.#text(h);
-    return typeof t === 'string' ? signedFrom((JSON.parse(t) as HeldFields)[0]) : t.signed;
+    return typeof t === 'string' ? signedFrom(JSON.parse(t) as HeldFields) : t.signed;
   }
 
   #entryOf(key: string, h: HeldEntry): EntrySummary {
     const t = this.#text(h);
     if (typeof t !== 'string') return t;
-    const [signed, signer, fetchedAt, status, body, size, sha256, headers] = JSON.parse(t) as HeldFields;
+    const fields = JSON.parse(t) as HeldFields;
+    const [, , signer, fetchedAt, status, body, size, sha256, headers] = fields;
     const response = { status, body: body === null ? null : CID.parse(body), size, sha256: new Uint8Array(Buffer.from(sha256, 'base64')), headers };
-    return { key, signed: signedFrom(signed), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
+    return { key, signed: signedFrom(fields), record: { oracle: SIGNERS[signer]!, fetchedAt, response } };
   }
 }
 
 /**
  * The signer keys held entries name by index: those of this process's records and of the netlocks it kept,
- * a handful. Shared by every RunSet, so that one can take another's entries as they are.
+ * a handful (one copy of each key, whatever the number of entries).
  */
 const SIGNERS: Uint8Array[] = [];
 
@@ -153,11 +149,7 @@ function signerIndex(oracle: Uint8Array): number {
   return i >= 0 ? i : SIGNERS.push(oracle) - 1;
 }
 
-function base64(latin1: string): string {
-  return Buffer.from(latin1, 'latin1').toString('base64');
-}
-
-/** The signed record from its held field (`flattenSigned`, base64). */
-function signedFrom(field: string): SignedRecord {
-  return unflattenSigned(Buffer.from(field, 'base64').toString('latin1'));
+/** The signed record of held fields. */
+function signedFrom([record, signature]: HeldFields): SignedRecord {
+  return { record: CID.parse(record), signature: new Uint8Array(Buffer.from(signature, 'base64')) };
 }

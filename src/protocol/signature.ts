@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { CID } from 'multiformats/cid';
+import type { CID } from 'multiformats/cid';
 import { BadSignatureError, UntrustedKeyError } from '../errors.ts';
 import { equalBytes } from './blocks.ts';
 
@@ -123,29 +123,4 @@ export function fromHex(hex: string, expectedBytes?: number): Uint8Array {
     throw new Error(`Expected ${expectedBytes} bytes of hex, got ${out.byteLength}`);
   }
   return out;
-}
-
-/**
- * A signed record as one latin1 string: the record CID's length (two chars, big-endian), its bytes, the
- * signature. What holds many of them (a data directory's record index, a run's entries) keeps this instead of
- * a CID and a signature: ~120 bytes the collector does not look into, where the objects are ~600 bytes of
- * CID, digest, byte arrays and the CID's cached string that every full collection walks (issue #15).
- */
-export function flattenSigned(signed: SignedRecord): string {
-  const cid = signed.record.bytes;
-  const bytes = Buffer.allocUnsafe(2 + cid.byteLength + signed.signature.byteLength);
-  bytes.writeUInt16BE(cid.byteLength, 0);
-  bytes.set(cid, 2);
-  bytes.set(signed.signature, 2 + cid.byteLength);
-  // One string from one buffer: joining the three parts with `+` would keep them as a tree of five strings
-  // (~220 bytes, not ~120) for as long as the index holds it.
-  return bytes.toString('latin1');
-}
-
-/** The signed record `flattenSigned` gave (~1 us). */
-export function unflattenSigned(flat: string): SignedRecord {
-  const bytes = Buffer.from(flat, 'latin1');
-  const cidEnd = 2 + bytes.readUInt16BE(0);
-  // Plain copies, not views of one Buffer: a caller keeping the signature keeps 64 bytes, not the CID's too.
-  return { record: CID.decode(new Uint8Array(bytes.subarray(2, cidEnd))), signature: new Uint8Array(bytes.subarray(cidEnd)) };
 }

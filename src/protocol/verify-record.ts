@@ -39,8 +39,8 @@ function assertTrustedAnswer(signed: SignedRecord, record: FetchRecord, key: Req
 
 /**
  * Loads the record a netlock entry names (its block verified against the CID) and checks it as `verifyRecord`
- * does, the signature on the thread pool: callers reading many entries at once (a kept netlock, provenance,
- * the report) check them on every core.
+ * does, the signature on the thread pool: `openEntryRecords` reads many at once (a kept netlock, provenance),
+ * so they are checked on every core.
  */
 export async function loadVerifiedRecord(signed: SignedRecord, key: RequestKey, source: BlockSource, trusted: readonly Uint8Array[]): Promise<FetchRecord> {
   const record = decodeRecord(await verifyingSource(source).get(signed.record));

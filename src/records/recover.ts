@@ -44,9 +44,7 @@ export async function recoverNetlock(netlockPath: string, store: BlockSource & B
   const recovered = run.size;
   // What the netlock at the path holds stays in it (issue 13, defect 1); one that cannot be verified is
   // refused (InvalidNetlockError), and neither it nor the journal is touched.
-  const kept = await readKeptNetlock(netlockPath, store);
-  if (kept !== undefined) run.keep(kept.entries);
-  kept?.entries.close();
+  const kept = await readKeptNetlock(netlockPath, store, run);
   const file = await run.write(netlockPath, store, kept?.variantRules);
   const journalKept = refused.length > 0;
   if (!journalKept) await journal.remove();
