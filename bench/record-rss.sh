@@ -5,7 +5,9 @@
 # directory and netlock (the kept case: every entry read and verified before it listens) is stopped once it
 # listens, writing the same netlock back. Peaks: VmHWM before each SIGINT, getrusage's maxrss (GNU time) with
 # the netlock written. The origin is nginx (bench/anchors conf); `record` on SERVER_CPUS, wrk on CLIENT_CPUS.
-# Usage, from the checkout: bash bench/record-rss.sh   (env: W, SECONDS_RUN, CONNS, ANCHORS_DIR, NODE_FLAGS)
+# With POLL=1 the first run serves the admin API and bench/live-poll.mjs (on CLIENT_CPUS) polls its live report
+# page's data as an open page does, and what the polls cost is printed.
+# Usage, from the checkout: bash bench/record-rss.sh   (env: W, SECONDS_RUN, CONNS, POLL, ANCHORS_DIR, NODE_FLAGS)
 # Needs nginx, wrk (bench/anchors `run.sh install`) and GNU time (/usr/bin/time).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +17,7 @@ HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
 WORKDIR=${W:-${TMPDIR:-/tmp}/fo-record-rss}
 SECONDS_RUN=${SECONDS_RUN:-90} CONNS=${CONNS:-64}
 SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
-ORIGIN_PORT=${ORIGIN_PORT:-28280} ORACLE_PORT=${ORACLE_PORT:-28896}
+ORIGIN_PORT=${ORIGIN_PORT:-28280} ORACLE_PORT=${ORACLE_PORT:-28896} ADMIN_PORT=${ADMIN_PORT:-28894} POLL=${POLL:-0}
 # shellcheck source=/dev/null
 source "$HERE/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
@@ -39,7 +41,7 @@ start_record() {
   t0=$(date +%s%N)
   (cd "$ROOT" && exec taskset -c "$SERVER_CPUS" /usr/bin/time -f '%M' -o "$WORKDIR/res/$1.maxrss" \
     node ${NODE_FLAGS:-} bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" --data "$WORKDIR/oracle-data" \
-    --netlock "$WORKDIR/netlock.json" >"$WORKDIR/res/$1.out" 2>"$WORKDIR/res/$1.log") &
+    --netlock "$WORKDIR/netlock.json" ${2:-} >"$WORKDIR/res/$1.out" 2>"$WORKDIR/res/$1.log") &
   RECORD_JOB=$!
   until port_open "$ORACLE_PORT"; do sleep 0.05; done
   t1=$(date +%s%N)
@@ -59,8 +61,14 @@ stop_record() {
   MAXRSS_MB=$(mb "$(tail -1 "$WORKDIR/res/$1.maxrss")")
 }
 
-log "load average $(cut -d' ' -f1-3 /proc/loadavg); record for $SECONDS_RUN s at $CONNS connections"
-start_record run
+log "load average $(cut -d' ' -f1-3 /proc/loadavg); record for $SECONDS_RUN s at $CONNS connections$([[ $POLL == 1 ]] && echo ', the live page polling')"
+if [[ $POLL == 1 ]]; then
+  start_record run "--admin 127.0.0.1:$ADMIN_PORT"
+  taskset -c "$CLIENT_CPUS" node "$ROOT/bench/live-poll.mjs" "http://127.0.0.1:$ADMIN_PORT" >"$WORKDIR/res/poll.txt" 2>&1 &
+  POLLER=$!
+else
+  start_record run
+fi
 taskset -c "$CLIENT_CPUS" env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID=rss \
   wrk -t1 -c"$CONNS" -d"${SECONDS_RUN}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$ORACLE_PORT/" \
   >"$WORKDIR/res/wrk.log" 2>&1 &
@@ -71,6 +79,7 @@ for (( t = 10; t <= SECONDS_RUN; t += 10 )); do
   samples+=("$t s: $(mb "$(kb "$PID" VmRSS)") MB at $(wc -l <"$WORKDIR/oracle-data/records.jsonl" 2>/dev/null || echo 0) records")
 done
 wait "$WRK" || true
+if [[ $POLL == 1 ]]; then kill -TERM "$POLLER"; wait "$POLLER" || true; fi
 stop_record run
 hwm=$HWM_MB maxrss=$MAXRSS_MB stop_ms=$STOP_MS
 entries=$(node -e 'console.log(require(process.argv[1]).count)' "$WORKDIR/netlock.json")
@@ -83,6 +92,7 @@ cmp -s "$WORKDIR/netlock.json" "$WORKDIR/res/netlock.first.json" && same=yes
 
 echo "record: $(grep -o 'Requests/sec: *[0-9.]*' "$WORKDIR/res/wrk.log" | tr -s ' '), $entries netlock entries"
 printf '  RSS %s\n' "${samples[@]}"
+[[ $POLL == 1 ]] && echo "  live page: $(cat "$WORKDIR/res/poll.txt")"
 echo "| record run of $entries entries | peak RSS before SIGINT | peak RSS with the netlock written | SIGINT to exit |"
 echo "|---|---:|---:|---:|"
 echo "| $CONNS conns, $SECONDS_RUN s | $hwm MB | $maxrss MB | $stop_ms ms |"

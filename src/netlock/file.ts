@@ -124,10 +124,10 @@ export async function buildNetlockFile(entries: readonly EntrySummary[], sink: B
 
 /**
  * Builds the netlock DAG over entries decoded a page at a time, giving each leaf page's readable lines to
- * `onLines` (awaited); returns the file's head. The root's oracle and witness keys are gathered from the
+ * `onLines` (awaited) when given; returns the file's head. The root's oracle and witness keys are gathered from the
  * entries (witness keys from their decoded countersignatures, else `options.witnesses`).
  */
-async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
+export async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines?: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
   let count = 0;
   const oracles = new Map<string, Uint8Array>();
   const witnesses = new Map<string, Uint8Array>();
@@ -138,7 +138,7 @@ async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: Block
       for (const c of e.countersigned ?? []) witnesses.set(toHex(c.witness), c.witness);
     }
     count += page.length;
-    await onLines(page.map(readableEntry));
+    if (onLines !== undefined) await onLines(page.map(readableEntry));
   });
   return {
     netlock: built.root.toString(),

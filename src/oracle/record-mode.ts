@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { CID } from 'multiformats/cid';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
+import type { BlockSink } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
 import { buildNetlockFile } from '../netlock/file.ts';
@@ -17,6 +19,7 @@ import type { OracleMode } from './mode.ts';
 import { describeRecord } from './mode.ts';
 import type { ReplayReport } from './open-replay.ts';
 import { readKeptNetlock } from './kept-netlock.ts';
+import { LiveNetlockHead } from './live-head.ts';
 import { RecordPath } from './record-path.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
@@ -31,8 +34,10 @@ export class RecordMode implements OracleMode {
   readonly #store: BlockStore;
   readonly #logger: Logger;
   #closing: Promise<WrittenNetlock | undefined> | undefined;
-  /** The live page's netlock head, rebuilt when the run's entries change. */
-  #head: { at: string; value: LiveView['netlock'] } | undefined;
+  /** The live page's netlock head. */
+  readonly #liveHead: LiveNetlockHead;
+  /** Tells this run's live-page versions from another process's. */
+  readonly #epoch = randomBytes(6).toString('hex');
 
   private constructor(init: RecordInit, path: RecordPath, store: BlockStore, stats: OracleStats, logger: Logger) {
     this.#init = init;
@@ -40,6 +45,7 @@ export class RecordMode implements OracleMode {
     this.#store = store;
     this.#logger = logger;
     this.handler = new RecordHandler({ recorder: path.recorder, source: store, stats, logger: logger.child('record') });
+    this.#liveHead = new LiveNetlockHead(() => path.run.head(DISCARDED, init.variantRules), () => this.#liveVersion());
   }
 
   /** Opens the record path and takes back what a run that did not finish left in the journal. */
@@ -95,7 +101,8 @@ export class RecordMode implements OracleMode {
     const index = this.#path.index;
     const out: object[] = [];
     for (const key of index.keysForUrl(norm)) {
-      const signed = index.get(key)!;
+      const signed = index.get(key);
+      if (signed === undefined) continue; // its line is no longer where it was: as if never recorded
       out.push(describeRecord(key, signed.record.toString(), decodeRecord(await source.get(signed.record))));
     }
     return out;
@@ -111,17 +118,32 @@ export class RecordMode implements OracleMode {
    * everything it names. This is how a netlock leaves an enclave with its bodies.
    */
   async netlockRoot(): Promise<CID> {
-    return CID.parse((await buildNetlockFile(this.#path.run.entries(), this.#store, this.#netlockOptions())).netlock);
+    return CID.parse((await this.#path.run.head(this.#store, this.#init.variantRules)).netlock);
   }
 
+  /**
+   * The live page's view. A poll whose version differs from the current one only in entries added since
+   * gets those entries alone (`rowsSince`): a page over a 100,000-entry run is not sent every row each time
+   * one more is recorded (issue #15).
+   */
   async reportView(): Promise<LiveView> {
-    const entries = this.#path.run.entries();
-    const at = `${entries.length}/${this.mutations.length}`;
-    if (this.#head?.at !== at) {
-      const file = await buildNetlockFile(entries, new MemoryBlockStore(), this.#netlockOptions());
-      this.#head = { at, value: { root: file.netlock, count: file.count, keys: file.oracles, ...(file.variantRules === undefined ? {} : { variantRules: file.variantRules }) } };
-    }
-    return { netlock: this.#head.value, version: `record:${at}`, rows: () => entries.map(entryRow), misses: [] };
+    const run = this.#path.run;
+    const version = this.#liveVersion();
+    return {
+      netlock: await this.#liveHead.current(),
+      version,
+      rows: () => run.entries().map(entryRow),
+      rowsSince: (have) => {
+        const from = addedFrom(have, version);
+        return from === undefined ? undefined : { from, rows: run.entriesFrom(from).map(entryRow) };
+      },
+      misses: [],
+    };
+  }
+
+  /** `record:<epoch>:<replaced>:<size>:<mutations>` (see `addedFrom`). */
+  #liveVersion(): string {
+    return `record:${this.#epoch}:${this.#path.run.version}:${this.mutations.length}`;
   }
 
   replayReport(): Promise<ReplayReport | undefined> {
@@ -147,4 +169,19 @@ export class RecordMode implements OracleMode {
   #netlockOptions(): { variantRules?: NonNullable<RecordInit['variantRules']> } {
     return this.#init.variantRules === undefined ? {} : { variantRules: this.#init.variantRules };
   }
+}
+
+/** A sink that keeps no block: the live head needs the DAG's root, not its pages. */
+const DISCARDED: BlockSink = { put: () => Promise.resolve(), putKeepsNoBytes: true };
+
+/**
+ * Where the entries a page holding version `have` lacks begin, when all it lacks are entries added since
+ * (same process, nothing replaced, no new mutation): the size `have` names. Undefined otherwise.
+ */
+function addedFrom(have: string, now: string): number | undefined {
+  const h = have.split(':');
+  const n = now.split(':');
+  if (h.length !== 5 || h[0] !== n[0] || h[1] !== n[1] || h[2] !== n[2] || h[4] !== n[4]) return undefined;
+  const from = Number(h[3]);
+  return Number.isSafeInteger(from) && from >= 0 && from <= Number(n[3]) ? from : undefined;
 }

@@ -7,9 +7,10 @@ import type { RunJournal } from '../records/journal.ts';
 import { checkJournalEntries } from '../records/journal-check.ts';
 import type { RefusedJournalLine } from '../records/journal-check.ts';
 import type { DecodedEntry, EntrySummary, WrittenNetlock } from '../netlock/file.ts';
-import { writeNetlockFileFrom } from '../netlock/file.ts';
+import { buildNetlockHead, writeNetlockFileFrom } from '../netlock/file.ts';
 import { SpillFile } from '../io/spill-file.ts';
 import { compareKeys } from '../netlock/dag.ts';
+import type { PagedEntries } from '../netlock/dag.ts';
 import { ROW_HEADERS } from '../report/model.ts';
 
 /**
@@ -38,6 +39,8 @@ export class RunSet {
   readonly #entries = new Map<string, HeldEntry>();
   readonly #journal: RunJournal | undefined;
   readonly #spill: SpillFile | undefined;
+  /** Entries that another record of their key replaced (entries are otherwise only ever added). */
+  #replaced = 0;
 
   constructor(options: { journal?: RunJournal | undefined; spillDir?: string | undefined } = {}) {
     this.#journal = options.journal;
@@ -51,6 +54,7 @@ export class RunSet {
   async add(entry: DecodedEntry): Promise<void> {
     const had = this.#entries.get(entry.key);
     if (had !== undefined && this.#signedOf(had).record.equals(entry.signed.record)) return;
+    if (had !== undefined) this.#replaced++;
     this.#entries.set(entry.key, this.#hold(entry));
     await this.#journal?.append(entry.key, entry.signed);
   }
@@ -71,7 +75,10 @@ export class RunSet {
    */
   async restore(entries: ReadonlyArray<{ key: string; signed: SignedRecord }>, source: BlockSource, trusted?: readonly Uint8Array[]): Promise<RefusedJournalLine[]> {
     const { good, refused } = await checkJournalEntries(entries, source, trusted);
-    for (const e of good) this.#entries.set(e.key, this.#hold(e));
+    for (const e of good) {
+      if (this.#entries.has(e.key)) this.#replaced++;
+      this.#entries.set(e.key, this.#hold(e));
+    }
     return refused;
   }
 
@@ -85,13 +92,35 @@ export class RunSet {
   }
 
   /**
+   * Changes whenever the entries do: `<replaced>:<size>`. While only the size moves, the entries a holder of
+   * an older version lacks are those from its size on (`entriesFrom`).
+   */
+  get version(): string {
+    return `${this.#replaced}:${this.#entries.size}`;
+  }
+
+  /** The entries from the `start`-th on, in the order `entries()` gives them (the ones added since a `version`). */
+  entriesFrom(start: number): EntrySummary[] {
+    const out: EntrySummary[] = [];
+    let i = 0;
+    for (const [key, h] of this.#entries) if (i++ >= start) out.push(this.#entryOf(key, h));
+    return out;
+  }
+
+  /**
+   * The run's netlock DAG so far, built into `sink` a page at a time like `write` (no file): its head. A sink
+   * that keeps nothing gives the root without holding the DAG.
+   */
+  head(sink: BlockSink, variantRules?: VariantRules): Promise<WrittenNetlock> {
+    return buildNetlockHead(this.#paged(), sink, variantRules === undefined ? {} : { variantRules });
+  }
+
+  /**
    * Writes the run's netlock (DAG into `sink`, readable file at `path`), decoding its entries a page at a
    * time and writing their lines as it goes; returns the file's head.
    */
   async write(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<WrittenNetlock> {
-    const sortedKeys = [...this.#entries.keys()].sort(compareKeys);
-    const page = (start: number, end: number): EntrySummary[] => sortedKeys.slice(start, end).map((k) => this.#entryOf(k, this.#entries.get(k)!));
-    const file = await writeNetlockFileFrom(path, { sortedKeys, page }, sink, variantRules === undefined ? {} : { variantRules });
+    const file = await writeNetlockFileFrom(path, this.#paged(), sink, variantRules === undefined ? {} : { variantRules });
     await this.#journal?.remove();
     return file;
   }
@@ -99,6 +128,12 @@ export class RunSet {
   /** Frees the scratch file (entries held in it cannot be read afterwards). Idempotent. */
   close(): void {
     this.#spill?.close();
+  }
+
+  /** The entries in key order, decoded a page at a time. */
+  #paged(): PagedEntries<EntrySummary> {
+    const sortedKeys = [...this.#entries.keys()].sort(compareKeys);
+    return { sortedKeys, page: (start, end) => sortedKeys.slice(start, end).map((k) => this.#entryOf(k, this.#entries.get(k)!)) };
   }
 
   #hold(e: DecodedEntry): HeldEntry {

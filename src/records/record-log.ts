@@ -105,12 +105,13 @@ export class RecordLog {
   }
 
   /**
-   * The line for `key` that starts at byte `offset` (one `readEach` or `append` gave), read now with blocking
-   * calls (a few hundred bytes from the page cache). Should another process have appended meanwhile, the
-   * line is further on: the first well-formed line for `key` within `SCAN_BYTES` of `offset` is returned with
-   * where it starts. Undefined when there is none.
+   * The line for `key` (or for a key `key` accepts) that starts at byte `offset` (one `readEach` or `append`
+   * gave), read now with blocking calls (a few hundred bytes from the page cache). Should another process
+   * have appended meanwhile, the line is further on: the first well-formed line for such a key within
+   * `SCAN_BYTES` of `offset` is returned with where it starts. Undefined when there is none.
    */
-  lineAt(offset: number, key: string): { entry: RecordLogEntry; offset: number } | undefined {
+  lineAt(offset: number, key: string | ((key: string) => boolean)): { entry: RecordLogEntry; offset: number } | undefined {
+    const wanted = typeof key === 'string' ? (k: string) => k === key : key;
     this.#readFd ??= openSync(this.path, 'r');
     const chunk = Buffer.allocUnsafe(LINE_READ_BYTES);
     const decoder = new StringDecoder('utf8');
@@ -122,7 +123,7 @@ export class RecordLog {
       let from = 0;
       for (let nl = chunk.indexOf(0x0a); nl !== -1 && nl < n; nl = chunk.indexOf(0x0a, from)) {
         const entry = fromLine(partial + decoder.write(chunk.subarray(from, nl)));
-        if (entry?.key === key) return { entry, offset: lineStart };
+        if (entry !== undefined && wanted(entry.key)) return { entry, offset: lineStart };
         partial = '';
         from = nl + 1;
         lineStart = position + from;

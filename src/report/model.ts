@@ -62,6 +62,11 @@ export interface ReportData {
   entries?: EntryRow[];
   /** Live only: the version of the entries (see `LivePoll`). */
   entriesVersion?: string;
+  /**
+   * Live only: `entries` are those added after the first `entriesFrom` rows the page holds (their totals are
+   * -1: the page counts them over all its rows).
+   */
+  entriesFrom?: number;
   misses: MissRow[];
   mutations: Array<{ m: string; u: string; oldStatus: number; newStatus: number; oldRecord: string; newRecord: string }>;
   /** Netlock entries no request used (a replay report). */

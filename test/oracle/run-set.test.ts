@@ -129,6 +129,38 @@ describe.each([
     expect(await readFile(join(dir.path, 'whole.json'), 'utf8')).toBe(renderNetlockFile(whole));
   });
 
+  it('versions its entries for the live page: added ones from where an older version ends, a replaced one moves it', async () => {
+    const store = new MemoryBlockStore();
+    const signer = LocalSigner.fromSeed(FIXTURE_SEED);
+    const fixture = await buildFixtureNetlock(manySmallResponses(5, 16), store, signer);
+    const replacement = await buildFixtureNetlock([{ url: fixture.entries[1]!.record.request.url, bodyBytes: 16, seed: 'again' }], store, signer);
+    const run = newRun();
+    expect(run.version).toBe('0:0');
+    for (const e of fixture.entries.slice(0, 3)) await run.add(e);
+    const v3 = run.version;
+    await run.add(fixture.entries[0]!); // served again, same record: nothing changes
+    expect(run.version).toBe(v3);
+    run.keep(fixture.entries.slice(3));
+    expect(run.version).toBe('0:5');
+    expect(run.entriesFrom(3).map((e) => e.key)).toEqual(fixture.entries.slice(3).map((e) => e.key));
+    expect(run.entriesFrom(5)).toEqual([]);
+    expect(run.entriesFrom(0).map((e) => e.key)).toEqual(run.entries().map((e) => e.key));
+    await run.add(replacement.entries[0]!);
+    expect(run.version).toBe('1:5');
+  });
+
+  it('gives the head of the netlock it would write without writing it, into any sink', async () => {
+    const store = new MemoryBlockStore();
+    const fixture = await buildFixtureNetlock(manySmallResponses(300, 16), store);
+    const run = newRun();
+    for (const e of fixture.entries) await run.add(e);
+    let puts = 0;
+    const head = await run.head({ put: () => Promise.resolve(void puts++) });
+    const written = await run.write(join(dir.path, 'nl.json'), new MemoryBlockStore());
+    expect(head).toEqual(written);
+    expect(puts).toBeGreaterThan(2); // leaf pages, a branch, the root
+  });
+
   it('writes the file of a run that served nothing, and leaves no scratch or temporary file behind', async () => {
     const run = newRun();
     const empty = await run.write(join(dir.path, 'empty.json'), new MemoryBlockStore());

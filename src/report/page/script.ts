@@ -259,9 +259,36 @@ function renderAll() {
 }
 
 var MAX_EVENTS = 100000;
-/** A poll carries only what changed: entries when their version moved, requests after the last one held. */
+/** The entry totals over every row held (a poll that sent only added rows leaves them to the page). */
+function countEntries(t, entries) {
+  var bytes = 0, hosts = Object.create(null), n = 0;
+  for (var i = 0; i < entries.length; i++) {
+    bytes += entries[i].z;
+    if (!hosts[entries[i].h]) { hosts[entries[i].h] = true; n++; }
+  }
+  t.entries = entries.length;
+  t.bytes = bytes;
+  t.hosts = n;
+}
+/**
+ * A poll carries only what changed: entries when their version moved (only those added since, after
+ * entriesFrom of them, when nothing else changed), requests after the last one held.
+ */
 function merge(d) {
   var changed = !!d.entries;
+  if (d.entries && d.entriesFrom !== undefined) {
+    if (d.entriesFrom === data.entries.length) {
+      var held = data.entries;
+      for (var j = 0; j < d.entries.length; j++) held.push(d.entries[j]);
+      d.entries = held;
+      countEntries(d.totals, held);
+    } else {
+      // Not the rows this page holds: keep them, and ask for all of them on the next poll.
+      d.entries = undefined;
+      d.entriesVersion = '';
+      changed = false;
+    }
+  }
   if (!d.entries) {
     d.entries = data.entries;
     d.totals.entries = data.totals.entries;
