@@ -128,14 +128,17 @@ export class RecordMode implements OracleMode {
    */
   async reportView(): Promise<LiveView> {
     const run = this.#path.run;
+    const netlock = await this.#liveHead.current();
+    // The rows are those the version names, however many the run serves before they are read.
     const version = this.#liveVersion();
+    const size = run.size;
     return {
-      netlock: await this.#liveHead.current(),
+      netlock,
       version,
-      rows: () => run.entries().map(entryRow),
+      rows: () => run.entriesFrom(0, size).map(entryRow),
       rowsSince: (have) => {
         const from = addedFrom(have, version);
-        return from === undefined ? undefined : { from, rows: run.entriesFrom(from).map(entryRow) };
+        return from === undefined ? undefined : { from, rows: run.entriesFrom(from, size).map(entryRow) };
       },
       misses: [],
     };

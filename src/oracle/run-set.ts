@@ -99,11 +99,17 @@ export class RunSet {
     return `${this.#replaced}:${this.#entries.size}`;
   }
 
-  /** The entries from the `start`-th on, in the order `entries()` gives them (the ones added since a `version`). */
-  entriesFrom(start: number): EntrySummary[] {
+  /**
+   * The entries from the `start`-th to before the `end`-th, in the order `entries()` gives them (those added
+   * since a `version`, up to the size of another).
+   */
+  entriesFrom(start: number, end = this.#entries.size): EntrySummary[] {
     const out: EntrySummary[] = [];
     let i = 0;
-    for (const [key, h] of this.#entries) if (i++ >= start) out.push(this.#entryOf(key, h));
+    for (const [key, h] of this.#entries) {
+      if (i >= end) break;
+      if (i++ >= start) out.push(this.#entryOf(key, h));
+    }
     return out;
   }
 

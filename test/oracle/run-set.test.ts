@@ -144,6 +144,7 @@ describe.each([
     expect(run.version).toBe('0:5');
     expect(run.entriesFrom(3).map((e) => e.key)).toEqual(fixture.entries.slice(3).map((e) => e.key));
     expect(run.entriesFrom(5)).toEqual([]);
+    expect(run.entriesFrom(1, 3).map((e) => e.key)).toEqual(fixture.entries.slice(1, 3).map((e) => e.key));
     expect(run.entriesFrom(0).map((e) => e.key)).toEqual(run.entries().map((e) => e.key));
     await run.add(replacement.entries[0]!);
     expect(run.version).toBe('1:5');
