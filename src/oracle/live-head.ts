@@ -14,7 +14,8 @@ const LIVE_HEAD_MAX_SHARE = 0.1;
  * entry, so it costs a build of the whole DAG (paged, blocks discarded: ~10 us an entry); the page polls
  * every second. It is rebuilt when the run changed, but no sooner than `LIVE_HEAD_MIN_INTERVAL_MS` after the
  * last build and never for more than a tenth of the time: between builds a poll gets the last head, whose
- * `count` says which entries it covers, as does a poll whose build failed. Concurrent polls share one build.
+ * `count` says which entries it covers. A rebuild runs while polls get the last head; only the first build is
+ * waited for. Concurrent polls share one build.
  */
 export class LiveNetlockHead {
   readonly #build: () => Promise<WrittenNetlock>;
@@ -31,18 +32,19 @@ export class LiveNetlockHead {
 
   current(): Promise<LiveHead> {
     const last = this.#last;
-    if (last !== undefined) {
-      const due = Math.max(LIVE_HEAD_MIN_INTERVAL_MS, last.tookMs / LIVE_HEAD_MAX_SHARE);
-      if (last.at === this.#version() || this.#now() - last.builtAt < due) return Promise.resolve(last.value);
-    }
-    this.#building ??= this.#rebuild()
-      .catch((err: unknown) => {
-        // A poll during shutdown (the run's scratch file closed) still gets the last head.
-        if (this.#last === undefined) throw err;
-        return this.#last.value;
-      })
-      .finally(() => (this.#building = undefined));
-    return this.#building;
+    if (last === undefined) return (this.#building ??= this.#startBuild());
+    const due = Math.max(LIVE_HEAD_MIN_INTERVAL_MS, last.tookMs / LIVE_HEAD_MAX_SHARE);
+    if (last.at !== this.#version() && this.#now() - last.builtAt >= due) this.#building ??= this.#startBuild();
+    // A poll never waits for a rebuild once there is a head: it gets the last one meanwhile.
+    return Promise.resolve(last.value);
+  }
+
+  #startBuild(): Promise<LiveHead> {
+    const building = this.#rebuild().finally(() => (this.#building = undefined));
+    // A failed rebuild keeps the last head (a poll during shutdown, the run's scratch file closed); only a
+    // first build's failure reaches the poll that waits for it.
+    if (this.#last !== undefined) building.catch(() => {});
+    return building;
   }
 
   async #rebuild(): Promise<LiveHead> {

@@ -89,7 +89,10 @@ describe('the live page over a growing record run', () => {
 describe('LiveNetlockHead', () => {
   const written = (count: number): WrittenNetlock => ({ netlock: `bafyroot${count}`, version: 1, keyVersion: 1, count, oracles: ['ab'] });
 
-  it('rebuilds when the run changed, no sooner than the interval nor for more than a tenth of the time, one build for concurrent polls', async () => {
+  /** Lets a build started in the background finish. */
+  const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('rebuilds when the run changed, no sooner than the interval nor for more than a tenth of the time, while polls get the last head', async () => {
     let clock = 0;
     let version = 1;
     let builds = 0;
@@ -99,30 +102,37 @@ describe('LiveNetlockHead', () => {
       clock += buildMs;
       return Promise.resolve(written(version));
     }, () => String(version), () => clock);
-    expect((await head.current()).count).toBe(1);
-    expect(builds).toBe(1);
+    // The first poll waits for the first head; concurrent ones share its build.
+    const [a, b] = await Promise.all([head.current(), head.current()]);
+    expect([a.count, b.count, builds]).toEqual([1, 1, 1]);
     // Unchanged: no build, however long after.
     clock += 60_000;
     expect((await head.current()).count).toBe(1);
     expect(builds).toBe(1);
-    // Changed: built again, and concurrent polls share that build.
+    // Changed: the polls get the last head at once while one rebuild runs, then the new one.
     version = 2;
     buildMs = 500;
-    const [a, b] = await Promise.all([head.current(), head.current()]);
-    expect([a.count, b.count, builds]).toEqual([2, 2, 2]);
+    expect((await Promise.all([head.current(), head.current()])).map((h) => h.count)).toEqual([1, 1]);
+    await settled();
+    expect((await head.current()).count).toBe(2);
+    expect(builds).toBe(2);
     // Changed again within the interval: the last head, whose count says what it covers.
     version = 3;
     clock += LIVE_HEAD_MIN_INTERVAL_MS - 1;
     expect((await head.current()).count).toBe(2);
     // The last build took 500 ms: the next comes 5 s after it, not 2 s.
     clock += 2_000;
-    expect((await head.current()).count).toBe(2);
+    await head.current();
+    await settled();
+    expect(builds).toBe(2);
     clock += 3_000;
+    expect((await head.current()).count).toBe(2);
+    await settled();
     expect((await head.current()).count).toBe(3);
     expect(builds).toBe(3);
   });
 
-  it('gives the last head when a build fails, fails only when there is none, and builds again at the next poll', async () => {
+  it('keeps the last head when a rebuild fails, fails a poll only when there is none, and builds again when due', async () => {
     let fail = true;
     let version = 1;
     const head = new LiveNetlockHead(() => (fail ? Promise.reject(new Error('spill file closed')) : Promise.resolve(written(version))), () => String(version), () => 1e9 * version);
@@ -132,7 +142,12 @@ describe('LiveNetlockHead', () => {
     fail = true;
     version = 2;
     expect((await head.current()).count).toBe(1);
+    await settled();
+    expect((await head.current()).count).toBe(1);
     fail = false;
+    await settled();
+    expect((await head.current()).count).toBe(1);
+    await settled();
     expect((await head.current()).count).toBe(2);
   });
 });
