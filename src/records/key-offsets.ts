@@ -25,7 +25,7 @@ const MIN_CAPACITY = 1024;
 /**
  * Request key → a byte offset, held as 16 bytes a slot in typed arrays (an open-addressing table of key
  * digests), not as the key itself: a data directory's record index of 1,000,000 keys is ~32 MB here, outside
- * the V8 heap the collector walks, where a `Map` of the keys was ~300 MB (issue #15).
+ * the V8 heap the collector walks, where a `Map` of the keys took ~160 MB of heap (issue #15).
  *
  * Written here rather than taken from a library: what it must hold is two integers and a number per key, and
  * a native key-value store (`lmdb`, `classic-level`) cannot go into the bundle the enclave image runs.
