@@ -13,8 +13,9 @@ import { RecordLog } from './record-log.ts';
 export const RECORD_INDEX_FILE = 'records.jsonl';
 
 /**
- * The record index of a data directory: a `RecordLog` in `<dir>/records.jsonl`, read when opened; the last
- * line for a key wins. A torn line (crash mid-append) is skipped with a warning.
+ * The record index of a data directory: a `RecordLog` in `<dir>/records.jsonl`, read when opened (by its keys
+ * alone, `readKeys`); the last line for a key wins. A torn line (crash mid-append) is skipped with a warning; a
+ * line shaped right whose record does not decode is no record, and its request is recorded again.
  *
  * What is held per key is a digest of it and where its line starts in the file (`KeyOffsets`: 16 bytes in
  * a typed array), nothing of the key or the record: `get` reads the line back (a few microseconds, from the
@@ -36,7 +37,7 @@ export class FsRecordIndex implements RecordIndex {
   static async open(dir: string, logger: Logger = NOOP_LOGGER, options?: AbortOptions & { keyDigest?: KeyDigest }): Promise<FsRecordIndex> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const index = new FsRecordIndex(new RecordLog(join(dir, RECORD_INDEX_FILE)), options?.keyDigest);
-    const { bad } = await index.#log.readEach((e, offset) => index.#byKey.set(e.key, offset), options);
+    const { bad } = await index.#log.readKeys((key, offset) => index.#byKey.set(key, offset), options);
     if (bad.length > 0) logger.warn('skipped %d malformed line(s) of %s: %s', bad.length, index.path, bad.slice(0, 10).join(', '));
     return index;
   }

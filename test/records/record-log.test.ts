@@ -61,6 +61,10 @@ describe('RecordLog', () => {
     const seen: Array<{ key: string; offset: number }> = [];
     await log.readEach((e, offset) => seen.push({ key: e.key, offset }));
     expect(seen).toHaveLength(2000);
+    // The keys-only read (what the index opens with) finds the same lines at the same offsets.
+    const keys: Array<{ key: string; offset: number }> = [];
+    expect(await log.readKeys((key, offset) => keys.push({ key, offset }))).toEqual({ bad: [701] });
+    expect(keys).toEqual(seen);
     const bytes = await readFile(path);
     for (const { key, offset } of seen) {
       expect(offset === 0 || bytes[offset - 1] === 0x0a).toBe(true);
@@ -203,6 +207,26 @@ describe('FsRecordIndex', () => {
     check(reopened);
     expect(reopened.get('https://example.test/none\nGET')).toBeUndefined();
     await reopened.close();
+  });
+});
+
+describe('FsRecordIndex opening records.jsonl by its keys alone', () => {
+  it('takes a line shaped as a record line without decoding it: one that does not decode is no record, and its key is recorded again', async () => {
+    const undecodable = GOLDEN_LINE.replace(CID_TEXT, 'bnot-a-cid');
+    const other = `{"key":"https://example.test/b\\nGET","record":"${CID_TEXT}","signature":"${Buffer.from(new Uint8Array(64).fill(2)).toString('base64')}"}\n`;
+    const shortSignature = GOLDEN_LINE.replace('"signature":"', '"signature":"AAAA');
+    await writeFile(join(dir.path, 'records.jsonl'), `${GOLDEN_LINE}${other}${undecodable}${shortSignature}{"key":"torn\n`);
+    const warnings: string[] = [];
+    const index = await FsRecordIndex.open(dir.path, createLogger('test', (level, _ns, line) => {
+      if (level === 'warn') warnings.push(line);
+    }));
+    // The last line for KEY does not decode: no record (never the earlier line's), so the request is recorded again.
+    expect(index.get(KEY)).toBeUndefined();
+    expect(index.get('https://example.test/b\nGET')?.signature).toEqual(new Uint8Array(64).fill(2));
+    expect(warnings.join('\n')).toMatch(/skipped 2 malformed line\(s\) of .*records\.jsonl: 4, 5/);
+    await index.put(KEY, signed);
+    expect(index.get(KEY)?.signature).toEqual(SIGNATURE);
+    await index.close();
   });
 });
 
