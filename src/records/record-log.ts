@@ -77,8 +77,9 @@ export class RecordLog {
   /**
    * `readEach` for what an index of the file needs, each line's key and offset: a line is taken when it has
    * the shape of a record line (a key, a record CID's text, a 64-byte signature's base64), without decoding
-   * the CID or the signature, which cost two thirds of opening a million lines. Whoever reads a record reads
-   * its line whole (`lineAt`), and a line that does not decode is no record: its key is recorded again.
+   * the CID or the signature (with their garbage, half the time of opening a million lines). Whoever reads a
+   * record reads its line whole (`lineAt`), and a line that does not decode is no record: its key is recorded
+   * again.
    */
   async readKeys(onKey: (key: string, offset: number) => void, options?: AbortOptions): Promise<{ bad: number[] }> {
     return this.#scan(keyOfLine, onKey, options);
