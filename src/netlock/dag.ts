@@ -102,9 +102,13 @@ export async function buildNetlock(
   sink: BlockSink,
   options: BuildNetlockOptions = {},
 ): Promise<BuiltNetlock> {
+  return buildNetlockPaged(sortedPages(entries), () => ({ oracles, witnesses: options.witnesses }), sink, options);
+}
+
+/** Entries held whole, as `buildNetlockPaged` takes them: sorted by key, a page a slice. */
+export function sortedPages<E extends NetlockEntry>(entries: readonly E[]): PagedEntries<E> {
   const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
-  const paged = { sortedKeys: sorted.map((e) => e.key), page: (start: number, end: number) => sorted.slice(start, end) };
-  return buildNetlockPaged(paged, () => ({ oracles, witnesses: options.witnesses }), sink, options);
+  return { sortedKeys: sorted.map((e) => e.key), page: (start, end) => sorted.slice(start, end) };
 }
 
 /**

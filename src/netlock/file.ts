@@ -4,7 +4,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
-import { buildNetlockPaged, compareKeys, NETLOCK_VERSION } from './dag.ts';
+import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, sortedPages } from './dag.ts';
 import type { BuildNetlockOptions, NetlockEntry, PagedEntries } from './dag.ts';
 import type { FetchRecord, RecordResponse } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
@@ -113,10 +113,8 @@ const RENDERED_TAIL = '  ]\n}\n';
 
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
-  const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
   const lines: NetlockFileEntry[] = [];
-  const paged = { sortedKeys: sorted.map((e) => e.key), page: (start: number, end: number) => sorted.slice(start, end) };
-  const head = await buildNetlockHead(paged, sink, options, (page) => {
+  const head = await buildNetlockHead(sortedPages(entries), sink, options, (page) => {
     lines.push(...page);
   });
   return { ...head, entries: lines };

@@ -252,13 +252,23 @@ export function toLine(key: string, signed: SignedRecord): string {
   return `${JSON.stringify(line)}\n`;
 }
 
-/** Parses one line; undefined when it is not a complete, well-formed line (a torn write after a crash). */
-export function fromLine(text: string): RecordLogEntry | undefined {
+/** A line's three fields, undecoded; undefined when it is not a JSON object with them as strings (a torn write). */
+function lineFields(text: string): SignedRecordLine | undefined {
   try {
     const v = JSON.parse(text) as Partial<SignedRecordLine>;
-    if (typeof v.key !== 'string' || typeof v.record !== 'string' || typeof v.signature !== 'string') return undefined;
-    const signature = new Uint8Array(Buffer.from(v.signature, 'base64'));
-    if (signature.byteLength !== 64) return undefined;
+    return typeof v.key === 'string' && typeof v.record === 'string' && typeof v.signature === 'string' ? (v as SignedRecordLine) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses one line; undefined when it is not a complete, well-formed line (a torn write after a crash). */
+export function fromLine(text: string): RecordLogEntry | undefined {
+  const v = lineFields(text);
+  if (v === undefined) return undefined;
+  const signature = new Uint8Array(Buffer.from(v.signature, 'base64'));
+  if (signature.byteLength !== 64) return undefined;
+  try {
     return { key: v.key, signed: { record: CID.parse(v.record), signature } };
   } catch {
     return undefined;
@@ -286,11 +296,6 @@ const SIGNATURE_BASE64_CHARS = 88;
 
 /** The key of a line shaped as a record line (see `readKeys`); undefined for any other (a torn write). */
 export function keyOfLine(text: string): string | undefined {
-  try {
-    const v = JSON.parse(text) as Partial<SignedRecordLine>;
-    if (typeof v.key !== 'string' || typeof v.record !== 'string' || v.record === '' || typeof v.signature !== 'string' || v.signature.length !== SIGNATURE_BASE64_CHARS) return undefined;
-    return v.key;
-  } catch {
-    return undefined;
-  }
+  const v = lineFields(text);
+  return v !== undefined && v.record !== '' && v.signature.length === SIGNATURE_BASE64_CHARS ? v.key : undefined;
 }
