@@ -82,15 +82,10 @@ export interface BuiltNetlock {
 }
 
 /**
- * Entries sorted by key, decoded a page at a time: a run of 100,000 requests builds its netlock without
- * holding 100,000 decoded entries at once (issue #15).
+ * Entries in key order (`compareKeys`), pulled one at a time: a run of 100,000 requests builds its netlock
+ * holding one page of decoded entries at once, and its keys need not be in memory together either (issue #15).
  */
-export interface PagedEntries<E extends NetlockEntry> {
-  /** Every key, sorted by `compareKeys`. */
-  readonly sortedKeys: readonly string[];
-  /** The entries of `sortedKeys[start..end)`, in that order. */
-  page(start: number, end: number): readonly E[];
-}
+export type SortedEntries<E extends NetlockEntry> = Iterable<E> | AsyncIterable<E>;
 
 /**
  * Writes the netlock DAG for `entries` (duplicates by key rejected) and returns its root. The same set of
@@ -102,50 +97,61 @@ export async function buildNetlock(
   sink: BlockSink,
   options: BuildNetlockOptions = {},
 ): Promise<BuiltNetlock> {
-  return buildNetlockPaged(sortedPages(entries), () => ({ oracles, witnesses: options.witnesses }), sink, options);
+  return buildNetlockPaged(sortedEntries(entries), () => ({ oracles, witnesses: options.witnesses }), sink, options);
 }
 
-/** Entries held whole, as `buildNetlockPaged` takes them: sorted by key, a page a slice. */
-export function sortedPages<E extends NetlockEntry>(entries: readonly E[]): PagedEntries<E> {
-  const sorted = [...entries].sort((a, b) => compareKeys(a.key, b.key));
-  return { sortedKeys: sorted.map((e) => e.key), page: (start, end) => sorted.slice(start, end) };
+/** Entries held whole, as `buildNetlockPaged` takes them: sorted by key. */
+export function sortedEntries<E extends NetlockEntry>(entries: readonly E[]): E[] {
+  return [...entries].sort((a, b) => compareKeys(a.key, b.key));
 }
 
 /**
- * `buildNetlock` over entries decoded a page at a time. `onLeafPage` sees each leaf page's entries in key
- * order (and is awaited); `signers` is asked for the root's oracle and witness keys (repeats allowed) once every page is
- * built, so a caller can gather them from the pages (`options.witnesses` is not read).
+ * `buildNetlock` over entries pulled in key order, a leaf page at a time. `onLeafPage` sees each leaf page's
+ * entries in key order (and is awaited); `signers` is asked for the root's oracle and witness keys (repeats
+ * allowed) once every page is built, so a caller can gather them from the pages (`options.witnesses` is not
+ * read). A key out of order or repeated is refused when it is reached: the leaf pages before it may then be
+ * in `sink` already, unreferenced (content-addressed, so harmless, and `gc` takes them).
  */
 export async function buildNetlockPaged<E extends NetlockEntry>(
-  entries: PagedEntries<E>,
+  entries: SortedEntries<E>,
   signers: () => { oracles: readonly Uint8Array[]; witnesses?: readonly Uint8Array[] | undefined },
   sink: BlockSink,
   options: AbortOptions & { variantRules?: VariantRules | undefined } = {},
   onLeafPage?: (page: readonly E[]) => void | Promise<void>,
 ): Promise<BuiltNetlock> {
-  const keys = entries.sortedKeys;
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i - 1] === keys[i]) throw new InvalidNetlockError(`Duplicate netlock key: ${keys[i]!.split('\n').slice(0, 2).join(' ')}`);
-  }
   let level: Array<{ firstKey: string; cid: CID }> = [];
   let witnessed = false;
-  let start = 0;
-  const leaves = chunkPages(keys, (k) => k.length + 120);
-  if (leaves.length === 0) leaves.push([]);
-  for (const pageKeys of leaves) {
+  let count = 0;
+  const putLeaf = async (page: E[]): Promise<void> => {
     throwIfAborted(options.signal);
-    const page = entries.page(start, start + pageKeys.length);
-    start += pageKeys.length;
-    page.forEach((e, i) => {
-      if (e.key !== pageKeys[i]) throw new InvalidNetlockError(`Netlock page out of order at ${pageKeys[i]!.split('\n').slice(0, 2).join(' ')}`);
-    });
     witnessed ||= page.some((e) => (e.witnesses?.length ?? 0) > 0);
     await onLeafPage?.(page);
     const value: LeafPage = { leaf: true, entries: page.map(leafEntry) };
     const block = await encodeCborBlock(value);
     await sink.put(block.cid, block.bytes, options);
-    level.push({ firstKey: pageKeys[0] ?? '', cid: block.cid });
+    level.push({ firstKey: page[0]?.key ?? '', cid: block.cid });
+  };
+  // Pages are cut as `chunkPages` cuts them (the branch levels below), one entry at a time.
+  let page: E[] = [];
+  let bytes = 0;
+  let previous: string | undefined;
+  for await (const e of entries) {
+    if (previous !== undefined && compareKeys(previous, e.key) >= 0) {
+      const what = previous === e.key ? 'Duplicate netlock key' : 'Netlock entries out of order at';
+      throw new InvalidNetlockError(`${what}: ${e.key.split('\n').slice(0, 2).join(' ')}`);
+    }
+    previous = e.key;
+    const size = e.key.length + 120;
+    if (page.length > 0 && (page.length >= MAX_PAGE_ENTRIES || bytes + size > MAX_PAGE_BYTES)) {
+      await putLeaf(page);
+      page = [];
+      bytes = 0;
+    }
+    page.push(e);
+    bytes += size;
+    count++;
   }
+  if (page.length > 0 || level.length === 0) await putLeaf(page);
   while (level.length > 1) {
     const next: typeof level = [];
     for (const page of chunkPages(level, (c) => c.firstKey.length + 50)) {
@@ -167,7 +173,7 @@ export async function buildNetlockPaged<E extends NetlockEntry>(
     v: NETLOCK_VERSION,
     type: NETLOCK_TYPE,
     keyVersion: KEY_VERSION,
-    count: keys.length,
+    count,
     oracles: uniqueOracles,
     ...(witnesses.length === 0 ? {} : { witnesses }),
     index: level[0]!.cid,

@@ -4,8 +4,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
-import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, sortedPages } from './dag.ts';
-import type { BuildNetlockOptions, NetlockEntry, PagedEntries } from './dag.ts';
+import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, sortedEntries } from './dag.ts';
+import type { BuildNetlockOptions, NetlockEntry, SortedEntries } from './dag.ts';
 import type { FetchRecord, RecordResponse } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -114,7 +114,7 @@ const RENDERED_TAIL = '  ]\n}\n';
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const lines: NetlockFileEntry[] = [];
-  const head = await buildNetlockHead(sortedPages(entries), sink, options, (page) => {
+  const head = await buildNetlockHead(sortedEntries(entries), sink, options, (page) => {
     lines.push(...page);
   });
   return { ...head, entries: lines };
@@ -125,7 +125,7 @@ export async function buildNetlockFile(entries: readonly EntrySummary[], sink: B
  * `onLines` (awaited) when given; returns the file's head. The root's oracle and witness keys are gathered from the
  * entries (witness keys from their decoded countersignatures, else `options.witnesses`).
  */
-export async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines?: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
+export async function buildNetlockHead(entries: SortedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines?: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
   let count = 0;
   const oracles = new Map<string, Uint8Array>();
   const witnesses = new Map<string, Uint8Array>();
@@ -155,7 +155,7 @@ export async function buildNetlockHead(entries: PagedEntries<EntrySummary>, sink
  * their pages are built, and follow the head (known once the root is) into the file. A 100,000-entry run
  * held ~60 MB of lines while writing otherwise (issue #15).
  */
-export async function writeNetlockFileFrom(path: string, entries: PagedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<WrittenNetlock> {
+export async function writeNetlockFileFrom(path: string, entries: SortedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<WrittenNetlock> {
   const linesTmp = tempPathFor(path);
   const lines = await open(linesTmp, 'w+', 0o600);
   try {

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DecodedEntry } from '../../src/netlock/file.ts';
 import { buildNetlockFile, renderNetlockFile, writeNetlockFile } from '../../src/netlock/file.ts';
 import { RunSet } from '../../src/oracle/run-set.ts';
+import type { RunSetOptions } from '../../src/oracle/run-set.ts';
 import { encodeRecord } from '../../src/protocol/record.ts';
 import type { FetchRecord } from '../../src/protocol/record.ts';
 import { computeRequestKey } from '../../src/protocol/request-key.ts';
@@ -49,8 +50,8 @@ describe.each([
   { held: 'in a scratch file', spill: true },
 ])('RunSet holding summaries of what a run served (issue #15: a run of 100,000 requests), $held', ({ spill }) => {
   const runs: RunSet[] = [];
-  const newRun = (journal?: RunJournal): RunSet => {
-    const run = new RunSet({ journal, spillDir: spill ? dir.path : undefined });
+  const newRun = (journal?: RunJournal, options: Omit<RunSetOptions, 'journal' | 'spillDir'> = {}): RunSet => {
+    const run = new RunSet({ ...options, journal, spillDir: spill ? dir.path : undefined });
     runs.push(run);
     return run;
   };
@@ -127,6 +128,38 @@ describe.each([
     expect(paged.count).toBe(700);
     expect(await readFile(join(dir.path, 'paged.json'), 'utf8')).toBe(await readFile(join(dir.path, 'whole.json'), 'utf8'));
     expect(await readFile(join(dir.path, 'whole.json'), 'utf8')).toBe(renderNetlockFile(whole));
+  });
+
+  it('builds the same netlock with its keys sorted seven at a time through the scratch directory', async () => {
+    const store = new MemoryBlockStore();
+    const fixture = await buildFixtureNetlock(manySmallResponses(700, 16), store);
+    const run = newRun(undefined, { sortChunk: 7 });
+    for (const e of [...fixture.entries].reverse()) await run.add(e);
+    const whole = await writeNetlockFile(join(dir.path, 'whole.json'), fixture.entries, new MemoryBlockStore());
+    expect(await run.head(new MemoryBlockStore())).toEqual(await run.write(join(dir.path, 'sorted.json'), new MemoryBlockStore()));
+    expect(await readFile(join(dir.path, 'sorted.json'), 'utf8')).toBe(await readFile(join(dir.path, 'whole.json'), 'utf8'));
+    expect((await readdir(dir.path)).sort()).toEqual(['sorted.json', 'whole.json']);
+    expect(whole.count).toBe(700);
+  });
+
+  it('loses no entry when keys share their digest: each key finds, replaces and writes its own', async () => {
+    const store = new MemoryBlockStore();
+    const signer = LocalSigner.fromSeed(FIXTURE_SEED);
+    const fixture = await buildFixtureNetlock(manySmallResponses(40, 16), store, signer);
+    const again = await buildFixtureNetlock([{ url: fixture.entries[17]!.record.request.url, bodyBytes: 16, seed: 'again' }], store, signer);
+    const run = newRun(undefined, { keyDigest: () => [1, 1], sortChunk: 5 }); // every key on one slot
+    for (const e of fixture.entries.slice(0, 30)) await run.add(e);
+    run.keep(fixture.entries.slice(20)); // 20..29 held already: only 30..39 are added
+    await run.add(fixture.entries[3]!); // the same record again: nothing changes
+    expect(run.version).toBe('0:40');
+    await run.add(again.entries[0]!);
+    expect(run.version).toBe('1:40');
+    expect(fixture.entries.every((e) => run.has(e.key))).toBe(true);
+    expect(run.has(`${fixture.entries[0]!.key}x`)).toBe(false);
+    const want = fixture.entries.map((e, i) => (i === 17 ? again.entries[0]! : e));
+    expect(run.entries().map((e) => e.signed.record.toString())).toEqual(want.map((e) => e.signed.record.toString()));
+    await run.write(join(dir.path, 'shared.json'), new MemoryBlockStore());
+    expect(await readFile(join(dir.path, 'shared.json'), 'utf8')).toBe(renderNetlockFile(await buildNetlockFile(want, new MemoryBlockStore())));
   });
 
   it('versions its entries for the live page: added ones from where an older version ends, a replaced one moves it', async () => {
