@@ -6,7 +6,8 @@
 # listens, writing the same netlock back. Peaks: VmHWM before each SIGINT, getrusage's maxrss (GNU time) with
 # the netlock written. The origin is nginx (bench/anchors conf); `record` on SERVER_CPUS, wrk on CLIENT_CPUS.
 # With POLL=1 the first run serves the admin API and bench/live-poll.mjs (on CLIENT_CPUS) polls its live report
-# page's data as an open page does, and what the polls cost is printed.
+# page's data as an open page does, and what the polls cost is printed; once the load stops, the netlock so far
+# is downloaded as from the page (GET /netlock) and the peak RSS before and after it printed.
 # Usage, from the checkout: bash bench/record-rss.sh   (env: W, SECONDS_RUN, CONNS, POLL, ANCHORS_DIR, NODE_FLAGS)
 # Needs nginx, wrk (bench/anchors `run.sh install`) and GNU time (/usr/bin/time).
 set -euo pipefail
@@ -79,7 +80,13 @@ for (( t = 10; t <= SECONDS_RUN; t += 10 )); do
   samples+=("$t s: $(mb "$(kb "$PID" VmRSS)") MB at $(wc -l <"$WORKDIR/oracle-data/records.jsonl" 2>/dev/null || echo 0) records")
 done
 wait "$WRK" || true
-if [[ $POLL == 1 ]]; then kill -TERM "$POLLER"; wait "$POLLER" || true; fi
+if [[ $POLL == 1 ]]; then
+  kill -TERM "$POLLER"; wait "$POLLER" || true
+  # The netlock so far, as a user downloads it from the page (GET /netlock), once the load has stopped.
+  hwm_before_get=$(mb "$(kb "$PID" VmHWM)")
+  get=$(taskset -c "$CLIENT_CPUS" curl -sS -o "$WORKDIR/res/netlock.get.json" -w '%{http_code} %{size_download} %{time_total}' "http://127.0.0.1:$ADMIN_PORT/netlock")
+  GET_LINE="GET /netlock: status, bytes, seconds: $get; peak RSS $hwm_before_get MB before it, $(mb "$(kb "$PID" VmHWM)") MB after"
+fi
 stop_record run
 hwm=$HWM_MB maxrss=$MAXRSS_MB stop_ms=$STOP_MS
 entries=$(node -e 'console.log(require(process.argv[1]).count)' "$WORKDIR/netlock.json")
@@ -92,7 +99,7 @@ cmp -s "$WORKDIR/netlock.json" "$WORKDIR/res/netlock.first.json" && same=yes
 
 echo "record: $(grep -o 'Requests/sec: *[0-9.]*' "$WORKDIR/res/wrk.log" | tr -s ' '), $entries netlock entries"
 printf '  RSS %s\n' "${samples[@]}"
-[[ $POLL == 1 ]] && echo "  live page: $(cat "$WORKDIR/res/poll.txt")"
+[[ $POLL == 1 ]] && echo "  live page: $(cat "$WORKDIR/res/poll.txt")" && echo "  $GET_LINE"
 echo "| record run of $entries entries | peak RSS before SIGINT | peak RSS with the netlock written | SIGINT to exit |"
 echo "|---|---:|---:|---:|"
 echo "| $CONNS conns, $SECONDS_RUN s | $hwm MB | $maxrss MB | $stop_ms ms |"

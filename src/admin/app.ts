@@ -10,7 +10,8 @@ import { PAGE_CSP } from '../report/html.ts';
 export interface AdminDeps {
   stats(): object;
   recordsForUrl(url: string): Promise<object[]>;
-  netlock(): Promise<object>;
+  /** The netlock so far: its readable file as a stream, or an object (its root alone). */
+  netlock(): Promise<Readable | object>;
   /**
    * The netlock of the run so far as a CARv1 (netlock, records, bodies, attestation documents): its root,
    * known before the first byte, and a writer that streams the blocks (and fails the stream on an error).
@@ -72,7 +73,11 @@ export function createAdminApp(deps: AdminDeps): Hono {
     if (url === undefined || url === '') return c.json(new BadRequestError('Query parameter url is required').toJSON(), 400);
     return c.json({ url, records: await deps.recordsForUrl(url) });
   });
-  app.get('/netlock', async (c) => c.json(await deps.netlock()));
+  app.get('/netlock', async (c) => {
+    const netlock = await deps.netlock();
+    if (!(netlock instanceof Readable)) return c.json(netlock);
+    return new Response(Readable.toWeb(netlock) as ReadableStream, { headers: { 'content-type': 'application/json' } });
+  });
   app.get('/netlock.car', async (c) => {
     if (deps.netlockCar === undefined) return c.json(new BadRequestError('This oracle has no netlock to export', 404).toJSON(), 404);
     const car = await deps.netlockCar();

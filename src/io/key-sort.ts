@@ -21,17 +21,18 @@ export interface KeySortOptions {
  *
  * Written here rather than taken from npm: the external sorts there sort lines of text files, and request keys
  * hold newlines; this one is a merge of a few JSON-lined runs through a scratch file the process already
- * uses. Synchronous, like `SpillFile`: a few hundred KB read at a time from the page cache. The scratch file
- * is closed when the iteration ends, however it ends.
+ * uses. Its reads and writes are synchronous, like `SpillFile`'s (a few hundred KB at a time from the page
+ * cache); `pairs` may be asynchronous, so that whoever reads the keys can let other work run between them. The
+ * scratch file is closed when the iteration ends, however it ends.
  */
-export function* sortByKey(pairs: Iterable<readonly [string, number]>, options: KeySortOptions): Generator<[key: string, value: number]> {
+export async function* sortByKey(pairs: Iterable<readonly [string, number]> | AsyncIterable<readonly [string, number]>, options: KeySortOptions): AsyncGenerator<[key: string, value: number]> {
   const chunk = Math.max(1, options.chunk ?? DEFAULT_SORT_CHUNK);
   const byKey = (a: readonly [string, number], b: readonly [string, number]): number => options.compare(a[0], b[0]);
   let pending: Array<[string, number]> = [];
   let spill: SpillFile | undefined;
   const runs: number[][] = [];
   try {
-    for (const [key, value] of pairs) {
+    for await (const [key, value] of pairs) {
       pending.push([key, value]);
       if (pending.length < chunk) continue;
       spill ??= new SpillFile(options.dir);

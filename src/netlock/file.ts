@@ -221,7 +221,7 @@ export async function writeRenderedFile(path: string, file: NetlockFile): Promis
 }
 
 /** A temporary file beside `path` (the data directory's stale-temp sweep knows the pattern). */
-function tempPathFor(path: string): string {
+export function tempPathFor(path: string): string {
   return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { CID } from 'multiformats/cid';
 import type { FetchRecord } from '../protocol/record.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -15,8 +16,8 @@ export interface OracleMode {
   readonly mutations: readonly UpstreamMutation[];
   /** Every record this mode holds for a URL (`GET /v1/records?url=`). */
   recordsForUrl(url: string): Promise<object[]>;
-  /** The netlock as it stands: this run's so far (record), the one served (replay). */
-  netlockSoFar(): Promise<object>;
+  /** The netlock as it stands, as its readable file streamed, or its root alone: this run's so far (record), the one served (replay). */
+  netlockSoFar(): Promise<Readable | object>;
   /** The root of that netlock, its blocks in the store (for a CAR export). */
   netlockRoot(): Promise<CID>;
   /** The live report page's view of this mode: its netlock so far and its misses. */

@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { CID } from 'multiformats/cid';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl } from '../protocol/request-key.ts';
-import { buildNetlockFile } from '../netlock/file.ts';
+import { tempPathFor } from '../netlock/file.ts';
 import type { WrittenNetlock } from '../netlock/file.ts';
 import { RecordHandler } from '../proxy/record-handler.ts';
 import { describeRefused } from '../records/journal-check.ts';
@@ -13,7 +16,6 @@ import { LocalSigner } from '../signing/local-signer.ts';
 import type { ProxyGate } from '../config/exposure.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import { removeStaleTempFiles } from '../store/stale-temp.ts';
-import { MemoryBlockStore } from '../store/memory-block-store.ts';
 import type { RecordInit } from './config.ts';
 import type { OracleMode } from './mode.ts';
 import { describeRecord } from './mode.ts';
@@ -52,7 +54,7 @@ export class RecordMode implements OracleMode {
   static async open(init: RecordInit, store: BlockStore, stats: OracleStats, logger: Logger, gate: ProxyGate, observeUpstream?: (seconds: number) => void): Promise<RecordMode> {
     // Only a recording oracle writes blocks, request-body spools and netlocks: what a crashed one left goes
     // (replay writes none of them, so its start-up does not list the store).
-    await removeStaleTempFiles(init.dataDir, logger, init.netlockPath);
+    await removeStaleTempFiles(init.dataDir, logger, netlockBaseOf(init));
     const path = await RecordPath.open({
       store,
       dataDir: init.dataDir,
@@ -108,9 +110,20 @@ export class RecordMode implements OracleMode {
     return out;
   }
 
-  /** The run's netlock as it would be written now, built into memory without touching the store. */
-  async netlockSoFar(): Promise<object> {
-    return buildNetlockFile(this.#path.run.entries(), new MemoryBlockStore(), this.#netlockOptions());
+  /**
+   * The run's netlock file as it would be written now, streamed: written a page at a time beside the netlock
+   * (its DAG into no store), opened, and unlinked at once, so it is read from the page cache and gone with the
+   * stream (a 400,000-entry run decoded whole was over a GB of heap; issue #15).
+   */
+  async netlockSoFar(): Promise<Readable> {
+    const path = tempPathFor(netlockBaseOf(this.#init));
+    try {
+      await this.#path.run.writeCopy(path, DISCARDED, this.#init.variantRules);
+      const file = await open(path, 'r');
+      return file.createReadStream();
+    } finally {
+      await unlink(path).catch(() => {});
+    }
   }
 
   /**
@@ -169,9 +182,11 @@ export class RecordMode implements OracleMode {
     return this.#closing;
   }
 
-  #netlockOptions(): { variantRules?: NonNullable<RecordInit['variantRules']> } {
-    return this.#init.variantRules === undefined ? {} : { variantRules: this.#init.variantRules };
-  }
+}
+
+/** Where the netlock is written, or without one, where `netlockSoFar` writes beside (its temp files swept alike). */
+function netlockBaseOf(init: RecordInit): string {
+  return init.netlockPath ?? join(init.dataDir, 'netlock.json');
 }
 
 /** A sink that keeps no block: the live head needs the DAG's root, not its pages. */

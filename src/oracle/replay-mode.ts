@@ -1,9 +1,11 @@
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { CID } from 'multiformats/cid';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
-import { netlockRootOf, readNetlockRoot } from '../netlock/file.ts';
+import { netlockRootOf } from '../netlock/file.ts';
 import type { WrittenNetlock } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -55,9 +57,19 @@ export class ReplayMode implements OracleMode {
     return out;
   }
 
-  async netlockSoFar(): Promise<object> {
-    const r = await readNetlockRoot(this.#init.netlockPath);
-    return r.file ?? { netlock: r.root.toString() };
+  /**
+   * The netlock file served, streamed from disk (never parsed whole: 100,000 entries are ~130 MB of objects);
+   * its root alone when the netlock was given as a root, or the file at its path is no longer the one served.
+   */
+  async netlockSoFar(): Promise<Readable | object> {
+    const root = this.#replay.netlock.root.toString();
+    // Opened before its root is read, so what is streamed is the file whose root was checked or an older one.
+    const file = await open(this.#init.netlockPath, 'r').catch(() => undefined);
+    if (file === undefined) return { netlock: root };
+    const same = await netlockRootOf(this.#init.netlockPath).then((r) => r.toString() === root, () => false);
+    if (same) return file.createReadStream();
+    await file.close();
+    return { netlock: root };
   }
 
   netlockRoot(): Promise<CID> {

@@ -1,3 +1,4 @@
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CID } from 'multiformats/cid';
@@ -104,5 +105,36 @@ describe('admin API', () => {
   it('refuses to bind off loopback without a token', async () => {
     const deps = { stats: () => ({}), recordsForUrl: () => Promise.resolve([]), netlock: () => Promise.resolve({}), caPem: () => '' };
     await expect(AdminServer.start({ host: '0.0.0.0', port: 0 }, deps)).rejects.toMatchObject({ code: 'ORACLE_ERR_INVALID_CONFIG' });
+  });
+
+  it('streams /netlock as the very file the run then writes, leaving no temporary file, and for a replay its netlock file', async () => {
+    const d = await tempDir('fo-admin-netlock-');
+    try {
+      const netlockPath = join(d.path, 'build.netlock.json');
+      const rec = await startTestOracle({ mode: 'record', dataDir: join(d.path, 'data'), netlockPath, admin: { host: '127.0.0.1', port: 0 } });
+      const url = `http://127.0.0.1:${rec.oracle.adminAddress()!.port}/netlock`;
+      let soFar: string;
+      try {
+        for (const n of [1, 2, 3]) expect((await rec.fetch(`${origin.url}/pkg?n=${n}`)).status).toBe(200);
+        const res = await fetch(url);
+        expect(res.headers.get('content-type')).toBe('application/json');
+        soFar = await res.text();
+        expect((JSON.parse(soFar) as { count: number }).count).toBe(3);
+        expect((await readdir(d.path)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+        expect((await readdir(join(d.path, 'data'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      } finally {
+        await rec.close();
+      }
+      expect(await readFile(netlockPath, 'utf8')).toBe(soFar);
+
+      const rep = await startTestOracle({ mode: 'replay', dataDir: join(d.path, 'data'), netlockPath, admin: { host: '127.0.0.1', port: 0 } });
+      try {
+        expect(await (await fetch(`http://127.0.0.1:${rep.oracle.adminAddress()!.port}/netlock`)).text()).toBe(soFar);
+      } finally {
+        await rep.close();
+      }
+    } finally {
+      await d.remove();
+    }
   });
 });
