@@ -88,7 +88,8 @@ export class Oracle {
     if (init.admin !== undefined) {
       const [{ OracleMetrics }, { RequestLog }] = await Promise.all([import('../report/metrics.ts'), import('../report/request-log.ts')]);
       this.#metrics = new OracleMetrics({ stats: this.stats });
-      this.#requests = new RequestLog({ metrics: this.#metrics });
+      // A recording oracle writes its data directory anyway: its request log waits there, out of the heap.
+      this.#requests = new RequestLog({ metrics: this.#metrics, ...(init.mode === 'record' ? { spillDir: init.dataDir } : {}) });
       store = this.#metrics.countingStore(store);
     }
     const mode = (this.#mode = await openMode(init, store, this.stats, logger, gate, this.#metrics));
@@ -141,6 +142,7 @@ export class Oracle {
   close(): Promise<WrittenNetlock | undefined> {
     this.#closing ??= (async () => {
       await this.#admin?.close();
+      this.#requests?.close();
       await this.#proxy?.close();
       const file = await this.#mode?.close();
       await this.store.flush().catch(() => {});

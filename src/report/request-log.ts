@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { loggableUrl } from '../protocol/request-key.ts';
 import type { ExchangeHandler } from '../proxy/exchange.ts';
 import { outcomeOf } from '../proxy/exchange.ts';
+import { TextRing } from '../io/text-ring.ts';
 import type { OracleMetrics, RequestOutcome } from './metrics.ts';
 
 /** One answered request, as the live page shows it (short names: a page may hold 100,000 of them). */
@@ -36,7 +37,7 @@ export interface RequestLogSnapshot {
   events: readonly RequestEvent[];
 }
 
-/** Requests kept for the live page: the newest first out of the window beyond this many. */
+/** Requests kept for the live page: the oldest leave the window beyond this many. */
 export const REQUEST_LOG_CAPACITY = 100_000;
 
 /**
@@ -47,36 +48,44 @@ export const REQUEST_LOG_CAPACITY = 100_000;
  */
 type HeldEvent = [string, string, number, number, string, RequestOutcome, number, number, string?];
 
-/** The requests an oracle answered, in order, with the counts by outcome (the live page's timeline). */
+/**
+ * The requests an oracle answered, in order, with the counts by outcome (the live page's timeline). With
+ * `spillDir` (a recording oracle's data directory) the events wait in scratch files there (`TextRing`), and
+ * the process holds 8 bytes a request.
+ */
 export class RequestLog {
   readonly started = Date.now();
   readonly #t0 = performance.now();
-  readonly #capacity: number;
-  /** Events kept, oldest first, the first numbered `#first`. The URL in each is made loggable only when a
-   * snapshot reads it (normalising costs more than answering a replayed request). */
-  #events: string[] = [];
-  #first = 0;
+  /** The events kept. The URL in each is made loggable only when a snapshot reads it (normalising costs more
+   * than answering a replayed request). */
+  readonly #events: TextRing;
   readonly #counts: Record<RequestOutcome, number> = { hit: 0, miss: 0, recorded: 0, error: 0 };
   readonly #metrics: OracleMetrics | undefined;
 
-  constructor(options: { capacity?: number; metrics?: OracleMetrics } = {}) {
-    this.#capacity = options.capacity ?? REQUEST_LOG_CAPACITY;
+  constructor(options: { capacity?: number; metrics?: OracleMetrics; spillDir?: string } = {}) {
+    this.#events = new TextRing(options.capacity ?? REQUEST_LOG_CAPACITY, options.spillDir);
     this.#metrics = options.metrics;
   }
 
   /** How many requests have been logged in all (dropped ones included). */
   get size(): number {
-    return this.#first + this.#events.length;
+    return this.#events.next;
   }
 
   /** The counts and the events kept, only those numbered above `after` when given. */
   snapshot(after?: number): RequestLogSnapshot {
-    const from = after === undefined ? 0 : Math.max(0, Math.min(this.#events.length, after + 1 - this.#first));
-    const events = this.#events.slice(from).map((text, n): RequestEvent => {
-      const [m, raw, s, z, c, o, t, d, l] = JSON.parse(text) as HeldEvent;
-      return { i: this.#first + from + n, m, u: loggableUrl(raw), s, z, c, o, t, d, ...(l === undefined ? {} : { l }) };
-    });
-    return { started: this.started, counts: { ...this.#counts }, dropped: this.#first, events };
+    const { first, next } = this.#events;
+    const events: RequestEvent[] = [];
+    for (let i = after === undefined ? first : Math.max(first, Math.min(next, after + 1)); i < next; i++) {
+      const [m, raw, s, z, c, o, t, d, l] = JSON.parse(this.#events.read(i)) as HeldEvent;
+      events.push({ i, m, u: loggableUrl(raw), s, z, c, o, t, d, ...(l === undefined ? {} : { l }) });
+    }
+    return { started: this.started, counts: { ...this.#counts }, dropped: first, events };
+  }
+
+  /** Frees the scratch files (events logged afterwards are held in the heap). Idempotent. */
+  close(): void {
+    this.#events.close();
   }
 
   /** `handler`, with every request it answers logged (and counted in the metrics) once its response closes. */
@@ -115,12 +124,6 @@ export class RequestLog {
     this.#events.push(JSON.stringify(event));
     this.#counts[event[5]]++;
     this.#metrics?.request(event[5]);
-    if (this.#events.length > this.#capacity) {
-      // Dropped in batches, so a full log does not copy its array on every request.
-      const drop = Math.max(1, Math.floor(this.#capacity / 10));
-      this.#events = this.#events.slice(drop);
-      this.#first += drop;
-    }
   }
 }
 

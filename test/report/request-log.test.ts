@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { markOutcome } from '../../src/proxy/exchange.ts';
 import { RequestLog } from '../../src/report/request-log.ts';
+import { tempDir } from '../helpers/run.ts';
 
 const servers: Array<ReturnType<typeof createServer>> = [];
 afterEach(async () => {
@@ -45,9 +46,23 @@ async function serve(log: RequestLog): Promise<(url: string) => Promise<number>>
   };
 }
 
-describe('RequestLog: the live page timeline, held as one flat string per request (issue #15)', () => {
+let dir: { path: string; remove(): Promise<void> } | undefined;
+afterEach(async () => {
+  await dir?.remove();
+  dir = undefined;
+});
+
+describe.each([
+  { held: 'as one flat string per request', spill: false },
+  { held: 'in scratch files', spill: true },
+])('RequestLog: the live page timeline, held $held (issue #15)', ({ spill }) => {
+  const newLog = async (capacity?: number): Promise<RequestLog> => {
+    dir = spill ? await tempDir('fo-request-log-') : undefined;
+    return new RequestLog({ ...(capacity === undefined ? {} : { capacity }), ...(dir === undefined ? {} : { spillDir: dir.path }) });
+  };
+
   it('gives each request in order with what was sent, its URL without credentials, and the ones after a number', async () => {
-    const log = new RequestLog();
+    const log = await newLog();
     const get = await serve(log);
     await get('http://user:secret@example.test/a?token=hidden&v=1');
     await get('https://example.test/moved');
@@ -68,10 +83,11 @@ describe('RequestLog: the live page timeline, held as one flat string per reques
     expect(log.snapshot(0).events.map((e) => e.i)).toEqual([1, 2]);
     expect(log.snapshot(2).events).toEqual([]);
     expect(log.snapshot(-5).events).toHaveLength(3);
+    log.close();
   });
 
   it('keeps the newest events within its capacity, counting the dropped ones and every outcome', async () => {
-    const log = new RequestLog({ capacity: 10 });
+    const log = await newLog(10);
     const get = await serve(log);
     for (let n = 0; n < 25; n++) await get(`https://example.test/f${n}`);
     const snap = log.snapshot();
@@ -82,5 +98,6 @@ describe('RequestLog: the live page timeline, held as one flat string per reques
     expect(snap.counts.recorded).toBe(25);
     expect(log.snapshot(3).events).toHaveLength(10); // numbered before the window: every event kept
     expect(log.snapshot(22).events.map((e) => e.i)).toEqual([23, 24]);
+    log.close();
   });
 });
