@@ -51,7 +51,7 @@ export interface RunSetOptions {
  * per entry until it ended, ~5 KB each, then each entry's key in a `Map`, ~270 bytes (issue #15: the heap
  * grew without bound, and full collections walking it took a quarter of a recording core). Now, with
  * `spillDir`, an entry's text (`HeldText`, its key included) goes to a scratch file there (`SpillFile`) and
- * the process holds ~30 bytes an entry outside the heap: the entry's ticket in that file, by position in the
+ * the process holds 30–60 bytes an entry outside the heap: the entry's ticket in that file, by position in the
  * order entries were first served, and a digest of its key → that position (`KeyOffsets`). A key is found by
  * its digest and confirmed by reading its entry back; the rare key whose 64-bit digest another key's slot
  * holds is kept in a `Map` of its own, so no entry is ever lost to a shared digest. The netlock is built from
@@ -103,7 +103,7 @@ export class RunSet {
   keep(entries: Iterable<DecodedEntry>): void {
     for (const e of entries) {
       const at = this.#find(e.key);
-      if (at === undefined) this.#put(at, e);
+      if (at === undefined) this.#put(undefined, e);
     }
   }
 
