@@ -282,21 +282,25 @@ const HEAD_BYTES = 4096;
  */
 export async function netlockRootOf(path: string): Promise<CID> {
   if (isNetlockRootRef(path)) return (await readNetlockRoot(path)).root;
-  let head: string;
+  let root: string | undefined;
   try {
     const fh = await open(path, 'r');
     try {
-      const buf = Buffer.alloc(HEAD_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, HEAD_BYTES, 0);
-      head = buf.subarray(0, bytesRead).toString('utf8');
+      root = await headRootOf(fh);
     } finally {
       await fh.close();
     }
   } catch {
     return (await readNetlockRoot(path)).root; // reports the unreadable file
   }
-  const m = /^\s*\{\s*"netlock"\s*:\s*"([a-z0-9]+)"\s*,/.exec(head);
-  return m === null ? (await readNetlockRoot(path)).root : parseRoot(m[1]!, path);
+  return root === undefined ? (await readNetlockRoot(path)).root : parseRoot(root, path);
+}
+
+/** The root CID text at the head of an open netlock file, when it starts as `renderNetlockFile` writes it. */
+export async function headRootOf(fh: FileHandle): Promise<string | undefined> {
+  const buf = Buffer.alloc(HEAD_BYTES);
+  const { bytesRead } = await fh.read(buf, 0, HEAD_BYTES, 0);
+  return /^\s*\{\s*"netlock"\s*:\s*"([a-z0-9]+)"\s*,/.exec(buf.subarray(0, bytesRead).toString('utf8'))?.[1];
 }
 
 function parseRoot(text: string, path: string): CID {

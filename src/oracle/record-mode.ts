@@ -181,7 +181,6 @@ export class RecordMode implements OracleMode {
     })();
     return this.#closing;
   }
-
 }
 
 /** Where the netlock is written, or without one, where `netlockSoFar` writes beside (its temp files swept alike). */

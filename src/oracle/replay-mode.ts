@@ -5,7 +5,7 @@ import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { normaliseUrl, parseKeyId } from '../protocol/request-key.ts';
-import { netlockRootOf } from '../netlock/file.ts';
+import { headRootOf, netlockRootOf } from '../netlock/file.ts';
 import type { WrittenNetlock } from '../netlock/file.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -63,11 +63,10 @@ export class ReplayMode implements OracleMode {
    */
   async netlockSoFar(): Promise<Readable | object> {
     const root = this.#replay.netlock.root.toString();
-    // Opened before its root is read, so what is streamed is the file whose root was checked or an older one.
+    // The root is read from the very file streamed, whatever has been renamed over its path since.
     const file = await open(this.#init.netlockPath, 'r').catch(() => undefined);
     if (file === undefined) return { netlock: root };
-    const same = await netlockRootOf(this.#init.netlockPath).then((r) => r.toString() === root, () => false);
-    if (same) return file.createReadStream();
+    if ((await headRootOf(file).catch(() => undefined)) === root) return file.createReadStream({ start: 0 });
     await file.close();
     return { netlock: root };
   }
