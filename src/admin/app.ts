@@ -18,9 +18,9 @@ export interface AdminDeps {
    */
   netlockCar?(): Promise<{ root: string; write(out: Writable, signal: AbortSignal): Promise<void> }>;
   caPem(): string;
-  /** The live report page's data (`GET /report.json`) and the page around it (`GET /`). */
-  report?(poll?: { have?: string; after?: number }): Promise<object>;
-  reportPage?(): Promise<string>;
+  /** The live report page's data (`GET /report.json`) and the page around it (`GET /`): streams of text, or whole. */
+  report?(poll?: { have?: string; after?: number }): Promise<Readable | object>;
+  reportPage?(): Promise<Readable | string>;
   /** Prometheus text exposition (`GET /metrics`). */
   metrics?(): Promise<{ contentType: string; text: string }>;
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
@@ -54,14 +54,19 @@ export function createAdminApp(deps: AdminDeps): Hono {
   app.get('/stats', (c) => c.json(deps.stats()));
   app.get('/', async (c) => {
     if (deps.reportPage === undefined) return c.json(new BadRequestError('This oracle has no report page', 404).toJSON(), 404);
-    return c.html(await deps.reportPage(), 200, { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+    const page = await deps.reportPage();
+    const headers = { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' };
+    if (typeof page === 'string') return c.html(page, 200, headers);
+    return new Response(Readable.toWeb(page) as ReadableStream, { headers: { ...headers, 'content-type': 'text/html; charset=UTF-8' } });
   });
   app.get('/report.json', async (c) => {
     if (deps.report === undefined) return c.json(new BadRequestError('This oracle has no report', 404).toJSON(), 404);
     // A polling page says what it has: the entries' version, the last request it holds.
     const have = c.req.query('have');
     const after = Number(c.req.query('after') ?? Number.NaN);
-    return c.json(await deps.report({ ...(have === undefined ? {} : { have }), ...(Number.isSafeInteger(after) ? { after } : {}) }), 200, { 'cache-control': 'no-store' });
+    const report = await deps.report({ ...(have === undefined ? {} : { have }), ...(Number.isSafeInteger(after) ? { after } : {}) });
+    if (!(report instanceof Readable)) return c.json(report, 200, { 'cache-control': 'no-store' });
+    return new Response(Readable.toWeb(report) as ReadableStream, { headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
   });
   app.get('/metrics', async (c) => {
     if (deps.metrics === undefined) return c.json(new BadRequestError('This oracle has no metrics', 404).toJSON(), 404);

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { AdminServer } from '../admin/server.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
@@ -18,7 +19,6 @@ import { createStats } from './stats.ts';
 import type { OracleStats } from './stats.ts';
 import type { ReplayReport } from './open-replay.ts';
 import type { LivePoll } from '../report/live.ts';
-import type { ReportData } from '../report/model.ts';
 import type { OracleMetrics } from '../report/metrics.ts';
 import type { RequestLog } from '../report/request-log.ts';
 
@@ -100,7 +100,7 @@ export class Oracle {
     if (!('path' in init.listen) && !isLoopbackHost(init.listen.host)) logger.warn('proxy listening off loopback on %s (--allow-remote): every request needs the proxy credentials', init.listen.host);
     if (init.admin !== undefined) {
       // The admin API (hono) and the CAR writer load only when asked for.
-      const [{ AdminServer }, { exportCar }, { renderReportHtml }] = await Promise.all([import('../admin/server.ts'), import('../netlock/export-car.ts'), import('../report/html.ts')]);
+      const [{ AdminServer }, { exportCar }, { reportHtmlPieces }] = await Promise.all([import('../admin/server.ts'), import('../netlock/export-car.ts'), import('../report/html.ts')]);
       this.#admin = await AdminServer.start(init.admin, {
         stats: () => ({ ...this.stats }),
         recordsForUrl: (url) => mode.recordsForUrl(url),
@@ -110,8 +110,11 @@ export class Oracle {
           return { root: root.toString(), write: async (out, signal) => void (await exportCar(root, this.store, out, { signal })) };
         },
         caPem: () => this.#ca!.certPem,
-        report: (poll) => this.#liveReport(mode, poll),
-        reportPage: async () => renderReportHtml(await this.#liveReport(mode)),
+        report: async (poll) => Readable.from((await this.#liveReport(mode, poll)).json, { objectMode: false }),
+        reportPage: async () => {
+          const { root, json } = await this.#liveReport(mode);
+          return Readable.from(reportHtmlPieces(root, json), { objectMode: false });
+        },
         metrics: () => this.#metrics!.scrape(),
         ...(init.adminToken === undefined ? {} : { token: init.adminToken }),
       });
@@ -128,9 +131,11 @@ export class Oracle {
     return this.#admin?.address();
   }
 
-  async #liveReport(mode: OracleMode, poll?: LivePoll): Promise<ReportData> {
-    const { liveReportData } = await import('../report/live.ts');
-    return liveReportData(this.init.mode, await mode.reportView(), this.stats, this.#requests!, mode.mutations, poll);
+  /** The live page's data as JSON text in pieces (written as they are read), and the root it shows. */
+  async #liveReport(mode: OracleMode, poll?: LivePoll): Promise<{ root: string | undefined; json: Iterable<string> }> {
+    const { liveReportJson } = await import('../report/live.ts');
+    const view = await mode.reportView();
+    return { root: view.netlock?.root, json: liveReportJson(this.init.mode, view, this.stats, this.#requests!, mode.mutations, poll) };
   }
 
   /** The proxy's and the admin API's TCP addresses, as bound: what the proxy never forwards to. */

@@ -26,7 +26,10 @@ import { RecordPath } from './record-path.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
 import { entryRow } from '../report/model.ts';
+import { LIVE_ROW_PAGE } from '../report/live.ts';
 import type { LiveView } from '../report/live.ts';
+import type { EntryRow } from '../report/model.ts';
+import type { RunSet } from './run-set.ts';
 
 /** The Oracle in record mode: the record path (recorder, index, run set, journal) behind the record handler. */
 export class RecordMode implements OracleMode {
@@ -148,10 +151,10 @@ export class RecordMode implements OracleMode {
     return {
       netlock,
       version,
-      rows: () => run.entriesFrom(0, size).map(entryRow),
+      rows: () => rowPages(run, 0, size),
       rowsSince: (have) => {
         const from = addedFrom(have, version);
-        return from === undefined ? undefined : { from, rows: run.entriesFrom(from, size).map(entryRow) };
+        return from === undefined ? undefined : { from, rows: rowPages(run, from, size) };
       },
       misses: [],
     };
@@ -186,6 +189,11 @@ export class RecordMode implements OracleMode {
 /** Where the netlock is written, or without one, where `netlockSoFar` writes beside (its temp files swept alike). */
 function netlockBaseOf(init: RecordInit): string {
   return init.netlockPath ?? join(init.dataDir, 'netlock.json');
+}
+
+/** The rows of a run's entries `start..end`, a page at a time (read from its scratch file as they are written out). */
+function* rowPages(run: RunSet, start: number, end: number): Generator<EntryRow[]> {
+  for (let i = start; i < end; i += LIVE_ROW_PAGE) yield run.entriesFrom(i, Math.min(end, i + LIVE_ROW_PAGE)).map(entryRow);
 }
 
 /** A sink that keeps no block: the live head needs the DAG's root, not its pages. */

@@ -17,6 +17,7 @@ import type { OpenedReplay, ReplayReport } from './open-replay.ts';
 import type { UpstreamMutation } from './recorder.ts';
 import type { OracleStats } from './stats.ts';
 import { entryRows } from '../report/file-report.ts';
+import { pagesOf } from '../report/live.ts';
 import type { LiveView } from '../report/live.ts';
 import type { EntryRow } from '../report/model.ts';
 
@@ -82,7 +83,7 @@ export class ReplayMode implements OracleMode {
     }));
     this.#rows.catch(() => (this.#rows = undefined));
     const { netlock, rows } = await this.#rows;
-    return { netlock, version: `replay:${this.#replay.netlock.root.toString()}`, rows: () => rows.map((r) => ({ ...r })), misses: this.#replay.misses };
+    return { netlock, version: `replay:${this.#replay.netlock.root.toString()}`, rows: () => pagesOf(rows), misses: this.#replay.misses };
   }
 
   async replayReport(): Promise<ReplayReport | undefined> {

@@ -5,10 +5,14 @@ import { PAGE_STYLE } from './page/style.ts';
 
 /** The page data as JSON that cannot end its script element (`<` and the JS line separators escaped). */
 export function embedJson(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return scriptSafe(JSON.stringify(value));
 }
 
-/** Only this page's own script may run: its hash is pinned, so markup slipped in anywhere would not execute. */
+/** JSON text made safe inside a `<script>` element (each piece of a streamed text alike: the characters escaped are single). */
+export function scriptSafe(json: string): string {
+  return json.replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
 const SCRIPT_HASH = `sha256-${createHash('sha256').update(PAGE_SCRIPT).digest('base64')}`;
 
 /** The Content-Security-Policy of the page (also sent as a header by the admin API). */
@@ -35,14 +39,24 @@ const BODY = `<header><h1>fetch-oracle</h1><span id="mode"></span><span class="m
 
 /** The whole page in one file: CSS, script and data inline, nothing fetched to open it. */
 export function renderReportHtml(data: ReportData): string {
-  const title = data.netlock === undefined ? 'fetch-oracle report' : `fetch-oracle report ${data.netlock.root}`;
-  return `<!doctype html>
+  return [...reportHtmlPieces(data.netlock?.root, [JSON.stringify(data)])].join('');
+}
+
+/**
+ * The report page around its data given as JSON text in pieces (`liveReportJson`), each escaped as it
+ * passes: the live page of a large run is written as its rows are, never held whole.
+ */
+export function* reportHtmlPieces(root: string | undefined, json: Iterable<string>): Generator<string> {
+  const title = root === undefined ? 'fetch-oracle report' : `fetch-oracle report ${root}`;
+  yield `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${PAGE_CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
 <style>${PAGE_STYLE}</style>
-<script type="application/json" id="fo-data">${embedJson(data)}</script>
+<script type="application/json" id="fo-data">`;
+  for (const piece of json) yield scriptSafe(piece);
+  yield `</script>
 </head><body>
 ${BODY}
 <script>${PAGE_SCRIPT}</script>
