@@ -44,8 +44,8 @@ export function* liveReportJson(mode: 'record' | 'replay', view: LiveView, stats
   const muts = mutations.map((m) => ({ m: m.method, u: m.url, oldStatus: m.oldStatus, newStatus: m.newStatus, oldRecord: m.oldRecord, newRecord: m.newRecord }));
   const same = poll.have !== undefined && poll.have === view.version;
   const added = same || poll.have === undefined ? undefined : view.rowsSince?.(poll.have);
-  const requests = log.snapshot(poll.after);
-  const head: Omit<ReportData, 'totals' | 'entries'> = {
+  const { pages: events, ...requests } = log.pages(poll.after);
+  const head: Omit<ReportData, 'totals' | 'entries' | 'requests'> = {
     v: 1,
     live: true,
     mode,
@@ -54,9 +54,16 @@ export function* liveReportJson(mode: 'record' | 'replay', view: LiveView, stats
     ...(added === undefined ? {} : { entriesFrom: added.from }),
     misses: missRows(view.misses),
     mutations: muts,
-    requests,
   };
   yield JSON.stringify(head).slice(0, -1);
+  yield `,"requests":${JSON.stringify(requests).slice(0, -1)},"events":[`;
+  let firstEvents = true;
+  for (const page of events) {
+    if (page.length === 0) continue;
+    yield `${firstEvents ? '' : ','}${JSON.stringify(page).slice(1, -1)}`;
+    firstEvents = false;
+  }
+  yield ']}';
   const counted = { entries: 0, bytes: 0, hosts: new Set<string>() };
   if (!same) {
     yield ',"entries":[';

@@ -74,13 +74,25 @@ export class RequestLog {
 
   /** The counts and the events kept, only those numbered above `after` when given. */
   snapshot(after?: number): RequestLogSnapshot {
+    const { pages, ...rest } = this.pages(after);
+    return { ...rest, events: [...pages].flat() };
+  }
+
+  /**
+   * `snapshot` with its events read a page at a time as `pages` is iterated (a page opened over a long run is
+   * sent up to 100,000 of them); the window is the one at this call.
+   */
+  pages(after?: number, pageSize = 1024): Omit<RequestLogSnapshot, 'events'> & { pages: Iterable<RequestEvent[]> } {
     const { first, next } = this.#events;
-    const events: RequestEvent[] = [];
-    for (let i = after === undefined ? first : Math.max(first, Math.min(next, after + 1)); i < next; i++) {
+    const from = after === undefined ? first : Math.max(first, Math.min(next, after + 1));
+    const read = (i: number): RequestEvent => {
       const [m, raw, s, z, c, o, t, d, l] = JSON.parse(this.#events.read(i)) as HeldEvent;
-      events.push({ i, m, u: loggableUrl(raw), s, z, c, o, t, d, ...(l === undefined ? {} : { l }) });
-    }
-    return { started: this.started, counts: { ...this.#counts }, dropped: first, events };
+      return { i, m, u: loggableUrl(raw), s, z, c, o, t, d, ...(l === undefined ? {} : { l }) };
+    };
+    const pages = function* (): Generator<RequestEvent[]> {
+      for (let i = from; i < next; i += pageSize) yield Array.from({ length: Math.min(pageSize, next - i) }, (_, n) => read(i + n));
+    };
+    return { started: this.started, counts: { ...this.#counts }, dropped: first, pages: pages() };
   }
 
   /** Frees the scratch files (events logged afterwards are held in the heap). Idempotent. */

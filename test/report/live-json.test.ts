@@ -69,8 +69,9 @@ describe('liveReportJson: the live page data written a page of rows at a time (i
   });
 
   it('embeds the pieces in the page as renderReportHtml embeds the whole data, escaped alike', () => {
-    const data = parse(liveReportJson('replay', view(rows(30)), createStats('replay'), new RequestLog(), []));
-    const streamed = [...reportHtmlPieces('bafyroot', liveReportJson('replay', view(rows(30)), createStats('replay'), new RequestLog(), []))].join('');
+    const log = new RequestLog(); // one log: its start time is in the data
+    const data = parse(liveReportJson('replay', view(rows(30)), createStats('replay'), log, []));
+    const streamed = [...reportHtmlPieces('bafyroot', liveReportJson('replay', view(rows(30)), createStats('replay'), log, []))].join('');
     const script = (html: string): unknown => JSON.parse(/<script type="application\/json" id="fo-data">([^]*?)<\/script>/.exec(html)![1]!);
     expect(streamed).not.toContain('</script><b>');
     expect(script(streamed)).toEqual(data);

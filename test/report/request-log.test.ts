@@ -98,6 +98,11 @@ describe.each([
     expect(snap.counts.recorded).toBe(25);
     expect(log.snapshot(3).events).toHaveLength(10); // numbered before the window: every event kept
     expect(log.snapshot(22).events.map((e) => e.i)).toEqual([23, 24]);
+    const paged = log.pages(undefined, 3);
+    expect(paged.dropped).toBe(15);
+    const pages = [...paged.pages];
+    expect(pages.map((p) => p.length)).toEqual([3, 3, 3, 1]);
+    expect(pages.flat()).toEqual(snap.events);
     log.close();
   });
 });
