@@ -6,7 +6,7 @@ import type { EntryRow, ReportData, Totals } from './model.ts';
 import type { RequestLog } from './request-log.ts';
 
 /** Rows a live view gives a page at a time (the live page's JSON is written as they come). */
-export const LIVE_ROW_PAGE = 1024;
+export const LIVE_ROW_PAGE = 256;
 
 /** What a running oracle's mode shows on the live page: its netlock so far, and its misses. */
 export interface LiveView {

@@ -82,7 +82,7 @@ export class RequestLog {
    * `snapshot` with its events read a page at a time as `pages` is iterated (a page opened over a long run is
    * sent up to 100,000 of them); the window is the one at this call.
    */
-  pages(after?: number, pageSize = 1024): Omit<RequestLogSnapshot, 'events'> & { pages: Iterable<RequestEvent[]> } {
+  pages(after?: number, pageSize = 256): Omit<RequestLogSnapshot, 'events'> & { pages: Iterable<RequestEvent[]> } {
     const { first, next } = this.#events;
     const from = after === undefined ? first : Math.max(first, Math.min(next, after + 1));
     const read = (i: number): RequestEvent => {
