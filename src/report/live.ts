@@ -57,28 +57,19 @@ export function* liveReportJson(mode: 'record' | 'replay', view: LiveView, stats
   };
   yield JSON.stringify(head).slice(0, -1);
   yield `,"requests":${JSON.stringify(requests).slice(0, -1)},"events":[`;
-  let firstEvents = true;
-  for (const page of events) {
-    if (page.length === 0) continue;
-    yield `${firstEvents ? '' : ','}${JSON.stringify(page).slice(1, -1)}`;
-    firstEvents = false;
-  }
+  yield* arrayItems(events);
   yield ']}';
   const counted = { entries: 0, bytes: 0, hosts: new Set<string>() };
   if (!same) {
     yield ',"entries":[';
-    let first = true;
-    for (const page of added?.rows ?? view.rows()) {
-      if (page.length === 0) continue;
+    yield* arrayItems(added?.rows ?? view.rows(), (page) => {
       markMutations(page, muts);
       for (const row of page) {
         counted.bytes += row.z;
         counted.hosts.add(row.h);
       }
       counted.entries += page.length;
-      yield `${first ? '' : ','}${JSON.stringify(page).slice(1, -1)}`;
-      first = false;
-    }
+    });
     yield ']';
   }
   const whole = !same && added === undefined;
@@ -93,6 +84,17 @@ export function* liveReportJson(mode: 'record' | 'replay', view: LiveView, stats
     errors: stats.errors,
   };
   yield `,"totals":${JSON.stringify(totals)}}`;
+}
+
+/** The items of `pages` as the inside of a JSON array, a page a piece (`before` sees each page first). */
+function* arrayItems<T>(pages: Iterable<T[]>, before?: (page: T[]) => void): Generator<string> {
+  let first = true;
+  for (const page of pages) {
+    if (page.length === 0) continue;
+    before?.(page);
+    yield `${first ? '' : ','}${JSON.stringify(page).slice(1, -1)}`;
+    first = false;
+  }
 }
 
 /** `LiveView.rows` over rows held whole: copies, a page at a time. */
