@@ -27,6 +27,11 @@ export interface AdminDeps {
   token?: string;
 }
 
+/** A response whose body is `body`, streamed as the client takes it. */
+function streamed(body: Readable, headers: Record<string, string>): Response {
+  return new Response(Readable.toWeb(body) as ReadableStream, { headers });
+}
+
 function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
@@ -57,7 +62,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
     const page = await deps.reportPage();
     const headers = { 'content-security-policy': PAGE_CSP, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' };
     if (typeof page === 'string') return c.html(page, 200, headers);
-    return new Response(Readable.toWeb(page) as ReadableStream, { headers: { ...headers, 'content-type': 'text/html; charset=UTF-8' } });
+    return streamed(page, { ...headers, 'content-type': 'text/html; charset=UTF-8' });
   });
   app.get('/report.json', async (c) => {
     if (deps.report === undefined) return c.json(new BadRequestError('This oracle has no report', 404).toJSON(), 404);
@@ -66,7 +71,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
     const after = Number(c.req.query('after') ?? Number.NaN);
     const report = await deps.report({ ...(have === undefined ? {} : { have }), ...(Number.isSafeInteger(after) ? { after } : {}) });
     if (!(report instanceof Readable)) return c.json(report, 200, { 'cache-control': 'no-store' });
-    return new Response(Readable.toWeb(report) as ReadableStream, { headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
+    return streamed(report, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   });
   app.get('/metrics', async (c) => {
     if (deps.metrics === undefined) return c.json(new BadRequestError('This oracle has no metrics', 404).toJSON(), 404);
@@ -81,7 +86,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   app.get('/netlock', async (c) => {
     const netlock = await deps.netlock();
     if (!(netlock instanceof Readable)) return c.json(netlock);
-    return new Response(Readable.toWeb(netlock) as ReadableStream, { headers: { 'content-type': 'application/json' } });
+    return streamed(netlock, { 'content-type': 'application/json' });
   });
   app.get('/netlock.car', async (c) => {
     if (deps.netlockCar === undefined) return c.json(new BadRequestError('This oracle has no netlock to export', 404).toJSON(), 404);
@@ -93,9 +98,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
       () => out.end(),
       (err: unknown) => out.destroy(err as Error),
     );
-    return new Response(Readable.toWeb(out) as ReadableStream, {
-      headers: { 'content-type': 'application/vnd.ipld.car; version=1', 'x-fetch-oracle-netlock': car.root },
-    });
+    return streamed(out, { 'content-type': 'application/vnd.ipld.car; version=1', 'x-fetch-oracle-netlock': car.root });
   });
   app.get('/ca.pem', (c) => c.body(deps.caPem(), 200, { 'content-type': 'application/x-pem-file' }));
   app.onError((err, c) => {

@@ -19,8 +19,8 @@ export class TextRing {
   #next = 0;
   /** Text number mod capacity → its ticket in its generation's file (or `IN_HEAP`). */
   readonly #tickets: Float64Array | undefined;
-  /** Texts not in a file (every text without `dir`), by number mod capacity. */
-  readonly #inHeap = new Map<number, string>();
+  /** Texts not in a file (every text without `dir`), by number mod capacity: a ring of pointers, 8 bytes a slot. */
+  readonly #inHeap: Array<string | undefined> = [];
   /** The files of the current generation (index `g % 2`) and of the one before. */
   readonly #files: Array<SpillFile | undefined> = [undefined, undefined];
   #closed = false;
@@ -44,9 +44,9 @@ export class TextRing {
   push(text: string): void {
     const n = this.#next++;
     const slot = n % this.#capacity;
-    this.#inHeap.delete(slot); // the text it held is now out of the window
+    this.#inHeap[slot] = undefined; // the text it held is now out of the window
     if (this.#tickets === undefined || this.#closed) {
-      this.#inHeap.set(slot, text);
+      this.#inHeap[slot] = text;
       return;
     }
     const generation = Math.floor(n / this.#capacity);
@@ -63,14 +63,14 @@ export class TextRing {
       ticket = undefined;
     }
     this.#tickets[slot] = ticket ?? IN_HEAP;
-    if (ticket === undefined) this.#inHeap.set(slot, text);
+    if (ticket === undefined) this.#inHeap[slot] = text;
   }
 
   /** Text number `n` (`first <= n < next`). */
   read(n: number): string {
     if (!Number.isInteger(n) || n < this.first || n >= this.#next) throw new RangeError(`text ${n} is not in the window ${this.first}..${this.#next - 1}`);
     const slot = n % this.#capacity;
-    const held = this.#inHeap.get(slot);
+    const held = this.#inHeap[slot];
     if (held !== undefined || this.#tickets === undefined) return held!;
     const file = this.#files[Math.floor(n / this.#capacity) % 2];
     if (file === undefined) throw new Error(`text ${n} was in a scratch file that is closed`);

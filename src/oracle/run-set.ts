@@ -207,8 +207,7 @@ export class RunSet {
         grown.set(this.#tickets);
         this.#tickets = grown;
       }
-      if (this.#positions.get(e.key) === undefined) this.#positions.set(e.key, at);
-      else this.#sharedDigests.set(e.key, at);
+      if (this.#positions.setIfAbsent(e.key, at) !== undefined) this.#sharedDigests.set(e.key, at);
     } else {
       this.#replaced++;
       this.#held.delete(at);

@@ -69,6 +69,15 @@ export class KeyOffsets {
     this.#place(u, k, offset);
   }
 
+  /** Sets `key` → `offset` unless its digest's slot is taken: then returns the offset there, unchanged. */
+  setIfAbsent(key: string, offset: number): number | undefined {
+    const [u, k] = this.#digest(urlOfKey(key), key);
+    const had = this.#offsets[this.#find(u, k)]!;
+    if (had !== EMPTY) return had;
+    this.#place(u, k, offset);
+    return undefined;
+  }
+
   /**
    * Where the keys of `url` may be, each with the test a key found there must pass to be the one filed: its
    * URL is `url` and its digest is the slot's. Read the lines to have the keys.
