@@ -5,6 +5,8 @@
 # each one. Reuses ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only. The proxies and the origin run
 # on SERVER_CPUS (they share that core: the origin's cost is the same for both), wrk on CLIENT_CPUS.
 # Usage, from the checkout: bash bench/record-miss.sh   (env: W, DURATION, REPS, CONNS, TARGETS, ANCHORS_DIR)
+# TARGETS may add ceil-pass, ceil-store, ceil-record and ceil-packed: bench/record-ceiling-server.mjs in that mode, the ceiling of
+# a Node proxy doing only that much of a record (its header says what).
 # Needs nginx, squid, wrk (bench/anchors `run.sh install`); prints a markdown table (medians over REPS, interleaved).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +22,7 @@ SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-1024}
 source "$HERE/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
-stop_all() { local n; for n in oracle squid origin; do stop_bg "$n"; done; }
+stop_all() { local n; for n in oracle ceil-pass ceil-store ceil-record ceil-packed squid origin; do stop_bg "$n"; done; }
 # The last run's files are deleted after this one is measured, not before: for a while after a mass delete,
 # ext4 searches past the freed inodes on every file it creates (perf: recently_deleted in __ext4_new_inode),
 # and both proxies create a file per object. Runs closer than a few minutes apart still measure the one before's.
@@ -52,7 +54,16 @@ if [[ " $TARGETS " == *" oracle "* ]]; then
     --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
   wait_port "$ORACLE_PORT" 30
 fi
-port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" ;; *) die "unknown target $1" ;; esac; }
+# ceil-pass, ceil-store, ceil-record, ceil-packed: bench/record-ceiling-server.mjs, Node doing only the contract's minimum.
+CEIL_PORT=${CEIL_PORT:-28870}
+ceil_port() { case $1 in ceil-pass) echo "$CEIL_PORT" ;; ceil-store) echo $((CEIL_PORT + 1)) ;; ceil-record) echo $((CEIL_PORT + 2)) ;; ceil-packed) echo $((CEIL_PORT + 3)) ;; esac; }
+for n in $TARGETS; do
+  [[ $n == ceil-* ]] || continue
+  mkdir -p "$WORKDIR/$n"
+  (cd "$ROOT" && start_bg "$n" node bench/record-ceiling-server.mjs "${n#ceil-}" "$WORKDIR/$n" "$(ceil_port "$n")")
+  wait_port "$(ceil_port "$n")" 30
+done
+port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" ;; ceil-*) ceil_port "$1" ;; *) die "unknown target $1" ;; esac; }
 
 # Check: a distinct URL is fetched byte-exact through each proxy, and asked again is served from what was stored.
 for n in $TARGETS; do
