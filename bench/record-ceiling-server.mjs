@@ -27,11 +27,11 @@ mkdirSync(blocks, { recursive: true });
 const made = new Set();
 const written = new Set();
 let tmpSeq = 0;
+const pack = mode === 'packed' ? openSync(join(blocks, 'ceiling.pack'), 'a') : undefined;
 /**
  * A block file as the embedded store writes one under 64 KiB: blocking temp write + rename into its shard,
- * skipped when this process wrote it already (the store checks that it is still there).
+ * skipped when this process wrote it already (the store checks that it is still there). Packed: appended.
  */
-const pack = mode === 'packed' ? openSync(join(blocks, 'ceiling.pack'), 'a') : undefined;
 const putBlock = (digestHex, bytes) => {
   if (written.has(digestHex)) return;
   written.add(digestHex);

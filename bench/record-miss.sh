@@ -5,8 +5,8 @@
 # each one. Reuses ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only. The proxies and the origin run
 # on SERVER_CPUS (they share that core: the origin's cost is the same for both), wrk on CLIENT_CPUS.
 # Usage, from the checkout: bash bench/record-miss.sh   (env: W, DURATION, REPS, CONNS, TARGETS, ANCHORS_DIR)
-# TARGETS may add ceil-pass, ceil-store, ceil-record and ceil-packed: bench/record-ceiling-server.mjs in that mode, the ceiling of
-# a Node proxy doing only that much of a record (its header says what).
+# TARGETS may add ceil-pass, ceil-store, ceil-record and ceil-packed: bench/record-ceiling-server.mjs in that
+# mode, the ceiling of a Node proxy doing only that much of a record (its header says what).
 # Needs nginx, squid, wrk (bench/anchors `run.sh install`); prints a markdown table (medians over REPS, interleaved).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +22,9 @@ SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-1024}
 source "$HERE/lib.sh"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
+for n in $TARGETS; do
+  case $n in squid | oracle | ceil-pass | ceil-store | ceil-record | ceil-packed) ;; *) die "unknown target $n" ;; esac
+done
 stop_all() { local n; for n in oracle ceil-pass ceil-store ceil-record ceil-packed squid origin; do stop_bg "$n"; done; }
 # The last run's files are deleted after this one is measured, not before: for a while after a mass delete,
 # ext4 searches past the freed inodes on every file it creates (perf: recently_deleted in __ext4_new_inode),
@@ -54,7 +57,7 @@ if [[ " $TARGETS " == *" oracle "* ]]; then
     --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
   wait_port "$ORACLE_PORT" 30
 fi
-# ceil-pass, ceil-store, ceil-record, ceil-packed: bench/record-ceiling-server.mjs, Node doing only the contract's minimum.
+# ceil-*: bench/record-ceiling-server.mjs, Node doing only the contract's minimum of a record.
 CEIL_PORT=${CEIL_PORT:-28870}
 ceil_port() { case $1 in ceil-pass) echo "$CEIL_PORT" ;; ceil-store) echo $((CEIL_PORT + 1)) ;; ceil-record) echo $((CEIL_PORT + 2)) ;; ceil-packed) echo $((CEIL_PORT + 3)) ;; esac; }
 for n in $TARGETS; do
