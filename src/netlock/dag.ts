@@ -58,22 +58,34 @@ export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function chunkPages<T>(items: readonly T[], sizeOf: (t: T) => number): T[][] {
-  const pages: T[][] = [];
+/** Items cut into pages, in order: a page ends before the item that would take it past either limit. */
+async function* chunkPages<T>(items: Iterable<T> | AsyncIterable<T>, sizeOf: (t: T) => number): AsyncGenerator<T[]> {
   let page: T[] = [];
   let bytes = 0;
-  for (const item of items) {
+  for await (const item of items) {
     const s = sizeOf(item);
     if (page.length > 0 && (page.length >= MAX_PAGE_ENTRIES || bytes + s > MAX_PAGE_BYTES)) {
-      pages.push(page);
+      yield page;
       page = [];
       bytes = 0;
     }
     page.push(item);
     bytes += s;
   }
-  if (page.length > 0) pages.push(page);
-  return pages;
+  if (page.length > 0) yield page;
+}
+
+/** The entries as given, refusing one whose key does not come after the one before (a duplicate or out of order). */
+async function* inKeyOrder<E extends NetlockEntry>(entries: SortedEntries<E>): AsyncGenerator<E> {
+  let previous: string | undefined;
+  for await (const e of entries) {
+    if (previous !== undefined && compareKeys(previous, e.key) >= 0) {
+      const what = previous === e.key ? 'Duplicate netlock key' : 'Netlock entries out of order at';
+      throw new InvalidNetlockError(`${what}: ${e.key.split('\n').slice(0, 2).join(' ')}`);
+    }
+    previous = e.key;
+    yield e;
+  }
 }
 
 export interface BuiltNetlock {
@@ -130,31 +142,13 @@ export async function buildNetlockPaged<E extends NetlockEntry>(
     const block = await encodeCborBlock(value);
     await sink.put(block.cid, block.bytes, options);
     level.push({ firstKey: page[0]?.key ?? '', cid: block.cid });
+    count += page.length;
   };
-  // Pages are cut as `chunkPages` cuts them (the branch levels below), one entry at a time.
-  let page: E[] = [];
-  let bytes = 0;
-  let previous: string | undefined;
-  for await (const e of entries) {
-    if (previous !== undefined && compareKeys(previous, e.key) >= 0) {
-      const what = previous === e.key ? 'Duplicate netlock key' : 'Netlock entries out of order at';
-      throw new InvalidNetlockError(`${what}: ${e.key.split('\n').slice(0, 2).join(' ')}`);
-    }
-    previous = e.key;
-    const size = e.key.length + 120;
-    if (page.length > 0 && (page.length >= MAX_PAGE_ENTRIES || bytes + size > MAX_PAGE_BYTES)) {
-      await putLeaf(page);
-      page = [];
-      bytes = 0;
-    }
-    page.push(e);
-    bytes += size;
-    count++;
-  }
-  if (page.length > 0 || level.length === 0) await putLeaf(page);
+  for await (const page of chunkPages(inKeyOrder(entries), (e) => e.key.length + 120)) await putLeaf(page);
+  if (level.length === 0) await putLeaf([]);
   while (level.length > 1) {
     const next: typeof level = [];
-    for (const page of chunkPages(level, (c) => c.firstKey.length + 50)) {
+    for await (const page of chunkPages(level, (c) => c.firstKey.length + 50)) {
       const value: BranchPage = { leaf: false, keys: page.map((c) => c.firstKey), children: page.map((c) => c.cid) };
       const block = await encodeCborBlock(value);
       await sink.put(block.cid, block.bytes, options);
