@@ -3,16 +3,15 @@ import type { ReportData } from './model.ts';
 import { PAGE_SCRIPT } from './page/script.ts';
 import { PAGE_STYLE } from './page/style.ts';
 
-/** The page data as JSON that cannot end its script element (`<` and the JS line separators escaped). */
-export function embedJson(value: unknown): string {
-  return scriptSafe(JSON.stringify(value));
-}
-
-/** JSON text made safe inside a `<script>` element (each piece of a streamed text alike: the characters escaped are single). */
+/**
+ * JSON text that cannot end its `<script>` element (`<` and the JS line separators escaped): the page data whole,
+ * or each piece of it streamed alike, since every character escaped is one on its own.
+ */
 export function scriptSafe(json: string): string {
   return json.replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
+/** Only this page's own script may run: its hash is pinned, so markup slipped in anywhere would not execute. */
 const SCRIPT_HASH = `sha256-${createHash('sha256').update(PAGE_SCRIPT).digest('base64')}`;
 
 /** The Content-Security-Policy of the page (also sent as a header by the admin API). */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { embedJson, renderReportHtml } from '../../src/report/html.ts';
+import { renderReportHtml, scriptSafe } from '../../src/report/html.ts';
 import { adviceFor, totalsOf } from '../../src/report/model.ts';
 import type { EntryRow, ReportData } from '../../src/report/model.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
@@ -39,7 +39,7 @@ function bigReport(n: number): ReportData {
 
 describe('report page data', () => {
   it('embeds JSON that cannot close its script element', () => {
-    const embedded = embedJson({ u: '</script><script>alert(1)</script>\u2028' });
+    const embedded = scriptSafe(JSON.stringify({ u: '</script><script>alert(1)</script>\u2028' }));
     expect(embedded).not.toContain('<');
     expect(embedded).not.toContain('\u2028');
     expect(JSON.parse(embedded)).toEqual({ u: '</script><script>alert(1)</script>\u2028' });
