@@ -6,6 +6,9 @@ import { BlockCorruptError, BlockMissingError, StoreError, throwIfAborted } from
 import { MAX_BLOCK_BYTES } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import type { Block, BlockStore, PinOptions } from './block-store.ts';
+import { BlockPacks } from './block-packs.ts';
+import type { PackedBlockPlace } from './block-packs.ts';
+import { packableCid } from './pack-slots.ts';
 
 /** Block files `readBlock` keeps open at most: well inside the descriptors the proxy keeps back for the store. */
 export const OPEN_BLOCK_FILES = 64;
@@ -18,6 +21,17 @@ const SYNC_WRITE_BELOW = 64 * 1024;
 /** Blocks from this size up (the full leaves of large bodies, each read once per answer) are not kept open. */
 const KEEP_OPEN_BELOW = 1024 * 1024;
 
+/** Blocks under this size go into pack files (`BlockPacks`) rather than a file each. */
+export const PACK_BLOCKS_BELOW = SYNC_WRITE_BELOW;
+
+export interface FsBlockStoreOptions {
+  /**
+   * Blocks under this many bytes are appended to pack files; 0 writes every block as a file of its own (the
+   * layout before packs, which is always read as well). @default PACK_BLOCKS_BELOW
+   */
+  packBelow?: number;
+}
+
 /**
  * Blocks this process remembers having written, so that it skips rewriting them (a reminder, not an index):
  * a body served again under other URLs is written moments apart. Each costs ~150 bytes of heap; 65,536 of
@@ -26,10 +40,13 @@ const KEEP_OPEN_BELOW = 1024 * 1024;
 const MAX_REMEMBERED_WRITES = 16_384;
 
 /**
- * The embedded block store: one file per block under `<dataDir>/blocks/<2 chars>/<cid>`. Writes are atomic
- * (temporary file + rename), so a crash never leaves a partial block under a CID. Reads are not verified
- * here; wrap with `verifyingSource` where bytes leave the process. It never collects garbage, so `pin` has
- * nothing to protect; `close` closes the few block files `readBlock` keeps open.
+ * The embedded block store. Blocks under 64 KiB (records, index pages, small bodies) are appended to pack
+ * files under `<dataDir>/blocks/packs/` (`BlockPacks`); larger ones are a file each under
+ * `<dataDir>/blocks/<2 chars>/<cid>`, written atomically (temporary file + rename). Either way a crash never
+ * leaves a partial block under a CID: a torn pack entry is not indexed. Block files of the layout before packs
+ * are read as they are. Reads are not verified here; wrap with `verifyingSource` where bytes leave the process.
+ * It never collects garbage, so `pin` has nothing to protect; `close` closes the packs and the few block files
+ * `readBlock` keeps open.
  */
 export class FsBlockStore implements BlockStore {
   /** The `blocks` directory. */
@@ -41,11 +58,15 @@ export class FsBlockStore implements BlockStore {
   readonly #written = new Set<string>();
   /** Block files `readBlock` keeps open, by CID. */
   readonly #kept = new Map<string, { fd: number; size: number }>();
+  readonly #packs: BlockPacks;
+  readonly #packBelow: number;
   #nextTmp = 0;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, options: FsBlockStoreOptions = {}) {
     this.dir = join(dataDir, 'blocks');
     this.description = `embedded store ${this.dir}`;
+    this.#packs = new BlockPacks(this.dir);
+    this.#packBelow = options.packBelow ?? PACK_BLOCKS_BELOW;
   }
 
   pathOf(cid: CID): string {
@@ -54,8 +75,37 @@ export class FsBlockStore implements BlockStore {
     return `${this.dir}/${s.slice(-2)}/${s}`; // path.join would normalise again on every read
   }
 
+  /** Indexes the packs, once; a failure (the packs folder unreadable) is the StoreError it is. */
+  async #loadPacks(): Promise<void> {
+    try {
+      await this.#packs.load();
+    } catch (cause) {
+      throw new StoreError(`Cannot read the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** Looks again at the packs for what others appended since. */
+  async #refreshPacks(): Promise<void> {
+    try {
+      await this.#packs.refresh();
+    } catch (cause) {
+      throw new StoreError(`Cannot read the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** Where a block's bytes are: a block file, or an entry of a pack (undefined when the store lacks it). */
+  async locate(cid: CID): Promise<PackedBlockPlace | { path: string; offset: 0; length: number } | undefined> {
+    await this.#loadPacks();
+    const packed = this.#packs.locate(cid) ?? (await this.#refreshPacks().then(() => this.#packs.locate(cid)));
+    if (packed !== undefined) return packed;
+    const path = this.pathOf(cid);
+    const st = await stat(path).catch(() => undefined);
+    return st === undefined ? undefined : { path, offset: 0, length: st.size };
+  }
+
   async put(cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);
+    if (bytes.byteLength < this.#packBelow && packableCid(cid)) return this.#putPacked(cid, bytes);
     const path = this.pathOf(cid);
     // No stat first: on the record path almost every block is new, and a failed stat costs an exception.
     // Rewriting a block that is there (same bytes, atomic rename) is harmless; this process skips its own
@@ -89,6 +139,16 @@ export class FsBlockStore implements BlockStore {
     }
   }
 
+  async #putPacked(cid: CID, bytes: Uint8Array): Promise<void> {
+    if (!this.#packs.ready) await this.#loadPacks();
+    if (this.#packs.holds(cid)) return;
+    try {
+      this.#packs.append(cid, bytes);
+    } catch (cause) {
+      throw new StoreError(`Cannot write block ${cid} to a pack in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
   async putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number> {
     let n = 0;
     for await (const { cid, bytes } of blocks) {
@@ -101,14 +161,24 @@ export class FsBlockStore implements BlockStore {
   /** Reads a block (unverified: wrap with `verifyingSource`). A file larger than any block is refused unread. */
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
+    if (!this.#packs.ready) await this.#loadPacks();
     const bytes = this.readKept(cid, allocate);
     if (bytes !== undefined) return bytes;
     try {
       return (await readWhole(this.pathOf(cid), allocate, false)).bytes;
     } catch (cause) {
       throwIfAborted(options?.signal);
+      const packed = await this.#packedAfterRefresh(cid, cause, allocate);
+      if (packed !== undefined) return packed;
       throw this.#readError(cid, cause);
     }
+  }
+
+  /** A block no file holds may be in a pack another process or store object wrote since the packs were read. */
+  async #packedAfterRefresh(cid: CID, cause: unknown, alloc: (size: number) => Uint8Array): Promise<Uint8Array | undefined> {
+    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    await this.#refreshPacks();
+    return this.#packs.read(cid, alloc);
   }
 
   /**
@@ -119,6 +189,10 @@ export class FsBlockStore implements BlockStore {
    * `forget` (the replay calls it when a block fails its hash) or until it leaves the cache.
    */
   readKept(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array | undefined {
+    if (this.#packs.ready && this.#packs.size > 0) {
+      const packed = this.#packs.read(cid, alloc);
+      if (packed !== undefined) return packed;
+    }
     const key = cid.toString();
     const kept = this.#kept.get(key);
     if (kept === undefined) return undefined;
@@ -145,11 +219,18 @@ export class FsBlockStore implements BlockStore {
    * (OPEN_BLOCK_FILES of them, least recently used closed first). Unverified, like `get`.
    */
   async readBlock(cid: CID, alloc: (size: number) => Uint8Array): Promise<Uint8Array> {
+    if (!this.#packs.ready) {
+      await this.#loadPacks();
+      const packed = this.#packs.read(cid, alloc);
+      if (packed !== undefined) return packed;
+    }
     const key = cid.toString();
     let read: { bytes: Uint8Array; fd: number | undefined; size: number };
     try {
       read = await readWhole(this.pathOf(cid), alloc, true);
     } catch (cause) {
+      const packed = await this.#packedAfterRefresh(cid, cause, alloc);
+      if (packed !== undefined) return packed;
       throw this.#readError(cid, cause);
     }
     if (read.fd !== undefined) {
@@ -180,11 +261,14 @@ export class FsBlockStore implements BlockStore {
 
   async has(cid: CID, options?: AbortOptions): Promise<boolean> {
     throwIfAborted(options?.signal);
+    if (!this.#packs.ready) await this.#loadPacks();
+    if (this.#packs.has(cid)) return true;
     try {
       await stat(this.pathOf(cid));
       return true;
     } catch {
-      return false;
+      await this.#refreshPacks();
+      return this.#packs.has(cid);
     }
   }
 
@@ -197,13 +281,20 @@ export class FsBlockStore implements BlockStore {
     return nothingToDo(options?.signal);
   }
 
-  /** Every put is complete when it returns (temporary file + rename). */
-  flush(options?: AbortOptions): Promise<void> {
-    return nothingToDo(options?.signal);
+  /** Every put is complete when it returns; this waits until the packs' appends are on disk too. */
+  async flush(options?: AbortOptions): Promise<void> {
+    await nothingToDo(options?.signal);
+    try {
+      await this.#packs.flush();
+    } catch (cause) {
+      throw new StoreError(`Cannot sync the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
+    }
   }
 
-  /** Moves a block that failed verification aside (kept for inspection, never served again). */
+  /** Sets a block that failed verification aside (kept for inspection, never served again). */
   async quarantine(cid: CID): Promise<void> {
+    if (!this.#packs.ready) await this.#packs.load().catch(() => {}); // never throws: a block file is set aside all the same
+    if (this.#packs.quarantine(cid)) return;
     this.forget(cid);
     const path = this.pathOf(cid);
     this.#written.delete(path);
@@ -214,9 +305,10 @@ export class FsBlockStore implements BlockStore {
     }
   }
 
-  /** Closes the files `readBlock` keeps open (the store stays usable). Idempotent. */
+  /** Closes the packs and the files `readBlock` keeps open (the store stays usable: it opens them again). Idempotent. */
   close(): Promise<void> {
     for (const key of [...this.#kept.keys()]) this.forget(key);
+    this.#packs.close();
     return Promise.resolve();
   }
 

@@ -10,6 +10,9 @@ import { netlockRootOf } from '../netlock/file.ts';
 import { DAG_CBOR_CODE, RAW_CODE } from '../protocol/blocks.ts';
 import { parseLines } from '../records/record-log.ts';
 import { blockLinks } from './block-links.ts';
+import { PACKS_DIR } from './block-packs.ts';
+import { FsBlockStore } from './fs-block-store.ts';
+import { listPacks, rewritePack } from './pack-gc.ts';
 import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
 
 /** Blocks younger than this are kept by default: a record run may be importing them right now. */
@@ -51,11 +54,14 @@ export interface GcReport {
   missing: number;
 }
 
-interface BlockFile {
+/** A block of the store: its file (if it has one) and its size and age (a packed block's: its pack's). */
+interface StoredBlock {
   cid: CID;
-  path: string;
+  path: string | undefined;
   size: number;
   mtimeMs: number;
+  /** A copy is in a pack a running process writes, which gc leaves as it is. */
+  inRunningPack: boolean;
 }
 
 async function listDir(dir: string): Promise<string[]> {
@@ -133,11 +139,12 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     missing: 0,
   };
 
-  // 1. Every file of the store.
-  const blocks = new Map<string, BlockFile>();
+  // 1. Every block of the store: block files, and the entries of the packs.
+  const blocks = new Map<string, StoredBlock>();
   const temps: Array<{ path: string; size: number }> = [];
   const corrupt: Array<{ path: string; size: number }> = [];
   for (const shard of await listDir(blocksDir)) {
+    if (shard === PACKS_DIR) continue;
     for (const name of await listDir(join(blocksDir, shard))) {
       const path = join(blocksDir, shard, name);
       const st = await stat(path).catch(() => undefined);
@@ -157,9 +164,22 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       } catch {
         continue; // not ours: left alone
       }
-      blocks.set(cid.toString(), { cid, path, size: st.size, mtimeMs: st.mtimeMs });
+      blocks.set(cid.toString(), { cid, path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false });
     }
   }
+  const packsDir = join(blocksDir, PACKS_DIR);
+  const { packs, temps: packTemps } = await listPacks(packsDir, now);
+  temps.push(...packTemps);
+  for (const pack of packs) {
+    for (const e of pack.entries) {
+      if (e.quarantined) continue;
+      const id = e.cid.toString();
+      const b = blocks.get(id);
+      if (b === undefined) blocks.set(id, { cid: e.cid, path: undefined, size: e.length, mtimeMs: pack.mtimeMs, inRunningPack: pack.writerRunning });
+      else b.inRunningPack ||= pack.writerRunning;
+    }
+  }
+  const store = new FsBlockStore(dataDir);
 
   // 2. Roots.
   const roots: CID[] = [];
@@ -186,7 +206,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   for (const b of blocks.values()) {
     if (b.cid.code !== DAG_CBOR_CODE) continue;
     try {
-      const value = dagCbor.decode<{ type?: unknown } | null>(await readFile(b.path));
+      const value = dagCbor.decode<{ type?: unknown } | null>(await store.get(b.cid));
       if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
         roots.push(b.cid);
         report.roots.storedNetlocks++;
@@ -204,35 +224,50 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     const id = cid.toString();
     if (live.has(id)) continue;
     live.add(id);
-    const file = blocks.get(id);
-    if (file === undefined) {
+    if (!blocks.has(id)) {
       report.missing++;
       continue;
     }
     if (cid.code === RAW_CODE) continue;
     try {
-      stack.push(...blockLinks(cid, await readFile(file.path)));
+      stack.push(...blockLinks(cid, await store.get(cid)));
     } catch (err) {
       logger.warn('gc: cannot follow the links of block %s: %s', id, (err as Error).message);
     }
   }
 
-  // 4. Sweep.
+  await store.close();
+
+  // 4. Sweep: block files removed; packs written again without what goes (a pack still being written is left).
   const remove = async (path: string): Promise<void> => {
     if (!dryRun) await rm(path, { force: true });
   };
+  const goes = new Set<string>();
   for (const [id, b] of blocks) {
     if (live.has(id)) {
       report.live.count++;
       report.live.bytes += b.size;
-    } else if (now - b.mtimeMs < minAge) {
+    } else if (now - b.mtimeMs < minAge || b.inRunningPack) {
       report.young.count++;
       report.young.bytes += b.size;
     } else {
-      await remove(b.path);
+      goes.add(id);
+      if (b.path !== undefined) await remove(b.path);
       report.removed.count++;
       report.removed.bytes += b.size;
     }
+  }
+  for (const pack of packs) {
+    const quarantined = pack.entries.filter((e) => e.quarantined);
+    report.quarantined.count += quarantined.length;
+    report.quarantined.bytes += quarantined.reduce((n, e) => n + e.length, 0);
+    if (pack.writerRunning) continue;
+    const outcome = await rewritePack(packsDir, pack, (e) => !goes.has(e.cid.toString()), { dryRun });
+    if (outcome.droppedTail > 0) {
+      report.temp.count++;
+      report.temp.bytes += outcome.droppedTail;
+    }
+    if (pack.damage !== undefined) logger.warn('gc: pack %s is damaged (%s): what follows is dropped', pack.name, pack.damage);
   }
   temps.push(...(await staleSpoolFiles()));
   for (const path of given) temps.push(...(await staleNetlockTempFiles(path)));

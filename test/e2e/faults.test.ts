@@ -2,6 +2,7 @@ import { createConnection } from 'node:net';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isQuarantined, tamperBlock } from '../helpers/blocks.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { expectReplayMiss, parseCurlHead } from '../helpers/replay-miss.ts';
@@ -72,8 +73,7 @@ describe('fault handling (CLI)', () => {
     await record(data, netlock, ['/a', '/b']);
     const file = JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ url: string; body: string }> };
     const victim = file.entries.find((e) => e.url.endsWith('/b'))!;
-    const blockPath = join(data, 'blocks', victim.body.slice(-2), victim.body);
-    await writeFile(blockPath, 'body of X\n');
+    await tamperBlock(data, victim.body, 'body of X\n');
 
     const verified = await cli(['verify', netlock, '--data', data], { env: env() });
     expect(verified.code).toBe(1);
@@ -156,7 +156,7 @@ describe('fault handling (CLI)', () => {
     await record(data, netlock, ['/c']);
     const file = JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ record: string }> };
     const rec = file.entries[0]!.record;
-    await writeFile(join(data, 'blocks', rec.slice(-2), rec), 'garbage');
+    await tamperBlock(data, rec, 'garbage');
     const hits = origin.hits.get('/c') ?? 0;
     const d = await startDaemon(['record', '--listen', '127.0.0.1:0', '--data', data], env());
     const r = await run('curl', ['-sS', '-x', d.url, `${origin.url}/c`], { env: env() });
@@ -164,7 +164,7 @@ describe('fault handling (CLI)', () => {
     expect(origin.hits.get('/c')).toBe(hits + 1);
     await d.stop();
     expect(d.stderr()).toMatch(/is unusable .*fetching again/);
-    expect((await readdir(join(data, 'blocks', rec.slice(-2)))).some((f) => f.endsWith('.corrupt'))).toBe(true);
+    expect(await isQuarantined(data, rec)).toBe(true);
   }, 60_000);
 
   it('answers malformed requests and bad CONNECT targets with clear errors and keeps serving', async () => {

@@ -9,6 +9,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tamperBlock } from '../helpers/blocks.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { cli, run, startDaemon, tempDir } from '../helpers/run.ts';
@@ -101,7 +102,7 @@ describe('defect 1: a netlock never shrinks behind its user', () => {
     const tampered = join(dir.path, 'data-3-tampered');
     await run('cp', ['-a', data, tampered]);
     const record0 = (JSON.parse(goodText) as FileView).entries[0]!.record;
-    await writeFile(join(tampered, 'blocks', record0.slice(-2), record0), 'not the record');
+    await tamperBlock(tampered, record0, 'not the record');
     cases.push({ name: 'corrupt record', netlock: good, data: tampered, why: /does not hash to its CID/ });
     for (const c of cases) {
       const before = await readFile(c.netlock, 'utf8');

@@ -17,6 +17,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { rawLeafCid } from '../../src/protocol/unixfs.ts';
+import { PACKS_DIR } from '../../src/store/block-packs.ts';
+import { tamperBlock } from '../helpers/blocks.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
@@ -104,20 +106,27 @@ describe('defect 6: every failure before the head is answered; a half-closed req
   });
 
   it('answers 502 ORACLE_ERR_STORE when the store cannot take a small body, and records it once it can', async () => {
-    // A store whose put fails: the block's shard directory is a file.
-    const cid = rawLeafCid(createHash('sha256').update(small).digest()).toString();
-    const shard = join(data, 'blocks', cid.slice(-2));
-    await rm(shard, { recursive: true, force: true });
-    await mkdir(join(data, 'blocks'), { recursive: true });
-    await writeFile(shard, 'in the way');
-    const got = await get(t, `${origin.url}/small-1`);
-    expectErrorAnswer(got, 502, /^ORACLE_ERR_STORE$/);
-    expect(got.body.toString()).toMatch(/Cannot write block/);
-    await rm(shard);
-    const again = await get(t, `${origin.url}/small-1`);
-    expect(again.status).toBe(200);
-    expect(again.body.equals(small)).toBe(true);
-    expect(origin.hits.get('/small-1')).toBe(2);
+    // A store whose put fails: a small block goes into a pack, and the packs folder is a file. An oracle of its
+    // own: a store that has written a pack already appends to the one it holds open, whatever is at the path.
+    const cid = rawLeafCid(createHash('sha256').update(small).digest());
+    const own = join(dir.path, 'data-no-packs');
+    const s = await startTestOracle({ mode: 'record', dataDir: own });
+    try {
+      expect(await s.oracle.store.has(cid)).toBe(false); // the store has looked for packs (none yet)
+      const packs = join(own, 'blocks', PACKS_DIR);
+      await mkdir(join(own, 'blocks'), { recursive: true });
+      await writeFile(packs, 'in the way');
+      const got = await get(s, `${origin.url}/small-1`);
+      expectErrorAnswer(got, 502, /^ORACLE_ERR_STORE$/);
+      expect(got.body.toString()).toMatch(/Cannot write block/);
+      await rm(packs);
+      const again = await get(s, `${origin.url}/small-1`);
+      expect(again.status).toBe(200);
+      expect(again.body.equals(small)).toBe(true);
+      expect(origin.hits.get('/small-1')).toBe(2);
+    } finally {
+      await s.close();
+    }
   });
 
   it('after the head, a store failure ends the transfer (never a complete wrong body), and nothing is recorded', async () => {
@@ -151,7 +160,7 @@ describe('defect 6: every failure before the head is answered; a half-closed req
     expect((await get(t, url)).body.equals(small)).toBe(true);
     await gone.close();
     const cid = rawLeafCid(createHash('sha256').update(small).digest()).toString();
-    await writeFile(join(data, 'blocks', cid.slice(-2), cid), 'a small body, one blocK\n');
+    await tamperBlock(data, cid, 'a small body, one blocK\n');
     const got = await get(t, url);
     expectErrorAnswer(got, 502, /^ORACLE_ERR_BLOCK_(CORRUPT|MISSING)$/);
     expect(got.body.toString()).not.toContain('blocK');
@@ -164,7 +173,7 @@ describe('defect 6: every failure before the head is answered; a half-closed req
     expect((await rec.fetch(`${origin.url}/small-3`)).body.equals(small)).toBe(true);
     await rec.close();
     const cid = rawLeafCid(createHash('sha256').update(small).digest()).toString();
-    await writeFile(join(recData, 'blocks', cid.slice(-2), cid), 'a small body, one blocK\n');
+    await tamperBlock(recData, cid, 'a small body, one blocK\n');
     const rep = await startTestOracle({ mode: 'replay', dataDir: recData, netlockPath: netlock });
     try {
       const got = await get(rep, `${origin.url}/small-3`);

@@ -7,12 +7,13 @@
  * (its head is gone), and the next request gets the repaired body. Everything talks to 127.0.0.1 only.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { CHUNK_BYTES, rawLeafCid } from '../../src/protocol/unixfs.ts';
+import { isQuarantined, locateBlock, tamperBlock } from '../helpers/blocks.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
@@ -36,14 +37,25 @@ describe('defect 7: record mode repairs a recorded body whose block is corrupt',
   let changed = false;
   let closed = false;
 
-  const blockPath = (cid: string): string => join(data, 'blocks', cid.slice(-2), cid);
   const leaf = (i: number): Buffer => many.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
-  /** Flips one byte of a stored block. */
+  /** A stored block's bytes as they lie on disk (its file, or its entry in a pack). */
+  async function stored(cid: string): Promise<Buffer> {
+    const where = await locateBlock(data, cid);
+    const file = await open(where.path, 'r');
+    try {
+      const bytes = Buffer.alloc(where.length);
+      const { bytesRead } = await file.read(bytes, 0, where.length, where.offset);
+      return bytes.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
+  }
+  /** Flips one byte of a stored block, where it lies. */
   async function corrupt(cid: string): Promise<void> {
-    const bytes = await readFile(blockPath(cid));
+    const bytes = await stored(cid);
     const at = bytes.byteLength >> 1;
     bytes[at] = (bytes[at] ?? 0) ^ 0xff;
-    await writeFile(blockPath(cid), bytes);
+    await tamperBlock(data, cid, bytes);
   }
 
   async function get(path: string): Promise<{ status: number; body: Buffer; failed?: string }> {
@@ -81,15 +93,15 @@ describe('defect 7: record mode repairs a recorded body whose block is corrupt',
 
   it('a one-block body: the first request after the corruption already gets the whole body, fetched again; the block is repaired', async () => {
     const cid = leafCid(one);
-    const good = await readFile(blockPath(cid));
+    const good = await stored(cid);
     await corrupt(cid);
     const first = await get('/one');
     expect(first.failed).toBeUndefined();
     expect(first.status).toBe(200);
     expect(sha(first.body)).toBe(sha(one));
     expect(origin.hits.get('/one')).toBe(2);
-    expect((await readFile(blockPath(cid))).equals(good)).toBe(true);
-    expect((await readdir(join(data, 'blocks', cid.slice(-2)))).some((f) => f.startsWith(cid) && f.endsWith('.corrupt'))).toBe(true);
+    expect((await stored(cid)).equals(good)).toBe(true);
+    expect(await isQuarantined(data, cid)).toBe(true);
     expect(log.join('\n')).toMatch(new RegExp(`block ${cid} quarantined`));
     // From the record again, whole, without the origin.
     const later = await get('/one');
@@ -99,7 +111,7 @@ describe('defect 7: record mode repairs a recorded body whose block is corrupt',
 
   it('a block in the middle of a larger body: that transfer fails (never wrong bytes), the next request gets the repaired body', async () => {
     const cid = leafCid(leaf(2));
-    const good = await readFile(blockPath(cid));
+    const good = await stored(cid);
     await corrupt(cid);
     const cut = await get('/many');
     expect(cut.status).toBe(200);
@@ -110,7 +122,7 @@ describe('defect 7: record mode repairs a recorded body whose block is corrupt',
     expect(next.failed).toBeUndefined();
     expect(sha(next.body)).toBe(sha(many));
     expect(origin.hits.get('/many')).toBe(2);
-    expect((await readFile(blockPath(cid))).equals(good)).toBe(true);
+    expect((await stored(cid)).equals(good)).toBe(true);
     const later = await get('/many');
     expect(sha(later.body)).toBe(sha(many));
     expect(origin.hits.get('/many')).toBe(2);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,6 +17,7 @@ import { readNetlockRoot } from '../../src/netlock/file.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 import { blockLinks } from '../../src/store/block-links.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
+import { removeBlock } from '../helpers/blocks.ts';
 import { alive, cartesiProblem, EMULATOR_DIR, IN_CI, KERNEL, MACHINE_FLAGS, machineImage } from '../helpers/cartesi.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
@@ -207,7 +208,7 @@ describe.skipIf(problem !== undefined && !IN_CI)(`fetch-oracle machine run --rep
     await cp(data, copy, { recursive: true, dereference: false, verbatimSymlinks: true });
     const file = JSON.parse(await readFile(netlock, 'utf8')) as { entries: Array<{ url: string; body: string }> };
     const hello = CID.parse(file.entries.find((e) => e.url === `${plain.url}/hello.txt`)!.body);
-    await rm(new FsBlockStore(copy).pathOf(hello));
+    await removeBlock(copy, hello);
     const r = await cli(['machine', 'run', '-v', '--replay', netlock, '--data', copy, '--image', image, ...MACHINE_FLAGS, '--', 'true']);
     expect(r.code, explain(r)).toBe(125);
     expect(r.stderr).toContain(`ORACLE_ERR_BLOCK_MISSING: Block ${hello} of GET ${plain.url}/hello.txt is not in this host's store`);

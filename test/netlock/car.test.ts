@@ -22,6 +22,7 @@ import { importCar } from '../../src/netlock/import-car.ts';
 import { buildNetlockFile, renderNetlockFile } from '../../src/netlock/file.ts';
 import { verifyNetlock } from '../../src/netlock/verify.ts';
 import { FsBlockStore, KuboBlockStore, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
+import { countBlocks } from '../helpers/blocks.ts';
 import { anyKubo, API_FROM_ENV, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { buildFixtureNetlock, manySmallResponses, MiB } from './netlock-fixture.ts';
@@ -129,7 +130,8 @@ describe('exportCar / importCar (embedded store)', () => {
       expect(result).toMatchObject({ blocks: source.size, unreferenced: 0, bytes: (await stat(car)).size });
       expect((await verifyNetlock(fixture.root, target, [fixture.signer.publicKey])).failures).toEqual([]);
       expect(await readdir(dataDir)).toEqual(['blocks']);
-      expect((await filesUnder(join(dataDir, 'blocks'))).length).toBe(source.size);
+      expect(await countBlocks(dataDir)).toBe(source.size);
+      expect((await filesUnder(join(dataDir, 'blocks'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
@@ -411,7 +413,7 @@ describe('CAR interop with Kubo', () => {
         const target = new FsBlockStore(dataDir);
         const result = await importCar(kuboCar, target, { trusted: [fixture.signer.publicKey] });
         expect(result).toMatchObject({ blocks: source.size, unreferenced: 0, report: { entries: 306, failures: [] } });
-        expect((await filesUnder(join(dataDir, 'blocks'))).length).toBe(source.size);
+        expect(await countBlocks(dataDir)).toBe(source.size);
       } finally {
         await rm(dataDir, { recursive: true, force: true });
       }
@@ -431,7 +433,7 @@ describe('CAR interop with Kubo', () => {
       try {
         const tiered = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new FsBlockStore(cacheDir), cacheOnWrite: 'all' });
         await importCar(otherCar, tiered);
-        expect((await filesUnder(join(cacheDir, 'blocks'))).length).toBe(store2.size);
+        expect(await countBlocks(cacheDir)).toBe(store2.size);
         expect(await readdir(cacheDir)).toEqual(['blocks']);
         await tiered.close();
         // The default cache takes the netlock's linking blocks on import, its leaves when first read.
@@ -440,9 +442,9 @@ describe('CAR interop with Kubo', () => {
           const lazy = new TieredBlockStore({ primary: new KuboBlockStore({ url: kubo.api }), cache: new FsBlockStore(lazyDir) });
           await importCar(otherCar, lazy);
           const linking = store2.cids().filter((c) => CID.parse(c).code !== RAW_CODE);
-          expect((await filesUnder(join(lazyDir, 'blocks'))).length).toBe(linking.length);
+          expect(await countBlocks(lazyDir)).toBe(linking.length);
           expect((await verifyNetlock(other.root, lazy, undefined)).failures).toEqual([]);
-          expect((await filesUnder(join(lazyDir, 'blocks'))).length).toBe(store2.size);
+          expect(await countBlocks(lazyDir)).toBe(store2.size);
           await lazy.close();
         } finally {
           await rm(lazyDir, { recursive: true, force: true });

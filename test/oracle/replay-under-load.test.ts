@@ -6,11 +6,14 @@
  * every answer: this is what shows it. No timings are asserted: the load runs until enough answers arrived.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CID } from 'multiformats/cid';
 import { rawLeafCid } from '../../src/protocol/unixfs.ts';
+import { FsBlockStore } from '../../src/store/fs-block-store.ts';
+import { tamperBlock } from '../helpers/blocks.ts';
 import { startOrigin, pseudoRandomChunks } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
@@ -41,10 +44,7 @@ async function get(agent: ProxyAgent, url: string): Promise<Got> {
   }
 }
 
-const blockPath = (data: string, bytes: Buffer): string => {
-  const cid = rawLeafCid(createHash('sha256').update(bytes).digest()).toString();
-  return join(data, 'blocks', cid.slice(-2), cid);
-};
+const leafCid = (bytes: Buffer): CID => rawLeafCid(createHash('sha256').update(bytes).digest());
 
 /** The same bytes with one flipped: same length, another hash. */
 const flipped = (bytes: Buffer): Buffer => {
@@ -138,7 +138,7 @@ describe('replay under 64-connection load', () => {
       expect(miss.body.toString()).toMatch(new RegExp(`GET ${origin.url}/small`)); // the nearest recorded request
 
       // The hot one-block body, tampered in place on disk after thousands of good answers: refused from then on.
-      await writeFile(blockPath(data, small), flipped(small));
+      await tamperBlock(data, leafCid(small), flipped(small));
       const refused = await get(replay.agent, `${origin.url}/small`);
       expect(refused.status, refused.body.toString()).toBe(502);
       expect(refused.code).toBe('ORACLE_ERR_BLOCK_CORRUPT');
@@ -148,7 +148,7 @@ describe('replay under 64-connection load', () => {
       const good = await get(replay.agent, `${origin.url}/big`);
       expect(good.failed).toBeUndefined();
       expect(good.body.equals(big)).toBe(true);
-      await writeFile(blockPath(data, big.subarray(MIB, 2 * MIB)), flipped(big.subarray(MIB, 2 * MIB)));
+      await tamperBlock(data, leafCid(big.subarray(MIB, 2 * MIB)), flipped(big.subarray(MIB, 2 * MIB)));
       const broken = await get(replay.agent, `${origin.url}/big`);
       expect(broken.status).toBe(200);
       expect(broken.failed).toBeDefined();
@@ -170,11 +170,18 @@ describe('replay under 64-connection load', () => {
     expect(first.status).toBe(502); // its body is the block tampered above
     const file = JSON.parse(await readFile(join(dir.path, 'netlock.json'), 'utf8')) as { entries: Array<{ url: string; record: string }> };
     const record = file.entries.find((e) => e.url.endsWith('/small-too'))!.record;
-    await writeFile(join(data, 'blocks', record.slice(-2), record), 'not a record');
-    // The body repaired as a store writes a block (another file renamed over it): read afresh, since the
-    // answer that failed its hash made replay drop the file it held open.
-    await writeFile(`${blockPath(data, small)}.new`, small);
-    await rename(`${blockPath(data, small)}.new`, blockPath(data, small));
+    await tamperBlock(data, record, 'not a record');
+    // The body repaired as a store repairs a block (record mode, issue 13 defect 7): the bad copy set aside,
+    // the good one written again by another store object (a new pack entry, or another file renamed into
+    // place). Replay reads it afresh: the answer that failed its hash made it drop the file it held open, and a
+    // pack entry set aside is looked for again in the packs.
+    const repairer = new FsBlockStore(data);
+    try {
+      await repairer.quarantine(leafCid(small));
+      await repairer.put(leafCid(small), small);
+    } finally {
+      await repairer.close();
+    }
     const again = await replay.fetch(`${origin.url}/small-too`);
     expect(again.status).toBe(200);
     expect(again.body.equals(small)).toBe(true);

@@ -23,8 +23,8 @@ afterEach(async () => {
 });
 
 describe('FsBlockStore', () => {
-  it('stores one file per block under <dataDir>/blocks and reads it back', async () => {
-    const store = new FsBlockStore(dir.path);
+  it('stores one file per block under <dataDir>/blocks and reads it back (packs off)', async () => {
+    const store = new FsBlockStore(dir.path, { packBelow: 0 });
     const a = await rawBlock('a');
     expect(store.description).toBe(`embedded store ${join(dir.path, 'blocks')}`);
     expect(await store.has(a.cid)).toBe(false);
@@ -47,8 +47,8 @@ describe('FsBlockStore', () => {
     await store.close();
   });
 
-  it('quarantines a block: moved aside, no longer served', async () => {
-    const store = new FsBlockStore(dir.path);
+  it('quarantines a block file: moved aside, no longer served', async () => {
+    const store = new FsBlockStore(dir.path, { packBelow: 0 });
     const a = await rawBlock('bad');
     await store.put(a.cid, a.bytes);
     await store.quarantine(a.cid);
@@ -75,7 +75,7 @@ describe('FsBlockStore.readBlock / readKept (replay answers)', () => {
   const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString());
 
   it('keeps a small block file open after readBlock, reads a rewrite in place as it is now, and a replaced file after forget', async () => {
-    const store = new FsBlockStore(dir.path);
+    const store = new FsBlockStore(dir.path, { packBelow: 0 });
     const a = await rawBlock('block a');
     await store.put(a.cid, a.bytes);
     expect(store.readKept(a.cid, alloc)).toBeUndefined(); // nothing open yet
@@ -99,7 +99,7 @@ describe('FsBlockStore.readBlock / readKept (replay answers)', () => {
   });
 
   it('reads into the memory it is given, refuses a file larger than any block unread, and names a missing one', async () => {
-    const store = new FsBlockStore(dir.path);
+    const store = new FsBlockStore(dir.path, { packBelow: 0 });
     const a = await rawBlock('into');
     await store.put(a.cid, a.bytes);
     const given = new Uint8Array(4);

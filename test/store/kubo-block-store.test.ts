@@ -15,6 +15,7 @@ import { DAG_PB_CODE, RAW_CODE, verifyingSource } from '../../src/protocol/block
 import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { createBlockStore, FsBlockStore, KuboBlockStore, kuboApiUrl, MemoryBlockStore, TieredBlockStore } from '../../src/store/index.ts';
+import { tamperBlock } from '../helpers/blocks.ts';
 import { anyKubo, HAVE_BINARY, KUBO_AVAILABLE, kuboRequiredInCi, kuboRpc, ownKubo } from '../interop/kubo-daemon.ts';
 import type { KuboDaemon } from '../interop/kubo-daemon.ts';
 import { MiB, pseudoRandomBytes } from '../netlock/netlock-fixture.ts';
@@ -353,14 +354,13 @@ describe('KuboBlockStore when Kubo goes down and comes back', () => {
     }, 120_000);
 
     it('TieredBlockStore: quarantines a corrupt cached copy and then serves the good one from Kubo', async () => {
-      const { writeFile } = await import('node:fs/promises');
       const kuboStore = new KuboBlockStore({ url: kubo.api });
       const cache = new FsBlockStore(cacheDir);
       const tiered = new TieredBlockStore({ primary: kuboStore, cache, cacheOnWrite: 'all' });
       const a = await rawBlock(`corrupt cache ${Math.random()}`);
       await tiered.put(a.cid, a.bytes);
       await tiered.flush();
-      await writeFile(cache.pathOf(a.cid), 'not the bytes');
+      await tamperBlock(cacheDir, a.cid, 'not the bytes');
       await expect(verifyingSource(tiered).get(a.cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_CORRUPT' });
       await tiered.quarantine(a.cid);
       expect(Buffer.from(await verifyingSource(tiered).get(a.cid)).toString()).toBe(Buffer.from(a.bytes).toString());

@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fdatasync, fstat, ftruncateSync, mkdirSync, open, openSync, readSync, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CID } from 'multiformats/cid';
+import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, scanPack, sealedPackName } from './pack-file.ts';
+import { PackSlots } from './pack-slots.ts';
+import type { PackPlace } from './pack-slots.ts';
+
+/** The folder of pack files inside `blocks/`. */
+export const PACKS_DIR = 'packs';
+/** A pack takes no more entries once it is this large; the next goes to a new pack. */
+export const PACK_ROTATE_AT = 256 * 1024 * 1024;
+
+interface Pack {
+  /** Its id (the hex in its name, which sealing keeps) and its name now. */
+  id: string;
+  name: string;
+  fd: number;
+  /** Written by this object (indexed as it is appended, never scanned again). */
+  own: boolean;
+  /** Where the next scan of someone else's pack goes on. */
+  scanned: number;
+  damage: string | undefined;
+}
+
+/** Where a packed block's bytes are (for tools and tests that look at the files). */
+export interface PackedBlockPlace {
+  path: string;
+  /** The entry's state byte. */
+  stateOffset: number;
+  /** The block's bytes. */
+  offset: number;
+  length: number;
+}
+
+/**
+ * Small blocks appended to pack files (`blocks/packs/<pid>-<hex>.pack`) instead of a file each: a new file
+ * costs ~80 µs of CPU on a quiet ext4 and several times that after mass deletes, more than the rest of a small
+ * record's storage (issue #15, docs/benchmarks.md). Each process appends to packs of its own, with one `writev`
+ * an entry; others' packs are read with `pread` through descriptors held open, and scanned again for what they
+ * added since when a block is not found. Which entry holds a CID is kept in `PackSlots` (off the heap).
+ *
+ * Bytes are not checked here, as with block files: callers verify every block against its CID.
+ */
+export class BlockPacks {
+  readonly dir: string;
+  #packs: Pack[] = [];
+  #slots = new PackSlots();
+  #writer: { pack: number; size: number } | undefined;
+  #loaded: Promise<void> | undefined;
+  #refreshing: Promise<void> | undefined;
+  #ready = false;
+  #madeDir = false;
+  /** An entry's header and CID bytes, read to confirm which CID an entry holds. */
+  readonly #head = Buffer.allocUnsafe(PACK_HEADER_BYTES + 255);
+
+  constructor(blocksDir: string) {
+    this.dir = join(blocksDir, PACKS_DIR);
+  }
+
+  /** Whether the packs there were are indexed (until then, `read` and `has` know nothing). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Blocks indexed. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** Indexes the packs there are, once (a failed attempt is made again at the next call). */
+  load(): Promise<void> {
+    this.#loaded ??= this.refresh().then(
+      () => {
+        this.#ready = true;
+      },
+      (err: unknown) => {
+        this.#loaded = undefined;
+        throw err;
+      },
+    );
+    return this.#loaded;
+  }
+
+  /** Indexes packs that appeared, and what others' packs gained, since the last look. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#scanAll().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #scanAll(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const known = new Map(this.#packs.map((p) => [p.id, p]));
+    for (const name of names.sort()) {
+      const id = PACK_NAME_RE.exec(name)?.[2];
+      if (id === undefined) continue;
+      const pack = known.get(id);
+      if (pack !== undefined) {
+        pack.name = name; // sealed since: the same file, read on where the last scan ended
+        continue;
+      }
+      let fd: number;
+      try {
+        fd = await openAsync(join(this.dir, name));
+      } catch {
+        continue; // removed since (a gc rewrote it)
+      }
+      this.#packs.push({ id, name, fd, own: false, scanned: 0, damage: undefined });
+    }
+    for (let n = 0; n < this.#packs.length; n++) {
+      const pack = this.#packs[n]!;
+      if (pack.own || pack.damage !== undefined) continue;
+      const size = await sizeOf(pack.fd);
+      if (size <= pack.scanned) continue;
+      const scan = await scanPack(pack.fd, pack.scanned, size, (e) => {
+        if (e.state !== PACK_LIVE) return;
+        const place = { pack: n, offset: e.offset, cidLength: e.cidLength, length: e.length };
+        if (this.#find(e.cid) === -1) this.#slots.add(e.cid, place); // a copy filed already stays
+      });
+      pack.scanned = scan.end;
+      pack.damage = scan.damage;
+    }
+  }
+
+  /** The slot of a CID whose entry is live, or -1 (each candidate confirmed by the CID bytes in its entry). */
+  #find(cid: CID): number {
+    return this.#slots.find(cid, (place) => this.#readHead(place, cid));
+  }
+
+  #readHead(place: PackPlace, cid: CID): boolean {
+    const pack = this.#packs[place.pack];
+    if (pack === undefined || place.cidLength !== cid.bytes.byteLength) return false;
+    const want = PACK_HEADER_BYTES + place.cidLength;
+    if (readSync(pack.fd, this.#head, 0, want, place.offset) !== want) return false;
+    return this.#head[0] === PACK_LIVE && this.#head.subarray(PACK_HEADER_BYTES, want).equals(cid.bytes);
+  }
+
+  has(cid: CID): boolean {
+    return this.#find(cid) !== -1;
+  }
+
+  /**
+   * Whether a put of `cid` can be skipped: the block is in this object's pack being written, or in a pack
+   * that is still there. A sealed pack or another process's may have been written again by `gc` without it
+   * (its open descriptor still reads the old file), so such a copy counts only while its file exists.
+   */
+  holds(cid: CID): boolean {
+    const slot = this.#find(cid);
+    if (slot === -1) return false;
+    const pack = this.#packs[this.#slots.place(slot).pack]!;
+    return (this.#writer !== undefined && this.#packs[this.#writer.pack] === pack) || existsSync(join(this.dir, pack.name));
+  }
+
+  /**
+   * A packed block's bytes, in memory `alloc` gives for its size, by one blocking `preadv` (small blocks, and
+   * the page cache holds those just written or read); undefined when the packs do not hold it (live).
+   */
+  read(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array | undefined {
+    let bytes: Uint8Array | undefined;
+    this.#slots.find(cid, (place) => {
+      const pack = this.#packs[place.pack];
+      if (pack === undefined || place.cidLength !== cid.bytes.byteLength) return false;
+      const head = this.#head.subarray(0, PACK_HEADER_BYTES + place.cidLength);
+      const data = alloc(place.length);
+      const n = readvSync(pack.fd, [head, data], place.offset);
+      if (head[0] !== PACK_LIVE || !head.subarray(PACK_HEADER_BYTES).equals(cid.bytes)) return false;
+      // Fewer bytes than filed (the file was cut short): what there is, which its hash then refuses.
+      bytes = n === head.byteLength + data.byteLength ? data : data.subarray(0, Math.max(0, n - head.byteLength));
+      return true;
+    });
+    return bytes;
+  }
+
+  /** Where a live packed block is, or undefined. */
+  locate(cid: CID): PackedBlockPlace | undefined {
+    const slot = this.#find(cid);
+    if (slot === -1) return undefined;
+    const place = this.#slots.place(slot);
+    return { path: join(this.dir, this.#packs[place.pack]!.name), stateOffset: place.offset, offset: place.offset + PACK_HEADER_BYTES + place.cidLength, length: place.length };
+  }
+
+  /**
+   * Appends a block to this object's pack (made at the first append, and again once it reaches
+   * PACK_ROTATE_AT). A failed write (a full disk) is cut off again, so the pack ends with a whole entry.
+   */
+  append(cid: CID, bytes: Uint8Array): void {
+    const writer = this.#writer !== undefined && this.#writer.size < PACK_ROTATE_AT ? this.#writer : this.#newPack();
+    const pack = this.#packs[writer.pack]!;
+    const head = entryHead(cid, bytes.byteLength);
+    const at = writer.size;
+    const total = head.byteLength + bytes.byteLength;
+    try {
+      let done = writevSync(pack.fd, [head, bytes], at);
+      // A short write is finished with the rest (a full disk then throws, and the entry is cut off below).
+      while (done < total) done += writeSync(pack.fd, Buffer.concat([head, bytes]).subarray(done), 0, total - done, at + done);
+    } catch (err) {
+      try {
+        ftruncateSync(pack.fd, at);
+      } catch {
+        // The entry stays torn at the end: scans stop before it, and gc drops it.
+      }
+      throw err;
+    }
+    writer.size += total;
+    this.#slots.add(cid, { pack: writer.pack, offset: at, cidLength: cid.bytes.byteLength, length: bytes.byteLength });
+  }
+
+  #newPack(): { pack: number; size: number } {
+    if (this.#writer !== undefined) this.#seal(this.#packs[this.#writer.pack]!);
+    if (!this.#madeDir) {
+      mkdirSync(this.dir, { recursive: true });
+      this.#madeDir = true;
+    }
+    const id = randomBytes(6).toString('hex');
+    const name = `${process.pid}-${id}.pack`;
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, name), 'wx+', 0o644);
+    } catch (err) {
+      this.#madeDir = false; // the folder removed since: made again next time
+      throw err;
+    }
+    try {
+      writeSync(fd, PACK_MAGIC, 0, PACK_MAGIC.byteLength, 0);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    this.#packs.push({ id, name, fd, own: true, scanned: PACK_MAGIC.byteLength, damage: undefined });
+    this.#writer = { pack: this.#packs.length - 1, size: PACK_MAGIC.byteLength };
+    return this.#writer;
+  }
+
+  /**
+   * Sets a packed block aside: its entry's state byte becomes PACK_QUARANTINED in place (the bytes stay for
+   * inspection until `gc`), so no process serves it again. Whether the packs held it.
+   */
+  quarantine(cid: CID): boolean {
+    const slot = this.#find(cid);
+    if (slot === -1) return false;
+    const place = this.#slots.place(slot);
+    const pack = this.#packs[place.pack]!;
+    let fd: number | undefined;
+    try {
+      fd = pack.own ? pack.fd : openSync(join(this.dir, pack.name), 'r+');
+      writeSync(fd, Buffer.of(PACK_QUARANTINED), 0, 1, place.offset);
+    } catch {
+      // Not writable here: forgotten by this process all the same (never served again by it).
+    } finally {
+      if (fd !== undefined && !pack.own) closeSync(fd);
+    }
+    this.#slots.remove(slot);
+    return true;
+  }
+
+  /** Waits until what this object appended is on disk. */
+  flush(): Promise<void> {
+    const writer = this.#writer;
+    if (writer === undefined) return Promise.resolve();
+    const fd = this.#packs[writer.pack]!.fd;
+    return new Promise((resolve, reject) => fdatasync(fd, (err) => (err === null ? resolve() : reject(err))));
+  }
+
+  /** Renames the pack being written to its sealed name: it takes no more entries, so `gc` may rewrite it. */
+  #seal(pack: Pack): void {
+    this.#writer = undefined;
+    const sealed = sealedPackName(pack.id);
+    try {
+      renameSync(join(this.dir, pack.name), join(this.dir, sealed));
+      pack.name = sealed;
+    } catch {
+      // Left under the writer's name: gc leaves it until this process is gone, then rewrites it all the same.
+    }
+  }
+
+  /** Seals the pack being written, closes every pack and forgets the index: the next use loads it again. Idempotent. */
+  close(): void {
+    if (this.#writer !== undefined) this.#seal(this.#packs[this.#writer.pack]!);
+    for (const pack of this.#packs) closeSync(pack.fd);
+    this.#packs = [];
+    this.#slots = new PackSlots();
+    this.#writer = undefined;
+    this.#loaded = undefined;
+    this.#ready = false;
+  }
+}
+
+function openAsync(path: string): Promise<number> {
+  return new Promise((resolve, reject) => open(path, 'r', (err, fd) => (err === null ? resolve(fd) : reject(err))));
+}
+
+function sizeOf(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => fstat(fd, (err, st) => (err === null ? resolve(st.size) : reject(err))));
+}
