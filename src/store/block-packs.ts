@@ -10,7 +10,7 @@ import type { PackPlace } from './pack-slots.ts';
 /** The folder of pack files inside `blocks/`. */
 export const PACKS_DIR = 'packs';
 /** A pack takes no more entries once it is this large; the next goes to a new pack. */
-export const PACK_ROTATE_AT = 256 * 1024 * 1024;
+export const PACK_BYTES = 256 * 1024 * 1024;
 
 interface Pack {
   /** Its id (the hex in its name, which sealing keeps) and its name now. */
@@ -45,6 +45,7 @@ export interface PackedBlockPlace {
  */
 export class BlockPacks {
   readonly dir: string;
+  readonly #packBytes: number;
   #packs: Pack[] = [];
   #slots = new PackSlots();
   #writer: { pack: number; size: number } | undefined;
@@ -55,8 +56,9 @@ export class BlockPacks {
   /** An entry's header and CID bytes, read to confirm which CID an entry holds. */
   readonly #head = Buffer.allocUnsafe(PACK_HEADER_BYTES + 255);
 
-  constructor(blocksDir: string) {
+  constructor(blocksDir: string, packBytes = PACK_BYTES) {
     this.dir = join(blocksDir, PACKS_DIR);
+    this.#packBytes = packBytes;
   }
 
   /** Whether the packs there were are indexed (until then, `read` and `has` know nothing). */
@@ -188,10 +190,10 @@ export class BlockPacks {
 
   /**
    * Appends a block to this object's pack (made at the first append, and again once it reaches
-   * PACK_ROTATE_AT). A failed write (a full disk) is cut off again, so the pack ends with a whole entry.
+   * PACK_BYTES, the full one sealed). A failed write (a full disk) is cut off again, so the pack ends with a whole entry.
    */
   append(cid: CID, bytes: Uint8Array): void {
-    const writer = this.#writer !== undefined && this.#writer.size < PACK_ROTATE_AT ? this.#writer : this.#newPack();
+    const writer = this.#writer !== undefined && this.#writer.size < this.#packBytes ? this.#writer : this.#newPack();
     const pack = this.#packs[writer.pack]!;
     const head = entryHead(cid, bytes.byteLength);
     const at = writer.size;
@@ -249,7 +251,7 @@ export class BlockPacks {
     const pack = this.#packs[place.pack]!;
     let fd: number | undefined;
     try {
-      fd = pack.own ? pack.fd : openSync(join(this.dir, pack.name), 'r+');
+      fd = pack.own ? pack.fd : openForMark(this.dir, pack);
       writeSync(fd, Buffer.of(PACK_QUARANTINED), 0, 1, place.offset);
     } catch {
       // Not writable here: forgotten by this process all the same (never served again by it).
@@ -289,6 +291,15 @@ export class BlockPacks {
     this.#writer = undefined;
     this.#loaded = undefined;
     this.#ready = false;
+  }
+}
+
+/** Another process's pack, to mark an entry: under the name it was read by, or the one sealing gave it since. */
+function openForMark(dir: string, pack: Pack): number {
+  try {
+    return openSync(join(dir, pack.name), 'r+');
+  } catch {
+    return openSync(join(dir, sealedPackName(pack.id)), 'r+');
   }
 }
 

@@ -30,6 +30,8 @@ export interface FsBlockStoreOptions {
    * layout before packs, which is always read as well). @default PACK_BLOCKS_BELOW
    */
   packBelow?: number;
+  /** A pack takes no more entries once it is this large (then it is sealed, and the next is made). @default PACK_BYTES (256 MiB) */
+  packBytes?: number;
 }
 
 /**
@@ -65,7 +67,7 @@ export class FsBlockStore implements BlockStore {
   constructor(dataDir: string, options: FsBlockStoreOptions = {}) {
     this.dir = join(dataDir, 'blocks');
     this.description = `embedded store ${this.dir}`;
-    this.#packs = new BlockPacks(this.dir);
+    this.#packs = new BlockPacks(this.dir, options.packBytes);
     this.#packBelow = options.packBelow ?? PACK_BLOCKS_BELOW;
   }
 

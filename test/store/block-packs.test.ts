@@ -87,6 +87,20 @@ describe('FsBlockStore with packs', () => {
     await after.close();
   });
 
+  it('seals a full pack and goes on in a new one; every block of both is read, then and after reopening', async () => {
+    const store = new FsBlockStore(dir.path, { packBytes: 1024 });
+    const blocks = await Promise.all(Array.from({ length: 12 }, (_, i) => rawBlock(`block ${i} `.repeat(20))));
+    for (const b of blocks) await store.put(b.cid, b.bytes);
+    const names = (await readdir(packsDir)).sort();
+    expect(names.length).toBeGreaterThan(2);
+    expect(names.filter((n) => n.startsWith('sealed-'))).toHaveLength(names.length - 1); // all but the one being written
+    for (const b of blocks) expect(text(await store.get(b.cid))).toBe(text(b.bytes));
+    await store.close();
+    const reopened = new FsBlockStore(dir.path);
+    for (const b of blocks) expect(text(await reopened.get(b.cid))).toBe(text(b.bytes));
+    await reopened.close();
+  });
+
   it('finds blocks another store object appended after it read the packs', async () => {
     const reader = new FsBlockStore(dir.path);
     const writer = new FsBlockStore(dir.path);
