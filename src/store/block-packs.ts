@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fdatasync, fstat, ftruncateSync, mkdirSync, open, openSync, readSync, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fstat, ftruncateSync, mkdirSync, open, openSync, readSync, readv, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
@@ -23,6 +23,9 @@ interface Pack {
   scanned: number;
   damage: string | undefined;
 }
+
+/** What `read` answers for a block it holds that is too large to read there (`readAsync` reads it). */
+export const LARGE_BLOCK = Symbol('large packed block');
 
 /** Where a packed block's bytes are (for tools and tests that look at the files). */
 export interface PackedBlockPlace {
@@ -161,23 +164,40 @@ export class BlockPacks {
   }
 
   /**
-   * A packed block's bytes, in memory `alloc` gives for its size, by one blocking `preadv` (small blocks, and
-   * the page cache holds those just written or read); undefined when the packs do not hold it (live).
+   * A packed block's bytes, in memory `alloc` gives for its size, by one blocking `preadv` (a small block, which
+   * the page cache holds when it was just written or read); undefined when the packs do not hold it (live), and
+   * LARGE_BLOCK, unread, when it is `syncBelow` bytes or more.
    */
-  read(cid: CID, alloc: (size: number) => Uint8Array): Uint8Array | undefined {
-    let bytes: Uint8Array | undefined;
+  read(cid: CID, alloc: (size: number) => Uint8Array, syncBelow = Infinity): Uint8Array | typeof LARGE_BLOCK | undefined {
+    let bytes: Uint8Array | typeof LARGE_BLOCK | undefined;
     this.#slots.find(cid, (place) => {
       const pack = this.#packs[place.pack];
       if (pack === undefined || place.cidLength !== cid.bytes.byteLength) return false;
+      if (place.length >= syncBelow) {
+        bytes = LARGE_BLOCK;
+        return true;
+      }
       const head = this.#head.subarray(0, PACK_HEADER_BYTES + place.cidLength);
       const data = alloc(place.length);
       const n = readvSync(pack.fd, [head, data], place.offset);
-      if (head[0] !== PACK_LIVE || !head.subarray(PACK_HEADER_BYTES).equals(cid.bytes)) return false;
-      // Fewer bytes than filed (the file was cut short): what there is, which its hash then refuses.
-      bytes = n === head.byteLength + data.byteLength ? data : data.subarray(0, Math.max(0, n - head.byteLength));
+      if (!isEntryOf(head, cid)) return false;
+      bytes = filled(data, n - head.byteLength);
       return true;
     });
     return bytes;
+  }
+
+  /** A packed block's bytes read through the thread pool (a large one, or a cold one: the event loop goes on). */
+  async readAsync(cid: CID, alloc: (size: number) => Uint8Array): Promise<Uint8Array | undefined> {
+    for (const place of this.#slots.candidates(cid)) {
+      const pack = this.#packs[place.pack];
+      if (pack === undefined || place.cidLength !== cid.bytes.byteLength) continue;
+      const head = Buffer.allocUnsafe(PACK_HEADER_BYTES + place.cidLength);
+      const data = alloc(place.length);
+      const n = await new Promise<number>((resolve, reject) => readv(pack.fd, [head, data], place.offset, (err, read) => (err === null ? resolve(read) : reject(err))));
+      if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
+    }
+    return undefined;
   }
 
   /** Where a live packed block is, or undefined. */
@@ -301,6 +321,16 @@ function openForMark(dir: string, pack: Pack): number {
   } catch {
     return openSync(join(dir, sealedPackName(pack.id)), 'r+');
   }
+}
+
+/** Whether an entry's header and CID bytes, as read, are a live entry of `cid`. */
+function isEntryOf(head: Buffer, cid: CID): boolean {
+  return head[0] === PACK_LIVE && head.subarray(PACK_HEADER_BYTES).equals(cid.bytes);
+}
+
+/** The block read, or the part of it there was (the file was cut short): what its hash then refuses. */
+function filled(data: Uint8Array, n: number): Uint8Array {
+  return n >= data.byteLength ? data : data.subarray(0, Math.max(0, n));
 }
 
 function openAsync(path: string): Promise<number> {

@@ -54,6 +54,13 @@ export class PackSlots {
     return -1;
   }
 
+  /** The places of every entry filed under the first 64 bits of `cid`'s digest (almost always one or none). */
+  candidates(cid: CID): PackPlace[] {
+    const out: PackPlace[] = [];
+    this.find(cid, (place) => (out.push(place), false));
+    return out;
+  }
+
   place(slot: number): PackPlace {
     const at = this.#places[slot]!;
     const size = this.#sizes[slot]!;

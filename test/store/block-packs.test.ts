@@ -39,19 +39,21 @@ describe('FsBlockStore with packs', () => {
 
     const store = new FsBlockStore(dir.path);
     const small = await rawBlock('a small block');
-    const big = await rawBlock(new Uint8Array(64 * 1024).fill(7));
-    await store.put(small.cid, small.bytes);
-    await store.put(big.cid, big.bytes);
-    expect(await stat(store.pathOf(big.cid))).toMatchObject({ size: 64 * 1024 });
-    await expect(stat(store.pathOf(small.cid))).rejects.toThrow(/ENOENT/);
+    const mid = await rawBlock(new Uint8Array(200 * 1024).fill(5)); // packed too, read through the pool
+    const big = await rawBlock(new Uint8Array(1024 * 1024).fill(7)); // a full leaf: a file of its own
+    for (const b of [small, mid, big]) await store.put(b.cid, b.bytes);
+    expect(await stat(store.pathOf(big.cid))).toMatchObject({ size: 1024 * 1024 });
+    for (const b of [small, mid]) await expect(stat(store.pathOf(b.cid))).rejects.toThrow(/ENOENT/);
     const packs = await readdir(packsDir);
     expect(packs).toEqual([expect.stringMatching(new RegExp(`^${process.pid}-[0-9a-f]{12}\\.pack$`))]);
     expect((await readFile(join(packsDir, packs[0]!))).subarray(0, 8)).toEqual(PACK_MAGIC);
-    for (const b of [small, big, legacy]) {
+    for (const b of [small, mid, big, legacy]) {
       expect(await store.has(b.cid)).toBe(true);
       expect(Buffer.from(await store.get(b.cid))).toEqual(Buffer.from(b.bytes));
     }
     expect(text(store.readKept(small.cid, (n) => new Uint8Array(n))!)).toBe('a small block');
+    expect(store.readKept(mid.cid, (n) => new Uint8Array(n))).toBeUndefined(); // not read on the event loop…
+    expect(Buffer.from(await store.readBlock(mid.cid, (n) => new Uint8Array(n)))).toEqual(Buffer.from(mid.bytes)); // …but here
     // Closing seals the pack (it takes no more entries); a new store object reads it by scanning.
     await store.close();
     expect(await readdir(packsDir)).toEqual([packs[0]!.replace(/^\d+-/, 'sealed-')]);
