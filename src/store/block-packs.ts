@@ -246,8 +246,9 @@ export class BlockPacks {
     try {
       fd = openSync(join(this.dir, name), 'wx+', 0o644);
     } catch (err) {
-      this.#madeDir = false; // the folder removed since: made again next time
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      mkdirSync(this.dir, { recursive: true }); // the folder was removed since it was made
+      fd = openSync(join(this.dir, name), 'wx+', 0o644);
     }
     try {
       writeSync(fd, PACK_MAGIC, 0, PACK_MAGIC.byteLength, 0);

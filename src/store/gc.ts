@@ -258,10 +258,10 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     }
   }
   for (const pack of packs) {
+    if (pack.writerRunning) continue;
     const quarantined = pack.entries.filter((e) => e.quarantined);
     report.quarantined.count += quarantined.length;
     report.quarantined.bytes += quarantined.reduce((n, e) => n + e.length, 0);
-    if (pack.writerRunning) continue;
     const outcome = await rewritePack(packsDir, pack, (e) => !goes.has(e.cid.toString()), { dryRun });
     if (outcome.droppedTail > 0) {
       report.temp.count++;
