@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fdatasync, fstat, ftruncateSync, mkdirSync, open, openSync, readSync, readv, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fstat, fstatSync, ftruncateSync, mkdirSync, open, openSync, readSync, readv, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
@@ -236,6 +236,8 @@ export class BlockPacks {
 
   #newPack(): { pack: number; size: number } {
     if (this.#writer !== undefined) this.#seal(this.#packs[this.#writer.pack]!);
+    const claimed = this.#claimSealed();
+    if (claimed !== undefined) return claimed;
     if (!this.#madeDir) {
       mkdirSync(this.dir, { recursive: true });
       this.#madeDir = true;
@@ -259,6 +261,44 @@ export class BlockPacks {
     this.#packs.push({ id, name, fd, own: true, scanned: PACK_MAGIC.byteLength, damage: undefined });
     this.#writer = { pack: this.#packs.length - 1, size: PACK_MAGIC.byteLength };
     return this.#writer;
+  }
+
+  /**
+   * Takes over a sealed pack with room, by renaming it to this process's name (no other process takes it then,
+   * and gc leaves it): without this, every run that stores anything would leave one more pack, and a store
+   * holds a descriptor for each. Only a pack indexed to its end is taken, so the next entry goes where its
+   * last one ends.
+   */
+  #claimSealed(): { pack: number; size: number } | undefined {
+    for (let n = 0; n < this.#packs.length; n++) {
+      const pack = this.#packs[n]!;
+      if (pack.own || pack.damage !== undefined || !pack.name.startsWith('sealed-') || pack.scanned >= this.#packBytes) continue;
+      const mine = join(this.dir, `${process.pid}-${pack.id}.pack`);
+      try {
+        renameSync(join(this.dir, pack.name), mine);
+      } catch {
+        continue; // taken by another process, or rewritten by gc, since it was read
+      }
+      let fd: number | undefined;
+      try {
+        fd = openSync(mine, 'r+');
+        if (fstatSync(fd).size === pack.scanned) {
+          closeSync(pack.fd);
+          Object.assign(pack, { fd, own: true, name: `${process.pid}-${pack.id}.pack` });
+          this.#writer = { pack: n, size: pack.scanned };
+          return this.#writer;
+        }
+      } catch {
+        // not writable here: given back below
+      }
+      if (fd !== undefined) closeSync(fd);
+      try {
+        renameSync(mine, join(this.dir, pack.name)); // it grew since it was read: given back as it was
+      } catch {
+        // left under this process's name: gc takes it as a pack whose writer is gone once this process is
+      }
+    }
+    return undefined;
   }
 
   /**

@@ -103,6 +103,27 @@ describe('FsBlockStore with packs', () => {
     await reopened.close();
   });
 
+  it('goes on appending to a sealed pack with room rather than leaving one more pack per run', async () => {
+    const blocks = await Promise.all(Array.from({ length: 5 }, (_, i) => rawBlock(`run ${i}`)));
+    for (const b of blocks) {
+      const run = new FsBlockStore(dir.path);
+      await run.put(b.cid, b.bytes);
+      await run.close();
+    }
+    expect(await readdir(packsDir)).toEqual([expect.stringMatching(/^sealed-[0-9a-f]{12}\.pack$/)]);
+    // A second writer while the first holds the pack makes its own.
+    const first = new FsBlockStore(dir.path);
+    const second = new FsBlockStore(dir.path);
+    const [x, y] = await Promise.all(['x', 'y'].map(rawBlock));
+    await first.put(x!.cid, x!.bytes);
+    await second.put(y!.cid, y!.bytes);
+    expect((await readdir(packsDir)).filter((n) => n.startsWith(`${process.pid}-`))).toHaveLength(2);
+    await Promise.all([first.close(), second.close()]);
+    const reader = new FsBlockStore(dir.path);
+    for (const b of [...blocks, x!, y!]) expect(text(await reader.get(b.cid))).toBe(text(b.bytes));
+    await reader.close();
+  });
+
   it('finds blocks another store object appended after it read the packs', async () => {
     const reader = new FsBlockStore(dir.path);
     const writer = new FsBlockStore(dir.path);
@@ -212,14 +233,15 @@ describe('FsBlockStore with packs', () => {
 
 describe('gc of packs', () => {
   it('rewrites a sealed pack without its unreferenced and quarantined entries, and leaves a pack still being written', async () => {
+    // The running writer first: a store that starts writing after the other pack is sealed would take it over.
+    const writing = new FsBlockStore(dir.path);
+    const fresh = await rawBlock('written by a running process');
+    await writing.put(fresh.cid, fresh.bytes);
     const sealedStore = new FsBlockStore(dir.path);
     const [kept, dropped, bad] = await Promise.all(['kept', 'dropped', 'bad'].map(rawBlock));
     for (const b of [kept!, dropped!, bad!]) await sealedStore.put(b.cid, b.bytes);
     await sealedStore.quarantine(bad!.cid);
     await sealedStore.close();
-    const writing = new FsBlockStore(dir.path);
-    const fresh = await rawBlock('written by a running process');
-    await writing.put(fresh.cid, fresh.bytes);
     const old = new Date(Date.now() - 2 * 3600_000);
     for (const name of await readdir(packsDir)) await utimes(join(packsDir, name), old, old);
     // `kept` is a root (a netlock file may be a bare root CID); `dropped` is named by nothing.
