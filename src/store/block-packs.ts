@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, scanPack, sealedPackName } from './pack-file.ts';
 import { PackSlots } from './pack-slots.ts';
+import { processAlive } from './stale-temp.ts';
 import type { PackPlace } from './pack-slots.ts';
 
 /** The folder of pack files inside `blocks/`. */
@@ -264,15 +265,15 @@ export class BlockPacks {
   }
 
   /**
-   * Takes over a sealed pack with room, by renaming it to this process's name (no other process takes it then,
-   * and gc leaves it): without this, every run that stores anything would leave one more pack, and a store
-   * holds a descriptor for each. Only a pack indexed to its end is taken, so the next entry goes where its
-   * last one ends.
+   * Takes over a pack with room that nobody appends to any more (sealed, or its writer gone), by renaming it to
+   * this process's name (no other process takes it then, and gc leaves it): without this, every run that stores
+   * anything would leave one more pack, and a store holds a descriptor for each. Only a pack indexed to its end
+   * (no torn tail) is taken, so the next entry goes where its last one ends.
    */
   #claimSealed(): { pack: number; size: number } | undefined {
     for (let n = 0; n < this.#packs.length; n++) {
       const pack = this.#packs[n]!;
-      if (pack.own || pack.damage !== undefined || !pack.name.startsWith('sealed-') || pack.scanned >= this.#packBytes) continue;
+      if (pack.own || pack.damage !== undefined || pack.scanned >= this.#packBytes || !this.#nobodyWrites(pack)) continue;
       const mine = join(this.dir, `${process.pid}-${pack.id}.pack`);
       try {
         renameSync(join(this.dir, pack.name), mine);
@@ -299,6 +300,11 @@ export class BlockPacks {
       }
     }
     return undefined;
+  }
+
+  #nobodyWrites(pack: Pack): boolean {
+    const writer = PACK_NAME_RE.exec(pack.name)?.[1];
+    return writer === 'sealed' || (writer !== undefined && Number(writer) !== process.pid && !processAlive(Number(writer)));
   }
 
   /**

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
@@ -111,6 +111,16 @@ describe('FsBlockStore with packs', () => {
       await run.close();
     }
     expect(await readdir(packsDir)).toEqual([expect.stringMatching(/^sealed-[0-9a-f]{12}\.pack$/)]);
+    // So does a pack left by a process that is gone without sealing it (killed), when it ends on a whole entry.
+    const [sealed] = await readdir(packsDir);
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    await rename(join(packsDir, sealed!), join(packsDir, sealed!.replace('sealed-', `${dead}-`)));
+    const after = new FsBlockStore(dir.path);
+    const z = await rawBlock('after a crash');
+    await after.put(z.cid, z.bytes);
+    expect(await readdir(packsDir)).toEqual([sealed!.replace('sealed-', `${process.pid}-`)]);
+    await after.close();
+    blocks.push(z);
     // A second writer while the first holds the pack makes its own.
     const first = new FsBlockStore(dir.path);
     const second = new FsBlockStore(dir.path);
