@@ -3,9 +3,8 @@ import { closeSync, existsSync, fdatasync, fstat, fstatSync, ftruncateSync, mkdi
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
-import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, scanPack, sealedPackName } from './pack-file.ts';
+import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
 import { PackSlots } from './pack-slots.ts';
-import { processAlive } from './stale-temp.ts';
 import type { PackPlace } from './pack-slots.ts';
 
 /** The folder of pack files inside `blocks/`. */
@@ -273,7 +272,7 @@ export class BlockPacks {
   #claimSealed(): { pack: number; size: number } | undefined {
     for (let n = 0; n < this.#packs.length; n++) {
       const pack = this.#packs[n]!;
-      if (pack.own || pack.damage !== undefined || pack.scanned >= this.#packBytes || !this.#nobodyWrites(pack)) continue;
+      if (pack.own || pack.damage !== undefined || pack.scanned >= this.#packBytes || packWriterRunning(pack.name)) continue;
       const mine = join(this.dir, `${process.pid}-${pack.id}.pack`);
       try {
         renameSync(join(this.dir, pack.name), mine);
@@ -300,11 +299,6 @@ export class BlockPacks {
       }
     }
     return undefined;
-  }
-
-  #nobodyWrites(pack: Pack): boolean {
-    const writer = PACK_NAME_RE.exec(pack.name)?.[1];
-    return writer === 'sealed' || (writer !== undefined && Number(writer) !== process.pid && !processAlive(Number(writer)));
   }
 
   /**

@@ -84,19 +84,20 @@ export class FsBlockStore implements BlockStore {
     return `${this.dir}/${s.slice(-2)}/${s}`; // path.join would normalise again on every read
   }
 
-  /** Indexes the packs, once; a failure (the packs folder unreadable) is the StoreError it is. */
-  async #loadPacks(): Promise<void> {
-    try {
-      await this.#packs.load();
-    } catch (cause) {
-      throw new StoreError(`Cannot read the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
-    }
+  /** Indexes the packs, once. */
+  #loadPacks(): Promise<void> {
+    return this.#readingPacks(this.#packs.load());
   }
 
   /** Looks again at the packs for what others appended since. */
-  async #refreshPacks(): Promise<void> {
+  #refreshPacks(): Promise<void> {
+    return this.#readingPacks(this.#packs.refresh());
+  }
+
+  /** A failure to read the packs (the packs folder unreadable) as the StoreError it is. */
+  async #readingPacks(reading: Promise<void>): Promise<void> {
     try {
-      await this.#packs.refresh();
+      await reading;
     } catch (cause) {
       throw new StoreError(`Cannot read the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
     }

@@ -1,6 +1,7 @@
 import { read } from 'node:fs';
 import { CID } from 'multiformats/cid';
 import { MAX_BLOCK_BYTES } from '../protocol/blocks.ts';
+import { processAlive } from './stale-temp.ts';
 
 /**
  * The pack file format (docs/formats.md, "Data directory"): `FOPACK1\n`, then entries, each
@@ -19,6 +20,15 @@ export const PACK_QUARANTINED = 2;
  */
 export const PACK_NAME_RE = /^(\d+|sealed)-([0-9a-f]{12})\.pack$/;
 export const sealedPackName = (id: string): string => `sealed-${id}.pack`;
+
+/**
+ * Whether the writer a pack's name gives may still append to it: not sealed, and its pid runs (only the pid,
+ * not the age: a pack written after a day's pause by a process still running must not be taken from it).
+ */
+export function packWriterRunning(name: string): boolean {
+  const writer = PACK_NAME_RE.exec(name)?.[1];
+  return writer !== undefined && writer !== 'sealed' && processAlive(Number(writer));
+}
 
 /** Bytes read at a time while scanning: entries of small blocks, so a read covers many. */
 const SCAN_CHUNK = 1024 * 1024;

@@ -3,8 +3,8 @@ import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
-import { PACK_HEADER_BYTES, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, scanPack, sealedPackName } from './pack-file.ts';
-import { BLOCK_TEMP_RE, isStaleTemp, processAlive } from './stale-temp.ts';
+import { PACK_HEADER_BYTES, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
+import { BLOCK_TEMP_RE, isStaleTemp } from './stale-temp.ts';
 
 export interface PackListingEntry {
   cid: CID;
@@ -41,9 +41,9 @@ export async function listPacks(dir: string, now = Date.now()): Promise<{ packs:
   }
   for (const name of names.sort()) {
     const path = join(dir, name);
-    const writer = PACK_NAME_RE.exec(name);
-    const tmp = writer === null ? BLOCK_TEMP_RE.exec(name) : null;
-    if (writer === null && tmp === null) continue; // not ours: left alone
+    const isPack = PACK_NAME_RE.test(name);
+    const tmp = isPack ? null : BLOCK_TEMP_RE.exec(name);
+    if (!isPack && tmp === null) continue; // not ours: left alone
     const st = await stat(path).catch(() => undefined);
     if (st === undefined || !st.isFile()) continue;
     if (tmp !== null) {
@@ -54,9 +54,7 @@ export async function listPacks(dir: string, now = Date.now()): Promise<{ packs:
     const fd = openSync(path, 'r');
     try {
       const scan = await scanPack(fd, 0, st.size, (e) => entries.push({ cid: e.cid, offset: e.offset, cidLength: e.cidLength, length: e.length, quarantined: e.state === PACK_QUARANTINED }));
-      // Only the pid, not the age: a pack written after a day's pause by a process still running must not be rewritten under it.
-      const writerRunning = writer![1] !== 'sealed' && processAlive(Number(writer![1]));
-      packs.push({ name, path, size: st.size, mtimeMs: st.mtimeMs, writerRunning, entries, end: scan.end, damage: scan.damage });
+      packs.push({ name, path, size: st.size, mtimeMs: st.mtimeMs, writerRunning: packWriterRunning(name), entries, end: scan.end, damage: scan.damage });
     } finally {
       closeSync(fd);
     }
