@@ -139,6 +139,11 @@ export class ProxyGate {
     this.#self = init.self;
   }
 
+  /** Whether requests must carry proxy credentials. */
+  get needsCredentials(): boolean {
+    return this.#credentials !== undefined;
+  }
+
   /** 407 unless the request carries the proxy credentials (when there are any). Then strips them from the request. */
   authorize(req: IncomingMessage): Refusal | undefined {
     const header = req.headers['proxy-authorization'];

@@ -88,6 +88,10 @@ export class Replayer implements ReplayDecider {
     return this.#hit(cached);
   }
 
+  recordNow(key: RequestKey): FetchRecord | undefined {
+    return this.#verified.get(key.id)?.record;
+  }
+
   async answer(key: RequestKey): Promise<ReplayAnswer> {
     const now = this.answerNow(key);
     if (now !== undefined) return now;

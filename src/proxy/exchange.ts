@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
@@ -12,11 +13,14 @@ import type { BlockSource } from '../protocol/blocks.ts';
 import { RAW_CODE, verifyBlockSync, verifyingSource } from '../protocol/blocks.ts';
 import { fromRawHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
+import { statusHasBody } from '../protocol/replay.ts';
 import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
+import type { AtOnceAnswer } from './hit-front.ts';
 import { BodyBuffers, LeafBuffers } from './leaf-buffers.ts';
+import type { PlainRequest } from './request-head.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
@@ -50,6 +54,11 @@ export type RequestBodyReader = (req: IncomingMessage, hash: Hash) => Promise<Re
 /** What the proxy front hands every request to: the only way the proxy server reaches a mode. */
 export interface ExchangeHandler {
   handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void>;
+  /**
+   * Answers a plain request (`request-head.ts`) with no I/O but a synchronous read, or undefined: `handle`
+   * then gets it through Node's server. A handler that has it is given new connections first (`hit-front.ts`).
+   */
+  answerAtOnce?: ((request: PlainRequest, headEnd: Buffer) => AtOnceAnswer | undefined) | undefined;
 }
 
 /** The counters a response writer keeps (the oracle's stats satisfy it). */
@@ -244,8 +253,41 @@ function flatHeaders(plan: ResponsePlan): string[] {
   return flat;
 }
 
+/** Fields whose presence changes how Node's server frames or ends an answer: such a head is Node's to write. */
+const FRAMING_FIELDS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade']);
+/** A plan's head as Node's server writes it, ready for answers given at once. */
+export interface PlainHead {
+  readonly bytes: Buffer;
+  /** Its content-type (the request log notes it). */
+  readonly contentType: string;
+}
+
+const plainHeads = new WeakMap<ResponsePlan, PlainHead | null>();
+
+/**
+ * A plan's head as the bytes Node's server writes for it (`writeHead` with the plan's fields, then `headEnd`:
+ * the connection's own fields and the empty line), for an answer given at once (`hit-front.ts`); null when
+ * Node's server would add framing of its own (a chunked body, a date) or the plan's body must be decoded.
+ * Made once per plan (the replay handler reuses plans; one server's `headEnd` never changes).
+ */
+export function plainHead(plan: ResponsePlan, method: string, headEnd: Buffer): PlainHead | null {
+  let head = plainHeads.get(plan);
+  if (head !== undefined) return head;
+  const names = new Set(plan.headers.map(([n]) => n.toLowerCase()));
+  const framed = method === 'HEAD' || !statusHasBody(plan.status) || names.has('content-length');
+  const plain = plan.decode === undefined && plan.status >= 200 && framed && names.has('date') && ![...FRAMING_FIELDS].some((n) => names.has(n));
+  head = plain
+    ? {
+        bytes: Buffer.concat([Buffer.from(`HTTP/1.1 ${plan.status} ${STATUS_CODES[plan.status] ?? 'unknown'}\r\n${plan.headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}`, 'latin1'), headEnd]),
+        contentType: plan.headers.find(([n]) => n.toLowerCase() === 'content-type')?.[1] ?? '',
+      }
+    : null;
+  plainHeads.set(plan, head);
+  return head;
+}
+
 /** The parts of a plan over a raw block (already verified); a part beyond the block is a corrupt DAG. */
-function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
+export function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
   return parts.map((part) => {
     if ('text' in part) return Buffer.from(part.text);
     if (part.offset + part.length > block.byteLength) {

@@ -158,6 +158,12 @@ export class ConnectionLimiter {
     exchanges.push({ req, res });
   }
 
+  /** Notes that a request head arrived on `socket` (answered without Node's server): the idle timeout governs it now. */
+  requested(socket: Socket): void {
+    const conn = this.#carrier.get(socket) ?? this.#connections.get(socket);
+    if (conn !== undefined) conn.requested = true;
+  }
+
   close(): void {
     clearInterval(this.#sweeper);
   }

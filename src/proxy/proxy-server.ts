@@ -13,6 +13,7 @@ import { listenOn } from '../io/listen.ts';
 import type { ListenAddress } from '../io/listen.ts';
 
 export type { ListenAddress } from '../io/listen.ts';
+import { HitFront } from './hit-front.ts';
 import { ConnectionLimiter, isHeaderTimeout, resolveLimits, serverOptions } from './limits.ts';
 import type { ProxyLimits } from './limits.ts';
 import { ProxyGate, stripProxyAuthorization } from '../config/exposure.ts';
@@ -84,14 +85,18 @@ export class ProxyServer {
   readonly #active = new Set<Promise<void>>();
   readonly #limiter: ConnectionLimiter;
   readonly #gate: ProxyGate;
+  /** Reads new connections first when the handler answers some requests at once (replay). */
+  readonly #front: HitFront | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(init: ProxyServerInit) {
     this.#init = init;
     const limits = resolveLimits(init.limits);
     this.#gate = init.gate ?? new ProxyGate({ self: () => [] });
-    this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, ...serverOptions(limits) });
+    const options = serverOptions(limits);
+    this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, ...options });
     this.#server.maxHeadersCount = MAX_HEADER_COUNT + 1;
+    this.#front = this.#frontFor(init.handler, options.keepAliveTimeout!);
     // A client may send its request and half-close (`printf … | nc -N`, `curl --http1.0`-style scripts): Node's
     // default aborts the request at that FIN, so it got no answer at all. Answered instead; the connection is
     // ended after that answer. (A long-standing Server field, not in @types/node.)
@@ -121,6 +126,45 @@ export class ProxyServer {
       rejectSocket(socket, overflow ? 431 : 400, overflow ? 'Request Header Fields Too Large' : 'Bad Request',
         overflow ? `Request head exceeds ${MAX_HEADER_BYTES} bytes` : `Malformed HTTP request: ${err.message}`);
     });
+  }
+
+  /**
+   * The front that answers plain requests at once, when the handler can (`hit-front.ts`), put in the place
+   * of Node's own reading of a new connection: of the proxy's own, unless the gate must check credentials on
+   * each request, and of TLS tunnels (their CONNECT was checked).
+   */
+  #frontFor(handler: ExchangeHandler, keepAliveTimeoutMs: number): HitFront | undefined {
+    const answer = handler.answerAtOnce;
+    const server = this.#server;
+    // Node's HTTP server reads a connection in the one 'connection' listener it adds to itself.
+    const [nodeReads, ...others] = server.listeners('connection') as Array<(socket: Duplex) => void>;
+    if (answer === undefined || nodeReads === undefined || others.length > 0) return undefined;
+    server.removeListener('connection', nodeReads);
+    const front = new HitFront({
+      answer: (request, headEnd) => answer.call(handler, request, headEnd),
+      handOff: (socket, unread) => {
+        nodeReads.call(server, socket);
+        // Node's parser reads straight from the socket's handle from now on; what was read before goes first.
+        if (unread !== undefined) socket.emit('data', unread);
+      },
+      keepAliveTimeoutMs,
+      maxHeadBytes: MAX_HEADER_BYTES,
+      maxFields: MAX_HEADER_COUNT,
+      mayTargetSelf: (url) => this.#gate.mayTargetSelf(url),
+      answered: (socket) => this.#limiter.requested(socket),
+    });
+    const direct = !this.#gate.needsCredentials;
+    server.on('connection', (socket: Duplex) => {
+      // Plain-HTTP tunnels (a stream over the socket), and connections refused at the limit, are Node's to read.
+      const tunnel = tunnelTarget.get(socket as Socket);
+      if (!front.open || this.#limiter.refused(socket)) nodeReads.call(server, socket);
+      else if (tunnel === undefined) {
+        if (direct) front.adopt(socket as Socket);
+        else nodeReads.call(server, socket);
+      } else if (tunnel.scheme === 'https') front.adopt(socket as Socket, `https://${tunnel.authority}`);
+      else nodeReads.call(server, socket);
+    });
+    return front;
   }
 
   /** Listens on `host:port` (port 0 for a free one) or on a unix socket path. */
@@ -238,6 +282,7 @@ export class ProxyServer {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       this.#limiter.close();
+      this.#front?.close();
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       this.#server.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;

@@ -102,7 +102,19 @@ export class RequestLog {
 
   /** `handler`, with every request it answers logged (and counted in the metrics) once its response closes. */
   observe(handler: ExchangeHandler): ExchangeHandler {
-    return { handle: (req, res, url) => this.#handle(handler, req, res, url) };
+    const observed: ExchangeHandler = { handle: (req, res, url) => this.#handle(handler, req, res, url) };
+    const atOnce = handler.answerAtOnce?.bind(handler);
+    if (atOnce !== undefined) {
+      observed.answerAtOnce = (request, headEnd) => {
+        const start = performance.now();
+        const answer = atOnce(request, headEnd);
+        if (answer !== undefined) {
+          this.#add([request.method, request.url, answer.status, answer.bodyBytes, answer.contentType, 'hit', Math.round(start - this.#t0), Math.round((performance.now() - start) * 10) / 10]);
+        }
+        return answer;
+      };
+    }
+    return observed;
   }
 
   #handle(handler: ExchangeHandler, req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
