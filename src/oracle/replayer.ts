@@ -92,16 +92,24 @@ export class Replayer implements ReplayDecider {
     return this.#verified.get(key.id)?.record;
   }
 
+  async prepare(key: RequestKey): Promise<void> {
+    if (!this.#verified.has(key.id)) await this.#lookupShared(key);
+  }
+
   async answer(key: RequestKey): Promise<ReplayAnswer> {
     const now = this.answerNow(key);
     if (now !== undefined) return now;
+    const found = await this.#lookupShared(key);
+    return 'record' in found ? this.#hit(found) : this.#miss(key, found);
+  }
+
+  #lookupShared(key: RequestKey): Promise<Verified | Explained> {
     let pending = this.#pending.get(key.id);
     if (pending === undefined) {
       pending = this.#lookup(key).finally(() => this.#pending.delete(key.id));
       this.#pending.set(key.id, pending);
     }
-    const found = await pending;
-    return 'record' in found ? this.#hit(found) : this.#miss(key, found);
+    return pending;
   }
 
   /** Every missed request is counted, listed and logged (concurrent ones share only the lookup). */

@@ -18,9 +18,8 @@ import type { BodyPart, ContentCoding, ResponsePlan } from '../protocol/replay.t
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { readBody } from '../protocol/unixfs.ts';
-import type { AtOnceAnswer } from './hit-front.ts';
+import type { AnswerPlain } from './hit-front.ts';
 import { BodyBuffers, LeafBuffers } from './leaf-buffers.ts';
-import type { PlainRequest } from './request-head.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 
 /** Largest request body accepted (413 beyond). Bodies are hashed for the key before anything else happens. */
@@ -55,10 +54,10 @@ export type RequestBodyReader = (req: IncomingMessage, hash: Hash) => Promise<Re
 export interface ExchangeHandler {
   handle(req: IncomingMessage, res: ServerResponse, url: string): Promise<void>;
   /**
-   * Answers a plain request (`request-head.ts`) with no I/O but a synchronous read, or undefined: `handle`
+   * Answers a plain request (`request-head.ts`), at once or once looked up, or leaves it (undefined): `handle`
    * then gets it through Node's server. A handler that has it is given new connections first (`hit-front.ts`).
    */
-  answerAtOnce?: ((request: PlainRequest, headEnd: Buffer) => AtOnceAnswer | undefined) | undefined;
+  answerPlain?: AnswerPlain | undefined;
 }
 
 /** The counters a response writer keeps (the oracle's stats satisfy it). */

@@ -3,7 +3,7 @@ import { BodyBuffers } from './leaf-buffers.ts';
 import { OTHER, PARTIAL, parsePlainRequest } from './request-head.ts';
 import type { PlainRequest } from './request-head.ts';
 
-/** An answer given at once: head and body (already read and verified) in one piece of memory. */
+/** An answer given by the front: head and body (already read and verified) in one piece of memory. */
 export interface AtOnceAnswer {
   readonly bytes: Uint8Array;
   /** Whether `bytes` is memory `BodyBuffers` lent: given back once the socket has taken it. */
@@ -15,13 +15,15 @@ export interface AtOnceAnswer {
 }
 
 /**
- * Answers a plain request from what is at hand (no waiting on I/O), or undefined: then Node's server gets it.
- * `headEnd` is what ends every head on this connection: the fields Node's server adds there, and the empty line.
+ * Answers a plain request: at once from what is at hand, or a promise of the answer once something was looked
+ * up (it resolves undefined, or rejects, when the request turns out to need Node's server), or undefined:
+ * Node's server gets it. `headEnd` is what ends every head: the fields Node's server adds there, and the
+ * empty line.
  */
-export type AnswerAtOnce = (request: PlainRequest, headEnd: Buffer) => AtOnceAnswer | undefined;
+export type AnswerPlain = (request: PlainRequest, headEnd: Buffer) => AtOnceAnswer | Promise<AtOnceAnswer | undefined> | undefined;
 
 export interface HitFrontInit {
-  answer: AnswerAtOnce;
+  answer: AnswerPlain;
   /**
    * Gives a connection to Node's HTTP server for good, with the bytes already read from it that it must
    * parse first (undefined: none).
@@ -42,21 +44,26 @@ export interface HitFrontInit {
 const MAX_QUEUED_BYTES = 1024 * 1024;
 
 /**
- * The proxy's front for a mode that can answer requests at once (replay): reads a new connection itself and
- * answers its plain requests (`request-head.ts`) straight onto the socket, one `write` each. At the first request it does not answer (not plain, not at hand, a partial head,
- * the proxy closing) it hands the connection, with the unread bytes, to Node's HTTP server, which then
- * serves it as it serves every other connection. Node's server costs ~20 µs of CPU a request on this
- * machine's cores, as much as the rest of a 4 KiB replay hit; this front, ~3 µs (issue #15).
+ * The proxy's front for a mode that answers plain requests itself (replay): reads a new connection and
+ * answers its plain requests (`request-head.ts`) straight onto the socket, one `write` each, in order. At the
+ * first request it leaves (not plain, a partial head, something only Node's server answers: a miss, a range,
+ * a body streamed from many blocks; or the proxy closing) it hands the connection, with the bytes not yet
+ * answered, to Node's HTTP server, which serves it from then on as it serves every other connection. Node's
+ * server costs ~20 µs of CPU a request on this machine's cores, as much as the rest of a 4 KiB replay hit;
+ * this front, a few (issue #15).
  *
  * The answers are those Node's server would give: the same head (with `Connection: keep-alive` and
  * `Keep-Alive: timeout=N` appended as Node does), closing an idle connection after the same keep-alive
- * timeout, ending it after the client's half-close once everything is answered.
+ * timeout (not while an answer is being looked up), ending it after the client's half-close once every
+ * request is answered.
  */
 export class HitFront {
   readonly #init: HitFrontInit;
   readonly #headEnd: Buffer;
   /** Connections read here, each with how to hand it off. */
-  readonly #sockets = new Map<Socket, (unread: Buffer | undefined) => void>();
+  readonly #connections = new Map<Socket, FrontConnection>();
+  /** Answers being looked up. */
+  readonly #waits = new Set<Promise<void>>();
   #closing = false;
 
   constructor(init: HitFrontInit) {
@@ -69,53 +76,160 @@ export class HitFront {
    * socket inside a tunnel to that origin (origin-form requests; its CONNECT was let in by the gate).
    */
   adopt(socket: Socket, origin?: string): void {
-    const init = this.#init;
-    let answeredOne = false;
-    const onData = (chunk: Buffer): void => {
-      let at = 0;
-      while (at < chunk.byteLength && !this.#closing && socket.writableLength < MAX_QUEUED_BYTES) {
-        const request = parsePlainRequest(chunk, at, init.maxHeadBytes, init.maxFields, origin);
-        if (request === PARTIAL || request === OTHER || (origin === undefined && init.mayTargetSelf(request.url))) break;
-        const answer = init.answer(request, this.#headEnd);
-        if (answer === undefined) break;
-        // One write, without a callback: when nothing stays queued, the kernel has copied the bytes and the
-        // memory can serve the next answer; otherwise it is left to the collector (a client not reading).
-        socket.write(answer.bytes);
-        if (answer.lent && socket.writableLength === 0) BodyBuffers.give(answer.bytes);
-        at = request.end;
-        if (!answeredOne) {
-          answeredOne = true;
-          init.answered(socket);
-          socket.setTimeout(init.keepAliveTimeoutMs);
-        }
-      }
-      if (at < chunk.byteLength) handOff(chunk.subarray(at));
-    };
-    const onEnd = (): void => void socket.end();
-    const onTimeout = (): void => void socket.destroy();
-    const ignore = (): void => {}; // a reset client: the 'close' that follows cleans up
-    const onClose = (): void => void this.#sockets.delete(socket);
-    const handOff = (unread: Buffer | undefined): void => {
-      socket.off('data', onData).off('end', onEnd).off('timeout', onTimeout).off('error', ignore).off('close', onClose);
-      this.#sockets.delete(socket);
-      if (answeredOne) socket.setTimeout(0);
-      init.handOff(socket, unread);
-    };
-    socket.on('data', onData).on('end', onEnd).on('timeout', onTimeout).on('error', ignore).on('close', onClose);
-    this.#sockets.set(socket, handOff);
-  }
-
-  /**
-   * Hands every connection to Node's server, and from now on every new one: closing the server then closes
-   * the idle ones and lets answers under way finish, as for any other. Idempotent.
-   */
-  close(): void {
-    this.#closing = true;
-    for (const handOff of [...this.#sockets.values()]) handOff(undefined);
+    this.#connections.set(socket, new FrontConnection(this, socket, origin));
   }
 
   /** Whether new connections still come here (else they go straight to Node's server). */
   get open(): boolean {
     return !this.#closing;
   }
+
+  /**
+   * Hands every connection to Node's server (one waiting for an answer once it has it), and from now on
+   * every new one: closing the server then closes the idle ones and lets answers under way finish, as for
+   * any other. Resolves once no answer is being looked up. Idempotent.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const c of [...this.#connections.values()]) c.closing();
+    await Promise.allSettled([...this.#waits]);
+  }
+
+  get init(): HitFrontInit {
+    return this.#init;
+  }
+
+  get headEnd(): Buffer {
+    return this.#headEnd;
+  }
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  waiting(wait: Promise<void>): void {
+    this.#waits.add(wait);
+    void wait.finally(() => this.#waits.delete(wait));
+  }
+
+  forget(socket: Socket): void {
+    this.#connections.delete(socket);
+  }
 }
+
+/** One connection while the front reads it: its requests are answered one after another, in order. */
+class FrontConnection {
+  readonly #front: HitFront;
+  readonly #socket: Socket;
+  readonly #origin: string | undefined;
+  /** While an answer is looked up: the bytes read and not answered yet, from its request on. */
+  #unread: Buffer | undefined;
+  #waiting = false;
+  /** The client half-closed while an answer was looked up. */
+  #ended = false;
+  #answeredOne = false;
+  #handedOff = false;
+  readonly #onData = (chunk: Buffer): void => {
+    // The socket is paused while waiting; a chunk already on its way is kept for after.
+    if (this.#waiting) this.#unread = Buffer.concat([this.#unread!, chunk]);
+    else this.#serve(chunk);
+  };
+  readonly #onEnd = (): void => {
+    if (this.#waiting) this.#ended = true;
+    else this.#socket.end();
+  };
+  readonly #onTimeout = (): void => void this.#socket.destroy();
+  readonly #onClose = (): void => this.#front.forget(this.#socket);
+
+  constructor(front: HitFront, socket: Socket, origin: string | undefined) {
+    this.#front = front;
+    this.#socket = socket;
+    this.#origin = origin;
+    // An 'error' listener: a reset client is just closed (the 'close' that follows forgets it).
+    socket.on('data', this.#onData).on('end', this.#onEnd).on('timeout', this.#onTimeout).on('error', ignore).on('close', this.#onClose);
+  }
+
+  /** The proxy closes: an idle connection goes to Node's server now, one waiting for an answer after it. */
+  closing(): void {
+    if (!this.#waiting) this.#handOff(undefined);
+  }
+
+  /** Answers the requests in `bytes` while it can; hands the rest to Node's server. */
+  #serve(bytes: Buffer): void {
+    const { init, headEnd } = this.#front;
+    const socket = this.#socket;
+    let at = 0;
+    while (at < bytes.byteLength && !this.#front.closing && socket.writableLength < MAX_QUEUED_BYTES) {
+      const request = parsePlainRequest(bytes, at, init.maxHeadBytes, init.maxFields, this.#origin);
+      if (request === PARTIAL || request === OTHER || (this.#origin === undefined && init.mayTargetSelf(request.url))) break;
+      let answer: ReturnType<AnswerPlain>;
+      try {
+        answer = init.answer(request, headEnd);
+      } catch {
+        break; // Node's server answers it, with the error it is
+      }
+      if (answer === undefined) break;
+      if (answer instanceof Promise) {
+        this.#wait(answer, bytes.subarray(at), request.end - at);
+        return;
+      }
+      this.#send(answer);
+      at = request.end;
+    }
+    if (at < bytes.byteLength) this.#handOff(bytes.subarray(at));
+    else if (this.#front.closing) this.#handOff(undefined);
+  }
+
+  /** Waits for an answer looked up for the first request in `bytes` (`length` bytes long), reading nothing meanwhile. */
+  #wait(answer: Promise<AtOnceAnswer | undefined>, bytes: Buffer, length: number): void {
+    const socket = this.#socket;
+    this.#waiting = true;
+    this.#unread = bytes;
+    socket.pause();
+    if (this.#answeredOne) socket.setTimeout(0); // not idle: an answer is on its way
+    const done = (got: AtOnceAnswer | undefined): void => {
+      const unread = this.#unread!;
+      this.#waiting = false;
+      this.#unread = undefined;
+      if (socket.destroyed) return;
+      if (got === undefined) {
+        this.#handOff(unread);
+        return;
+      }
+      this.#send(got);
+      socket.setTimeout(this.#front.init.keepAliveTimeoutMs);
+      if (unread.byteLength > length) this.#serve(unread.subarray(length));
+      else if (this.#front.closing) this.#handOff(undefined);
+      else if (this.#ended) socket.end();
+      if (!this.#waiting && !this.#handedOff) socket.resume();
+    };
+    this.#front.waiting(answer.then(done, () => done(undefined)));
+  }
+
+  #send(answer: AtOnceAnswer): void {
+    const socket = this.#socket;
+    // One write, without a callback: when nothing stays queued, the kernel has copied the bytes and the
+    // memory can serve the next answer; otherwise it is left to the collector (a client not reading).
+    socket.write(answer.bytes);
+    if (answer.lent && socket.writableLength === 0) BodyBuffers.give(answer.bytes);
+    if (!this.#answeredOne) {
+      this.#answeredOne = true;
+      this.#front.init.answered(socket);
+      socket.setTimeout(this.#front.init.keepAliveTimeoutMs);
+    }
+  }
+
+  #handOff(unread: Buffer | undefined): void {
+    const socket = this.#socket;
+    this.#handedOff = true;
+    socket.off('data', this.#onData).off('end', this.#onEnd).off('timeout', this.#onTimeout).off('error', ignore).off('close', this.#onClose);
+    this.#front.forget(socket);
+    if (this.#answeredOne) socket.setTimeout(0);
+    this.#front.init.handOff(socket, unread);
+    // A half-close seen while this connection waited is the new reader's to act on, after the bytes before it.
+    if (this.#ended) socket.emit('end');
+    if (socket.isPaused()) socket.resume();
+  }
+}
+
+function ignore(): void {}

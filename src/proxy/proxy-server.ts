@@ -134,7 +134,7 @@ export class ProxyServer {
    * each request, and of TLS tunnels (their CONNECT was checked).
    */
   #frontFor(handler: ExchangeHandler, keepAliveTimeoutMs: number): HitFront | undefined {
-    const answer = handler.answerAtOnce;
+    const answer = handler.answerPlain;
     const server = this.#server;
     // Node's HTTP server reads a connection in the one 'connection' listener it adds to itself.
     const [nodeReads, ...others] = server.listeners('connection') as Array<(socket: Duplex) => void>;
@@ -282,12 +282,17 @@ export class ProxyServer {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       this.#limiter.close();
-      this.#front?.close();
+      // Answers the front is looking up go out first; what it then leaves, Node's server answers.
+      const frontDone = this.#front?.close();
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       this.#server.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_TIMEOUT_MS)));
-      await Promise.race([Promise.allSettled([...this.#active]), timeout]);
+      const drained = (async () => {
+        await frontDone;
+        await Promise.allSettled([...this.#active]);
+      })();
+      await Promise.race([drained, timeout]);
       clearTimeout(timer);
       for (const s of this.#sockets) s.destroy();
       await closed;

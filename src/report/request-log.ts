@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { loggableUrl } from '../protocol/request-key.ts';
 import type { ExchangeHandler } from '../proxy/exchange.ts';
+import type { AtOnceAnswer } from '../proxy/hit-front.ts';
 import { outcomeOf } from '../proxy/exchange.ts';
 import { TextRing } from '../io/text-ring.ts';
 import type { OracleMetrics, RequestOutcome } from './metrics.ts';
@@ -103,15 +104,16 @@ export class RequestLog {
   /** `handler`, with every request it answers logged (and counted in the metrics) once its response closes. */
   observe(handler: ExchangeHandler): ExchangeHandler {
     const observed: ExchangeHandler = { handle: (req, res, url) => this.#handle(handler, req, res, url) };
-    const atOnce = handler.answerAtOnce?.bind(handler);
+    const atOnce = handler.answerPlain?.bind(handler);
     if (atOnce !== undefined) {
-      observed.answerAtOnce = (request, headEnd) => {
+      observed.answerPlain = (request, headEnd) => {
         const start = performance.now();
+        const logged = (answer: AtOnceAnswer | undefined): AtOnceAnswer | undefined => {
+          if (answer !== undefined) this.#add([request.method, request.url, answer.status, answer.bodyBytes, answer.contentType, 'hit', Math.round(start - this.#t0), Math.round((performance.now() - start) * 10) / 10]);
+          return answer;
+        };
         const answer = atOnce(request, headEnd);
-        if (answer !== undefined) {
-          this.#add([request.method, request.url, answer.status, answer.bodyBytes, answer.contentType, 'hit', Math.round(start - this.#t0), Math.round((performance.now() - start) * 10) / 10]);
-        }
-        return answer;
+        return answer instanceof Promise ? answer.then(logged) : logged(answer);
       };
     }
     return observed;
@@ -134,11 +136,19 @@ export class RequestLog {
       if (typeof chunk !== 'function') count(chunk);
       return end(chunk, ...rest);
     }) as ServerResponse['end'];
+    // Fields given to `writeHead` (as the proxy gives them) never reach `getHeader`: noted on the way.
+    let written: unknown;
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+    res.writeHead = ((...args: unknown[]) => {
+      written = args.find((a) => typeof a === 'object' && a !== null);
+      return writeHead(...args);
+    });
     res.once('close', () => {
-      const location = res.getHeader('location');
+      const field = (name: string): string => headerString(fieldIn(written, name) ?? res.getHeader(name));
+      const location = field('location');
       const status = res.headersSent ? res.statusCode : 0;
-      const event: HeldEvent = [req.method ?? 'GET', url, status, bytes, headerString(res.getHeader('content-type')), outcomeOf(res) ?? 'error', Math.round(start - this.#t0), Math.round((performance.now() - start) * 10) / 10];
-      if (status >= 300 && status < 400 && location !== undefined) event.push(headerString(location));
+      const event: HeldEvent = [req.method ?? 'GET', url, status, bytes, field('content-type'), outcomeOf(res) ?? 'error', Math.round(start - this.#t0), Math.round((performance.now() - start) * 10) / 10];
+      if (status >= 300 && status < 400 && location !== '') event.push(location);
       this.#add(event);
     });
     return handler.handle(req, res, url);
@@ -149,6 +159,18 @@ export class RequestLog {
     this.#counts[event[5]]++;
     this.#metrics?.request(event[5]);
   }
+}
+
+/** A field's value in what `writeHead` was given: a flat list, a list of pairs, or an object. */
+function fieldIn(headers: unknown, name: string): string | undefined {
+  if (Array.isArray(headers)) {
+    const flat: unknown[] = (headers as unknown[]).flat();
+    for (let i = 0; i + 1 < flat.length; i += 2) if (String(flat[i]).toLowerCase() === name) return String(flat[i + 1]);
+    return undefined;
+  }
+  if (headers === undefined) return undefined;
+  for (const [n, v] of Object.entries(headers as Record<string, unknown>)) if (n.toLowerCase() === name) return headerString(v as string);
+  return undefined;
 }
 
 function headerString(v: number | string | string[] | undefined): string {

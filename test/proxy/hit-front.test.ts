@@ -23,6 +23,12 @@ import { tempDir } from '../helpers/run.ts';
 const small = Buffer.concat([...pseudoRandomChunks(4096, 21)]);
 const victim = Buffer.concat([...pseudoRandomChunks(3000, 22)]);
 const zipped = gzipSync(Buffer.from('fetch-oracle '.repeat(400)));
+/** One block, read through the thread pool (over 64 KiB); and one of two blocks, streamed by Node's server path. */
+const medium = Buffer.concat([...pseudoRandomChunks(300 * 1024, 23)]);
+const large = Buffer.concat([...pseudoRandomChunks(1024 * 1024 + 5000, 24)]);
+
+/** The same request with an empty body declared: not plain, so Node's server answers it (its key is the same). */
+const viaNode = (request: string): string => request.replace(/\r\n\r\n$/, '\r\nContent-Length: 0\r\n\r\n');
 
 /** The status line and body of each answer in `raw` (answers to `methods`, in order). */
 function answers(raw: string, methods: readonly string[]): Array<{ status: number; body: string }> {
@@ -77,7 +83,7 @@ describe('answers given at once by the replay front', () => {
         r.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': String(zipped.byteLength), etag: '"z1"' });
         r.end(zipped);
       } else {
-        const body = q.url === '/victim' ? victim : small;
+        const body = q.url === '/victim' ? victim : q.url === '/medium' ? medium : q.url === '/large' ? large : small;
         r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength), etag: '"s1"' });
         r.end(body);
       }
@@ -89,7 +95,7 @@ describe('answers given at once by the replay front', () => {
       r.end(small);
     });
     const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath, upstreamCaPem: [ca.caPem] });
-    for (const path of ['/small', '/other', '/victim', '/missing', '/zipped']) await rec.fetch(`${origin.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
+    for (const path of ['/small', '/other', '/victim', '/missing', '/zipped', '/medium', '/large']) await rec.fetch(`${origin.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
     expect((await rec.fetch(`${tlsOrigin.url}/secure`)).status).toBe(200);
     await rec.close();
     // Replay never asks the origins: answers come from the netlock only.
@@ -109,18 +115,35 @@ describe('answers given at once by the replay front', () => {
     ['a HEAD', (g: typeof get) => g('/small').replace(/^GET/, 'HEAD')],
     ['a recorded 404 with its body', (g: typeof get) => g('/missing')],
     ['a gzip body to a client that accepts it', (g: typeof get) => g('/zipped', 'Accept-Encoding: gzip\r\n')],
-  ])('answers %s again byte for byte as the Node server did the first time', async (_what, request) => {
-    const first = await once(request(get)); // its key is not known yet: Node's server answers it
+    ['a one-block body read through the thread pool', (g: typeof get) => g('/medium')],
+  ])('answers %s byte for byte as the Node server does, first looked up, then at once', async (_what, request) => {
     const before = atOnce();
-    const again = await once(request(get));
-    expect(atOnce()).toBe(before + 1);
-    expect(again).toBe(first);
-    expect(again).toMatch(/^HTTP\/1\.1 (200 OK|404 Not Found)\r\n/);
-    expect(again).toContain('\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n');
+    const reference = await once(viaNode(request(get)));
+    expect(atOnce()).toBe(before);
+    expect(reference).toMatch(/^HTTP\/1\.1 (200 OK|404 Not Found)\r\n/);
+    expect(reference).toContain('\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n');
+    for (let i = 1; i <= 2; i++) {
+      expect(await once(request(get))).toBe(reference);
+      expect(atOnce()).toBe(before + i);
+    }
+  });
+
+  it('leaves a miss to the Node server, which explains it, counted once', async () => {
+    const before = { atOnce: atOnce(), misses: replay.oracle.stats.misses };
+    const raw = await once(get('/never-recorded'));
+    expect(raw).toMatch(/^HTTP\/1\.1 504 /);
+    expect(raw).toContain('x-fetch-oracle-miss: 1');
+    expect(replay.oracle.stats.misses).toBe(before.misses + 1);
+    expect(atOnce()).toBe(before.atOnce);
+  });
+
+  it('leaves a body of many blocks to the Node server, streamed whole', async () => {
+    const before = atOnce();
+    for (let i = 0; i < 2; i++) expect(answers(await once(get('/large')), ['GET'])[0]).toEqual({ status: 200, body: large.toString('latin1') });
+    expect(atOnce()).toBe(before);
   });
 
   it('leaves a body that must be decoded, a range and a validator to the Node server, answered as before', async () => {
-    await once(get('/small'));
     const before = atOnce();
     const decoded = await once(get('/zipped'));
     expect(decoded).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
@@ -132,8 +155,6 @@ describe('answers given at once by the replay front', () => {
   });
 
   it('answers pipelined requests in order, at once until the first one it leaves to the Node server', async () => {
-    await once(get('/small'));
-    await once(get('/other'));
     const before = atOnce();
     const raw = await once(get('/small') + get('/other') + get('/small', 'Range: bytes=5-9\r\n') + get('/small'));
     expect(answers(raw, ['GET', 'GET', 'GET', 'GET'])).toEqual([
@@ -167,10 +188,10 @@ describe('answers given at once by the replay front', () => {
   });
 
   it('refuses a tampered body block, never answering it 200', async () => {
+    const before = atOnce();
     const ok = await once(get('/victim'));
     expect(answers(ok, ['GET'])[0]!.body).toBe(victim.toString('latin1'));
-    await once(get('/victim')); // now answered at once
-    const before = atOnce();
+    expect(atOnce()).toBe(before + 1);
     const flipped = Buffer.from(victim);
     flipped[100] = flipped[100]! ^ 0xff;
     await tamperBlock(data, rawLeafCid(createHash('sha256').update(victim).digest()), flipped);
@@ -179,7 +200,7 @@ describe('answers given at once by the replay front', () => {
       expect(raw).toMatch(/^HTTP\/1\.1 502 /);
       expect(raw).toContain('x-oracle-error: ORACLE_ERR_BLOCK_CORRUPT');
     }
-    expect(atOnce()).toBe(before);
+    expect(atOnce()).toBe(before + 1);
   });
 
   it('hands an open connection to the Node server when the proxy closes, which then closes it', async () => {
@@ -206,10 +227,10 @@ describe('answers given at once by the replay front', () => {
     expect(got.map((a) => a.status)).toEqual([200, 200]);
   });
 
-  it('answers a repeated HTTPS request inside a TLS tunnel byte for byte as the Node server did', async () => {
+  it('answers an HTTPS request inside a TLS tunnel byte for byte as the Node server does', async () => {
     const authority = tlsOrigin.url.slice('https://'.length);
     /** One GET through a fresh CONNECT tunnel, TLS with the oracle's leaf; everything decrypted until close. */
-    const throughTunnel = (): Promise<string> =>
+    const throughTunnel = (fields = ''): Promise<string> =>
       new Promise((resolve, reject) => {
         const raw = createConnection(port, '127.0.0.1');
         raw.once('error', reject);
@@ -221,15 +242,37 @@ describe('answers given at once by the replay front', () => {
           tls.on('data', (c: Buffer) => (out += c.toString('latin1')));
           tls.on('close', () => resolve(out));
           tls.on('error', reject);
-          tls.end(`GET /secure HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+          tls.end(`GET /secure HTTP/1.1\r\nHost: ${authority}\r\n${fields}\r\n`);
         });
       });
-    const first = await throughTunnel();
     const before = atOnce();
-    const again = await throughTunnel();
-    expect(atOnce()).toBe(before + 1);
-    expect(again).toBe(first);
-    expect(answers(again, ['GET'])[0]).toEqual({ status: 200, body: small.toString('latin1') });
+    const reference = await throughTunnel('Content-Length: 0\r\n');
+    expect(atOnce()).toBe(before);
+    expect(answers(reference, ['GET'])[0]).toEqual({ status: 200, body: small.toString('latin1') });
+    for (let i = 1; i <= 2; i++) {
+      expect(await throughTunnel()).toBe(reference);
+      expect(atOnce()).toBe(before + i);
+    }
+  });
+
+  it('logs the requests it answers for the live page and the metrics, as the Node server path does', async () => {
+    const watched = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath, admin: { host: '127.0.0.1', port: 0 } });
+    try {
+      const watchedPort = watched.oracle.proxyAddress().port;
+      for (let i = 0; i < 2; i++) await rawExchange(watchedPort, get('/small'), { halfClose: true });
+      await rawExchange(watchedPort, viaNode(get('/small')), { halfClose: true });
+      expect(watched.oracle.stats.answeredAtOnce).toBe(2);
+      const admin = watched.oracle.adminAddress()!;
+      const report = (await (await fetch(`http://127.0.0.1:${admin.port}/report.json`)).json()) as { requests: { counts: { hit: number }; events: Array<{ m: string; u: string; s: number; z: number; c: string; o: string }> } };
+      expect(report.requests.counts.hit).toBe(3);
+      expect(report.requests.events.map(({ m, u, s, z, c, o }) => ({ m, u, s, z, c, o }))).toEqual(
+        Array.from({ length: 3 }, () => ({ m: 'GET', u: `${origin.url}/small`, s: 200, z: 4096, c: 'application/octet-stream', o: 'hit' })),
+      );
+      const metrics = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+      expect(metrics).toMatch(/outcome="hit"\} 3\b/);
+    } finally {
+      await watched.close();
+    }
   });
 
   it('leaves every request to the Node server when the proxy needs credentials', async () => {

@@ -1,0 +1,80 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { FetchRecord } from '../protocol/record.ts';
+import { planResponse } from '../protocol/replay.ts';
+import type { ResponsePlan } from '../protocol/replay.ts';
+import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
+
+/** Request keys kept for repeated GET/HEAD requests (least recently used out first). */
+export const KEY_CACHE_ENTRIES = 4096;
+/** Plans kept per record: one per method and `accept-encoding` value seen, a handful in practice. */
+const PLANS_PER_RECORD = 8;
+/** Request headers that make a plan differ from the plain one (ranges and validators): never cached. */
+export const PLAN_SPECIFIC_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const;
+
+/** A request's header field by lower-case name (an IncomingMessage's, or a plain request's). */
+export type FieldOf = (name: string) => string | string[] | undefined;
+
+/**
+ * What replay keeps of the requests it answered, shared by Node's server path (`replay-handler.ts`) and the
+ * front's (`plain-replay.ts`). A build asks for the same few requests over and over, so what follows from a
+ * request's method, URL and variant headers alone is kept: its key (normalising a URL costs more than looking
+ * it up), and per record the plan of a plain GET or HEAD (its head, flattened once). Ranges and conditional
+ * requests are planned afresh. Nothing kept depends on the bytes on disk: every body block is still read and
+ * verified on every answer.
+ */
+export class ReplayMemo {
+  readonly #keys = new Map<string, RequestKey>();
+  readonly #plans = new WeakMap<FetchRecord, Map<string, ResponsePlan>>();
+  /** The netlock's variant rules, once read (its root never changes). */
+  rules: { value: VariantRules | undefined } | undefined;
+  /** Headers that enter a key besides `accept`: every header any variant rule names. */
+  #ruleHeaders: readonly string[] | undefined;
+
+  /**
+   * What a GET or HEAD without a body is keyed by here: method, URL as sent and the variant headers;
+   * undefined for any other method. The rules must have been read.
+   */
+  cacheKey(method: string | undefined, url: string, field: FieldOf): string | undefined {
+    if (method !== 'GET' && method !== 'HEAD') return undefined;
+    let k = `${method}\n${url}\n${headerText(field('accept'))}`;
+    const rules = this.rules?.value;
+    if (rules !== undefined) {
+      this.#ruleHeaders ??= [...new Set(Object.values(rules).flat().map((h) => h.toLowerCase()))].sort();
+      for (const h of this.#ruleHeaders) k += `\n${headerText(field(h))}`;
+    }
+    return k;
+  }
+
+  key(cacheKey: string): RequestKey | undefined {
+    return this.#keys.get(cacheKey);
+  }
+
+  keepKey(cacheKey: string, key: RequestKey): void {
+    this.#keys.set(cacheKey, key);
+    if (this.#keys.size > KEY_CACHE_ENTRIES) this.#keys.delete(this.#keys.keys().next().value!);
+  }
+
+  /**
+   * The plan for a request from `record`: kept per record for plain requests, made afresh for ranges and
+   * validators (`headers` has them; a plain request's never does).
+   */
+  plan(record: FetchRecord, method: string, field: FieldOf, headers?: IncomingHttpHeaders): ResponsePlan {
+    if (headers !== undefined && PLAN_SPECIFIC_HEADERS.some((h) => headers[h] !== undefined)) return planResponse(record, { method, headers });
+    const acceptEncoding = field('accept-encoding');
+    const k = `${method}\n${headerText(acceptEncoding)}`;
+    let plans = this.#plans.get(record);
+    const kept = plans?.get(k);
+    if (kept !== undefined) return kept;
+    // A plain request: only its accept-encoding enters the plan.
+    const plan = planResponse(record, { method, headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } });
+    if (plans === undefined) this.#plans.set(record, (plans = new Map<string, ResponsePlan>()));
+    if (plans.size >= PLANS_PER_RECORD) plans.clear();
+    plans.set(k, plan);
+    return plan;
+  }
+}
+
+/** A header's value as one string, absent and repeated ones told apart (header values never hold NUL). */
+function headerText(v: string | string[] | undefined): string {
+  return v === undefined ? '\u0000' : Array.isArray(v) ? v.join('\u0000') : v;
+}
