@@ -31,6 +31,10 @@ export interface HitFrontInit {
   handOff(socket: Socket, unread: Buffer | undefined): void;
   /** Node's `keepAliveTimeout`: an idle kept-alive connection is closed after it, and says so in each answer. */
   keepAliveTimeoutMs: number;
+  /** A connection that sends no byte within this after it opens is given to `headerTimedOut` (Node's `headersTimeout`). */
+  headerTimeoutMs: number;
+  /** Answers a connection whose request head did not come in time (408), as Node's server's timeout is answered. */
+  headerTimedOut(socket: Socket): void;
   /** The limits of Node's parser (a head beyond them is handed off, to be answered 431 there). */
   maxHeadBytes: number;
   maxFields: number;
@@ -144,7 +148,13 @@ class FrontConnection {
     if (this.#waiting) this.#ended = true;
     else this.#socket.end();
   };
-  readonly #onTimeout = (): void => void this.#socket.destroy();
+  readonly #onTimeout = (): void => {
+    if (this.#answeredOne) this.#socket.destroy(); // kept alive, idle: closed, as Node's server closes it
+    else {
+      this.#release();
+      this.#front.init.headerTimedOut(this.#socket);
+    }
+  };
   readonly #onClose = (): void => this.#front.forget(this.#socket);
 
   constructor(front: HitFront, socket: Socket, origin: string | undefined) {
@@ -153,6 +163,8 @@ class FrontConnection {
     this.#origin = origin;
     // An 'error' listener: a reset client is just closed (the 'close' that follows forgets it).
     socket.on('data', this.#onData).on('end', this.#onEnd).on('timeout', this.#onTimeout).on('error', ignore).on('close', this.#onClose);
+    // Until its first request comes (a partial head goes to Node's server, whose own timeout then counts).
+    socket.setTimeout(front.init.headerTimeoutMs);
   }
 
   /** The proxy closes: an idle connection goes to Node's server now, one waiting for an answer after it. */
@@ -192,7 +204,7 @@ class FrontConnection {
     this.#waiting = true;
     this.#unread = bytes;
     socket.pause();
-    if (this.#answeredOne) socket.setTimeout(0); // not idle: an answer is on its way
+    socket.setTimeout(0); // neither idle nor late: its head came, its answer is on its way
     const done = (got: AtOnceAnswer | undefined): void => {
       const unread = this.#unread!;
       this.#waiting = false;
@@ -233,12 +245,18 @@ class FrontConnection {
     }
   }
 
-  #handOff(unread: Buffer | undefined): void {
+  /** Stops reading the connection here. */
+  #release(): void {
     const socket = this.#socket;
     this.#handedOff = true;
     socket.off('data', this.#onData).off('end', this.#onEnd).off('timeout', this.#onTimeout).off('error', ignore).off('close', this.#onClose);
     this.#front.forget(socket);
-    if (this.#answeredOne) socket.setTimeout(0);
+    socket.setTimeout(0);
+  }
+
+  #handOff(unread: Buffer | undefined): void {
+    const socket = this.#socket;
+    this.#release();
     this.#front.init.handOff(socket, unread);
     // A half-close seen while this connection waited is the new reader's to act on, after the bytes before it.
     if (this.#ended) socket.emit('end');

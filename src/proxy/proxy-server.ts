@@ -68,6 +68,12 @@ function rejectSocket(socket: Socket, status: number, reason: string, message: s
   socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`);
 }
 
+/** 408 and close: a connection whose request head did not come within the header timeout. */
+function answerHeaderTimeout(socket: Socket, headerTimeoutMs: number, logger: Logger): void {
+  logger.debug('closing a connection whose request head did not arrive within %d ms', headerTimeoutMs);
+  rejectSocket(socket, 408, 'Request Timeout', `No complete request head within ${headerTimeoutMs} ms (--header-timeout)`);
+}
+
 function rejectWith(socket: Socket, refusal: Refusal): void {
   rejectSocket(socket, refusal.status, refusal.reason, refusal.error.message, { 'x-oracle-error': refusal.error.code, ...refusal.headers });
 }
@@ -96,7 +102,7 @@ export class ProxyServer {
     const options = serverOptions(limits);
     this.#server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, ...options });
     this.#server.maxHeadersCount = MAX_HEADER_COUNT + 1;
-    this.#front = this.#frontFor(init.handler, options.keepAliveTimeout!);
+    this.#front = this.#frontFor(init.handler, options.keepAliveTimeout!, limits.headerTimeoutMs);
     // A client may send its request and half-close (`printf … | nc -N`, `curl --http1.0`-style scripts): Node's
     // default aborts the request at that FIN, so it got no answer at all. Answered instead; the connection is
     // ended after that answer. (A long-standing Server field, not in @types/node.)
@@ -117,8 +123,7 @@ export class ProxyServer {
         return;
       }
       if (isHeaderTimeout(err)) {
-        init.logger.debug('closing a connection whose request head did not arrive within %d ms', limits.headerTimeoutMs);
-        rejectSocket(socket, 408, 'Request Timeout', `No complete request head within ${limits.headerTimeoutMs} ms (--header-timeout)`);
+        answerHeaderTimeout(socket, limits.headerTimeoutMs, init.logger);
         return;
       }
       const overflow = err.code === 'HPE_HEADER_OVERFLOW';
@@ -133,7 +138,7 @@ export class ProxyServer {
    * of Node's own reading of a new connection: of the proxy's own, unless the gate must check credentials on
    * each request, and of TLS tunnels (their CONNECT was checked).
    */
-  #frontFor(handler: ExchangeHandler, keepAliveTimeoutMs: number): HitFront | undefined {
+  #frontFor(handler: ExchangeHandler, keepAliveTimeoutMs: number, headerTimeoutMs: number): HitFront | undefined {
     const answer = handler.answerPlain;
     const server = this.#server;
     // Node's HTTP server reads a connection in the one 'connection' listener it adds to itself.
@@ -148,6 +153,8 @@ export class ProxyServer {
         if (unread !== undefined) socket.emit('data', unread);
       },
       keepAliveTimeoutMs,
+      headerTimeoutMs,
+      headerTimedOut: (socket) => answerHeaderTimeout(socket, headerTimeoutMs, this.#init.logger),
       maxHeadBytes: MAX_HEADER_BYTES,
       maxFields: MAX_HEADER_COUNT,
       mayTargetSelf: (url) => this.#gate.mayTargetSelf(url),

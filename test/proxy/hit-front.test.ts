@@ -275,6 +275,32 @@ describe('answers given at once by the replay front', () => {
     }
   });
 
+  it('answers 408 and closes a connection that sends no request within the header timeout, as the Node server does', async () => {
+    const strict = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath, limits: { headerTimeoutMs: 300, idleTimeoutMs: 60_000 } });
+    try {
+      const strictPort = strict.oracle.proxyAddress().port;
+      const silent = await rawExchange(strictPort, '', { timeoutMs: 20_000 });
+      expect(silent).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n[\s\S]*--header-timeout/);
+      // A connection that was answered is kept alive past the header timeout (its head came).
+      const kept = await new Promise<string>((resolve) => {
+        const s = createConnection(strictPort, '127.0.0.1');
+        let out = '';
+        s.on('data', (c: Buffer) => (out += c.toString('latin1')));
+        s.write(get('/small'));
+        setTimeout(() => {
+          s.write(get('/small'));
+          setTimeout(() => {
+            s.destroy();
+            resolve(out);
+          }, 200);
+        }, 600);
+      });
+      expect(answers(kept, ['GET', 'GET']).map((a) => a.status)).toEqual([200, 200]);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it('leaves every request to the Node server when the proxy needs credentials', async () => {
     const guarded = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath, exposure: { proxyAuth: 'user:a-long-enough-secret' } });
     try {
