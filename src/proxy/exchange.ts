@@ -286,7 +286,7 @@ export function plainHead(plan: ResponsePlan, method: string, headEnd: Buffer): 
 }
 
 /** The parts of a plan over a raw block (already verified); a part beyond the block is a corrupt DAG. */
-export function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
+function oneBlockBody(cid: CID, parts: readonly BodyPart[], block: Uint8Array): Uint8Array[] {
   return parts.map((part) => {
     if ('text' in part) return Buffer.from(part.text);
     if (part.offset + part.length > block.byteLength) {
