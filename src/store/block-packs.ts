@@ -51,6 +51,9 @@ export class BlockPacks {
   readonly #packBytes: number;
   #packs: Pack[] = [];
   #slots = new PackSlots();
+  /** Views of `#head` by CID length, and the two-piece vector of a read: made once, not per read. */
+  readonly #heads: Buffer[] = [];
+  readonly #iov: Uint8Array[] = [];
   #writer: { pack: number; size: number } | undefined;
   #loaded: Promise<void> | undefined;
   #refreshing: Promise<void> | undefined;
@@ -169,22 +172,24 @@ export class BlockPacks {
    * LARGE_BLOCK, unread, when it is `syncBelow` bytes or more.
    */
   read(cid: CID, alloc: (size: number) => Uint8Array, syncBelow = Infinity): Uint8Array | typeof LARGE_BLOCK | undefined {
-    let bytes: Uint8Array | typeof LARGE_BLOCK | undefined;
-    this.#slots.find(cid, (place) => {
-      const pack = this.#packs[place.pack];
-      if (pack === undefined || place.cidLength !== cid.bytes.byteLength) return false;
-      if (place.length >= syncBelow) {
-        bytes = LARGE_BLOCK;
-        return true;
-      }
-      const head = this.#head.subarray(0, PACK_HEADER_BYTES + place.cidLength);
-      const data = alloc(place.length);
-      const n = readvSync(pack.fd, [head, data], place.offset);
-      if (!isEntryOf(head, cid)) return false;
-      bytes = filled(data, n - head.byteLength);
-      return true;
-    });
-    return bytes;
+    const slots = this.#slots;
+    // Nothing allocated here but the block's memory (`alloc`): replay reads a block per 4 KiB hit.
+    for (let slot = slots.first(cid); slot !== -1; slot = slots.next(cid, slot)) {
+      const pack = this.#packs[slots.packOf(slot)];
+      const cidLength = slots.cidLengthOf(slot);
+      const length = slots.lengthOf(slot);
+      if (pack === undefined || cidLength !== cid.bytes.byteLength) continue;
+      if (length >= syncBelow) return LARGE_BLOCK;
+      const head = (this.#heads[cidLength] ??= this.#head.subarray(0, PACK_HEADER_BYTES + cidLength));
+      const data = alloc(length);
+      const iov = this.#iov;
+      iov[0] = head;
+      iov[1] = data;
+      const n = readvSync(pack.fd, iov, slots.offsetOf(slot));
+      iov[1] = head; // holds no answer's memory
+      if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
+    }
+    return undefined;
   }
 
   /** A packed block's bytes read through the thread pool (a large one, or a cold one: the event loop goes on). */
@@ -365,8 +370,12 @@ function openForMark(dir: string, pack: Pack): number {
 }
 
 /** Whether an entry's header and CID bytes, as read, are a live entry of `cid`. */
-function isEntryOf(head: Buffer, cid: CID): boolean {
-  return head[0] === PACK_LIVE && head.subarray(PACK_HEADER_BYTES).equals(cid.bytes);
+function isEntryOf(head: Uint8Array, cid: CID): boolean {
+  const bytes = cid.bytes;
+  if (head[0] !== PACK_LIVE || head.byteLength !== PACK_HEADER_BYTES + bytes.byteLength) return false;
+  // A loop, not `subarray(…).equals(…)`: no view allocated per read, for a few dozen bytes.
+  for (let i = 0; i < bytes.byteLength; i++) if (head[PACK_HEADER_BYTES + i] !== bytes[i]) return false;
+  return true;
 }
 
 /** The block read, or the part of it there was (the file was cut short): what its hash then refuses. */

@@ -45,11 +45,44 @@ export class PackSlots {
 
   /** The slot of `cid` (`confirm` says whether the entry a candidate slot names is this CID's), or -1. */
   find(cid: CID, confirm: (place: PackPlace) => boolean): number {
-    const [head, tail] = digestHalves(cid);
+    for (let slot = this.first(cid); slot !== -1; slot = this.next(cid, slot)) if (confirm(this.place(slot))) return slot;
+    return -1;
+  }
+
+  /**
+   * The first slot filed under the first 64 bits of `cid`'s digest, or -1; `next` gives the following ones.
+   * With the accessors below, a lookup allocates nothing (replay's hot path, issue #15).
+   */
+  first(cid: CID): number {
+    const d = cid.multihash.digest;
+    return this.#probe(digestHead(d), digestTail(d), start(digestHead(d), digestTail(d), this.#places.length - 1));
+  }
+
+  next(cid: CID, slot: number): number {
+    const d = cid.multihash.digest;
+    return this.#probe(digestHead(d), digestTail(d), (slot + 1) & (this.#places.length - 1));
+  }
+
+  packOf(slot: number): number {
+    return Math.floor(this.#places[slot]! / 2 ** 32);
+  }
+
+  offsetOf(slot: number): number {
+    return this.#places[slot]! % 2 ** 32;
+  }
+
+  cidLengthOf(slot: number): number {
+    return this.#sizes[slot]! >>> 24;
+  }
+
+  lengthOf(slot: number): number {
+    return this.#sizes[slot]! & 0xffffff;
+  }
+
+  #probe(head: number, tail: number, from: number): number {
     const mask = this.#places.length - 1;
-    for (let slot = start(head, tail, mask); this.#places[slot] !== EMPTY; slot = (slot + 1) & mask) {
-      if (this.#places[slot] === DEAD || this.#heads[slot] !== head || this.#tails[slot] !== tail) continue;
-      if (confirm(this.place(slot))) return slot;
+    for (let slot = from; this.#places[slot] !== EMPTY; slot = (slot + 1) & mask) {
+      if (this.#places[slot] !== DEAD && this.#heads[slot] === head && this.#tails[slot] === tail) return slot;
     }
     return -1;
   }
@@ -70,8 +103,8 @@ export class PackSlots {
   /** Files a new entry (the caller found no slot for its CID). */
   add(cid: CID, place: PackPlace): void {
     if ((this.#used + 1) * 10 > this.#places.length * 7) this.#grow();
-    const [head, tail] = digestHalves(cid);
-    this.#put(head, tail, place.pack * 2 ** 32 + place.offset, ((place.cidLength << 24) | place.length) >>> 0);
+    const d = cid.multihash.digest;
+    this.#put(digestHead(d), digestTail(d), place.pack * 2 ** 32 + place.offset, ((place.cidLength << 24) | place.length) >>> 0);
     this.#live++;
   }
 
@@ -114,10 +147,13 @@ export class PackSlots {
   }
 }
 
-/** The first 64 bits of the CID's digest (a SHA-256: evenly spread), as two 32-bit halves. */
-function digestHalves(cid: CID): [number, number] {
-  const d = cid.multihash.digest;
-  return [((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0, ((d[4]! << 24) | (d[5]! << 16) | (d[6]! << 8) | d[7]!) >>> 0];
+/** The first 64 bits of a CID's digest (a SHA-256: evenly spread), as two 32-bit halves. */
+function digestHead(d: Uint8Array): number {
+  return ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
+}
+
+function digestTail(d: Uint8Array): number {
+  return ((d[4]! << 24) | (d[5]! << 16) | (d[6]! << 8) | d[7]!) >>> 0;
 }
 
 function start(head: number, tail: number, mask: number): number {
