@@ -230,7 +230,7 @@ describe('answers given at once by the replay front', () => {
   it('answers an HTTPS request inside a TLS tunnel byte for byte as the Node server does', async () => {
     const authority = tlsOrigin.url.slice('https://'.length);
     /** One GET through a fresh CONNECT tunnel, TLS with the oracle's leaf; everything decrypted until close. */
-    const throughTunnel = (fields = ''): Promise<string> =>
+    const throughTunnel = (fields = '', path = '/secure'): Promise<string> =>
       new Promise((resolve, reject) => {
         const raw = createConnection(port, '127.0.0.1');
         raw.once('error', reject);
@@ -242,7 +242,7 @@ describe('answers given at once by the replay front', () => {
           tls.on('data', (c: Buffer) => (out += c.toString('latin1')));
           tls.on('close', () => resolve(out));
           tls.on('error', reject);
-          tls.end(`GET /secure HTTP/1.1\r\nHost: ${authority}\r\n${fields}\r\n`);
+          tls.end(`GET ${path} HTTP/1.1\r\nHost: ${authority}\r\n${fields}\r\n`);
         });
       });
     const before = atOnce();
@@ -253,6 +253,11 @@ describe('answers given at once by the replay front', () => {
       expect(await throughTunnel()).toBe(reference);
       expect(atOnce()).toBe(before + i);
     }
+    // A miss: looked up first (the tunnel's socket paused meanwhile), then left to the Node server, which explains it.
+    const miss = await throughTunnel('', '/never-recorded');
+    expect(miss).toMatch(/^HTTP\/1\.1 504 /);
+    expect(miss).toContain('x-fetch-oracle-miss: 1');
+    expect(atOnce()).toBe(before + 2);
   });
 
   it('logs the requests it answers for the live page and the metrics, as the Node server path does', async () => {
