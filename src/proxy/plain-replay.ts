@@ -45,17 +45,18 @@ export class PlainReplay {
   answer(request: PlainRequest, headEnd: Buffer): AtOnceAnswer | Promise<AtOnceAnswer | undefined> | undefined {
     const { memo, replayer } = this.#init;
     if (PLAN_SPECIFIC_HEADERS.some((h) => request.field(h) !== undefined)) return undefined;
-    const key = memo.rules === undefined ? undefined : memo.key(memo.cacheKey(request.method, request.url, (n) => request.field(n))!);
+    const cacheKey = memo.rules === undefined ? undefined : memo.cacheKey(request.method, request.url, (n) => request.field(n))!;
+    const key = cacheKey === undefined ? undefined : memo.key(cacheKey);
     const record = key === undefined ? undefined : replayer.recordNow!(key);
-    if (record === undefined) return this.#lookUp(request, headEnd);
+    if (record === undefined) return this.#lookUp(request, headEnd, cacheKey);
     return this.#answerFrom(key!, record, request, headEnd);
   }
 
   /** The answer once the netlock's rules, the request's key and its verified record are at hand. */
-  async #lookUp(request: PlainRequest, headEnd: Buffer): Promise<AtOnceAnswer | undefined> {
+  async #lookUp(request: PlainRequest, headEnd: Buffer, known: string | undefined): Promise<AtOnceAnswer | undefined> {
     const { memo, replayer } = this.#init;
     memo.rules ??= { value: await replayer.variantRules() };
-    const cacheKey = memo.cacheKey(request.method, request.url, (n) => request.field(n))!;
+    const cacheKey = known ?? memo.cacheKey(request.method, request.url, (n) => request.field(n))!;
     let key = memo.key(cacheKey);
     if (key === undefined) {
       if (request.url.length > MAX_URL_BYTES) return undefined; // answered 414 there

@@ -55,7 +55,9 @@ export class PackSlots {
    */
   first(cid: CID): number {
     const d = cid.multihash.digest;
-    return this.#probe(digestHead(d), digestTail(d), start(digestHead(d), digestTail(d), this.#places.length - 1));
+    const head = digestHead(d);
+    const tail = digestTail(d);
+    return this.#probe(head, tail, start(head, tail, this.#places.length - 1));
   }
 
   next(cid: CID, slot: number): number {
