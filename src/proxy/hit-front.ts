@@ -46,6 +46,8 @@ export interface HitFrontInit {
 
 /** Answers queued on a socket beyond which the rest of its requests go to Node's server (it has backpressure). */
 const MAX_QUEUED_BYTES = 1024 * 1024;
+/** Answers up to this size on a plain socket are written without a callback: the kernel usually takes them at once. */
+const WHOLE_WRITE_MAX = 64 * 1024;
 
 /**
  * The proxy's front for a mode that answers plain requests itself (replay): reads a new connection and
@@ -227,14 +229,15 @@ class FrontConnection {
   #send(answer: AtOnceAnswer): void {
     const socket = this.#socket;
     if (!answer.lent) socket.write(answer.bytes);
-    else if (this.#origin === undefined) {
+    else if (this.#origin === undefined && answer.bytes.byteLength <= WHOLE_WRITE_MAX) {
       // One write, without a callback: when nothing stays queued, the kernel has copied the bytes and the
       // memory can serve the next answer; otherwise it is left to the collector (a client not reading).
       socket.write(answer.bytes);
       if (socket.writableLength === 0) BodyBuffers.give(answer.bytes);
     } else {
-      // A TLS socket takes the bytes once they are encrypted and written below it, later: each comes back in
-      // its write's callback, which come in order (a fresh buffer per answer made ~3 times the garbage).
+      // A TLS socket takes the bytes once they are encrypted and written below it, later, and a large answer
+      // often only in part at once: each comes back in its write's callback, which come in order (a fresh
+      // buffer per answer made ~3 times the garbage over TLS).
       this.#inFlight.push(answer.bytes);
       socket.write(answer.bytes, this.#written);
     }

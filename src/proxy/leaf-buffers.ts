@@ -18,23 +18,30 @@ export function isBlockReader(source: unknown): source is BlockReader {
   return typeof r?.readKept === 'function' && typeof r.readBlock === 'function' && typeof r.forget === 'function';
 }
 
-/** Largest one-block body read into a reused buffer; larger ones get their own, except whole leaves. */
-export const SMALL_BODY_MAX = 64 * 1024;
+/**
+ * Largest memory lent from the pool: a one-block body (up to a whole leaf, 1 MiB) with its answer's head in
+ * front. Larger requests get memory of their own.
+ */
+export const POOLED_BYTES_MAX = 2 * CHUNK_BYTES;
 const MIN_SHIFT = 12;
-const SMALL_CLASSES = 17 - MIN_SHIFT; // 4 KiB, 8 KiB, … 64 KiB
-/** The last class: whole leaves (CHUNK_BYTES), as many as four streams hold (read ahead, being sent, a spare). */
-const LEAF_CLASS = SMALL_CLASSES;
-/** Free buffers kept per class: those of 64 small answers in flight at once, or of four leaf streams. */
-const keptIn = (c: number): number => (c === LEAF_CLASS ? 4 * (READ_AHEAD_LEAVES + 2) : 64);
+/** Power-of-two classes: 4 KiB, 8 KiB, … POOLED_BYTES_MAX. */
+const CLASSES = 32 - Math.clz32(POOLED_BYTES_MAX - 1) - MIN_SHIFT + 1;
+/**
+ * Free buffers kept per class: those of 64 answers in flight at once, fewer of the larger classes (8 MiB of
+ * each at most), but the 1 MiB leaves of four streams (read ahead, being sent, a spare).
+ */
+const keptIn = (c: number): number => {
+  const size = 1 << (c + MIN_SHIFT);
+  return size === CHUNK_BYTES ? 4 * (READ_AHEAD_LEAVES + 2) : Math.min(64, Math.max(4, (8 * 1024 * 1024) / size));
+};
 /** Buffers no answer holds (the socket's write of each finished), by class. */
-const free: Uint8Array[][] = Array.from({ length: SMALL_CLASSES + 1 }, () => []);
+const free: Uint8Array[][] = Array.from({ length: CLASSES }, () => []);
 /** Memory lent and not yet given back (weak: an answer that failed just drops its buffer). */
 const lent = new WeakSet<ArrayBufferLike>();
 
-/** The class of a pooled size (4 KiB × 2^i up to SMALL_BODY_MAX, or a whole leaf), else undefined. */
+/** The class of a pooled size (the power of two at or above it, from 4 KiB), else undefined. */
 function classOf(size: number): number | undefined {
-  if (size === CHUNK_BYTES) return LEAF_CLASS;
-  if (size > SMALL_BODY_MAX) return undefined;
+  if (size > POOLED_BYTES_MAX) return undefined;
   return size <= 1 << MIN_SHIFT ? 0 : 32 - Math.clz32(size - 1) - MIN_SHIFT;
 }
 
@@ -43,7 +50,8 @@ function classOf(size: number): number | undefined {
  * V8's heap, freed only by a collection (issue #15): a 100 MiB body made 100 MiB of such garbage (several full
  * collections per body, ~10% of its CPU, the peak RSS ~60 MB above the live data), and at 15,000 4 KiB hits a
  * second, with the WeakMap entry per answer `exchange.ts` kept then, V8 ran a full collection about every half
- * second, its pauses and marking steps (6–13 ms) the replay's p99.
+ * second, its pauses and marking steps (6–13 ms) the replay's p99. A 256 KiB body fresh per hit made ~30 full
+ * collections a second (a quarter of the time, and a p99 of 15 ms at one connection).
  *
  * Ownership is what makes reuse safe: `take` lends a buffer to one answer, and only that answer gives it back,
  * once, when the socket has handed the bytes to the kernel (the write's callback, or `finish` for a one-block
@@ -55,7 +63,7 @@ export const BodyBuffers = {
   take: (size: number): Uint8Array => {
     const c = classOf(size);
     if (c === undefined) return Buffer.allocUnsafeSlow(size);
-    const b = free[c]!.pop() ?? Buffer.allocUnsafeSlow(c === LEAF_CLASS ? CHUNK_BYTES : 1 << (c + MIN_SHIFT));
+    const b = free[c]!.pop() ?? Buffer.allocUnsafeSlow(1 << (c + MIN_SHIFT));
     lent.add(b.buffer);
     return b.subarray(0, size);
   },

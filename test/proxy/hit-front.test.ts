@@ -25,6 +25,7 @@ const victim = Buffer.concat([...pseudoRandomChunks(3000, 22)]);
 const zipped = gzipSync(Buffer.from('fetch-oracle '.repeat(400)));
 /** One block, read through the thread pool (over 64 KiB); and one of two blocks, streamed by Node's server path. */
 const medium = Buffer.concat([...pseudoRandomChunks(300 * 1024, 23)]);
+const medium2 = Buffer.concat([...pseudoRandomChunks(300 * 1024, 25)]);
 const large = Buffer.concat([...pseudoRandomChunks(1024 * 1024 + 5000, 24)]);
 
 /** The same request with an empty body declared: not plain, so Node's server answers it (its key is the same). */
@@ -83,7 +84,7 @@ describe('answers given at once by the replay front', () => {
         r.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': String(zipped.byteLength), etag: '"z1"' });
         r.end(zipped);
       } else {
-        const body = q.url === '/victim' ? victim : q.url === '/medium' ? medium : q.url === '/large' ? large : small;
+        const body = q.url === '/victim' ? victim : q.url === '/medium' ? medium : q.url === '/medium2' ? medium2 : q.url === '/large' ? large : small;
         r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength), etag: '"s1"' });
         r.end(body);
       }
@@ -95,7 +96,7 @@ describe('answers given at once by the replay front', () => {
       r.end(small);
     });
     const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath, upstreamCaPem: [ca.caPem] });
-    for (const path of ['/small', '/other', '/victim', '/missing', '/zipped', '/medium', '/large']) await rec.fetch(`${origin.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
+    for (const path of ['/small', '/other', '/victim', '/missing', '/zipped', '/medium', '/medium2', '/large']) await rec.fetch(`${origin.url}${path}`, { headers: { 'accept-encoding': 'gzip' } });
     expect((await rec.fetch(`${tlsOrigin.url}/secure`)).status).toBe(200);
     await rec.close();
     // Replay never asks the origins: answers come from the netlock only.
@@ -164,6 +165,29 @@ describe('answers given at once by the replay front', () => {
       { status: 200, body: small.toString('latin1') },
     ]);
     expect(atOnce()).toBe(before + 2);
+  });
+
+  // Large answers are written in parts to a client that reads slowly, from memory reused between answers:
+  // it must come back only once the socket has sent all of it, or a later answer would overwrite a queued one.
+  it('sends pipelined large answers whole to a client that reads late, though their memory is reused', async () => {
+    const before = atOnce();
+    // Enough to fill the kernel's buffers on both sides (several MB on loopback), so that writes queue.
+    const paths = Array.from({ length: 60 }, (_, i) => (i % 2 === 0 ? '/medium' : '/medium2'));
+    const text = paths.map((p) => get(p)).join('') + get('/small', 'Connection: close\r\n');
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = createConnection(port, '127.0.0.1');
+      const parts: Buffer[] = [];
+      s.pause();
+      s.on('data', (c: Buffer) => parts.push(c));
+      s.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
+      s.on('error', reject);
+      s.write(text, () => setTimeout(() => s.resume(), 300));
+    });
+    const got = answers(raw, [...paths.map(() => 'GET'), 'GET']);
+    expect(got.map((a) => a.status)).toEqual([...paths.map(() => 200), 200]);
+    const sha = (b: string | Buffer): string => createHash('sha256').update(typeof b === 'string' ? Buffer.from(b, 'latin1') : b).digest('hex');
+    expect(got.map((a) => sha(a.body))).toEqual([...paths.map((p) => sha(p === '/medium' ? medium : medium2)), sha(small)]);
+    expect(atOnce()).toBeGreaterThan(before + 1); // some answered by the front before the queue sent the rest to Node's server
   });
 
   it('answers a request whose head arrives in pieces, and keeps a connection for requests that follow', async () => {

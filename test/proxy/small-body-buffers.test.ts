@@ -4,11 +4,11 @@
  * these pin down the lending rules; `test/oracle/replay-under-load.test.ts` checks the bytes under load.
  */
 import { describe, expect, it } from 'vitest';
-import { BodyBuffers, SMALL_BODY_MAX } from '../../src/proxy/leaf-buffers.ts';
+import { BodyBuffers, POOLED_BYTES_MAX } from '../../src/proxy/leaf-buffers.ts';
 
 describe('BodyBuffers', () => {
   it('lends a view of exactly the size asked, in a power-of-two class of at least 4 KiB', () => {
-    for (const [size, whole] of [[1, 4096], [4096, 4096], [4097, 8192], [40_000, 65_536], [SMALL_BODY_MAX, SMALL_BODY_MAX]] as const) {
+    for (const [size, whole] of [[1, 4096], [4096, 4096], [4097, 8192], [40_000, 65_536], [300_000, 524_288], [1_048_576 + 300, 2_097_152], [POOLED_BYTES_MAX, POOLED_BYTES_MAX]] as const) {
       const b = BodyBuffers.take(size);
       expect(b.byteLength).toBe(size);
       expect(b.byteOffset).toBe(0);
@@ -29,13 +29,13 @@ describe('BodyBuffers', () => {
     expect(d.buffer).not.toBe(a.buffer); // ... so the memory is never lent to two answers at once
   });
 
-  it('ignores memory it did not lend and does not pool bodies above SMALL_BODY_MAX', () => {
+  it('ignores memory it did not lend and does not pool memory above POOLED_BYTES_MAX', () => {
     const foreign = Buffer.allocUnsafeSlow(4096);
     BodyBuffers.give(foreign);
     expect(BodyBuffers.take(4096).buffer).not.toBe(foreign.buffer);
-    const big = BodyBuffers.take(SMALL_BODY_MAX + 1);
-    expect(big.byteLength).toBe(SMALL_BODY_MAX + 1);
+    const big = BodyBuffers.take(POOLED_BYTES_MAX + 1);
+    expect(big.byteLength).toBe(POOLED_BYTES_MAX + 1);
     BodyBuffers.give(big);
-    expect(BodyBuffers.take(SMALL_BODY_MAX + 1).buffer).not.toBe(big.buffer);
+    expect(BodyBuffers.take(POOLED_BYTES_MAX + 1).buffer).not.toBe(big.buffer);
   });
 });
