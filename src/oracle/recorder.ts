@@ -235,11 +235,10 @@ export class Recorder implements ExchangeRecorder {
       }
       await request.body?.dispose(); // the upstream has the whole request body by now
       await options.check?.(fetched.record);
+      // Journalled in the run by `#commit` before the client gets its last bytes: a client that saw a complete
+      // answer can rely on it being in the netlock, even if the oracle is killed right after.
       const entry = await this.#commit(request.key, fetched.record, previous);
       flight.resolve(entry);
-      // Journalled before the client gets its last bytes: a client that saw a complete answer can rely on
-      // it being in the netlock, even if the oracle is killed right after.
-      await this.#init.run.add(entry);
       await fetched.release();
       return { entry, fetched: true };
     } catch (thrown) {
@@ -370,7 +369,10 @@ export class Recorder implements ExchangeRecorder {
     const { store, signer, index, stats, logger } = this.#init;
     const oldBody = previous?.record.response.body?.toString() ?? null;
     const newBody = record.response.body?.toString() ?? null;
-    if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) return previous;
+    if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) {
+      await this.#init.run.add(previous);
+      return previous;
+    }
     const block = await encodeRecord(record);
     await store.put(block.cid, block.bytes);
     // Pinned (record + body DAG, recursively) before it is signed and indexed: nothing is recorded that the
@@ -379,8 +381,7 @@ export class Recorder implements ExchangeRecorder {
     const signed = await signer.sign(block.cid);
     const entry: DecodedEntry = { key: key.id, signed, record };
     // The index line and the run's journal line name only blocks stored above, not each other: written
-    // together, their fdatasyncs overlap instead of queueing one behind the other (issue #15). The caller's
-    // own `run.add` of this entry is then a no-op.
+    // together, their fdatasyncs overlap instead of queueing one behind the other (issue #15).
     await Promise.all([index.put(key.id, signed), this.#init.run.add(entry)]);
     if (previous !== undefined) {
       stats.mutations++;
