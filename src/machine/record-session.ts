@@ -83,7 +83,7 @@ export class MachineRecordSession {
         stats,
         logger,
       });
-      const kept = await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: undefined } });
+      const kept = await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: undefined }, verified: path.verified });
       if (kept !== undefined) {
         logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.count, kept.root, init.netlockPath);
       }

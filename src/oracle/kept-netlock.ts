@@ -4,6 +4,7 @@ import type { BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import { openEntryRecords } from '../netlock/entry-records.ts';
 import { netlockRootOf } from '../netlock/file.ts';
+import type { VerifiedNetlocks } from '../records/verified-netlocks.ts';
 import type { RunSet } from './run-set.ts';
 
 /** What a netlock file already at the path of a new record run held. */
@@ -14,6 +15,8 @@ export interface KeptNetlock {
   count: number;
   /** The variant rules it was recorded with. */
   variantRules: VariantRules | undefined;
+  /** Whether its signatures were checked by an earlier run (`verified`), so only its blocks were read now. */
+  checkedBefore: boolean;
 }
 
 /**
@@ -21,13 +24,14 @@ export interface KeptNetlock {
  * record run (or `recover`) writing to that path keeps: a netlock never shrinks behind its user's back
  * (issue 13, defect 1). They go straight into the run, which holds them out of the heap. Every index page and record
  * is read through `source` and verified (block hashes, signature by the key the record names, the record
- * answers its key); bodies are `verify`'s business. Undefined when there is no file at `path`.
+ * answers its key; the signatures and keys not again for a root `verified` holds, which it then does);
+ * bodies are `verify`'s business. Undefined when there is no file at `path`.
  *
  * A file that is there but cannot be read or verified (not a netlock, blocks not in this data directory,
  * a bad signature, other variant rules than `expectRules`) throws InvalidNetlockError naming it and what to do: the run would
  * otherwise replace it with a netlock that lacks its entries (the caller drops `into`).
  */
-export async function readKeptNetlock(path: string, source: BlockSource, into: RunSet, options: { expectRules?: { variantRules: VariantRules | undefined } } = {}): Promise<KeptNetlock | undefined> {
+export async function readKeptNetlock(path: string, source: BlockSource, into: RunSet, options: { expectRules?: { variantRules: VariantRules | undefined }; verified?: VerifiedNetlocks } = {}): Promise<KeptNetlock | undefined> {
   try {
     await stat(path);
   } catch (err) {
@@ -36,7 +40,10 @@ export async function readKeptNetlock(path: string, source: BlockSource, into: R
   }
   try {
     const root = await netlockRootOf(path);
-    const netlock = await openEntryRecords(root, source, { signedBy: 'root' });
+    // A root checked whole before (or written by a run of this data directory) names the same records: its
+    // blocks are still checked against their CIDs as they are read, its signatures not again.
+    const checkedBefore = options.verified?.has(root) === true;
+    const netlock = await openEntryRecords(root, source, checkedBefore ? {} : { signedBy: 'root' });
     const { rootValue } = netlock;
     const expected = options.expectRules?.variantRules;
     if (options.expectRules !== undefined && rulesText(rootValue.variantRules) !== rulesText(expected)) {
@@ -47,7 +54,8 @@ export async function readKeptNetlock(path: string, source: BlockSource, into: R
       into.keep([e]);
       count++;
     }
-    return { root: root.toString(), count, variantRules: rootValue.variantRules };
+    if (!checkedBefore) await options.verified?.add(root);
+    return { root: root.toString(), count, variantRules: rootValue.variantRules, checkedBefore };
   } catch (err) {
     throw refuse(path, (err as Error).message, err);
   }

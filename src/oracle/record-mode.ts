@@ -77,9 +77,10 @@ export class RecordMode implements OracleMode {
     try {
       // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
       // a file there that cannot be read or verified stops the run here, before anything listens.
-      const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: init.variantRules } });
+      const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: init.variantRules }, verified: path.verified });
       if (kept !== undefined) {
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them (move the file away to start a new one)', kept.count, kept.root, init.netlockPath);
+        const checked = kept.checkedBefore ? ' (its signatures checked by an earlier run of this data directory)' : '';
+        logger.info('keeping the %d verified entries of the netlock %s already at %s%s; this run adds to them (move the file away to start a new one)', kept.count, kept.root, init.netlockPath, checked);
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {

@@ -5,6 +5,7 @@ import type { SignedRecord } from '../protocol/signature.ts';
 import { RunJournal } from '../records/journal.ts';
 import type { WrittenNetlock } from '../netlock/file.ts';
 import { FsRecordIndex } from '../records/fs-record-index.ts';
+import { VerifiedNetlocks } from '../records/verified-netlocks.ts';
 import { LocalSigner } from '../signing/local-signer.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
@@ -46,14 +47,17 @@ export class RecordPath {
   readonly leftover: { entries: Array<{ key: string; signed: SignedRecord }>; bad: number[] };
   /** `NETLOCK.journal`, when the run has a netlock. */
   readonly journalPath: string | undefined;
+  /** Netlock roots this data directory checked whole or wrote: a kept one is not checked again. */
+  readonly verified: VerifiedNetlocks;
   readonly #store: BlockStore;
   readonly #netlockPath: string | undefined;
   readonly #variantRules: VariantRules | undefined;
   readonly #closers: Array<() => Promise<void>>;
   readonly #fetcher: Fetcher;
 
-  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; closers: Array<() => Promise<void>> }) {
+  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; verified: VerifiedNetlocks; closers: Array<() => Promise<void>> }) {
     this.recorder = parts.recorder;
+    this.verified = parts.verified;
     this.run = parts.run;
     this.index = parts.index;
     this.leftover = parts.leftover;
@@ -68,6 +72,7 @@ export class RecordPath {
   static async open(init: RecordPathInit): Promise<RecordPath> {
     const signer = init.signer ?? (await LocalSigner.loadOrCreate(init.dataDir));
     const index = await FsRecordIndex.open(init.dataDir, init.logger.child('index'));
+    const verified = await VerifiedNetlocks.open(init.dataDir);
     const fetcher = new Fetcher({ extraCaPem: init.upstreamCaPem ?? [], ...(init.upstreamProxy === undefined ? {} : { proxy: init.upstreamProxy }), ...(init.upstreamPolicy === undefined ? {} : { policy: init.upstreamPolicy }) });
     const digests = new DigestWorker();
     const journal = init.netlockPath === undefined ? undefined : new RunJournal(init.netlockPath);
@@ -89,18 +94,22 @@ export class RecordPath {
       ...(init.observeUpstream === undefined ? {} : { observeUpstream: init.observeUpstream }),
     });
     const closers = [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve(), () => Promise.resolve(run.close())];
-    return new RecordPath(init, { recorder, run, index, fetcher, journalPath: journal?.path, leftover, closers });
+    return new RecordPath(init, { recorder, run, index, fetcher, journalPath: journal?.path, leftover, verified, closers });
   }
 
   /**
    * Writes the netlock of every request this run served (removing the journal) and pins its root, which
-   * keeps every page, record and body of the netlock through Kubo's garbage collection.
+   * keeps every page, record and body of the netlock through Kubo's garbage collection. Its root is remembered
+   * as verified: its entries were kept after a check, recorded and signed here, or served from this data
+   * directory's records, which a record run trusts.
    */
   async writeNetlock(): Promise<WrittenNetlock> {
     if (this.#netlockPath === undefined) throw new Error('RecordPath.writeNetlock needs a netlockPath');
     const file = await this.run.write(this.#netlockPath, this.#store, this.#variantRules);
-    await this.#store.pin(CID.parse(file.netlock), { recursive: true });
+    const root = CID.parse(file.netlock);
+    await this.#store.pin(root, { recursive: true });
     await this.#store.flush();
+    await this.verified.add(root);
     return file;
   }
 
