@@ -1,4 +1,4 @@
-import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
 
@@ -32,15 +32,10 @@ export class VerifiedNetlocks {
     this.#roots = roots;
   }
 
-  /** Reads the file of `dataDir` (none yet: nothing verified). */
+  /** Reads the file of `dataDir` (none, or one it cannot read: nothing verified, every kept netlock checked). */
   static async open(dataDir: string): Promise<VerifiedNetlocks> {
     const path = join(dataDir, VERIFIED_NETLOCKS_FILE);
-    let text = '';
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const text = await readFile(path, 'utf8').catch(() => '');
     const roots: string[] = [];
     for (const line of text.split('\n')) {
       const [checks, root, extra] = line.split(' ');
@@ -48,10 +43,12 @@ export class VerifiedNetlocks {
     }
     const kept = roots.slice(-KEEP_ROOTS);
     if (roots.length > 4 * KEEP_ROOTS) {
-      // Cut back (temporary file + rename: a crash leaves the old file or the new one, whole).
+      // Cut back (temporary file + rename: a crash leaves the old file or the new one, whole); if it cannot
+      // be, the file stays as it is.
       const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, kept.map((r) => `${CHECKS} ${r}\n`).join(''), { mode: 0o600 });
-      await rename(tmp, path);
+      await writeFile(tmp, kept.map((r) => `${CHECKS} ${r}\n`).join(''), { mode: 0o600 })
+        .then(() => rename(tmp, path))
+        .catch(() => unlink(tmp).catch(() => {}));
     }
     return new VerifiedNetlocks(path, new Set(kept));
   }
@@ -60,11 +57,18 @@ export class VerifiedNetlocks {
     return this.#roots.has(root.toString());
   }
 
-  /** Remembers `root` as checked whole (or written here). */
+  /**
+   * Remembers `root` as checked whole (or written here). Never fails: a line that cannot be written (a full
+   * disk) only means the next run checks that netlock again, and must not fail the run that wrote it.
+   */
   async add(root: CID): Promise<void> {
     const text = root.toString();
     if (this.#roots.has(text)) return;
-    await appendFile(this.#path, `${CHECKS} ${text}\n`, { mode: 0o600 });
-    this.#roots.add(text);
+    try {
+      await appendFile(this.#path, `${CHECKS} ${text}\n`, { mode: 0o600 });
+      this.#roots.add(text);
+    } catch {
+      // not remembered
+    }
   }
 }

@@ -5,7 +5,7 @@
  * is remembered and what is still checked: a netlock whose signatures do not verify is refused unless its root
  * is remembered, and a changed block is refused either way.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,13 @@ describe('VerifiedNetlocks', () => {
     await writeFile(join(dir.path, VERIFIED_NETLOCKS_FILE), `v0 ${rootOf(1).toString()}\nv1\ngarbage\nv1 ${rootOf(2).toString()} extra\nv1 ${rootOf(3).toString()}\n`, { mode: 0o600 });
     const v = await VerifiedNetlocks.open(dir.path);
     expect([1, 2, 3].map((i) => v.has(rootOf(i)))).toEqual([false, false, true]);
+  });
+
+  it('neither fails a run nor vouches for anything when its file cannot be read or written', async () => {
+    await mkdir(join(dir.path, VERIFIED_NETLOCKS_FILE)); // a directory where the file goes: EISDIR both ways
+    const v = await VerifiedNetlocks.open(dir.path);
+    await expect(v.add(rootOf(1))).resolves.toBeUndefined();
+    expect(v.has(rootOf(1))).toBe(false);
   });
 
   it('cuts the file back to its last 1,024 roots once it holds four times as many', async () => {
