@@ -6,7 +6,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { drained } from '../io/drained.ts';
 import type { CID } from 'multiformats/cid';
-import { asOracleError, BadRequestError, BlockCorruptError, BlockFetchTimeoutError } from '../errors.ts';
+import { AbortedError, asOracleError, BadRequestError, BlockCorruptError, BlockFetchTimeoutError } from '../errors.ts';
 import type { OracleError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
@@ -204,6 +204,9 @@ export async function sendPlan(res: ServerResponse, plan: ResponsePlan, source: 
   if (body.cid.code !== RAW_CODE) {
     // A DAG read straight from the store into buffers this response reuses; every block still verified.
     const buffers = new LeafBuffers();
+    // Every permit its leaves hold comes back when the answer ends, however it ends (a client gone already too).
+    if (res.closed) buffers.close();
+    else res.once('close', () => buffers.close());
     return forgetCorrupt(reader, await sendPlanBody(res, plan, planBody(plan, buffers.sourceOver(reader!)), counters, logger, (chunk) => buffers.give(chunk)));
   }
   // A one-block body (every body up to 1 MiB): read and verified whole before the head (at once from the
@@ -307,6 +310,8 @@ export async function sendPlanBody(res: ServerResponse, plan: ResponsePlan, body
     await sendResponse(res, plan, body, counters, written);
     return undefined;
   } catch (err) {
+    // The client left and the body's reads were stopped for it (`LeafBuffers.close`): nothing failed.
+    if (err instanceof AbortedError && res.closed) return err;
     counters.errors++;
     const early = !res.headersSent;
     logger.error('body of %s failed %s: %s', plan.body?.cid.toString() ?? '-', early ? 'before the head (answered 502)' : 'mid-stream', (err as Error).message);

@@ -1,7 +1,10 @@
 import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { RAW_CODE } from '../protocol/blocks.ts';
-import { CHUNK_BYTES, READ_AHEAD_LEAVES } from '../protocol/unixfs.ts';
+import { AbortedError } from '../errors.ts';
+import { CHUNK_BYTES } from '../protocol/unixfs.ts';
+import { LEAF_BUDGET, LEAVES_HELD_MAX } from './leaf-budget.ts';
+import type { LeafBudget } from './leaf-budget.ts';
 
 /** A store that reads a block into memory its caller gives (`FsBlockStore`): what lets a response reuse buffers. */
 export interface BlockReader {
@@ -28,11 +31,13 @@ const MIN_SHIFT = 12;
 const CLASSES = 32 - Math.clz32(POOLED_BYTES_MAX - 1) - MIN_SHIFT + 1;
 /**
  * Free buffers kept per class: those of 64 answers in flight at once, fewer of the larger classes (8 MiB of
- * each at most), but the 1 MiB leaves of four streams (read ahead, being sent, a spare).
+ * each at most), but as many 1 MiB leaves as streams may hold at once (`LEAVES_HELD_MAX`): every leaf a
+ * stream gives back is then read into again, never left to the collector (64 streams of 100 MiB bodies left
+ * up to ~250 MB of dead leaves between collections).
  */
 const keptIn = (c: number): number => {
   const size = 1 << (c + MIN_SHIFT);
-  return size === CHUNK_BYTES ? 4 * (READ_AHEAD_LEAVES + 2) : Math.min(64, Math.max(4, (8 * 1024 * 1024) / size));
+  return size === CHUNK_BYTES ? LEAVES_HELD_MAX : Math.min(64, Math.max(4, (8 * 1024 * 1024) / size));
 };
 /** Buffers no answer holds (the socket's write of each finished), by class. */
 const free: Uint8Array[][] = Array.from({ length: CLASSES }, () => []);
@@ -78,31 +83,59 @@ export const BodyBuffers = {
 
 /**
  * The leaves of one streamed (multi-block) response read into `BodyBuffers`. A leaf's buffer comes back only
- * from the socket's write callback for a chunk spanning all of it (a range's slice of a leaf does not).
+ * from the socket's write callback for a chunk spanning all of it (a range's slice of a leaf does not). Every
+ * leaf read holds a permit of `budget` until the socket has sent what the answer took of it, or until `close`
+ * (the answer ended: a leaf read ahead and never sent, or one that failed its hash).
  */
 export class LeafBuffers {
+  readonly #budget: LeafBudget;
+  /** The memory of leaves that hold a permit, not yet given back. */
+  readonly #permitted = new Set<ArrayBufferLike>();
+  #closed = false;
+
+  constructor(budget: LeafBudget = LEAF_BUDGET) {
+    this.#budget = budget;
+  }
+
   /** Memory for a block of `size` bytes: a reused buffer for a full-size leaf, a new one otherwise. */
   take(size: number): Uint8Array {
     return size === CHUNK_BYTES ? BodyBuffers.take(size) : Buffer.allocUnsafeSlow(size);
   }
 
-  /** Called with a chunk once the socket is done with it: a whole lent buffer comes back for the next leaf. */
+  /** Called with a chunk once the socket is done with it: its leaf's permit, and a whole lent buffer, come back. */
   give(chunk: Uint8Array): void {
+    if (this.#permitted.delete(chunk.buffer)) this.#budget.release();
     if (chunk.byteOffset === 0 && chunk.byteLength === CHUNK_BYTES) BodyBuffers.give(chunk);
+  }
+
+  /** The answer has ended: every permit its leaves still hold comes back. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#budget.release(this.#permitted.size);
+    this.#permitted.clear();
   }
 
   /** A block source reading every block of this response through `reader` into these buffers (unverified). */
   sourceOver(reader: BlockReader): BlockSource {
     return {
-      get: (cid: CID, options?: AbortOptions) => {
-        try {
-          options?.signal?.throwIfAborted();
-          const alloc = (size: number): Uint8Array => (cid.code === RAW_CODE ? this.take(size) : Buffer.allocUnsafeSlow(size));
-          const kept = reader.readKept(cid, alloc);
-          return kept === undefined ? reader.readBlock(cid, alloc) : Promise.resolve(kept);
-        } catch (err) {
-          return Promise.reject(err);
+      get: async (cid: CID, options?: AbortOptions) => {
+        options?.signal?.throwIfAborted();
+        if (cid.code !== RAW_CODE) {
+          const alloc = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size);
+          return reader.readKept(cid, alloc) ?? (await reader.readBlock(cid, alloc));
         }
+        await this.#budget.acquire();
+        let leaf: Uint8Array | undefined;
+        try {
+          if (this.#closed) throw new AbortedError('The answer ended before its leaf was read');
+          const alloc = (size: number): Uint8Array => this.take(size);
+          leaf = reader.readKept(cid, alloc) ?? (await reader.readBlock(cid, alloc));
+        } finally {
+          if (leaf === undefined || this.#closed) this.#budget.release();
+          else this.#permitted.add(leaf.buffer);
+        }
+        return leaf;
       },
     };
   }
