@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
 import { Oracle } from '../../src/oracle/oracle.ts';
 import type { OracleInit } from '../../src/oracle/oracle.ts';
+import type { Origin } from './origin.ts';
 import { run } from './run.ts';
 import type { RunResult } from './run.ts';
 
@@ -47,4 +48,22 @@ export async function startTestOracle(init: TestOracleInit): Promise<TestOracle>
       await oracle.close();
     },
   };
+}
+
+/**
+ * Records `paths` of `origin` into `init`'s data directory and netlock (each must be answered 200), stops the
+ * origin (a replay never asks it) and starts a replay of what was recorded.
+ */
+export async function replayOfRecorded(origin: Origin, paths: readonly string[], init: { dataDir: string; netlockPath: string }): Promise<TestOracle> {
+  const rec = await startTestOracle({ mode: 'record', ...init });
+  try {
+    for (const path of paths) {
+      const { status } = await rec.fetch(`${origin.url}${path}`);
+      if (status !== 200) throw new Error(`recording ${path} got ${status}`);
+    }
+  } finally {
+    await rec.close();
+  }
+  await origin.close();
+  return startTestOracle({ mode: 'replay', ...init });
 }

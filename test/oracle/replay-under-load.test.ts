@@ -16,7 +16,7 @@ import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import { tamperBlock } from '../helpers/blocks.ts';
 import { startOrigin, pseudoRandomChunks } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
-import { startTestOracle } from '../helpers/oracle.ts';
+import { replayOfRecorded } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { expectReplayMiss } from '../helpers/replay-miss.ts';
 import { tempDir } from '../helpers/run.ts';
@@ -73,11 +73,7 @@ describe('replay under 64-connection load', () => {
       r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) });
       r.end(body);
     });
-    const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath });
-    for (const path of ['/small', '/small-too', '/other', '/big']) expect((await rec.fetch(`${origin.url}${path}`)).status).toBe(200);
-    await rec.close();
-    await origin.close();
-    replay = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath });
+    replay = await replayOfRecorded(origin, ['/small', '/small-too', '/other', '/big'], { dataDir: data, netlockPath });
   });
 
   afterAll(async () => {

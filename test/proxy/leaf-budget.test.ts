@@ -16,7 +16,7 @@ import { LeafBuffers } from '../../src/proxy/leaf-buffers.ts';
 import type { BlockReader } from '../../src/proxy/leaf-buffers.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
-import { startTestOracle } from '../helpers/oracle.ts';
+import { replayOfRecorded } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { tempDir } from '../helpers/run.ts';
 
@@ -129,11 +129,7 @@ describe('streamed answers beyond the leaf budget', () => {
       r.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) });
       r.end(body);
     });
-    const rec = await startTestOracle({ mode: 'record', dataDir: data, netlockPath });
-    expect((await rec.fetch(`${origin.url}/big`)).body.equals(body)).toBe(true);
-    await rec.close();
-    await origin.close();
-    replay = await startTestOracle({ mode: 'replay', dataDir: data, netlockPath });
+    replay = await replayOfRecorded(origin, ['/big'], { dataDir: data, netlockPath });
   });
 
   afterAll(async () => {
