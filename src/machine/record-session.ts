@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
-import { readKeptNetlock } from '../oracle/kept-netlock.ts';
+import { keptNetlockLine, readKeptNetlock } from '../oracle/kept-netlock.ts';
 import { RecordPath } from '../oracle/record-path.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
@@ -85,7 +85,7 @@ export class MachineRecordSession {
       });
       const kept = await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: undefined }, verified: path.verified });
       if (kept !== undefined) {
-        logger.info('keeping the %d verified entries of the netlock %s already at %s; this run adds to them', kept.count, kept.root, init.netlockPath);
+        logger.info('%s', keptNetlockLine(kept, init.netlockPath));
       }
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {

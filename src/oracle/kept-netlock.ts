@@ -61,6 +61,12 @@ export async function readKeptNetlock(path: string, source: BlockSource, into: R
   }
 }
 
+/** The start-up line of a run that keeps `kept` (from the netlock file at `path`). */
+export function keptNetlockLine(kept: KeptNetlock, path: string): string {
+  const checked = kept.checkedBefore ? ' (its signatures checked by an earlier run of this data directory)' : '';
+  return `keeping the ${kept.count} verified entries of the netlock ${kept.root} already at ${path}${checked}; this run adds to them`;
+}
+
 function refuse(path: string, why: string, cause: unknown): InvalidNetlockError {
   return new InvalidNetlockError(
     `The netlock ${path} exists but cannot be kept: ${why}. A record run adds to the netlock at its path and never drops what it holds; move the file away (or pass another --netlock) to start a new one`,

@@ -20,7 +20,7 @@ import type { RecordInit } from './config.ts';
 import type { OracleMode } from './mode.ts';
 import { describeRecord } from './mode.ts';
 import type { ReplayReport } from './open-replay.ts';
-import { readKeptNetlock } from './kept-netlock.ts';
+import { keptNetlockLine, readKeptNetlock } from './kept-netlock.ts';
 import { LiveNetlockHead } from './live-head.ts';
 import { RecordPath } from './record-path.ts';
 import type { UpstreamMutation } from './recorder.ts';
@@ -78,10 +78,7 @@ export class RecordMode implements OracleMode {
       // What the netlock at this path already holds is kept (a netlock never shrinks behind its user's back);
       // a file there that cannot be read or verified stops the run here, before anything listens.
       const kept = init.netlockPath === undefined ? undefined : await readKeptNetlock(init.netlockPath, store, path.run, { expectRules: { variantRules: init.variantRules }, verified: path.verified });
-      if (kept !== undefined) {
-        const checked = kept.checkedBefore ? ' (its signatures checked by an earlier run of this data directory)' : '';
-        logger.info('keeping the %d verified entries of the netlock %s already at %s%s; this run adds to them (move the file away to start a new one)', kept.count, kept.root, init.netlockPath, checked);
-      }
+      if (kept !== undefined && init.netlockPath !== undefined) logger.info('%s (move the file away to start a new one)', keptNetlockLine(kept, init.netlockPath));
       const { entries, bad } = path.leftover;
       if (entries.length > 0) {
         const own = init.signer?.publicKey ?? (await LocalSigner.publicKeyIn(init.dataDir));
