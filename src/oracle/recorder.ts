@@ -11,7 +11,7 @@ import { liveResponseHead, statusHasBody } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
-import { importBody } from '../protocol/unixfs.ts';
+import { BodyImporter, importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
 import type { RecordIndex } from '../records/record-index.ts';
@@ -294,19 +294,21 @@ export class Recorder implements ExchangeRecorder {
       const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
       const tee = new LiveTee(live, () => onHead(liveHead));
       const sink = tee.sink(store);
-      const chunks = async function* (): AsyncGenerator<Uint8Array> {
-        for await (const chunk of upstream.body) {
-          received += chunk.byteLength;
-          await digest.update(chunk);
-          await tee.pass(chunk);
-          yield chunk;
-        }
-      };
       let body: FetchRecord['response']['body'] = null;
       try {
         if (noBody) upstream.body.destroy();
-        // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and stores.
-        else body = (await importBody(chunks(), sink, { signal: abort.signal })).cid;
+        else {
+          // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and
+          // stores. A loop, not a generator feeding importBody (`BodyImporter` says why).
+          const importer = new BodyImporter(sink, { signal: abort.signal });
+          for await (const chunk of upstream.body) {
+            received += chunk.byteLength;
+            await digest.update(chunk);
+            await tee.pass(chunk);
+            await importer.write(chunk);
+          }
+          body = (await importer.end()).cid;
+        }
       } catch (err) {
         upstream.body.destroy();
         digest.abandon();

@@ -61,33 +61,60 @@ export async function buildFileDag(
   sink: BlockSink,
   options: AbortOptions & { shape?: DagShape } = {},
 ): Promise<ImportedBody> {
-  const { maxLinks } = options.shape ?? PROFILE_SHAPE;
-  // levels[k] holds the finished subtrees of height k not yet linked by a parent.
-  const levels: Subtree[][] = [[]];
-  const link = async (height: number): Promise<void> => {
+  const builder = new FileDagBuilder(sink, options);
+  for await (const leaf of leaves) await builder.add(leaf);
+  return builder.finish();
+}
+
+/**
+ * `buildFileDag` with the leaves given one at a time, in file order (`add`), then `finish`. Pushed rather than
+ * pulled from a generator: V8 (Node 20) keeps what a generator's frame refers to alive through young
+ * collections, so each recorded body's objects went to the old generation (issue #15, session 18).
+ */
+export class FileDagBuilder {
+  readonly #sink: BlockSink;
+  readonly #options: AbortOptions;
+  readonly #maxLinks: number;
+  /** levels[k] holds the finished subtrees of height k not yet linked by a parent. */
+  readonly #levels: Subtree[][] = [[]];
+  #count = 0;
+  #total = 0;
+
+  constructor(sink: BlockSink, options: AbortOptions & { shape?: DagShape } = {}) {
+    this.#sink = sink;
+    this.#options = options;
+    this.#maxLinks = (options.shape ?? PROFILE_SHAPE).maxLinks;
+  }
+
+  async add(leaf: StoredLeaf): Promise<void> {
+    throwIfAborted(this.#options.signal);
+    this.#count++;
+    this.#total += leaf.size;
+    const leaves = this.#levels[0]!;
+    leaves.push({ cid: leaf.cid, fileSize: leaf.size, dagSize: leaf.size });
+    if (leaves.length === this.#maxLinks) await this.#link(0);
+  }
+
+  async finish(): Promise<ImportedBody> {
+    if (this.#count === 0) throw new Error('buildFileDag needs at least one leaf (an empty file is one empty leaf)');
+    // As ipfs-unixfs-importer's balanced layout: each level's remainder gets a parent, until a level that
+    // never filled up holds exactly one subtree, the root. A one-leaf file is that leaf.
+    const levels = this.#levels;
+    for (let height = 0; ; height++) {
+      const higher = levels.slice(height + 1).some((l) => l.length > 0);
+      const here = levels[height]!;
+      if (!higher && here.length === 1) return { cid: here[0]!.cid, size: this.#total };
+      if (here.length > 0) await this.#link(height);
+    }
+  }
+
+  async #link(height: number): Promise<void> {
+    const levels = this.#levels;
     const children = levels[height]!;
     levels[height] = [];
-    const parent = await storeNode(children, sink, options);
+    const parent = await storeNode(children, this.#sink, this.#options);
     (levels[height + 1] ??= []).push(parent);
-    if (levels[height + 1]!.length === maxLinks) await link(height + 1);
-  };
-  let count = 0;
-  let total = 0;
-  for await (const leaf of leaves) {
-    throwIfAborted(options.signal);
-    count++;
-    total += leaf.size;
-    levels[0]!.push({ cid: leaf.cid, fileSize: leaf.size, dagSize: leaf.size });
-    if (levels[0]!.length === maxLinks) await link(0);
-  }
-  if (count === 0) throw new Error('buildFileDag needs at least one leaf (an empty file is one empty leaf)');
-  // As ipfs-unixfs-importer's balanced layout: each level's remainder gets a parent, until a level that
-  // never filled up holds exactly one subtree, the root. A one-leaf file is that leaf.
-  for (let height = 0; ; height++) {
-    const higher = levels.slice(height + 1).some((l) => l.length > 0);
-    const here = levels[height]!;
-    if (!higher && here.length === 1) return { cid: here[0]!.cid, size: total };
-    if (here.length > 0) await link(height);
+    if (levels[height + 1]!.length === this.#maxLinks) await this.#link(height + 1);
   }
 }
 
@@ -130,56 +157,85 @@ export async function importBody(
   options: AbortOptions & { shape?: DagShape } = {},
 ): Promise<ImportedBody> {
   throwIfAborted(options.signal);
-  const { chunkBytes } = options.shape ?? PROFILE_SHAPE;
-  // Leaf writes overlap (one write at a time leaves the store's latency on the critical path); leaves
-  // still reach the DAG builder in order, and at most LEAF_WRITES_IN_FLIGHT are held.
-  const writes: Promise<StoredLeaf>[] = [];
-  // Whole leaves whose put resolved, for the next ones, when the sink keeps no bytes: otherwise each MiB of a
-  // body is a fresh buffer outside V8's heap, freed only by a full collection (issue #15: a 1 GiB record ran
-  // 83-93 of them before, 56-62 with this).
-  const spare: Uint8Array[] = [];
-  const reuse = sink.putKeepsNoBytes === true;
-  const store = async (bytes: Uint8Array): Promise<void> => {
+  const importer = new BodyImporter(sink, options);
+  for await (const piece of source) await importer.write(piece);
+  return importer.end();
+}
+
+/**
+ * `importBody` with the bytes given as they come (`write`), then `end` for the root; not a generator
+ * pipeline, for the reason `FileDagBuilder` gives. A `write` or `end` that throws leaves only unreferenced
+ * blocks behind, never a root.
+ */
+export class BodyImporter {
+  readonly #sink: BlockSink;
+  readonly #options: AbortOptions;
+  readonly #chunkBytes: number;
+  readonly #dag: FileDagBuilder;
+  /** Leaf writes under way, in file order. They overlap (one write at a time leaves the store's latency on the critical path); at most LEAF_WRITES_IN_FLIGHT are held. */
+  readonly #writes: Promise<StoredLeaf>[] = [];
+  /**
+   * Whole leaves whose put resolved, for the next ones, when the sink keeps no bytes: otherwise each MiB of a
+   * body is a fresh buffer outside V8's heap, freed only by a full collection (issue #15: a 1 GiB record ran
+   * 83-93 of them before, 56-62 with this).
+   */
+  readonly #spare: Uint8Array[] = [];
+  readonly #reuse: boolean;
+  /**
+   * The chunk being filled. The first one grows as bytes come (a 4 KiB body allocates 16 KiB, not a whole
+   * 1 MiB chunk: that was a fifth of the record path's CPU in garbage collection, issue #15); once a body has
+   * filled one chunk, the next ones are allocated whole.
+   */
+  #chunk: Uint8Array = new Uint8Array(0);
+  #filled = 0;
+  #leaves = 0;
+
+  constructor(sink: BlockSink, options: AbortOptions & { shape?: DagShape } = {}) {
+    this.#sink = sink;
+    this.#options = options;
+    this.#chunkBytes = (options.shape ?? PROFILE_SHAPE).chunkBytes;
+    this.#dag = new FileDagBuilder(sink, options);
+    this.#reuse = sink.putKeepsNoBytes === true;
+  }
+
+  async write(piece: Uint8Array): Promise<void> {
+    const chunkBytes = this.#chunkBytes;
+    for (let offset = 0; offset < piece.byteLength; ) {
+      const n = Math.min(piece.byteLength - offset, chunkBytes - this.#filled);
+      if (this.#filled + n > this.#chunk.byteLength) {
+        const grown = new Uint8Array(Math.min(chunkBytes, Math.max(this.#filled + n, 2 * this.#chunk.byteLength, FIRST_CHUNK_BYTES)));
+        grown.set(this.#chunk.subarray(0, this.#filled));
+        this.#chunk = grown;
+      }
+      this.#chunk.set(piece.subarray(offset, offset + n), this.#filled);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === chunkBytes) {
+        this.#leaves++;
+        await this.#store(this.#chunk);
+        if (this.#writes.length >= LEAF_WRITES_IN_FLIGHT) await this.#dag.add(await this.#writes.shift()!);
+        this.#chunk = this.#spare.pop() ?? new Uint8Array(chunkBytes);
+        this.#filled = 0;
+      }
+    }
+  }
+
+  /** Stores the remainder (or the one empty leaf of an empty file) and the nodes above the leaves. */
+  async end(): Promise<ImportedBody> {
+    if (this.#filled > 0 || this.#leaves === 0) await this.#store(this.#chunk.subarray(0, this.#filled));
+    while (this.#writes.length > 0) await this.#dag.add(await this.#writes.shift()!);
+    return this.#dag.finish();
+  }
+
+  async #store(bytes: Uint8Array): Promise<void> {
     const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
-    const write = sink.put(cid, bytes, options).then(() => {
-      if (reuse && bytes.byteLength === chunkBytes && spare.length <= LEAF_WRITES_IN_FLIGHT) spare.push(bytes);
+    const write = this.#sink.put(cid, bytes, this.#options).then(() => {
+      if (this.#reuse && bytes.byteLength === this.#chunkBytes && this.#spare.length <= LEAF_WRITES_IN_FLIGHT) this.#spare.push(bytes);
       return { cid, size: bytes.byteLength };
     });
     write.catch(() => undefined); // reported in order, when its turn comes
-    writes.push(write);
-  };
-  const chunked = async function* (): AsyncGenerator<StoredLeaf> {
-    // The first chunk grows as bytes come (a 4 KiB body allocates 16 KiB, not a whole 1 MiB chunk: that
-    // was a fifth of the record path's CPU in garbage collection, issue #15); once a body has filled one
-    // chunk, the next ones are allocated whole.
-    let chunk: Uint8Array = new Uint8Array(0);
-    let filled = 0;
-    let leaves = 0;
-    for await (const piece of source) {
-      for (let offset = 0; offset < piece.byteLength; ) {
-        const n = Math.min(piece.byteLength - offset, chunkBytes - filled);
-        if (filled + n > chunk.byteLength) {
-          const grown = new Uint8Array(Math.min(chunkBytes, Math.max(filled + n, 2 * chunk.byteLength, FIRST_CHUNK_BYTES)));
-          grown.set(chunk.subarray(0, filled));
-          chunk = grown;
-        }
-        chunk.set(piece.subarray(offset, offset + n), filled);
-        filled += n;
-        offset += n;
-        if (filled === chunkBytes) {
-          leaves++;
-          await store(chunk);
-          if (writes.length >= LEAF_WRITES_IN_FLIGHT) yield await writes.shift()!;
-          chunk = spare.pop() ?? new Uint8Array(chunkBytes);
-          filled = 0;
-        }
-      }
-    }
-    // The remainder, or the one empty leaf of an empty file.
-    if (filled > 0 || leaves === 0) await store(chunk.subarray(0, filled));
-    while (writes.length > 0) yield await writes.shift()!;
-  };
-  return buildFileDag(chunked(), sink, options);
+    this.#writes.push(write);
+  }
 }
 
 export interface ReadRange {

@@ -184,6 +184,10 @@ export function planBody(plan: ResponsePlan, source: BlockSource): AsyncIterable
   if (plan.body === null) return null;
   const verified = verifyingSource(source);
   const body = plan.body;
+  if (body.cid.code === RAW_CODE) {
+    const oneBlock = new OneBlockParts(body.cid, body.parts, verified);
+    return plan.decode === undefined ? oneBlock : decoded(oneBlock, plan.decode);
+  }
   async function* bytes(): AsyncGenerator<Uint8Array> {
     for (const part of body.parts) {
       if ('text' in part) yield Buffer.from(part.text);
@@ -286,6 +290,50 @@ export function plainHead(plan: ResponsePlan, method: string, headEnd: Buffer): 
     : null;
   plainHeads.set(plan, head);
   return head;
+}
+
+/**
+ * A one-block body's parts, its block read (and verified, by `source`) at the first `next`. An iterator
+ * object, not a generator: V8 (Node 20) keeps what a generator's frame refers to alive through young
+ * collections, so every answer sent through one was promoted to the old generation (issue #15, session 18).
+ * A body of many blocks is large enough that its walk's generators cost nothing in comparison.
+ */
+class OneBlockParts implements AsyncIterableIterator<Uint8Array> {
+  readonly #cid: CID;
+  readonly #parts: readonly BodyPart[];
+  readonly #source: BlockSource;
+  #chunks: Uint8Array[] | undefined;
+  #next = 0;
+  #finished = false;
+
+  constructor(cid: CID, parts: readonly BodyPart[], source: BlockSource) {
+    this.#cid = cid;
+    this.#parts = parts;
+    this.#source = source;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.#finished) {
+      try {
+        this.#chunks ??= oneBlockBody(this.#cid, this.#parts, await this.#source.get(this.#cid));
+      } catch (err) {
+        this.#finished = true; // as a generator that threw: done from then on
+        throw err;
+      }
+      if (this.#next < this.#chunks.length) return { done: false, value: this.#chunks[this.#next++]! };
+    }
+    return this.return();
+  }
+
+  return(): Promise<IteratorResult<Uint8Array>> {
+    this.#finished = true;
+    this.#chunks = undefined;
+    return Promise.resolve({ done: true, value: undefined });
+  }
 }
 
 /** The parts of a plan over a raw block (already verified); a part beyond the block is a corrupt DAG. */

@@ -139,19 +139,63 @@ export type UpstreamBody = AsyncIterable<Uint8Array> & { destroy(err?: Error): v
  * and the body is an error of the fetch, answered before the client has a head. undici's body timeout bounds
  * the wait. Resolves with a body that yields those bytes first.
  */
-export async function withFirstChunk(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }): Promise<UpstreamBody> {
+export async function withFirstChunk(body: UpstreamBody): Promise<UpstreamBody> {
   const it = body[Symbol.asyncIterator]();
-  const first = await it.next();
-  return {
-    async *[Symbol.asyncIterator]() {
-      try {
-        if (first.done === true) return;
-        yield first.value;
-        for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value;
-      } finally {
-        await it.return?.(); // a reader that stops early releases the connection
-      }
-    },
-    destroy: (err?: Error) => body.destroy(err),
-  };
+  return new FirstChunkBody(body, it, await it.next());
+}
+
+/**
+ * The body `withFirstChunk` hands on. An iterator object, not an async generator: V8 (Node 20) keeps what a
+ * generator's frame refers to alive through young collections, so every response read through one was
+ * promoted whole to the old generation and left there for a full collection (issue #15, session 18).
+ */
+class FirstChunkBody implements AsyncIterableIterator<Uint8Array> {
+  readonly #body: UpstreamBody;
+  readonly #it: AsyncIterator<Uint8Array>;
+  #first: IteratorResult<Uint8Array> | undefined;
+  #finished = false;
+
+  constructor(body: UpstreamBody, it: AsyncIterator<Uint8Array>, first: IteratorResult<Uint8Array>) {
+    this.#body = body;
+    this.#it = it;
+    this.#first = first;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#finished) return { done: true, value: undefined };
+    const first = this.#first;
+    if (first !== undefined) {
+      this.#first = undefined;
+      return first.done === true ? this.#finish() : first;
+    }
+    let next: IteratorResult<Uint8Array>;
+    try {
+      next = await this.#it.next();
+    } catch (err) {
+      await this.#finish();
+      throw err;
+    }
+    return next.done === true ? this.#finish() : next;
+  }
+
+  /** A reader that stops early releases the connection. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    return this.#finish();
+  }
+
+  destroy(err?: Error): void {
+    this.#body.destroy(err);
+  }
+
+  async #finish(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.#finished) {
+      this.#finished = true;
+      await this.#it.return?.();
+    }
+    return { done: true, value: undefined };
+  }
 }

@@ -6,7 +6,7 @@ import { balanced } from 'ipfs-unixfs-importer/layout';
 import type { CID } from 'multiformats/cid';
 import { verifyingSource } from '../../src/protocol/blocks.ts';
 import type { BlockSink } from '../../src/protocol/blocks.ts';
-import { CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
+import { BodyImporter, CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
 import { importerOptions } from './importer-options.ts';
 
@@ -32,6 +32,26 @@ describe('importBody', () => {
     const two = await importBody([randomBytes(CHUNK_BYTES + 1)], store);
     expect(two.cid.code).toBe(0x70);
     expect(two.size).toBe(CHUNK_BYTES + 1);
+  });
+});
+
+describe('BodyImporter', () => {
+  it('gives the DAG importBody gives for bytes pushed as they come, empty pieces included', async () => {
+    const shape = { chunkBytes: 16, maxLinks: 3 };
+    for (const size of [0, 1, 15, 16, 17, 48, 145, 433]) {
+      const data = randomBytes(size);
+      const expected = await importBody([data], new MemoryBlockStore(), { shape });
+      const store = new MemoryBlockStore();
+      const importer = new BodyImporter(store, { shape });
+      for (let i = 0; i < size; i += 5) {
+        await importer.write(data.subarray(i, i + 5));
+        await importer.write(new Uint8Array(0));
+      }
+      const got = await importer.end();
+      expect(got.cid.toString(), `${size} bytes`).toBe(expected.cid.toString());
+      expect(got.size).toBe(size);
+      expect((await collect(readBody(got.cid, verifyingSource(store)))).equals(data), `${size} bytes`).toBe(true);
+    }
   });
 });
 
