@@ -1,5 +1,6 @@
 import { CID } from 'multiformats/cid';
-import { BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
+import { AbortedError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
+import { AbortSwitch } from '../io/abort-switch.ts';
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -258,11 +259,12 @@ export class Recorder implements ExchangeRecorder {
   async #fetchAndImport(request: RecorderRequest, flight: InFlight, options: RecordOptions, live: Handover | undefined, onHead: (head: ResponseHead) => void): Promise<Fetched> {
     const { fetcher, store, stats, digests } = this.#init;
     const { key } = request;
-    const abort = new AbortController();
+    const abort = new AbortSwitch();
     // A caller without a client (fetch-oracle seed) stops the fetch through its own signal.
+    const callerStopped = (): void => abort.abort();
     if (options.signal !== undefined) {
       if (options.signal.aborted) abort.abort();
-      else options.signal.addEventListener('abort', () => abort.abort(), { once: true });
+      else options.signal.addEventListener('abort', callerStopped, { once: true });
     }
     let received = 0;
     let declaredBytes: number | undefined;
@@ -272,7 +274,7 @@ export class Recorder implements ExchangeRecorder {
       const complete = declaredBytes !== undefined && received >= declaredBytes;
       if (!complete && flight.waiters === 0) abort.abort();
     };
-    options.clientGone?.addEventListener('abort', onClientGone, { once: true });
+    options.clientGone?.once('abort', onClientGone);
     try {
       // A store that cannot take blocks refuses the request before anything is fetched (502 naming the store).
       await store.check();
@@ -283,7 +285,7 @@ export class Recorder implements ExchangeRecorder {
         url: request.url,
         headers: request.headers.filter(([n]) => !PARTIAL_REQUEST_HEADERS.has(n)),
         ...(request.body === undefined ? {} : { body: request.body.open(), bodySize: request.body.size }),
-        signal: abort.signal,
+        signal: abort,
       });
       this.#init.observeUpstream?.((performance.now() - asked) / 1000);
       const fetchedAt = new Date().toISOString();
@@ -299,9 +301,11 @@ export class Recorder implements ExchangeRecorder {
         if (noBody) upstream.body.destroy();
         else {
           // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and
-          // stores. A loop, not a generator feeding importBody (`BodyImporter` says why).
-          const importer = new BodyImporter(sink, { signal: abort.signal });
+          // stores. A loop, not a generator feeding importBody (`BodyImporter` says why). An abort stops
+          // the loop (undici ends the body too); leaf writes under way finish, unreferenced.
+          const importer = new BodyImporter(sink);
           for await (const chunk of upstream.body) {
+            if (abort.aborted) throw new AbortedError();
             received += chunk.byteLength;
             await digest.update(chunk);
             await tee.pass(chunk);
@@ -313,7 +317,7 @@ export class Recorder implements ExchangeRecorder {
         upstream.body.destroy();
         digest.abandon();
         if (err instanceof StoreError) throw err;
-        if (abort.signal.aborted) throw new TruncatedBodyError(`Client went away during ${key.method} ${key.url}; nothing recorded`);
+        if (abort.aborted) throw new TruncatedBodyError(`Client went away during ${key.method} ${key.url}; nothing recorded`);
         throw new TruncatedBodyError(`Upstream body of ${key.method} ${key.url} failed after ${received} bytes; nothing recorded: ${(err as Error).message}`, { cause: err });
       }
       if (!noBody && declared !== undefined && Number(declared) !== received) {
@@ -325,7 +329,8 @@ export class Recorder implements ExchangeRecorder {
       stats.bytesRecorded += received;
       return { record, release: () => tee.release() };
     } finally {
-      options.clientGone?.removeEventListener('abort', onClientGone);
+      options.clientGone?.removeListener('abort', onClientGone);
+      options.signal?.removeEventListener('abort', callerStopped);
     }
   }
 

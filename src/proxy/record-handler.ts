@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, BlockCorruptError, BlockMissingError, OracleError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
+import { AbortSwitch } from '../io/abort-switch.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import type { FetchRecord } from '../protocol/record.ts';
@@ -25,7 +26,7 @@ export interface RecordOptions extends AbortOptions {
    * Aborted when the client that asked has gone. The upstream fetch then stops only if the client left
    * before every declared byte and nobody else waits for it (nothing partial is recorded).
    */
-  clientGone?: AbortSignal;
+  clientGone?: AbortSwitch;
   /** Answer a fresh fetch as it arrives (`live`) rather than once it is recorded. Ranged and conditional
    * requests are still answered from the stored record. @default false */
   live?: boolean;
@@ -99,13 +100,13 @@ export class RecordHandler implements ExchangeHandler {
       sendError(res, err instanceof BadRequestError ? err.status : 400, err as Error);
       return;
     }
-    const gone = new AbortController();
+    const gone = new AbortSwitch();
     const onClose = (): void => {
       if (!res.writableFinished) gone.abort();
     };
     res.on('close', onClose);
     try {
-      const options: RecordOptions = { live: true, answerFailures: true, clientGone: gone.signal };
+      const options: RecordOptions = { live: true, answerFailures: true, clientGone: gone };
       let answer = await recorder.record(ex, options);
       markOutcome(res, answer.kind === 'stored' && !answer.fetched ? 'hit' : 'recorded');
       if (answer.kind === 'stored') {

@@ -4,6 +4,7 @@ import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
+import type { AbortSwitch } from '../io/abort-switch.ts';
 import { SYSTEM_CA_BUNDLE } from '../tls/client-env.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { PROXY_OWNED_REQUEST_HEADERS } from '../protocol/headers.ts';
@@ -37,7 +38,8 @@ export interface UpstreamRequest {
   body?: Uint8Array | Readable;
   /** Length of `body` (sent as content-length). */
   bodySize?: number;
-  signal?: AbortSignal;
+  /** Stops the request; undici takes an AbortSignal or an emitter of 'abort' (`AbortSwitch`, lighter per request). */
+  signal?: AbortSignal | AbortSwitch;
 }
 
 export interface UpstreamResponse {

@@ -121,7 +121,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
  * the oracle's own address (refused, never recorded), an abort by the caller, or any other upstream failure
  * (recorded as the 502 the client saw).
  */
-export function upstreamFailure(what: string, cause: unknown, signal: AbortSignal | undefined, reason: string, detail: string): Error {
+export function upstreamFailure(what: string, cause: unknown, signal: { readonly aborted: boolean } | undefined, reason: string, detail: string): Error {
   const e = cause as { code?: string; cause?: { code?: string } };
   if (e.code === 'ORACLE_SELF_TARGET' || e.cause?.code === 'ORACLE_SELF_TARGET') return new ForbiddenTargetError(`${what} refused: ${(cause as Error).message}`);
   if (signal?.aborted === true) return new AbortedError(`${what} aborted`);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startTestOracle } from '../helpers/oracle.ts';
 import type { TestOracle } from '../helpers/oracle.ts';
 import { pseudoRandomChunks, startOrigin } from '../helpers/origin.ts';
@@ -156,10 +156,14 @@ describe('RecordMode', () => {
     expect(origin.hits.get('/reset')).toBe(2);
   });
 
-  it('records nothing when the only client hangs up mid-body, and fetches again for the next one', async () => {
+  it('records nothing when the only client hangs up mid-body, stops the upstream fetch, and fetches again for the next one', async () => {
+    // How far each upstream answer got when it ended: 64 pieces when the oracle read it whole.
+    const piecesSent: number[] = [];
     origin.route('/slow-big', async (_req, res) => {
       res.writeHead(200, { 'content-length': String(4 * 1024 * 1024) });
-      for (let i = 0; i < 64; i++) {
+      let i = 0;
+      res.on('close', () => piecesSent.push(i));
+      for (; i < 64; i++) {
         if (res.destroyed) return;
         res.write(Buffer.alloc(64 * 1024, i));
         await new Promise((r) => setTimeout(r, 50));
@@ -169,7 +173,8 @@ describe('RecordMode', () => {
     // The head goes out once the first MiB is stored (about 0.8 s here); the client gives up mid-body.
     const gaveUp = await oracle.curl(['-o', '/dev/null', '--max-time', '2', `${origin.url}/slow-big`]);
     expect(gaveUp.code).toBe(28); // curl: operation timed out
-    await new Promise((r) => setTimeout(r, 300));
+    await vi.waitFor(() => expect(piecesSent).toHaveLength(1), { timeout: 10_000 });
+    expect(piecesSent[0]).toBeLessThan(64); // the oracle hung up on the origin too
     expect(oracle.oracle.stats.bytesRecorded).toBe(0);
     const full = await oracle.curl(['-o', '/dev/null', '-w', '%{size_download}', `${origin.url}/slow-big`]);
     expect(full.stdout).toBe(String(4 * 1024 * 1024));
