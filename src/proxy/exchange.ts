@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { drained } from '../io/drained.ts';
+import { startedBody } from '../io/started-body.ts';
 import type { CID } from 'multiformats/cid';
 import { AbortedError, asOracleError, BadRequestError, BlockCorruptError, BlockFetchTimeoutError } from '../errors.ts';
 import type { OracleError } from '../errors.ts';
@@ -137,24 +138,7 @@ export function sendError(res: ServerResponse, status: number, err: OracleError 
  * client can still be given an error answer instead of a head and a dropped connection. Null stays null.
  */
 export async function startBody(body: AsyncIterable<Uint8Array> | null): Promise<AsyncIterable<Uint8Array> | null> {
-  if (body === null) return null;
-  const it = body[Symbol.asyncIterator]();
-  const first = await it.next();
-  let started = false;
-  return {
-    [Symbol.asyncIterator]: () => ({
-      next: () => {
-        if (started) return it.next();
-        started = true;
-        return Promise.resolve(first);
-      },
-      return: async () => {
-        started = true;
-        await it.return?.();
-        return { value: undefined, done: true };
-      },
-    }),
-  };
+  return body === null ? null : startedBody(body);
 }
 
 /**

@@ -20,6 +20,7 @@
 import type { Socket } from 'node:net';
 import type { buildConnector } from 'undici';
 import { AbortedError, ForbiddenTargetError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
+import { StartedBody } from '../io/started-body.ts';
 
 /** Default for `--upstream-timeout`: connect, response head, and every gap between body bytes. */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000;
@@ -144,58 +145,16 @@ export async function withFirstChunk(body: UpstreamBody): Promise<UpstreamBody> 
   return new FirstChunkBody(body, it, await it.next());
 }
 
-/**
- * The body `withFirstChunk` hands on. An iterator object, not an async generator: V8 (Node 20) keeps what a
- * generator's frame refers to alive through young collections, so every response read through one was
- * promoted whole to the old generation and left there for a full collection (issue #15, session 18).
- */
-class FirstChunkBody implements AsyncIterableIterator<Uint8Array> {
+/** The body `withFirstChunk` hands on: a started body that can still be destroyed. */
+class FirstChunkBody extends StartedBody {
   readonly #body: UpstreamBody;
-  readonly #it: AsyncIterator<Uint8Array>;
-  #first: IteratorResult<Uint8Array> | undefined;
-  #finished = false;
 
   constructor(body: UpstreamBody, it: AsyncIterator<Uint8Array>, first: IteratorResult<Uint8Array>) {
+    super(it, first);
     this.#body = body;
-    this.#it = it;
-    this.#first = first;
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  async next(): Promise<IteratorResult<Uint8Array>> {
-    if (this.#finished) return { done: true, value: undefined };
-    const first = this.#first;
-    if (first !== undefined) {
-      this.#first = undefined;
-      return first.done === true ? this.#finish() : first;
-    }
-    let next: IteratorResult<Uint8Array>;
-    try {
-      next = await this.#it.next();
-    } catch (err) {
-      await this.#finish();
-      throw err;
-    }
-    return next.done === true ? this.#finish() : next;
-  }
-
-  /** A reader that stops early releases the connection. */
-  return(): Promise<IteratorResult<Uint8Array>> {
-    return this.#finish();
   }
 
   destroy(err?: Error): void {
     this.#body.destroy(err);
-  }
-
-  async #finish(): Promise<IteratorResult<Uint8Array>> {
-    if (!this.#finished) {
-      this.#finished = true;
-      await this.#it.return?.();
-    }
-    return { done: true, value: undefined };
   }
 }
