@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fstat, fstatSync, ftruncateSync, mkdirSync, open, openSync, readSync, readv, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { syncDir } from '../io/durable.ts';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
@@ -59,6 +60,10 @@ export class BlockPacks {
   #refreshing: Promise<void> | undefined;
   #ready = false;
   #madeDir = false;
+  /** Own packs appended to (or marked) since the last `flush`, and whether names in the folder changed. */
+  readonly #unsynced = new Set<Pack>();
+  #namesChanged = false;
+  #folderMade = false;
   /** An entry's header and CID bytes, read to confirm which CID an entry holds. */
   readonly #head = Buffer.allocUnsafe(PACK_HEADER_BYTES + 255);
 
@@ -236,6 +241,7 @@ export class BlockPacks {
       throw err;
     }
     writer.size += total;
+    this.#unsynced.add(pack);
     this.#slots.add(cid, { pack: writer.pack, offset: at, cidLength: cid.bytes.byteLength, length: bytes.byteLength });
   }
 
@@ -246,6 +252,7 @@ export class BlockPacks {
     if (!this.#madeDir) {
       mkdirSync(this.dir, { recursive: true });
       this.#madeDir = true;
+      this.#folderMade = true;
     }
     const id = randomBytes(6).toString('hex');
     const name = `${process.pid}-${id}.pack`;
@@ -264,6 +271,7 @@ export class BlockPacks {
       throw err;
     }
     this.#packs.push({ id, name, fd, own: true, scanned: PACK_MAGIC.byteLength, damage: undefined });
+    this.#namesChanged = true;
     this.#writer = { pack: this.#packs.length - 1, size: PACK_MAGIC.byteLength };
     return this.#writer;
   }
@@ -290,6 +298,7 @@ export class BlockPacks {
         if (fstatSync(fd).size === pack.scanned) {
           closeSync(pack.fd);
           Object.assign(pack, { fd, own: true, name: `${process.pid}-${pack.id}.pack` });
+          this.#namesChanged = true;
           this.#writer = { pack: n, size: pack.scanned };
           return this.#writer;
         }
@@ -328,12 +337,28 @@ export class BlockPacks {
     return true;
   }
 
-  /** Waits until what this object appended is on disk. */
-  flush(): Promise<void> {
-    const writer = this.#writer;
-    if (writer === undefined) return Promise.resolve();
-    const fd = this.#packs[writer.pack]!.fd;
-    return new Promise((resolve, reject) => fdatasync(fd, (err) => (err === null ? resolve() : reject(err))));
+  /**
+   * Puts on disk what this object wrote since the last flush: the data of every pack it appended to (sealed
+   * since or not), then the folder's names (packs made, sealed or taken over). A failed flush leaves all of
+   * it to the next one.
+   */
+  async flush(): Promise<void> {
+    const packs = [...this.#unsynced];
+    const names = this.#namesChanged;
+    const folder = this.#folderMade;
+    this.#unsynced.clear();
+    this.#namesChanged = false;
+    this.#folderMade = false;
+    try {
+      await Promise.all(packs.map((pack) => datasync(pack.fd)));
+      if (names) await syncDir(this.dir);
+      if (folder) await syncDir(join(this.dir, '..'));
+    } catch (err) {
+      for (const pack of packs) this.#unsynced.add(pack);
+      this.#namesChanged ||= names;
+      this.#folderMade ||= folder;
+      throw err;
+    }
   }
 
   /** Renames the pack being written to its sealed name: it takes no more entries, so `gc` may rewrite it. */
@@ -343,6 +368,7 @@ export class BlockPacks {
     try {
       renameSync(join(this.dir, pack.name), join(this.dir, sealed));
       pack.name = sealed;
+      this.#namesChanged = true;
     } catch {
       // Left under the writer's name: gc leaves it until this process is gone, then rewrites it all the same.
     }
@@ -352,6 +378,7 @@ export class BlockPacks {
   close(): void {
     if (this.#writer !== undefined) this.#seal(this.#packs[this.#writer.pack]!);
     for (const pack of this.#packs) closeSync(pack.fd);
+    this.#unsynced.clear(); // a store is flushed before it is closed (a rename of the seal above is not: gc knows a pack whose writer is gone)
     this.#packs = [];
     this.#slots = new PackSlots();
     this.#writer = undefined;
@@ -389,4 +416,8 @@ function openAsync(path: string): Promise<number> {
 
 function sizeOf(fd: number): Promise<number> {
   return new Promise((resolve, reject) => fstat(fd, (err, st) => (err === null ? resolve(st.size) : reject(err))));
+}
+
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err === null ? resolve() : reject(err))));
 }

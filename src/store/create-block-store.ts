@@ -45,7 +45,7 @@ export function createBlockStore(init: CreateBlockStoreInit): BlockStore {
   if (init.cache === false || init.dataDir === undefined) return kubo;
   return new TieredBlockStore({
     primary: kubo,
-    cache: new FsBlockStore(init.dataDir),
+    cache: new FsBlockStore(init.dataDir, { syncFiles: false }), // a copy of Kubo's blocks: read again from there if lost
     ...(init.cacheOnWrite === undefined ? {} : { cacheOnWrite: init.cacheOnWrite }),
     ...(init.logger === undefined ? {} : { logger: init.logger.child('store') }),
   });

@@ -1,6 +1,7 @@
 import { close, closeSync, fstat, mkdirSync, open, readSync, read, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDir, syncFile } from '../io/durable.ts';
 import type { CID } from 'multiformats/cid';
 import { BlockCorruptError, BlockMissingError, StoreError, throwIfAborted } from '../errors.ts';
 import { MAX_BLOCK_BYTES } from '../protocol/blocks.ts';
@@ -38,7 +39,21 @@ export interface FsBlockStoreOptions {
   packBelow?: number;
   /** A pack takes no more entries once it is this large (then it is sealed, and the next is made). @default PACK_BYTES (256 MiB) */
   packBytes?: number;
+  /**
+   * `flush` puts block files written since the last one on disk too (and their names). Off for a cache of
+   * another store, whose blocks can be read again from there. @default true
+   */
+  syncFiles?: boolean;
 }
+
+/**
+ * Block files written but not yet synced that a store remembers for its next `flush`; at this many it syncs
+ * them without waiting for one (a run that never flushes, or a 1 GiB body between two checkpoints, keeps no
+ * longer list than this).
+ */
+const MAX_UNSYNCED_FILES = 256;
+/** Block files synced at once (each one open, fdatasync, close in the thread pool). */
+const FILE_SYNCS_AT_ONCE = 4;
 
 /**
  * Blocks this process remembers having written, so that it skips rewriting them (a reminder, not an index):
@@ -70,12 +85,18 @@ export class FsBlockStore implements BlockStore {
   readonly #packs: BlockPacks;
   readonly #packBelow: number;
   #nextTmp = 0;
+  /** Block files, and folders whose names changed, written since the last flush (undefined: not tracked). */
+  readonly #unsynced: { files: string[]; dirs: Set<string> } | undefined;
+  /** Syncs of listed files under way (never rejects), and the first failure among them, for the next flush to report. */
+  #syncing: Promise<void> = Promise.resolve();
+  #syncFailure: StoreError | undefined;
 
   constructor(dataDir: string, options: FsBlockStoreOptions = {}) {
     this.dir = join(dataDir, 'blocks');
     this.description = `embedded store ${this.dir}`;
     this.#packs = new BlockPacks(this.dir, options.packBytes);
     this.#packBelow = options.packBelow ?? PACK_BLOCKS_BELOW;
+    this.#unsynced = options.syncFiles === false ? undefined : { files: [], dirs: new Set() };
   }
 
   pathOf(cid: CID): string {
@@ -129,19 +150,20 @@ export class FsBlockStore implements BlockStore {
       if (bytes.byteLength < SYNC_WRITE_BELOW) {
         if (!this.#madeDirs.has(shard)) {
           mkdirSync(shard, { recursive: true });
-          this.#madeDirs.add(shard);
+          this.#madeShard(shard);
         }
         writeFileSync(tmp, bytes);
         renameSync(tmp, path);
       } else {
         if (!this.#madeDirs.has(shard)) {
           await mkdir(shard, { recursive: true });
-          this.#madeDirs.add(shard);
+          this.#madeShard(shard);
         }
         await writeFile(tmp, bytes);
         await rename(tmp, path);
       }
       this.#rememberWritten(path);
+      this.#wroteFile(path, shard);
     } catch (cause) {
       this.#madeDirs.delete(shard); // a shard directory removed since (or a file in its way) is made again next time
       await unlink(tmp).catch(() => {}); // a full disk leaves no partial temp file behind
@@ -290,7 +312,11 @@ export class FsBlockStore implements BlockStore {
     return nothingToDo(options?.signal);
   }
 
-  /** Every put is complete when it returns; this waits until the packs' appends are on disk too. */
+  /**
+   * Every put is complete when it returns (a killed process loses none); this puts what was written since
+   * the last flush on disk, so a power loss loses none of it either: the packs' appends, then block files
+   * and their names (unless `syncFiles` is off).
+   */
   async flush(options?: AbortOptions): Promise<void> {
     await nothingToDo(options?.signal);
     try {
@@ -298,6 +324,42 @@ export class FsBlockStore implements BlockStore {
     } catch (cause) {
       throw new StoreError(`Cannot sync the packs in ${this.#packs.dir}: ${(cause as Error).message}`, { cause });
     }
+    if (this.#unsynced === undefined) return;
+    this.#syncUnsynced();
+    await this.#syncing;
+    const failure = this.#syncFailure;
+    this.#syncFailure = undefined;
+    if (failure !== undefined) throw failure;
+  }
+
+  #madeShard(shard: string): void {
+    this.#madeDirs.add(shard);
+    this.#unsynced?.dirs.add(this.dir); // the shard's own name
+  }
+
+  #wroteFile(path: string, shard: string): void {
+    if (this.#unsynced === undefined) return;
+    this.#unsynced.files.push(path);
+    this.#unsynced.dirs.add(shard);
+    if (this.#unsynced.files.length >= MAX_UNSYNCED_FILES) this.#syncUnsynced();
+  }
+
+  /** Starts syncing the files and folders listed so far, after what is under way; a failure waits for the next flush to report it. */
+  #syncUnsynced(): void {
+    const { files, dirs } = this.#unsynced!;
+    if (files.length === 0 && dirs.size === 0) return;
+    this.#unsynced!.files = [];
+    this.#unsynced!.dirs = new Set();
+    const sync = async (): Promise<void> => {
+      try {
+        for (let at = 0; at < files.length; at += FILE_SYNCS_AT_ONCE) await Promise.all(files.slice(at, at + FILE_SYNCS_AT_ONCE).map(syncFile));
+        // Folders after their files: a name that survives names whole bytes.
+        for (const dir of dirs) await syncDir(dir);
+      } catch (cause) {
+        this.#syncFailure ??= new StoreError(`Cannot sync block files in ${this.dir}: ${(cause as Error).message}`, { cause });
+      }
+    };
+    this.#syncing = this.#syncing.then(sync);
   }
 
   /** Sets a block that failed verification aside (kept for inspection, never served again). */

@@ -7,6 +7,7 @@ import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname as machineHostname } from 'node:os';
 import { X509Certificate } from '@peculiar/x509';
 import { InvalidConfigError, StoreError } from '../errors.ts';
+import { syncDir } from '../io/durable.ts';
 import type { Logger } from '../log.ts';
 import { createCaCertificate } from './ca-certificate.ts';
 import type { CaSigner } from './ca-certificate.ts';
@@ -154,19 +155,6 @@ async function writeFileAtomic(path: string, text: string, mode: number, options
     return true;
   } finally {
     await unlink(tmp).catch(() => undefined);
-  }
-}
-
-/** Makes the new directory entries durable (POSIX: fsync on the file does not cover its name). */
-async function syncDir(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // Not supported on every platform/file system; the files themselves are already synced.
-  } finally {
-    await handle?.close();
   }
 }
 
