@@ -4,7 +4,8 @@
 # (memory cache + aufs cache_dir, squid.conf of bench/anchors), and `fetch-oracle record` fetches, stores and signs
 # each one. Reuses ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only. The proxies and the origin run
 # on SERVER_CPUS (they share that core: the origin's cost is the same for both), wrk on CLIENT_CPUS.
-# Usage, from the checkout: bash bench/record-miss.sh   (env: W, DURATION, REPS, CONNS, TARGETS, ANCHORS_DIR)
+# Usage, from the checkout: bash bench/record-miss.sh   (env: W, DURATION, REPS, CONNS, TARGETS, ANCHORS_DIR,
+# ORACLE_FLAGS: more flags for `record`, e.g. `--sync each`)
 # TARGETS may add ceil-pass, ceil-store, ceil-record and ceil-packed: bench/record-ceiling-server.mjs in that
 # mode, the ceiling of a Node proxy doing only that much of a record (its header says what).
 # Needs nginx, squid, wrk (bench/anchors `run.sh install`); prints a markdown table (medians over REPS, interleaved).
@@ -53,8 +54,9 @@ if [[ " $TARGETS " == *" squid "* ]]; then
   wait_port "$SQUID_PORT" 30
 fi
 if [[ " $TARGETS " == *" oracle "* ]]; then
+  # shellcheck disable=SC2086 # ORACLE_FLAGS is split into words on purpose
   (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
-    --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
+    --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json" ${ORACLE_FLAGS:-})
   wait_port "$ORACLE_PORT" 30
 fi
 # ceil-*: bench/record-ceiling-server.mjs, Node doing only the contract's minimum of a record.

@@ -9,6 +9,8 @@ import type { ProxyLimits } from '../proxy/limits.ts';
 import { DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, defaultMaxConnections } from '../proxy/limits.ts';
 import { DEFAULT_UPSTREAM_TIMEOUT_MS } from '../upstream/safe-dispatcher.ts';
 import type { Exposure } from '../config/exposure.ts';
+import { DEFAULT_SYNC_EVERY_MS } from '../oracle/checkpoints.ts';
+import type { SyncPolicy } from '../oracle/checkpoints.ts';
 
 /** Environment variable holding the proxy credentials (preferred to the flag: a flag shows in `ps`). */
 export const PROXY_AUTH_ENV = 'FETCH_ORACLE_PROXY_AUTH';
@@ -23,6 +25,11 @@ export const FRONT_OPTIONS = {
 
 export const UPSTREAM_OPTIONS = {
   'upstream-timeout': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** `--sync`, for the commands that record. */
+export const SYNC_OPTIONS = {
+  sync: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const seconds = (ms: number): string => `${ms / 1000}s`;
@@ -42,6 +49,18 @@ export const FRONT_HELP = `  --header-timeout DUR   a client must send a complet
 export const UPSTREAM_HELP = `  --upstream-timeout DUR longest wait for an origin's connection, response head or next body bytes (default
                          ${seconds(DEFAULT_UPSTREAM_TIMEOUT_MS)}); a timeout answers 504 ORACLE_ERR_UPSTREAM_TIMEOUT, nothing recorded
 `;
+
+export const SYNC_HELP = `  --sync each|DUR        when records go on disk: at a checkpoint at most DUR after they are written (default
+                         ${seconds(DEFAULT_SYNC_EVERY_MS)}; a power loss can take the last DUR of records, a killed process none), or
+                         \`each\`: before every new record's answer ends (slower; docs/formats.md, Durability)
+`;
+
+/** The `sync` init field for `--sync each|DUR` (none when the flag is not given). */
+export function syncInitFromFlags(values: Record<string, unknown>): { sync?: SyncPolicy } {
+  const text = str(values['sync']);
+  if (text === undefined) return {};
+  return { sync: text.trim() === 'each' ? 'each' : { everyMs: parseDuration(text, '--sync (each, or a duration)') } };
+}
 
 /** `500ms`, `30s`, `2m`, or a number of seconds. */
 export function parseDuration(text: string, flag: string): number {

@@ -9,7 +9,7 @@ import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { RecordInit } from '../oracle/oracle.ts';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
-import { FRONT_HELP, frontInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from './front-flags.ts';
+import { FRONT_HELP, frontInitFromFlags, SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags, UPSTREAM_HELP, UPSTREAM_OPTIONS } from './front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 
 export const RECORD_HELP = `Usage: fetch-oracle record --listen HOST:PORT [--data DIR] [--netlock FILE] [--admin HOST:PORT]
@@ -35,7 +35,7 @@ Options:
   --refresh              fetch every recorded request again once in this run; an answer that changed is kept
                          as a new version beside the old one and reported (upstream mutation)
   --report FILE          on shutdown write the upstream mutations seen and the stats as JSON
-${FRONT_HELP}${UPSTREAM_HELP}  -h, --help             show this help
+${SYNC_HELP}${FRONT_HELP}${UPSTREAM_HELP}  -h, --help             show this help
 `;
 
 export const recordCommand: Command = {
@@ -44,7 +44,7 @@ export const recordCommand: Command = {
 };
 
 export async function runRecord(args: string[], context: CommandContext): Promise<number> {
-  const { values } = parseOptions(args, { ...PROXY_OPTIONS, ...UPSTREAM_OPTIONS }, RECORD_HELP);
+  const { values } = parseOptions(args, { ...PROXY_OPTIONS, ...UPSTREAM_OPTIONS, ...SYNC_OPTIONS }, RECORD_HELP);
   if (values['help'] === true) {
     context.stdout.write(RECORD_HELP);
     return 0;
@@ -78,6 +78,7 @@ async function createOracle(values: Record<string, unknown>, context: CommandCon
     ...variantRulesOf(strs(values['variant-header'])),
     ...(str(values['ipfs']) === undefined ? {} : { ipfs: str(values['ipfs'])! }),
     ...frontInitFromFlags(values, process.env),
+    ...syncInitFromFlags(values),
   };
   if (init.admin !== undefined && 'path' in init.admin) throw new UsageError('--admin expects HOST:PORT');
   return { oracle: new Oracle(init), init };

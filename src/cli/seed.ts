@@ -8,6 +8,7 @@ import { parseCommandLine, reportingErrors, UsageError } from './common.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
+import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createLogger } from '../log.ts';
@@ -55,7 +56,7 @@ Options:
                          repeatable. user:password@ in a URL is sent as Basic. Credentials are used for the
                          fetch only: they never enter a record, key or netlock
   --upstream-ca FILE     also trust this PEM CA for upstream TLS (repeatable)
-  --npm-registry URL     registry for pnpm entries without a tarball URL (default https://registry.npmjs.org)
+${SYNC_HELP}  --npm-registry URL     registry for pnpm entries without a tarball URL (default https://registry.npmjs.org)
   --pip-index URL        index for requirements (default: the file's --index-url, else https://pypi.org/simple/)
   --cargo-index URL      sparse index replacing crates.io, as cargo source replacement (default
                          https://index.crates.io/)
@@ -122,6 +123,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
           strict: { type: 'boolean' },
           auth: { type: 'string', multiple: true },
           'upstream-ca': { type: 'string', multiple: true },
+          ...SYNC_OPTIONS,
           'npm-registry': { type: 'string' },
           'pip-index': { type: 'string' },
           'cargo-index': { type: 'string' },
@@ -175,6 +177,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
       ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }),
       netlockPath,
       upstreamCaPem,
+      ...syncInitFromFlags(values),
       logger,
     });
     let result: SeedResult;

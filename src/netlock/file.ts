@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { syncDir } from '../io/durable.ts';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
@@ -165,6 +167,7 @@ export async function writeNetlockFileFrom(path: string, entries: SortedEntries<
       first &&= page.length === 0;
     });
     if (head.count > 0) await lines.write('\n');
+    await sink.flush?.(); // the pages on disk before the file that names their root
     await writeFileAtomically(path, async (out) => {
       await out.write(renderedHead(head));
       for await (const chunk of lines.createReadStream({ start: 0, autoClose: false })) await out.write(chunk as Buffer);
@@ -209,6 +212,7 @@ function readableWitnesses(e: EntrySummary): { witnesses?: ReadableWitness[] } {
 /** Builds the netlock DAG into `sink` and writes the readable file atomically at `path`. */
 export async function writeNetlockFile(path: string, entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
   const file = await buildNetlockFile(entries, sink, options);
+  await sink.flush?.(); // the pages on disk before the file that names their root
   await writeRenderedFile(path, file);
   return file;
 }
@@ -225,17 +229,22 @@ export function tempPathFor(path: string): string {
   return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
-/** Writes a temporary file beside `path` with `fill`, then renames it over `path`. */
+/**
+ * Writes a temporary file beside `path` with `fill`, syncs it, renames it over `path` and syncs the folder:
+ * the netlock is whole on disk before the run's journal (what would rebuild it) is removed.
+ */
 async function writeFileAtomically(path: string, fill: (out: FileHandle) => Promise<void>): Promise<void> {
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
     try {
       await fill(handle);
+      await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(tmp, path);
+    await syncDir(dirname(path));
   } catch (err) {
     await unlink(tmp).catch(() => {}); // a full disk leaves no partial file behind
     throw err;

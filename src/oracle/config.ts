@@ -2,6 +2,7 @@ import { InvalidConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { ListenAddress } from '../io/listen.ts';
+import type { SyncPolicy } from './checkpoints.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { validateAdminExposure, validateExposure } from '../config/exposure.ts';
@@ -51,6 +52,8 @@ export interface RecordInit extends OracleInitBase {
   recordUpstreamFailures?: boolean;
   /** Longest wait for an origin's connection, head, or next body bytes. @default 60 s (src/upstream/safe-dispatcher.ts) */
   upstreamTimeoutMs?: number;
+  /** When what a record wrote goes on disk (`--sync`): before its answer ends, or at checkpoints. @default a checkpoint a second at most */
+  sync?: SyncPolicy;
 }
 
 /** Replay mode: answers only from a netlock, fail-closed; no upstream client at all. */
@@ -68,7 +71,7 @@ export interface ReplayInit extends OracleInitBase {
 
 export type OracleInit = RecordInit | ReplayInit;
 
-const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures', 'upstreamTimeoutMs'] as const;
+const RECORD_ONLY = ['variantRules', 'refresh', 'upstreamCaPem', 'signer', 'upstreamProxy', 'recordUpstreamFailures', 'upstreamTimeoutMs', 'sync'] as const;
 const REPLAY_ONLY = ['trust', 'ipfsFetchTimeoutMs', 'quorum'] as const;
 
 /** Checks an OracleInit once, before anything starts; InvalidConfigError names the field. */

@@ -68,6 +68,7 @@ export class RecordMode implements OracleMode {
       ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
       ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
       ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
+      ...(init.sync === undefined ? {} : { sync: init.sync }),
       // Upstream connections never reach this oracle's own ports (a DNS name may resolve to them).
       upstreamPolicy: { ...(init.upstreamTimeoutMs === undefined ? {} : { timeoutMs: init.upstreamTimeoutMs }), refuse: (address, port) => gate.refusePeer(address, port) },
       stats,

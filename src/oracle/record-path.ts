@@ -12,6 +12,8 @@ import type { BlockStore } from '../store/block-store.ts';
 import type { ProxyAddress } from '../upstream/connect-tunnel.ts';
 import { Fetcher } from '../upstream/fetcher.ts';
 import type { UpstreamPolicy } from '../upstream/safe-dispatcher.ts';
+import { Checkpoints, DEFAULT_SYNC_POLICY } from './checkpoints.ts';
+import type { SyncPolicy } from './checkpoints.ts';
 import { DigestWorker } from './digest-worker.ts';
 import { Recorder } from './recorder.ts';
 import type { RecorderInit } from './recorder.ts';
@@ -33,6 +35,8 @@ export interface RecordPathInit extends Pick<RecorderInit, 'refresh' | 'recordUp
   logger: Logger;
   /** Told the seconds each upstream fetch took to its response head (the latency metric). */
   observeUpstream?: (seconds: number) => void;
+  /** When what a record wrote is put on disk (`--sync`). @default DEFAULT_SYNC_POLICY (checkpoints a second apart) */
+  sync?: SyncPolicy;
 }
 
 /**
@@ -49,14 +53,17 @@ export class RecordPath {
   readonly journalPath: string | undefined;
   /** Netlock roots this data directory checked whole or wrote: a kept one is not checked again. */
   readonly verified: VerifiedNetlocks;
+  /** When the run's records go on disk; `writeNetlock` and `close` do the last checkpoint. */
+  readonly checkpoints: Checkpoints;
   readonly #store: BlockStore;
   readonly #netlockPath: string | undefined;
   readonly #variantRules: VariantRules | undefined;
   readonly #closers: Array<() => Promise<void>>;
   readonly #fetcher: Fetcher;
 
-  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; verified: VerifiedNetlocks; closers: Array<() => Promise<void>> }) {
+  private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; verified: VerifiedNetlocks; checkpoints: Checkpoints; closers: Array<() => Promise<void>> }) {
     this.recorder = parts.recorder;
+    this.checkpoints = parts.checkpoints;
     this.verified = parts.verified;
     this.run = parts.run;
     this.index = parts.index;
@@ -79,6 +86,7 @@ export class RecordPath {
     const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();
     // The run's entries wait for its netlock in a scratch file of the data directory, not in the heap.
     const run = new RunSet({ journal, spillDir: init.dataDir });
+    const checkpoints = new Checkpoints({ store: init.store, logs: journal === undefined ? [index] : [index, journal] }, init.sync ?? DEFAULT_SYNC_POLICY, init.logger.child('sync'));
     const recorder = new Recorder({
       store: init.store,
       index,
@@ -86,6 +94,7 @@ export class RecordPath {
       fetcher,
       run,
       digests,
+      checkpoints,
       ...(init.refresh === undefined ? {} : { refresh: init.refresh }),
       ...(init.recordUpstreamFailures === undefined ? {} : { recordUpstreamFailures: init.recordUpstreamFailures }),
       ...(init.variantRules === undefined ? {} : { variantRules: init.variantRules }),
@@ -93,8 +102,9 @@ export class RecordPath {
       logger: init.logger.child('record'),
       ...(init.observeUpstream === undefined ? {} : { observeUpstream: init.observeUpstream }),
     });
-    const closers = [() => fetcher.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve(), () => Promise.resolve(run.close())];
-    return new RecordPath(init, { recorder, run, index, fetcher, journalPath: journal?.path, leftover, verified, closers });
+    // The last checkpoint after the last fetch, before the files it syncs are closed.
+    const closers = [() => fetcher.close(), () => checkpoints.close(), () => index.close(), () => digests.close(), () => journal?.close() ?? Promise.resolve(), () => Promise.resolve(run.close())];
+    return new RecordPath(init, { recorder, run, index, fetcher, journalPath: journal?.path, leftover, verified, checkpoints, closers });
   }
 
   /**
@@ -105,6 +115,8 @@ export class RecordPath {
    */
   async writeNetlock(): Promise<WrittenNetlock> {
     if (this.#netlockPath === undefined) throw new Error('RecordPath.writeNetlock needs a netlockPath');
+    // Every record the netlock names on disk first: the file (fsynced) never names what a power loss could take.
+    await this.checkpoints.checkpoint();
     const file = await this.run.write(this.#netlockPath, this.#store, this.#variantRules);
     const root = CID.parse(file.netlock);
     await this.#store.pin(root, { recursive: true });

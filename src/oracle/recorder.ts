@@ -20,6 +20,7 @@ import type { DecodedEntry } from '../netlock/file.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { BlockStore } from '../store/block-store.ts';
 import type { Fetcher } from '../upstream/fetcher.ts';
+import type { Checkpoints } from './checkpoints.ts';
 import type { DigestWorker } from './digest-worker.ts';
 import { LiveTee } from './live-tee.ts';
 import type { RunSet } from './run-set.ts';
@@ -35,6 +36,8 @@ export interface RecorderInit {
   fetcher: Fetcher;
   run: RunSet;
   digests: DigestWorker;
+  /** When what a record wrote is put on disk (`--sync`). */
+  checkpoints: Checkpoints;
   /** Extra per-host variant headers (`--variant-header HOST=NAME`); written into the netlock root. */
   variantRules?: VariantRules;
   /** Fetch every recorded request again once per run, keeping changed answers as new versions. @default false */
@@ -148,8 +151,13 @@ export class Recorder implements ExchangeRecorder {
   async #reuse(request: RecorderRequest, entry: DecodedEntry, options: RecordOptions): Promise<RecorderAnswer> {
     await request.body?.dispose(); // a request body only keys a recorded answer
     await options.check?.(entry.record);
-    await this.#init.run.add(entry);
+    await this.#addToRun(entry);
     return { kind: 'stored', entry, fetched: false };
+  }
+
+  /** Adds an entry to the run; a journal line written for it goes on disk as `--sync` says. */
+  async #addToRun(entry: DecodedEntry): Promise<void> {
+    if (await this.#init.run.add(entry)) await this.#init.checkpoints.recorded();
   }
 
   /** The recorded entry for a key, or undefined; a record whose blocks are corrupt is set aside and re-fetched. */
@@ -231,7 +239,7 @@ export class Recorder implements ExchangeRecorder {
         if (!(err instanceof UpstreamError) || options.answerFailures !== true) throw err;
         const entry = await this.#answerFailure(request.key, err, previous);
         flight.resolve(entry);
-        await this.#init.run.add(entry);
+        await this.#addToRun(entry);
         return { entry, fetched: false };
       }
       await request.body?.dispose(); // the upstream has the whole request body by now
@@ -377,9 +385,10 @@ export class Recorder implements ExchangeRecorder {
     const oldBody = previous?.record.response.body?.toString() ?? null;
     const newBody = record.response.body?.toString() ?? null;
     if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) {
-      await this.#init.run.add(previous);
+      await this.#addToRun(previous);
       return previous;
     }
+    this.#init.checkpoints.throwIfFailed();
     const block = await encodeRecord(record);
     await store.put(block.cid, block.bytes);
     // Pinned (record + body DAG, recursively) before it is signed and indexed: nothing is recorded that the
@@ -387,9 +396,10 @@ export class Recorder implements ExchangeRecorder {
     await store.pin(block.cid, { recursive: true });
     const signed = await signer.sign(block.cid);
     const entry: DecodedEntry = { key: key.id, signed, record };
-    // The index line and the run's journal line name only blocks stored above, not each other: written
-    // together, their fdatasyncs overlap instead of queueing one behind the other (issue #15).
+    // The index line and the run's journal line name only blocks stored above; both are on disk after the
+    // checkpoint that puts those blocks there (before the answer ends with `--sync each`).
     await Promise.all([index.put(key.id, signed), this.#init.run.add(entry)]);
+    await this.#init.checkpoints.recorded();
     if (previous !== undefined) {
       stats.mutations++;
       this.mutations.push({ method: key.method, url: key.url, oldRecord: previous.signed.record.toString(), newRecord: block.cid.toString(), oldStatus: previous.record.response.status, newStatus: record.response.status, oldBody, newBody });

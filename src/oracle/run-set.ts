@@ -87,11 +87,14 @@ export class RunSet {
     return this.#find(key) !== undefined;
   }
 
-  async add(entry: DecodedEntry): Promise<void> {
+  /** Adds (or replaces) the entry for its key; whether a journal line was written for it. */
+  async add(entry: DecodedEntry): Promise<boolean> {
     const at = this.#find(entry.key);
-    if (at !== undefined && this.#signedAt(at).record.equals(entry.signed.record)) return;
+    if (at !== undefined && this.#signedAt(at).record.equals(entry.signed.record)) return false;
     this.#put(at, entry);
-    await this.#journal?.append(entry.key, entry.signed);
+    if (this.#journal === undefined) return false;
+    await this.#journal.append(entry.key, entry.signed);
+    return true;
   }
 
   /**

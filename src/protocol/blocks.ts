@@ -24,6 +24,8 @@ export interface BlockSink {
    * then fill that memory with the next block. Absent means the sink may hold on to them (a map of blocks).
    */
   readonly putKeepsNoBytes?: boolean;
+  /** Puts every block it took on disk (a store); absent when there is no disk (a map of blocks). */
+  flush?(options?: AbortOptions): Promise<void>;
 }
 
 export const SHA2_256_CODE = 0x12;

@@ -61,6 +61,10 @@ export class FsRecordIndex implements RecordIndex {
     this.#byKey.set(key, offset);
   }
 
+  sync(options?: AbortOptions): Promise<void> {
+    return this.#log.sync(options);
+  }
+
   keysForUrl(url: string): string[] {
     const keys = new Set<string>();
     for (const { offset, isKey } of this.#byKey.candidatesForUrl(url)) {

@@ -26,6 +26,11 @@ export class RunJournal {
     await this.#log.append(key, signed, options);
   }
 
+  /** Puts every line appended before this call on disk. */
+  sync(options?: AbortOptions): Promise<void> {
+    return this.#log.sync(options);
+  }
+
   /** Closes the file handle, keeping the file (a run that ends without its netlock: `recover` reads it). Idempotent. */
   close(): Promise<void> {
     return this.#log.close();

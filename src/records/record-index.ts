@@ -9,8 +9,10 @@ import type { SignedRecord } from '../protocol/signature.ts';
 export interface RecordIndex {
   /** The newest record filed under `key`, or undefined. */
   get(key: string): SignedRecord | undefined;
-  /** Files `signed` under `key`; resolves once it is durable. */
+  /** Files `signed` under `key`; resolves once it is written (a killed process keeps it; `sync` puts it on disk). */
   put(key: string, signed: SignedRecord, options?: AbortOptions): Promise<void>;
+  /** Puts every `put` that resolved before this call on disk. */
+  sync(options?: AbortOptions): Promise<void>;
   /** Every key whose URL is `url` (any method or variant), sorted. */
   keysForUrl(url: string): string[];
   /** Number of keys held. */

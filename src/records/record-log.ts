@@ -29,11 +29,12 @@ export interface RecordLogContents {
 /**
  * An append-only JSON-lines file of signed records, one `{key, record, signature}` line each: the format of
  * the record index (`records.jsonl`) and of a run's journal (`NETLOCK.journal`). Nothing is touched until
- * the first call. `append` returns once the line is on disk (fdatasync; appends that arrive during a sync
- * share the next one); `read` skips torn lines and reports their numbers, so a crash mid-append costs that
- * one line, never the file. The line itself is written with one blocking `write` on this thread: a short
- * append to the page cache costs less than a thread-pool round trip (`appendFile` was ~10% of a 4 KiB
- * record's time, issue #15); only the fdatasync goes through the pool.
+ * the first call. `append` returns once the line is written (a killed process loses none); `sync` puts
+ * every line written before it on disk (fdatasync; syncs asked for while one runs share the next), which
+ * the record path does at its checkpoints (`Checkpoints`, docs/formats.md). `read` skips torn lines and
+ * reports their numbers, so a crash mid-append costs that one line, never the file. The line is written with
+ * one blocking `write` on this thread: a short append to the page cache costs less than a thread-pool round
+ * trip (`appendFile` was ~10% of a 4 KiB record's time, issue #15); only the fdatasync goes through the pool.
  */
 export class RecordLog {
   readonly path: string;
@@ -47,6 +48,8 @@ export class RecordLog {
   #runningSync: Promise<void> | undefined;
   /** A write failed part-way: the next line starts on a line of its own, so only the torn one is lost. */
   #torn = false;
+  /** Lines were written since the last sync started. */
+  #unsynced = false;
 
   constructor(path: string) {
     this.path = path;
@@ -150,8 +153,9 @@ export class RecordLog {
   }
 
   /**
-   * Appends one line and waits until it is durable; returns the byte offset the line starts at (exact while
-   * this process is the file's only writer: a caller reading it back with `lineAt` checks the key).
+   * Appends one line (written when this resolves; on disk after the next `sync`); returns the byte offset the
+   * line starts at (exact while this process is the file's only writer: a caller reading it back with
+   * `lineAt` checks the key).
    */
   async append(key: string, signed: SignedRecord, options?: AbortOptions): Promise<number> {
     throwIfAborted(options?.signal);
@@ -174,9 +178,21 @@ export class RecordLog {
       this.#torn = true; // e.g. ENOSPC after part of the line
       this.#end = undefined;
       throw cause;
+    } finally {
+      this.#unsynced = true; // a torn line's bytes too: the file's length moved
     }
-    await this.#sync(file);
     return offset;
+  }
+
+  /** Puts every line written before this call on disk. Nothing to do when none was written since the last sync. */
+  async sync(options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    const file = this.#file;
+    if (file === undefined) return;
+    const handle = await file;
+    if (this.#unsynced) return this.#sync(handle);
+    // Lines written before the sync under way started are on disk when it ends.
+    await this.#runningSync;
   }
 
   /** Closes the file handle (appends reopen it). Idempotent. */
@@ -208,10 +224,14 @@ export class RecordLog {
     const start = async (): Promise<void> => {
       await this.#runningSync?.catch(() => {});
       this.#nextSync = undefined;
+      this.#unsynced = false;
       const running = file.datasync();
       this.#runningSync = running;
       try {
         await running;
+      } catch (err) {
+        this.#unsynced = true; // those lines are still to be synced
+        throw err;
       } finally {
         if (this.#runningSync === running) this.#runningSync = undefined;
       }

@@ -4,6 +4,7 @@ import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { DirectRequest, DirectRequestOptions } from '../oracle/recorder.ts';
 import { RecordPath } from '../oracle/record-path.ts';
+import type { SyncPolicy } from '../oracle/checkpoints.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -23,6 +24,8 @@ export interface SeedSessionInit {
   netlockPath: string;
   /** Extra PEM CAs the upstream client trusts (`--upstream-ca`). */
   upstreamCaPem?: readonly string[];
+  /** When what a record wrote goes on disk (`--sync`). @default a checkpoint a second at most */
+  sync?: SyncPolicy;
   logger?: Logger;
 }
 
@@ -63,7 +66,7 @@ export class SeedSession implements SeedRecorder {
     await mkdir(dirname(init.netlockPath), { recursive: true });
     const store = createBlockStore({ dataDir: init.dataDir, ...(init.ipfs === undefined ? {} : { ipfs: init.ipfs }), logger });
     const stats = createStats('record');
-    const path = await RecordPath.open({ store, dataDir: init.dataDir, netlockPath: init.netlockPath, upstreamCaPem: init.upstreamCaPem ?? [], stats, logger });
+    const path = await RecordPath.open({ store, dataDir: init.dataDir, netlockPath: init.netlockPath, upstreamCaPem: init.upstreamCaPem ?? [], stats, logger, ...(init.sync === undefined ? {} : { sync: init.sync }) });
     return new SeedSession(store, stats, path, init.netlockPath, logger);
   }
 

@@ -47,9 +47,11 @@ export interface Daemon {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function startDaemon(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Daemon> {
+/** `under`: a command that runs the CLI's node process (e.g. strace and its flags); `stop` then signals that command. */
+export function startDaemon(args: string[], env: NodeJS.ProcessEnv = process.env, under: readonly string[] = []): Promise<Daemon> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [...under, process.execPath, CLI, ...args];
+    const child = spawn(argv[0]!, argv.slice(1), { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let settled = false;
