@@ -12,8 +12,8 @@ export const DEFAULT_SYNC_EVERY_MS = 1000;
 export const DEFAULT_SYNC_POLICY: SyncPolicy = { everyMs: DEFAULT_SYNC_EVERY_MS };
 
 export interface CheckpointParts {
-  /** The block store, flushed first: every block a line names is on disk before the line is. */
-  store: { flush(): Promise<void> };
+  /** The block store, synced first: every block a line names is on disk before the line is. */
+  store: { sync(): Promise<void> };
   /** The files of lines that name those blocks (the record index, the run's journal), synced after. */
   logs: ReadonlyArray<{ sync(): Promise<void> }>;
 }
@@ -109,7 +109,7 @@ export class Checkpoints {
 
   async #run(): Promise<void> {
     try {
-      await this.#parts.store.flush();
+      await this.#parts.store.sync();
       await Promise.all(this.#parts.logs.map((log) => log.sync()));
       this.completed++;
     } catch (cause) {

@@ -39,6 +39,12 @@ export interface BlockStore extends BlockSource, BlockSink {
    * write settled (before shutdown, or before reporting a batch done).
    */
   flush(options?: AbortOptions): Promise<void>;
+  /**
+   * Puts every block a `put` stored so far on disk, so a power loss cannot take it (the record path's
+   * checkpoints, docs/formats.md). Nothing to do for a store that syncs each write itself (Kubo's datastore);
+   * a failure of an earlier write is not reported here (`flush`, or the pin of what needed it, does).
+   */
+  sync(options?: AbortOptions): Promise<void>;
   /** Stores many blocks; stores that have a bulk path (Kubo `dag import`) use it. */
   putMany(blocks: AsyncIterable<Block> | Iterable<Block>, options?: AbortOptions): Promise<number>;
   /** Releases sockets and handles. Idempotent. */

@@ -312,12 +312,16 @@ export class FsBlockStore implements BlockStore {
     return nothingToDo(options?.signal);
   }
 
+  /** Every put is whole when it returns (a killed process loses none): syncing is all that is left to do. */
+  flush(options?: AbortOptions): Promise<void> {
+    return this.sync(options);
+  }
+
   /**
-   * Every put is complete when it returns (a killed process loses none); this puts what was written since
-   * the last flush on disk, so a power loss loses none of it either: the packs' appends, then block files
-   * and their names (unless `syncFiles` is off).
+   * Puts what was written since the last sync on disk, so a power loss loses none of it either: the packs'
+   * appends, then block files and their names (unless `syncFiles` is off).
    */
-  async flush(options?: AbortOptions): Promise<void> {
+  async sync(options?: AbortOptions): Promise<void> {
     await nothingToDo(options?.signal);
     try {
       await this.#packs.flush();

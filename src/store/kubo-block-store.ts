@@ -150,6 +150,12 @@ export class KuboBlockStore implements BlockStore {
     }
   }
 
+  /** Kubo's datastore syncs each block it takes (flatfs `sync`); a write still under way is waited for by the pin that needs it. */
+  sync(options?: AbortOptions): Promise<void> {
+    throwIfAborted(options?.signal);
+    return Promise.resolve();
+  }
+
   /** Waits until every write started so far has finished; throws the first failure among them. */
   async flush(options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal);

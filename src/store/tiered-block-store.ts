@@ -103,6 +103,11 @@ export class TieredBlockStore implements BlockStore {
     return this.primary.check(options);
   }
 
+  /** The primary's blocks: the cache is a copy, read again from there if lost. */
+  sync(options?: AbortOptions): Promise<void> {
+    return this.primary.sync(options);
+  }
+
   async flush(options?: AbortOptions): Promise<void> {
     await Promise.all(this.#cacheWrites);
     await this.primary.flush(options);

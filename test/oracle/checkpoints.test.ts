@@ -14,7 +14,7 @@ function parts(options: { failFlushes?: number } = {}) {
     events.push(`${name} end`);
   };
   const store = {
-    flush: async (): Promise<void> => {
+    sync: async (): Promise<void> => {
       await slow('store');
       if (failures-- > 0) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     },
