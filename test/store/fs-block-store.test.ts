@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
@@ -35,7 +35,7 @@ describe('FsBlockStore', () => {
     await expect(store.get((await rawBlock('missing')).cid)).rejects.toMatchObject({ code: 'ORACLE_ERR_BLOCK_MISSING' });
   });
 
-  it('stores many blocks, and treats pin, check and flush as the no-ops they are for files', async () => {
+  it('stores many blocks, treats pin and check as the no-ops they are for files, and flushes (syncs) what it wrote', async () => {
     const store = new FsBlockStore(dir.path);
     const blocks = await Promise.all(['x', 'y', 'z'].map(rawBlock));
     expect(await store.putMany(blocks)).toBe(3);
@@ -45,6 +45,19 @@ describe('FsBlockStore', () => {
     for (const b of blocks) expect(Buffer.from(await store.get(b.cid))).toEqual(Buffer.from(b.bytes));
     await store.close();
     await store.close();
+  });
+
+  it('syncs block files and their folders at sync, and one removed since it was written (gc, quarantine) is nothing to sync', async () => {
+    const store = new FsBlockStore(dir.path, { packBelow: 0 });
+    const [kept, gone] = await Promise.all(['kept', 'gone'].map(rawBlock));
+    await store.put(kept!.cid, kept!.bytes);
+    await store.put(gone!.cid, gone!.bytes);
+    await store.quarantine(gone!.cid);
+    await rm(`${store.pathOf(gone!.cid)}.corrupt`);
+    await store.sync();
+    await store.sync(); // nothing written since: nothing to do
+    expect(Buffer.from(await store.get(kept!.cid))).toEqual(Buffer.from(kept!.bytes));
+    await expect(store.sync(aborted())).rejects.toMatchObject({ code: 'ORACLE_ERR_ABORTED' });
   });
 
   it('quarantines a block file: moved aside, no longer served', async () => {
