@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fstat, fstatSync, ftruncateSync, mkdirSync, open, openSync, readSync, readv, readvSync, renameSync, writeSync, writevSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { syncDir } from '../io/durable.ts';
 import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
+import { syncDir } from '../io/durable.ts';
 import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
 import { PackSlots } from './pack-slots.ts';
 import type { PackPlace } from './pack-slots.ts';

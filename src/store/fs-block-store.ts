@@ -1,8 +1,8 @@
 import { close, closeSync, fstat, mkdirSync, open, readSync, read, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { syncDir, syncFile } from '../io/durable.ts';
 import type { CID } from 'multiformats/cid';
+import { syncDir, syncFile } from '../io/durable.ts';
 import { BlockCorruptError, BlockMissingError, StoreError, throwIfAborted } from '../errors.ts';
 import { MAX_BLOCK_BYTES } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
@@ -40,15 +40,15 @@ export interface FsBlockStoreOptions {
   /** A pack takes no more entries once it is this large (then it is sealed, and the next is made). @default PACK_BYTES (256 MiB) */
   packBytes?: number;
   /**
-   * `flush` puts block files written since the last one on disk too (and their names). Off for a cache of
+   * `sync` (and `flush`) puts block files written since the last one on disk too (and their names). Off for a cache of
    * another store, whose blocks can be read again from there. @default true
    */
   syncFiles?: boolean;
 }
 
 /**
- * Block files written but not yet synced that a store remembers for its next `flush`; at this many it syncs
- * them without waiting for one (a run that never flushes, or a 1 GiB body between two checkpoints, keeps no
+ * Block files written but not yet synced that a store remembers for its next `sync`; at this many it syncs
+ * them without waiting for one (a run that never syncs, or a 1 GiB body between two checkpoints, keeps no
  * longer list than this).
  */
 const MAX_UNSYNCED_FILES = 256;
@@ -85,9 +85,9 @@ export class FsBlockStore implements BlockStore {
   readonly #packs: BlockPacks;
   readonly #packBelow: number;
   #nextTmp = 0;
-  /** Block files, and folders whose names changed, written since the last flush (undefined: not tracked). */
+  /** Block files, and folders whose names changed, written since the last sync (undefined: not tracked). */
   readonly #unsynced: { files: string[]; dirs: Set<string> } | undefined;
-  /** Syncs of listed files under way (never rejects), and the first failure among them, for the next flush to report. */
+  /** Syncs of listed files under way (never rejects), and the first failure among them, for the next sync to report. */
   #syncing: Promise<void> = Promise.resolve();
   #syncFailure: StoreError | undefined;
 
@@ -348,7 +348,7 @@ export class FsBlockStore implements BlockStore {
     if (this.#unsynced.files.length >= MAX_UNSYNCED_FILES) this.#syncUnsynced();
   }
 
-  /** Starts syncing the files and folders listed so far, after what is under way; a failure waits for the next flush to report it. */
+  /** Starts syncing the files and folders listed so far, after what is under way; a failure waits for the next sync to report it. */
   #syncUnsynced(): void {
     const { files, dirs } = this.#unsynced!;
     if (files.length === 0 && dirs.size === 0) return;
