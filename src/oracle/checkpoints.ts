@@ -1,5 +1,6 @@
 import { StoreError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { OracleStats } from './stats.ts';
 
 /**
  * When what a record wrote is put on disk: before its answer ends (`'each'`), or at checkpoints at most
@@ -38,13 +39,19 @@ export class Checkpoints {
   #next: Promise<void> | undefined;
   #failure: StoreError | undefined;
   #closing: Promise<void> | undefined;
-  /** Checkpoints that put something on disk. */
-  completed = 0;
+  /** Counted in: checkpoints done, and the seconds they took (`/stats`, `/metrics`). */
+  readonly #stats: Pick<OracleStats, 'checkpoints' | 'checkpointSeconds'>;
 
-  constructor(parts: CheckpointParts, policy: SyncPolicy, logger: Logger) {
+  constructor(parts: CheckpointParts, policy: SyncPolicy, logger: Logger, stats: Pick<OracleStats, 'checkpoints' | 'checkpointSeconds'> = { checkpoints: 0, checkpointSeconds: 0 }) {
     this.#parts = parts;
     this.#policy = policy;
     this.#logger = logger;
+    this.#stats = stats;
+  }
+
+  /** Checkpoints that put something on disk. */
+  get completed(): number {
+    return this.#stats.checkpoints;
   }
 
   get policy(): SyncPolicy {
@@ -108,10 +115,12 @@ export class Checkpoints {
   }
 
   async #run(): Promise<void> {
+    const started = performance.now();
     try {
       await this.#parts.store.sync();
       await Promise.all(this.#parts.logs.map((log) => log.sync()));
-      this.completed++;
+      this.#stats.checkpoints++;
+      this.#stats.checkpointSeconds += (performance.now() - started) / 1000;
     } catch (cause) {
       const message = `The data directory could not be synced (${(cause as Error).message}): records written since the last checkpoint may not be on disk, so this run records nothing more`;
       this.#failure = new StoreError(message, { cause });

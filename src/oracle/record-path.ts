@@ -86,7 +86,7 @@ export class RecordPath {
     const leftover = journal === undefined ? { entries: [], bad: [] } : await journal.recover();
     // The run's entries wait for its netlock in a scratch file of the data directory, not in the heap.
     const run = new RunSet({ journal, spillDir: init.dataDir });
-    const checkpoints = new Checkpoints({ store: init.store, logs: journal === undefined ? [index] : [index, journal] }, init.sync ?? DEFAULT_SYNC_POLICY, init.logger.child('sync'));
+    const checkpoints = new Checkpoints({ store: init.store, logs: journal === undefined ? [index] : [index, journal] }, init.sync ?? DEFAULT_SYNC_POLICY, init.logger.child('sync'), init.stats);
     const recorder = new Recorder({
       store: init.store,
       index,

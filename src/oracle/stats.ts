@@ -12,8 +12,11 @@ export interface OracleStats {
   bytesRecorded: number;
   /** Requests the proxy's front answered without Node's HTTP server (replay hits, `src/proxy/hit-front.ts`). */
   answeredAtOnce: number;
+  /** Record: checkpoints that put records on disk (`--sync`), and the seconds they took in all. */
+  checkpoints: number;
+  checkpointSeconds: number;
 }
 
 export function createStats(mode: 'record' | 'replay'): OracleStats {
-  return { mode, requests: 0, hits: 0, misses: 0, upstreamFetches: 0, coalesced: 0, mutations: 0, errors: 0, bytesServed: 0, bytesRecorded: 0, answeredAtOnce: 0 };
+  return { mode, requests: 0, hits: 0, misses: 0, upstreamFetches: 0, coalesced: 0, mutations: 0, errors: 0, bytesServed: 0, bytesRecorded: 0, answeredAtOnce: 0, checkpoints: 0, checkpointSeconds: 0 };
 }

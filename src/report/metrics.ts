@@ -10,6 +10,9 @@ export interface ScrapedStats {
   bytesRecorded: number;
   upstreamFetches: number;
   mutations: number;
+  /** Record mode's checkpoints (`--sync`); absent where nothing records. */
+  checkpoints?: number;
+  checkpointSeconds?: number;
 }
 
 /** Block store operations counted (the `op` label). */
@@ -48,6 +51,8 @@ export class OracleMetrics {
       mirror(this.registry, 'fetch_oracle_bytes_fetched_total', 'Body bytes fetched from upstream origins', () => stats.bytesRecorded);
       mirror(this.registry, 'fetch_oracle_upstream_fetches_total', 'Requests sent upstream', () => stats.upstreamFetches);
       mirror(this.registry, 'fetch_oracle_upstream_mutations_total', 'Recorded answers that changed upstream (new versions kept)', () => stats.mutations);
+      mirror(this.registry, 'fetch_oracle_checkpoints_total', 'Record checkpoints that put records on disk (--sync)', () => stats.checkpoints ?? 0);
+      mirror(this.registry, 'fetch_oracle_checkpoint_seconds_total', 'Seconds record checkpoints took syncing, in all', () => stats.checkpointSeconds ?? 0);
     }
   }
 

@@ -127,6 +127,8 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
     expect(poll.entries).toBeUndefined();
     expect(poll.requests.events.map((e) => e.i)).toEqual([4, 5]);
 
+    // The records reach the disk at a checkpoint within a second (`--sync`'s default).
+    await expect.poll(() => o.oracle.stats.checkpoints, { timeout: 10_000 }).toBeGreaterThan(0);
     const res = await fetch(`${admin}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const m = parseExposition(await res.text());
@@ -145,6 +147,9 @@ describe.skipIf(missing !== undefined)(`report page and metrics in a real browse
     expect(m.value('fetch_oracle_upstream_latency_seconds_bucket', { le: '+Inf' })).toBe(paths.length);
     expect(m.value('fetch_oracle_block_store_operations_total', { op: 'put' })).toBeGreaterThan(paths.length);
     expect(m.value('fetch_oracle_device_round_trips_total')).toBe(0);
+    expect(m.value('fetch_oracle_checkpoints_total')).toBeGreaterThan(0);
+    expect(m.value('fetch_oracle_checkpoints_total')).toBeLessThanOrEqual(stats.checkpoints);
+    expect(m.value('fetch_oracle_checkpoint_seconds_total')).toBeGreaterThan(0);
   });
 
   it('report --html writes one page that opens with no network; its numbers are the netlock\'s; a filter narrows it', async () => {
