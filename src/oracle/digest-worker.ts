@@ -43,8 +43,8 @@ export interface BodyDigests {
 export interface DigestJob {
   /** Adds body bytes; waits while MAX_IN_FLIGHT_BYTES are with the worker. */
   update(chunk: Uint8Array): Promise<void>;
-  /** The whole-body digests. */
-  digest(): Promise<BodyDigests>;
+  /** The whole-body digests; a `sha256` already known for these bytes (`rawBodySha256`) is taken, not computed again. */
+  digest(known?: { sha256?: Uint8Array | undefined }): Promise<BodyDigests>;
   /** Gives up on this body: a waiting call rejects, the worker forgets it. */
   abandon(): void;
 }
@@ -170,13 +170,13 @@ export class DigestWorker {
           if (filled === BATCH_BYTES) await flush();
         }
       },
-      digest: async () => {
+      digest: async (known) => {
         if (abandoned) throw new AbortedError('Body digest abandoned');
         if (!sent) {
           // The whole body is in this one batch: hash it here.
           const bytes = new Uint8Array(batch, 0, filled);
           this.#jobs.delete(id);
-          return { sha256: new Uint8Array(createHash('sha256').update(bytes).digest()), sha512: new Uint8Array(createHash('sha512').update(bytes).digest()) };
+          return { sha256: known?.sha256 ?? new Uint8Array(createHash('sha256').update(bytes).digest()), sha512: new Uint8Array(createHash('sha512').update(bytes).digest()) };
         }
         await flush();
         worker.postMessage({ type: 'digest', id });

@@ -3,7 +3,7 @@ import { AbortedError, BlockCorruptError, BlockMissingError, OracleError, StoreE
 import { AbortSwitch } from '../io/abort-switch.ts';
 import { Handover } from '../io/handover.ts';
 import type { Logger } from '../log.ts';
-import { verifyingSource } from '../protocol/blocks.ts';
+import { rawBodySha256, verifyingSource } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
@@ -333,7 +333,8 @@ export class Recorder implements ExchangeRecorder {
         throw new TruncatedBodyError(`Upstream sent ${received} of ${declared} bytes for ${key.method} ${key.url}; nothing recorded`);
       }
       const size = noBody ? Number(declared ?? 0) : received;
-      const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordableResponseHeaders(upstream.headers), body, size, ...(await digest.digest()) });
+      // A body of one raw leaf was hashed whole for its CID already: that digest is its SHA-256.
+      const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordableResponseHeaders(upstream.headers), body, size, ...(await digest.digest({ sha256: rawBodySha256(body) })) });
       stats.bytesRecorded += received;
       return { record, release: () => tee.release() };
     } finally {

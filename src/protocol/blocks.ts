@@ -34,6 +34,14 @@ export const DAG_PB_CODE = 0x70;
 export const DAG_CBOR_CODE = 0x71;
 
 /** Design §2: every block fits one device reply. */
+/**
+ * The SHA-256 of a whole body stored as one raw block, read off its CID (a raw block's sha2-256 CID is the
+ * digest of exactly those bytes); undefined for any other DAG (its root's digest is of a node, not the body).
+ */
+export function rawBodySha256(root: CID | null): Uint8Array | undefined {
+  return root !== null && root.code === RAW_CODE && root.multihash.code === SHA2_256_CODE ? root.multihash.digest : undefined;
+}
+
 export const MAX_BLOCK_BYTES = 2 * 1024 * 1024;
 
 /** Throws BlockCorruptError unless `bytes` hash (sha2-256, the only hash of our CID profile) to `cid`. */

@@ -32,6 +32,16 @@ describe('DigestWorker: whole-body sha256 and sha512', () => {
     });
   }
 
+  it('takes the sha256 it is given for a body hashed on this thread, and still computes the sha512', async () => {
+    const body = await bytesOf('known', 5000);
+    const known = new Uint8Array(32).fill(7); // not the body's: shows it was taken as given
+    const job = workers.begin({ sizeHint: body.byteLength });
+    await job.update(body);
+    const digests = await job.digest({ sha256: known });
+    expect(hex(digests.sha256)).toBe(hex(known));
+    expect(hex(digests.sha512)).toBe(createHash('sha512').update(body).digest('hex'));
+  });
+
   it('keeps concurrent jobs apart', async () => {
     const [a, b] = await Promise.all(
       ['one', 'two'].map(async (seed) => {

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { importer } from 'ipfs-unixfs-importer';
 import { fixedSize } from 'ipfs-unixfs-importer/chunker';
 import { balanced } from 'ipfs-unixfs-importer/layout';
 import type { CID } from 'multiformats/cid';
-import { verifyingSource } from '../../src/protocol/blocks.ts';
+import { rawBodySha256, verifyingSource } from '../../src/protocol/blocks.ts';
 import type { BlockSink } from '../../src/protocol/blocks.ts';
 import { BodyImporter, CHUNK_BYTES, importBody, readBody } from '../../src/protocol/unixfs.ts';
 import { MemoryBlockStore } from '../../src/store/memory-block-store.ts';
@@ -32,6 +32,20 @@ describe('importBody', () => {
     const two = await importBody([randomBytes(CHUNK_BYTES + 1)], store);
     expect(two.cid.code).toBe(0x70);
     expect(two.size).toBe(CHUNK_BYTES + 1);
+  });
+});
+
+describe('rawBodySha256', () => {
+  it('is the SHA-256 of a body of one raw leaf, read off its CID, and nothing for a body of many leaves or none', async () => {
+    for (const size of [0, 1, 4096, CHUNK_BYTES]) {
+      const body = randomBytes(size);
+      const { cid } = await importBody([body], new MemoryBlockStore());
+      expect(Buffer.from(rawBodySha256(cid)!).toString('hex'), `${size} bytes`).toBe(createHash('sha256').update(body).digest('hex'));
+    }
+    const { cid } = await importBody([randomBytes(CHUNK_BYTES + 1)], new MemoryBlockStore());
+    expect(cid.code).not.toBe(0x55);
+    expect(rawBodySha256(cid)).toBeUndefined();
+    expect(rawBodySha256(null)).toBeUndefined();
   });
 });
 
