@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { syncInitFromFlags } from '../../src/cli/front-flags.ts';
+import { InvalidConfigError } from '../../src/errors.ts';
+
+describe('--sync each|DUR', () => {
+  it('is each, or a duration to the millisecond; absent, it sets nothing (the 1 s default applies)', () => {
+    expect(syncInitFromFlags({})).toEqual({});
+    expect(syncInitFromFlags({ sync: 'each' })).toEqual({ sync: 'each' });
+    expect(syncInitFromFlags({ sync: '250ms' })).toEqual({ sync: { everyMs: 250 } });
+    expect(syncInitFromFlags({ sync: '2' })).toEqual({ sync: { everyMs: 2000 } });
+    expect(syncInitFromFlags({ sync: '1m' })).toEqual({ sync: { everyMs: 60_000 } });
+  });
+
+  it('refuses anything else, naming the flag and what it takes', () => {
+    for (const bad of ['never', '0', '-1s', '25h', '']) {
+      expect(() => syncInitFromFlags({ sync: bad }), bad).toThrow(InvalidConfigError);
+      expect(() => syncInitFromFlags({ sync: bad }), bad).toThrow(/--sync/);
+    }
+  });
+});
