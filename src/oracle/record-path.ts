@@ -133,8 +133,17 @@ export class RecordPath {
     return this.#fetcher.close();
   }
 
-  /** Closes the fetcher, the record index, the digest worker, the journal's handle and the run set (not the store). Idempotent. */
+  /** Closes the fetcher, does the last checkpoint, closes the record index, the digest worker, the journal's handle and the run set (not the store). Idempotent. */
   async close(): Promise<void> {
-    for (const close of this.#closers.splice(0)) await close();
+    // Each one runs even when one before failed (a last checkpoint that could not sync): the first failure is thrown after.
+    let failure: { error: unknown } | undefined;
+    for (const close of this.#closers.splice(0)) {
+      try {
+        await close();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   }
 }
