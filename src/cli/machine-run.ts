@@ -21,6 +21,7 @@ import { LocalSigner } from '../signing/local-signer.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { FsBlockStore } from '../store/fs-block-store.ts';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
+import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
 
 export { DEFAULT_IMAGE } from './machine-flags.ts';
 
@@ -68,7 +69,7 @@ ${PROVENANCE_FLAG_HELP};
   --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable; default: the
                          data directory's own oracle key); a record run trusts only the key that signs its records
   --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
-  --data DIR             data directory holding the blocks (and, to record, the record index and oracle key);
+${SYNC_HELP}  --data DIR             data directory holding the blocks (and, to record, the record index and oracle key);
                          snapshots go to DIR/machine-snapshots (default $FETCH_ORACLE_DATA or ~/.local/share/fetch-oracle)
   --max-mcycle N         stop the machine (an error, exit ${MACHINE_RUN_FAILED}) when its cycle counter reaches N (default: no limit)
   --ram-mib N            guest RAM (default ${DEFAULT_RAM_MIB})
@@ -93,6 +94,7 @@ const OPTIONS = {
   ...MACHINE_OPTIONS,
   replay: { type: 'string' },
   record: { type: 'string' },
+  ...SYNC_OPTIONS,
   trust: { type: 'string', multiple: true },
   provenance: { type: 'string' },
 } as const;
@@ -124,10 +126,12 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
   if (values.record === undefined && values.replay === undefined) throw new UsageError(`machine run needs --replay NETLOCK or --record NETLOCK\n\n${MACHINE_RUN_HELP}`);
   if (values.record !== undefined && values.trust !== undefined) throw new UsageError('--trust is a replay option: a record run trusts only the key that signs its records (the data directory\'s)');
   if (values.replay !== undefined && values['upstream-ca'] !== undefined) throw new UsageError('--upstream-ca is a record option: with --replay nothing is fetched');
+  if (values.replay !== undefined && values.sync !== undefined) throw new UsageError('--sync is a record option: with --replay nothing is recorded');
   if (values.provenance !== undefined && values.replay === undefined) throw new UsageError('--provenance is a replay option (machine run --replay NETLOCK)');
   if (values.provenance !== undefined && values.output === undefined) throw new UsageError('--provenance needs --output DIR: the files CMD leaves there are the statement\'s subjects');
   if (argv.length === 0) throw new UsageError(`machine run needs a command: fetch-oracle machine run --replay NETLOCK -- CMD [ARGS...]\n\n${MACHINE_RUN_HELP}`);
   const flags = parseMachineFlags(values, context.defaultDataDir);
+  const sync = syncInitFromFlags(values);
   const trustText = values.trust ?? [];
   const trustFlags = trustText.length > 0 ? parseTrustedKeys(trustText) : undefined;
 
@@ -139,7 +143,7 @@ export async function runMachineRun(args: string[], context: CommandContext): Pr
         const netlockPath = resolve(values.record);
         const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => flags.logger.warn('%s', m));
         try {
-          const recorded = await recordInMachine({ ...base, time: flags.time ?? hostTimeSeconds(), dataDir: flags.dataDir, netlockPath, upstreamCaPem });
+          const recorded = await recordInMachine({ ...base, time: flags.time ?? hostTimeSeconds(), dataDir: flags.dataDir, netlockPath, upstreamCaPem, ...sync });
           return await reportMachineRecord(recorded, netlockPath, context);
         } catch (err) {
           if (!signal.aborted) sayRunnerFailure(context, WHO, err);

@@ -8,7 +8,7 @@ import { adminTokenOf, PROXY_OPTIONS, serveUntilSignal } from './proxy-command.t
 import type { Logger } from '../log.ts';
 import { Oracle } from '../oracle/oracle.ts';
 import type { ReplayInit } from '../oracle/oracle.ts';
-import { FRONT_HELP, frontInitFromFlags } from './front-flags.ts';
+import { FRONT_HELP, frontInitFromFlags, SYNC_OPTIONS } from './front-flags.ts';
 import type { ListenAddress } from '../proxy/proxy-server.ts';
 import { isNetlockRootRef } from '../netlock/file.ts';
 import { KUBO_FETCH_TIMEOUT_MS } from '../store/index.ts';
@@ -45,7 +45,7 @@ export const replayCommand: Command = {
 };
 
 export async function runReplay(args: string[], context: CommandContext): Promise<number> {
-  const { values } = parseOptions(args, { ...PROXY_OPTIONS, quorum: { type: 'string' } }, REPLAY_HELP);
+  const { values } = parseOptions(args, { ...PROXY_OPTIONS, ...SYNC_OPTIONS, quorum: { type: 'string' } }, REPLAY_HELP);
   if (values['help'] === true) {
     context.stdout.write(REPLAY_HELP);
     return 0;
@@ -54,6 +54,7 @@ export async function runReplay(args: string[], context: CommandContext): Promis
   if (netlock === undefined) throw new UsageError(`replay needs --netlock FILE\n\n${REPLAY_HELP}`);
   if (values['ipfs-timeout'] !== undefined && values['ipfs'] === undefined) throw new UsageError('--ipfs-timeout applies only with --ipfs URL');
   if (values['refresh'] === true) throw new UsageError('--refresh is a record option: replay never fetches');
+  if (values['sync'] !== undefined) throw new UsageError('--sync is a record option: replay writes no records');
   const logger = stderrLogger();
   const { oracle, init } = createOracle(values, netlock, context, logger);
   await serveUntilSignal(oracle, { label: 'replay', listen: init.listen, dataDir: init.dataDir, netlockPath: init.netlockPath }, logger, context.stdout);

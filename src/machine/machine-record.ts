@@ -4,6 +4,7 @@
  * blocks from the session's store (what it just recorded), the guest trusts the session's key, and when the
  * machine halted with a result the netlock is written. docs/cartesi.md "Record from inside the machine".
  */
+import type { SyncPolicy } from '../oracle/checkpoints.ts';
 import type { WrittenNetlock } from '../netlock/file.ts';
 import type { RecordGioCounters } from './gio-record.ts';
 import { runInMachine } from './machine-run.ts';
@@ -18,6 +19,8 @@ export interface MachineRecordInit extends Omit<MachineRunInit, 'netlockRoot' | 
   netlockPath: string;
   /** Extra PEM CAs the upstream client trusts (`--upstream-ca`). */
   upstreamCaPem?: readonly string[];
+  /** When what a record wrote goes on disk (`--sync`). @default a checkpoint a second at most */
+  sync?: SyncPolicy;
   /** The guest's clock at the command's start: a record run has no netlock to take it from. */
   time: number;
 }
@@ -41,12 +44,13 @@ export interface MachineRecordOutcome {
  * mcycle limit, a signal, the emulator), nothing is written and the journal stays for `fetch-oracle recover`.
  */
 export async function recordInMachine(init: MachineRecordInit): Promise<MachineRecordOutcome> {
-  const { dataDir, netlockPath, upstreamCaPem, ...run } = init;
+  const { dataDir, netlockPath, upstreamCaPem, sync, ...run } = init;
   if (run.outputDir !== undefined) await checkOutputDir(run.outputDir); // before anything is opened
   const session = await MachineRecordSession.open({
     dataDir,
     netlockPath,
     ...(upstreamCaPem === undefined ? {} : { upstreamCaPem }),
+    ...(sync === undefined ? {} : { sync }),
     logger: init.logger,
   });
   try {

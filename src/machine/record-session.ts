@@ -4,6 +4,7 @@ import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import { keptNetlockLine, readKeptNetlock } from '../oracle/kept-netlock.ts';
 import { RecordPath } from '../oracle/record-path.ts';
+import type { SyncPolicy } from '../oracle/checkpoints.ts';
 import { createStats } from '../oracle/stats.ts';
 import type { OracleStats } from '../oracle/stats.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -29,6 +30,8 @@ export interface MachineRecordSessionInit {
   upstreamCaPem?: readonly string[];
   /** Upstream timeout in ms. @default the fetcher's */
   upstreamTimeoutMs?: number;
+  /** When what a record wrote goes on disk (`--sync`). @default a checkpoint a second at most */
+  sync?: SyncPolicy;
   logger?: Logger;
 }
 
@@ -80,6 +83,7 @@ export class MachineRecordSession {
         signer,
         upstreamCaPem: init.upstreamCaPem ?? [],
         ...(init.upstreamTimeoutMs === undefined ? {} : { upstreamPolicy: { timeoutMs: init.upstreamTimeoutMs } }),
+        ...(init.sync === undefined ? {} : { sync: init.sync }),
         stats,
         logger,
       });

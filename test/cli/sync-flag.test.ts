@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { syncInitFromFlags } from '../../src/cli/front-flags.ts';
 import { InvalidConfigError } from '../../src/errors.ts';
+import { cliInProcess } from '../helpers/cli-in-process.ts';
 
 describe('--sync each|DUR', () => {
   it('is each, or a duration to the millisecond; absent, it sets nothing (the 1 s default applies)', () => {
@@ -16,5 +17,11 @@ describe('--sync each|DUR', () => {
       expect(() => syncInitFromFlags({ sync: bad }), bad).toThrow(InvalidConfigError);
       expect(() => syncInitFromFlags({ sync: bad }), bad).toThrow(/--sync/);
     }
+  });
+
+  it('is refused by replay as a record option (exit 2, nothing started)', async () => {
+    const r = await cliInProcess(['replay', '--netlock', 'none.netlock.json', '--sync', 'each']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--sync is a record option: replay writes no records');
   });
 });

@@ -47,17 +47,23 @@ describe('fetch-oracle machine run without the emulator', () => {
     expect(onPath.stderr).toContain('kernel /usr/share/cartesi-machine/images/linux.bin not found');
   });
 
-  it('refuses --record with --replay, --trust with --record, --upstream-ca with --replay, and a missing command as usage errors', async () => {
+  it('refuses --record with --replay, --trust with --record, --upstream-ca or --sync with --replay, a bad --sync, and a missing command as usage errors', async () => {
     for (const args of [
       ['--record', 'x.netlock.json', '--replay', 'y.netlock.json'],
       ['--record', 'x.netlock.json', '--trust', '00'.repeat(32)],
       ['--replay', 'x.netlock.json', '--upstream-ca', 'ca.pem'],
+      ['--replay', 'x.netlock.json', '--sync', 'each'],
     ]) {
       const r = await cli(['machine', 'run', ...args, '--', 'true']);
       expect(r.code, explain(r)).toBe(2);
     }
     const both = await cli(['machine', 'run', '--record', 'x.netlock.json', '--replay', 'y.netlock.json', '--', 'true']);
     expect(both.stderr).toContain('--replay NETLOCK or --record NETLOCK, not both');
+    const sync = await cli(['machine', 'run', '--replay', 'x.netlock.json', '--sync', 'each', '--', 'true']);
+    expect(sync.stderr).toContain('--sync is a record option');
+    const badSync = await cli(['machine', 'run', '--record', 'x.netlock.json', '--sync', 'sometimes', '--emulator', '/nonexistent/cartesi', '--', 'true']);
+    expect(badSync.code, explain(badSync)).not.toBe(0);
+    expect(badSync.stderr).toContain('--sync (each, or a duration) expects a duration');
     const none = await cli(['machine', 'run', '--replay', 'x.netlock.json']);
     expect(none.code, explain(none)).toBe(2);
     expect(none.stderr).toContain('machine run needs a command');
