@@ -16,6 +16,7 @@ import { netlockRootOf } from '../netlock/file.ts';
 import { PROVENANCE_FLAG_HELP, writeBuildProvenance } from './provenance.ts';
 import { formatMissReport, groupMisses } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
+import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
 
 export const DEFAULT_BUILD_NETLOCK = 'fetch-oracle.netlock.json';
 
@@ -63,7 +64,7 @@ Options:
                          NODE_EXTRA_CA_CERTS, PIP_CERT, … are set to it for you when the Dockerfile
                          declares them with ARG
   --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
-  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable)
+${SYNC_HELP}  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable)
   --iidfile FILE         also write the image ID to FILE
 ${PROVENANCE_FLAG_HELP}; its subject is the
                          image ID (the build ran in a namespace whose only way out was the proxy, so record,
@@ -92,6 +93,7 @@ const OPTIONS = {
   scrub: { type: 'string', multiple: true },
   'ca-path': { type: 'string' },
   'upstream-ca': { type: 'string', multiple: true },
+  ...SYNC_OPTIONS,
   trust: { type: 'string', multiple: true },
   iidfile: { type: 'string' },
   provenance: { type: 'string' },
@@ -171,10 +173,11 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
   if (reserved.length > 0) throw new UsageError(`${reserved.join(' ')}: fetch-oracle build sets this buildah option itself (see --help)`);
   if (values.replay !== undefined && values.check === true) throw new UsageError('--replay and --check exclude each other (--check records and replays by itself)');
   if (values.replay !== undefined) {
-    for (const flag of ['netlock', 'upstream-ca'] as const) {
+    for (const flag of ['netlock', 'upstream-ca', 'sync'] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
     }
   }
+  const sync = syncInitFromFlags(values);
   let scrub: string[];
   try {
     scrub = parseScrub(values.scrub ?? []);
@@ -221,7 +224,7 @@ async function buildParsed(args: string[], dataDirDefault: string, stdout: Writa
       caTarget: caPath === 'none' ? undefined : caPath,
       logger,
     },
-    recordOracle: { mode: 'record', netlockPath, upstreamCaPem: await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m)) },
+    recordOracle: { mode: 'record', netlockPath, upstreamCaPem: await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => logger.warn('%s', m)), ...sync },
     replayOracle: { mode: 'replay', netlockPath, ...(trust.length === 0 ? {} : { trust }) },
     storageDir: resolve(values.storage ?? join(dataDir, 'buildah')),
     netlockPath,

@@ -15,6 +15,8 @@ import type { ChildExit } from '../run/child.ts';
 import { formatMissReport, groupMisses, recordedOrigins } from '../run/report.ts';
 import { NAMESPACE_PROXY_PORT, findIp, unshareProblem } from '../run/sandbox.ts';
 import { withReplaySandbox } from '../run/replay-sandbox.ts';
+import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
+import type { SyncPolicy } from '../oracle/checkpoints.ts';
 
 export const DEFAULT_RUN_NETLOCK = 'fetch-oracle.netlock.json';
 
@@ -44,7 +46,7 @@ Options:
   --data DIR             data directory: blocks, records, keys, CA (default $FETCH_ORACLE_DATA or
                          ~/.local/share/fetch-oracle)
   --upstream-ca FILE     record: also trust this PEM CA for upstream TLS (repeatable)
-  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable; default: the
+${SYNC_HELP}  --trust KEY            replay: trust records signed by this ed25519 public key (hex; repeatable; default: the
                          data directory's own oracle key)
   --report FILE          write a JSON report when COMMAND ends, with its exit code (replay: misses, unused
                          netlock entries, stats; record: netlock root, entry count, stats)
@@ -66,6 +68,7 @@ const OPTIONS = {
   replay: { type: 'string' },
   data: { type: 'string' },
   'upstream-ca': { type: 'string', multiple: true },
+  ...SYNC_OPTIONS,
   trust: { type: 'string', multiple: true },
   report: { type: 'string' },
   'allow-misses': { type: 'boolean' },
@@ -126,7 +129,7 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
   if (command.length === 0) throw new UsageError(`run needs a command: fetch-oracle run [options] -- COMMAND [ARGS...]\n\n${RUN_HELP}`);
   const replay = values.replay;
   if (replay !== undefined) {
-    for (const flag of ['netlock', 'upstream-ca'] as const) {
+    for (const flag of ['netlock', 'upstream-ca', 'sync'] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is a record option; with --replay FILE the netlock is FILE and nothing is fetched`);
     }
     if (values.provenance !== undefined && (values.subject ?? []).length === 0) throw new UsageError('--provenance needs --subject PATH (the outputs of COMMAND the statement is about)');
@@ -145,7 +148,7 @@ async function runParsed(args: string[], dataDirDefault: string, stdout: Writabl
   };
   if (replay === undefined) {
     const upstreamCaPem = await readUpstreamCaPem(values['upstream-ca'] ?? [], process.env['NODE_EXTRA_CA_CERTS'], (m) => common.logger.warn('%s', m));
-    return runRecord({ ...common, netlockPath: resolve(values.netlock ?? DEFAULT_RUN_NETLOCK), upstreamCaPem });
+    return runRecord({ ...common, netlockPath: resolve(values.netlock ?? DEFAULT_RUN_NETLOCK), upstreamCaPem, ...syncInitFromFlags(values) });
   }
   return runReplay({
     ...common,
@@ -180,13 +183,14 @@ function reportSpawnError(exit: ChildExit, command: readonly string[]): void {
   if (exit.spawnError !== undefined) say(`cannot run ${JSON.stringify(command[0])}: ${exit.spawnError.message}`);
 }
 
-async function runRecord(init: CommonInit & { netlockPath: string; upstreamCaPem: string[] }): Promise<number> {
+async function runRecord(init: CommonInit & { netlockPath: string; upstreamCaPem: string[]; sync?: SyncPolicy }): Promise<number> {
   const { oracle, bundlePath } = await startOracle({
     mode: 'record',
     dataDir: init.dataDir,
     listen: { host: '127.0.0.1', port: 0 },
     netlockPath: init.netlockPath,
     upstreamCaPem: init.upstreamCaPem,
+    ...(init.sync === undefined ? {} : { sync: init.sync }),
     logger: init.logger,
   });
   let exit: ChildExit;

@@ -19,9 +19,14 @@ describe('--sync each|DUR', () => {
     }
   });
 
-  it('is refused by replay as a record option (exit 2, nothing started)', async () => {
+  it('is refused as a record option (exit 2, nothing started) by replay, run --replay and build --replay', async () => {
     const r = await cliInProcess(['replay', '--netlock', 'none.netlock.json', '--sync', 'each']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--sync is a record option: replay writes no records');
+    for (const args of [['run', '--replay', 'none.netlock.json', '--sync', 'each', '--', 'true'], ['build', '--replay', 'none.netlock.json', '--sync', '1s', '.']]) {
+      const refused = await cliInProcess(args);
+      expect(refused.code, args[0]).toBe(2);
+      expect(refused.stderr, args[0]).toContain('--sync is a record option; with --replay FILE the netlock is FILE and nothing is fetched');
+    }
   });
 });
