@@ -54,10 +54,6 @@ export class Checkpoints {
     return this.#stats.checkpoints;
   }
 
-  get policy(): SyncPolicy {
-    return this.#policy;
-  }
-
   /** Throws the failure of an earlier checkpoint: nothing more may be recorded. */
   throwIfFailed(): void {
     if (this.#failure !== undefined) throw this.#failure;

@@ -54,7 +54,7 @@ export class RecordPath {
   /** Netlock roots this data directory checked whole or wrote: a kept one is not checked again. */
   readonly verified: VerifiedNetlocks;
   /** When the run's records go on disk; `writeNetlock` and `close` do the last checkpoint. */
-  readonly checkpoints: Checkpoints;
+  readonly #checkpoints: Checkpoints;
   readonly #store: BlockStore;
   readonly #netlockPath: string | undefined;
   readonly #variantRules: VariantRules | undefined;
@@ -63,7 +63,7 @@ export class RecordPath {
 
   private constructor(init: RecordPathInit, parts: { recorder: Recorder; run: RunSet; index: FsRecordIndex; fetcher: Fetcher; journalPath: string | undefined; leftover: RecordPath['leftover']; verified: VerifiedNetlocks; checkpoints: Checkpoints; closers: Array<() => Promise<void>> }) {
     this.recorder = parts.recorder;
-    this.checkpoints = parts.checkpoints;
+    this.#checkpoints = parts.checkpoints;
     this.verified = parts.verified;
     this.run = parts.run;
     this.index = parts.index;
@@ -116,7 +116,7 @@ export class RecordPath {
   async writeNetlock(): Promise<WrittenNetlock> {
     if (this.#netlockPath === undefined) throw new Error('RecordPath.writeNetlock needs a netlockPath');
     // Every record the netlock names on disk first: the file (fsynced) never names what a power loss could take.
-    await this.checkpoints.checkpoint();
+    await this.#checkpoints.checkpoint();
     const file = await this.run.write(this.#netlockPath, this.#store, this.#variantRules);
     const root = CID.parse(file.netlock);
     await this.#store.pin(root, { recursive: true });
