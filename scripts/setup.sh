@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Command -> Debian package providing it.
 declare -A NEED=(
   [curl]=curl [ip]=iproute2 [unshare]=util-linux [tar]=tar [openssl]=openssl [git]=git [gzip]=gzip
-  [socat]=socat [gcc]=gcc
+  [socat]=socat [gcc]=gcc [strace]=strace
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
