@@ -157,7 +157,7 @@ export async function buildNetlockHead(entries: SortedEntries<EntrySummary>, sin
  * their pages are built, and follow the head (known once the root is) into the file. A 100,000-entry run
  * held ~60 MB of lines while writing otherwise (issue #15).
  */
-export async function writeNetlockFileFrom(path: string, entries: SortedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}): Promise<WrittenNetlock> {
+export async function writeNetlockFileFrom(path: string, entries: SortedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions = {}, file: FileDurability = { durable: true }): Promise<WrittenNetlock> {
   const linesTmp = tempPathFor(path);
   const lines = await open(linesTmp, 'w+', 0o600);
   try {
@@ -167,8 +167,8 @@ export async function writeNetlockFileFrom(path: string, entries: SortedEntries<
       first &&= page.length === 0;
     });
     if (head.count > 0) await lines.write('\n');
-    await sink.flush?.(); // the pages on disk before the file that names their root
-    await writeFileAtomically(path, async (out) => {
+    if (file.durable) await sink.flush?.(); // the pages on disk before the file that names their root
+    await writeFileAtomically(path, file, async (out) => {
       await out.write(renderedHead(head));
       for await (const chunk of lines.createReadStream({ start: 0, autoClose: false })) await out.write(chunk as Buffer);
       await out.write(RENDERED_TAIL);
@@ -219,7 +219,7 @@ export async function writeNetlockFile(path: string, entries: readonly EntrySumm
 
 /** Writes the readable file atomically at `path`, a piece at a time. */
 export async function writeRenderedFile(path: string, file: NetlockFile): Promise<void> {
-  await writeFileAtomically(path, async (out) => {
+  await writeFileAtomically(path, { durable: true }, async (out) => {
     for (const piece of renderedPieces(file)) await out.write(piece);
   });
 }
@@ -229,22 +229,28 @@ export function tempPathFor(path: string): string {
   return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
+/** Whether a netlock file is put on disk before the write resolves (not for a copy read once and dropped). */
+export interface FileDurability {
+  durable: boolean;
+}
+
 /**
- * Writes a temporary file beside `path` with `fill`, syncs it, renames it over `path` and syncs the folder:
- * the netlock is whole on disk before the run's journal (what would rebuild it) is removed.
+ * Writes a temporary file beside `path` with `fill`, then renames it over `path`. `durable`: the file is
+ * synced before the rename and the folder after, so the netlock is whole on disk before the run's journal
+ * (what would rebuild it) is removed.
  */
-async function writeFileAtomically(path: string, fill: (out: FileHandle) => Promise<void>): Promise<void> {
+async function writeFileAtomically(path: string, { durable }: FileDurability, fill: (out: FileHandle) => Promise<void>): Promise<void> {
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
     try {
       await fill(handle);
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(tmp, path);
-    await syncDir(dirname(path));
+    if (durable) await syncDir(dirname(path));
   } catch (err) {
     await unlink(tmp).catch(() => {}); // a full disk leaves no partial file behind
     throw err;

@@ -160,14 +160,17 @@ export class RunSet {
    * time and writing their lines as it goes; returns the file's head.
    */
   async write(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<WrittenNetlock> {
-    const file = await this.writeCopy(path, sink, variantRules);
+    const file = await writeNetlockFileFrom(path, this.#sorted(), sink, variantRules === undefined ? {} : { variantRules });
     await this.#journal?.remove();
     return file;
   }
 
-  /** `write`, leaving the run's journal as it is: the netlock so far, for whoever asks while the run goes on. */
+  /**
+   * `write`, leaving the run's journal as it is: the netlock so far, for whoever asks while the run goes on.
+   * A copy read once and thrown away: not synced.
+   */
   writeCopy(path: string, sink: BlockSink, variantRules?: VariantRules): Promise<WrittenNetlock> {
-    return writeNetlockFileFrom(path, this.#sorted(), sink, variantRules === undefined ? {} : { variantRules });
+    return writeNetlockFileFrom(path, this.#sorted(), sink, variantRules === undefined ? {} : { variantRules }, { durable: false });
   }
 
   /** Frees the scratch file (entries held in it cannot be read afterwards). Idempotent. */
