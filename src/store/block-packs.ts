@@ -60,7 +60,7 @@ export class BlockPacks {
   #refreshing: Promise<void> | undefined;
   #ready = false;
   #madeDir = false;
-  /** Own packs appended to (or marked) since the last `flush`, and whether names in the folder changed. */
+  /** Own packs appended to since the last `flush`, and whether names in the folder changed (or the folder was made). */
   readonly #unsynced = new Set<Pack>();
   #namesChanged = false;
   #folderMade = false;
