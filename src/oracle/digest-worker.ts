@@ -73,6 +73,36 @@ function wake(job: Job): void {
 }
 
 /**
+ * A body declared to fit one batch (most bodies) is hashed on this thread as it comes: cheaper than the
+ * worker's round trip, and no copy of it is kept (a buffer of its size per body, outside V8's heap, was
+ * counted against the next full collection: young-gc.ts). A body longer than declared is still hashed
+ * whole; the recorder refuses it anyway.
+ */
+function hashedHere(sha256Given: boolean): DigestJob {
+  const sha256 = sha256Given ? undefined : createHash('sha256');
+  const sha512 = createHash('sha512');
+  let abandoned = false;
+  const refused = (): Promise<never> => Promise.reject(new AbortedError('Body digest abandoned'));
+  return {
+    update: (chunk) => {
+      if (abandoned) return refused();
+      sha256?.update(chunk);
+      sha512.update(chunk);
+      return Promise.resolve();
+    },
+    digest: (known) => {
+      if (abandoned) return refused();
+      const whole = known?.sha256 ?? (sha256 === undefined ? undefined : new Uint8Array(sha256.digest()));
+      if (whole === undefined) return Promise.reject(new Error('DigestJob: sha256Given, but digest() was given no sha256'));
+      return Promise.resolve({ sha256: whole, sha512: new Uint8Array(sha512.digest()) });
+    },
+    abandon: () => {
+      abandoned = true;
+    },
+  };
+}
+
+/**
  * Computes the whole-body sha256 and sha512 every record carries (design §2) on a worker thread, off the
  * thread that pipes and imports the body (sha512 alone runs at ~0.5 GB/s here). Bytes are gathered into
  * batches that are transferred, not copied again; each job waits once MAX_IN_FLIGHT_BYTES are with the
@@ -124,8 +154,14 @@ export class DigestWorker {
     void dead?.terminate();
   }
 
-  /** Starts a digest job for one body; `sizeHint` (a Content-Length) sizes its buffers. */
-  begin(options: { sizeHint?: number } = {}): DigestJob {
+  /**
+   * Starts a digest job for one body; `sizeHint` (a Content-Length) sizes its buffers. `sha256Given`: the
+   * caller passes the SHA-256 to `digest()` (a body of one raw leaf: `rawBodySha256`), so it is not computed.
+   */
+  begin(options: { sizeHint?: number; sha256Given?: boolean } = {}): DigestJob {
+    if (this.#closed) throw new Error('DigestWorker is closed');
+    const hint = options.sizeHint;
+    if (hint !== undefined && Number.isSafeInteger(hint) && hint >= 0 && hint <= BATCH_BYTES) return hashedHere(options.sha256Given === true);
     const worker = this.#ensure();
     const id = this.#nextId++;
     const job: Job = { inFlight: 0, digests: undefined, waiters: new Set(), failed: undefined };

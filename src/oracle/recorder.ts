@@ -12,7 +12,7 @@ import { liveResponseHead, statusHasBody } from '../protocol/replay.ts';
 import { computeRequestKey } from '../protocol/request-key.ts';
 import type { RequestKey, VariantRules } from '../protocol/request-key.ts';
 import { resolve } from '../protocol/resolve.ts';
-import { BodyImporter, importBody } from '../protocol/unixfs.ts';
+import { BodyImporter, CHUNK_BYTES, importBody } from '../protocol/unixfs.ts';
 import type { ResponseHead } from '../proxy/exchange.ts';
 import type { ExchangeRecorder, RecordOptions, RecorderAnswer, RecorderRequest } from '../proxy/record-handler.ts';
 import type { RecordIndex } from '../records/record-index.ts';
@@ -300,7 +300,9 @@ export class Recorder implements ExchangeRecorder {
       const declared = upstream.headers.find(([n]) => n === 'content-length')?.[1];
       if (declared !== undefined) declaredBytes = Number(declared);
       const noBody = key.method === 'HEAD' || !statusHasBody(upstream.status);
-      const digest = digests.begin(declared === undefined ? {} : { sizeHint: Number(declared) });
+      // A body declared to fit one chunk is one raw leaf: its CID's digest is its SHA-256 (rawBodySha256).
+      const sizeHint = noBody ? 0 : declared === undefined ? undefined : Number(declared);
+      const digest = digests.begin(sizeHint === undefined ? {} : { sizeHint, sha256Given: !noBody && sizeHint <= CHUNK_BYTES });
       const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
       const tee = new LiveTee(live, () => onHead(liveHead));
       const sink = tee.sink(store);
@@ -311,7 +313,7 @@ export class Recorder implements ExchangeRecorder {
           // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and
           // stores. A loop, not a generator feeding importBody (`BodyImporter` says why). An abort stops
           // the loop (undici ends the body too); leaf writes under way finish, unreferenced.
-          const importer = new BodyImporter(sink);
+          const importer = new BodyImporter(sink, sizeHint === undefined ? {} : { sizeHint });
           for await (const chunk of upstream.body) {
             if (abort.aborted) throw new AbortedError();
             received += chunk.byteLength;

@@ -42,6 +42,34 @@ describe('DigestWorker: whole-body sha256 and sha512', () => {
     expect(hex(digests.sha512)).toBe(createHash('sha512').update(body).digest('hex'));
   });
 
+  it('skips the sha256 when told it will be given (one raw leaf), and refuses a digest without it', async () => {
+    const body = await bytesOf('given', 5000);
+    const given = new Uint8Array(createHash('sha256').update(body).digest());
+    const job = workers.begin({ sizeHint: body.byteLength, sha256Given: true });
+    await job.update(body);
+    const digests = await job.digest({ sha256: given });
+    expect(hex(digests.sha256)).toBe(hex(given));
+    expect(hex(digests.sha512)).toBe(createHash('sha512').update(body).digest('hex'));
+    const without = workers.begin({ sizeHint: body.byteLength, sha256Given: true });
+    await without.update(body);
+    await expect(without.digest()).rejects.toThrow(/sha256Given/);
+  });
+
+  it('refuses a body declared small once abandoned', async () => {
+    const job = workers.begin({ sizeHint: 10 });
+    await job.update(new Uint8Array(10));
+    job.abandon();
+    await expect(job.update(new Uint8Array(1))).rejects.toThrow(/abandoned/);
+    await expect(job.digest()).rejects.toThrow(/abandoned/);
+  });
+
+  it('begins no job once closed, small or large', async () => {
+    const closed = new DigestWorker();
+    await closed.close();
+    expect(() => closed.begin({ sizeHint: 10 })).toThrow(/closed/);
+    expect(() => closed.begin()).toThrow(/closed/);
+  });
+
   it('keeps concurrent jobs apart', async () => {
     const [a, b] = await Promise.all(
       ['one', 'two'].map(async (seed) => {

@@ -69,6 +69,37 @@ describe('BodyImporter', () => {
   });
 });
 
+describe('BodyImporter sized by a declared length', () => {
+  it('gives the same DAG whether the declared size is right, short, long, zero or absent', async () => {
+    const shape = { chunkBytes: 16, maxLinks: 3 };
+    for (const size of [0, 1, 15, 16, 17, 145]) {
+      const data = randomBytes(size);
+      const expected = await importBody([data], new MemoryBlockStore(), { shape });
+      for (const sizeHint of [size, Math.max(0, size - 3), size + 9, 0, 1000, undefined]) {
+        const store = new MemoryBlockStore();
+        const importer = new BodyImporter(store, sizeHint === undefined ? { shape } : { shape, sizeHint });
+        for (let i = 0; i < size; i += 4) await importer.write(data.subarray(i, i + 4));
+        const got = await importer.end();
+        expect(got.cid.toString(), `${size} bytes, hint ${sizeHint}`).toBe(expected.cid.toString());
+        expect((await collect(readBody(got.cid, verifyingSource(store)))).equals(data), `${size} bytes, hint ${sizeHint}`).toBe(true);
+      }
+    }
+  });
+
+  it('fills one chunk of the declared size for a body that fits one, with no chunk grown on the way', async () => {
+    const data = randomBytes(100 * 1024);
+    const puts: Uint8Array[] = [];
+    const store = new MemoryBlockStore();
+    const sink: BlockSink = { put: async (cid, bytes) => void (puts.push(bytes), await store.put(cid, bytes)) };
+    const importer = new BodyImporter(sink, { sizeHint: data.byteLength });
+    for (let i = 0; i < data.byteLength; i += 65536) await importer.write(data.subarray(i, i + 65536));
+    const { cid } = await importer.end();
+    expect(puts).toHaveLength(1);
+    expect(puts[0]!.buffer.byteLength).toBe(data.byteLength); // its own memory is the body's size, not a doubling of 16 KiB
+    expect(Buffer.from(rawBodySha256(cid)!).toString('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+  });
+});
+
 describe('importBody reusing leaf memory', () => {
   /** A sink that copies what it is given (keeping no bytes) and notes each put's memory. */
   function copyingSink(putKeepsNoBytes: boolean): { sink: BlockSink; store: MemoryBlockStore; memory: Uint8Array[] } {
