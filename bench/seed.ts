@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { HeapGrowth } from '../src/cli/heap-growth.ts';
 import { runSeed } from '../src/cli/seed.ts';
+import { tuneV8 } from '../src/cli/v8-tuning.ts';
 import { packageBytes, packageSize } from './package-bytes.ts';
 
 const { values } = parseArgs({
@@ -85,7 +85,7 @@ async function plainDownload(origin: string, toFiles: string | undefined): Promi
 }
 
 async function seedChild(dir: string): Promise<ChildResult> {
-  const heapGrowth = new HeapGrowth(); // as the CLI's entry point does (src/cli/main.ts): measured as users run it
+  tuneV8(); // as the CLI's entry point does (src/cli/main.ts): measured as users run `seed`
   const out = new PassThrough();
   let text = '';
   out.on('data', (d: Buffer) => (text += d.toString()));
@@ -94,7 +94,6 @@ async function seedChild(dir: string): Promise<ChildResult> {
   const code = await runSeed(['--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json')], { defaultDataDir: join(dir, 'data'), stdout: out, stderr: new PassThrough().resume() });
   const seconds = (performance.now() - t) / 1000;
   const cpuSeconds = cpuSince(cpu);
-  heapGrowth.close();
   if (code !== 0) throw new Error(`seed exited ${code}: ${text}`);
   const summary = JSON.parse(text) as { fetched: number; bytes: number; count: number };
   if (summary.fetched !== COUNT || summary.count !== COUNT) throw new Error(`seed fetched ${summary.fetched} of ${COUNT}`);

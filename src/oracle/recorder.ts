@@ -2,6 +2,7 @@ import { CID } from 'multiformats/cid';
 import { AbortedError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import { AbortSwitch } from '../io/abort-switch.ts';
 import { Handover } from '../io/handover.ts';
+import { bodyBytesReceived } from '../io/young-gc.ts';
 import type { Logger } from '../log.ts';
 import { rawBodySha256, verifyingSource } from '../protocol/blocks.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
@@ -317,6 +318,7 @@ export class Recorder implements ExchangeRecorder {
           for await (const chunk of upstream.body) {
             if (abort.aborted) throw new AbortedError();
             received += chunk.byteLength;
+            bodyBytesReceived(received, chunk.byteLength);
             await digest.update(chunk);
             await tee.pass(chunk);
             await importer.write(chunk);
