@@ -38,18 +38,22 @@ let pacer: YoungGcPacer | undefined;
 /**
  * Turns pacing on for this process: the CLI's entry point does; an embedder of the library decides for its
  * own process. V8's `gc` is taken from a fresh context while `--expose-gc` is briefly set, so no global
- * `gc` appears in the process's own contexts. Idempotent.
+ * `gc` appears in the process's own contexts. Where a runtime gives none, pacing stays off: it only saves
+ * CPU. Returns whether it is on. Idempotent.
  */
-export function paceYoungCollections(): void {
-  if (pacer !== undefined) return;
+export function paceYoungCollections(): boolean {
+  if (pacer !== undefined) return true;
   setFlagsFromString('--expose-gc');
-  let gc: V8Gc;
+  let gc: unknown;
   try {
-    gc = runInNewContext('gc') as V8Gc;
+    gc = runInNewContext('typeof gc === "function" ? gc : undefined');
   } finally {
     setFlagsFromString('--no-expose-gc');
   }
-  pacer = new YoungGcPacer(() => gc({ type: 'minor' }));
+  if (typeof gc !== 'function') return false;
+  const collect = gc as V8Gc;
+  pacer = new YoungGcPacer(() => collect({ type: 'minor' }));
+  return true;
 }
 
 /** `bodyBytes` of a body received from upstream so far, the last `chunkBytes` just now: a no-op unless pacing is on. */

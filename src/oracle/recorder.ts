@@ -311,8 +311,8 @@ export class Recorder implements ExchangeRecorder {
       try {
         if (noBody) upstream.body.destroy();
         else {
-          // The digest worker hashes the whole body; this thread pipes, hashes the leaves (their CIDs) and
-          // stores. A loop, not a generator feeding importBody (`BodyImporter` says why). An abort stops
+          // The digest job hashes the whole body (on the worker, unless it was declared to fit one batch);
+          // this thread pipes, hashes the leaves (their CIDs) and stores. A loop, not a generator feeding importBody (`BodyImporter` says why). An abort stops
           // the loop (undici ends the body too); leaf writes under way finish, unreferenced.
           const importer = new BodyImporter(sink, sizeHint === undefined ? {} : { sizeHint });
           for await (const chunk of upstream.body) {
