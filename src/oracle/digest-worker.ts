@@ -160,13 +160,13 @@ export class DigestWorker {
    */
   begin(options: { sizeHint?: number; sha256Given?: boolean } = {}): DigestJob {
     if (this.#closed) throw new Error('DigestWorker is closed');
-    const hint = options.sizeHint;
-    if (hint !== undefined && Number.isSafeInteger(hint) && hint >= 0 && hint <= BATCH_BYTES) return hashedHere(options.sha256Given === true);
+    const hint = options.sizeHint !== undefined && Number.isSafeInteger(options.sizeHint) && options.sizeHint >= 0 ? options.sizeHint : undefined;
+    if (hint !== undefined && hint <= BATCH_BYTES) return hashedHere(options.sha256Given === true);
     const worker = this.#ensure();
     const id = this.#nextId++;
     const job: Job = { inFlight: 0, digests: undefined, waiters: new Set(), failed: undefined };
     this.#jobs.set(id, job);
-    let expected = options.sizeHint !== undefined && Number.isSafeInteger(options.sizeHint) && options.sizeHint >= 0 ? options.sizeHint : undefined;
+    let expected = hint;
     let batch = new ArrayBuffer(0);
     let filled = 0;
     let sent = false;

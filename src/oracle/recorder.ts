@@ -302,7 +302,7 @@ export class Recorder implements ExchangeRecorder {
       if (declared !== undefined) declaredBytes = Number(declared);
       const noBody = key.method === 'HEAD' || !statusHasBody(upstream.status);
       // A body declared to fit one chunk is one raw leaf: its CID's digest is its SHA-256 (rawBodySha256).
-      const sizeHint = noBody ? 0 : declared === undefined ? undefined : Number(declared);
+      const sizeHint = noBody ? 0 : declaredBytes;
       const digest = digests.begin(sizeHint === undefined ? {} : { sizeHint, sha256Given: !noBody && sizeHint <= CHUNK_BYTES });
       const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
       const tee = new LiveTee(live, () => onHead(liveHead));
@@ -332,7 +332,7 @@ export class Recorder implements ExchangeRecorder {
         if (abort.aborted) throw new TruncatedBodyError(`Client went away during ${key.method} ${key.url}; nothing recorded`);
         throw new TruncatedBodyError(`Upstream body of ${key.method} ${key.url} failed after ${received} bytes; nothing recorded: ${(err as Error).message}`, { cause: err });
       }
-      if (!noBody && declared !== undefined && Number(declared) !== received) {
+      if (!noBody && declaredBytes !== undefined && declaredBytes !== received) {
         digest.abandon();
         throw new TruncatedBodyError(`Upstream sent ${received} of ${declared} bytes for ${key.method} ${key.url}; nothing recorded`);
       }
