@@ -2,6 +2,7 @@
  * The command table and the dispatcher: argv → the command's module, every command behind the same
  * parse/report path (a UsageError exits 2 on stderr, any other failure 1 with its stable code).
  */
+import packageJson from '../../package.json' with { type: 'json' };
 import type { CommandContext, ListedCommand } from './command.ts';
 import { reportingErrors, UsageError } from './common.ts';
 
@@ -93,7 +94,7 @@ Usage: fetch-oracle <command> [options]
 
 Commands:
 ${[...COMMANDS].map(([name, command]) => `  ${name.padEnd(8)}  ${command.summary}\n`).join('')}
-Run 'fetch-oracle <command> --help' for the options of a command.
+Run 'fetch-oracle <command> --help' for the options of a command, 'fetch-oracle --version' for the version.
 Environment: FETCH_ORACLE_DATA (data directory), FETCH_ORACLE_ADMIN_TOKEN, NODE_DEBUG=oracle (debug log).
 `;
 
@@ -103,6 +104,10 @@ export async function runCommandLine(argv: readonly string[], context: CommandCo
   return reportingErrors(context.stderr, 'fetch-oracle', async () => {
     if (name === '-h' || name === '--help' || name === 'help') {
       context.stdout.write(MAIN_HELP);
+      return 0;
+    }
+    if (name === '-V' || name === '--version' || name === 'version') {
+      context.stdout.write(`fetch-oracle ${packageJson.version}\n`);
       return 0;
     }
     if (name === undefined) throw new UsageError(`a command is needed\n\n${MAIN_HELP}`);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS, MAIN_HELP } from '../../src/cli/commands.ts';
 import { cliInProcess } from '../helpers/cli-in-process.ts';
@@ -17,6 +18,21 @@ describe('runCommandLine', () => {
     expect(res.stdout).toBe(MAIN_HELP);
     const listed = [...MAIN_HELP.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]);
     expect(listed).toEqual([...COMMANDS.keys()]);
+  });
+
+  it('prints the version of package.json for --version, -V and version, and exits 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    for (const flag of ['--version', '-V', 'version']) {
+      const res = await cliInProcess([flag]);
+      expect(res.code, flag).toBe(0);
+      expect(res.stdout).toBe(`fetch-oracle ${version}\n`);
+      expect(res.stderr).toBe('');
+    }
+    // The installed entry point too: the bundle (or tsx) must carry package.json's version.
+    const res = await cli(['--version']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe(`fetch-oracle ${version}\n`);
   });
 
   it('exits 2 with the main help on stderr without a command or with an unknown one', async () => {
