@@ -3,18 +3,19 @@
 // and the ratio (target: seed >= 80% of the plain download's rate).
 // Usage: npm run bench:seed [-- --packages 1500 --concurrency 16]
 //
-// Each side runs in its own process (node + tsx, like the CLI), timed from its first request to its last
-// answer, and reports its own peak RSS (getrusage maxrss); the origin runs in a third process.
+// Each side runs in its own process, timed from its first request (as the origin saw it) to its exit, and
+// reports its own peak RSS (getrusage maxrss). The plain downloads are this file's code (node + tsx); the seed
+// is the CLI as users run it: `bin/fetch-oracle.js seed`, which runs the bundle `npm ci` builds (or, when
+// src/ is newer than it, the sources through tsx: the output says which). The origin runs in a third process.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { runSeed } from '../src/cli/seed.ts';
-import { tuneV8 } from '../src/cli/v8-tuning.ts';
+import { bundleIsFresh } from '../bin/bundle.js';
 import { packageBytes, packageSize } from './package-bytes.ts';
 
 const { values } = parseArgs({
@@ -32,12 +33,17 @@ const MB = 1e6;
 const RUN_TS = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
 const tarball = (origin: string, i: number): string => `${origin}/pkg/p${i}/-/p${i}-1.0.0.tgz`;
 
-interface ChildResult {
-  seconds: number;
+/** What a side reports of itself. */
+interface ChildUsage {
   bytes: number;
   maxRssMb: number;
-  /** CPU time of the whole process (every thread) over the timed part: steadier than wall time on a shared host. */
+  /** CPU time of the process (every thread): steadier than wall time on a shared host. */
   cpuSeconds: number;
+}
+
+interface ChildResult extends ChildUsage {
+  /** From the origin's first package request to the process's exit. */
+  seconds: number;
 }
 
 const cpuSince = (start: NodeJS.CpuUsage): number => {
@@ -50,13 +56,12 @@ const cpuSince = (start: NodeJS.CpuUsage): number => {
  * way a downloading client's cache does (a temporary file renamed into place), since seeding must store every
  * body too; without it the bodies are only read.
  */
-async function plainDownload(origin: string, toFiles: string | undefined): Promise<ChildResult> {
+async function plainDownload(origin: string, toFiles: string | undefined): Promise<ChildUsage> {
   const agent = new Agent({ connections: CONCURRENCY });
   if (toFiles !== undefined) await mkdir(toFiles, { recursive: true });
   let next = 0;
   let bytes = 0;
-  const t = performance.now();
-  const cpu = process.cpuUsage();
+  const cpu = process.cpuUsage(); // over the downloads only: its start under tsx is not counted against it
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < COUNT) {
@@ -78,41 +83,57 @@ async function plainDownload(origin: string, toFiles: string | undefined): Promi
       }
     }),
   );
-  const seconds = (performance.now() - t) / 1000;
   const cpuSeconds = cpuSince(cpu);
   await agent.close();
-  return { seconds, bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
-}
-
-async function seedChild(dir: string): Promise<ChildResult> {
-  tuneV8(); // as the CLI's entry point does (src/cli/main.ts): measured as users run `seed`
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (d: Buffer) => (text += d.toString()));
-  const t = performance.now();
-  const cpu = process.cpuUsage();
-  const code = await runSeed(['--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json')], { defaultDataDir: join(dir, 'data'), stdout: out, stderr: new PassThrough().resume() });
-  const seconds = (performance.now() - t) / 1000;
-  const cpuSeconds = cpuSince(cpu);
-  if (code !== 0) throw new Error(`seed exited ${code}: ${text}`);
-  const summary = JSON.parse(text) as { fetched: number; bytes: number; count: number };
-  if (summary.fetched !== COUNT || summary.count !== COUNT) throw new Error(`seed fetched ${summary.fetched} of ${COUNT}`);
-  return { seconds, bytes: summary.bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
+  return { bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
 }
 
 if (values.child !== undefined) {
-  const result = values.child === 'plain' ? await plainDownload(values.origin!, undefined) : values.child === 'files' ? await plainDownload(values.origin!, join(values.dir!, 'files')) : await seedChild(values.dir!);
+  const result = await plainDownload(values.origin!, values.child === 'files' ? join(values.dir!, 'files') : undefined);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
 
-function runChild(args: string[]): Promise<ChildResult> {
+const PROFILE = process.env['BENCH_CPU_PROF'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_CPU_PROF']}`];
+
+/** Runs node with `args`; its stdout, and when it exited (ms since the epoch, as the origin counts). */
+function runNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ out: string; exitedAt: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(process.env["BENCH_CPU_PROF"] === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${process.env["BENCH_CPU_PROF"]}`]), RUN_TS, import.meta.filename, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...PROFILE, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
+    let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as ChildResult) : reject(new Error(`child ${args.join(' ')} exited ${code}`))));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => {
+      const exitedAt = performance.timeOrigin + performance.now();
+      if (code === 0) resolve({ out, exitedAt });
+      else reject(new Error(`node ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+    });
   });
+}
+
+/** The span from the origin's first package request since the last call to `exitedAt`; checks every package was answered. */
+async function sinceFirstRequest(origin: string, exitedAt: number): Promise<number> {
+  const { first, answered } = (await (await request(`${origin}/_first`)).body.json()) as { first: number; answered: number };
+  if (answered !== COUNT) throw new Error(`the origin answered ${answered} of ${COUNT} packages`);
+  return (exitedAt - first) / 1000;
+}
+
+async function runPlain(origin: string, files: boolean): Promise<ChildResult> {
+  const { out, exitedAt } = await runNode([RUN_TS, import.meta.filename, '--child', files ? 'files' : 'plain', '--origin', origin, '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
+  return { ...(JSON.parse(out.trim().split('\n').pop()!) as ChildUsage), seconds: await sinceFirstRequest(origin, exitedAt) };
+}
+
+/** `fetch-oracle seed` as users run it; its CPU and peak RSS are the whole process's, start to exit (exit-usage.mjs). */
+async function runSeed(origin: string): Promise<ChildResult> {
+  const usageFile = join(dir, 'seed-usage.json');
+  const args = ['--import', pathToFileURL(join(import.meta.dirname, 'exit-usage.mjs')).href, join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js'), 'seed'];
+  args.push('--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json'));
+  const { out, exitedAt } = await runNode(args, { ...process.env, FO_BENCH_USAGE_FILE: usageFile });
+  const summary = JSON.parse(out) as { fetched: number; bytes: number; count: number };
+  if (summary.fetched !== COUNT || summary.count !== COUNT) throw new Error(`seed fetched ${summary.fetched} of ${COUNT}`);
+  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as Omit<ChildUsage, 'bytes'>;
+  return { ...usage, bytes: summary.bytes, seconds: await sinceFirstRequest(origin, exitedAt) };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'fo-bench-seed-'));
@@ -132,12 +153,13 @@ try {
   const row = (name: string, r: ChildResult): void => {
     process.stdout.write(`${name.padEnd(28)} ${r.seconds.toFixed(2).padStart(7)} s ${(COUNT / r.seconds).toFixed(0).padStart(6)} packages/s ${(r.bytes / MB / r.seconds).toFixed(1).padStart(7)} MB/s   peak RSS ${r.maxRssMb.toFixed(0)} MB   CPU ${r.cpuSeconds.toFixed(2)} s\n`);
   };
-  const plain = await runChild(['--child', 'plain', '--origin', origin, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
+  const plain = await runPlain(origin, false);
   row('plain parallel download', plain);
-  const files = await runChild(['--child', 'files', '--origin', origin, '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
+  const files = await runPlain(origin, true);
   row('plain download to files', files);
-  const seeded = await runChild(['--child', 'seed', '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
+  const seeded = await runSeed(origin);
   row('seed (record + verify)', seeded);
+  process.stdout.write(`  (the seed ran ${bundleIsFresh() ? 'the bundle, as installed' : 'the sources through tsx: src/ is newer than the bundle (npm run build)'}; its CPU counts its start and end)\n`);
   process.stdout.write(`\nseed rate: ${((plain.seconds / seeded.seconds) * 100).toFixed(0)}% of the plain download, ${((files.seconds / seeded.seconds) * 100).toFixed(0)}% of the download to files (target >= 80%)\n`);
   process.stdout.write(`seed CPU: ${(seeded.cpuSeconds / files.cpuSeconds).toFixed(2)}x the download to files' CPU time (all threads)\n`);
 } finally {
