@@ -22,7 +22,25 @@ import { seed } from '../seed/seeder.ts';
 import type { HostAuth, SeedResult } from '../seed/seeder.ts';
 import { SeedSession } from '../seed/session.ts';
 import { KINDS } from '../seed/types.ts';
-import type { ParseOptions, SeedPlan } from '../seed/types.ts';
+import type { ParseOptions, SeedKind, SeedPlan } from '../seed/types.ts';
+
+/**
+ * Reads and parses every input. Its own function so that no input's text outlives it: a local of the
+ * command's async body stayed alive for the whole run (a 20 MB lockfile held to the end, issue #15).
+ */
+async function readPlans(paths: readonly string[], kind: SeedKind | undefined, options: ParseOptions): Promise<SeedPlan[]> {
+  const plans: SeedPlan[] = [];
+  for (const path of paths) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+    }
+    plans.push(parseInput(path, text, kind, options).plan);
+  }
+  return plans;
+}
 
 export const DEFAULT_SEED_NETLOCK = 'fetch-oracle.netlock.json';
 export const DEFAULT_SEED_CONCURRENCY = 16;
@@ -155,16 +173,7 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
       readInclude: (path) => readFileSync(path, 'utf8'),
     };
     // Every input is parsed before anything is fetched: a malformed lockfile seeds nothing.
-    const plans: SeedPlan[] = [];
-    for (const path of positionals) {
-      let text: string;
-      try {
-        text = await readFile(path, 'utf8');
-      } catch (e) {
-        throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
-      }
-      plans.push(parseInput(path, text, kind, options).plan);
-    }
+    const plans = await readPlans(positionals, kind, options);
     const netlockPath = resolve(values.netlock ?? DEFAULT_SEED_NETLOCK);
     const logger = createLogger('oracle', (level, namespace, line) => {
       if (level === 'info' && values.verbose !== true) return;
@@ -186,7 +195,8 @@ export async function runSeed(args: string[], context: SeedCliContext): Promise<
     try {
       if (session.interrupted > 0) err.write(`seed: continuing: ${session.journalPath} holds ${session.interrupted} request(s) an interrupted run recorded; they are not fetched again\n`);
       const reporter = new ProgressReporter({ tty: err.isTTY === true, write: (t) => err.write(t) });
-      result = await seed(plans, { recorder: session, concurrency, strict: values.strict === true, auth, logger, onProgress: (p) => reporter.update(p), ...(context.signal === undefined ? {} : { signal: context.signal }) });
+      // Handed over, not kept here: an entry seeded can then be collected (seeder.ts).
+      result = await seed(plans.splice(0), { recorder: session, concurrency, strict: values.strict === true, auth, logger, onProgress: (p) => reporter.update(p), ...(context.signal === undefined ? {} : { signal: context.signal }) });
       reporter.finish();
       if (result.failures.length === 0 && context.signal?.aborted !== true) {
         const file = await session.writeNetlock();

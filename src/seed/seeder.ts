@@ -112,19 +112,19 @@ function admit(seen: Map<string, SeedEntry>, entry: SeedEntry): boolean {
   return false;
 }
 
-/**
- * Runs seed plans through a recorder: every entry is fetched (or found already recorded) through the record
- * path, following redirects hop by hop as a client would (each hop a record), and checked against its
- * lockfile digest before it is committed. Resolvers run first, adding the entries they find. Failures are
- * collected, not thrown, so one run reports every bad entry; the caller writes the netlock only when there
- * are none.
- */
-export async function seed(plans: readonly SeedPlan[], options: SeedOptions): Promise<SeedResult> {
-  const { recorder, signal } = options;
-  const logger = options.logger ?? NOOP_LOGGER;
-  const auth = options.auth ?? [];
+type Task = { entry: SeedEntry } | { resolver: SeedResolver };
+
+/** What `seed` starts from: its plans admitted, and what they said. */
+interface Admitted {
+  queue: Task[];
+  /** Request key → first entry; undefined when no resolver can add entries (nothing is admitted later). */
+  seen: Map<string, SeedEntry> | undefined;
+  result: SeedResult;
+}
+
+function admitPlans(plans: readonly SeedPlan[], strict: boolean): Admitted {
   const warnings = plans.flatMap((p) => p.warnings);
-  if (options.strict === true) {
+  if (strict) {
     const refused = warnings.filter((w) => w.strict);
     if (refused.length > 0) {
       const first = refused[0]!.source;
@@ -134,7 +134,6 @@ export async function seed(plans: readonly SeedPlan[], options: SeedOptions): Pr
   }
   const seen = new Map<string, SeedEntry>();
   const result: SeedResult = { total: 0, done: 0, failed: 0, fetched: 0, reused: 0, bytes: 0, fetchedBytes: 0, resolving: 0, duplicates: 0, warnings, failures: [] };
-  type Task = { entry: SeedEntry } | { resolver: SeedResolver };
   const queue: Task[] = plans.flatMap((p) => p.resolvers.map((resolver) => ({ resolver })));
   result.resolving = queue.length;
   for (const p of plans) {
@@ -144,6 +143,36 @@ export async function seed(plans: readonly SeedPlan[], options: SeedOptions): Pr
     }
   }
   result.total = queue.length - result.resolving;
+  return { queue, seen: result.resolving === 0 ? undefined : seen, result };
+}
+
+/**
+ * Runs seed plans through a recorder: every entry is fetched (or found already recorded) through the record
+ * path, following redirects hop by hop as a client would (each hop a record), and checked against its
+ * lockfile digest before it is committed. Resolvers run first, adding the entries they find. Failures are
+ * collected, not thrown, so one run reports every bad entry; the caller writes the netlock only when there
+ * are none.
+ *
+ * Not async itself: the run does not hold `plans`, so an entry seeded is garbage unless a resolver may still
+ * add entries it must be checked against (a lockfile of 100,000 entries holds ~80 MB of them, issue #15).
+ * The caller should not hold them either.
+ */
+export function seed(plans: readonly SeedPlan[], options: SeedOptions): Promise<SeedResult> {
+  let admitted: Admitted;
+  try {
+    admitted = admitPlans(plans, options.strict === true);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return run(admitted, options);
+}
+
+async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult> {
+  const { recorder, signal } = options;
+  const logger = options.logger ?? NOOP_LOGGER;
+  const auth = options.auth ?? [];
+  const { queue, result } = admitted;
+  const seen = admitted.seen ?? new Map<string, SeedEntry>(); // only resolvers admit more: it stays empty
   const progress = (): void => options.onProgress?.({ ...result });
   const fail = (entry: SeedEntry, url: string, err: unknown): void => {
     result.failed++;
