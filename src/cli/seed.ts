@@ -6,7 +6,7 @@
 import type { Command } from './command.ts';
 import { parseCommandLine, reportingErrors, UsageError } from './common.ts';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { readUpstreamCaPem } from '../upstream/fetcher.ts';
 import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
 import { resolve } from 'node:path';
@@ -15,7 +15,8 @@ import { createLogger } from '../log.ts';
 import { netlockRootOf } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
 import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from '../seed/lockfile-out.ts';
-import type { LockfileFormat, PinnedEntry } from '../seed/lockfile-out.ts';
+import type { LockfileFormat } from '../seed/lockfile-out.ts';
+import { openByteOutput } from '../io/byte-output.ts';
 import { isKind, parseInput } from '../seed/parse-input.ts';
 import { ProgressReporter, formatBytes } from '../seed/progress.ts';
 import { seed } from '../seed/seeder.ts';
@@ -28,6 +29,9 @@ import type { ParseOptions, SeedKind, SeedPlan } from '../seed/types.ts';
  * Reads and parses every input. Its own function so that no input's text outlives it: a local of the
  * command's async body stayed alive for the whole run (a 20 MB lockfile held to the end, issue #15).
  */
+/** Characters of the pinned list gathered per write. */
+const LOCKFILE_WRITE_CHARS = 64 * 1024;
+
 async function readPlans(paths: readonly string[], kind: SeedKind | undefined, options: ParseOptions): Promise<SeedPlan[]> {
   const plans: SeedPlan[] = [];
   for (const path of paths) {
@@ -240,15 +244,26 @@ export async function runLockfile(args: string[], context: SeedCliContext): Prom
     if (!LOCKFILE_FORMATS.includes(format)) throw new UsageError(`--format expects one of ${LOCKFILE_FORMATS.join(', ')}, got ${JSON.stringify(values.format)}`);
     const root = await netlockRootOf(positionals[0]!);
     const store = createBlockStore({ dataDir: resolve(values.data ?? context.defaultDataDir), ...(values.ipfs === undefined ? {} : { ipfs: values.ipfs }) });
-    const entries: PinnedEntry[] = [];
+    // Written as the entries are read: stdout gets the list so far if a block fails to verify midway (exit
+    // 1); --out gets it whole or not at all (a temporary file renamed at the end).
+    const output = await openByteOutput(values.out ?? out);
     try {
-      for await (const e of pinnedEntries(root, store)) entries.push(e);
+      let batch = '';
+      for await (const piece of renderPinned(pinnedEntries(root, store), format)) {
+        batch += piece;
+        if (batch.length >= LOCKFILE_WRITE_CHARS) {
+          await output.write([Buffer.from(batch)]);
+          batch = '';
+        }
+      }
+      if (batch !== '') await output.write([Buffer.from(batch)]);
+      await output.finish();
+    } catch (e) {
+      await output.abort();
+      throw e;
     } finally {
       await store.close();
     }
-    const text = renderPinned(entries, format);
-    if (values.out === undefined) out.write(text);
-    else await writeFile(values.out, text);
     return 0;
   });
 }

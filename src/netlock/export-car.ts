@@ -11,7 +11,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { carHeader, carSectionHead } from './car-codec.ts';
 import { carLinks, withContext } from './car-links.ts';
-import { openCarOutput } from './car-output.ts';
+import { openByteOutput } from '../io/byte-output.ts';
 import { NetlockReader } from './dag.ts';
 
 /** Blocks read ahead of the one being written (bounded: at most this many blocks of ≤ 2 MiB in memory). */
@@ -45,7 +45,7 @@ export async function exportCar(root: CID, source: BlockSource, out: Writable | 
   const verified = verifyingSource(source);
   // Fails early, and clearly, when `root` is not a netlock.
   await new NetlockReader(root, verified).rootValue(options);
-  const writer = await openCarOutput(out);
+  const writer = await openByteOutput(out);
   const result: ExportCarResult = { root, entries: 0, blocks: 0, bytes: 0 };
   try {
     const header = carHeader([root]);

@@ -41,15 +41,28 @@ export async function* pinnedEntries(root: CID, source: BlockSource): AsyncGener
 }
 
 /**
- * Renders a recording as a pinned list (recording becomes pinning). `sha256sums` and `urls` hold the GET 200
- * answers only (what a download list can pin; redirect hops and negative answers have no artefact), in the
- * forms `seed` reads back: `HEX  URL` and `URL sha256=HEX`. `json` holds every entry.
+ * Renders a recording as a pinned list (recording becomes pinning), piece by piece as the entries come: a
+ * netlock of 100,000 entries is never held whole, as entries or as text (issue #15). `sha256sums` and `urls`
+ * hold the GET 200 answers only (what a download list can pin; redirect hops and negative answers have no
+ * artefact), in the forms `seed` reads back: `HEX  URL` and `URL sha256=HEX`. `json` holds every entry, as
+ * `JSON.stringify(entries, null, 2)` writes the array.
  */
-export function renderPinned(entries: readonly PinnedEntry[], format: LockfileFormat): string {
-  if (format === 'json') return `${JSON.stringify(entries, null, 2)}\n`;
+export async function* renderPinned(entries: AsyncIterable<PinnedEntry>, format: LockfileFormat): AsyncGenerator<string> {
+  if (format === 'json') {
+    let first = true;
+    for await (const e of entries) {
+      // An element of a pretty-printed array: its own lines indented one level more (strings hold no raw newline).
+      yield `${first ? '[\n' : ',\n'}${JSON.stringify(e, null, 2).replace(/^/gm, '  ')}`;
+      first = false;
+    }
+    yield first ? '[]\n' : '\n]\n';
+    return;
+  }
   // One line per URL: variants of one URL (an index page under pip's Accept) are one download to a list.
   const seen = new Set<string>();
-  const downloads = entries.filter((e) => e.method === 'GET' && e.status === 200 && !seen.has(e.url) && seen.add(e.url) !== undefined);
-  const lines = downloads.map((e) => (format === 'sha256sums' ? `${e.sha256}  ${e.url}` : `${e.url} sha256=${e.sha256}`));
-  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+  for await (const e of entries) {
+    if (e.method !== 'GET' || e.status !== 200 || seen.has(e.url)) continue;
+    seen.add(e.url);
+    yield format === 'sha256sums' ? `${e.sha256}  ${e.url}\n` : `${e.url} sha256=${e.sha256}\n`;
+  }
 }

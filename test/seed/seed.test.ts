@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLines } from '../../src/records/record-log.ts';
+import { tamperBlock } from '../helpers/blocks.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import type { Origin } from '../helpers/origin.ts';
@@ -364,8 +365,13 @@ describe('fetch-oracle seed', () => {
     expect(sums.stdout).toBe(`${sha256('x archive\n')}  ${origin.url}/round/x.tar.gz\n${sha256('y archive\n')}  ${origin.url}/round/y.zip\n`);
     const urls = await lockfileCli([t.netlock, '--format', 'urls'], t.data);
     expect(urls.stdout).toBe(`${origin.url}/round/x.tar.gz sha256=${sha256('x archive\n')}\n${origin.url}/round/y.zip sha256=${sha256('y archive\n')}\n`);
-    const json = JSON.parse((await lockfileCli([t.netlock, '--format', 'json'], t.data)).stdout) as Array<{ status: number; url: string; integrity: string }>;
+    const jsonOut = await lockfileCli([t.netlock, '--format', 'json'], t.data);
+    const json = JSON.parse(jsonOut.stdout) as Array<{ status: number; url: string; integrity: string; record: string }>;
     expect(json.map((e) => e.status)).toEqual([200, 200, 301]);
+    const toFile = await lockfileCli([t.netlock, '--format', 'json', '--out', join(t.work, 'pinned.json')], t.data);
+    expect(toFile.code, toFile.stderr).toBe(0);
+    expect(toFile.stdout).toBe('');
+    expect(await readFile(join(t.work, 'pinned.json'), 'utf8')).toBe(jsonOut.stdout);
     expect(json[0]!.integrity).toBe(`sha512-${sha512b64('x archive\n')}`);
 
     // Seeding the pinned list again (in another data directory) gives the same requests and bodies.
@@ -379,5 +385,13 @@ describe('fetch-oracle seed', () => {
     expect(view(after)).toEqual(view(before));
     const bad = await lockfileCli([t.netlock, '--format', 'yaml'], t.data);
     expect(bad.code).toBe(2);
+
+    // A record that fails its check midway: exit 1 naming it, and --out leaves no file, whole or partial.
+    await tamperBlock(t.data, json[1]!.record, 'not the record');
+    const midway = await lockfileCli([t.netlock, '--format', 'json', '--out', join(t.work, 'broken.json')], t.data);
+    expect(midway.code).toBe(1);
+    expect(midway.stderr).toContain(json[1]!.record);
+    expect(existsSync(join(t.work, 'broken.json'))).toBe(false);
+    expect((await readdir(t.work)).filter((n) => n.startsWith('broken.json'))).toEqual([]);
   });
 });

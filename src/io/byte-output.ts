@@ -7,23 +7,23 @@ import { AbortedError } from '../errors.ts';
 /** Small sections are gathered into writes of about this size. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
-/** Where `exportCar` writes: bytes in order, then `finish` (the CAR is complete) or `abort`. */
-export interface CarOutput {
+/** Where a command writes its output: bytes in order, then `finish` (the output is complete) or `abort`. */
+export interface ByteOutput {
   write(parts: readonly Uint8Array[]): Promise<void>;
   finish(): Promise<void>;
   abort(): Promise<void>;
 }
 
 /**
- * A path is written to a temporary file, fsynced and renamed, so no partial CAR is ever left under the name;
- * a Writable is written with backpressure and not ended (the caller owns it).
+ * A path is written to a temporary file, fsynced and renamed, so no partial output (a CAR, a pinned list) is
+ * ever left under the name; a Writable is written with backpressure and not ended (the caller owns it).
  */
-export async function openCarOutput(out: Writable | string): Promise<CarOutput> {
+export async function openByteOutput(out: Writable | string): Promise<ByteOutput> {
   return typeof out === 'string' ? FileOutput.create(out) : new StreamOutput(out);
 }
 
-/** Writes to `<path>.<random>.tmp`, then fsync + rename: the CAR appears whole or not at all. */
-class FileOutput implements CarOutput {
+/** Writes to `<path>.<random>.tmp`, then fsync + rename: the file appears whole or not at all. */
+class FileOutput implements ByteOutput {
   readonly #path: string;
   readonly #tmp: string;
   readonly #handle: FileHandle;
@@ -84,7 +84,7 @@ class FileOutput implements CarOutput {
 }
 
 /** Writes to a caller's stream, waiting for `drain` when it is full; a stream error fails the export. */
-class StreamOutput implements CarOutput {
+class StreamOutput implements ByteOutput {
   readonly #out: Writable;
 
   constructor(out: Writable) {
@@ -93,7 +93,7 @@ class StreamOutput implements CarOutput {
 
   async write(parts: readonly Uint8Array[]): Promise<void> {
     for (const p of parts) {
-      if (this.#out.destroyed || this.#out.writableEnded) throw new AbortedError('CAR output stream closed during the export');
+      if (this.#out.destroyed || this.#out.writableEnded) throw new AbortedError('the output stream closed before the output was complete');
       if (!this.#out.write(p)) await drained(this.#out);
     }
   }
@@ -118,7 +118,7 @@ function drained(out: Writable): Promise<void> {
     };
     const onDrain = (): void => done();
     const onError = (err: Error): void => done(err);
-    const onClose = (): void => done(new AbortedError('CAR output stream closed during the export'));
+    const onClose = (): void => done(new AbortedError('the output stream closed before the output was complete'));
     out.on('drain', onDrain);
     out.on('error', onError);
     out.on('close', onClose);
