@@ -25,13 +25,13 @@ import { SeedSession } from '../seed/session.ts';
 import { KINDS } from '../seed/types.ts';
 import type { ParseOptions, SeedKind, SeedPlan } from '../seed/types.ts';
 
+/** Characters of the pinned list gathered per write. */
+const LOCKFILE_WRITE_CHARS = 64 * 1024;
+
 /**
  * Reads and parses every input. Its own function so that no input's text outlives it: a local of the
  * command's async body stayed alive for the whole run (a 20 MB lockfile held to the end, issue #15).
  */
-/** Characters of the pinned list gathered per write. */
-const LOCKFILE_WRITE_CHARS = 64 * 1024;
-
 async function readPlans(paths: readonly string[], kind: SeedKind | undefined, options: ParseOptions): Promise<SeedPlan[]> {
   const plans: SeedPlan[] = [];
   for (const path of paths) {

@@ -83,7 +83,7 @@ class FileOutput implements ByteOutput {
   }
 }
 
-/** Writes to a caller's stream, waiting for `drain` when it is full; a stream error fails the export. */
+/** Writes to a caller's stream, waiting for `drain` when it is full; a stream error fails the output. */
 class StreamOutput implements ByteOutput {
   readonly #out: Writable;
 
