@@ -11,6 +11,7 @@ import { NetlockReader } from '../netlock/dag.ts';
 import { RAW_CODE, verifyingSource } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
+import { cidKey } from '../protocol/cid-key.ts';
 
 /** What the walk needs of a store: blocks, and a cheap presence check for leaves. */
 export interface PresenceSource extends BlockSource {
@@ -34,7 +35,7 @@ export async function checkNetlockBlocks(root: CID, store: PresenceSource, optio
   } catch (err) {
     throw withContext(err, 'netlock root');
   }
-  const seen = new Set<string>([root.toString()]);
+  const seen = new Set<string>([cidKey(root)]);
   const stack: Array<{ cid: CID; label: string; record: boolean }> = [{ cid: root, label: 'netlock root', record: false }];
   const result: NetlockBlocks = { blocks: 0, entries: 0, newestFetchedAt: undefined };
   while (stack.length > 0) {
@@ -59,8 +60,8 @@ export async function checkNetlockBlocks(root: CID, store: PresenceSource, optio
     const children = carLinks(item.cid, bytes, item.label);
     for (let i = children.length - 1; i >= 0; i--) {
       const c = children[i]!;
-      if (seen.has(c.cid.toString())) continue;
-      seen.add(c.cid.toString());
+      if (seen.has(cidKey(c.cid))) continue;
+      seen.add(cidKey(c.cid));
       stack.push({ cid: c.cid, label: item.label === 'netlock root' ? 'netlock index' : c.label, record: c.entry });
     }
   }

@@ -5,6 +5,7 @@ import { RAW_CODE } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { carLinks } from './car-links.ts';
 import type { CarLink } from './car-links.ts';
+import { cidKey } from '../protocol/cid-key.ts';
 
 /**
  * The blocks of the CAR by CID, read back from the file by offset (one `pread` each). The links of every
@@ -22,12 +23,12 @@ export class StagedBlocks implements BlockSource {
   }
 
   add(cid: CID, offset: number, length: number): void {
-    const key = cid.toString();
+    const key = cidKey(cid);
     if (!this.#index.has(key)) this.#index.set(key, { offset, length });
   }
 
   has(cid: CID): boolean {
-    return this.#index.has(cid.toString());
+    return this.#index.has(cidKey(cid));
   }
 
   get size(): number {
@@ -36,7 +37,7 @@ export class StagedBlocks implements BlockSource {
 
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
-    const at = this.#index.get(cid.toString());
+    const at = this.#index.get(cidKey(cid));
     if (at === undefined) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
     const bytes = new Uint8Array(at.length);
     let done = 0;
@@ -45,10 +46,10 @@ export class StagedBlocks implements BlockSource {
       if (bytesRead === 0) throw new InvalidNetlockError(`CAR ${this.#name} shrank while it was being imported (block ${cid})`);
       done += bytesRead;
     }
-    if (cid.code !== RAW_CODE && !this.#links.has(cid.toString())) {
+    if (cid.code !== RAW_CODE && !this.#links.has(cidKey(cid))) {
       try {
         // Labels are filled in by the walk (a leaf page labels its records with their entries).
-        this.#links.set(cid.toString(), carLinks(cid, bytes, ''));
+        this.#links.set(cidKey(cid), carLinks(cid, bytes, ''));
       } catch {
         // Malformed: the caller's verification or decoding reports it.
       }
@@ -58,6 +59,6 @@ export class StagedBlocks implements BlockSource {
 
   /** The links of a block read before, or undefined. */
   linksRead(cid: CID): CarLink[] | undefined {
-    return this.#links.get(cid.toString());
+    return this.#links.get(cidKey(cid));
   }
 }

@@ -14,6 +14,7 @@ import { PACKS_DIR } from './block-packs.ts';
 import { FsBlockStore } from './fs-block-store.ts';
 import { listPacks, rewritePack } from './pack-gc.ts';
 import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
+import { cidKey } from '../protocol/cid-key.ts';
 
 /** Blocks younger than this are kept by default: a record run may be importing them right now. */
 export const GC_DEFAULT_MIN_AGE_MS = 60 * 60 * 1000;
@@ -164,7 +165,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       } catch {
         continue; // not ours: left alone
       }
-      blocks.set(cid.toString(), { cid, path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false });
+      blocks.set(cidKey(cid), { cid, path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false });
     }
   }
   const packsDir = join(blocksDir, PACKS_DIR);
@@ -173,7 +174,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   for (const pack of packs) {
     for (const e of pack.entries) {
       if (e.quarantined) continue;
-      const id = e.cid.toString();
+      const id = cidKey(e.cid);
       const b = blocks.get(id);
       if (b === undefined) blocks.set(id, { cid: e.cid, path: undefined, size: e.length, mtimeMs: pack.mtimeMs, inRunningPack: pack.writerRunning });
       else b.inRunningPack ||= pack.writerRunning;
@@ -221,7 +222,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const stack = [...roots];
   while (stack.length > 0) {
     const cid = stack.pop()!;
-    const id = cid.toString();
+    const id = cidKey(cid);
     if (live.has(id)) continue;
     live.add(id);
     if (!blocks.has(id)) {
@@ -232,7 +233,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     try {
       stack.push(...blockLinks(cid, await store.get(cid)));
     } catch (err) {
-      logger.warn('gc: cannot follow the links of block %s: %s', id, (err as Error).message);
+      logger.warn('gc: cannot follow the links of block %s: %s', cid.toString(), (err as Error).message);
     }
   }
 
@@ -262,7 +263,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     const quarantined = pack.entries.filter((e) => e.quarantined);
     report.quarantined.count += quarantined.length;
     report.quarantined.bytes += quarantined.reduce((n, e) => n + e.length, 0);
-    const outcome = await rewritePack(packsDir, pack, (e) => !goes.has(e.cid.toString()), { dryRun });
+    const outcome = await rewritePack(packsDir, pack, (e) => !goes.has(cidKey(e.cid)), { dryRun });
     if (outcome.droppedTail > 0) {
       report.temp.count++;
       report.temp.bytes += outcome.droppedTail;
