@@ -1,10 +1,9 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { describe, expect, it } from 'vitest';
 import { cidKey } from '../../src/protocol/cid-key.ts';
+import { collectGarbage } from '../helpers/gc.ts';
 
 const DAG_CBOR = 0x71;
 
@@ -15,15 +14,6 @@ async function cidsOf(count: number): Promise<CID[]> {
     out.push(i % 3 === 0 ? CID.createV0(digest) : CID.createV1(i % 3 === 1 ? raw.code : DAG_CBOR, digest));
   }
   return out;
-}
-
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  try {
-    (runInNewContext('gc') as () => void)();
-  } finally {
-    setFlagsFromString('--no-expose-gc');
-  }
 }
 
 describe('cidKey', () => {

@@ -1,20 +1,9 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { DecodedEntry } from '../../src/netlock/file.ts';
 import { seed } from '../../src/seed/seeder.ts';
 import type { SeedRecorder } from '../../src/seed/session.ts';
 import type { SeedEntry, SeedPlan } from '../../src/seed/types.ts';
-
-/** A full collection now, through V8's `gc` taken from a fresh context (no global `gc` is left behind). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  try {
-    (runInNewContext('gc') as () => void)();
-  } finally {
-    setFlagsFromString('--no-expose-gc');
-  }
-}
+import { collectGarbage } from '../helpers/gc.ts';
 
 /** A lockfile's plan of `count` entries, and weak references to them (nothing else here holds them). */
 function lockPlan(count: number): { plans: SeedPlan[]; entries: WeakRef<SeedEntry>[] } {
