@@ -312,8 +312,9 @@ export class Recorder implements ExchangeRecorder {
         if (noBody) upstream.body.destroy();
         else {
           // The digest job hashes the whole body (on the worker, unless it was declared to fit one batch);
-          // this thread pipes, hashes the leaves (their CIDs) and stores. A loop, not a generator feeding importBody (`BodyImporter` says why). An abort stops
-          // the loop (undici ends the body too); leaf writes under way finish, unreferenced.
+          // this thread pipes, hashes the leaves (their CIDs) and stores. A loop, not a generator feeding
+          // importBody (`BodyImporter` says why). An abort stops the loop (undici ends the body too); leaf
+          // writes under way finish, unreferenced.
           const importer = new BodyImporter(sink, sizeHint === undefined ? {} : { sizeHint });
           for await (const chunk of upstream.body) {
             if (abort.aborted) throw new AbortedError();
