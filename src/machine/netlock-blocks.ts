@@ -60,8 +60,9 @@ export async function checkNetlockBlocks(root: CID, store: PresenceSource, optio
     const children = carLinks(item.cid, bytes, item.label);
     for (let i = children.length - 1; i >= 0; i--) {
       const c = children[i]!;
-      if (seen.has(cidKey(c.cid))) continue;
-      seen.add(cidKey(c.cid));
+      const key = cidKey(c.cid);
+      if (seen.has(key)) continue;
+      seen.add(key);
       stack.push({ cid: c.cid, label: item.label === 'netlock root' ? 'netlock index' : c.label, record: c.entry });
     }
   }
