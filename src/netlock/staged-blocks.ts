@@ -4,18 +4,34 @@ import { BlockMissingError, InvalidNetlockError, throwIfAborted } from '../error
 import { RAW_CODE } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { carLinks } from './car-links.ts';
-import type { CarLink } from './car-links.ts';
 import { cidKey } from '../protocol/cid-key.ts';
 
+/** How much of the CAR one read brings in around a small block: an aligned window of the file. */
+const WINDOW_BYTES = 256 * 1024;
+/** Windows kept, least recently used dropped first. */
+const WINDOWS_KEPT = 4;
+/** Blocks larger than this (body leaves) are read alone, straight into their own buffer. */
+const ALONE_BYTES = WINDOW_BYTES / 4;
+
 /**
- * The blocks of the CAR by CID, read back from the file by offset (one `pread` each). The links of every
- * block read are remembered, so that the walk for the commit need not read the blocks verification read.
+ * The blocks of the CAR by CID, read back from the file by offset. Small blocks come from aligned windows of
+ * the file: verification reads them nearly in file order (a CAR is written depth first) and the commit in
+ * the reverse order, and one `pread` per 4 KiB block made the import of 100,000 entries wait on the thread
+ * pool for most of its time (issue #15). A few windows are kept, for a block many entries share (one body
+ * under many URLs). Each window is a buffer of its own, never refilled, so that concurrent reads never see
+ * it change. The children of every
+ * block read are remembered as keys (`cidKey`), so that the walk for the commit need not read again the
+ * blocks verification read: records and body nodes, nearly all of a netlock's non-leaf blocks. A leaf index
+ * page is not remembered: its links carry the entries' names, which a walk reads from the page again, and
+ * which would cost a string per entry kept for the whole import (issue #15).
  */
 export class StagedBlocks implements BlockSource {
   readonly #handle: FileHandle;
   readonly #name: string;
   readonly #index = new Map<string, { offset: number; length: number }>();
-  readonly #links = new Map<string, CarLink[]>();
+  readonly #children = new Map<string, string[]>();
+  /** Windows by their start, in the order they were last used. */
+  readonly #windows = new Map<number, Uint8Array>();
 
   constructor(handle: FileHandle, name: string) {
     this.#handle = handle;
@@ -31,6 +47,11 @@ export class StagedBlocks implements BlockSource {
     return this.#index.has(cidKey(cid));
   }
 
+  /** `has`, by `cidKey`. */
+  hasKey(key: string): boolean {
+    return this.#index.has(key);
+  }
+
   get size(): number {
     return this.#index.size;
   }
@@ -39,17 +60,12 @@ export class StagedBlocks implements BlockSource {
     throwIfAborted(options?.signal);
     const at = this.#index.get(cidKey(cid));
     if (at === undefined) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
-    const bytes = new Uint8Array(at.length);
-    let done = 0;
-    while (done < at.length) {
-      const { bytesRead } = await this.#handle.read(bytes, done, at.length - done, at.offset + done);
-      if (bytesRead === 0) throw new InvalidNetlockError(`CAR ${this.#name} shrank while it was being imported (block ${cid})`);
-      done += bytesRead;
-    }
-    if (cid.code !== RAW_CODE && !this.#links.has(cidKey(cid))) {
+    const bytes = await this.#read(at.offset, at.length, cid);
+    const key = cidKey(cid);
+    if (cid.code !== RAW_CODE && !this.#children.has(key)) {
       try {
-        // Labels are filled in by the walk (a leaf page labels its records with their entries).
-        this.#links.set(cidKey(cid), carLinks(cid, bytes, ''));
+        const links = carLinks(cid, bytes, '');
+        if (links.every((link) => link.label === '')) this.#children.set(key, links.map((link) => cidKey(link.cid)));
       } catch {
         // Malformed: the caller's verification or decoding reports it.
       }
@@ -57,8 +73,47 @@ export class StagedBlocks implements BlockSource {
     return bytes;
   }
 
-  /** The links of a block read before, or undefined. */
-  linksRead(cid: CID): CarLink[] | undefined {
-    return this.#links.get(cidKey(cid));
+  async #read(offset: number, length: number, cid: CID): Promise<Uint8Array> {
+    if (length > ALONE_BYTES) {
+      const bytes = new Uint8Array(length);
+      if ((await this.#fill(bytes, offset)) < length) throw this.#shrank(cid);
+      return bytes;
+    }
+    const start = offset - (offset % WINDOW_BYTES);
+    let window = this.#windows.get(start);
+    if (window === undefined || offset + length > start + window.byteLength) {
+      const buffer = new Uint8Array(Math.max(WINDOW_BYTES, offset + length - start));
+      window = buffer.subarray(0, await this.#fill(buffer, start));
+      if (offset + length > start + window.byteLength) throw this.#shrank(cid);
+    }
+    this.#windows.delete(start);
+    this.#windows.set(start, window);
+    if (this.#windows.size > WINDOWS_KEPT) this.#windows.delete(this.#windows.keys().next().value!);
+    return window.slice(offset - start, offset - start + length);
+  }
+
+  /** Reads from `offset` until `buffer` is full or the file ends; the number of bytes read. */
+  async #fill(buffer: Uint8Array, offset: number): Promise<number> {
+    let done = 0;
+    while (done < buffer.byteLength) {
+      const { bytesRead } = await this.#handle.read(buffer, done, buffer.byteLength - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
+  #shrank(cid: CID): InvalidNetlockError {
+    return new InvalidNetlockError(`CAR ${this.#name} shrank while it was being imported (block ${cid})`);
+  }
+
+  /**
+   * The children (as keys) of a block read before that carries no entry names, or undefined; forgotten once
+   * taken, since a walk takes each block's once.
+   */
+  takeChildren(key: string): string[] | undefined {
+    const children = this.#children.get(key);
+    this.#children.delete(key);
+    return children;
   }
 }

@@ -1,4 +1,4 @@
-import type { CID } from 'multiformats/cid';
+import { CID } from 'multiformats/cid';
 
 /**
  * A CID as the key of a Map or Set that may hold many: its bytes, one character each. `cid.toString()` is
@@ -9,4 +9,11 @@ import type { CID } from 'multiformats/cid';
  */
 export function cidKey(cid: CID): string {
   return String.fromCharCode(...cid.bytes);
+}
+
+/** The CID whose `cidKey` this is (the inverse of `cidKey`). */
+export function cidFromKey(key: string): CID {
+  const bytes = new Uint8Array(key.length);
+  for (let i = 0; i < key.length; i++) bytes[i] = key.charCodeAt(i);
+  return CID.decode(bytes);
 }

@@ -2,7 +2,7 @@ import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { describe, expect, it } from 'vitest';
-import { cidKey } from '../../src/protocol/cid-key.ts';
+import { cidFromKey, cidKey } from '../../src/protocol/cid-key.ts';
 import { collectGarbage } from '../helpers/gc.ts';
 
 const DAG_CBOR = 0x71;
@@ -25,6 +25,14 @@ describe('cidKey', () => {
     // The same digest under another codec or version is another CID, so another key.
     const d = await sha256.digest(new TextEncoder().encode('one body'));
     expect(new Set([cidKey(CID.createV0(d)), cidKey(CID.createV1(DAG_CBOR, d)), cidKey(CID.createV1(raw.code, d))]).size).toBe(3);
+  });
+
+  it('turns back into the CID it was made from (cidFromKey)', async () => {
+    for (const c of await cidsOf(30)) {
+      const back = cidFromKey(cidKey(c));
+      expect(back.equals(c)).toBe(true);
+      expect(back.toString()).toBe(c.toString());
+    }
   });
 
   it('costs tens of bytes a key kept in a Set, where the CID string costs over a kilobyte', async () => {
