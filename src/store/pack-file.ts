@@ -102,7 +102,8 @@ export async function scanPack(fd: number, from: number, size: number, onEntry: 
     h = await cover(pos, PACK_HEADER_BYTES + cidLength);
     let cid: CID;
     try {
-      cid = CID.decode(buffer.slice(h + PACK_HEADER_BYTES, h + PACK_HEADER_BYTES + cidLength)); // a copy: the buffer is reused
+      // A copy (Buffer's `slice` is a view): the buffer is read over, and a CID's digest is a view of its bytes.
+      cid = CID.decode(new Uint8Array(buffer.subarray(h + PACK_HEADER_BYTES, h + PACK_HEADER_BYTES + cidLength)));
     } catch {
       return { end: pos, damage: `no CID in the entry at byte ${pos}` };
     }

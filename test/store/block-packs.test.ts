@@ -11,6 +11,8 @@ import { collectGarbage } from '../../src/store/gc.ts';
 import { PACK_HEADER_BYTES, PACK_MAGIC } from '../../src/store/pack-file.ts';
 import { listPacks } from '../../src/store/pack-gc.ts';
 import { isQuarantined, locateBlock, tamperBlock } from '../helpers/blocks.ts';
+import { buildFixtureNetlock, manySmallResponses } from '../netlock/netlock-fixture.ts';
+import { verifyNetlock } from '../../src/netlock/verify.ts';
 import { ROOT, tempDir } from '../helpers/run.ts';
 
 async function rawBlock(bytes: string | Uint8Array): Promise<{ cid: CID; bytes: Uint8Array }> {
@@ -271,5 +273,27 @@ describe('gc of packs', () => {
     const { packs } = await listPacks(packsDir);
     expect(packs.map((p) => p.entries.length).sort()).toEqual([1, 1]); // the rewritten pack holds `kept` alone
     await Promise.all([reader.close(), writing.close()]);
+  });
+
+  it('keeps a netlock whose root only the store holds, early in a pack of several MiB', async () => {
+    // The root's entry is followed by more than one read of the pack's scan: the CID gc notes for it must be
+    // its own bytes, not a view of the scan's buffer read over since (gc then missed the root and removed
+    // the whole netlock).
+    const store = new FsBlockStore(dir.path);
+    const fixture = await buildFixtureNetlock(manySmallResponses(20), store);
+    for (let i = 0; i < 40; i++) {
+      const filler = await rawBlock(new Uint8Array(100 * 1024).fill(i));
+      await store.put(filler.cid, filler.bytes);
+    }
+    await store.close();
+    const old = new Date(Date.now() - 2 * 3600_000);
+    for (const name of await readdir(packsDir)) await utimes(join(packsDir, name), old, old);
+
+    const report = await collectGarbage({ dataDir: dir.path, minAgeMs: 0 });
+    expect(report.roots.storedNetlocks).toBe(1);
+    expect(report.removed.count).toBe(40); // the fillers, named by nothing
+    const reader = new FsBlockStore(dir.path);
+    expect((await verifyNetlock(fixture.root, reader, [fixture.signer.publicKey])).failures).toEqual([]);
+    await reader.close();
   });
 });
