@@ -1,5 +1,5 @@
 import * as dagCbor from '@ipld/dag-cbor';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
@@ -8,13 +8,13 @@ import { NOOP_LOGGER } from '../log.ts';
 import { NETLOCK_TYPE } from '../netlock/dag.ts';
 import { netlockRootOf } from '../netlock/file.ts';
 import { DAG_CBOR_CODE, RAW_CODE } from '../protocol/blocks.ts';
-import { parseLines } from '../records/record-log.ts';
+import { RecordLog } from '../records/record-log.ts';
 import { blockLinks } from './block-links.ts';
 import { PACKS_DIR } from './block-packs.ts';
 import { FsBlockStore } from './fs-block-store.ts';
 import { listPacks, rewritePack } from './pack-gc.ts';
 import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
-import { cidKey } from '../protocol/cid-key.ts';
+import { cidFromKey, cidKey } from '../protocol/cid-key.ts';
 
 /** Blocks younger than this are kept by default: a record run may be importing them right now. */
 export const GC_DEFAULT_MIN_AGE_MS = 60 * 60 * 1000;
@@ -55,14 +55,21 @@ export interface GcReport {
   missing: number;
 }
 
-/** A block of the store: its file (if it has one) and its size and age (a packed block's: its pack's). */
+/**
+ * A block of the store, by its `cidKey`: its file (if it has one) and its size and age (a packed block's: its
+ * pack's). No CID object: a store of 100,000 entries holds 200,000 blocks, and with a CID each (and their
+ * strings as keys) `gc` peaked at 600 MB (issue #15).
+ */
 interface StoredBlock {
-  cid: CID;
   path: string | undefined;
   size: number;
   mtimeMs: number;
   /** A copy is in a pack a running process writes, which gc leaves as it is. */
   inRunningPack: boolean;
+  /** Some root reaches it. */
+  live: boolean;
+  /** Removed by this gc (its pack entries are dropped when the packs are written again). */
+  goes: boolean;
 }
 
 async function listDir(dir: string): Promise<string[]> {
@@ -100,16 +107,14 @@ async function findInDataDir(dir: string, depth = 0): Promise<{ netlocks: string
   return found;
 }
 
-/** Record CIDs named by a JSON-lines file (record index or journal): every line, not only the newest per key. */
-async function recordsIn(path: string): Promise<CID[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  return parseLines(text).entries.map((e) => e.signed.record);
+/**
+ * Record CIDs (as `cidKey`) named by a JSON-lines file (record index or journal): every line, not only the
+ * newest per key. Read line by line: the file is never held whole, as text or as entries.
+ */
+async function recordsIn(path: string): Promise<string[]> {
+  const keys: string[] = [];
+  await new RecordLog(path).readEach((e) => keys.push(cidKey(e.signed.record)));
+  return keys;
 }
 
 /**
@@ -165,7 +170,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       } catch {
         continue; // not ours: left alone
       }
-      blocks.set(cidKey(cid), { cid, path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false });
+      blocks.set(cidKey(cid), { path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false, live: false, goes: false });
     }
   }
   const packsDir = join(blocksDir, PACKS_DIR);
@@ -174,42 +179,67 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   for (const pack of packs) {
     for (const e of pack.entries) {
       if (e.quarantined) continue;
-      const id = cidKey(e.cid);
-      const b = blocks.get(id);
-      if (b === undefined) blocks.set(id, { cid: e.cid, path: undefined, size: e.length, mtimeMs: pack.mtimeMs, inRunningPack: pack.writerRunning });
+      const b = blocks.get(e.key);
+      if (b === undefined) blocks.set(e.key, { path: undefined, size: e.length, mtimeMs: pack.mtimeMs, inRunningPack: pack.writerRunning, live: false, goes: false });
       else b.inRunningPack ||= pack.writerRunning;
     }
   }
   const store = new FsBlockStore(dataDir);
+  const missing = new Set<string>();
+  /** Marks every block the given keys reach (the array is used up as the walk's stack). */
+  const mark = async (stack: string[]): Promise<void> => {
+    while (stack.length > 0) {
+      const key = stack.pop()!;
+      const b = blocks.get(key);
+      if (b === undefined) {
+        missing.add(key);
+        continue;
+      }
+      if (b.live) continue;
+      b.live = true;
+      const cid = cidFromKey(key);
+      if (cid.code === RAW_CODE) continue;
+      try {
+        for (const link of blockLinks(cid, await store.get(cid))) stack.push(cidKey(link));
+      } catch (err) {
+        logger.warn('gc: cannot follow the links of block %s: %s', cid.toString(), (err as Error).message);
+      }
+    }
+  };
 
-  // 2. Roots.
-  const roots: CID[] = [];
+  // 2. Roots, each marked with all it reaches: the records of the index and of journals first; then every
+  // netlock root block of the store, looked for among the DAG-CBOR blocks the records do not reach (records
+  // link to no netlock root, so none is skipped, and a store's many records are not decoded twice); then the
+  // netlock files.
   const indexRecords = await recordsIn(join(dataDir, 'records.jsonl'));
-  report.roots.records = new Set(indexRecords.map(String)).size;
-  roots.push(...indexRecords);
+  report.roots.records = new Set(indexRecords).size;
+  await mark(indexRecords);
   const found = await findInDataDir(dataDir);
   const given = (options.keep ?? []).map((p) => resolve(p));
+  const netlockRoots: string[] = [];
   for (const path of given) {
     // A netlock the caller asked to keep must be readable: collecting without it could lose its blocks.
     const root = await netlockRootOf(path).catch((cause: unknown) => {
       throw new InvalidNetlockError(`gc --keep ${path}: ${(cause as Error).message}; nothing collected`, { cause });
     });
-    roots.push(root);
+    netlockRoots.push(cidKey(root));
   }
-  for (const path of found.netlocks) roots.push(await netlockRootOf(path));
+  for (const path of found.netlocks) netlockRoots.push(cidKey(await netlockRootOf(path)));
   report.roots.netlockFiles = [...new Set([...given, ...found.netlocks])].map((p) => (p.startsWith(`${dataDir}/`) ? relative(dataDir, p) : p));
   const journals = [...new Set([...found.journals, ...given.map((p) => `${p}.journal`)])];
   for (const path of journals) {
     const records = await recordsIn(path);
     if (records.length > 0 || found.journals.includes(path)) report.roots.journals.push(path);
-    roots.push(...records);
+    await mark(records);
   }
-  for (const b of blocks.values()) {
-    if (b.cid.code !== DAG_CBOR_CODE) continue;
+  for (const [key, b] of blocks) {
+    if (b.live || key.charCodeAt(1) !== DAG_CBOR_CODE) continue; // a CIDv1's codec, one byte for DAG-CBOR
+    const cid = cidFromKey(key);
+    if (cid.code !== DAG_CBOR_CODE) continue;
     try {
-      const value = dagCbor.decode<{ type?: unknown } | null>(await store.get(b.cid));
+      const value = dagCbor.decode<{ type?: unknown } | null>(await store.get(cid));
       if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
-        roots.push(b.cid);
+        netlockRoots.push(key);
         report.roots.storedNetlocks++;
       }
     } catch {
@@ -217,25 +247,9 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     }
   }
 
-  // 3. Mark everything the roots reach.
-  const live = new Set<string>();
-  const stack = [...roots];
-  while (stack.length > 0) {
-    const cid = stack.pop()!;
-    const id = cidKey(cid);
-    if (live.has(id)) continue;
-    live.add(id);
-    if (!blocks.has(id)) {
-      report.missing++;
-      continue;
-    }
-    if (cid.code === RAW_CODE) continue;
-    try {
-      stack.push(...blockLinks(cid, await store.get(cid)));
-    } catch (err) {
-      logger.warn('gc: cannot follow the links of block %s: %s', cid.toString(), (err as Error).message);
-    }
-  }
+  // 3. Mark everything the netlocks reach.
+  await mark(netlockRoots);
+  report.missing = missing.size;
 
   await store.close();
 
@@ -243,16 +257,15 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const remove = async (path: string): Promise<void> => {
     if (!dryRun) await rm(path, { force: true });
   };
-  const goes = new Set<string>();
-  for (const [id, b] of blocks) {
-    if (live.has(id)) {
+  for (const b of blocks.values()) {
+    if (b.live) {
       report.live.count++;
       report.live.bytes += b.size;
     } else if (now - b.mtimeMs < minAge || b.inRunningPack) {
       report.young.count++;
       report.young.bytes += b.size;
     } else {
-      goes.add(id);
+      b.goes = true;
       if (b.path !== undefined) await remove(b.path);
       report.removed.count++;
       report.removed.bytes += b.size;
@@ -263,7 +276,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     const quarantined = pack.entries.filter((e) => e.quarantined);
     report.quarantined.count += quarantined.length;
     report.quarantined.bytes += quarantined.reduce((n, e) => n + e.length, 0);
-    const outcome = await rewritePack(packsDir, pack, (e) => !goes.has(cidKey(e.cid)), { dryRun });
+    const outcome = await rewritePack(packsDir, pack, (e) => blocks.get(e.key)?.goes !== true, { dryRun });
     if (outcome.droppedTail > 0) {
       report.temp.count++;
       report.temp.bytes += outcome.droppedTail;

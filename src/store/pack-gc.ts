@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CID } from 'multiformats/cid';
+import { cidKey } from '../protocol/cid-key.ts';
 import { PACK_HEADER_BYTES, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
 import { BLOCK_TEMP_RE, isStaleTemp } from './stale-temp.ts';
 
 export interface PackListingEntry {
-  cid: CID;
+  /** The entry's CID as `cidKey` (`cidFromKey` gives the CID): a store of 200,000 blocks lists as many. */
+  key: string;
   offset: number;
   cidLength: number;
   length: number;
@@ -53,7 +54,7 @@ export async function listPacks(dir: string, now = Date.now()): Promise<{ packs:
     const entries: PackListingEntry[] = [];
     const fd = openSync(path, 'r');
     try {
-      const scan = await scanPack(fd, 0, st.size, (e) => entries.push({ cid: e.cid, offset: e.offset, cidLength: e.cidLength, length: e.length, quarantined: e.state === PACK_QUARANTINED }));
+      const scan = await scanPack(fd, 0, st.size, (e) => entries.push({ key: cidKey(e.cid), offset: e.offset, cidLength: e.cidLength, length: e.length, quarantined: e.state === PACK_QUARANTINED }));
       packs.push({ name, path, size: st.size, mtimeMs: st.mtimeMs, writerRunning: packWriterRunning(name), entries, end: scan.end, damage: scan.damage });
     } finally {
       closeSync(fd);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import { PACKS_DIR } from '../../src/store/block-packs.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
+import { cidKey } from '../../src/protocol/cid-key.ts';
 import { listPacks, rewritePack } from '../../src/store/pack-gc.ts';
 
 const asCid = (cid: CID | string): CID => (typeof cid === 'string' ? CID.parse(cid) : cid);
@@ -40,17 +41,18 @@ export async function isQuarantined(dataDir: string, cid: CID | string): Promise
   const id = cid.toString();
   const shard = await readdir(join(dataDir, 'blocks', id.slice(-2))).catch(() => [] as string[]);
   if (shard.some((f) => f.startsWith(id) && f.endsWith('.corrupt'))) return true;
+  const key = cidKey(asCid(cid));
   const { packs } = await listPacks(join(dataDir, 'blocks', PACKS_DIR));
-  return packs.some((p) => p.entries.some((e) => e.quarantined && e.cid.toString() === id));
+  return packs.some((p) => p.entries.some((e) => e.quarantined && e.key === key));
 }
 
 /** Removes a block from the store (what `gc` does to one nothing needs): its file, or its pack entries. */
 export async function removeBlock(dataDir: string, cid: CID | string): Promise<void> {
-  const id = cid.toString();
+  const key = cidKey(asCid(cid));
   await rm(new FsBlockStore(dataDir).pathOf(asCid(cid)), { force: true });
   const dir = join(dataDir, 'blocks', PACKS_DIR);
   for (const pack of (await listPacks(dir)).packs) {
-    if (pack.entries.some((e) => e.cid.toString() === id)) await rewritePack(dir, pack, (e) => e.cid.toString() !== id, { dryRun: false });
+    if (pack.entries.some((e) => e.key === key)) await rewritePack(dir, pack, (e) => e.key !== key, { dryRun: false });
   }
 }
 
@@ -63,6 +65,6 @@ export async function countBlocks(dataDir: string): Promise<number> {
     n += (await readdir(join(blocks, shard))).filter((f) => !f.endsWith('.tmp') && !f.endsWith('.corrupt')).length;
   }
   const ids = new Set<string>();
-  for (const pack of (await listPacks(join(blocks, PACKS_DIR))).packs) for (const e of pack.entries) if (!e.quarantined) ids.add(e.cid.toString());
+  for (const pack of (await listPacks(join(blocks, PACKS_DIR))).packs) for (const e of pack.entries) if (!e.quarantined) ids.add(e.key);
   return n + ids.size;
 }

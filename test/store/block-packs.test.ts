@@ -5,6 +5,7 @@ import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RAW_CODE, verifyingSource } from '../../src/protocol/blocks.ts';
+import { cidKey } from '../../src/protocol/cid-key.ts';
 import { PACKS_DIR } from '../../src/store/block-packs.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import { collectGarbage } from '../../src/store/gc.ts';
@@ -168,7 +169,7 @@ describe('FsBlockStore with packs', () => {
     expect(text(await reopened.get(blocks[2]!.cid))).toBe('three '.repeat(50));
     // Listed the same way: the torn tail is no damage, only bytes gc drops.
     const listed = (await listPacks(packsDir)).packs.find((p) => p.name === pack)!;
-    expect(listed).toMatchObject({ entries: [{ cid: blocks[0]!.cid }, { cid: blocks[1]!.cid }], damage: undefined });
+    expect(listed).toMatchObject({ entries: [{ key: cidKey(blocks[0]!.cid) }, { key: cidKey(blocks[1]!.cid) }], damage: undefined });
     expect(listed.size - listed.end).toBe(PACK_HEADER_BYTES + 36 + 300 - 10);
     await Promise.all([store.close(), reopened.close()]);
     // Bytes that are no entry header stop a scan there, said as damage.
