@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { CID } from 'multiformats/cid';
 import type { BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
@@ -7,7 +6,8 @@ import { decodeRecord } from '../protocol/record.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { NetlockReader } from './dag.ts';
-import { readableEntry, readNetlockRoot } from './file.ts';
+import { isNetlockRootRef, netlockRootOf, readableEntry } from './file.ts';
+import { NetlockFileStream } from './file-entries.ts';
 import type { NetlockFileEntry } from './file.ts';
 import { verifyNetlock } from './verify.ts';
 import type { VerifyFailure, VerifyNetlockOptions, VerifyReport } from './verify.ts';
@@ -37,21 +37,41 @@ function show(v: unknown): string {
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
 
+/** A line of the file's entries: its 1-based place in the list, and its value. */
+interface FileLine {
+  line: number;
+  value: unknown;
+}
+
+/** What a file line is matched on: method, url and accept (or its place, for a line that is no object). */
+function lineId(value: unknown, line: number): string {
+  const e = value as Partial<Record<string, unknown>> | null;
+  return e !== null && typeof e === 'object' ? `${String(e['method'])} ${String(e['url'])} ${String(e['accept'])}` : `#${line}`;
+}
+
 /**
  * Checks every field of a readable netlock file (`src/netlock/file.ts` format) against the signed DAG its
  * root names: the head (version, key rules, count, oracle keys, variant rules) against the root block, and
  * every entry's method, url, accept, status, body, size, sha256, record and signature against the index
  * entry and the record block it names. A field the DAG does not carry is a failure too: nothing in the file
  * is taken on trust. Records that cannot be loaded are left to `verifyNetlock`, which reports them.
+ *
+ * The file is read as a stream beside the walk of the DAG (`NetlockFileStream`): lines are matched to DAG
+ * entries by method, url and accept (in order among equals, e.g. POSTs with different bodies), so one removed
+ * or added line names that line, not every line after it. A file in the DAG's order (as written) holds one
+ * line at a time; lines met before their entry wait, so a shuffled file is held whole. Invalid JSON throws
+ * InvalidNetlockError.
  */
-export async function checkReadableFile(text: unknown, root: CID, store: BlockSource, options: VerifyNetlockOptions = {}): Promise<VerifyFailure[]> {
+export async function checkReadableFile(path: string, root: CID, store: BlockSource, options: VerifyNetlockOptions = {}): Promise<VerifyFailure[]> {
+  const headFailures: VerifyFailure[] = [];
   const failures: VerifyFailure[] = [];
+  const failHead = (message: string): void => void headFailures.push({ entry: 'netlock file', code: FILE_MISMATCH_CODE, message });
   const fail = (entry: string, message: string): void => void failures.push({ entry, code: FILE_MISMATCH_CODE, message });
-  if (text === null || typeof text !== 'object' || Array.isArray(text)) {
-    fail('netlock file', 'is not a JSON object');
-    return failures;
+  const file = new NetlockFileStream(path);
+  if (!(await file.isObject())) {
+    failHead('is not a JSON object');
+    return headFailures;
   }
-  const file = text as Record<string, unknown>;
   const source = verifyingSource(store);
   const reader = new NetlockReader(root, source);
   let rootValue;
@@ -60,42 +80,52 @@ export async function checkReadableFile(text: unknown, root: CID, store: BlockSo
   } catch {
     return failures; // verifyNetlock names the unreadable root
   }
-  for (const name of Object.keys(file)) {
-    if (!(HEAD_FIELDS as readonly string[]).includes(name)) fail('netlock file', `field ${JSON.stringify(name)} is not part of the signed netlock`);
-  }
-  const head: Record<string, unknown> = {
-    version: rootValue.v,
-    keyVersion: rootValue.keyVersion,
-    count: rootValue.count,
-    oracles: rootValue.oracles.map(toHex),
-    witnesses: rootValue.witnesses?.map(toHex),
-    variantRules: rootValue.variantRules,
+  const lines = file.entries(options)[Symbol.asyncIterator]();
+  let read = 0;
+  let fileDone = false;
+  const waiting = new Map<string, FileLine[]>();
+  /** The next line of the file, or undefined at its end. */
+  const nextLine = async (): Promise<FileLine | undefined> => {
+    if (fileDone) return undefined;
+    const next = await lines.next();
+    if (next.done === true) {
+      fileDone = true;
+      return undefined;
+    }
+    return { line: ++read, value: next.value };
   };
-  for (const [name, want] of Object.entries(head)) {
-    if (!same(file[name], want)) fail('netlock file', `field ${JSON.stringify(name)} is ${show(file[name])} but the signed netlock says ${show(want)}`);
-  }
-  if (!Array.isArray(file['entries'])) {
-    fail('netlock file', 'has no "entries" list');
-    return failures;
-  }
-  const listed = file['entries'] as unknown[];
-  if (listed.length !== rootValue.count) fail('netlock file', `lists ${listed.length} entries but the signed netlock holds ${rootValue.count}`);
-  // File lines are matched to DAG entries by method, url and accept (in order among equals, e.g. POSTs
-  // with different bodies), so one removed or added line names that line, not every line after it.
-  const queues = new Map<string, Array<{ line: number; value: unknown }>>();
-  listed.forEach((value, i) => {
-    const e = value as Partial<Record<string, unknown>> | null;
-    const id = e !== null && typeof e === 'object' ? `${String(e['method'])} ${String(e['url'])} ${String(e['accept'])}` : `#${i}`;
-    const q = queues.get(id) ?? [];
-    q.push({ line: i + 1, value });
-    queues.set(id, q);
-  });
+  const wait = (id: string, got: FileLine): void => {
+    const queue = waiting.get(id);
+    if (queue === undefined) waiting.set(id, [got]);
+    else queue.push(got);
+  };
+  /** The first line not yet matched with this id: one met before, or the next such line of the file. */
+  const take = async (id: string): Promise<FileLine | undefined> => {
+    const queue = waiting.get(id);
+    if (queue !== undefined) {
+      const got = queue.shift()!;
+      if (queue.length === 0) waiting.delete(id);
+      return got;
+    }
+    for (let got = await nextLine(); got !== undefined; got = await nextLine()) {
+      const gotId = lineId(got.value, got.line);
+      if (gotId === id) return got;
+      wait(gotId, got);
+    }
+    return undefined;
+  };
+  let fileError: Error | undefined;
+  const takeLine = (id: string): Promise<FileLine | undefined> =>
+    take(id).catch((err: unknown) => {
+      fileError = err as Error;
+      throw err;
+    });
   try {
     for await (const entry of reader.entries(options)) {
       const k = parseKeyId(entry.key);
       const name = `${k.method} ${k.url}`;
       const accept = k.variant['accept'] ?? '';
-      const got = queues.get(`${k.method} ${k.url} ${accept}`)?.shift();
+      const got = await takeLine(`${k.method} ${k.url} ${accept}`);
       if (got === undefined) {
         fail(name, `is in the signed netlock (accept ${JSON.stringify(accept)}) but not in the file`);
         continue;
@@ -122,16 +152,39 @@ export async function checkReadableFile(text: unknown, root: CID, store: BlockSo
       }
     }
   } catch {
+    if (fileError !== undefined) throw fileError;
     return failures; // an unreadable index is reported by verifyNetlock
   }
-  for (const q of queues.values()) {
-    for (const { line, value } of q) {
-      const e = value as Record<string, unknown> | null;
-      const what = e !== null && typeof e === 'object' ? `${String(e['method'])} ${String(e['url'])}` : `entry ${line}`;
-      fail(what, `entry ${line} of the file is not in the signed netlock`);
-    }
+  // The lines no DAG entry took: those met on the way, then the rest of the file.
+  for (let got = await nextLine(); got !== undefined; got = await nextLine()) wait(lineId(got.value, got.line), got);
+  const left = [...waiting.values()].flat().sort((x, y) => x.line - y.line);
+
+  // The head, complete now that the whole file was read.
+  for (const name of [...Object.keys(file.head), ...(file.entriesIs === 'absent' ? [] : ['entries'])]) {
+    if (!(HEAD_FIELDS as readonly string[]).includes(name)) failHead(`field ${JSON.stringify(name)} is not part of the signed netlock`);
   }
-  return failures;
+  const head: Record<string, unknown> = {
+    version: rootValue.v,
+    keyVersion: rootValue.keyVersion,
+    count: rootValue.count,
+    oracles: rootValue.oracles.map(toHex),
+    witnesses: rootValue.witnesses?.map(toHex),
+    variantRules: rootValue.variantRules,
+  };
+  for (const [name, want] of Object.entries(head)) {
+    if (!same(file.head[name], want)) failHead(`field ${JSON.stringify(name)} is ${show(file.head[name])} but the signed netlock says ${show(want)}`);
+  }
+  if (file.entriesIs !== 'list') {
+    failHead('has no "entries" list');
+    return headFailures;
+  }
+  if (read !== rootValue.count) failHead(`lists ${read} entries but the signed netlock holds ${rootValue.count}`);
+  for (const { line, value } of left) {
+    const e = value as Record<string, unknown> | null;
+    const what = e !== null && typeof e === 'object' ? `${String(e['method'])} ${String(e['url'])}` : `entry ${line}`;
+    fail(what, `entry ${line} of the file is not in the signed netlock`);
+  }
+  return [...headFailures, ...failures];
 }
 
 /**
@@ -139,14 +192,13 @@ export async function checkReadableFile(text: unknown, root: CID, store: BlockSo
  * readable netlock file, every field of it against that DAG (`checkReadableFile`).
  */
 export async function verifyNetlockPath(path: string, store: BlockSource, trusted: readonly Uint8Array[] | undefined, options: VerifyNetlockOptions = {}): Promise<FileVerifyReport> {
-  const { root, file } = await readNetlockRoot(path);
+  const root = await netlockRootOf(path);
+  // netlockRootOf took the root from a file that is a JSON object, or a bare root CID (no fields to check).
+  const readable = !isNetlockRootRef(path) && (await new NetlockFileStream(path).isObject());
   const report = await verifyNetlock(root, store, trusted, options);
-  let fileFailures: VerifyFailure[] = [];
-  if (file !== undefined) {
-    // Re-read as plain JSON: every field as written, not as the NetlockFile type says it should be.
-    fileFailures = await checkReadableFile(JSON.parse(await readFile(path, 'utf8')) as unknown, root, store, options);
-  }
-  return { ...report, failures: [...report.failures, ...fileFailures], trust: trusted === undefined ? 'named-in-netlock' : 'given', fileChecked: file !== undefined };
+  // Read again as plain JSON: every field as written, not as the NetlockFile type says it should be.
+  const fileFailures = readable ? await checkReadableFile(path, root, store, options) : [];
+  return { ...report, failures: [...report.failures, ...fileFailures], trust: trusted === undefined ? 'named-in-netlock' : 'given', fileChecked: readable };
 }
 
 /** The text `verify` prints (without --json). */
