@@ -1,14 +1,14 @@
 /** `fetch-oracle report`: a netlock (and what a run reported) as one self-contained HTML page. */
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './common.ts';
 import { parseOptions, str } from './options.ts';
 import { InvalidConfigError } from '../errors.ts';
 import { netlockRootOf } from '../netlock/file.ts';
-import { buildFileReport } from '../report/file-report.ts';
-import { renderReportHtml } from '../report/html.ts';
+import { fileReportJson, openFileReport } from '../report/file-report.ts';
+import { reportHtmlPiecesAsync } from '../report/html.ts';
+import { openByteOutput } from '../io/byte-output.ts';
 import type { ReportInput } from '../report/model.ts';
 import { createBlockStore } from '../store/index.ts';
 
@@ -50,17 +50,19 @@ export async function runReport(args: string[], context: CommandContext): Promis
   const root = await netlockRootOf(netlock);
   const store = ipfs === undefined ? createBlockStore({ dataDir: resolve(str(values['data']) ?? context.defaultDataDir) }) : createBlockStore({ ipfs, cache: false });
   try {
-    const data = await buildFileReport(root, store, input);
+    const report = await openFileReport(root, store, input);
     const path = resolve(out);
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    // Written a page of rows at a time as the netlock is read, to a temporary file renamed at the end.
+    const output = await openByteOutput(path);
     try {
-      await writeFile(tmp, renderReportHtml(data));
-      await rename(tmp, path);
+      for await (const piece of reportHtmlPiecesAsync(report.head.netlock?.root, fileReportJson(report))) await output.write([Buffer.from(piece)]);
+      await output.finish();
     } catch (err) {
-      await rm(tmp, { force: true });
+      await output.abort();
       throw err;
     }
-    context.stdout.write(`wrote ${path}: ${data.totals.entries} entries, ${data.totals.hosts} host(s), ${data.misses.length} miss(es)\n`);
+    const totals = report.totals();
+    context.stdout.write(`wrote ${path}: ${totals.entries} entries, ${totals.hosts} host(s), ${report.head.misses.length} miss(es)\n`);
   } finally {
     await store.close();
   }

@@ -46,22 +46,37 @@ export function renderReportHtml(data: ReportData): string {
  * passes: the live page of a large run is written as its rows are, never held whole.
  */
 export function* reportHtmlPieces(root: string | undefined, json: Iterable<string>): Generator<string> {
+  yield reportHtmlHead(root);
+  for (const piece of json) yield scriptSafe(piece);
+  yield REPORT_HTML_TAIL;
+}
+
+/** `reportHtmlPieces` for JSON pieces that come as they are read (`fileReportJson`). */
+export async function* reportHtmlPiecesAsync(root: string | undefined, json: AsyncIterable<string>): AsyncGenerator<string> {
+  yield reportHtmlHead(root);
+  for await (const piece of json) yield scriptSafe(piece);
+  yield REPORT_HTML_TAIL;
+}
+
+/** The page up to its data. */
+function reportHtmlHead(root: string | undefined): string {
   const title = root === undefined ? 'fetch-oracle report' : `fetch-oracle report ${root}`;
-  yield `<!doctype html>
+  return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${PAGE_CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
 <style>${PAGE_STYLE}</style>
 <script type="application/json" id="fo-data">`;
-  for (const piece of json) yield scriptSafe(piece);
-  yield `</script>
+}
+
+/** The page after its data. */
+const REPORT_HTML_TAIL = `</script>
 </head><body>
 ${BODY}
 <script>${PAGE_SCRIPT}</script>
 </body></html>
 `;
-}
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

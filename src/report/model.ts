@@ -100,6 +100,22 @@ export function hostOf(url: string): string {
 /** The response headers a row reads: all a summary of a record needs to keep (names lower-case). */
 export const ROW_HEADERS: ReadonlySet<string> = new Set(['content-type', 'location', 'x-fetch-oracle-upstream-failure']);
 
+/** Distinct values `sharedText` keeps: far more than the methods, hosts and content types of a real netlock. */
+const SHARED_TEXTS = 4096;
+const sharedTexts = new Map<string, string>();
+
+/**
+ * One string for a value many rows repeat (method, host, accept, content type). Each row's own copy was a
+ * string of its own, and a content type decoded from a record a chain of ~10 string pieces: 37 MB of a
+ * 100,000-entry report's 100 (issue #15). Values past the first SHARED_TEXTS distinct ones are kept as given.
+ */
+function sharedText(value: string): string {
+  const known = sharedTexts.get(value);
+  if (known !== undefined) return known;
+  if (sharedTexts.size < SHARED_TEXTS) sharedTexts.set(value, value);
+  return value;
+}
+
 /** The page's row of one netlock entry. */
 export function entryRow(e: EntrySummary): EntryRow {
   const k = parseKeyId(e.key);
@@ -109,13 +125,13 @@ export function entryRow(e: EntrySummary): EntryRow {
   const failure = header(r, 'x-fetch-oracle-upstream-failure');
   const negative = failure !== undefined ? `upstream failure: ${failure}` : status >= 400 ? `status ${status}` : undefined;
   return {
-    m: k.method,
+    m: sharedText(k.method),
     u: k.url,
-    h: hostOf(k.url),
-    a: k.variant['accept'] ?? '',
+    h: sharedText(hostOf(k.url)),
+    a: sharedText(k.variant['accept'] ?? ''),
     s: status,
     z: r.response.size,
-    c: header(r, 'content-type') ?? '',
+    c: sharedText(header(r, 'content-type') ?? ''),
     t: r.fetchedAt,
     r: cidText(e.signed.record),
     ...(location === undefined ? {} : { l: location }),
@@ -170,13 +186,28 @@ export function missRows(misses: ReadonlyArray<NonNullable<ReportInput['misses']
 
 /** Entries' totals, with the request counts a report or a live oracle adds. */
 export function totalsOf(entries: readonly EntryRow[], counts: Partial<Omit<Totals, 'entries' | 'bytes' | 'hosts'>> = {}): Totals {
-  let bytes = 0;
-  const hosts = new Set<string>();
-  for (const e of entries) {
-    bytes += e.z;
-    hosts.add(e.h);
+  const counter = new RowCounter();
+  counter.add(entries);
+  return counter.totals(counts);
+}
+
+/** Entry totals counted a page of rows at a time. */
+export class RowCounter {
+  #entries = 0;
+  #bytes = 0;
+  readonly #hosts = new Set<string>();
+
+  add(rows: readonly EntryRow[]): void {
+    for (const e of rows) {
+      this.#bytes += e.z;
+      this.#hosts.add(e.h);
+    }
+    this.#entries += rows.length;
   }
-  return { entries: entries.length, bytes, hosts: hosts.size, hits: 0, misses: 0, recorded: 0, upstreamFetches: 0, errors: 0, ...counts };
+
+  totals(counts: Partial<Omit<Totals, 'entries' | 'bytes' | 'hosts'>> = {}): Totals {
+    return { entries: this.#entries, bytes: this.#bytes, hosts: this.#hosts.size, hits: 0, misses: 0, recorded: 0, upstreamFetches: 0, errors: 0, ...counts };
+  }
 }
 
 /** Marks the rows that are the new version of an upstream mutation. */
