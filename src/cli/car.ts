@@ -12,7 +12,7 @@ import type { Writable } from 'node:stream';
 import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from '../netlock/dag.ts';
+import { NetlockReader, WALK_ONCE } from '../netlock/dag.ts';
 import { exportCar } from '../netlock/export-car.ts';
 import { importCar } from '../netlock/import-car.ts';
 import { buildNetlockFile, decodeEntry, netlockRootOf, renderNetlockFile } from '../netlock/file.ts';
@@ -181,7 +181,7 @@ async function netlockRoot(arg: string): Promise<CID> {
 async function writeNetlockJson(path: string, root: CID, store: BlockStore): Promise<void> {
   const source = verifyingSource(store);
   const entries: DecodedEntry[] = [];
-  for await (const e of new NetlockReader(root, source).entries()) {
+  for await (const e of new NetlockReader(root, source, WALK_ONCE).entries()) {
     entries.push(await decodeEntry(e, source));
   }
   const file = await buildNetlockFile(entries, new MemoryBlockStore());

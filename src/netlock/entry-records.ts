@@ -7,7 +7,7 @@ import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { verifyingSource } from '../protocol/blocks.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { loadVerifiedRecord } from '../protocol/verify-record.ts';
-import { NetlockReader } from './dag.ts';
+import { NetlockReader, WALK_ONCE } from './dag.ts';
 import type { NetlockEntry, NetlockRoot } from './dag.ts';
 import type { DecodedEntry } from './file.ts';
 import { keyFromId } from './verify.ts';
@@ -34,7 +34,7 @@ export interface EntryRecords {
 export async function openEntryRecords(root: CID, store: BlockSource, options: EntryRecordsOptions = {}): Promise<EntryRecords> {
   const { signedBy, ...abort } = options;
   const source = verifyingSource(store);
-  const reader = new NetlockReader(root, source);
+  const reader = new NetlockReader(root, source, WALK_ONCE);
   const rootValue = await reader.rootValue(abort);
   const keys = signedBy === 'root' ? rootValue.oracles : signedBy;
   const withRecord = async (e: NetlockEntry): Promise<DecodedEntry> => ({

@@ -148,14 +148,14 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
 
 /**
  * The blocks reachable from `root` in depth-first pre-order, as keys (`cidKey`); raw blocks (leaves) are not
- * read. Keys, not CIDs: a 100,000-entry netlock has 200,000 blocks, and the import held 600 MB when they were
- * CIDs with their strings as the set of seen blocks (issue #15).
+ * read. Keys, not CIDs, each the one string the staging index holds, and blocks reached marked there, not in a
+ * set: a 100,000-entry netlock has 200,000 blocks, and the import held 600 MB when they were CIDs with their
+ * strings as the set of seen blocks (issue #15).
  */
 async function reachable(root: CID, source: BlockSource, staged: StagedBlocks, name: string, options: AbortOptions): Promise<string[]> {
   const order: string[] = [];
   const rootKey = cidKey(root);
-  const seen = new Set<string>([rootKey]);
-  const stack: Array<{ key: string; label: string }> = [{ key: rootKey, label: 'netlock root' }];
+  const stack: Array<{ key: string; label: string }> = [{ key: staged.reach(rootKey) ?? rootKey, label: 'netlock root' }];
   while (stack.length > 0) {
     throwIfAborted(options.signal);
     const { key, label } = stack.pop()!;
@@ -175,9 +175,12 @@ async function reachable(root: CID, source: BlockSource, staged: StagedBlocks, n
     }
     for (let i = children.length - 1; i >= 0; i--) {
       const child = children[i]!;
-      if (seen.has(child.key)) continue;
-      seen.add(child.key);
-      stack.push(child);
+      // A block the CAR lacks goes on the stack as it is: taken off, it fails the import, naming its entry.
+      if (!staged.hasKey(child.key)) stack.push(child);
+      else {
+        const reached = staged.reach(child.key);
+        if (reached !== undefined) stack.push({ key: reached, label: child.label });
+      }
     }
   }
   return order;

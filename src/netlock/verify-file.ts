@@ -5,7 +5,7 @@ import { decodeCountersignature } from '../protocol/countersignature.ts';
 import { decodeRecord } from '../protocol/record.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
-import { NetlockReader } from './dag.ts';
+import { NetlockReader, WALK_ONCE } from './dag.ts';
 import { isNetlockRootRef, netlockRootOf, readableEntry } from './file.ts';
 import { NetlockFileStream } from './file-entries.ts';
 import type { NetlockFileEntry } from './file.ts';
@@ -73,7 +73,7 @@ export async function checkReadableFile(path: string, root: CID, store: BlockSou
     return headFailures;
   }
   const source = verifyingSource(store);
-  const reader = new NetlockReader(root, source);
+  const reader = new NetlockReader(root, source, WALK_ONCE);
   let rootValue;
   try {
     rootValue = await reader.rootValue(options);

@@ -3,7 +3,7 @@ import { asOracleError, BlockCorruptError, InvalidNetlockError } from '../errors
 import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { equalBytes, verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader } from './dag.ts';
+import { NetlockReader, WALK_ONCE } from './dag.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -57,7 +57,7 @@ export function keyFromId(id: string): RequestKey {
 export async function verifyNetlock(root: CID, store: BlockSource, trusted: readonly Uint8Array[] | undefined, options: VerifyNetlockOptions = {}): Promise<VerifyReport> {
   const source = verifyingSource(store);
   const attested = options.attested === undefined ? undefined : new AttestationChecker(options.attested, store);
-  const reader = new NetlockReader(root, source);
+  const reader = new NetlockReader(root, source, WALK_ONCE);
   const quorum = options.quorum ?? 1;
   const report: VerifyReport = { root: root.toString(), entries: 0, bodyBytes: 0, oracles: [], failures: [], quorum, witnesses: [], disagreements: [], notCounted: [] };
   const notCounted = new Map<string, VerifyReport['notCounted'][number]>();

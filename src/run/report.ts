@@ -1,4 +1,4 @@
-import { NetlockReader } from '../netlock/dag.ts';
+import { NetlockReader, WALK_ONCE } from '../netlock/dag.ts';
 import { netlockRootOf } from '../netlock/file.ts';
 import type { ReplayReport } from '../oracle/oracle.ts';
 import type { BlockSource } from '../protocol/blocks.ts';
@@ -13,7 +13,7 @@ export function originOf(url: string): string {
 
 /** Every origin a netlock has entries for (what a miss report compares a missed host against). */
 export async function recordedOrigins(netlockPath: string, store: BlockSource): Promise<Set<string>> {
-  const reader = new NetlockReader(await netlockRootOf(netlockPath), verifyingSource(store));
+  const reader = new NetlockReader(await netlockRootOf(netlockPath), verifyingSource(store), WALK_ONCE);
   const origins = new Set<string>();
   for await (const e of reader.entries()) origins.add(originOf(parseKeyId(e.key).url));
   return origins;
