@@ -34,8 +34,8 @@ export class StagedBlocks implements BlockSource {
    */
   readonly #index = new Map<string, { key: string; offset: number; length: number; reached: boolean }>();
   readonly #children = new Map<string, string[]>();
-  /** Windows by their start, in the order they were last used. */
-  readonly #windows = new Map<number, Uint8Array>();
+  /** Windows (read, or being read) by their start, in the order they were last used. */
+  readonly #windows = new Map<number, Promise<Uint8Array>>();
 
   constructor(handle: FileHandle, name: string) {
     this.#handle = handle;
@@ -100,16 +100,37 @@ export class StagedBlocks implements BlockSource {
       return bytes;
     }
     const start = offset - (offset % WINDOW_BYTES);
-    let window = this.#windows.get(start);
-    if (window === undefined || offset + length > start + window.byteLength) {
-      const buffer = new Uint8Array(Math.max(WINDOW_BYTES, offset + length - start));
-      window = buffer.subarray(0, await this.#fill(buffer, start));
-      if (offset + length > start + window.byteLength) throw this.#shrank(cid);
-    }
-    this.#windows.delete(start);
-    this.#windows.set(start, window);
-    if (this.#windows.size > WINDOWS_KEPT) this.#windows.delete(this.#windows.keys().next().value!);
+    const window = await this.#windowCovering(start, offset + length);
+    if (offset + length > start + window.byteLength) throw this.#shrank(cid);
     return window.slice(offset - start, offset - start + length);
+  }
+
+  /**
+   * The window at `start`, reaching `end` if the file does: the one kept, or one read now. A read under way is
+   * shared: the commit's parallel writers ask for the same window at once, and each read it whole.
+   */
+  async #windowCovering(start: number, end: number): Promise<Uint8Array> {
+    const kept = this.#windows.get(start);
+    if (kept !== undefined) {
+      this.#windows.delete(start);
+      this.#windows.set(start, kept);
+      const window = await kept;
+      if (start + window.byteLength >= end) return window;
+    }
+    const reading = this.#readWindow(start, Math.max(WINDOW_BYTES, end - start));
+    this.#windows.delete(start);
+    this.#windows.set(start, reading);
+    if (this.#windows.size > WINDOWS_KEPT) this.#windows.delete(this.#windows.keys().next().value!);
+    // A failed read is not kept: the next block asks again (and names itself in the error).
+    reading.catch(() => {
+      if (this.#windows.get(start) === reading) this.#windows.delete(start);
+    });
+    return reading;
+  }
+
+  async #readWindow(start: number, size: number): Promise<Uint8Array> {
+    const buffer = new Uint8Array(size);
+    return buffer.subarray(0, await this.#fill(buffer, start));
   }
 
   /** Reads from `offset` until `buffer` is full or the file ends; the number of bytes read. */

@@ -89,6 +89,36 @@ describe('StagedBlocks', () => {
     for (const { b, got } of all) expect(same(got, b.bytes)).toBe(true);
   });
 
+  it('reads a window once for all the blocks in it asked for at once, and reads a failed window again', async () => {
+    const { file, blocks } = await layOut(Array.from({ length: 40 }, () => 1000));
+    const path = join(dir, 'counted.car');
+    await writeFile(path, file);
+    handle = await open(path, 'r');
+    const real = handle;
+    let reads = 0;
+    let failNext = false;
+    const counting = {
+      read: (...args: Parameters<FileHandle['read']>) => {
+        reads++;
+        if (failNext) {
+          failNext = false;
+          return Promise.reject(new Error('EIO: i/o error, read'));
+        }
+        return real.read(...args);
+      },
+    } as unknown as FileHandle;
+    const s = new StagedBlocks(counting, 'counted.car');
+    for (const b of blocks) s.add(b.cid, b.offset, b.bytes.byteLength);
+    const got = await Promise.all(blocks.map((b) => s.get(b.cid)));
+    got.forEach((bytes, i) => expect(same(bytes, blocks[i]!.bytes)).toBe(true));
+    expect(reads).toBe(2); // the window, then the end of the file
+    const s2 = new StagedBlocks(counting, 'counted.car');
+    for (const b of blocks) s2.add(b.cid, b.offset, b.bytes.byteLength);
+    failNext = true;
+    await expect(s2.get(blocks[0]!.cid)).rejects.toThrow(/EIO/);
+    expect(same(await s2.get(blocks[0]!.cid), blocks[0]!.bytes)).toBe(true);
+  });
+
   it('hands out copies: changing bytes one read returned changes no later read', async () => {
     const { file, blocks } = await layOut(sizes.slice(0, 8));
     const s = await staged(file, blocks);
