@@ -4,7 +4,7 @@
 // Usage: node bin/run-ts.js bench/origin-server.ts BYTES   → prints `listening http://127.0.0.1:PORT`
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { packageBytes } from './package-bytes.ts';
+import { entryBytes, packageBytes } from './package-bytes.ts';
 
 const BIG = Number(process.argv[2] ?? 1024 * 1024 * 1024);
 const block = Buffer.alloc(1024 * 1024);
@@ -22,11 +22,12 @@ const server = createServer((req, res) => void (async () => {
     packages = { first: 0, answered: 0 };
     return;
   }
-  const pkg = /^\/pkg\/p(\d+)\/-\//.exec(req.url ?? '');
+  // bench/entries.ts: /entry/NAME/-/NAME-1.0.0.tgz, 4 KiB each, distinct.
+  const pkg = /^\/(pkg|entry)\/p(\d+)\/-\//.exec(req.url ?? '');
   if (pkg !== null) {
     if (packages.first === 0) packages.first = now();
     res.once('finish', () => packages.answered++);
-    const bytes = packageBytes(Number(pkg[1]));
+    const bytes = pkg[1] === 'pkg' ? packageBytes(Number(pkg[2])) : entryBytes(Number(pkg[2]));
     res.writeHead(200, { 'content-length': String(bytes.byteLength), 'content-type': 'application/octet-stream' });
     res.end(bytes);
     return;

@@ -8,7 +8,18 @@ export function packageSize(i: number): number {
 
 /** The bytes of package `i` (xorshift32 seeded by i; fast enough to serve and to hash in a benchmark). */
 export function packageBytes(i: number): Buffer {
-  const n = packageSize(i);
+  return seededBytes(i, packageSize(i));
+}
+
+/** Size of every body of bench/entries.ts: a small body, as most of a build's requests are. */
+export const ENTRY_BYTES = 4096;
+
+/** The body of entry `i` of bench/entries.ts: 4 KiB, distinct from every other entry's. */
+export function entryBytes(i: number): Buffer {
+  return seededBytes(i, ENTRY_BYTES);
+}
+
+function seededBytes(i: number, n: number): Buffer {
   const buf = Buffer.allocUnsafe(n + 3 - ((n + 3) % 4));
   let x = (i * 747796405 + 2891336453) >>> 0 || 1;
   for (let o = 0; o < buf.length; o += 4) {

@@ -1,0 +1,102 @@
+// Issue #15 benchmark: peak RSS and time of every command over one netlock of N entries (default 100,000),
+// against the target "peak RSS <= 200 MB whatever the number of entries". A package-lock.json of N entries
+// (4 KiB distinct bodies from a local origin, sha512 integrity) is seeded, and the netlock it makes is then
+// verified, listed (lockfile), exported as a CAR, imported into a fresh data directory, collected (gc
+// --dry-run) and shown (report --html).
+// Usage: npm run bench:entries [-- --entries 100000 --concurrency 16 --keep DIR]
+//
+// Each command runs as users run it (`bin/fetch-oracle.js`: the bundle `npm ci` builds, or the sources
+// through tsx when src/ is newer: the output says which), in its own process; its peak RSS and CPU time are
+// the whole process's, start to exit (exit-usage.mjs). The origin runs in a process of its own.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { bundleIsFresh } from '../bin/bundle.js';
+import { entryBytes } from './package-bytes.ts';
+
+const { values } = parseArgs({
+  options: {
+    entries: { type: 'string', default: '100000' },
+    concurrency: { type: 'string', default: '16' },
+    keep: { type: 'string' },
+  },
+});
+const COUNT = Number(values.entries);
+const TARGET_MB = 200;
+const RUN_TS = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
+const CLI = join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js');
+const EXIT_USAGE = pathToFileURL(join(import.meta.dirname, 'exit-usage.mjs')).href;
+
+interface Run {
+  command: string;
+  seconds: number;
+  maxRssMb: number;
+  cpuSeconds: number;
+  out: string;
+}
+
+/** `fetch-oracle ARGS` in its own process; its wall time, and its peak RSS and CPU from exit-usage.mjs. */
+async function fetchOracle(dir: string, args: string[]): Promise<Run> {
+  const usageFile = join(dir, 'usage.json');
+  await rm(usageFile, { force: true });
+  const started = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', EXIT_USAGE, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FO_BENCH_USAGE_FILE: usageFile } });
+    let text = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`fetch-oracle ${args.join(' ')} exited ${code}: ${err}`))));
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as { maxRssMb: number; cpuSeconds: number };
+  return { command: args[0]!, seconds, ...usage, out };
+}
+
+const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-entries-')));
+const originProc = spawn(process.execPath, [RUN_TS, join(import.meta.dirname, 'origin-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const origin = await new Promise<string>((resolve) => originProc.stdout.once('data', (d: Buffer) => resolve(/listening (\S+)/.exec(d.toString())![1]!)));
+try {
+  const packages: Record<string, unknown> = { '': { name: 'bench', version: '1.0.0' } };
+  for (let i = 0; i < COUNT; i++) {
+    packages[`node_modules/p${i}`] = { version: '1.0.0', resolved: `${origin}/entry/p${i}/-/p${i}-1.0.0.tgz`, integrity: `sha512-${createHash('sha512').update(entryBytes(i)).digest('base64')}` };
+  }
+  const lockfile = join(dir, 'package-lock.json');
+  await writeFile(lockfile, JSON.stringify({ name: 'bench', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
+  const netlock = join(dir, 'netlock.json');
+  const data = join(dir, 'data');
+  const car = join(dir, 'netlock.car');
+  const imported = join(dir, 'imported');
+  await rm(data, { recursive: true, force: true });
+  await rm(imported, { recursive: true, force: true });
+  process.stdout.write(`fetch-oracle commands over one netlock of ${COUNT} entries (4 KiB bodies, distinct), Node ${process.version}\n`);
+  process.stdout.write(`(${bundleIsFresh() ? 'the bundle, as installed' : 'the sources through tsx: src/ is newer than the bundle (npm run build)'})\n\n`);
+  const runs: Run[] = [];
+  const run = async (args: string[]): Promise<Run> => {
+    const r = await fetchOracle(dir, args);
+    runs.push(r);
+    process.stdout.write(`${r.command.padEnd(9)} ${r.seconds.toFixed(2).padStart(7)} s   peak RSS ${r.maxRssMb.toFixed(0).padStart(4)} MB   CPU ${r.cpuSeconds.toFixed(2).padStart(6)} s\n`);
+    return r;
+  };
+  const seeded = await run(['seed', '--netlock', netlock, '--data', data, '--concurrency', values.concurrency, '--json', lockfile]);
+  const summary = JSON.parse(seeded.out) as { count: number };
+  if (summary.count !== COUNT) throw new Error(`the netlock holds ${summary.count} of ${COUNT} entries`);
+  const verified = await run(['verify', netlock, '--data', data]);
+  if (!/^OK: every signature, block and body verified/m.test(verified.out)) throw new Error(`verify: ${verified.out}`);
+  await run(['lockfile', netlock, '--data', data, '--format', 'json', '--out', join(dir, 'pinned.json')]);
+  await run(['export', '--car', car, netlock, '--data', data]);
+  const carBytes = (await stat(car)).size;
+  await run(['import', car, '--data', imported]);
+  const gc = await run(['gc', '--dry-run', '--data', data]);
+  if (!/would remove: 0 unreferenced block/.test(gc.out)) throw new Error(`gc would remove blocks of the netlock: ${gc.out}`);
+  await run(['report', netlock, '--data', data, '--html', join(dir, 'report.html')]);
+  const over = runs.filter((r) => r.maxRssMb > TARGET_MB);
+  process.stdout.write(`\nCAR ${(carBytes / 1e6).toFixed(0)} MB. Peak RSS target <= ${TARGET_MB} MB: ${over.length === 0 ? 'met by every command' : `over it: ${over.map((r) => `${r.command} ${r.maxRssMb.toFixed(0)} MB`).join(', ')}`}\n`);
+} finally {
+  originProc.kill();
+  if (values.keep === undefined) await rm(dir, { recursive: true, force: true });
+}
