@@ -12,12 +12,14 @@ import { SYNC_HELP, SYNC_OPTIONS, syncInitFromFlags } from './front-flags.ts';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createLogger } from '../log.ts';
+import { OracleError } from '../errors.ts';
 import { netlockRootOf } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
 import { LOCKFILE_FORMATS, pinnedEntries, renderPinned } from '../seed/lockfile-out.ts';
 import type { LockfileFormat } from '../seed/lockfile-out.ts';
 import { openByteOutput } from '../io/byte-output.ts';
-import { isKind, parseInput } from '../seed/parse-input.ts';
+import { isKind, kindFromName, parseInput } from '../seed/parse-input.ts';
+import { readNpmLockStream } from '../seed/npm-lock-stream.ts';
 import { ProgressReporter, formatBytes } from '../seed/progress.ts';
 import { seed } from '../seed/seeder.ts';
 import type { HostAuth, SeedResult } from '../seed/seeder.ts';
@@ -35,6 +37,17 @@ const LOCKFILE_WRITE_CHARS = 64 * 1024;
 async function readPlans(paths: readonly string[], kind: SeedKind | undefined, options: ParseOptions): Promise<SeedPlan[]> {
   const plans: SeedPlan[] = [];
   for (const path of paths) {
+    // An npm lockfile is read as a stream (a v1 one, undefined here, is read whole below).
+    if ((kind ?? kindFromName(path)) === 'npm') {
+      const plan = await readNpmLockStream(path).catch((e: unknown) => {
+        if (e instanceof OracleError) throw e;
+        throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+      });
+      if (plan !== undefined) {
+        plans.push(plan);
+        continue;
+      }
+    }
     let text: string;
     try {
       text = await readFile(path, 'utf8');

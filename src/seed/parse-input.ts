@@ -18,16 +18,8 @@ import type { ParseOptions, SeedKind, SeedPlan } from './types.ts';
  * (a URL list, checksum lines, a lockfile's telltale first lines). Undefined when neither tells.
  */
 export function detectKind(path: string, text: string): SeedKind | undefined {
-  const name = basename(path).toLowerCase();
-  if (name === 'package-lock.json' || name === 'npm-shrinkwrap.json') return 'npm';
-  if (name === 'yarn.lock') return 'yarn';
-  if (name === 'pnpm-lock.yaml') return 'pnpm';
-  if (name === 'uv.lock') return 'uv';
-  if (name === 'cargo.lock') return 'cargo';
-  if (name === 'go.sum') return 'gosum';
-  if (/^(dockerfile|containerfile)(\..*)?$/.test(name) || name.endsWith('.dockerfile')) return 'dockerfile';
-  if (/sums$/.test(name) || /\.(sha256|sha512)$/.test(name)) return 'sha256sums';
-  if (/^requirements.*\.(txt|in)$/.test(name)) return 'requirements';
+  const byName = kindFromName(path);
+  if (byName !== undefined) return byName;
   const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
   if (lines.length === 0) return undefined;
   if (lines.every((l) => /^https?:\/\//i.test(l))) return 'urls';
@@ -38,6 +30,21 @@ export function detectKind(path: string, text: string): SeedKind | undefined {
   if (lines.every((l) => /^\S+ v\d\S* h1:/.test(l))) return 'gosum';
   if (lines.some((l) => /--hash[= ]sha256:/.test(l))) return 'requirements';
   if (/^\s*FROM\s+\S/im.test(text) && /^\s*ADD\s/im.test(text)) return 'dockerfile';
+  return undefined;
+}
+
+/** The kind an input's file name says (the names package managers write), or undefined. */
+export function kindFromName(path: string): SeedKind | undefined {
+  const name = basename(path).toLowerCase();
+  if (name === 'package-lock.json' || name === 'npm-shrinkwrap.json') return 'npm';
+  if (name === 'yarn.lock') return 'yarn';
+  if (name === 'pnpm-lock.yaml') return 'pnpm';
+  if (name === 'uv.lock') return 'uv';
+  if (name === 'cargo.lock') return 'cargo';
+  if (name === 'go.sum') return 'gosum';
+  if (/^(dockerfile|containerfile)(\..*)?$/.test(name) || name.endsWith('.dockerfile')) return 'dockerfile';
+  if (/sums$/.test(name) || /\.(sha256|sha512)$/.test(name)) return 'sha256sums';
+  if (/^requirements.*\.(txt|in)$/.test(name)) return 'requirements';
   return undefined;
 }
 

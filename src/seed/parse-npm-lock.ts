@@ -4,7 +4,7 @@ import { parseSri } from './digests.ts';
 import { isHttpUrl, LineCursor, lineOf, parseJson } from './text.ts';
 import type { SeedEntry, SeedPlan, SeedWarning } from './types.ts';
 
-interface LockPackage {
+export interface LockPackage {
   version?: unknown;
   resolved?: unknown;
   integrity?: unknown;
@@ -25,25 +25,7 @@ export function parseNpmLock(text: string, file: string): SeedPlan {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new InvalidLockfileError(file, 1, 'not a package-lock.json (expected a JSON object)');
   const version = doc.lockfileVersion;
   if (typeof version !== 'number' || ![1, 2, 3].includes(version)) throw new InvalidLockfileError(file, lineOf(text, '"lockfileVersion"') || 1, `unsupported lockfileVersion ${JSON.stringify(version)} (expected 1, 2 or 3)`);
-  const entries: SeedEntry[] = [];
-  const warnings: SeedWarning[] = [];
-  const add = (path: string, pkg: LockPackage, line: number): void => {
-    if (pkg.link === true || pkg.inBundle === true || pkg.bundled === true) return;
-    const name = `${path}${typeof pkg.version === 'string' ? `@${pkg.version}` : ''}`;
-    const source = { file, line, name };
-    if (typeof pkg.resolved !== 'string') {
-      warnings.push({ source, message: 'no "resolved" URL: npm would ask the registry for it, which seeding cannot know', strict: true });
-      return;
-    }
-    if (!isHttpUrl(pkg.resolved)) {
-      warnings.push({ source, message: `"resolved" is not an http(s) URL (${pkg.resolved.slice(0, 100)}): not seeded`, strict: true });
-      return;
-    }
-    const expect = typeof pkg.integrity === 'string' ? parseSri(pkg.integrity) : [];
-    if (typeof pkg.integrity === 'string' && expect.length === 0) throw new InvalidLockfileError(file, line, `${name}: unreadable "integrity" ${JSON.stringify(pkg.integrity.slice(0, 100))}`);
-    if (expect.length === 0) warnings.push({ source, message: 'no "integrity": recorded as fetched, unchecked', strict: true });
-    entries.push({ source, url: pkg.resolved, accept: NPM_TARBALL_ACCEPT, expect, ...(expect.length === 0 ? { missingDigest: true } : {}) });
-  };
+  const { add, plan } = npmPackages(file);
   if (version >= 2) {
     const packages = doc.packages;
     if (packages === null || typeof packages !== 'object' || Array.isArray(packages)) throw new InvalidLockfileError(file, 1, `lockfileVersion ${version} without a "packages" object`);
@@ -68,5 +50,29 @@ export function parseNpmLock(text: string, file: string): SeedPlan {
     };
     walk(doc.dependencies, '');
   }
-  return { entries, resolvers: [], warnings };
+  return plan;
+}
+
+/** What npm lockfile readers share: each package entry (`packages` path, its object, its line) to the plan. */
+export function npmPackages(file: string): { add: (path: string, pkg: LockPackage, line: number) => void; plan: SeedPlan } {
+  const entries: SeedEntry[] = [];
+  const warnings: SeedWarning[] = [];
+  const add = (path: string, pkg: LockPackage, line: number): void => {
+    if (pkg.link === true || pkg.inBundle === true || pkg.bundled === true) return;
+    const name = `${path}${typeof pkg.version === 'string' ? `@${pkg.version}` : ''}`;
+    const source = { file, line, name };
+    if (typeof pkg.resolved !== 'string') {
+      warnings.push({ source, message: 'no "resolved" URL: npm would ask the registry for it, which seeding cannot know', strict: true });
+      return;
+    }
+    if (!isHttpUrl(pkg.resolved)) {
+      warnings.push({ source, message: `"resolved" is not an http(s) URL (${pkg.resolved.slice(0, 100)}): not seeded`, strict: true });
+      return;
+    }
+    const expect = typeof pkg.integrity === 'string' ? parseSri(pkg.integrity) : [];
+    if (typeof pkg.integrity === 'string' && expect.length === 0) throw new InvalidLockfileError(file, line, `${name}: unreadable "integrity" ${JSON.stringify(pkg.integrity.slice(0, 100))}`);
+    if (expect.length === 0) warnings.push({ source, message: 'no "integrity": recorded as fetched, unchecked', strict: true });
+    entries.push({ source, url: pkg.resolved, accept: NPM_TARBALL_ACCEPT, expect, ...(expect.length === 0 ? { missingDigest: true } : {}) });
+  };
+  return { add, plan: { entries, resolvers: [], warnings } };
 }
