@@ -42,7 +42,7 @@ export class NetlockFileStream {
   /** The elements of the top-level `entries` list, in file order; invalid JSON throws InvalidNetlockError. */
   async *entries(options: AbortOptions = {}): AsyncGenerator<unknown> {
     throwIfAborted(options.signal);
-    const parser = new JSONParser({ paths: ['$.*', '$.entries.*'], keepStack: false });
+    const parser = new JSONParser({ paths: ['$.*', '$.entries.*'], keepStack: false, stringBufferSize: 64 * 1024 }); // strings decoded whole, not built a character at a time
     const ready: unknown[] = [];
     parser.onValue = ({ value, key, parent, stack }) => {
       if (stack.length === 1 && typeof key === 'string') {

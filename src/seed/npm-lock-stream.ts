@@ -47,7 +47,7 @@ export async function readNpmLockStream(path: string, file = path, signal?: Abor
   const { add, plan } = npmPackages(file);
   const lines = new ByteLines();
   const parser = new TokenParser({ paths: ['$.lockfileVersion', '$.packages.*'], keepStack: false });
-  const tokenizer = new Tokenizer({ stringBufferSize: 64 * 1024 });
+  const tokenizer = new Tokenizer({ stringBufferSize: 64 * 1024 }); // strings decoded whole, not built a character at a time
   let depth = 0;
   let first = true;
   let topKey: string | undefined;
