@@ -19,11 +19,12 @@ const ALONE_BYTES = WINDOW_BYTES / 4;
  * the reverse order, and one `pread` per 4 KiB block made the import of 100,000 entries wait on the thread
  * pool for most of its time (issue #15). A few windows are kept, for a block many entries share (one body
  * under many URLs). Each window is a buffer of its own, never refilled, so that concurrent reads never see
- * it change. The children of every
- * block read are remembered as keys (`cidKey`), so that the walk for the commit need not read again the
- * blocks verification read: records and body nodes, nearly all of a netlock's non-leaf blocks. A leaf index
- * page is not remembered: its links carry the entries' names, which a walk reads from the page again, and
- * which would cost a string per entry kept for the whole import (issue #15).
+ * it change.
+ *
+ * The children of every block read are remembered as keys (`cidKey`), so that the walk for the commit need
+ * not read again the blocks verification read: records and body nodes, nearly all of a netlock's non-leaf
+ * blocks. A leaf index page is not remembered: its links carry the entries' names, which a walk reads from
+ * the page again, and which would cost a string per entry kept for the whole import (issue #15).
  */
 export class StagedBlocks implements BlockSource {
   readonly #handle: FileHandle;
@@ -73,10 +74,10 @@ export class StagedBlocks implements BlockSource {
 
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
-    const at = this.#index.get(cidKey(cid));
+    const key = cidKey(cid);
+    const at = this.#index.get(key);
     if (at === undefined) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
     const bytes = await this.#read(at.offset, at.length, cid);
-    const key = cidKey(cid);
     if (cid.code !== RAW_CODE && !this.#children.has(key)) {
       try {
         const links = carLinks(cid, bytes, '');

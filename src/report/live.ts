@@ -1,7 +1,7 @@
 import type { ReplayMiss } from '../oracle/replayer.ts';
 import type { UpstreamMutation } from '../oracle/recorder.ts';
 import type { OracleStats } from '../oracle/stats.ts';
-import { markMutations, missRows } from './model.ts';
+import { markMutations, missRows, RowCounter } from './model.ts';
 import type { EntryRow, ReportData, Totals } from './model.ts';
 import type { RequestLog } from './request-log.ts';
 
@@ -59,30 +59,18 @@ export function* liveReportJson(mode: 'record' | 'replay', view: LiveView, stats
   yield `,"requests":${JSON.stringify(requests).slice(0, -1)},"events":[`;
   yield* arrayItems(events);
   yield ']}';
-  const counted = { entries: 0, bytes: 0, hosts: new Set<string>() };
+  const counter = new RowCounter();
   if (!same) {
     yield ',"entries":[';
     yield* arrayItems(added?.rows ?? view.rows(), (page) => {
       markMutations(page, muts);
-      for (const row of page) {
-        counted.bytes += row.z;
-        counted.hosts.add(row.h);
-      }
-      counted.entries += page.length;
+      counter.add(page);
     });
     yield ']';
   }
   const whole = !same && added === undefined;
-  const totals: Totals = {
-    entries: whole ? counted.entries : -1,
-    bytes: whole ? counted.bytes : -1,
-    hosts: whole ? counted.hosts.size : -1,
-    hits: stats.hits,
-    misses: stats.misses,
-    recorded: requests.counts.recorded,
-    upstreamFetches: stats.upstreamFetches,
-    errors: stats.errors,
-  };
+  const counted = counter.totals({ hits: stats.hits, misses: stats.misses, recorded: requests.counts.recorded, upstreamFetches: stats.upstreamFetches, errors: stats.errors });
+  const totals: Totals = whole ? counted : { ...counted, entries: -1, bytes: -1, hosts: -1 };
   yield `,"totals":${JSON.stringify(totals)}}`;
 }
 
