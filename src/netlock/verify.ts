@@ -4,6 +4,8 @@ import type { CID } from 'multiformats/cid';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { equalBytes, verifyingSource } from '../protocol/blocks.ts';
 import { NetlockReader, WALK_ONCE } from './dag.ts';
+import type { NetlockEntry } from './dag.ts';
+import type { FetchRecord } from '../protocol/record.ts';
 import { parseKeyId } from '../protocol/request-key.ts';
 import type { RequestKey } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
@@ -72,52 +74,98 @@ export async function verifyNetlock(root: CID, store: BlockSource, trusted: read
   report.witnesses = (rootValue.witnesses ?? []).map(toHex);
   const keys = trusted ?? [...rootValue.oracles, ...(rootValue.witnesses ?? [])];
   const named = new Set([...report.oracles, ...report.witnesses]);
+  /** The checks of one entry that run beside other entries': its record (signature on the thread pool) and body. */
+  const check = async (entry: NetlockEntry): Promise<CheckedEntry> => {
+    const key = keyFromId(entry.key);
+    const name = `${key.method} ${key.url}`;
+    try {
+      const witnessed = (entry.witnesses?.length ?? 0) > 0;
+      const evaluated = await evaluateQuorumRecord(entry, key, store, keys, quorum, { checkAll: witnessed, signatureInPool: true });
+      const body = evaluated.error === undefined ? await checkBody(evaluated.record, source, options) : undefined;
+      return { entry, name, evaluated, body };
+    } catch (err) {
+      return { entry, name, failure: err as Error };
+    }
+  };
+  /** What an entry's checks found, entered in the report in the netlock's order (the attestation checked here). */
+  const enter = async (checked: CheckedEntry): Promise<void> => {
+    report.entries++;
+    try {
+      if ('failure' in checked) throw checked.failure;
+      const { record, tally, error } = checked.evaluated;
+      if (tally !== undefined) {
+        if (tally.dissent.length > 0) report.disagreements.push({ entry: checked.name, records: [{ record: tally.record, keys: [...tally.counted, ...tally.untrusted] }, ...tally.dissent.map((d) => ({ record: d.record, keys: [...d.keys] }))] });
+        const why = [...tally.untrusted.map((k) => [k, 'untrusted'] as const), ...tally.equivocating.map((k) => [k, 'signed more than one record'] as const)];
+        for (const [k, reason] of why) {
+          const seen = notCounted.get(`${k} ${reason}`) ?? { key: k, why: reason, entries: 0 };
+          seen.entries++;
+          notCounted.set(`${k} ${reason}`, seen);
+        }
+        const unnamed = [...tally.counted, ...tally.untrusted, ...tally.equivocating, ...tally.dissent.flatMap((d) => d.keys)].filter((k) => !named.has(k));
+        if (unnamed.length > 0) throw new InvalidNetlockError(`Countersigned by key(s) ${unnamed.join(', ')} that the netlock root does not name`);
+      }
+      if (error !== undefined) throw error;
+      await attested?.check(record, checked.entry.signed.record, options);
+      const body = checked.body;
+      if (body !== undefined) {
+        if (body.size !== undefined) report.bodyBytes += body.size;
+        if (body.error !== undefined) throw body.error;
+      }
+    } catch (err) {
+      report.failures.push({ entry: checked.name, code: codeOf(err), message: (err as Error).message });
+    }
+  };
+  // Entries are checked CHECKS_AT_ONCE at a time, so that signatures use every core (one at a time, ed25519
+  // was most of a 100,000-entry verify: issue #15), and entered in order, so the report is the same.
+  const checking: Array<Promise<CheckedEntry>> = [];
+  let indexError: unknown;
   try {
     for await (const entry of reader.entries(options)) {
-      report.entries++;
-      const key = keyFromId(entry.key);
-      const name = `${key.method} ${key.url}`;
-      try {
-        const witnessed = (entry.witnesses?.length ?? 0) > 0;
-        const { record, tally, error } = await evaluateQuorumRecord(entry, key, store, keys, quorum, { checkAll: witnessed });
-        if (tally !== undefined) {
-          if (tally.dissent.length > 0) report.disagreements.push({ entry: name, records: [{ record: tally.record, keys: [...tally.counted, ...tally.untrusted] }, ...tally.dissent.map((d) => ({ record: d.record, keys: [...d.keys] }))] });
-          const why = [...tally.untrusted.map((k) => [k, 'untrusted'] as const), ...tally.equivocating.map((k) => [k, 'signed more than one record'] as const)];
-          for (const [k, reason] of why) {
-            const seen = notCounted.get(`${k} ${reason}`) ?? { key: k, why: reason, entries: 0 };
-            seen.entries++;
-            notCounted.set(`${k} ${reason}`, seen);
-          }
-          const unnamed = [...tally.counted, ...tally.untrusted, ...tally.equivocating, ...tally.dissent.flatMap((d) => d.keys)].filter((k) => !named.has(k));
-          if (unnamed.length > 0) throw new InvalidNetlockError(`Countersigned by key(s) ${unnamed.join(', ')} that the netlock root does not name`);
-        }
-        if (error !== undefined) throw error;
-        await attested?.check(record, entry.signed.record, options);
-        if (record.response.body !== null) {
-          const hash = createHash('sha256');
-          let size = 0;
-          for await (const chunk of readBody(record.response.body, source, options)) {
-            hash.update(chunk);
-            size += chunk.byteLength;
-          }
-          report.bodyBytes += size;
-          if (size !== record.response.size || !equalBytes(new Uint8Array(hash.digest()), record.response.sha256)) {
-            throw new BlockCorruptError(record.response.body.toString(), `Body ${record.response.body} has ${size} bytes / sha256 not matching the record (${record.response.size} bytes, sha256 ${toHex(record.response.sha256)})`);
-          }
-        }
-      } catch (err) {
-        report.failures.push({ entry: name, code: codeOf(err), message: (err as Error).message });
-      }
+      checking.push(check(entry));
+      if (checking.length >= CHECKS_AT_ONCE) await enter(await checking.shift()!);
     }
   } catch (err) {
-    report.failures.push({ entry: 'netlock index', code: codeOf(err), message: (err as Error).message });
+    indexError = err;
   }
+  while (checking.length > 0) await enter(await checking.shift()!);
+  if (indexError !== undefined) report.failures.push({ entry: 'netlock index', code: codeOf(indexError), message: (indexError as Error).message });
   if (attested !== undefined) report.attestations = attested.summaries();
   report.notCounted = [...notCounted.values()];
   if (report.entries !== rootValue.count) {
     report.failures.push({ entry: 'netlock', code: 'ORACLE_ERR_INVALID_NETLOCK', message: `Root says ${rootValue.count} entries, index holds ${report.entries}` });
   }
   return report;
+}
+
+/** Entries whose checks run at once in `verifyNetlock`. */
+const CHECKS_AT_ONCE = 8;
+
+/** One entry as `verifyNetlock` checked it: its record's evaluation and body, or the failure that stopped them. */
+type CheckedEntry = { entry: NetlockEntry; name: string } & ({ evaluated: Awaited<ReturnType<typeof evaluateQuorumRecord>>; body: BodyCheck | undefined } | { failure: Error });
+
+/** A body read back and hashed: its size once read whole, and why it does not match its record, if it does not. */
+interface BodyCheck {
+  size?: number;
+  error?: Error;
+}
+
+async function checkBody(record: FetchRecord, source: BlockSource, options: AbortOptions): Promise<BodyCheck | undefined> {
+  const body = record.response.body;
+  if (body === null) return undefined;
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of readBody(body, source, options)) {
+      hash.update(chunk);
+      size += chunk.byteLength;
+    }
+  } catch (err) {
+    return { error: err as Error };
+  }
+  if (size !== record.response.size || !equalBytes(new Uint8Array(hash.digest()), record.response.sha256)) {
+    return { size, error: new BlockCorruptError(body.toString(), `Body ${body} has ${size} bytes / sha256 not matching the record (${record.response.size} bytes, sha256 ${toHex(record.response.sha256)})`) };
+  }
+  return { size };
 }
 
 function codeOf(err: unknown): string {

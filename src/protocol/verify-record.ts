@@ -64,6 +64,8 @@ export interface QuorumRecord {
 export interface QuorumOptions {
   /** Read and check every countersignature even when the record's own trusted signature meets the quorum (verify). */
   checkAll?: boolean;
+  /** Check the record's own signature on the thread pool (`verify`, which checks many entries at once). */
+  signatureInPool?: boolean;
 }
 
 /** `status 200, 5 bytes, sha256 ab12…`: what a record says was received. */
@@ -103,7 +105,9 @@ export async function evaluateQuorumRecord(
   const witnesses = entry.witnesses ?? [];
   const signerTrusted = trusted.some((t) => toHex(t) === toHex(record.oracle));
   if (options.checkAll !== true && quorum <= 1 && (witnesses.length === 0 || signerTrusted)) {
-    verifyRecord(signed, record, key, trusted);
+    if (options.signatureInPool === true) await verifyRecordSignatureInPool(signed, record.oracle);
+    else verifyRecordSignature(signed, record.oracle);
+    assertTrustedAnswer(signed, record, key, trusted);
     return { record, tally: undefined };
   }
   verifyRecordSignature(signed, record.oracle);
