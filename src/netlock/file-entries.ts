@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { JSONParser } from '@streamparser/json';
 import { InvalidNetlockError, throwIfAborted } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
+import { netlockHead } from './file.ts';
 
 /** Bytes read at a time. */
 const CHUNK_BYTES = 256 * 1024;
@@ -25,15 +26,13 @@ export class NetlockFileStream {
     this.path = path;
   }
 
-  /** Whether the file's top level is a JSON object (it starts with `{`); read from its first bytes. */
+  /** Whether the file's top level is a JSON object (it starts with `{`); read from its head. */
   async isObject(): Promise<boolean> {
     const fh = await open(this.path, 'r').catch((cause: unknown) => {
       throw new InvalidNetlockError(`Cannot read netlock ${this.path}: ${(cause as Error).message}`, { cause });
     });
     try {
-      const head = Buffer.alloc(4096);
-      const { bytesRead } = await fh.read(head, 0, head.byteLength, 0);
-      return /^\uFEFF?\s*\{/.test(head.subarray(0, bytesRead).toString('utf8'));
+      return /^\uFEFF?\s*\{/.test(await netlockHead(fh));
     } finally {
       await fh.close();
     }

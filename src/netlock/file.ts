@@ -313,9 +313,14 @@ export async function netlockRootOf(path: string): Promise<CID> {
 
 /** The root CID text at the head of an open netlock file, when it starts as `renderNetlockFile` writes it. */
 export async function headRootOf(fh: FileHandle): Promise<string | undefined> {
+  return /^\s*\{\s*"netlock"\s*:\s*"([a-z0-9]+)"\s*,/.exec(await netlockHead(fh))?.[1];
+}
+
+/** The first HEAD_BYTES of an open netlock file, as text. */
+export async function netlockHead(fh: FileHandle): Promise<string> {
   const buf = Buffer.alloc(HEAD_BYTES);
   const { bytesRead } = await fh.read(buf, 0, HEAD_BYTES, 0);
-  return /^\s*\{\s*"netlock"\s*:\s*"([a-z0-9]+)"\s*,/.exec(buf.subarray(0, bytesRead).toString('utf8'))?.[1];
+  return buf.subarray(0, bytesRead).toString('utf8');
 }
 
 function parseRoot(text: string, path: string): CID {

@@ -50,11 +50,11 @@ function lineId(value: unknown, line: number): string {
 }
 
 /**
- * Checks every field of a readable netlock file (`src/netlock/file.ts` format) against the signed DAG its
- * root names: the head (version, key rules, count, oracle keys, variant rules) against the root block, and
- * every entry's method, url, accept, status, body, size, sha256, record and signature against the index
- * entry and the record block it names. A field the DAG does not carry is a failure too: nothing in the file
- * is taken on trust. Records that cannot be loaded are left to `verifyNetlock`, which reports them.
+ * Checks every field of a readable netlock file (`src/netlock/file.ts` format; a JSON object, as
+ * `NetlockFileStream.isObject` says) against the signed DAG its root names: the head (version, key rules,
+ * count, oracle keys, variant rules) against the root block, and every entry's method, url, accept, status,
+ * body, size, sha256, record and signature against the index entry and the record block it names. A field
+ * the DAG does not carry is a failure too: nothing in the file is taken on trust. Records that cannot be loaded are left to `verifyNetlock`, which reports them.
  *
  * The file is read as a stream beside the walk of the DAG (`NetlockFileStream`): lines are matched to DAG
  * entries by method, url and accept (in order among equals, e.g. POSTs with different bodies), so one removed
@@ -62,16 +62,11 @@ function lineId(value: unknown, line: number): string {
  * line at a time; lines met before their entry wait, so a shuffled file is held whole. Invalid JSON throws
  * InvalidNetlockError.
  */
-export async function checkReadableFile(path: string, root: CID, store: BlockSource, options: VerifyNetlockOptions = {}): Promise<VerifyFailure[]> {
+export async function checkReadableFile(file: NetlockFileStream, root: CID, store: BlockSource, options: VerifyNetlockOptions = {}): Promise<VerifyFailure[]> {
   const headFailures: VerifyFailure[] = [];
   const failures: VerifyFailure[] = [];
   const failHead = (message: string): void => void headFailures.push({ entry: 'netlock file', code: FILE_MISMATCH_CODE, message });
   const fail = (entry: string, message: string): void => void failures.push({ entry, code: FILE_MISMATCH_CODE, message });
-  const file = new NetlockFileStream(path);
-  if (!(await file.isObject())) {
-    failHead('is not a JSON object');
-    return headFailures;
-  }
   const source = verifyingSource(store);
   const reader = new NetlockReader(root, source, WALK_ONCE);
   let rootValue;
@@ -194,10 +189,11 @@ export async function checkReadableFile(path: string, root: CID, store: BlockSou
 export async function verifyNetlockPath(path: string, store: BlockSource, trusted: readonly Uint8Array[] | undefined, options: VerifyNetlockOptions = {}): Promise<FileVerifyReport> {
   const root = await netlockRootOf(path);
   // netlockRootOf took the root from a file that is a JSON object, or a bare root CID (no fields to check).
-  const readable = !isNetlockRootRef(path) && (await new NetlockFileStream(path).isObject());
+  const file = isNetlockRootRef(path) ? undefined : new NetlockFileStream(path);
+  const readable = file !== undefined && (await file.isObject());
   const report = await verifyNetlock(root, store, trusted, options);
   // Read again as plain JSON: every field as written, not as the NetlockFile type says it should be.
-  const fileFailures = readable ? await checkReadableFile(path, root, store, options) : [];
+  const fileFailures = readable ? await checkReadableFile(file, root, store, options) : [];
   return { ...report, failures: [...report.failures, ...fileFailures], trust: trusted === undefined ? 'named-in-netlock' : 'given', fileChecked: readable };
 }
 
