@@ -55,7 +55,7 @@ export async function runReport(args: string[], context: CommandContext): Promis
     // Written a page of rows at a time as the netlock is read, to a temporary file renamed at the end.
     const output = await openByteOutput(path);
     try {
-      for await (const piece of reportHtmlPiecesAsync(report.head.netlock?.root, fileReportJson(report))) await output.write([Buffer.from(piece)]);
+      for await (const piece of reportHtmlPiecesAsync(report.head.netlock.root, fileReportJson(report))) await output.write([Buffer.from(piece)]);
       await output.finish();
     } catch (err) {
       await output.abort();

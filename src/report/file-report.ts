@@ -10,16 +10,9 @@ const PAGE_ROWS = 1000;
 
 /** Every entry of the netlock at `root`, with its record, as page rows (blocks verified as they are read). */
 export async function entryRows(root: CID, store: BlockSource, options: AbortOptions = {}): Promise<{ rows: EntryRow[]; keys: string[]; count: number; variantRules?: Record<string, readonly string[]> }> {
-  const netlock = await openEntryRecords(root, store, options);
-  const { rootValue } = netlock;
-  const rows: EntryRow[] = [];
-  for await (const e of netlock.entries()) rows.push(entryRow(e));
-  return {
-    rows,
-    keys: rootValue.oracles.map(toHex),
-    count: rootValue.count,
-    ...(rootValue.variantRules === undefined ? {} : { variantRules: rootValue.variantRules }),
-  };
+  const report = await openFileReport(root, store, {}, options);
+  const { count, keys, variantRules } = report.head.netlock;
+  return { rows: await allRows(report), keys, count, ...(variantRules === undefined ? {} : { variantRules }) };
 }
 
 /**
@@ -28,7 +21,7 @@ export async function entryRows(root: CID, store: BlockSource, options: AbortOpt
  */
 export interface FileReport {
   /** The page data but its entries and totals. */
-  head: Omit<ReportData, 'entries' | 'totals'>;
+  head: Omit<ReportData, 'entries' | 'totals' | 'netlock'> & { netlock: NonNullable<ReportData['netlock']> };
   /** The rows, in key order, a page at a time (marked with the mutations); read once. */
   pages(): AsyncGenerator<EntryRow[]>;
   /** The totals of the rows read so far (all of them, once `pages` is done). */
@@ -81,9 +74,14 @@ export async function openFileReport(root: CID, store: BlockSource, input: Repor
 /** The page data of a netlock on disk, whole (`openFileReport` with every row collected). */
 export async function buildFileReport(root: CID, store: BlockSource, input: ReportInput = {}, options: AbortOptions = {}): Promise<ReportData> {
   const report = await openFileReport(root, store, input, options);
-  const entries: EntryRow[] = [];
-  for await (const rows of report.pages()) for (const row of rows) entries.push(row);
+  const entries = await allRows(report);
   return { ...report.head, totals: report.totals(), entries };
+}
+
+async function allRows(report: FileReport): Promise<EntryRow[]> {
+  const rows: EntryRow[] = [];
+  for await (const page of report.pages()) for (const row of page) rows.push(row);
+  return rows;
 }
 
 /**
