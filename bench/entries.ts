@@ -8,14 +8,14 @@
 // Each command runs as users run it (`bin/fetch-oracle.js`: the bundle `npm ci` builds, or the sources
 // through tsx when src/ is newer: the output says which), in its own process; its peak RSS and CPU time are
 // the whole process's, start to exit (exit-usage.mjs). The origin runs in a process of its own.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { bundleIsFresh } from '../bin/bundle.js';
+import { runFetchOracle, startBenchOrigin } from './cli-run.ts';
+import type { CliRun } from './cli-run.ts';
 import { entryBytes } from './package-bytes.ts';
 
 const { values } = parseArgs({
@@ -27,39 +27,21 @@ const { values } = parseArgs({
 });
 const COUNT = Number(values.entries);
 const TARGET_MB = 200;
-const RUN_TS = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
-const CLI = join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js');
-const EXIT_USAGE = pathToFileURL(join(import.meta.dirname, 'exit-usage.mjs')).href;
 
-interface Run {
+interface Run extends CliRun {
   command: string;
   seconds: number;
-  maxRssMb: number;
-  cpuSeconds: number;
-  out: string;
 }
 
 /** `fetch-oracle ARGS` in its own process; its wall time, and its peak RSS and CPU from exit-usage.mjs. */
 async function fetchOracle(dir: string, args: string[]): Promise<Run> {
-  const usageFile = join(dir, 'usage.json');
-  await rm(usageFile, { force: true });
-  const started = performance.now();
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', EXIT_USAGE, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FO_BENCH_USAGE_FILE: usageFile } });
-    let text = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`fetch-oracle ${args.join(' ')} exited ${code}: ${err}`))));
-  });
-  const seconds = (performance.now() - started) / 1000;
-  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as { maxRssMb: number; cpuSeconds: number };
-  return { command: args[0]!, seconds, ...usage, out };
+  const started = performance.timeOrigin + performance.now();
+  const run = await runFetchOracle(args, join(dir, 'usage.json'));
+  return { ...run, command: args[0]!, seconds: (run.exitedAt - started) / 1000 };
 }
 
 const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-entries-')));
-const originProc = spawn(process.execPath, [RUN_TS, join(import.meta.dirname, 'origin-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const origin = await new Promise<string>((resolve) => originProc.stdout.once('data', (d: Buffer) => resolve(/listening (\S+)/.exec(d.toString())![1]!)));
+const { url: origin, process: originProc } = await startBenchOrigin();
 try {
   const packages: Record<string, unknown> = { '': { name: 'bench', version: '1.0.0' } };
   for (let i = 0; i < COUNT; i++) {

@@ -7,15 +7,14 @@
 // reports its own peak RSS (getrusage maxrss). The plain downloads are this file's code (node + tsx); the seed
 // is the CLI as users run it: `bin/fetch-oracle.js seed`, which runs the bundle `npm ci` builds (or, when
 // src/ is newer than it, the sources through tsx: the output says which). The origin runs in a third process.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { bundleIsFresh } from '../bin/bundle.js';
+import { RUN_TS, runFetchOracle, runNode, startBenchOrigin } from './cli-run.ts';
 import { packageBytes, packageSize } from './package-bytes.ts';
 
 const { values } = parseArgs({
@@ -30,7 +29,6 @@ const { values } = parseArgs({
 const COUNT = Number(values.packages);
 const CONCURRENCY = Number(values.concurrency);
 const MB = 1e6;
-const RUN_TS = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
 const tarball = (origin: string, i: number): string => `${origin}/pkg/p${i}/-/p${i}-1.0.0.tgz`;
 
 /** What a side reports of itself. */
@@ -96,22 +94,6 @@ if (values.child !== undefined) {
 
 const PROFILE = process.env['BENCH_CPU_PROF'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_CPU_PROF']}`];
 
-/** Runs node with `args`; its stdout, and when it exited (ms since the epoch, as the origin counts). */
-function runNode(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ out: string; exitedAt: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...PROFILE, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => {
-      const exitedAt = performance.timeOrigin + performance.now();
-      if (code === 0) resolve({ out, exitedAt });
-      else reject(new Error(`node ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
-    });
-  });
-}
-
 /** The span from the origin's first package request since the last call to `exitedAt`; checks every package was answered. */
 async function sinceFirstRequest(origin: string, exitedAt: number): Promise<number> {
   const { first, answered } = (await (await request(`${origin}/_first`)).body.json()) as { first: number; answered: number };
@@ -120,25 +102,21 @@ async function sinceFirstRequest(origin: string, exitedAt: number): Promise<numb
 }
 
 async function runPlain(origin: string, files: boolean): Promise<ChildResult> {
-  const { out, exitedAt } = await runNode([RUN_TS, import.meta.filename, '--child', files ? 'files' : 'plain', '--origin', origin, '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)]);
+  const { out, exitedAt } = await runNode([RUN_TS, import.meta.filename, '--child', files ? 'files' : 'plain', '--origin', origin, '--dir', dir, '--packages', String(COUNT), '--concurrency', String(CONCURRENCY)], process.env, PROFILE);
   return { ...(JSON.parse(out.trim().split('\n').pop()!) as ChildUsage), seconds: await sinceFirstRequest(origin, exitedAt) };
 }
 
 /** `fetch-oracle seed` as users run it; its CPU and peak RSS are the whole process's, start to exit (exit-usage.mjs). */
 async function runSeed(origin: string): Promise<ChildResult> {
-  const usageFile = join(dir, 'seed-usage.json');
-  const args = ['--import', pathToFileURL(join(import.meta.dirname, 'exit-usage.mjs')).href, join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js'), 'seed'];
-  args.push('--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json'));
-  const { out, exitedAt } = await runNode(args, { ...process.env, FO_BENCH_USAGE_FILE: usageFile });
+  const args = ['seed', '--netlock', join(dir, 'bench.netlock.json'), '--data', join(dir, 'data'), '--concurrency', String(CONCURRENCY), '--json', join(dir, 'package-lock.json')];
+  const { out, exitedAt, maxRssMb, cpuSeconds } = await runFetchOracle(args, join(dir, 'seed-usage.json'), PROFILE);
   const summary = JSON.parse(out) as { fetched: number; bytes: number; count: number };
   if (summary.fetched !== COUNT || summary.count !== COUNT) throw new Error(`seed fetched ${summary.fetched} of ${COUNT}`);
-  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as Omit<ChildUsage, 'bytes'>;
-  return { ...usage, bytes: summary.bytes, seconds: await sinceFirstRequest(origin, exitedAt) };
+  return { maxRssMb, cpuSeconds, bytes: summary.bytes, seconds: await sinceFirstRequest(origin, exitedAt) };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'fo-bench-seed-'));
-const originProc = spawn(process.execPath, [RUN_TS, join(import.meta.dirname, 'origin-server.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const origin = await new Promise<string>((resolve) => originProc.stdout.once('data', (d: Buffer) => resolve(/listening (\S+)/.exec(d.toString())![1]!)));
+const { url: origin, process: originProc } = await startBenchOrigin();
 try {
   // The lockfile: 1,500 packages with sha512 integrity, as npm writes it.
   const packages: Record<string, unknown> = { '': { name: 'bench', version: '1.0.0' } };
