@@ -1,8 +1,9 @@
 import { InvalidLockfileError } from '../errors.ts';
 import { NPM_TARBALL_ACCEPT } from './client-requests.ts';
 import { parseSri } from './digests.ts';
+import { PackedEntries } from './packed-entries.ts';
 import { isHttpUrl, LineCursor, lineOf, parseJson } from './text.ts';
-import type { SeedEntry, SeedPlan, SeedWarning } from './types.ts';
+import type { SeedPlan, SeedWarning } from './types.ts';
 
 export interface LockPackage {
   version?: unknown;
@@ -55,7 +56,7 @@ export function parseNpmLock(text: string, file: string): SeedPlan {
 
 /** What npm lockfile readers share: each package entry (`packages` path, its object, its line) to the plan. */
 export function npmPackages(file: string): { add: (path: string, pkg: LockPackage, line: number) => void; plan: SeedPlan } {
-  const entries: SeedEntry[] = [];
+  const entries = new PackedEntries();
   const warnings: SeedWarning[] = [];
   const add = (path: string, pkg: LockPackage, line: number): void => {
     if (pkg.link === true || pkg.inBundle === true || pkg.bundled === true) return;

@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate } from 'node:zlib';
 import { asOracleError, InvalidLockfileError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NOOP_LOGGER } from '../log.ts';
 import type { FetchRecord } from '../protocol/record.ts';
-import { computeRequestKey } from '../protocol/request-key.ts';
+import { Admission, splitUserinfo } from './admission.ts';
 import { checkBody, describeEntry } from './check.ts';
-import { decidingDigests } from './digests.ts';
+import { PackedEntries } from './packed-entries.ts';
 import type { SeedRecorder } from './session.ts';
 import type { SeedEntry, SeedPlan, SeedResolver, SeedWarning } from './types.ts';
 
@@ -67,58 +67,13 @@ export interface SeedOptions {
   logger?: Logger;
 }
 
-/**
- * The request key's SHA-256, as the map of entries seen is keyed: a key id is built of pieces of the URL
- * that, kept as the map's key, held ~400 bytes an entry (a lockfile of 100,000 entries: 40 MB, issue #15).
- */
-function keyOf(url: string, accept: string): string {
-  return createHash('sha256').update(computeRequestKey({ method: 'GET', url, headers: { accept } }).id).digest('base64');
-}
-
 function authFor(url: URL, auth: readonly HostAuth[]): string | undefined {
   return auth.find((a) => a.host === url.host.toLowerCase() || a.host === url.hostname.toLowerCase())?.authorization;
 }
 
-/** The URL without userinfo, and the Basic credentials it carried (used for the fetch only). */
-export function splitUserinfo(url: string): { url: string; authorization: string | undefined } {
-  const u = new URL(url);
-  if (u.username === '' && u.password === '') return { url, authorization: undefined };
-  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
-  u.username = '';
-  u.password = '';
-  return { url: u.toString(), authorization: `Basic ${basic}` };
-}
-
-/**
- * Merges `entry` into `seen` (request key → first entry). Returns false for a duplicate (its digests join
- * the first one's); throws when two entries of one request promise different bodies.
- */
-function admit(seen: Map<string, SeedEntry>, entry: SeedEntry): boolean {
-  const key = keyOf(splitUserinfo(entry.url).url, entry.accept);
-  const first = seen.get(key);
-  if (first === undefined) {
-    seen.set(key, entry);
-    return true;
-  }
-  const a = decidingDigests(first.expect);
-  const b = decidingDigests(entry.expect);
-  const goA = first.expect.filter((e) => e.algorithm === 'go-h1').map((e) => (e.algorithm === 'go-h1' ? e.value : ''));
-  const goB = entry.expect.filter((e) => e.algorithm === 'go-h1').map((e) => (e.algorithm === 'go-h1' ? e.value : ''));
-  const clash = (a.length > 0 && b.length > 0 && a[0]!.algorithm === b[0]!.algorithm && !a.some((x) => b.some((y) => y.hex === x.hex))) || (goA.length > 0 && goB.length > 0 && !goA.some((x) => goB.includes(x)));
-  if (clash) {
-    throw new InvalidLockfileError(entry.source.file, entry.source.line, `${entry.source.name}: ${entry.url} is also ${describeEntry(first)}, with a different digest; one of them is wrong`);
-  }
-  first.expect.push(...entry.expect.filter((e) => !first.expect.some((f) => JSON.stringify(f) === JSON.stringify(e))));
-  return false;
-}
-
-type Task = { entry: SeedEntry } | { resolver: SeedResolver };
-
 /** What `seed` starts from: its plans admitted, and what they said. */
 interface Admitted {
-  queue: Task[];
-  /** Request key → first entry; undefined when no resolver can add entries (nothing is admitted later). */
-  seen: Map<string, SeedEntry> | undefined;
+  admission: Admission;
   result: SeedResult;
 }
 
@@ -132,18 +87,20 @@ function admitPlans(plans: readonly SeedPlan[], strict: boolean): Admitted {
       throw new InvalidLockfileError(first.file, first.line, `--strict: ${refused.length} entr${refused.length === 1 ? 'y' : 'ies'} cannot be seeded with a checked digest:\n${list}`);
     }
   }
-  const seen = new Map<string, SeedEntry>();
+  // The first plan's entries, when packed, are the queue: not held twice (issue #15).
+  const adopted = plans[0]?.entries instanceof PackedEntries ? plans[0].entries : undefined;
+  const admission = new Admission(adopted);
   const result: SeedResult = { total: 0, done: 0, failed: 0, fetched: 0, reused: 0, bytes: 0, fetchedBytes: 0, resolving: 0, duplicates: 0, warnings, failures: [] };
-  const queue: Task[] = plans.flatMap((p) => p.resolvers.map((resolver) => ({ resolver })));
-  result.resolving = queue.length;
-  for (const p of plans) {
-    for (const entry of p.entries) {
-      if (admit(seen, entry)) queue.push({ entry });
-      else result.duplicates++;
-    }
-  }
-  result.total = queue.length - result.resolving;
-  return { queue, seen: result.resolving === 0 ? undefined : seen, result };
+  for (const p of plans) admission.resolvers.push(...p.resolvers);
+  result.resolving = admission.resolvers.length;
+  const count = (admitted: boolean): void => {
+    if (admitted) result.total++;
+    else result.duplicates++;
+  };
+  for (const { slot, entry } of adopted?.slots() ?? []) count(admission.admitQueued(slot, entry));
+  for (const p of plans) if (p.entries !== adopted) for (const entry of p.entries) count(admission.admit(entry));
+  if (result.resolving === 0) admission.closeAdmission();
+  return { admission, result };
 }
 
 /**
@@ -168,11 +125,16 @@ export function seed(plans: readonly SeedPlan[], options: SeedOptions): Promise<
 }
 
 async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult> {
-  const { recorder, signal } = options;
+  const { recorder } = options;
+  // The records and body reads in flight each listen on the run's signal (two per task): its own, so the
+  // caller's holds one listener, and Node's warning past ten listeners (meant for leaks) is not printed.
+  const stop = new AbortController();
+  const signal = stop.signal;
+  setMaxListeners(2 * Math.max(1, options.concurrency) + 1, signal);
+  const callerStopped = (): void => stop.abort(options.signal?.reason);
   const logger = options.logger ?? NOOP_LOGGER;
   const auth = options.auth ?? [];
-  const { queue, result } = admitted;
-  const seen = admitted.seen ?? new Map<string, SeedEntry>(); // only resolvers admit more: it stays empty
+  const { admission, result } = admitted;
   const progress = (): void => options.onProgress?.({ ...result });
   const fail = (entry: SeedEntry, url: string, err: unknown): void => {
     result.failed++;
@@ -195,7 +157,7 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
       const { entry: recorded, fetched } = await recorder.record(
         { method: 'GET', url: at, headers },
         {
-          ...(signal === undefined ? {} : { signal }),
+          signal,
           check: async (record) => {
             const status = record.response.status;
             location = REDIRECTS.has(status) ? record.response.headers.find(([n]) => n === 'location')?.[1] : undefined;
@@ -234,23 +196,21 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
   const wakeAll = (): void => {
     for (const w of wake.splice(0)) w();
   };
-  const runTask = async (task: Task): Promise<void> => {
-    if ('entry' in task) {
-      try {
-        await seedOne(task.entry);
-        result.done++;
-      } catch (err) {
-        fail(task.entry, task.entry.url, err);
-      }
-      progress();
-      return;
+  const runEntry = async (entry: SeedEntry): Promise<void> => {
+    try {
+      await seedOne(entry);
+      result.done++;
+    } catch (err) {
+      fail(entry, entry.url, err);
     }
-    const r = task.resolver;
+    progress();
+  };
+  const runResolver = async (r: SeedResolver): Promise<void> => {
     try {
       const found = await r.resolve({
-        signal: signal ?? new AbortController().signal,
+        signal,
         fetchDocument: async (doc) => {
-          if (admit(seen, doc)) result.total++;
+          if (admission.admit(doc, false)) result.total++;
           const record = await seedOne(doc);
           result.done++;
           progress();
@@ -260,9 +220,8 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
       result.warnings.push(...found.warnings);
       for (const entry of found.entries) {
         try {
-          if (admit(seen, entry)) {
+          if (admission.admit(entry)) {
             result.total++;
-            queue.push({ entry });
           } else {
             result.duplicates++;
           }
@@ -274,17 +233,22 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
     } catch (err) {
       fail({ source: r.source, url: r.source.name, accept: '', expect: [] }, r.source.name, err);
     } finally {
-      result.resolving--;
+      if (--result.resolving === 0) admission.closeAdmission();
       progress();
       wakeAll();
     }
   };
   const worker = async (): Promise<void> => {
     for (;;) {
-      if (signal?.aborted === true) return;
-      const task = queue.shift();
-      if (task !== undefined) {
-        await runTask(task);
+      if (signal.aborted) return;
+      const resolver = admission.resolvers.shift();
+      if (resolver !== undefined) {
+        await runResolver(resolver);
+        continue;
+      }
+      const entry = admission.take();
+      if (entry !== undefined) {
+        await runEntry(entry);
         continue;
       }
       if (result.resolving === 0) return;
@@ -292,12 +256,14 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
     }
   };
   progress();
-  const onAbort = (): void => wakeAll();
-  signal?.addEventListener('abort', onAbort);
+  signal.addEventListener('abort', wakeAll);
+  if (options.signal?.aborted === true) callerStopped();
+  else options.signal?.addEventListener('abort', callerStopped, { once: true });
   try {
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    options.signal?.removeEventListener('abort', callerStopped);
+    signal.removeEventListener('abort', wakeAll);
     wake = [];
   }
   return result;

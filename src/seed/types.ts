@@ -1,3 +1,5 @@
+import type { PackedEntries } from './packed-entries.ts';
+
 /**
  * What a lockfile parser produces for `fetch-oracle seed`: the requests a package manager will make, each
  * with the digests its lockfile promises. Parsers are pure (text in, plan out); resolving steps that need
@@ -73,7 +75,8 @@ export interface SeedResolver {
 }
 
 export interface SeedPlan {
-  entries: SeedEntry[];
+  /** An npm lockfile's entries are packed (they can be hundreds of thousands); other kinds' are an array. */
+  entries: readonly SeedEntry[] | PackedEntries;
   resolvers: SeedResolver[];
   warnings: SeedWarning[];
 }

@@ -53,7 +53,7 @@ describe('yarn.lock v1', () => {
   it('seeds resolved URLs with integrity, falls back to the sha1 fragment, refuses berry', () => {
     const text = `# yarn lockfile v1\n\n"@s/a@^1.0.0", "@s/a@^1.1":\n  version "1.2.0"\n  resolved "https://r.example/@s/a/-/a-1.2.0.tgz#${'cd'.repeat(20)}"\n  integrity ${sri}\n  dependencies:\n    b "^2"\n\nb@^2:\n  version "2.0.0"\n  resolved "https://r.example/b/-/b-2.0.0.tgz#${'ef'.repeat(20)}"\n\nc@^3:\n  version "3.0.0"\n`;
     const plan = parseYarnLock(text, 'yarn.lock');
-    expect(plan.entries.map((e) => [e.url, e.expect[0]?.algorithm, e.source.line, e.source.name])).toEqual([
+    expect([...plan.entries].map((e) => [e.url, e.expect[0]?.algorithm, e.source.line, e.source.name])).toEqual([
       ['https://r.example/@s/a/-/a-1.2.0.tgz', 'sha512', 3, '@s/a (1.2.0)'],
       ['https://r.example/b/-/b-2.0.0.tgz', 'sha1', 10, 'b (2.0.0)'],
     ]);
@@ -70,7 +70,7 @@ describe('pnpm-lock.yaml', () => {
     expect(npmTarballUrl('https://r.example/', '@s/a', '1.0.0')).toBe('https://r.example/@s/a/-/a-1.0.0.tgz');
     const text = `lockfileVersion: '9.0'\n\npackages:\n\n  '@s/a@1.0.0':\n    resolution: {integrity: ${sri}}\n\n  b@2.0.0:\n    resolution: {integrity: ${sri}, tarball: https://cdn.example/b.tgz}\n\n  g@1.0.0:\n    resolution: {type: git, repo: https://git.example/g, commit: abc}\n`;
     const plan = parsePnpmLock(text, 'pnpm-lock.yaml', 'https://r.example');
-    expect(plan.entries.map((e) => `${e.source.line} ${e.url}`)).toEqual(['5 https://r.example/@s/a/-/a-1.0.0.tgz', '8 https://cdn.example/b.tgz']);
+    expect([...plan.entries].map((e) => `${e.source.line} ${e.url}`)).toEqual(['5 https://r.example/@s/a/-/a-1.0.0.tgz', '8 https://cdn.example/b.tgz']);
     expect(plan.warnings.map((w) => w.source.line)).toEqual([11]);
     expect(errorOf(() => parsePnpmLock('lockfileVersion: 9\npackages:\n  a: [1,\n', 'pnpm-lock.yaml')).message).toMatch(/^pnpm-lock\.yaml:\d+: not valid YAML/);
   });
@@ -81,7 +81,7 @@ describe('requirements.txt', () => {
     const text = `-i https://idx.example/simple\nfoo==1.0 \\\n    --hash=sha256:${hex64}\nbar @ https://files.example/bar-2.0.tar.gz#sha256=${hex64}\nbaz>=3\n`;
     const plan = parseRequirements(text, 'requirements.txt');
     expect(plan.resolvers.map((r) => `${r.source.line} ${r.label}`)).toEqual(['2 foo==1.0']);
-    expect(plan.entries.map((e) => `${e.source.line} ${e.url} ${e.expect[0]?.algorithm}`)).toEqual(['4 https://files.example/bar-2.0.tar.gz sha256']);
+    expect([...plan.entries].map((e) => `${e.source.line} ${e.url} ${e.expect[0]?.algorithm}`)).toEqual(['4 https://files.example/bar-2.0.tar.gz sha256']);
     expect(plan.warnings.map((w) => `${w.source.line} ${w.message}`)).toEqual(['5 not pinned with ==: pip would choose a version, which seeding cannot know']);
     expect(errorOf(() => parseRequirements('foo==1 --hash=md5:abc\n', 'r.txt')).message).toContain('r.txt:1: unreadable --hash');
   });
@@ -100,7 +100,7 @@ describe('uv.lock', () => {
   it('seeds sdists and wheels with their hashes; skips local sources; warns about git', () => {
     const text = `version = 1\n\n[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { editable = "." }\n\n[[package]]\nname = "foo"\nversion = "1.0"\nsource = { registry = "https://pypi.org/simple" }\nsdist = { url = "https://f.example/foo-1.0.tar.gz", hash = "sha256:${hex64}", size = 10 }\nwheels = [\n    { url = "https://f.example/foo-1.0-py3-none-any.whl", hash = "sha256:${hex64}", size = 9 },\n]\n\n[[package]]\nname = "g"\nversion = "2"\nsource = { git = "https://git.example/g?rev=1#abc" }\n`;
     const plan = parseUvLock(text, 'uv.lock');
-    expect(plan.entries.map((e) => `${e.source.line} ${e.url}`)).toEqual(['9 https://f.example/foo-1.0.tar.gz', '9 https://f.example/foo-1.0-py3-none-any.whl']);
+    expect([...plan.entries].map((e) => `${e.source.line} ${e.url}`)).toEqual(['9 https://f.example/foo-1.0.tar.gz', '9 https://f.example/foo-1.0-py3-none-any.whl']);
     expect(plan.warnings.map((w) => w.source.line)).toEqual([18]);
     expect(errorOf(() => parseUvLock('version = 1\n[[package]\n', 'uv.lock')).message).toMatch(/^uv\.lock:2: not valid TOML/);
   });
@@ -123,7 +123,7 @@ describe('go.sum', () => {
   it('seeds .zip, .info and .mod under the module proxy, escaping upper case', () => {
     const h = `h1:${'A'.repeat(43)}=`;
     const plan = parseGoSum(`github.com/Foo/bar v1.0.0 ${h}\ngithub.com/Foo/bar v1.0.0/go.mod ${h}\n`, 'go.sum', 'https://gp.example/');
-    expect(plan.entries.map((e) => `${e.source.line} ${e.url} ${e.expect.map((x) => (x.algorithm === 'go-h1' ? x.over : '')).join()}`)).toEqual([
+    expect([...plan.entries].map((e) => `${e.source.line} ${e.url} ${e.expect.map((x) => (x.algorithm === 'go-h1' ? x.over : '')).join()}`)).toEqual([
       '1 https://gp.example/github.com/%21foo/bar/@v/v1.0.0.info ',
       '1 https://gp.example/github.com/%21foo/bar/@v/v1.0.0.zip zip',
       '2 https://gp.example/github.com/%21foo/bar/@v/v1.0.0.mod mod',
@@ -136,7 +136,7 @@ describe('Dockerfile ADD', () => {
   it('seeds http(s) ADD sources with --checksum, substitutes ARG defaults, warns about unchecked and git sources', () => {
     const text = `FROM scratch\nARG V=1.2\nADD --checksum=sha256:${hex64} https://d.example/tool-\${V}.tar.gz /opt/\nADD --chown=1:1 \\\n    https://d.example/plain.txt /etc/\nADD ["https://d.example/json.bin", "/x"]\nADD https://github.com/o/r.git#main /src\nADD local.txt /\n`;
     const plan = parseDockerfile(text, 'Dockerfile');
-    expect(plan.entries.map((e) => `${e.source.line} ${e.url} ${e.expect.length}`)).toEqual(['3 https://d.example/tool-1.2.tar.gz 1', '4 https://d.example/plain.txt 0', '6 https://d.example/json.bin 0']);
+    expect([...plan.entries].map((e) => `${e.source.line} ${e.url} ${e.expect.length}`)).toEqual(['3 https://d.example/tool-1.2.tar.gz 1', '4 https://d.example/plain.txt 0', '6 https://d.example/json.bin 0']);
     expect(plan.warnings.map((w) => w.source.line)).toEqual([4, 6, 7]);
   });
 });

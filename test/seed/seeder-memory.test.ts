@@ -14,7 +14,7 @@ function lockPlan(count: number): { plans: SeedPlan[]; entries: WeakRef<SeedEntr
 const RECORDED = { record: { response: { status: 200, size: 1, headers: [] } } } as unknown as DecodedEntry;
 
 describe('seed memory', () => {
-  it('lets the entries already seeded be collected while the rest run, when no resolver can add entries', async () => {
+  it('holds none of a plan\'s entries while the run goes on (they are queued packed), when no resolver can add entries', async () => {
     const { plans, entries } = lockPlan(40);
     let calls = 0;
     const held: number[] = [];
