@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { JSONParser } from '@streamparser/json';
 import { InvalidNetlockError, throwIfAborted } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
-import { netlockHead } from './file.ts';
 
+/** Space, tab, line feed, carriage return. */
+const JSON_WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 /** Bytes read at a time. */
 const CHUNK_BYTES = 256 * 1024;
 
@@ -26,15 +26,26 @@ export class NetlockFileStream {
     this.path = path;
   }
 
-  /** Whether the file's top level is a JSON object (it starts with `{`); read from its head. */
+  /**
+   * Whether the file's top level is a JSON object: its first byte after JSON whitespace (and a BOM) is `{`.
+   * Read as far as it takes: a file of more whitespace than one read was said not to be one, and its fields
+   * went unchecked.
+   */
   async isObject(): Promise<boolean> {
-    const fh = await open(this.path, 'r').catch((cause: unknown) => {
-      throw new InvalidNetlockError(`Cannot read netlock ${this.path}: ${(cause as Error).message}`, { cause });
-    });
+    const stream = createReadStream(this.path, { highWaterMark: 64 * 1024 });
+    let first = true;
     try {
-      return /^\uFEFF?\s*\{/.test(await netlockHead(fh));
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        let i = first && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf ? 3 : 0;
+        first = false;
+        while (i < chunk.length && JSON_WHITESPACE.has(chunk[i]!)) i++;
+        if (i < chunk.length) return chunk[i] === 0x7b;
+      }
+      return false;
+    } catch (cause) {
+      throw new InvalidNetlockError(`Cannot read netlock ${this.path}: ${(cause as Error).message}`, { cause });
     } finally {
-      await fh.close();
+      stream.destroy();
     }
   }
 

@@ -75,6 +75,15 @@ describe('verify of a netlock file read as a stream', () => {
     expect(report.failures).toHaveLength(3);
   });
 
+  it('checks the fields of a file that starts with more whitespace than one read', async () => {
+    const file = shuffled();
+    const text = `${' \n\t\r'.repeat(40_000)}${renderNetlockFile({ ...file, count: 41 })}`;
+    expect(Buffer.byteLength(text)).toBeGreaterThan(128 * 1024);
+    const report = await verifyText('padded', text);
+    expect(report.fileChecked).toBe(true);
+    expect(report.failures.map((f) => f.message)).toEqual(['field "count" is 41 but the signed netlock says 40']);
+  });
+
   it('says a file has no entries list, and refuses one cut short or followed by other bytes as not valid JSON', async () => {
     const whole = renderNetlockFile(fixture.file);
     const noList = await verifyText('no-list', JSON.stringify({ ...fixture.file, entries: { a: 1 } }));
