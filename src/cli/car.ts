@@ -5,21 +5,16 @@
  */
 import type { Command } from './command.ts';
 import { parseCommandLine, parseTrustedKeys, reportingErrors, UsageError } from './common.ts';
-import { randomBytes } from 'node:crypto';
-import { access, rename, writeFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { parseArgs, ParseArgsConfig } from 'node:util';
 import { CID } from 'multiformats/cid';
 import { verifyingSource } from '../protocol/blocks.ts';
-import { NetlockReader, WALK_ONCE } from '../netlock/dag.ts';
 import { exportCar } from '../netlock/export-car.ts';
 import { importCar } from '../netlock/import-car.ts';
-import { buildNetlockFile, decodeEntry, netlockRootOf, renderNetlockFile } from '../netlock/file.ts';
-import type { DecodedEntry } from '../netlock/file.ts';
+import { netlockRootOf, writeNetlockFileOf } from '../netlock/file.ts';
 import { createBlockStore } from '../store/index.ts';
-import type { BlockStore } from '../store/block-store.ts';
-import { MemoryBlockStore } from '../store/memory-block-store.ts';
 
 export const CAR_HELP = {
   export: `Usage: fetch-oracle export --car OUT.car NETLOCK [--data DIR] [--ipfs URL]
@@ -120,7 +115,7 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
     try {
       const result = await importCar(input, store, { name: carArg === '-' ? 'stdin' : carArg, ...(trust.length === 0 ? {} : { trusted: trust }) });
       const netlockPath = str(values['netlock']);
-      if (netlockPath !== undefined) await writeNetlockJson(resolve(netlockPath), result.root, store);
+      if (netlockPath !== undefined) await writeNetlockFileOf(resolve(netlockPath), result.root, verifyingSource(store));
       const { report } = result;
       if (values['json'] === true) {
         out.write(`${JSON.stringify({ ...report, store: store.description, blocks: result.blocks, unreferenced: result.unreferenced, carBytes: result.bytes }, null, 2)}\n`);
@@ -175,21 +170,6 @@ async function netlockRoot(arg: string): Promise<CID> {
     }
   }
   return netlockRootOf(arg);
-}
-
-/** Writes the readable netlock.json of the imported netlock (rebuilt in memory; the store is not written). */
-async function writeNetlockJson(path: string, root: CID, store: BlockStore): Promise<void> {
-  const source = verifyingSource(store);
-  const entries: DecodedEntry[] = [];
-  for await (const e of new NetlockReader(root, source, WALK_ONCE).entries()) {
-    entries.push(await decodeEntry(e, source));
-  }
-  const file = await buildNetlockFile(entries, new MemoryBlockStore());
-  // Same entries, same paging rules: the same root. A netlock paged by other rules keeps its own root here.
-  file.netlock = root.toString();
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, renderNetlockFile(file));
-  await rename(tmp, path);
 }
 
 export const exportCommand: Command = {

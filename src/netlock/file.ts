@@ -6,7 +6,7 @@ import { CID } from 'multiformats/cid';
 import { InvalidNetlockError } from '../errors.ts';
 import { syncDir } from '../io/durable.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
-import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, sortedEntries } from './dag.ts';
+import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, NetlockReader, sortedEntries, WALK_ONCE } from './dag.ts';
 import type { BuildNetlockOptions, NetlockEntry, SortedEntries } from './dag.ts';
 import type { FetchRecord, RecordResponse } from '../protocol/record.ts';
 import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
@@ -96,7 +96,7 @@ export function renderNetlockFile(file: NetlockFile): string {
 function* renderedPieces(file: NetlockFile): Generator<string> {
   yield renderedHead(file);
   const n = file.entries.length;
-  for (let i = 0; i < n; i += 1000) yield `${renderedLines(file.entries.slice(i, i + 1000), i === 0)}${i + 1000 < n ? '' : '\n'}`;
+  for (let i = 0; i < n; i += RENDERED_PAGE_LINES) yield `${renderedLines(file.entries.slice(i, i + RENDERED_PAGE_LINES), i === 0)}${i + RENDERED_PAGE_LINES < n ? '' : '\n'}`;
   yield RENDERED_TAIL;
 }
 
@@ -112,6 +112,8 @@ function renderedLines(lines: readonly NetlockFileEntry[], first: boolean): stri
 }
 
 const RENDERED_TAIL = '  ]\n}\n';
+/** Lines rendered and written at a time. */
+const RENDERED_PAGE_LINES = 1000;
 
 /** Builds the netlock DAG into `sink` and returns the readable form of it. */
 export async function buildNetlockFile(entries: readonly EntrySummary[], sink: BlockSink, options: BuildNetlockOptions = {}): Promise<NetlockFile> {
@@ -215,6 +217,43 @@ export async function writeNetlockFile(path: string, entries: readonly EntrySumm
   await sink.flush?.(); // the pages on disk before the file that names their root
   await writeRenderedFile(path, file);
   return file;
+}
+
+/**
+ * Writes the readable file of the netlock at `root` atomically at `path`, reading its entries from `source`
+ * (which should verify blocks) a page at a time: `import --netlock` rebuilt the whole netlock in memory to
+ * write it, every record decoded (issue #15). The head comes from the root, so its fields are the signed ones.
+ */
+export async function writeNetlockFileOf(path: string, root: CID, source: BlockSource, options: AbortOptions = {}): Promise<WrittenNetlock> {
+  const reader = new NetlockReader(root, source, WALK_ONCE);
+  const value = await reader.rootValue(options);
+  const head: WrittenNetlock = {
+    netlock: root.toString(),
+    version: NETLOCK_VERSION,
+    keyVersion: value.keyVersion,
+    count: value.count,
+    oracles: value.oracles.map(toHex),
+    ...(value.witnesses === undefined ? {} : { witnesses: value.witnesses.map(toHex) }),
+    ...(value.variantRules === undefined ? {} : { variantRules: value.variantRules }),
+  };
+  await writeFileAtomically(path, { durable: true }, async (out) => {
+    await out.write(renderedHead(head));
+    let page: NetlockFileEntry[] = [];
+    let written = 0;
+    for await (const e of reader.entries(options)) {
+      page.push(readableEntry(await decodeEntry(e, source, options)));
+      if (page.length === RENDERED_PAGE_LINES) {
+        await out.write(renderedLines(page, written === 0));
+        written += page.length;
+        page = [];
+      }
+    }
+    await out.write(renderedLines(page, written === 0));
+    written += page.length;
+    if (written !== value.count) throw new InvalidNetlockError(`Netlock ${head.netlock} has ${written} entries but its root says ${value.count}`);
+    await out.write(written > 0 ? `\n${RENDERED_TAIL}` : RENDERED_TAIL);
+  });
+  return head;
 }
 
 /** Writes the readable file atomically at `path`, a piece at a time. */

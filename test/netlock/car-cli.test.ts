@@ -41,4 +41,29 @@ describe('fetch-oracle export / import (CLI)', () => {
       await dir.remove();
     }
   });
+
+  it('writes the imported netlock file as it was recorded, variant rules included, and it verifies', async () => {
+    const dir = await tempDir('fo-car-cli-rules-');
+    const origin = await startOrigin();
+    try {
+      for (const name of ['a', 'b', 'c']) origin.route(`/${name}`, (_q, r) => r.end(`body ${name}`));
+      const netlock = join(dir.path, 'n.json');
+      const rec = await startTestOracle({ mode: 'record', dataDir: join(dir.path, 'src'), netlockPath: netlock, variantRules: { '127.0.0.1': ['x-api-version'] } });
+      for (const name of ['a', 'b', 'c']) await rec.fetch(`${origin.url}/${name}`);
+      await rec.oracle.close();
+      await rec.close();
+      const car = join(dir.path, 'n.car');
+      expect((await cli(['export', '--car', car, netlock, '--data', join(dir.path, 'src')])).code).toBe(0);
+      const imported = join(dir.path, 'imported.json');
+      const run = await cli(['import', car, '--data', join(dir.path, 'dst'), '--netlock', imported]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(await readFile(imported, 'utf8')).toBe(await readFile(netlock, 'utf8'));
+      expect(JSON.parse(await readFile(imported, 'utf8'))).toMatchObject({ count: 3, variantRules: { '127.0.0.1': ['x-api-version'] } });
+      const verified = await cli(['verify', imported, '--data', join(dir.path, 'dst')]);
+      expect(verified.code, verified.stdout).toBe(0);
+    } finally {
+      await origin.close();
+      await dir.remove();
+    }
+  });
 });
