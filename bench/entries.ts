@@ -1,15 +1,15 @@
 // Issue #15 benchmark: peak RSS and time of every command over one netlock of N entries (default 100,000),
 // against the target "peak RSS <= 200 MB whatever the number of entries". A package-lock.json of N entries
 // (4 KiB distinct bodies from a local origin, sha512 integrity) is seeded, and the netlock it makes is then
-// verified, listed (lockfile), exported as a CAR, imported into a fresh data directory, collected (gc
-// --dry-run) and shown (report --html).
+// verified, listed (lockfile), exported as a CAR, imported into a fresh data directory with its readable
+// file (import --netlock), collected (gc --dry-run) and shown (report --html).
 // Usage: npm run bench:entries [-- --entries 100000 --concurrency 16 --keep DIR]
 //
 // Each command runs as users run it (`bin/fetch-oracle.js`: the bundle `npm ci` builds, or the sources
 // through tsx when src/ is newer: the output says which), in its own process; its peak RSS and CPU time are
 // the whole process's, start to exit (exit-usage.mjs). The origin runs in a process of its own.
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -72,7 +72,10 @@ try {
   await run(['lockfile', netlock, '--data', data, '--format', 'json', '--out', join(dir, 'pinned.json')]);
   await run(['export', '--car', car, netlock, '--data', data]);
   const carBytes = (await stat(car)).size;
-  await run(['import', car, '--data', imported]);
+  // With its readable file, as a user imports a netlock to replay it: the same bytes as the seeded one.
+  const importedNetlock = join(dir, 'imported.netlock.json');
+  await run(['import', car, '--data', imported, '--netlock', importedNetlock]);
+  if (!(await readFile(importedNetlock)).equals(await readFile(netlock))) throw new Error('import --netlock wrote another file than the netlock it imported');
   const gc = await run(['gc', '--dry-run', '--data', data]);
   if (!/would remove: 0 unreferenced block/.test(gc.out)) throw new Error(`gc would remove blocks of the netlock: ${gc.out}`);
   await run(['report', netlock, '--data', data, '--html', join(dir, 'report.html')]);

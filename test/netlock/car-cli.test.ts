@@ -46,7 +46,9 @@ describe('fetch-oracle export / import (CLI)', () => {
     const dir = await tempDir('fo-car-cli-rules-');
     const origin = await startOrigin();
     try {
-      for (const name of ['a', 'b', 'c']) origin.route(`/${name}`, (_q, r) => r.end(`body ${name}`));
+      for (const name of ['a', 'b', 'c']) origin.route(`/${name}`, (_q, r) => {
+        r.end(`body ${name}`);
+      });
       const netlock = join(dir.path, 'n.json');
       const rec = await startTestOracle({ mode: 'record', dataDir: join(dir.path, 'src'), netlockPath: netlock, variantRules: { '127.0.0.1': ['x-api-version'] } });
       for (const name of ['a', 'b', 'c']) await rec.fetch(`${origin.url}/${name}`);
