@@ -34,6 +34,16 @@ export function runNode(args: string[], env: NodeJS.ProcessEnv = process.env, fl
   });
 }
 
+/**
+ * Peak RSS in MB of process `pid` (`self`: this one): VmHWM of its memory map. Not `maxRSS` of
+ * `resourceUsage()`: for a spawned process Linux keeps the larger of its own peak and its parent's RSS at the
+ * spawn (exit-usage.mjs says more).
+ */
+export async function peakRssMb(pid: number | 'self'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
 export interface CliRun {
   out: string;
   exitedAt: number;

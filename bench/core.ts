@@ -2,13 +2,14 @@
 // proxy, against a pass-through proxy in the same run. Prints requests/s, MB/s and the proxy's peak RSS.
 // Usage: npm run bench [-- --big-mib 1024 --small 2000]
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ProxyAgent, request } from 'undici';
 import { CLI, run, startDaemon } from '../test/helpers/run.ts';
 import type { Daemon } from '../test/helpers/run.ts';
+import { peakRssMb } from './cli-run.ts';
 
 const { values } = parseArgs({ options: { 'big-mib': { type: 'string', default: '1024' }, small: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '16' } } });
 const BIG = Number(values['big-mib']) * 1024 * 1024;
@@ -33,11 +34,6 @@ function startScript(script: string, args: string[]): Promise<Daemon> {
 // the proxy under test inside one Node process.
 const originProc = await startScript('origin-server.ts', [String(BIG)]);
 const origin = { url: originProc.url };
-
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
 
 async function download(proxy: string, url: string): Promise<number> {
   const t = performance.now();

@@ -7,7 +7,8 @@
 //
 // Each command runs as users run it (`bin/fetch-oracle.js`: the bundle `npm ci` builds, or the sources
 // through tsx when src/ is newer: the output says which), in its own process; its peak RSS and CPU time are
-// the whole process's, start to exit (exit-usage.mjs). The origin runs in a process of its own.
+// the whole process's, start to exit (exit-usage.mjs: its own, not what it inherits from this one). The
+// origin runs in a process of its own.
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,15 +41,20 @@ async function fetchOracle(dir: string, args: string[]): Promise<Run> {
   return { ...run, command: args[0]!, seconds: (run.exitedAt - started) / 1000 };
 }
 
-const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-entries-')));
-const { url: origin, process: originProc } = await startBenchOrigin();
-try {
+/** The package-lock.json of COUNT entries; its own function, so that this process does not hold it while the commands run. */
+async function writeLockfile(path: string, origin: string): Promise<void> {
   const packages: Record<string, unknown> = { '': { name: 'bench', version: '1.0.0' } };
   for (let i = 0; i < COUNT; i++) {
     packages[`node_modules/p${i}`] = { version: '1.0.0', resolved: `${origin}/entry/p${i}/-/p${i}-1.0.0.tgz`, integrity: `sha512-${createHash('sha512').update(entryBytes(i)).digest('base64')}` };
   }
+  await writeFile(path, JSON.stringify({ name: 'bench', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
+}
+
+const dir = values.keep ?? (await mkdtemp(join(tmpdir(), 'fo-bench-entries-')));
+const { url: origin, process: originProc } = await startBenchOrigin();
+try {
   const lockfile = join(dir, 'package-lock.json');
-  await writeFile(lockfile, JSON.stringify({ name: 'bench', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
+  await writeLockfile(lockfile, origin);
   const netlock = join(dir, 'netlock.json');
   const data = join(dir, 'data');
   const car = join(dir, 'netlock.car');

@@ -17,6 +17,7 @@ import type { Origin } from '../test/helpers/origin.ts';
 import { cli, startDaemon } from '../test/helpers/run.ts';
 import type { Daemon } from '../test/helpers/run.ts';
 import { createTestCa } from '../test/helpers/test-ca.ts';
+import { peakRssMb } from './cli-run.ts';
 
 const { values } = parseArgs({
   options: {
@@ -87,10 +88,6 @@ async function fetchVia(agent: ProxyAgent, url: string, signal?: AbortSignal): P
 }
 function agentFor(daemon: Daemon, proxyCaPem: string, connections = 8): ProxyAgent {
   return new ProxyAgent({ uri: daemon.url, connections, requestTls: { ca: [proxyCaPem] } });
-}
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { bundleIsFresh } from '../bin/bundle.js';
-import { RUN_TS, runFetchOracle, runNode, startBenchOrigin } from './cli-run.ts';
+import { peakRssMb, RUN_TS, runFetchOracle, runNode, startBenchOrigin } from './cli-run.ts';
 import { packageBytes, packageSize } from './package-bytes.ts';
 
 const { values } = parseArgs({
@@ -83,7 +83,7 @@ async function plainDownload(origin: string, toFiles: string | undefined): Promi
   );
   const cpuSeconds = cpuSince(cpu);
   await agent.close();
-  return { bytes, maxRssMb: process.resourceUsage().maxRSS / 1024, cpuSeconds };
+  return { bytes, maxRssMb: await peakRssMb('self'), cpuSeconds };
 }
 
 if (values.child !== undefined) {
