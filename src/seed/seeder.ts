@@ -110,9 +110,9 @@ function admitPlans(plans: readonly SeedPlan[], strict: boolean): Admitted {
  * collected, not thrown, so one run reports every bad entry; the caller writes the netlock only when there
  * are none.
  *
- * Not async itself: the run does not hold `plans`, so an entry seeded is garbage unless a resolver may still
- * add entries it must be checked against (a lockfile of 100,000 entries holds ~80 MB of them, issue #15).
- * The caller should not hold them either.
+ * Not async itself: the run does not hold `plans` (a packed list of entries becomes its queue), so an entry
+ * seeded is garbage unless a resolver may still add entries it must be checked against (issue #15). The
+ * caller should not hold them either.
  */
 export function seed(plans: readonly SeedPlan[], options: SeedOptions): Promise<SeedResult> {
   let admitted: Admitted;
