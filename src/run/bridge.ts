@@ -64,11 +64,13 @@ server.on('error', (err) => fail('bridge: cannot listen on 127.0.0.1:' + port + 
 
 server.listen(port, '127.0.0.1', () => {
   writeFileSync(statusFile, JSON.stringify({ listening: port }) + '\\n');
-  const child = spawn(command[0], command.slice(1), { stdio: 'inherit' });
+  // The handlers first: a signal that came between the spawn and them ended the bridge, not the command
+  // (which may already be running). Their callbacks run once this block is done, so the child is there.
   const forward = (signal) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']) process.on(signal, () => forward(signal));
+  const child = spawn(command[0], command.slice(1), { stdio: 'inherit' });
   child.on('error', (err) => {
     process.stderr.write('fetch-oracle run: cannot run ' + JSON.stringify(command[0]) + ': ' + err.message + '\\n');
     process.exit(err.code === 'ENOENT' ? 127 : 126);

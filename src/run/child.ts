@@ -31,7 +31,8 @@ export function runForwardingSignals(
   const [file, ...args] = command;
   if (file === undefined) return Promise.reject(new Error('No command to run'));
   return new Promise((resolve) => {
-    const child = spawn(file, args, { stdio: stdout === 'inherit' ? 'inherit' : ['inherit', 2, 'inherit'], env });
+    // The handlers before the spawn: a signal between the two killed this process, not the command, which
+    // may already be running. Their callbacks run once this block is done, so the child is there.
     const handlers = new Map<NodeJS.Signals, () => void>();
     for (const signal of FORWARDED_SIGNALS) {
       const handler = (): void => {
@@ -41,6 +42,7 @@ export function runForwardingSignals(
       handlers.set(signal, handler);
       process.on(signal, handler);
     }
+    const child = spawn(file, args, { stdio: stdout === 'inherit' ? 'inherit' : ['inherit', 2, 'inherit'], env });
     const done = (exit: ChildExit): void => {
       for (const [signal, handler] of handlers) process.off(signal, handler);
       resolve(exit);
