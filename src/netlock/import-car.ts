@@ -137,9 +137,10 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
     // verification does not read, such as a record's attestation document).
     const reached = await reachable(root, verified, staged, name, options);
     const order = reached.reverse(); // pre-order reversed: the root last
-    await commit(order, verified, sink, options);
+    const unreferenced = staged.size - order.length;
+    await commit(order, verified, sink, options, (key) => staged.release(key));
     if (isPinning(sink)) await sink.pin(root, { recursive: true, ...(options.signal === undefined ? {} : { signal: options.signal }) });
-    return { root, report, blocks: order.length, unreferenced: staged.size - order.length, bytes: carBytes };
+    return { root, report, blocks: order.length, unreferenced, bytes: carBytes };
   } finally {
     await handle?.close().catch(() => {});
     if (spoolDir !== undefined) await rm(spoolDir, { recursive: true, force: true });
@@ -196,14 +197,15 @@ function isPinning(sink: BlockSink): sink is BlockSink & Pick<BlockStore, 'pin'>
   return typeof (sink as Partial<BlockStore>).pin === 'function';
 }
 
-/** Writes `order` (keys, root last) from the verified staging source into `sink`. */
-async function commit(order: readonly string[], source: BlockSource, sink: BlockSink, options: AbortOptions): Promise<void> {
+/** Writes `order` (keys, root last) from the verified staging source into `sink`; `committed` is told of each block written. */
+async function commit(order: readonly string[], source: BlockSource, sink: BlockSink, options: AbortOptions, committed: (key: string) => void): Promise<void> {
   const bulk = (sink as Partial<BlockStore>).putMany;
   if (typeof bulk === 'function' && !(sink instanceof FsBlockStore)) {
     const blocks = async function* (): AsyncGenerator<Block> {
       for (const key of order) {
         const cid = cidFromKey(key);
         yield { cid, bytes: await source.get(cid, options) };
+        committed(key);
       }
     };
     await bulk.call(sink, blocks(), options);
@@ -214,8 +216,10 @@ async function commit(order: readonly string[], source: BlockSource, sink: Block
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < rest.length) {
-      const cid = cidFromKey(rest[next++]!);
+      const key = rest[next++]!;
+      const cid = cidFromKey(key);
       await sink.put(cid, await source.get(cid, options), options);
+      committed(key);
     }
   };
   await Promise.all(Array.from({ length: Math.min(COMMIT_CONCURRENCY, rest.length) }, worker));

@@ -72,6 +72,11 @@ export class StagedBlocks implements BlockSource {
     return this.#index.size;
   }
 
+  /** Forgets a block (committed, not to be read again): the index shrinks as the store's grows. */
+  release(key: string): void {
+    this.#index.delete(key);
+  }
+
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
     const key = cidKey(cid);

@@ -10,6 +10,7 @@ import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cidKey } from '../../src/protocol/cid-key.ts';
 import { StagedBlocks } from '../../src/netlock/staged-blocks.ts';
 
 const KiB = 1024;
@@ -87,6 +88,17 @@ describe('StagedBlocks', () => {
     }
     const all = await Promise.all(shuffled([...blocks, ...blocks]).map(async (b) => ({ b, got: await s.get(b.cid) })));
     for (const { b, got } of all) expect(same(got, b.bytes)).toBe(true);
+  });
+
+  it('forgets a block released (committed): the rest still read, the released one is missing', async () => {
+    const { file, blocks } = await layOut(sizes.slice(0, 20));
+    const s = await staged(file, blocks);
+    const gone = blocks[7]!;
+    s.release(cidKey(gone.cid));
+    expect(s.size).toBe(19);
+    expect(s.has(gone.cid)).toBe(false);
+    await expect(s.get(gone.cid)).rejects.toThrow();
+    for (const b of blocks) if (b !== gone) expect(same(await s.get(b.cid), b.bytes)).toBe(true);
   });
 
   it('reads a window once for all the blocks in it asked for at once, and reads a failed window again', async () => {
