@@ -5,9 +5,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 /**
  * This process's own peak RSS in MB: VmHWM of its memory map. Not `resourceUsage().maxRSS`: Linux keeps, for
  * a process that was spawned, the larger of its own peak and its parent's RSS when it was spawned, so a
- * command run from a benchmark holding 230 MB reported 230 MB whatever it used itself.
+ * command run from a benchmark holding 230 MB reported 230 MB whatever it used itself. (`peakRssMb` in
+ * cli-run.ts reads the same for the benchmarks' TypeScript; this preload runs without a loader.)
  */
-export function ownPeakRssMb() {
+function ownPeakRssMb() {
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
 }
 

@@ -54,7 +54,8 @@ function lineId(value: unknown, line: number): string {
  * `NetlockFileStream.isObject` says) against the signed DAG its root names: the head (version, key rules,
  * count, oracle keys, variant rules) against the root block, and every entry's method, url, accept, status,
  * body, size, sha256, record and signature against the index entry and the record block it names. A field
- * the DAG does not carry is a failure too: nothing in the file is taken on trust. Records that cannot be loaded are left to `verifyNetlock`, which reports them.
+ * the DAG does not carry is a failure too: nothing in the file is taken on trust. Records that cannot be
+ * loaded are left to `verifyNetlock`, which reports them.
  *
  * The file is read as a stream beside the walk of the DAG (`NetlockFileStream`): lines are matched to DAG
  * entries by method, url and accept (in order among equals, e.g. POSTs with different bodies), so one removed

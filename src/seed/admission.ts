@@ -10,8 +10,9 @@ import type { SeedEntry, SeedResolver } from './types.ts';
  * The request key's SHA-256, as the map of entries seen is keyed: a key id is built of pieces of the URL
  * that, kept as the map's key, held ~400 bytes an entry (a lockfile of 100,000 entries: 40 MB, issue #15).
  */
-function keyOf(url: string, accept: string): string {
-  return createHash('sha256').update(computeRequestKey({ method: 'GET', url, headers: { accept } }).id).digest('base64');
+function keyOf(entry: SeedEntry): string {
+  const url = splitUserinfo(entry.url).url;
+  return createHash('sha256').update(computeRequestKey({ method: 'GET', url, headers: { accept: entry.accept } }).id).digest('base64');
 }
 
 /** The URL without userinfo, and the Basic credentials it carried (used for the fetch only). */
@@ -51,7 +52,7 @@ export class Admission {
    * different bodies.
    */
   admit(entry: SeedEntry, queue = true): boolean {
-    const key = keyOf(splitUserinfo(entry.url).url, entry.accept);
+    const key = keyOf(entry);
     const first = this.seen!.get(key);
     if (first !== undefined) return this.#merge(first, entry);
     let slot: number;
@@ -67,7 +68,7 @@ export class Admission {
 
   /** As `admit`, for `entry` already queued in `slot` (of the queue given to the constructor): a duplicate is removed. */
   admitQueued(slot: number, entry: SeedEntry): boolean {
-    const key = keyOf(splitUserinfo(entry.url).url, entry.accept);
+    const key = keyOf(entry);
     const first = this.seen!.get(key);
     if (first === undefined) {
       this.seen!.set(key, slot);
