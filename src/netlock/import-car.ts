@@ -16,7 +16,6 @@ import { FsBlockStore } from '../store/fs-block-store.ts';
 import { TieredBlockStore } from '../store/tiered-block-store.ts';
 import { CarStreamReader } from './car-codec.ts';
 import { carLinks, withContext } from './car-links.ts';
-import { cidFromKey, cidKey } from '../protocol/cid-key.ts';
 import { NetlockReader } from './dag.ts';
 import { StagedBlocks } from './staged-blocks.ts';
 import { verifyNetlock } from './verify.ts';
@@ -138,7 +137,7 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
     const reached = await reachable(root, verified, staged, name, options);
     const order = reached.reverse(); // pre-order reversed: the root last
     const unreferenced = staged.size - order.length;
-    await commit(order, verified, sink, options, (key) => staged.release(key));
+    await commit(order, staged, verified, sink, options);
     if (isPinning(sink)) await sink.pin(root, { recursive: true, ...(options.signal === undefined ? {} : { signal: options.signal }) });
     return { root, report, blocks: order.length, unreferenced, bytes: carBytes };
   } finally {
@@ -148,41 +147,35 @@ export async function importCar(input: string | AsyncIterable<Uint8Array>, sink:
 }
 
 /**
- * The blocks reachable from `root` in depth-first pre-order, as keys (`cidKey`); raw blocks (leaves) are not
- * read. Keys, not CIDs, each the one string the staging index holds, and blocks reached marked there, not in a
- * set: a 100,000-entry netlock has 200,000 blocks, and the import held 600 MB when they were CIDs with their
- * strings as the set of seen blocks (issue #15).
+ * The blocks reachable from `root` in depth-first pre-order, as ids of `staged`; raw blocks (leaves) are not
+ * read. Ids, not CIDs or strings, and blocks reached marked in the staging index, not in a set: a 100,000-entry
+ * netlock has 200,000 blocks, and the import held 600 MB when they were CIDs with their strings as the set of
+ * seen blocks (issue #15).
  */
-async function reachable(root: CID, source: BlockSource, staged: StagedBlocks, name: string, options: AbortOptions): Promise<string[]> {
-  const order: string[] = [];
-  const rootKey = cidKey(root);
-  const stack: Array<{ key: string; label: string }> = [{ key: staged.reach(rootKey) ?? rootKey, label: 'netlock root' }];
+async function reachable(root: CID, source: BlockSource, staged: StagedBlocks, name: string, options: AbortOptions): Promise<number[]> {
+  const order: number[] = [];
+  /** Blocks to visit: by id, or by CID with -1 when the CAR lacks it (taken off, it fails the import, naming its entry). */
+  const stack: Array<{ id: number; cid?: CID; label: string }> = [];
+  const push = (cid: CID, label: string): void => {
+    const id = staged.idOf(cid);
+    if (id === -1) stack.push({ id, cid, label });
+    else if (staged.reach(id)) stack.push({ id, label });
+  };
+  push(root, 'netlock root');
   while (stack.length > 0) {
     throwIfAborted(options.signal);
-    const { key, label } = stack.pop()!;
-    if (!staged.hasKey(key)) {
-      const cid = cidFromKey(key);
-      throw new BlockMissingError(cid.toString(), `CAR ${name} lacks block ${cid} of ${label}; nothing imported`);
-    }
-    order.push(key);
-    const remembered = staged.takeChildren(key);
-    let children: Array<{ key: string; label: string }>;
+    const { id, cid: lacking, label } = stack.pop()!;
+    if (lacking !== undefined) throw new BlockMissingError(lacking.toString(), `CAR ${name} lacks block ${lacking} of ${label}; nothing imported`);
+    order.push(id);
+    const remembered = staged.takeChildren(id);
     if (remembered !== undefined) {
-      children = remembered.map((child) => ({ key: child, label }));
-    } else {
-      const cid = cidFromKey(key);
-      if (cid.code === RAW_CODE) continue;
-      children = carLinks(cid, await source.get(cid, options), '').map((c) => ({ key: cidKey(c.cid), label: c.label === '' ? label : c.label }));
+      for (let i = remembered.length - 1; i >= 0; i--) if (staged.reach(remembered[i]!)) stack.push({ id: remembered[i]!, label });
+      continue;
     }
-    for (let i = children.length - 1; i >= 0; i--) {
-      const child = children[i]!;
-      // A block the CAR lacks goes on the stack as it is: taken off, it fails the import, naming its entry.
-      if (!staged.hasKey(child.key)) stack.push(child);
-      else {
-        const reached = staged.reach(child.key);
-        if (reached !== undefined) stack.push({ key: reached, label: child.label });
-      }
-    }
+    const cid = staged.cidOf(id);
+    if (cid.code === RAW_CODE) continue;
+    const links = carLinks(cid, await source.get(cid, options), '');
+    for (let i = links.length - 1; i >= 0; i--) push(links[i]!.cid, links[i]!.label === '' ? label : links[i]!.label);
   }
   return order;
 }
@@ -197,35 +190,34 @@ function isPinning(sink: BlockSink): sink is BlockSink & Pick<BlockStore, 'pin'>
   return typeof (sink as Partial<BlockStore>).pin === 'function';
 }
 
-/** Writes `order` (keys, root last) from the verified staging source into `sink`; `committed` is told of each block written. */
-async function commit(order: readonly string[], source: BlockSource, sink: BlockSink, options: AbortOptions, committed: (key: string) => void): Promise<void> {
+/** Writes `order` (ids of `staged`, root last) from the verified staging source into `sink`, each released once written. */
+async function commit(order: readonly number[], staged: StagedBlocks, source: BlockSource, sink: BlockSink, options: AbortOptions): Promise<void> {
   const bulk = (sink as Partial<BlockStore>).putMany;
   if (typeof bulk === 'function' && !(sink instanceof FsBlockStore)) {
     const blocks = async function* (): AsyncGenerator<Block> {
-      for (const key of order) {
-        const cid = cidFromKey(key);
+      for (const id of order) {
+        const cid = staged.cidOf(id);
         yield { cid, bytes: await source.get(cid, options) };
-        committed(key);
+        staged.release(id);
       }
     };
     await bulk.call(sink, blocks(), options);
     return;
   }
   // One file per block: write them in parallel (bounded), then the root alone, last.
-  const rest = order.slice(0, -1);
+  const last = order.length - 1;
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < rest.length) {
-      const key = rest[next++]!;
-      const cid = cidFromKey(key);
+    while (next < last) {
+      const id = order[next++]!;
+      const cid = staged.cidOf(id);
       await sink.put(cid, await source.get(cid, options), options);
-      committed(key);
+      staged.release(id);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(COMMIT_CONCURRENCY, rest.length) }, worker));
-  const last = order.at(-1);
-  if (last !== undefined) {
-    const root = cidFromKey(last);
+  await Promise.all(Array.from({ length: Math.min(COMMIT_CONCURRENCY, last) }, worker));
+  if (last >= 0) {
+    const root = staged.cidOf(order[last]!);
     await sink.put(root, await source.get(root, options), options);
   }
 }

@@ -4,7 +4,7 @@ import { BlockMissingError, InvalidNetlockError, throwIfAborted } from '../error
 import { RAW_CODE } from '../protocol/blocks.ts';
 import type { AbortOptions, BlockSource } from '../protocol/blocks.ts';
 import { carLinks } from './car-links.ts';
-import { cidKey } from '../protocol/cid-key.ts';
+import { CidIndex } from '../protocol/cid-index.ts';
 
 /** How much of the CAR one read brings in around a small block: an aligned window of the file. */
 const WINDOW_BYTES = 256 * 1024;
@@ -12,6 +12,12 @@ const WINDOW_BYTES = 256 * 1024;
 const WINDOWS_KEPT = 4;
 /** Blocks larger than this (body leaves) are read alone, straight into their own buffer. */
 const ALONE_BYTES = WINDOW_BYTES / 4;
+
+/** Flags of an id. */
+const REACHED = 1;
+const RELEASED = 2;
+/** Its children are in `#childIds` from `#childStarts[id]`, `#childCounts[id]` of them. */
+const REMEMBERED = 4;
 
 /**
  * The blocks of the CAR by CID, read back from the file by offset. Small blocks come from aligned windows of
@@ -21,20 +27,25 @@ const ALONE_BYTES = WINDOW_BYTES / 4;
  * under many URLs). Each window is a buffer of its own, never refilled, so that concurrent reads never see
  * it change.
  *
- * The children of every block read are remembered as keys (`cidKey`), so that the walk for the commit need
- * not read again the blocks verification read: records and body nodes, nearly all of a netlock's non-leaf
- * blocks. A leaf index page is not remembered: its links carry the entries' names, which a walk reads from
- * the page again, and which would cost a string per entry kept for the whole import (issue #15).
+ * Blocks are numbered (`CidIndex`), and what is known of each is held in typed arrays by its id: where it is,
+ * whether a walk reached it, and its children's ids once a read found them, so that the walk for the commit
+ * need not read again the blocks verification read (records and body nodes, nearly all of a netlock's
+ * non-leaf blocks). A leaf index page's children are not remembered: its links carry the entries' names,
+ * which a walk reads from the page again. With a `Map` of `cidKey` strings, an object per block and an array
+ * of keys per block read, `import` of 200,000 entries peaked at 242 MB (issue #15).
  */
 export class StagedBlocks implements BlockSource {
   readonly #handle: FileHandle;
   readonly #name: string;
-  /**
-   * Blocks by key, each holding its key: the walk and the children lists use that one string, not a copy per
-   * use (200,000 blocks' keys are 11 MB each time), and mark blocks reached on it rather than in a set.
-   */
-  readonly #index = new Map<string, { key: string; offset: number; length: number; reached: boolean }>();
-  readonly #children = new Map<string, string[]>();
+  readonly #index = new CidIndex();
+  #offsets = new Float64Array(0);
+  #lengths = new Uint32Array(0);
+  #flags = new Uint8Array(0);
+  #childStarts = new Uint32Array(0);
+  #childCounts = new Uint32Array(0);
+  #childIds = new Uint32Array(1024);
+  #childrenUsed = 0;
+  #released = 0;
   /** Windows (read, or being read) by their start, in the order they were last used. */
   readonly #windows = new Map<number, Promise<Uint8Array>>();
 
@@ -44,59 +55,82 @@ export class StagedBlocks implements BlockSource {
   }
 
   add(cid: CID, offset: number, length: number): void {
-    const key = cidKey(cid);
-    if (!this.#index.has(key)) this.#index.set(key, { key, offset, length, reached: false });
+    const before = this.#index.size;
+    const id = this.#index.add(cid);
+    if (id < before) return; // a second copy in the CAR: the first is read
+    const index = this.#index;
+    this.#offsets = index.fit(this.#offsets);
+    this.#lengths = index.fit(this.#lengths);
+    this.#flags = index.fit(this.#flags);
+    this.#childStarts = index.fit(this.#childStarts);
+    this.#childCounts = index.fit(this.#childCounts);
+    this.#offsets[id] = offset;
+    this.#lengths[id] = length;
+  }
+
+  /** The id of a block the CAR holds and that was not released, or -1. */
+  idOf(cid: CID): number {
+    const id = this.#index.idOf(cid);
+    return id === -1 || (this.#flags[id]! & RELEASED) !== 0 ? -1 : id;
   }
 
   has(cid: CID): boolean {
-    return this.#index.has(cidKey(cid));
+    return this.idOf(cid) !== -1;
   }
 
-  /** `has`, by `cidKey`. */
-  hasKey(key: string): boolean {
-    return this.#index.has(key);
+  /** The CID of a block by its id. */
+  cidOf(id: number): CID {
+    return this.#index.cidOf(id);
   }
 
-  /**
-   * Marks a block reached by a walk: its key as the index holds it when this is the first time, undefined when
-   * it was reached before or the CAR lacks it.
-   */
-  reach(key: string): string | undefined {
-    const at = this.#index.get(key);
-    if (at === undefined || at.reached) return undefined;
-    at.reached = true;
-    return at.key;
+  /** Marks a block reached by a walk: true the first time. */
+  reach(id: number): boolean {
+    if ((this.#flags[id]! & REACHED) !== 0) return false;
+    this.#flags[id]! |= REACHED;
+    return true;
   }
 
+  /** Blocks held (not released). */
   get size(): number {
-    return this.#index.size;
+    return this.#index.size - this.#released;
   }
 
-  /** Forgets a block (committed, not to be read again): the index shrinks as the store's grows. */
-  release(key: string): void {
-    this.#index.delete(key);
+  /** Forgets a block (committed, not to be read again). */
+  release(id: number): void {
+    if ((this.#flags[id]! & RELEASED) !== 0) return;
+    this.#flags[id]! |= RELEASED;
+    this.#released++;
   }
 
   async get(cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal);
-    const key = cidKey(cid);
-    const at = this.#index.get(key);
-    if (at === undefined) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
-    const bytes = await this.#read(at.offset, at.length, cid);
-    if (cid.code !== RAW_CODE && !this.#children.has(key)) {
+    const id = this.idOf(cid);
+    if (id === -1) throw new BlockMissingError(cid.toString(), `Block ${cid} is not in CAR ${this.#name}`);
+    const bytes = await this.#read(this.#offsets[id]!, this.#lengths[id]!, cid);
+    if (cid.code !== RAW_CODE && (this.#flags[id]! & REMEMBERED) === 0) {
       try {
         const links = carLinks(cid, bytes, '');
-        if (links.every((link) => link.label === '')) {
-          this.#children.set(key, links.map((link) => {
-            const child = cidKey(link.cid);
-            return this.#index.get(child)?.key ?? child;
-          }));
-        }
+        // Remembered only when every child is in the CAR (a walk reads the block again to name one that is not).
+        const ids = links.map((link) => (link.label === '' ? this.idOf(link.cid) : -1));
+        if (!ids.includes(-1)) this.#remember(id, ids);
       } catch {
         // Malformed: the caller's verification or decoding reports it.
       }
     }
     return bytes;
+  }
+
+  #remember(id: number, children: number[]): void {
+    if (this.#childrenUsed + children.length > this.#childIds.length) {
+      const grown = new Uint32Array(Math.max(this.#childrenUsed + children.length, this.#childIds.length * 2));
+      grown.set(this.#childIds.subarray(0, this.#childrenUsed));
+      this.#childIds = grown;
+    }
+    this.#childStarts[id] = this.#childrenUsed;
+    this.#childCounts[id] = children.length;
+    this.#childIds.set(children, this.#childrenUsed);
+    this.#childrenUsed += children.length;
+    this.#flags[id]! |= REMEMBERED;
   }
 
   async #read(offset: number, length: number, cid: CID): Promise<Uint8Array> {
@@ -155,12 +189,13 @@ export class StagedBlocks implements BlockSource {
   }
 
   /**
-   * The children (as keys) of a block read before that carries no entry names, or undefined; forgotten once
-   * taken, since a walk takes each block's once.
+   * The children (as ids) of a block read before that carries no entry names and whose children are all in
+   * the CAR, or undefined; forgotten once taken, since a walk takes each block's once.
    */
-  takeChildren(key: string): string[] | undefined {
-    const children = this.#children.get(key);
-    this.#children.delete(key);
-    return children;
+  takeChildren(id: number): Uint32Array | undefined {
+    if ((this.#flags[id]! & REMEMBERED) === 0) return undefined;
+    this.#flags[id]! &= ~REMEMBERED;
+    const start = this.#childStarts[id]!;
+    return this.#childIds.slice(start, start + this.#childCounts[id]!);
   }
 }

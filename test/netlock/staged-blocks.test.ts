@@ -10,7 +10,6 @@ import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cidKey } from '../../src/protocol/cid-key.ts';
 import { StagedBlocks } from '../../src/netlock/staged-blocks.ts';
 
 const KiB = 1024;
@@ -94,7 +93,7 @@ describe('StagedBlocks', () => {
     const { file, blocks } = await layOut(sizes.slice(0, 20));
     const s = await staged(file, blocks);
     const gone = blocks[7]!;
-    s.release(cidKey(gone.cid));
+    s.release(s.idOf(gone.cid));
     expect(s.size).toBe(19);
     expect(s.has(gone.cid)).toBe(false);
     await expect(s.get(gone.cid)).rejects.toThrow();
