@@ -12,9 +12,12 @@ import { RecordLog } from '../records/record-log.ts';
 import { blockLinks } from './block-links.ts';
 import { PACKS_DIR } from './block-packs.ts';
 import { FsBlockStore } from './fs-block-store.ts';
-import { listPacks, rewritePack } from './pack-gc.ts';
+import { rewritePack, scanPackFiles } from './pack-gc.ts';
+import type { PackFile } from './pack-gc.ts';
+import { PACK_QUARANTINED } from './pack-file.ts';
+import { StoredBlocks } from './stored-blocks.ts';
 import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
-import { cidFromKey, cidKey } from '../protocol/cid-key.ts';
+import { cidKey } from '../protocol/cid-key.ts';
 
 /** Blocks younger than this are kept by default: a record run may be importing them right now. */
 export const GC_DEFAULT_MIN_AGE_MS = 60 * 60 * 1000;
@@ -55,23 +58,6 @@ export interface GcReport {
   missing: number;
 }
 
-/**
- * A block of the store, by its `cidKey`: its file (if it has one) and its size and age (a packed block's: its
- * pack's). No CID object: a store of 100,000 entries holds 200,000 blocks, and with a CID each (and their
- * strings as keys) `gc` peaked at 600 MB (issue #15).
- */
-interface StoredBlock {
-  path: string | undefined;
-  size: number;
-  mtimeMs: number;
-  /** A copy is in a pack a running process writes, which gc leaves as it is. */
-  inRunningPack: boolean;
-  /** Some root reaches it. */
-  live: boolean;
-  /** Removed by this gc (its pack entries are dropped when the packs are written again). */
-  goes: boolean;
-}
-
 async function listDir(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
@@ -108,13 +94,16 @@ async function findInDataDir(dir: string, depth = 0): Promise<{ netlocks: string
 }
 
 /**
- * Record CIDs (as `cidKey`) named by a JSON-lines file (record index or journal): every line, not only the
- * newest per key. Read line by line: the file is never held whole, as text or as entries.
+ * Gives the record CID of every line of a JSON-lines file (record index or journal), not only the newest per
+ * key. Read line by line: the file is never held whole, as text or as entries.
  */
-async function recordsIn(path: string): Promise<string[]> {
-  const keys: string[] = [];
-  await new RecordLog(path).readEach((e) => keys.push(cidKey(e.signed.record)));
-  return keys;
+async function eachRecordIn(path: string, onRecord: (cid: CID) => void): Promise<number> {
+  let count = 0;
+  await new RecordLog(path).readEach((e) => {
+    count++;
+    onRecord(e.signed.record);
+  });
+  return count;
 }
 
 /**
@@ -146,7 +135,8 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   };
 
   // 1. Every block of the store: block files, and the entries of the packs.
-  const blocks = new Map<string, StoredBlock>();
+  const store = new FsBlockStore(dataDir);
+  const blocks = new StoredBlocks();
   const temps: Array<{ path: string; size: number }> = [];
   const corrupt: Array<{ path: string; size: number }> = [];
   for (const shard of await listDir(blocksDir)) {
@@ -170,76 +160,101 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       } catch {
         continue; // not ours: left alone
       }
-      blocks.set(cidKey(cid), { path, size: st.size, mtimeMs: st.mtimeMs, inRunningPack: false, live: false, goes: false });
+      blocks.addFile(cid, path, path === store.pathOf(cid), st.size, st.mtimeMs);
     }
   }
   const packsDir = join(blocksDir, PACKS_DIR);
-  const { packs, temps: packTemps } = await listPacks(packsDir, now);
-  temps.push(...packTemps);
-  for (const pack of packs) {
-    for (const e of pack.entries) {
-      if (e.quarantined) continue;
-      const b = blocks.get(e.key);
-      if (b === undefined) blocks.set(e.key, { path: undefined, size: e.length, mtimeMs: pack.mtimeMs, inRunningPack: pack.writerRunning, live: false, goes: false });
-      else b.inRunningPack ||= pack.writerRunning;
+  /** The blocks of each pack, and its quarantined entries. */
+  const packBlocks = new Map<PackFile, number[]>();
+  const packQuarantined = new Map<PackFile, Tally>();
+  const { packs, temps: packTemps } = await scanPackFiles(packsDir, now, (pack, e) => {
+    if (e.state === PACK_QUARANTINED) {
+      const q = packQuarantined.get(pack) ?? { count: 0, bytes: 0 };
+      packQuarantined.set(pack, q);
+      q.count++;
+      q.bytes += e.length;
+      return;
     }
-  }
-  const store = new FsBlockStore(dataDir);
+    const ids = packBlocks.get(pack) ?? [];
+    packBlocks.set(pack, ids);
+    ids.push(blocks.addPacked(e.cid, e.length, pack.mtimeMs, pack.writerRunning));
+  });
+  temps.push(...packTemps);
   const missing = new Set<string>();
-  /** Marks every block the given keys reach (the array is used up as the walk's stack). */
-  const mark = async (stack: string[]): Promise<void> => {
+  const addMissing = (cid: CID): void => {
+    missing.add(cidKey(cid));
+  };
+  /** Marks every block the given ids reach (the array is used up as the walk's stack). */
+  const mark = async (stack: number[]): Promise<void> => {
     while (stack.length > 0) {
-      const key = stack.pop()!;
-      const b = blocks.get(key);
-      if (b === undefined) {
-        missing.add(key);
-        continue;
-      }
-      if (b.live) continue;
-      b.live = true;
-      const cid = cidFromKey(key);
+      const id = stack.pop()!;
+      if (!blocks.markLive(id)) continue;
+      const cid = blocks.cidOf(id);
       if (cid.code === RAW_CODE) continue;
       try {
-        for (const link of blockLinks(cid, await store.get(cid))) stack.push(cidKey(link));
+        for (const link of blockLinks(cid, await store.get(cid))) {
+          const child = blocks.idOf(link);
+          if (child === -1) addMissing(link);
+          else if (!blocks.isLive(child)) stack.push(child);
+        }
       } catch (err) {
         logger.warn('gc: cannot follow the links of block %s: %s', cid.toString(), (err as Error).message);
       }
     }
+  };
+  /** The ids of `cids` the store holds, the others counted missing. */
+  const held = (cids: readonly CID[]): number[] => {
+    const ids: number[] = [];
+    for (const cid of cids) {
+      const id = blocks.idOf(cid);
+      if (id === -1) addMissing(cid);
+      else ids.push(id);
+    }
+    return ids;
   };
 
   // 2. Roots, each marked with all it reaches: the records of the index and of journals first; then every
   // netlock root block of the store, looked for among the DAG-CBOR blocks the records do not reach (records
   // link to no netlock root, so none is skipped, and a store's many records are not decoded twice); then the
   // netlock files.
-  const indexRecords = await recordsIn(join(dataDir, 'records.jsonl'));
-  report.roots.records = new Set(indexRecords).size;
+  const indexRecords: number[] = [];
+  const missingRecords = new Set<string>();
+  await eachRecordIn(join(dataDir, 'records.jsonl'), (cid) => {
+    const id = blocks.idOf(cid);
+    if (id === -1) {
+      addMissing(cid);
+      missingRecords.add(cidKey(cid));
+    } else if (blocks.countRoot(id)) indexRecords.push(id);
+  });
+  report.roots.records = indexRecords.length + missingRecords.size;
   await mark(indexRecords);
   const found = await findInDataDir(dataDir);
   const given = (options.keep ?? []).map((p) => resolve(p));
-  const netlockRoots: string[] = [];
+  const netlockRoots: CID[] = [];
   for (const path of given) {
     // A netlock the caller asked to keep must be readable: collecting without it could lose its blocks.
     const root = await netlockRootOf(path).catch((cause: unknown) => {
       throw new InvalidNetlockError(`gc --keep ${path}: ${(cause as Error).message}; nothing collected`, { cause });
     });
-    netlockRoots.push(cidKey(root));
+    netlockRoots.push(root);
   }
-  for (const path of found.netlocks) netlockRoots.push(cidKey(await netlockRootOf(path)));
+  for (const path of found.netlocks) netlockRoots.push(await netlockRootOf(path));
   report.roots.netlockFiles = [...new Set([...given, ...found.netlocks])].map((p) => (p.startsWith(`${dataDir}/`) ? relative(dataDir, p) : p));
   const journals = [...new Set([...found.journals, ...given.map((p) => `${p}.journal`)])];
   for (const path of journals) {
-    const records = await recordsIn(path);
-    if (records.length > 0 || found.journals.includes(path)) report.roots.journals.push(path);
-    await mark(records);
+    const records: CID[] = [];
+    const lines = await eachRecordIn(path, (cid) => records.push(cid));
+    if (lines > 0 || found.journals.includes(path)) report.roots.journals.push(path);
+    await mark(held(records));
   }
-  for (const [key, b] of blocks) {
-    if (b.live || key.charCodeAt(1) !== DAG_CBOR_CODE) continue; // a CIDv1's codec, one byte for DAG-CBOR
-    const cid = cidFromKey(key);
-    if (cid.code !== DAG_CBOR_CODE) continue;
+  const storedRoots: number[] = [];
+  for (let id = 0; id < blocks.count; id++) {
+    if (blocks.isLive(id) || !blocks.hasCodec(id, DAG_CBOR_CODE)) continue;
+    const cid = blocks.cidOf(id);
     try {
       const value = dagCbor.decode<{ type?: unknown } | null>(await store.get(cid));
       if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
-        netlockRoots.push(key);
+        storedRoots.push(id);
         report.roots.storedNetlocks++;
       }
     } catch {
@@ -248,7 +263,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   }
 
   // 3. Mark everything the netlocks reach.
-  await mark(netlockRoots);
+  await mark([...held(netlockRoots), ...storedRoots]);
   report.missing = missing.size;
 
   await store.close();
@@ -257,26 +272,32 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const remove = async (path: string): Promise<void> => {
     if (!dryRun) await rm(path, { force: true });
   };
-  for (const b of blocks.values()) {
-    if (b.live) {
+  for (let id = 0; id < blocks.count; id++) {
+    const size = blocks.sizeOf(id);
+    if (blocks.isLive(id)) {
       report.live.count++;
-      report.live.bytes += b.size;
-    } else if (now - b.mtimeMs < minAge || b.inRunningPack) {
+      report.live.bytes += size;
+    } else if (now - blocks.mtimeOf(id) < minAge || blocks.inRunningPack(id)) {
       report.young.count++;
-      report.young.bytes += b.size;
+      report.young.bytes += size;
     } else {
-      b.goes = true;
-      if (b.path !== undefined) await remove(b.path);
+      blocks.markGoes(id);
+      if (blocks.hasFile(id)) await remove(store.pathOf(blocks.cidOf(id)));
+      for (const path of blocks.otherFiles(id)) await remove(path);
       report.removed.count++;
-      report.removed.bytes += b.size;
+      report.removed.bytes += size;
     }
   }
   for (const pack of packs) {
     if (pack.writerRunning) continue;
-    const quarantined = pack.entries.filter((e) => e.quarantined);
-    report.quarantined.count += quarantined.length;
-    report.quarantined.bytes += quarantined.reduce((n, e) => n + e.length, 0);
-    const outcome = await rewritePack(packsDir, pack, (e) => blocks.get(e.key)?.goes !== true, { dryRun });
+    const quarantined = packQuarantined.get(pack);
+    if (quarantined !== undefined) {
+      report.quarantined.count += quarantined.count;
+      report.quarantined.bytes += quarantined.bytes;
+    }
+    const anyGoes = (packBlocks.get(pack) ?? []).some((id) => blocks.goes(id));
+    if (!anyGoes && quarantined === undefined && pack.end === pack.size) continue;
+    const outcome = await rewritePack(packsDir, pack, (e) => !blocks.goes(blocks.idOf(e.cid)), { dryRun });
     if (outcome.droppedTail > 0) {
       report.temp.count++;
       report.temp.bytes += outcome.droppedTail;

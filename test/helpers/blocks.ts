@@ -52,7 +52,7 @@ export async function removeBlock(dataDir: string, cid: CID | string): Promise<v
   await rm(new FsBlockStore(dataDir).pathOf(asCid(cid)), { force: true });
   const dir = join(dataDir, 'blocks', PACKS_DIR);
   for (const pack of (await listPacks(dir)).packs) {
-    if (pack.entries.some((e) => e.key === key)) await rewritePack(dir, pack, (e) => e.key !== key, { dryRun: false });
+    if (pack.entries.some((e) => e.key === key)) await rewritePack(dir, pack, (e) => cidKey(e.cid) !== key, { dryRun: false });
   }
 }
 
