@@ -1,8 +1,15 @@
+import { tmpdir } from 'node:os';
+import { SpillFile } from '../io/spill-file.ts';
 import type { Expectation, SeedEntry } from './types.ts';
 
 const LOWER_HEX = /^(?:[0-9a-f]{2})*$/;
 /** Taken slots dropped from the front of the list once there are this many (and they are half of it). */
 const COMPACT_AFTER = 1024;
+/** Entries held as strings before the rest go to a spill file. */
+export const SPILL_AFTER = 10_000;
+
+/** Closes the spill file of a list collected without being drained or closed. */
+const spills = new FinalizationRegistry<SpillFile>((spill) => spill.close());
 
 /** An entry's options beyond the usual, when it has any. */
 interface Extra {
@@ -17,11 +24,17 @@ interface Extra {
  * entries, the seed's peak (issue #15). Packed, it is one string of ~220 bytes, with the digest in base64 and
  * the file name and Accept value as numbers into a table this list keeps.
  *
+ * Past `SPILL_AFTER` entries queued, the strings go to a spill file (`SpillFile`: unlinked once open, so
+ * nothing is left behind) and the list keeps each one's ticket: a lockfile of 200,000 entries held 44 MB of
+ * strings, the largest part of the seed's 204–217 MB peak (issue #15). The file is closed once every entry
+ * is taken (a later push opens another), by `close`, or when the list is collected.
+ *
  * Entries are taken from the front (`take`); a slot number names an entry while it is queued, so a later
  * duplicate of it can still change its digests (`queued`, `replace`), or be removed (`remove`).
  */
 export class PackedEntries implements Iterable<SeedEntry> {
-  #items: Array<string | undefined> = [];
+  /** An entry as its string, or as its ticket in `#spill`; undefined once taken or removed. */
+  #items: Array<string | number | undefined> = [];
   /** Slot of `#items[0]`, and the index in `#items` of the first entry not taken. */
   #base = 0;
   #head = 0;
@@ -29,6 +42,28 @@ export class PackedEntries implements Iterable<SeedEntry> {
   #removed = 0;
   #texts: string[] = [];
   #textIndex = new Map<string, number>();
+  readonly #spillDir: string;
+  readonly #spillAfter: number;
+  #spill: SpillFile | undefined;
+
+  /** `spillDir` (default: the system's temporary folder) and `spillAfter` (default `SPILL_AFTER`) say where and when entries spill. */
+  constructor(options: { spillDir?: string; spillAfter?: number } = {}) {
+    this.#spillDir = options.spillDir ?? tmpdir();
+    this.#spillAfter = options.spillAfter ?? SPILL_AFTER;
+  }
+
+  /** Whether entries are in a spill file now. */
+  get spilled(): boolean {
+    return this.#spill !== undefined;
+  }
+
+  /** Closes the spill file, if any: entries in it are lost. Idempotent; only for a list that is done with. */
+  close(): void {
+    if (this.#spill === undefined) return;
+    spills.unregister(this);
+    this.#spill.close();
+    this.#spill = undefined;
+  }
 
   get length(): number {
     return this.#items.length - this.#head - this.#removed;
@@ -43,7 +78,10 @@ export class PackedEntries implements Iterable<SeedEntry> {
   /** The first entry not taken, and its slot; undefined when none is left. Its string is released. */
   take(): { slot: number; entry: SeedEntry } | undefined {
     for (; this.#head < this.#items.length && this.#items[this.#head] === undefined; this.#head++) this.#removed--;
-    if (this.#head === this.#items.length) return undefined;
+    if (this.#head === this.#items.length) {
+      this.close(); // nothing queued is in it
+      return undefined;
+    }
     const slot = this.#base + this.#head;
     const entry = this.#unpack(this.#items[this.#head]!);
     this.#items[this.#head++] = undefined;
@@ -100,18 +138,29 @@ export class PackedEntries implements Iterable<SeedEntry> {
     return index;
   }
 
-  #pack(entry: SeedEntry): string {
+  #pack(entry: SeedEntry): string | number {
+    const text = this.#packText(entry);
+    // JSON.stringify's result is a tree of the pieces it was built in (~310 bytes for ~180 characters), and
+    // the first JSON.parse of it adds a flat copy; a string decoded from bytes is one piece (~220).
+    if (this.#spill === undefined && this.length < this.#spillAfter) return Buffer.from(text).toString();
+    if (this.#spill === undefined) {
+      this.#spill = new SpillFile(this.#spillDir);
+      spills.register(this, this.#spill, this);
+    }
+    return this.#spill.append(text) ?? text; // a text too long for a ticket stays a string
+  }
+
+  #packText(entry: SeedEntry): string {
     const extra: Extra = {};
     if (entry.missingDigest === true) extra.missingDigest = true;
     if (entry.acceptStatus !== undefined) extra.acceptStatus = entry.acceptStatus;
     const fields: unknown[] = [this.#text(entry.source.file), entry.source.line, entry.source.name, entry.url, this.#text(entry.accept), Object.keys(extra).length === 0 ? 0 : extra];
     for (const e of entry.expect) fields.push(packExpectation(e));
-    // JSON.stringify's result is a tree of the pieces it was built in (~310 bytes for ~180 characters), and
-    // the first JSON.parse of it adds a flat copy; a string decoded from bytes is one piece (~220).
-    return Buffer.from(JSON.stringify(fields)).toString();
+    return JSON.stringify(fields);
   }
 
-  #unpack(packed: string): SeedEntry {
+  #unpack(item: string | number): SeedEntry {
+    const packed = typeof item === 'number' ? this.#spill!.read(item) : item;
     const [file, line, name, url, accept, extra, ...expect] = JSON.parse(packed) as [number, number, string, string, number, Extra | 0, ...string[]];
     return { source: { file: this.#texts[file]!, line, name }, url, accept: this.#texts[accept]!, expect: expect.map(unpackExpectation), ...(extra === 0 ? {} : extra) };
   }

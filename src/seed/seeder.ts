@@ -265,6 +265,7 @@ async function run(admitted: Admitted, options: SeedOptions): Promise<SeedResult
     options.signal?.removeEventListener('abort', callerStopped);
     signal.removeEventListener('abort', wakeAll);
     wake = [];
+    admission.queue.close(); // what an aborted run left queued is not needed again
   }
   return result;
 }

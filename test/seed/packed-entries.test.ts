@@ -2,6 +2,9 @@
  * Seed entries packed one string each (issue #15: a 100,000-entry lockfile's entries as objects were the
  * seed's peak): every field comes back as it went in, and the list works as the run's queue.
  */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../../src/seed/admission.ts';
 import { PackedEntries } from '../../src/seed/packed-entries.ts';
@@ -22,9 +25,12 @@ const ENTRIES: SeedEntry[] = [
   { source: { file: 'SHA256SUMS', line: 2, name: 'plain' }, url: 'https://d.example/plain', accept: '*/*', expect: [{ algorithm: 'sha256', hex: hex(32, 0) }] },
 ];
 
-describe('PackedEntries', () => {
+describe.each([
+  { where: 'held as strings', options: {} },
+  { where: 'spilled to a file past the second', options: { spillAfter: 2 } },
+])('PackedEntries, entries $where', ({ options }) => {
   it('gives back every field of every entry as it was pushed, in order', () => {
-    const list = new PackedEntries();
+    const list = new PackedEntries(options);
     ENTRIES.forEach((e, i) => expect(list.push(structuredClone(e))).toBe(i));
     expect(list).toHaveLength(ENTRIES.length);
     expect([...list]).toEqual(ENTRIES);
@@ -36,7 +42,7 @@ describe('PackedEntries', () => {
   });
 
   it('replaces and removes queued entries by slot; a slot taken or removed is no longer queued', () => {
-    const list = new PackedEntries();
+    const list = new PackedEntries(options);
     for (const e of ENTRIES) list.push(e);
     const changed = { ...ENTRIES[2]!, expect: [{ algorithm: 'sha256' as const, hex: hex(32, 9) }] };
     list.replace(2, changed);
@@ -56,7 +62,7 @@ describe('PackedEntries', () => {
   });
 
   it('keeps slot numbers across the compaction of taken entries, over many thousands', () => {
-    const list = new PackedEntries();
+    const list = new PackedEntries(options);
     const entry = (i: number): SeedEntry => ({ source: { file: 'f', line: i, name: `p${i}` }, url: `https://r.example/p${i}.tgz`, accept: '*/*', expect: [{ algorithm: 'sha512', hex: hex(64, i % 256) }] });
     for (let i = 0; i < 5000; i++) list.push(entry(i));
     for (let i = 0; i < 3000; i++) expect(list.take()!.slot).toBe(i);
@@ -69,6 +75,33 @@ describe('PackedEntries', () => {
     expect(rest[0]).toBe(3000);
     expect(rest).not.toContain(5500);
     expect(rest.at(-1)).toBe(5999);
+  });
+});
+
+describe('PackedEntries', () => {
+  it('spills past its limit to a file no one sees, closes it once drained, and spills again when it fills', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fo-packed-'));
+    try {
+      const list = new PackedEntries({ spillDir: dir, spillAfter: 3 });
+      const entry = (i: number): SeedEntry => ({ ...ENTRIES[i % ENTRIES.length]!, source: { file: 'f', line: i, name: `p${i}` } });
+      for (let i = 0; i < 3; i++) list.push(entry(i));
+      expect(list.spilled).toBe(false);
+      for (let i = 3; i < 40; i++) list.push(entry(i));
+      expect(list.spilled).toBe(true);
+      expect(await readdir(dir)).toEqual([]); // unlinked once open
+      const taken: SeedEntry[] = [];
+      for (let next = list.take(); next !== undefined; next = list.take()) taken.push(next.entry);
+      expect(taken).toEqual(Array.from({ length: 40 }, (_, i) => entry(i)));
+      expect(list.spilled).toBe(false);
+      for (let i = 40; i < 50; i++) expect(list.push(entry(i))).toBe(i);
+      expect(list.spilled).toBe(true);
+      expect(list.queued(45)).toEqual(entry(45));
+      list.close();
+      list.close();
+      expect(list.spilled).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
