@@ -13,7 +13,7 @@ import { carHeader, carSectionHead } from './car-codec.ts';
 import { carLinks, withContext } from './car-links.ts';
 import { openByteOutput } from '../io/byte-output.ts';
 import { NetlockReader } from './dag.ts';
-import { cidKey } from '../protocol/cid-key.ts';
+import { CidIndex } from '../protocol/cid-index.ts';
 
 /** Blocks read ahead of the one being written (bounded: at most this many blocks of ≤ 2 MiB in memory). */
 export const EXPORT_PREFETCH_BLOCKS = 8;
@@ -53,7 +53,9 @@ export async function exportCar(root: CID, source: BlockSource, out: Writable | 
     await writer.write([header]);
     result.bytes += header.byteLength;
     const prefetch = Math.max(1, options.prefetch ?? EXPORT_PREFETCH_BLOCKS);
-    const seen = new Set<string>([cidKey(root)]);
+    // Blocks seen, numbered in typed arrays: a Set of 400,000 `cidKey` strings was 28 MB of heap (issue #15).
+    const seen = new CidIndex();
+    seen.add(root);
     const stack: PendingBlock[] = [{ cid: root, label: 'netlock root', bytes: undefined }];
     const fetchBlock = async (p: PendingBlock): Promise<Uint8Array> => {
       try {
@@ -83,9 +85,8 @@ export async function exportCar(root: CID, source: BlockSource, out: Writable | 
       // Reverse, so that the first link is popped (written) first: depth-first pre-order.
       for (let i = children.length - 1; i >= 0; i--) {
         const c = children[i]!;
-        const key = cidKey(c.cid);
-        if (seen.has(key)) continue;
-        seen.add(key);
+        const known = seen.size;
+        if (seen.add(c.cid) < known) continue;
         stack.push({ cid: c.cid, label: c.label, bytes: undefined });
       }
     }
