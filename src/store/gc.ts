@@ -202,15 +202,11 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       }
     }
   };
-  /** The ids of `cids` the store holds, the others counted missing. */
-  const held = (cids: readonly CID[]): number[] => {
-    const ids: number[] = [];
-    for (const cid of cids) {
-      const id = blocks.idOf(cid);
-      if (id === -1) addMissing(cid);
-      else ids.push(id);
-    }
-    return ids;
+  /** Adds `cid`'s id to `ids` when the store holds it, else counts it missing. */
+  const hold = (cid: CID, ids: number[]): void => {
+    const id = blocks.idOf(cid);
+    if (id === -1) addMissing(cid);
+    else ids.push(id);
   };
 
   // 2. Roots, each marked with all it reaches: the records of the index and of journals first; then every
@@ -242,19 +238,19 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   report.roots.netlockFiles = [...new Set([...given, ...found.netlocks])].map((p) => (p.startsWith(`${dataDir}/`) ? relative(dataDir, p) : p));
   const journals = [...new Set([...found.journals, ...given.map((p) => `${p}.journal`)])];
   for (const path of journals) {
-    const records: CID[] = [];
-    const lines = await eachRecordIn(path, (cid) => records.push(cid));
+    const records: number[] = [];
+    const lines = await eachRecordIn(path, (cid) => hold(cid, records));
     if (lines > 0 || found.journals.includes(path)) report.roots.journals.push(path);
-    await mark(held(records));
+    await mark(records);
   }
-  const storedRoots: number[] = [];
+  const netlockRootIds: number[] = [];
   for (let id = 0; id < blocks.count; id++) {
     if (blocks.isLive(id) || !blocks.hasCodec(id, DAG_CBOR_CODE)) continue;
     const cid = blocks.cidOf(id);
     try {
       const value = dagCbor.decode<{ type?: unknown } | null>(await store.get(cid));
       if (value !== null && typeof value === 'object' && value.type === NETLOCK_TYPE) {
-        storedRoots.push(id);
+        netlockRootIds.push(id);
         report.roots.storedNetlocks++;
       }
     } catch {
@@ -263,7 +259,8 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   }
 
   // 3. Mark everything the netlocks reach.
-  await mark([...held(netlockRoots), ...storedRoots]);
+  for (const root of netlockRoots) hold(root, netlockRootIds);
+  await mark(netlockRootIds);
   report.missing = missing.size;
 
   await store.close();
