@@ -21,26 +21,32 @@ export const COMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, List
     load: async () => (await import('./env.ts')).envCommand,
   }],
   ['verify', {
+    batch: true,
     summary: "check a netlock's signatures, blocks and bodies",
     load: async () => (await import('./verify.ts')).verifyCommand,
   }],
   ['witness', {
+    batch: true,
     summary: "fetch a netlock's entries again with another key and countersign what matches",
     load: async () => (await import('./witness.ts')).witnessCommand,
   }],
   ['recover', {
+    batch: true,
     summary: 'rebuild a netlock from the journal of a run that crashed',
     load: async () => (await import('./recover.ts')).recoverCommand,
   }],
   ['gc', {
+    batch: true,
     summary: 'remove blocks no record or netlock needs, and stale temp files, from the data directory',
     load: async () => (await import('./gc.ts')).gcCommand,
   }],
   ['export', {
+    batch: true,
     summary: 'write a netlock and every block it needs as one CAR file (export --car OUT.car NETLOCK)',
     load: async () => (await import('./car.ts')).exportCommand,
   }],
   ['import', {
+    batch: true,
     summary: 'load and verify a CAR into the embedded store or Kubo (import IN.car)',
     load: async () => (await import('./car.ts')).importCommand,
   }],
@@ -71,10 +77,12 @@ export const COMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, List
     load: async () => (await import('./serve-machine.ts')).serveMachineCommand,
   }],
   ['seed', {
+    batch: true,
     summary: 'build a netlock before the build, from URL lists and lockfiles, checking their digests',
     load: async () => (await import('./seed.ts')).seedCommand,
   }],
   ['lockfile', {
+    batch: true,
     summary: 'turn a netlock back into a pinned list (sha256sums, urls, json)',
     load: async () => (await import('./seed.ts')).lockfileCommand,
   }],
@@ -83,6 +91,7 @@ export const COMMANDS: ReadonlyMap<string, ListedCommand> = new Map<string, List
     load: async () => (await import('./enclave.ts')).enclaveCommand,
   }],
   ['report', {
+    batch: true,
     summary: 'a netlock and its run as one self-contained HTML page (report NETLOCK --html OUT.html)',
     load: async () => (await import('./report.ts')).reportCommand,
   }],
