@@ -1,10 +1,24 @@
 import { open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
+import * as raw from 'multiformats/codecs/raw';
+import { sha256 } from 'multiformats/hashes/sha2';
 import { PACKS_DIR } from '../../src/store/block-packs.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import { cidKey } from '../../src/protocol/cid-key.ts';
 import { listPacks, rewritePack } from '../../src/store/pack-gc.ts';
+
+const DAG_CBOR = 0x71;
+
+/** `count` distinct CIDs of SHA-256 digests: CIDv0, raw CIDv1 and DAG-CBOR CIDv1 in turn. */
+export async function cidsOf(count: number): Promise<CID[]> {
+  const out: CID[] = [];
+  for (let i = 0; i < count; i++) {
+    const digest = await sha256.digest(new TextEncoder().encode(`block ${i}`));
+    out.push(i % 3 === 0 ? CID.createV0(digest) : CID.createV1(i % 3 === 1 ? raw.code : DAG_CBOR, digest));
+  }
+  return out;
+}
 
 const asCid = (cid: CID | string): CID => (typeof cid === 'string' ? CID.parse(cid) : cid);
 

@@ -4,19 +4,11 @@ import { create as createDigest } from 'multiformats/hashes/digest';
 import { identity } from 'multiformats/hashes/identity';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { describe, expect, it } from 'vitest';
+import { cidsOf } from '../helpers/blocks.ts';
 import { CidIndex } from '../../src/protocol/cid-index.ts';
 
 const DAG_CBOR = 0x71;
 const SHA2_256 = 0x12;
-
-async function cidsOf(count: number): Promise<CID[]> {
-  const out: CID[] = [];
-  for (let i = 0; i < count; i++) {
-    const digest = await sha256.digest(new TextEncoder().encode(`block ${i}`));
-    out.push(i % 3 === 0 ? CID.createV0(digest) : CID.createV1(i % 3 === 1 ? raw.code : DAG_CBOR, digest));
-  }
-  return out;
-}
 
 describe('CidIndex', () => {
   it('numbers CIDs in the order added, finds each by its bytes, and gives each back', async () => {

@@ -2,19 +2,11 @@ import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { describe, expect, it } from 'vitest';
+import { cidsOf } from '../helpers/blocks.ts';
 import { cidFromKey, cidKey } from '../../src/protocol/cid-key.ts';
 import { collectGarbage } from '../helpers/gc.ts';
 
 const DAG_CBOR = 0x71;
-
-async function cidsOf(count: number): Promise<CID[]> {
-  const out: CID[] = [];
-  for (let i = 0; i < count; i++) {
-    const digest = await sha256.digest(new TextEncoder().encode(`block ${i}`));
-    out.push(i % 3 === 0 ? CID.createV0(digest) : CID.createV1(i % 3 === 1 ? raw.code : DAG_CBOR, digest));
-  }
-  return out;
-}
 
 describe('cidKey', () => {
   it('is equal for equal CIDs and distinct for distinct ones, across versions and codecs', async () => {
