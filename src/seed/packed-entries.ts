@@ -147,7 +147,11 @@ export class PackedEntries implements Iterable<SeedEntry> {
       this.#spill = new SpillFile(this.#spillDir);
       spills.register(this, this.#spill, this);
     }
-    return this.#spill.append(text) ?? text; // a text too long for a ticket stays a string
+    try {
+      return this.#spill.append(text) ?? text; // a text too long for a ticket stays a string
+    } catch {
+      return Buffer.from(text).toString(); // the scratch file cannot grow (a full disk): the entry stays in memory
+    }
   }
 
   #packText(entry: SeedEntry): string {

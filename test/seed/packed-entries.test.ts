@@ -2,6 +2,7 @@
  * Seed entries packed one string each (issue #15: a 100,000-entry lockfile's entries as objects were the
  * seed's peak): every field comes back as it went in, and the list works as the run's queue.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { Admission } from '../../src/seed/admission.ts';
 import { PackedEntries } from '../../src/seed/packed-entries.ts';
 import type { SeedEntry } from '../../src/seed/types.ts';
 import { collectGarbage } from '../helpers/gc.ts';
+import { ROOT } from '../helpers/run.ts';
 
 const hex = (n: number, byte: number): string => Buffer.alloc(n, byte).toString('hex');
 
@@ -102,6 +104,20 @@ describe('PackedEntries', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+  it('keeps in memory what the spill file cannot take (a full disk): every entry comes back, in order', () => {
+    // A file size limit (ulimit -f, in KiB; SIGXFSZ ignored so the write fails with EFBIG) stands in for a full disk.
+    const script = `
+      import { PackedEntries } from './src/seed/packed-entries.ts';
+      const list = new PackedEntries({ spillAfter: 2 });
+      const entry = (i) => ({ source: { file: 'f', line: i, name: 'p' + i }, url: 'https://r.example/p' + i + '.tgz', accept: '*/*', expect: [{ algorithm: 'sha512', hex: String(i % 10).repeat(128) }] });
+      for (let i = 0; i < 2000; i++) list.push(entry(i));
+      let ok = 0;
+      for (let next = list.take(), i = 0; next !== undefined; next = list.take(), i++) if (JSON.stringify(next.entry) === JSON.stringify(entry(i)) && next.slot === i) ok++;
+      console.log(JSON.stringify({ ok }));`;
+    const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 64; exec node --import tsx --input-type=module -e "$0"`, script], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ ok: 2000 }); // ~400 KB of entries, a 64 KiB file
   });
 });
 
