@@ -34,7 +34,7 @@ export function tuneV8(options: { batch?: boolean } = {}): void {
  * the same `seed` at 177 MB in the same CPU time (63.4 against 64.4 s); stopped from the start (1 MB
  * semi-spaces), 159 MB but 35% more CPU.
  */
-export function capYoungGeneration(bytes: number): void {
+function capYoungGeneration(bytes: number): void {
   const observer = new PerformanceObserver(() => {
     const size = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
     if (size < bytes) return;

@@ -7,9 +7,9 @@ import { InvalidNetlockError } from '../errors.ts';
 import { syncDir } from '../io/durable.ts';
 import type { BlockSink } from '../protocol/blocks.ts';
 import { buildNetlockPaged, compareKeys, NETLOCK_VERSION, NetlockReader, sortedEntries, WALK_ONCE } from './dag.ts';
-import type { BuildNetlockOptions, NetlockEntry, SortedEntries } from './dag.ts';
+import type { BuildNetlockOptions, NetlockEntry, NetlockRoot, SortedEntries } from './dag.ts';
 import type { FetchRecord, RecordResponse } from '../protocol/record.ts';
-import { KEY_VERSION, parseKeyId } from '../protocol/request-key.ts';
+import { parseKeyId } from '../protocol/request-key.ts';
 import { toHex } from '../protocol/signature.ts';
 import { decodeCountersignature } from '../protocol/countersignature.ts';
 import type { Countersignature } from '../protocol/countersignature.ts';
@@ -130,7 +130,6 @@ export async function buildNetlockFile(entries: readonly EntrySummary[], sink: B
  * entries (witness keys from their decoded countersignatures, else `options.witnesses`).
  */
 export async function buildNetlockHead(entries: SortedEntries<EntrySummary>, sink: BlockSink, options: BuildNetlockOptions, onLines?: (lines: NetlockFileEntry[]) => void | Promise<void>): Promise<WrittenNetlock> {
-  let count = 0;
   const oracles = new Map<string, Uint8Array>();
   const witnesses = new Map<string, Uint8Array>();
   const signers = (): { oracles: Uint8Array[]; witnesses: readonly Uint8Array[] | undefined } => ({ oracles: [...oracles.values()], witnesses: witnesses.size > 0 ? [...witnesses.values()] : options.witnesses });
@@ -139,17 +138,21 @@ export async function buildNetlockHead(entries: SortedEntries<EntrySummary>, sin
       oracles.set(toHex(e.record.oracle), e.record.oracle);
       for (const c of e.countersigned ?? []) witnesses.set(toHex(c.witness), c.witness);
     }
-    count += page.length;
     if (onLines !== undefined) await onLines(page.map(readableEntry));
   });
+  return readableHead(built.root, built.rootValue);
+}
+
+/** The readable file's head: the fields of the signed root. */
+function readableHead(root: CID, value: NetlockRoot): WrittenNetlock {
   return {
-    netlock: built.root.toString(),
+    netlock: root.toString(),
     version: NETLOCK_VERSION,
-    keyVersion: KEY_VERSION,
-    count,
-    oracles: built.rootValue.oracles.map(toHex),
-    ...(built.rootValue.witnesses === undefined ? {} : { witnesses: built.rootValue.witnesses.map(toHex) }),
-    ...(built.rootValue.variantRules === undefined ? {} : { variantRules: built.rootValue.variantRules }),
+    keyVersion: value.keyVersion,
+    count: value.count,
+    oracles: value.oracles.map(toHex),
+    ...(value.witnesses === undefined ? {} : { witnesses: value.witnesses.map(toHex) }),
+    ...(value.variantRules === undefined ? {} : { variantRules: value.variantRules }),
   };
 }
 
@@ -227,15 +230,7 @@ export async function writeNetlockFile(path: string, entries: readonly EntrySumm
 export async function writeNetlockFileOf(path: string, root: CID, source: BlockSource, options: AbortOptions = {}): Promise<WrittenNetlock> {
   const reader = new NetlockReader(root, source, WALK_ONCE);
   const value = await reader.rootValue(options);
-  const head: WrittenNetlock = {
-    netlock: root.toString(),
-    version: NETLOCK_VERSION,
-    keyVersion: value.keyVersion,
-    count: value.count,
-    oracles: value.oracles.map(toHex),
-    ...(value.witnesses === undefined ? {} : { witnesses: value.witnesses.map(toHex) }),
-    ...(value.variantRules === undefined ? {} : { variantRules: value.variantRules }),
-  };
+  const head = readableHead(root, value);
   await writeFileAtomically(path, { durable: true }, async (out) => {
     await out.write(renderedHead(head));
     let page: NetlockFileEntry[] = [];

@@ -6,7 +6,7 @@ const LOWER_HEX = /^(?:[0-9a-f]{2})*$/;
 /** Taken slots dropped from the front of the list once there are this many (and they are half of it). */
 const COMPACT_AFTER = 1024;
 /** Entries held as strings before the rest go to a spill file. */
-export const SPILL_AFTER = 10_000;
+const SPILL_AFTER = 10_000;
 
 /** Closes the spill file of a list collected without being drained or closed. */
 const spills = new FinalizationRegistry<SpillFile>((spill) => spill.close());
