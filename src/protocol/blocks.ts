@@ -52,7 +52,7 @@ export function verifyBlockSync(cid: CID, bytes: Uint8Array): void {
   if (bytes.byteLength > MAX_BLOCK_BYTES) {
     throw new BlockCorruptError(cid.toString(), `Block ${cid} is ${bytes.byteLength} bytes (limit ${MAX_BLOCK_BYTES})`);
   }
-  if (!equalBytes(sha256Of(bytes), cid.multihash.digest)) {
+  if (!sha256Matches(bytes, cid.multihash.digest)) {
     throw new BlockCorruptError(cid.toString());
   }
 }
@@ -68,11 +68,20 @@ export function verifyBlock(cid: CID, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * SHA-256 of `bytes`: Node's one-shot `crypto.hash` (20.12+) costs half of a Hash object on a 4 KiB block,
- * which every replay hit verifies; the Hash object where it is missing.
+ * Whether the SHA-256 of `bytes` is `digest`. Node's one-shot `crypto.hash` (20.12+) costs half of a Hash
+ * object on a 4 KiB block, which every replay hit verifies; asked for a 'binary' (latin1) string (one character a byte,
+ * compared here in place), it is a quarter faster again than asked for a Buffer, and a third of the garbage
+ * (issue #15). The Hash object where `crypto.hash` is missing.
  */
-const sha256Of: (bytes: Uint8Array) => Uint8Array =
-  typeof nodeCrypto.hash === 'function' ? (bytes) => nodeCrypto.hash('sha256', bytes, 'buffer') : (bytes) => nodeCrypto.createHash('sha256').update(bytes).digest();
+const sha256Matches: (bytes: Uint8Array, digest: Uint8Array) => boolean =
+  typeof nodeCrypto.hash === 'function'
+    ? (bytes, digest) => {
+        const text = nodeCrypto.hash('sha256', bytes, 'binary');
+        if (digest.byteLength !== text.length) return false;
+        for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== digest[i]) return false;
+        return true;
+      }
+    : (bytes, digest) => equalBytes(nodeCrypto.createHash('sha256').update(bytes).digest(), digest);
 
 /** Sources whose every block is already checked against its CID: wrapping them again would hash twice. */
 const VERIFIED_SOURCES = new WeakSet<BlockSource>();

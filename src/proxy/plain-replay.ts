@@ -10,7 +10,7 @@ import type { AtOnceAnswer } from './hit-front.ts';
 import { BodyBuffers } from './leaf-buffers.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 import type { ReplayDecider } from './replay-handler.ts';
-import { PLAN_SPECIFIC_HEADERS } from './replay-memo.ts';
+import { hasPlanSpecificHeader } from './replay-memo.ts';
 import type { ReplayMemo } from './replay-memo.ts';
 import type { PlainRequest } from './request-head.ts';
 
@@ -32,6 +32,14 @@ export interface PlainReplayInit {
  */
 export class PlainReplay {
   readonly #init: PlainReplayInit;
+  /**
+   * The memory `readKept` reads a block into, after `#headRoom` bytes kept for the head; `#whole` is all of it.
+   * One function for every answer, not a closure per answer (issue #15): `readKept` calls it synchronously, so
+   * the two fields are set just before and read just after. A read that waits gets a closure of its own.
+   */
+  #headRoom = 0;
+  #whole: Uint8Array | undefined;
+  readonly #allocAfterHead = (size: number): Uint8Array => (this.#whole = BodyBuffers.take(this.#headRoom + size)).subarray(this.#headRoom);
 
   constructor(init: PlainReplayInit) {
     this.#init = init;
@@ -44,8 +52,8 @@ export class PlainReplay {
 
   answer(request: PlainRequest, headEnd: Buffer): AtOnceAnswer | Promise<AtOnceAnswer | undefined> | undefined {
     const { memo, replayer } = this.#init;
-    if (PLAN_SPECIFIC_HEADERS.some((h) => request.field(h) !== undefined)) return undefined;
-    const cacheKey = memo.rules === undefined ? undefined : memo.cacheKey(request.method, request.url, (n) => request.field(n))!;
+    if (hasPlanSpecificHeader(request)) return undefined;
+    const cacheKey = memo.rules === undefined ? undefined : memo.cacheKey(request.method, request.url, request)!;
     const key = cacheKey === undefined ? undefined : memo.key(cacheKey);
     const record = key === undefined ? undefined : replayer.recordNow!(key);
     if (record === undefined) return this.#lookUp(request, headEnd, cacheKey);
@@ -56,7 +64,7 @@ export class PlainReplay {
   async #lookUp(request: PlainRequest, headEnd: Buffer, known: string | undefined): Promise<AtOnceAnswer | undefined> {
     const { memo, replayer } = this.#init;
     memo.rules ??= { value: await replayer.variantRules() };
-    const cacheKey = known ?? memo.cacheKey(request.method, request.url, (n) => request.field(n))!;
+    const cacheKey = known ?? memo.cacheKey(request.method, request.url, request)!;
     let key = memo.key(cacheKey);
     if (key === undefined) {
       if (request.url.length > MAX_URL_BYTES) return undefined; // answered 414 there
@@ -72,20 +80,23 @@ export class PlainReplay {
 
   /** The answer from a verified record: at once when its body block is read without waiting. */
   #answerFrom(key: RequestKey, record: FetchRecord, request: PlainRequest, headEnd: Buffer): AtOnceAnswer | Promise<AtOnceAnswer | undefined> | undefined {
-    const plan = this.#init.memo.plan(record, request.method, (n) => request.field(n));
+    const plan = this.#init.memo.plan(record, request.method, request);
     const head = plainHead(plan, request.method, headEnd);
     if (head === null) return undefined;
     if (plan.body === null) return this.#answered(key, head, plan.status, head.bytes, 0);
     const { cid, parts } = plan.body;
     if (cid.code !== RAW_CODE) return undefined; // many blocks: streamed by Node's server path
     // The block is read into memory just after a copy of the head: the answer is one write.
+    this.#headRoom = head.bytes.byteLength;
+    this.#whole = undefined;
+    const block = this.#init.reader.readKept(cid, this.#allocAfterHead);
+    if (block !== undefined) return this.#withBody(key, head, plan.status, cid, parts, block, this.#whole!);
     let whole: Uint8Array | undefined;
     const headLength = head.bytes.byteLength;
     const alloc = (size: number): Uint8Array => (whole = BodyBuffers.take(headLength + size)).subarray(headLength);
-    const block = this.#init.reader.readKept(cid, alloc);
-    if (block === undefined) return this.#init.reader.readBlock(cid, alloc).then((read) => this.#withBody(key, head, plan.status, cid, parts, read, whole!));
-    return this.#withBody(key, head, plan.status, cid, parts, block, whole!);
+    return this.#init.reader.readBlock(cid, alloc).then((read) => this.#withBody(key, head, plan.status, cid, parts, read, whole!));
   }
+
 
   #withBody(key: RequestKey, head: PlainHead, status: number, cid: CID, parts: readonly BodyPart[], block: Uint8Array, whole: Uint8Array): AtOnceAnswer | undefined {
     try {

@@ -9,7 +9,7 @@ import { markOutcome, readExchange, sendError, sendPlan } from './exchange.ts';
 import type { AnswerPlain } from './hit-front.ts';
 import type { BlockReader } from './leaf-buffers.ts';
 import { PlainReplay } from './plain-replay.ts';
-import { ReplayMemo } from './replay-memo.ts';
+import { headerFields, ReplayMemo } from './replay-memo.ts';
 
 /** Status of a replay miss: the gateway had no answer for it (design §5: fail-closed, explained). */
 export const MISS_STATUS = 504;
@@ -87,7 +87,7 @@ export class ReplayHandler implements ExchangeHandler {
       }
       memo.rules ??= { value: await replayer.variantRules() };
       const rules = memo.rules.value;
-      const cacheKey = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined ? undefined : memo.cacheKey(req.method, url, (n) => req.headers[n]);
+      const cacheKey = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined ? undefined : memo.cacheKey(req.method, url, headerFields(req.headers));
       let key = cacheKey === undefined ? undefined : memo.key(cacheKey);
       if (key === undefined) {
         // Replay needs only the request body's digest, never its bytes: nothing is kept.
@@ -112,6 +112,6 @@ export class ReplayHandler implements ExchangeHandler {
       return;
     }
     const { source, stats, logger } = this.#init;
-    await sendPlan(res, this.#memo.plan(answer.record, req.method ?? 'GET', (n) => req.headers[n], req.headers), source, stats, logger, this.#init.reader);
+    await sendPlan(res, this.#memo.plan(answer.record, req.method ?? 'GET', headerFields(req.headers), req.headers), source, stats, logger, this.#init.reader);
   }
 }

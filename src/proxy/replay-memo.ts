@@ -9,10 +9,27 @@ export const KEY_CACHE_ENTRIES = 4096;
 /** Plans kept per record: one per method and `accept-encoding` value seen, a handful in practice. */
 const PLANS_PER_RECORD = 8;
 /** Request headers that make a plan differ from the plain one (ranges and validators): never cached. */
-export const PLAN_SPECIFIC_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const;
+const PLAN_SPECIFIC_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const;
 
-/** A request's header field by lower-case name (an IncomingMessage's, or a plain request's). */
-export type FieldOf = (name: string) => string | string[] | undefined;
+/**
+ * A request's header fields by lower-case name: a plain request (`PlainRequest`), or an IncomingMessage's
+ * headers (`headerFields`). An object, not a callback: a closure over the request made per lookup was garbage
+ * on every 4 KiB hit (issue #15).
+ */
+export interface FieldSource {
+  field(name: string): string | string[] | undefined;
+}
+
+/** An IncomingMessage's headers as a FieldSource. */
+export function headerFields(headers: IncomingHttpHeaders): FieldSource {
+  return { field: (name) => headers[name] };
+}
+
+/** Whether the request has any header that makes its plan differ from the plain one. */
+export function hasPlanSpecificHeader(fields: FieldSource): boolean {
+  for (let i = 0; i < PLAN_SPECIFIC_HEADERS.length; i++) if (fields.field(PLAN_SPECIFIC_HEADERS[i]!) !== undefined) return true;
+  return false;
+}
 
 /**
  * What replay keeps of the requests it answered, shared by Node's server path (`replay-handler.ts`) and the
@@ -34,13 +51,13 @@ export class ReplayMemo {
    * What a GET or HEAD without a body is keyed by here: method, URL as sent and the variant headers;
    * undefined for any other method. The rules must have been read.
    */
-  cacheKey(method: string | undefined, url: string, field: FieldOf): string | undefined {
+  cacheKey(method: string | undefined, url: string, fields: FieldSource): string | undefined {
     if (method !== 'GET' && method !== 'HEAD') return undefined;
-    let k = `${method}\n${url}\n${headerText(field('accept'))}`;
+    let k = `${method}\n${url}\n${headerText(fields.field('accept'))}`;
     const rules = this.rules?.value;
     if (rules !== undefined) {
       this.#ruleHeaders ??= [...new Set(Object.values(rules).flat().map((h) => h.toLowerCase()))].sort();
-      for (const h of this.#ruleHeaders) k += `\n${headerText(field(h))}`;
+      for (const h of this.#ruleHeaders) k += `\n${headerText(fields.field(h))}`;
     }
     return k;
   }
@@ -58,9 +75,9 @@ export class ReplayMemo {
    * The plan for a request from `record`: kept per record for plain requests, made afresh for ranges and
    * validators (`headers` has them; a plain request's never does).
    */
-  plan(record: FetchRecord, method: string, field: FieldOf, headers?: IncomingHttpHeaders): ResponsePlan {
+  plan(record: FetchRecord, method: string, fields: FieldSource, headers?: IncomingHttpHeaders): ResponsePlan {
     if (headers !== undefined && PLAN_SPECIFIC_HEADERS.some((h) => headers[h] !== undefined)) return planResponse(record, { method, headers });
-    const acceptEncoding = field('accept-encoding');
+    const acceptEncoding = fields.field('accept-encoding');
     const k = `${method}\n${headerText(acceptEncoding)}`;
     let plans = this.#plans.get(record);
     const kept = plans?.get(k);

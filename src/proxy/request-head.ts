@@ -103,7 +103,7 @@ export function parsePlainRequest(buf: Buffer, start: number, maxHeadBytes: numb
     const nameStart = at;
     while (TCHAR[buf[at]!] === 1) at++;
     if (at === nameStart || buf[at] !== COLON) return OTHER;
-    const name = buf.toString('latin1', nameStart, at).toLowerCase();
+    const name = fieldName(buf, nameStart, at);
     at++;
     while (buf[at] === SP || buf[at] === HT) at++;
     const valueStart = at;
@@ -125,6 +125,35 @@ export function parsePlainRequest(buf: Buffer, start: number, maxHeadBytes: numb
   // Node's server answers an HTTP/1.1 request without a host 400 (its `requireHostHeader`).
   if (fieldIn(fields, 'host') === undefined) return OTHER;
   return new PlainRequest(method, url, fields, blank + 4);
+}
+
+/**
+ * Field names clients send on almost every request, lower case, by length: recognised in the bytes, their name
+ * is this string, not a new one and its lower-case copy per field per request (issue #15).
+ */
+const KNOWN_NAMES: ReadonlyArray<readonly string[]> = (() => {
+  const names = ['host', 'accept', 'accept-encoding', 'accept-language', 'user-agent', 'connection', 'cache-control', 'pragma', 'referer', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'authorization', 'cookie', 'npm-command', 'npm-session', 'npm-auth-type', 'pnpm-session'];
+  const byLength: string[][] = [];
+  for (const n of names) (byLength[n.length] ??= []).push(n);
+  return byLength;
+})();
+
+/** The lower-case name of the field whose (token) name is `buf[start, end)`. */
+function fieldName(buf: Buffer, start: number, end: number): string {
+  const known = KNOWN_NAMES[end - start];
+  if (known !== undefined) {
+    for (const name of known) if (sameIgnoringCase(buf, start, name)) return name;
+  }
+  return buf.toString('latin1', start, end).toLowerCase();
+}
+
+/**
+ * Whether the token at `at` is `lower` (letters and hyphens only) in any case. Setting bit 0x20 lower-cases an
+ * ASCII letter and keeps a hyphen; no other token character becomes a lower-case letter or a hyphen that way.
+ */
+function sameIgnoringCase(buf: Buffer, at: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((buf[at + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
 }
 
 /** Whether `buf` holds `bytes` at `at` (a loop the JIT inlines: cheaper than a native call for a few bytes). */

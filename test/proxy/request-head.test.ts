@@ -18,6 +18,16 @@ describe('parsePlainRequest', () => {
     expect([b.method, b.url, b.field('connection'), b.end]).toEqual(['HEAD', 'http://example.test/', 'Keep-Alive', text.length]);
   });
 
+  it('lower-cases every field name, the common ones in any case and names of their length that differ by one character', () => {
+    const names = ['HOST', 'hoSt', 'Hosu', 'Hos_', 'Hos^', 'ACCEPT-ENCODING', 'Accept-Encodinh', 'Accept_Encoding', 'User-Agent', 'User-Agen~', 'If-None-Match', 'IF-NONE-MATCH', 'X-NPM-Thing'];
+    for (const name of names) {
+      const req = parsePlainRequest(Buffer.from(`${GET}${name}: v\r\n${name === 'HOST' || name === 'hoSt' ? '' : 'Host: h\r\n'}\r\n`, 'latin1'), 0, 1024, 8) as PlainRequest;
+      expect(req).toBeInstanceOf(PlainRequest);
+      expect(req.fields[0]).toBe(name.toLowerCase());
+      expect(req.field(name.toLowerCase())).toBe('v');
+    }
+  });
+
   it('waits for the rest of a head, unless it is already longer than any head Node accepts', () => {
     expect(parse(`${GET}Host: example.test\r\n`)).toBe(PARTIAL);
     expect(parse('GET http://exa')).toBe(PARTIAL);
