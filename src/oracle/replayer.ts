@@ -66,8 +66,8 @@ export class Replayer implements ReplayDecider {
   readonly #init: ReplayerInit;
   /**
    * Verified records, least recently used out first. An LRU cache whose hits allocate nothing: keeping the
-   * order in a Map (delete and set again on every hit) made V8 rebuild its hash table over and over, ~350
-   * bytes of garbage per replay hit, a sixth of all a 4 KiB hit allocated (issue #15). Undefined: none kept.
+   * order in a Map (delete and set again on every hit) made V8 rebuild its hash table over and over, ~150
+   * bytes of garbage per replay hit (issue #15). Undefined: none kept.
    */
   readonly #verified: LRUCache<string, Verified> | undefined;
   /** Verifications under way, shared by concurrent requests for the same key. */

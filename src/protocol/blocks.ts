@@ -69,9 +69,9 @@ export function verifyBlock(cid: CID, bytes: Uint8Array): Promise<void> {
 
 /**
  * Whether the SHA-256 of `bytes` is `digest`. Node's one-shot `crypto.hash` (20.12+) costs half of a Hash
- * object on a 4 KiB block, which every replay hit verifies; asked for a 'binary' (latin1) string (one character a byte,
- * compared here in place), it is a quarter faster again than asked for a Buffer, and a third of the garbage
- * (issue #15). The Hash object where `crypto.hash` is missing.
+ * object on a 4 KiB block, which every replay hit verifies. Asked for a `'binary'` (latin1) string, one
+ * character a byte, compared here in place, it is a quarter faster again than asked for a Buffer, and makes a
+ * third of the garbage (issue #15). The Hash object where `crypto.hash` is missing.
  */
 const sha256Matches: (bytes: Uint8Array, digest: Uint8Array) => boolean =
   typeof nodeCrypto.hash === 'function'

@@ -97,7 +97,6 @@ export class PlainReplay {
     return this.#init.reader.readBlock(cid, alloc).then((read) => this.#withBody(key, head, plan.status, cid, parts, read, whole!));
   }
 
-
   #withBody(key: RequestKey, head: PlainHead, status: number, cid: CID, parts: readonly BodyPart[], block: Uint8Array, whole: Uint8Array): AtOnceAnswer | undefined {
     try {
       verifyBlockSync(cid, block);
