@@ -72,11 +72,11 @@ export class ReplayMemo {
   }
 
   /**
-   * The plan for a request from `record`: kept per record for plain requests, made afresh for ranges and
-   * validators (`headers` has them; a plain request's never does).
+   * The plan for a request from `record`: kept per record for plain requests, made afresh from `headers` (the
+   * same request's, on Node's server path) for ranges and validators; a plain request never has them.
    */
   plan(record: FetchRecord, method: string, fields: FieldSource, headers?: IncomingHttpHeaders): ResponsePlan {
-    if (headers !== undefined && PLAN_SPECIFIC_HEADERS.some((h) => headers[h] !== undefined)) return planResponse(record, { method, headers });
+    if (headers !== undefined && hasPlanSpecificHeader(fields)) return planResponse(record, { method, headers });
     const acceptEncoding = fields.field('accept-encoding');
     const k = `${method}\n${headerText(acceptEncoding)}`;
     let plans = this.#plans.get(record);
