@@ -5,6 +5,7 @@ import { Handover } from '../io/handover.ts';
 import { bodyBytesReceived } from '../io/young-gc.ts';
 import type { Logger } from '../log.ts';
 import { rawBodySha256, verifyingSource } from '../protocol/blocks.ts';
+import { cidText } from '../protocol/cid-key.ts';
 import { recordableResponseHeaders } from '../protocol/headers.ts';
 import type { HeaderList } from '../protocol/headers.ts';
 import { decodeRecord, encodeRecord } from '../protocol/record.ts';
@@ -388,8 +389,8 @@ export class Recorder implements ExchangeRecorder {
    */
   async #commit(key: RequestKey, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
     const { store, signer, index, stats, logger } = this.#init;
-    const oldBody = previous?.record.response.body?.toString() ?? null;
-    const newBody = record.response.body?.toString() ?? null;
+    const oldBody = bodyText(previous?.record);
+    const newBody = bodyText(record);
     if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) {
       await this.#addToRun(previous);
       return previous;
@@ -408,12 +409,18 @@ export class Recorder implements ExchangeRecorder {
     await this.#init.checkpoints.recorded();
     if (previous !== undefined) {
       stats.mutations++;
-      this.mutations.push({ method: key.method, url: key.url, oldRecord: previous.signed.record.toString(), newRecord: block.cid.toString(), oldStatus: previous.record.response.status, newStatus: record.response.status, oldBody, newBody });
+      this.mutations.push({ method: key.method, url: key.url, oldRecord: cidText(previous.signed.record), newRecord: cidText(block.cid), oldStatus: previous.record.response.status, newStatus: record.response.status, oldBody, newBody });
       logger.warn('upstream mutation: %s %s changed: %d %s -> %d %s (both versions kept; this run uses the new one)', key.method, key.url, previous.record.response.status, oldBody ?? '-', record.response.status, newBody ?? '-');
     }
     logger.info('recorded %s %s -> %d %s (%d bytes)', key.method, key.url, record.response.status, newBody ?? '-', record.response.size);
     return entry;
   }
+}
+
+/** A record's body CID as text, or null for a response without one (or no record). */
+function bodyText(record: FetchRecord | undefined): string | null {
+  const body = record?.response.body;
+  return body === undefined || body === null ? null : cidText(body);
 }
 
 /**

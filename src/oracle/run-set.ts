@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CID } from 'multiformats/cid';
 import { equalBytes } from '../protocol/blocks.ts';
+import { cidText } from '../protocol/cid-key.ts';
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
@@ -232,7 +233,7 @@ export class RunSet {
       const { key, signed, witnesses, countersigned } = e;
       return { key, signed, witnesses, countersigned, record: { oracle, fetchedAt, response: { status: response.status, body: response.body, size: response.size, sha256: response.sha256, headers } } };
     }
-    const fields: HeldFields = [e.key, e.signed.record.toString(), Buffer.from(e.signed.signature).toString('base64'), signerIndex(oracle), fetchedAt, response.status, response.body?.toString() ?? null, response.size, Buffer.from(response.sha256).toString('base64'), headers];
+    const fields: HeldFields = [e.key, cidText(e.signed.record), Buffer.from(e.signed.signature).toString('base64'), signerIndex(oracle), fetchedAt, response.status, response.body === null ? null : cidText(response.body), response.size, Buffer.from(response.sha256).toString('base64'), headers];
     const text = JSON.stringify(fields);
     return this.#spill?.append(text) ?? text;
   }

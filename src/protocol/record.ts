@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { InvalidRecordError } from '../errors.ts';
 import { DAG_CBOR_CODE } from './blocks.ts';
+import { encodeRecordCbor } from './record-cbor.ts';
 import type { HeaderList } from './headers.ts';
 
 export const RECORD_VERSION = 1;
@@ -46,13 +47,17 @@ export interface EncodedBlock {
 
 /** Encodes a value as a DAG-CBOR block (deterministic encoding: sorted map keys, no floats). */
 export async function encodeCborBlock(value: unknown): Promise<EncodedBlock> {
-  const bytes = dagCbor.encode(value);
-  const digest = await sha256.digest(bytes);
-  return { cid: CID.createV1(DAG_CBOR_CODE, digest), bytes };
+  return cborBlock(dagCbor.encode(value));
+}
+
+async function cborBlock(bytes: Uint8Array): Promise<EncodedBlock> {
+  return { cid: CID.createV1(DAG_CBOR_CODE, await sha256.digest(bytes)), bytes };
 }
 
 export async function encodeRecord(record: FetchRecord): Promise<EncodedBlock> {
   assertRecord(record);
+  const bytes = encodeRecordCbor(record);
+  if (bytes !== undefined) return cborBlock(bytes);
   // Omit undefined optionals: DAG-CBOR has no undefined.
   const request: Record<string, unknown> = { method: record.request.method, url: record.request.url, headers: record.request.headers };
   if (record.request.bodyDigest !== undefined) request['bodyDigest'] = record.request.bodyDigest;

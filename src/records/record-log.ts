@@ -5,6 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { throwIfAborted } from '../errors.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
+import { cidText } from '../protocol/cid-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 
 /** One line of a record log: a request key and the signed record that answers it. */
@@ -268,7 +269,7 @@ async function openForAppend(path: string): Promise<FileHandle> {
 }
 
 export function toLine(key: string, signed: SignedRecord): string {
-  const line: SignedRecordLine = { key, record: signed.record.toString(), signature: Buffer.from(signed.signature).toString('base64') };
+  const line: SignedRecordLine = { key, record: cidText(signed.record), signature: Buffer.from(signed.signature).toString('base64') };
   return `${JSON.stringify(line)}\n`;
 }
 
