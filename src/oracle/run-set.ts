@@ -1,7 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CID } from 'multiformats/cid';
-import { equalBytes } from '../protocol/blocks.ts';
-import { cidText } from '../protocol/cid-key.ts';
+import { cidText, equalBytes } from '../protocol/blocks.ts';
 import type { BlockSink, BlockSource } from '../protocol/blocks.ts';
 import type { VariantRules } from '../protocol/request-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';

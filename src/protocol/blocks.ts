@@ -118,16 +118,38 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+const BASE32 = Buffer.from('abcdefghijklmnopqrstuvwxyz234567', 'latin1');
+
 /**
- * A CID's text, as one flat string. multiformats builds a CID's base32 text a character at a time, which V8
- * keeps as a tree of ~60 pieces (~2 KB) until something reads the string whole; a netlock file of 100,000
- * lines held 100,000 such trees while it was built (issue #15: ~200 MB). Reading a character has V8 flatten
- * it in place, so what is kept is the text alone.
+ * What `cid.toString()` gives (base32 with its `b` prefix for a CIDv1, base58btc for a CIDv0), as one flat
+ * string. multiformats builds it a character at a time, which V8 keeps as a tree of ~60 pieces (~2 KB) until
+ * something reads the string whole (a netlock file of 100,000 lines held 100,000 such trees while it was
+ * built, issue #15: ~200 MB), and keeps it in a per-CID `Map` behind a `WeakMap`: ~800 bytes of garbage and a
+ * weak entry for the collector per CID, on every record's journal and index lines (session 26). A CIDv1 is
+ * written here a byte at a time into one buffer; a CIDv0's text is read whole once, which flattens it.
  */
 export function cidText(cid: CID): string {
-  const text = cid.toString();
-  text.charCodeAt(0);
-  return text;
+  if (cid.version === 0) {
+    const text = cid.toString();
+    text.charCodeAt(0);
+    return text;
+  }
+  const bytes = cid.bytes;
+  const out = Buffer.allocUnsafe(1 + Math.ceil((bytes.byteLength * 8) / 5));
+  out[0] = 0x62; // 'b'
+  let at = 1;
+  let bits = 0;
+  let acc = 0;
+  for (const byte of bytes) {
+    acc = ((acc << 8) | byte) & 0xfff; // 5 bits are taken before more than 12 are held
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out[at++] = BASE32[(acc >>> bits) & 31]!;
+    }
+  }
+  if (bits > 0) out[at++] = BASE32[(acc << (5 - bits)) & 31]!;
+  return out.toString('latin1', 0, at);
 }
 
 export function parseCid(text: string): CID {

@@ -4,8 +4,8 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { CID } from 'multiformats/cid';
 import { throwIfAborted } from '../errors.ts';
+import { cidText } from '../protocol/blocks.ts';
 import type { AbortOptions } from '../protocol/blocks.ts';
-import { cidText } from '../protocol/cid-key.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 
 /** One line of a record log: a request key and the signed record that answers it. */
