@@ -1,4 +1,6 @@
+import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { AbortedError } from '../errors.ts';
 
@@ -76,30 +78,62 @@ function wake(job: Job): void {
  * A body declared to fit one batch (most bodies) is hashed on this thread as it comes: cheaper than the
  * worker's round trip, and no copy of it is kept (a buffer of its size per body, outside V8's heap, was
  * counted against the next full collection: young-gc.ts). A body longer than declared is still hashed
- * whole; the recorder refuses it anyway.
+ * whole; the recorder refuses it anyway. A body that comes as one chunk (a small body, nearly always) is
+ * hashed at the end with Node's one-shot `crypto.hash`, held by reference until then: the Hash objects cost
+ * more than hashing 4 KiB (issue #15, session 26).
  */
 function hashedHere(sha256Given: boolean): DigestJob {
-  const sha256 = sha256Given ? undefined : createHash('sha256');
-  const sha512 = createHash('sha512');
+  let sha256: Hash | undefined;
+  let sha512: Hash | undefined;
+  /** The body's only chunk so far, not yet hashed. */
+  let only: Uint8Array | undefined;
   let abandoned = false;
   const refused = (): Promise<never> => Promise.reject(new AbortedError('Body digest abandoned'));
+  const incremental = (): Hash => {
+    sha256 = sha256Given ? undefined : createHash('sha256');
+    const hash = createHash('sha512');
+    if (only !== undefined) {
+      sha256?.update(only);
+      hash.update(only);
+      only = undefined;
+    }
+    return (sha512 = hash);
+  };
   return {
     update: (chunk) => {
       if (abandoned) return refused();
-      sha256?.update(chunk);
-      sha512.update(chunk);
+      if (sha512 === undefined && only === undefined) only = chunk;
+      else {
+        const hash = sha512 ?? incremental();
+        sha256?.update(chunk);
+        hash.update(chunk);
+      }
       return Promise.resolve();
     },
     digest: (known) => {
       if (abandoned) return refused();
+      if (sha512 === undefined) {
+        const bytes = only ?? new Uint8Array(0);
+        only = undefined;
+        const whole = known?.sha256 ?? (sha256Given ? undefined : oneShot('sha256', bytes));
+        if (whole === undefined) return Promise.reject(new Error('DigestJob: sha256Given, but digest() was given no sha256'));
+        return Promise.resolve({ sha256: whole, sha512: oneShot('sha512', bytes) });
+      }
       const whole = known?.sha256 ?? (sha256 === undefined ? undefined : new Uint8Array(sha256.digest()));
       if (whole === undefined) return Promise.reject(new Error('DigestJob: sha256Given, but digest() was given no sha256'));
       return Promise.resolve({ sha256: whole, sha512: new Uint8Array(sha512.digest()) });
     },
     abandon: () => {
       abandoned = true;
+      only = undefined;
     },
   };
+}
+
+/** A digest of `bytes` at once (Node 20.12+), or through a Hash object where `crypto.hash` is missing. */
+function oneShot(algorithm: 'sha256' | 'sha512', bytes: Uint8Array): Uint8Array {
+  const digest = typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash(algorithm, bytes, 'buffer') : createHash(algorithm).update(bytes).digest();
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 /**

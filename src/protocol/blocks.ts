@@ -1,5 +1,7 @@
 import * as nodeCrypto from 'node:crypto';
 import { CID } from 'multiformats/cid';
+import { create as createDigest } from 'multiformats/hashes/digest';
+import type { MultihashDigest } from 'multiformats/hashes/interface';
 import { BlockCorruptError, BlockMissingError, throwIfAborted } from '../errors.ts';
 
 /** Options of every async call: the caller's AbortSignal (style habit 11). */
@@ -55,6 +57,16 @@ export function verifyBlockSync(cid: CID, bytes: Uint8Array): void {
   if (!sha256Matches(bytes, cid.multihash.digest)) {
     throw new BlockCorruptError(cid.toString());
   }
+}
+
+/**
+ * The SHA-256 multihash of `bytes` (what multiformats' `sha256.digest` gives), computed at once: Node's
+ * one-shot `crypto.hash` makes no Hash object, the larger part of hashing a small block; every record hashes
+ * its record block and its leaves (issue #15, session 26). The Hash object where `crypto.hash` is missing.
+ */
+export function sha256Multihash(bytes: Uint8Array): MultihashDigest<typeof SHA2_256_CODE> {
+  const digest = typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash('sha256', bytes, 'buffer') : nodeCrypto.createHash('sha256').update(bytes).digest();
+  return createDigest(SHA2_256_CODE, new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength));
 }
 
 /** `verifyBlockSync`, rejecting instead of throwing. */

@@ -1,8 +1,7 @@
 import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
-import { sha256 } from 'multiformats/hashes/sha2';
 import { InvalidRecordError } from '../errors.ts';
-import { DAG_CBOR_CODE } from './blocks.ts';
+import { DAG_CBOR_CODE, sha256Multihash } from './blocks.ts';
 import { encodeRecordCbor } from './record-cbor.ts';
 import type { HeaderList } from './headers.ts';
 
@@ -50,8 +49,8 @@ export async function encodeCborBlock(value: unknown): Promise<EncodedBlock> {
   return cborBlock(dagCbor.encode(value));
 }
 
-async function cborBlock(bytes: Uint8Array): Promise<EncodedBlock> {
-  return { cid: CID.createV1(DAG_CBOR_CODE, await sha256.digest(bytes)), bytes };
+function cborBlock(bytes: Uint8Array): Promise<EncodedBlock> {
+  return Promise.resolve({ cid: CID.createV1(DAG_CBOR_CODE, sha256Multihash(bytes)), bytes });
 }
 
 export async function encodeRecord(record: FetchRecord): Promise<EncodedBlock> {

@@ -5,7 +5,7 @@ import * as raw from 'multiformats/codecs/raw';
 import { create as createDigest } from 'multiformats/hashes/digest';
 import { sha256 } from 'multiformats/hashes/sha2';
 import { BlockCorruptError, throwIfAborted } from '../errors.ts';
-import { DAG_PB_CODE, RAW_CODE } from './blocks.ts';
+import { DAG_PB_CODE, RAW_CODE, sha256Multihash } from './blocks.ts';
 import type { AbortOptions, BlockSink, BlockSource } from './blocks.ts';
 
 /** IPIP-499 `unixfs-v1-2025`: fixed 1 MiB chunks. */
@@ -128,7 +128,7 @@ async function storeNode(children: readonly Subtree[], sink: BlockSink, options:
     links.push({ Name: '', Tsize: child.dagSize, Hash: child.cid });
   }
   const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: links }));
-  const cid = CID.createV1(DAG_PB_CODE, await sha256.digest(bytes));
+  const cid = CID.createV1(DAG_PB_CODE, sha256Multihash(bytes));
   await sink.put(cid, bytes, options);
   return { cid, fileSize: Number(unixfs.fileSize()), dagSize: bytes.byteLength + links.reduce((sum, l) => sum + (l.Tsize ?? 0), 0) };
 }
@@ -218,7 +218,7 @@ export class BodyImporter {
       offset += n;
       if (this.#filled === chunkBytes) {
         this.#leaves++;
-        await this.#store(this.#chunk);
+        this.#store(this.#chunk);
         if (this.#writes.length >= LEAF_WRITES_IN_FLIGHT) await this.#dag.add(await this.#writes.shift()!);
         this.#chunk = this.#spare.pop() ?? new Uint8Array(chunkBytes);
         this.#filled = 0;
@@ -228,13 +228,14 @@ export class BodyImporter {
 
   /** Stores the remainder (or the one empty leaf of an empty file) and the nodes above the leaves. */
   async end(): Promise<ImportedBody> {
-    if (this.#filled > 0 || this.#leaves === 0) await this.#store(this.#chunk.subarray(0, this.#filled));
+    if (this.#filled > 0 || this.#leaves === 0) this.#store(this.#chunk.subarray(0, this.#filled));
     while (this.#writes.length > 0) await this.#dag.add(await this.#writes.shift()!);
     return this.#dag.finish();
   }
 
-  async #store(bytes: Uint8Array): Promise<void> {
-    const cid = CID.createV1(RAW_CODE, await sha256.digest(bytes));
+  /** Hashes a leaf and starts its write, queued to be added to the DAG in order. */
+  #store(bytes: Uint8Array): void {
+    const cid = CID.createV1(RAW_CODE, sha256Multihash(bytes));
     const write = this.#sink.put(cid, bytes, this.#options).then(() => {
       if (this.#reuse && bytes.byteLength === this.#chunkBytes && this.#spare.length <= LEAF_WRITES_IN_FLIGHT) this.#spare.push(bytes);
       return { cid, size: bytes.byteLength };

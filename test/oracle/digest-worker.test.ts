@@ -55,6 +55,25 @@ describe('DigestWorker: whole-body sha256 and sha512', () => {
     await expect(without.digest()).rejects.toThrow(/sha256Given/);
   });
 
+  it('hashes a small body that comes in one chunk, in several, or in none alike (given sha256 or not)', async () => {
+    const body = await bytesOf('pieces', 9000);
+    for (const cuts of [[], [9000], [1, 9000], [4000, 4001, 9000]]) {
+      for (const sha256Given of [false, true]) {
+        const job = workers.begin({ sizeHint: body.byteLength, sha256Given });
+        let from = 0;
+        for (const to of cuts) {
+          await job.update(body.subarray(from, to));
+          from = to;
+        }
+        const seen = body.subarray(0, from);
+        const given = new Uint8Array(createHash('sha256').update(seen).digest());
+        const digests = await job.digest(sha256Given ? { sha256: given } : {});
+        expect(hex(digests.sha256), `cuts ${cuts.join()}`).toBe(createHash('sha256').update(seen).digest('hex'));
+        expect(hex(digests.sha512), `cuts ${cuts.join()}`).toBe(createHash('sha512').update(seen).digest('hex'));
+      }
+    }
+  });
+
   it('refuses a body declared small once abandoned', async () => {
     const job = workers.begin({ sizeHint: 10 });
     await job.update(new Uint8Array(10));
