@@ -304,7 +304,8 @@ export class Recorder implements ExchangeRecorder {
       // A body declared to fit one chunk is one raw leaf: its CID's digest is its SHA-256 (rawBodySha256).
       const sizeHint = noBody ? 0 : declaredBytes;
       const digest = digests.begin(sizeHint === undefined ? {} : { sizeHint, sha256Given: !noBody && sizeHint <= CHUNK_BYTES });
-      const liveHead = liveResponseHead(upstream, key.method, fetchedAt);
+      const recordable = recordableResponseHeaders(upstream.headers);
+      const liveHead = liveResponseHead(upstream, key.method, fetchedAt, recordable);
       const tee = new LiveTee(live, () => onHead(liveHead));
       const sink = tee.sink(store);
       let body: FetchRecord['response']['body'] = null;
@@ -339,7 +340,7 @@ export class Recorder implements ExchangeRecorder {
       }
       const size = noBody ? Number(declared ?? 0) : received;
       // A body of one raw leaf was hashed whole for its CID already: that digest is its SHA-256.
-      const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordableResponseHeaders(upstream.headers), body, size, ...(await digest.digest({ sha256: rawBodySha256(body) })) });
+      const record = this.#buildRecord(key, fetchedAt, { status: upstream.status, headers: recordable, body, size, ...(await digest.digest({ sha256: rawBodySha256(body) })) });
       stats.bytesRecorded += received;
       return { record, release: () => tee.release() };
     } finally {

@@ -61,22 +61,37 @@ export function fromRawHeaders(raw: readonly string[]): Array<[string, string]> 
 
 /** Drops headers named in `Connection` as well as the fixed hop-by-hop set (RFC 9110 §7.6.1). */
 export function withoutHopByHop(headers: HeaderList): Array<[string, string]> {
-  const named = new Set<string>();
+  const named = connectionNamed(headers);
+  const out: Array<[string, string]> = [];
+  for (const [n, v] of headers) if (!HOP_BY_HOP.has(n) && named?.has(n) !== true) out.push([n, v]);
+  return out;
+}
+
+/** The header names `Connection` lists (lower-cased), or undefined when there is no `Connection` header. */
+function connectionNamed(headers: HeaderList): Set<string> | undefined {
+  let named: Set<string> | undefined;
   for (const [n, v] of headers) {
-    if (n === 'connection') for (const t of v.split(',')) named.add(t.trim().toLowerCase());
+    if (n !== 'connection') continue;
+    named ??= new Set();
+    for (const t of v.split(',')) named.add(t.trim().toLowerCase());
   }
-  return headers.filter(([n]) => !HOP_BY_HOP.has(n) && !named.has(n)).map(([n, v]) => [n, v]);
+  return named;
 }
 
 /**
  * The response headers a record keeps: as received, minus hop-by-hop, volatile and credential headers; a
  * `location` loses its credential query parameters (a presigned redirect target is kept as the URL the
- * build was sent to, without the signature that would expire and that is a secret).
+ * build was sent to, without the signature that would expire and that is a secret). One pass, one new pair
+ * a kept header: every record's head goes through it.
  */
 export function recordableResponseHeaders(headers: HeaderList): Array<[string, string]> {
-  return withoutHopByHop(headers)
-    .filter(([n]) => !VOLATILE_RESPONSE_HEADERS.has(n))
-    .map(([n, v]): [string, string] => (n === 'location' ? [n, redactLocation(v)] : [n, v]));
+  const named = connectionNamed(headers);
+  const out: Array<[string, string]> = [];
+  for (const [n, v] of headers) {
+    if (HOP_BY_HOP.has(n) || named?.has(n) === true || VOLATILE_RESPONSE_HEADERS.has(n)) continue;
+    out.push([n, n === 'location' ? redactLocation(v) : v]);
+  }
+  return out;
 }
 
 function redactLocation(raw: string): string {

@@ -148,11 +148,11 @@ export function responseHeaders(input: HeadInput): Array<[string, string]> {
  * the body goes out chunked), except that `location` keeps its credential parameters: this client must be
  * able to follow it for real.
  */
-export function liveResponseHead(upstream: { status: number; headers: HeaderList }, method: string, fetchedAt: string): { status: number; headers: Array<[string, string]> } {
+export function liveResponseHead(upstream: { status: number; headers: HeaderList }, method: string, fetchedAt: string, recordable = recordableResponseHeaders(upstream.headers)): { status: number; headers: Array<[string, string]> } {
   const declared = header(upstream.headers, 'content-length');
   const headers = responseHeaders({
     status: upstream.status,
-    headers: recordableResponseHeaders(upstream.headers),
+    headers: recordable,
     fetchedAt,
     size: declared === undefined ? undefined : Number(declared),
     headOnly: method === 'HEAD',

@@ -106,8 +106,10 @@ export async function readExchange(req: IncomingMessage, url: string, options: R
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
   // A GET's or HEAD's body (rare) is not part of its key: replay leaves it unread (Node discards what is
-  // left once the answer is sent) instead of iterating the request stream on every hit.
-  const hash = options.readBody === undefined && !hasBody ? undefined : createHash('sha256');
+  // left once the answer is sent) instead of iterating the request stream on every hit. One without a
+  // Content-Length or Transfer-Encoding has none at all (RFC 9112 §6.3): nothing to read in any mode.
+  const framed = req.headers['transfer-encoding'] !== undefined || declared > 0;
+  const hash = hasBody || (options.readBody !== undefined && framed) ? createHash('sha256') : undefined;
   const body = hash === undefined ? undefined : await (options.readBody ?? hashOnly)(req, hash);
   const bodyDigest = hasBody && hash !== undefined ? `sha256:${hash.digest('hex')}` : undefined;
   const input = bodyDigest === undefined ? { method, url, headers: req.headers } : { method, url, headers: req.headers, bodyDigest };

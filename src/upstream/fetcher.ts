@@ -111,9 +111,10 @@ export class Fetcher {
     const headers: string[] = [];
     for (const [n, v] of req.headers) if (!PROXY_OWNED_REQUEST_HEADERS.has(n) && !n.startsWith('proxy-')) headers.push(n, v);
     if (req.bodySize !== undefined) headers.push('content-length', String(req.bodySize));
+    const url = new URL(req.url);
     const options: Dispatcher.RequestOptions = {
-      origin: new URL(req.url).origin,
-      path: pathOf(req.url),
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
       method: req.method,
       headers,
       body: req.body ?? null,
@@ -140,11 +141,6 @@ export class Fetcher {
     this.#closed = true;
     await this.#agent.close();
   }
-}
-
-function pathOf(url: string): string {
-  const u = new URL(url);
-  return `${u.pathname}${u.search}`;
 }
 
 /** undici errors carry the useful part in `code` and `cause` (ECONNREFUSED, ENOTFOUND, cert errors). */

@@ -219,6 +219,22 @@ describe('RecordMode', () => {
     expect(origin.hits.get('/api')).toBe(2);
   });
 
+  it('sends a GET\'s body upstream when it has one (Content-Length or chunked); one without reaches the origin empty', async () => {
+    const seen: string[] = [];
+    origin.route('/search', async (req, res) => {
+      let body = '';
+      for await (const c of req) body += String(c);
+      seen.push(`${req.headers['content-length'] ?? '-'} ${req.headers['transfer-encoding'] ?? '-'} ${body}`);
+      res.end(`echo:${body}`);
+    });
+    const sized = await oracle.curl(['-s', '-X', 'GET', '--data-binary', 'q=one', `${origin.url}/search?a`]);
+    const chunked = await oracle.curl(['-s', '-X', 'GET', '-H', 'Transfer-Encoding: chunked', '--data-binary', 'q=two', `${origin.url}/search?b`]);
+    const none = await oracle.curl(['-s', `${origin.url}/search?c`]);
+    expect([sized.stdout, chunked.stdout, none.stdout]).toEqual(['echo:q=one', 'echo:q=two', 'echo:']);
+    // The fetcher sends a known length: the chunked body arrives whole, with its length.
+    expect(seen).toEqual(['5 - q=one', '5 - q=two', '- - ']);
+  });
+
   it('streams a large request body (spooled, not held in memory) upstream and keys it by digest', async () => {
     const { createHash } = await import('node:crypto');
     origin.route('/upload', async (req, res) => {
