@@ -1,8 +1,8 @@
-import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { AbortedError } from '../errors.ts';
+import { digestOnce } from '../protocol/blocks.ts';
 
 /** Bytes a job may have in flight to the worker before `update` waits: bounds memory. */
 export const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
@@ -79,7 +79,7 @@ function wake(job: Job): void {
  * worker's round trip, and no copy of it is kept (a buffer of its size per body, outside V8's heap, was
  * counted against the next full collection: young-gc.ts). A body longer than declared is still hashed
  * whole; the recorder refuses it anyway. A body that comes as one chunk (a small body, nearly always) is
- * hashed at the end with Node's one-shot `crypto.hash`, held by reference until then: the Hash objects cost
+ * hashed at the end at once (`digestOnce`), held by reference until then: the Hash objects cost
  * more than hashing 4 KiB (issue #15, session 26).
  */
 function hashedHere(sha256Given: boolean): DigestJob {
@@ -115,9 +115,9 @@ function hashedHere(sha256Given: boolean): DigestJob {
       if (sha512 === undefined) {
         const bytes = only ?? new Uint8Array(0);
         only = undefined;
-        const whole = known?.sha256 ?? (sha256Given ? undefined : oneShot('sha256', bytes));
+        const whole = known?.sha256 ?? (sha256Given ? undefined : digestOnce('sha256', bytes));
         if (whole === undefined) return Promise.reject(new Error('DigestJob: sha256Given, but digest() was given no sha256'));
-        return Promise.resolve({ sha256: whole, sha512: oneShot('sha512', bytes) });
+        return Promise.resolve({ sha256: whole, sha512: digestOnce('sha512', bytes) });
       }
       const whole = known?.sha256 ?? (sha256 === undefined ? undefined : new Uint8Array(sha256.digest()));
       if (whole === undefined) return Promise.reject(new Error('DigestJob: sha256Given, but digest() was given no sha256'));
@@ -128,12 +128,6 @@ function hashedHere(sha256Given: boolean): DigestJob {
       only = undefined;
     },
   };
-}
-
-/** A digest of `bytes` at once (Node 20.12+), or through a Hash object where `crypto.hash` is missing. */
-function oneShot(algorithm: 'sha256' | 'sha512', bytes: Uint8Array): Uint8Array {
-  const digest = typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash(algorithm, bytes, 'buffer') : createHash(algorithm).update(bytes).digest();
-  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 /**

@@ -59,14 +59,32 @@ export function verifyBlockSync(cid: CID, bytes: Uint8Array): void {
   }
 }
 
+/** Node 20.12+ has the one-shot `crypto.hash`; older ones hash through a Hash object. */
+const HAS_ONE_SHOT_HASH = typeof nodeCrypto.hash === 'function';
+
 /**
- * The SHA-256 multihash of `bytes` (what multiformats' `sha256.digest` gives), computed at once: Node's
- * one-shot `crypto.hash` makes no Hash object, the larger part of hashing a small block; every record hashes
- * its record block and its leaves (issue #15, session 26). The Hash object where `crypto.hash` is missing.
+ * A digest of `data`, computed at once. Node's one-shot `crypto.hash` makes no Hash object, which costs more
+ * than hashing a small block: every replay hit verifies one, every record hashes its blocks and small bodies
+ * (issue #15). A `'binary'` (latin1) string is one character a byte: compared in place, it makes the least
+ * garbage. The Hash object where `crypto.hash` is missing.
  */
+export function hashOnce(algorithm: 'sha256' | 'sha512', data: string | Uint8Array, encoding: 'buffer'): Buffer;
+export function hashOnce(algorithm: 'sha256' | 'sha512', data: string | Uint8Array, encoding: 'binary' | 'hex'): string;
+export function hashOnce(algorithm: 'sha256' | 'sha512', data: string | Uint8Array, encoding: 'buffer' | 'binary' | 'hex'): Buffer | string {
+  if (HAS_ONE_SHOT_HASH) return encoding === 'buffer' ? nodeCrypto.hash(algorithm, data, 'buffer') : nodeCrypto.hash(algorithm, data, encoding);
+  const hash = nodeCrypto.createHash(algorithm).update(data);
+  return encoding === 'buffer' ? hash.digest() : hash.digest(encoding);
+}
+
+/** `hashOnce` as a plain Uint8Array view (what records and CIDs hold). */
+export function digestOnce(algorithm: 'sha256' | 'sha512', data: Uint8Array): Uint8Array {
+  const digest = hashOnce(algorithm, data, 'buffer');
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+}
+
+/** The SHA-256 multihash of `bytes`: what multiformats' `sha256.digest` gives, through `hashOnce`. */
 export function sha256Multihash(bytes: Uint8Array): MultihashDigest<typeof SHA2_256_CODE> {
-  const digest = typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash('sha256', bytes, 'buffer') : nodeCrypto.createHash('sha256').update(bytes).digest();
-  return createDigest(SHA2_256_CODE, new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength));
+  return createDigest(SHA2_256_CODE, digestOnce('sha256', bytes));
 }
 
 /** `verifyBlockSync`, rejecting instead of throwing. */
@@ -79,21 +97,13 @@ export function verifyBlock(cid: CID, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/**
- * Whether the SHA-256 of `bytes` is `digest`. Node's one-shot `crypto.hash` (20.12+) costs half of a Hash
- * object on a 4 KiB block, which every replay hit verifies. Asked for a `'binary'` (latin1) string, one
- * character a byte, compared here in place, it is a quarter faster again than asked for a Buffer, and makes a
- * third of the garbage (issue #15). The Hash object where `crypto.hash` is missing.
- */
-const sha256Matches: (bytes: Uint8Array, digest: Uint8Array) => boolean =
-  typeof nodeCrypto.hash === 'function'
-    ? (bytes, digest) => {
-        const text = nodeCrypto.hash('sha256', bytes, 'binary');
-        if (digest.byteLength !== text.length) return false;
-        for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== digest[i]) return false;
-        return true;
-      }
-    : (bytes, digest) => equalBytes(nodeCrypto.createHash('sha256').update(bytes).digest(), digest);
+/** Whether the SHA-256 of `bytes` is `digest`: its `'binary'` text compared in place (see `hashOnce`). */
+function sha256Matches(bytes: Uint8Array, digest: Uint8Array): boolean {
+  const text = hashOnce('sha256', bytes, 'binary');
+  if (digest.byteLength !== text.length) return false;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== digest[i]) return false;
+  return true;
+}
 
 /** Sources whose every block is already checked against its CID: wrapping them again would hash twice. */
 const VERIFIED_SOURCES = new WeakSet<BlockSource>();

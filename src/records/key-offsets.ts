@@ -1,4 +1,4 @@
-import * as nodeCrypto from 'node:crypto';
+import { hashOnce } from '../protocol/blocks.ts';
 
 /** A request key's digest as two 32-bit halves: of its URL (so a URL's keys can be found) and of the whole key. */
 export type KeyDigest = (url: string, key: string) => readonly [urlPart: number, keyPart: number];
@@ -10,8 +10,7 @@ export function urlOfKey(key: string): string {
 }
 
 /** The first 32 bits of SHA-256 of `text` (hex out: half the cost of a Buffer for a short input). */
-const sha256Head = (text: string): number =>
-  parseInt((typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash('sha256', text, 'hex') : nodeCrypto.createHash('sha256').update(text).digest('hex')).slice(0, 8), 16);
+const sha256Head = (text: string): number => parseInt(hashOnce('sha256', text, 'hex').slice(0, 8), 16);
 
 /**
  * The first 32 bits of SHA-256 of the URL and of the key. A cryptographic hash, not a fast one, because the
