@@ -1,13 +1,14 @@
 /**
  * Batch commands cap V8's young generation (issue #15: `seed` of 200,000 entries held ~40 MB of young garbage
- * at its peak). Run in child processes: the cap changes a V8 flag for the whole process.
+ * at its peak) and give a small old generation room (`seed` of 1,500 packages ran 16 full collections). Run in
+ * child processes: both change V8 flags for the whole process.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BATCH_YOUNG_GENERATION_BYTES } from '../../src/cli/v8-tuning.ts';
+import { BATCH_OLD_GENERATION_BYTES, BATCH_YOUNG_GENERATION_BYTES, growthPercentToReach } from '../../src/cli/v8-tuning.ts';
 import { COMMANDS } from '../../src/cli/commands.ts';
 
 const RUN_TS = resolve('bin/run-ts.js');
@@ -31,6 +32,61 @@ for (let i = 0; i < 3_000_000; i++) {
 }
 process.stdout.write(String(largest));
 `;
+
+/**
+ * A process with ~20 MB of live data that reads 1.3 GB through 64 KiB buffers which die young, the way a seed
+ * reads its bodies from sockets; given a resident size it gives the old generation room within it as batch
+ * commands do. It prints how many full collections it ran.
+ */
+const READER = `
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { roomAboveLiveHeap, tuneV8 } from ${JSON.stringify(resolve('src/cli/v8-tuning.ts'))};
+tuneV8();
+if (process.argv[2] !== 'plain') roomAboveLiveHeap(${BATCH_OLD_GENERATION_BYTES}, Number(process.argv[2]));
+let full = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) full++;
+}).observe({ entryTypes: ['gc'] });
+const live = Array.from({ length: 200_000 }, (_, i) => ({ i, text: 'kept ' + i }));
+const reads = new Array(16);
+for (let i = 0; i < 20_000; i++) {
+  reads[i % reads.length] = new Uint8Array(65536);
+  if (i % 100 === 0) await new Promise((r) => setImmediate(r)); // the observers run between turns
+}
+await new Promise((r) => setImmediate(r));
+process.stdout.write(String(full) + ' ' + live.length);
+`;
+
+describe('the old generation of batch commands', () => {
+  it('grows to the batch size while its live data is small, twice that data at most, and 25% past it', () => {
+    const MB = 1024 * 1024;
+    expect(growthPercentToReach(48 * MB, 12 * MB)).toBe(100); // 24 MB would leave 24 MB unused: capped at twice
+    expect(growthPercentToReach(48 * MB, 32 * MB)).toBe(50);
+    expect(growthPercentToReach(48 * MB, 40 * MB)).toBe(25); // 20% would be less than every process gets
+    expect(growthPercentToReach(48 * MB, 200 * MB)).toBe(25);
+    expect(growthPercentToReach(48 * MB, 0)).toBe(100);
+  });
+
+  it('runs fewer full collections with room than with 25% growth alone, unless the process is already as large as allowed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fo-v8-old-'));
+    try {
+      await writeFile(join(dir, 'reader.mts'), READER);
+      const fullCollections = (mode: 'plain' | number): number => {
+        const r = spawnSync(process.execPath, [RUN_TS, join(dir, 'reader.mts'), String(mode)], { encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        return Number(r.stdout.split(' ')[0]);
+      };
+      const plain = fullCollections('plain');
+      const room = fullCollections(1024 * 1024 * 1024);
+      const noRoomLeft = fullCollections(1024 * 1024); // any process is larger than 1 MiB
+      expect(plain).toBeGreaterThanOrEqual(6);
+      expect(room).toBeLessThanOrEqual(plain / 2);
+      expect(noRoomLeft).toBeGreaterThanOrEqual(room * 1.5);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('the young generation of batch commands', () => {
   let dir: string;
