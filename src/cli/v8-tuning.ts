@@ -74,8 +74,8 @@ export function growthPercentToReach(size: number, live: number): number {
  * heap got V8's minimum step of room (~8 MB), and every buffer read from a socket counts against that limit
  * until a full collection: `seed` of 1,500 packages ran 16-18 full collections, 2-3 with this (issue #15). A
  * large run keeps the 25%: its tables outside the heap already fill the process (`seed` of 300,000 entries
- * peaked at 198 MB with room and no `rss` bound, 186 MB without room, 183 MB with both). Batch commands only: a record run writing
- * back a 194,700-entry netlock peaked 75 MB higher with room like this (session 20).
+ * peaked at 198 MB with room and no `rss` bound, 186 MB without room, 183 MB with both). Batch commands
+ * only: a record run writing back a 194,700-entry netlock peaked 75 MB higher with room like this (session 20).
  */
 export function roomAboveLiveHeap(size: number, rss: number): void {
   let percent = OLD_GENERATION_GROWTH_PERCENT;
