@@ -16,8 +16,9 @@ import type { AbortOptions } from '../protocol/blocks.ts';
 import { equalBytes, RAW_CODE } from '../protocol/blocks.ts';
 import { encodeCborBlock } from '../protocol/record.ts';
 import type { EncodedBlock } from '../protocol/record.ts';
-import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
+import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
+import { RecordSigningKey } from '../signing/fast-ed25519.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { NsmClient } from './nsm-client.ts';
 
@@ -76,16 +77,16 @@ export async function attestationBlock(document: Uint8Array): Promise<EncodedBlo
 export class AttestedSigner implements Signer {
   readonly publicKey: Uint8Array;
   readonly attestation: CID;
-  readonly #key: KeyObject;
+  readonly #key: RecordSigningKey;
 
   constructor(publicKey: Uint8Array, key: KeyObject, attestation: CID) {
     this.publicKey = publicKey;
-    this.#key = key;
+    this.#key = RecordSigningKey.fromKeyObject(key);
     this.attestation = attestation;
   }
 
   sign(record: CID): Promise<SignedRecord> {
-    return Promise.resolve(signRecordCid(record, this.#key));
+    return Promise.resolve(this.#key.sign(record));
   }
 }
 

@@ -9,8 +9,10 @@ import { signEnvelope } from '../protocol/dsse.ts';
 import type { DsseEnvelope } from '../protocol/dsse.ts';
 import { signCountersignatureCid } from '../protocol/countersignature.ts';
 import type { SignedCountersignature } from '../protocol/countersignature.ts';
-import { privateKeyObject, signRecordCid, toHex } from '../protocol/signature.ts';
+import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
+import { RecordSigningKey } from './fast-ed25519.ts';
+import type { SigningBackend } from './fast-ed25519.ts';
 import type { Signer } from './signer.ts';
 
 export const KEY_FILE = 'oracle-key.json';
@@ -19,11 +21,19 @@ export const KEY_FILE = 'oracle-key.json';
 export class LocalSigner implements Signer {
   readonly publicKey: Uint8Array;
   readonly #secretKey: KeyObject;
+  readonly #recordKey: RecordSigningKey;
 
   private constructor(seed: Uint8Array) {
     const pair = nacl.sign.keyPair.fromSeed(seed);
     this.publicKey = pair.publicKey;
     this.#secretKey = privateKeyObject(pair.secretKey);
+    this.#recordKey = new RecordSigningKey(this.#secretKey, pair.secretKey);
+    pair.secretKey.fill(0);
+  }
+
+  /** What signs its records (`fast-ed25519.ts`). */
+  get backend(): SigningBackend {
+    return this.#recordKey.backend;
   }
 
   static fromSeed(seed: Uint8Array): LocalSigner {
@@ -97,7 +107,7 @@ export class LocalSigner implements Signer {
   }
 
   sign(record: CID): Promise<SignedRecord> {
-    return Promise.resolve(signRecordCid(record, this.#secretKey));
+    return Promise.resolve(this.#recordKey.sign(record));
   }
 
   /** Signs a countersignature block's CID (a witness's statement; its own domain-separation prefix). */

@@ -1,0 +1,84 @@
+import { createRequire } from 'node:module';
+import type { KeyObject } from 'node:crypto';
+import type { CID } from 'multiformats/cid';
+import { recordSigningMessage, signRecordCid } from '../protocol/signature.ts';
+import type { SignedRecord } from '../protocol/signature.ts';
+
+/** What is used of sodium-native (its own types are not published with it). */
+export interface Sodium {
+  crypto_sign_detached(signature: Uint8Array, message: Uint8Array, secretKey: Buffer): void;
+  sodium_malloc(size: number): Buffer;
+  sodium_mprotect_readonly(buffer: Buffer): void;
+}
+
+/** Which implementation signs records: libsodium's, or Node's (OpenSSL) where sodium-native cannot load. */
+export type SigningBackend = 'libsodium' | 'node';
+
+/** undefined until the first attempt. */
+let loaded: Sodium | null | undefined;
+
+/**
+ * sodium-native (libsodium's prebuilt addon), loaded once; null on a platform it has no build for (the
+ * Cartesi guest's riscv64) or when it is not installed: Node's OpenSSL signs there. Loaded through `require`
+ * at run time so that a missing addon is a fallback, not a failed import.
+ */
+export function loadSodium(): Sodium | null {
+  if (loaded === undefined) {
+    try {
+      loaded = createRequire(import.meta.url)('sodium-native') as Sodium;
+    } catch {
+      loaded = null;
+    }
+  }
+  return loaded;
+}
+
+/**
+ * Signs record CIDs with one ed25519 key, through libsodium when it loads. Ed25519 signatures are
+ * deterministic (RFC 8032 §5.1.6): both give the same 64 bytes for the same key and message (tested), so
+ * records do not depend on which one signed. libsodium signs in ~15 us here against OpenSSL's ~33 us, whose
+ * sign re-derives the key's scalar from its seed (one more SHA-512) and goes through the provider layer on
+ * every call: a tenth of a 4 KiB record's CPU (issue #15). The secret key then lives in libsodium's guarded,
+ * read-only memory, outside V8's heap. Verification stays on Node's OpenSSL everywhere: host and guest must
+ * accept exactly the same signatures, and the guest has no libsodium.
+ */
+export class RecordSigningKey {
+  readonly backend: SigningBackend;
+  readonly #key: KeyObject;
+  readonly #sodium: Sodium | null;
+  readonly #secret: Buffer | undefined;
+
+  /**
+   * `key`: the private key; `secretKey`: the same key as libsodium writes it (seed ‖ public key, 64 bytes).
+   * `sodium` is for tests (null: Node signs).
+   */
+  constructor(key: KeyObject, secretKey: Uint8Array, sodium: Sodium | null = loadSodium()) {
+    this.#key = key;
+    this.#sodium = sodium;
+    if (sodium !== null) {
+      const secret = sodium.sodium_malloc(64);
+      secret.set(secretKey.subarray(0, 64));
+      sodium.sodium_mprotect_readonly(secret);
+      this.#secret = secret;
+    }
+    this.backend = sodium === null ? 'node' : 'libsodium';
+  }
+
+  /** `key` alone: its seed and public key read from its JWK export. */
+  static fromKeyObject(key: KeyObject, sodium: Sodium | null = loadSodium()): RecordSigningKey {
+    const jwk = key.export({ format: 'jwk' });
+    const secretKey = Buffer.concat([Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')]);
+    try {
+      return new RecordSigningKey(key, secretKey, sodium);
+    } finally {
+      secretKey.fill(0);
+    }
+  }
+
+  sign(record: CID): SignedRecord {
+    if (this.#sodium === null) return signRecordCid(record, this.#key);
+    const signature = new Uint8Array(64);
+    this.#sodium.crypto_sign_detached(signature, recordSigningMessage(record), this.#secret!);
+    return { record, signature };
+  }
+}
