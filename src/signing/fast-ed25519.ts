@@ -54,14 +54,9 @@ export class RecordSigningKey {
    */
   constructor(key: KeyObject, secretKey: Uint8Array, sodium: Sodium | null = loadSodium()) {
     this.#key = key;
-    this.#sodium = sodium;
-    if (sodium !== null) {
-      const secret = sodium.sodium_malloc(64);
-      secret.set(secretKey.subarray(0, 64));
-      sodium.sodium_mprotect_readonly(secret);
-      this.#secret = secret;
-    }
-    this.backend = sodium === null ? 'node' : 'libsodium';
+    this.#secret = sodium === null ? undefined : guardedCopy(sodium, secretKey.subarray(0, 64));
+    this.#sodium = this.#secret === undefined ? null : sodium;
+    this.backend = this.#sodium === null ? 'node' : 'libsodium';
   }
 
   /** `key` alone: its seed and public key read from its JWK export. */
@@ -80,5 +75,17 @@ export class RecordSigningKey {
     const signature = new Uint8Array(64);
     this.#sodium.crypto_sign_detached(signature, recordSigningMessage(record), this.#secret!);
     return { record, signature };
+  }
+}
+
+/** The key in libsodium's guarded, read-only memory; undefined when the system refuses it (Node signs then). */
+function guardedCopy(sodium: Sodium, secretKey: Uint8Array): Buffer | undefined {
+  try {
+    const secret = sodium.sodium_malloc(secretKey.byteLength);
+    secret.set(secretKey);
+    sodium.sodium_mprotect_readonly(secret);
+    return secret;
+  } catch {
+    return undefined;
   }
 }

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { privateKeyObject, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
 import { loadSodium, RecordSigningKey } from '../../src/signing/fast-ed25519.ts';
+import type { Sodium } from '../../src/signing/fast-ed25519.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 
 /** Record-like CIDs of every shape a record can have: DAG-CBOR and raw, sha2-256, of varied content. */
@@ -44,6 +45,20 @@ describe('record signing through libsodium', () => {
     const withSodium = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
     expect(withNode.backend).toBe('node');
     for (const cid of await someCids(6)) expect(Buffer.from(withNode.sign(cid).signature)).toEqual(Buffer.from(withSodium.sign(cid).signature));
+  });
+
+  it('signs with Node when libsodium refuses its guarded memory (a locked-memory limit), the same bytes', async () => {
+    const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(6));
+    const refusing: Sodium = {
+      ...loadSodium()!,
+      sodium_malloc: () => {
+        throw new Error('ENOMEM');
+      },
+    };
+    const key = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey, refusing);
+    expect(key.backend).toBe('node');
+    const [cid] = await someCids(1);
+    expect(Buffer.from(key.sign(cid!).signature)).toEqual(Buffer.from(signRecordCid(cid!, pair.secretKey).signature));
   });
 
   it('takes a key object alone (the enclave-born key): its seed from its export, the same signatures', async () => {
