@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import { BadSignatureError, UntrustedKeyError } from '../errors.ts';
 import { equalBytes } from './blocks.ts';
+import { loadSodium } from './sodium.ts';
 
 /** Sizes of ed25519 signatures and public keys (RFC 8032 §5.1.5, §5.1.6). */
 export const SIGNATURE_BYTES = 64;
@@ -54,12 +55,22 @@ export function signRecordCid(record: CID, secretKey: Uint8Array | KeyObject): S
   return { record, signature: new Uint8Array(sign(null, recordSigningMessage(record), key)) };
 }
 
-/** Throws BadSignatureError unless `signature` is `publicKey`'s signature of the record CID. */
+/**
+ * Throws BadSignatureError unless `signature` is `publicKey`'s signature of the record CID, as Node's OpenSSL
+ * decides. libsodium answers first where it loads (`sodium.ts`): 40 us against OpenSSL's 90 here, and a
+ * replay checks one signature per URL it serves. It accepts only signatures OpenSSL accepts (the same
+ * equation and checks of S and R, and it also refuses small-order and non-canonical keys and R), so one it
+ * accepts is OpenSSL's answer too, and one it refuses is asked of OpenSSL: the answer is OpenSSL's either
+ * way, on every platform, the guest's included (issue #15).
+ */
 export function verifyRecordSignature(signed: SignedRecord, publicKey: Uint8Array): void {
+  const message = recordSigningMessage(signed.record);
+  const sodium = loadSodium();
+  if (sodium !== null && signed.signature.byteLength === SIGNATURE_BYTES && publicKey.byteLength === PUBLIC_KEY_BYTES && sodium.crypto_sign_verify_detached(signed.signature, message, publicKey)) return;
   const key = signatureKey(signed, publicKey);
   let ok = false;
   try {
-    ok = key !== undefined && verify(null, recordSigningMessage(signed.record), key, signed.signature);
+    ok = key !== undefined && verify(null, message, key, signed.signature);
   } catch {
     ok = false;
   }

@@ -1,37 +1,12 @@
-import { createRequire } from 'node:module';
 import type { KeyObject } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
 import { recordSigningMessage, signRecordCid } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-
-/** What is used of sodium-native (its own types are not published with it). */
-export interface Sodium {
-  crypto_sign_detached(signature: Uint8Array, message: Uint8Array, secretKey: Buffer): void;
-  sodium_malloc(size: number): Buffer;
-  sodium_mprotect_readonly(buffer: Buffer): void;
-}
+import { loadSodium } from '../protocol/sodium.ts';
+import type { Sodium } from '../protocol/sodium.ts';
 
 /** Which implementation signs records: libsodium's, or Node's (OpenSSL) where sodium-native cannot load. */
 export type SigningBackend = 'libsodium' | 'node';
-
-/** undefined until the first attempt. */
-let loaded: Sodium | null | undefined;
-
-/**
- * sodium-native (libsodium's prebuilt addon), loaded once; null on a platform it has no build for (the
- * Cartesi guest's riscv64) or when it is not installed: Node's OpenSSL signs there. Loaded through `require`
- * at run time so that a missing addon is a fallback, not a failed import.
- */
-export function loadSodium(): Sodium | null {
-  if (loaded === undefined) {
-    try {
-      loaded = createRequire(import.meta.url)('sodium-native') as Sodium;
-    } catch {
-      loaded = null;
-    }
-  }
-  return loaded;
-}
 
 /**
  * Signs record CIDs with one ed25519 key, through libsodium when it loads. Ed25519 signatures are

@@ -5,8 +5,9 @@ import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { privateKeyObject, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
-import { loadSodium, RecordSigningKey } from '../../src/signing/fast-ed25519.ts';
-import type { Sodium } from '../../src/signing/fast-ed25519.ts';
+import { loadSodium } from '../../src/protocol/sodium.ts';
+import type { Sodium } from '../../src/protocol/sodium.ts';
+import { RecordSigningKey } from '../../src/signing/fast-ed25519.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 
 /** Record-like CIDs of every shape a record can have: DAG-CBOR and raw, sha2-256, of varied content. */
