@@ -2,7 +2,7 @@ import { createPublicKey, verify } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { encodeCborBlock } from '../../src/protocol/record.ts';
-import { recordSigningMessage, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
+import { recordSigningMessage, signRecordCid, verifyRecordSignature, verifyRecordSignatureInPool } from '../../src/protocol/signature.ts';
 import type { SignedRecord } from '../../src/protocol/signature.ts';
 import { loadSodium } from '../../src/protocol/sodium.ts';
 
@@ -23,6 +23,14 @@ function accepted(signed: SignedRecord, publicKey: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** The verdict of the check for many records at once (libsodium on this thread first here: two cores). */
+function acceptedInPool(signed: SignedRecord, publicKey: Uint8Array): Promise<boolean> {
+  return verifyRecordSignatureInPool(signed, publicKey).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The group order L, little-endian (RFC 8032 §5.1). */
@@ -55,9 +63,10 @@ describe('record signature verdicts: OpenSSL\'s, with libsodium in front where i
     expect(loadSodium()!.crypto_sign_verify_detached(signature, recordSigningMessage(cid), identity)).toBe(false);
     expect(openSslAccepts(signed, identity)).toBe(true);
     expect(accepted(signed, identity)).toBe(true);
+    expect(await acceptedInPool(signed, identity)).toBe(true);
   });
 
-  it('agrees with OpenSSL on good signatures and on every kind of damage to them, for 60 keys', async () => {
+  it('agrees with OpenSSL on good signatures and on every kind of damage to them, for 60 keys, one at a time and many at once', async () => {
     let checked = 0;
     for (let k = 0; k < 60; k++) {
       const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).map((_, i) => (k * 13 + i * 7) & 0xff));
@@ -81,7 +90,9 @@ describe('record signature verdicts: OpenSSL\'s, with libsodium in front where i
         [good, flipKey],
       ];
       for (const [signed, key] of cases) {
-        expect(accepted(signed, key)).toBe(openSslAccepts(signed, key));
+        const verdict = openSslAccepts(signed, key);
+        expect(accepted(signed, key)).toBe(verdict);
+        expect(await acceptedInPool(signed, key)).toBe(verdict);
         checked++;
       }
       expect(accepted(good, pair.publicKey)).toBe(true);
