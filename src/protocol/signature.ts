@@ -57,23 +57,31 @@ export function signRecordCid(record: CID, secretKey: Uint8Array | KeyObject): S
 }
 
 /**
- * Throws BadSignatureError unless `signature` is `publicKey`'s signature of the record CID, as Node's OpenSSL
- * decides. libsodium answers first where it loads (`sodium.ts`): 40 us against OpenSSL's 90 here, and a
- * replay checks one signature per URL it serves. It accepts only signatures OpenSSL accepts (the same
- * equation and checks of S and R, and it also refuses small-order and non-canonical keys and R), so one it
- * accepts is OpenSSL's answer too, and one it refuses is asked of OpenSSL: the answer is OpenSSL's either
- * way, on every platform, the guest's included (issue #15).
+ * Whether `signature` is `publicKey`'s ed25519 signature of `message`, as Node's OpenSSL decides. libsodium
+ * answers first where it loads (`sodium.ts`): 40 us against OpenSSL's 90 here, and a replay checks one
+ * signature per URL it serves. It accepts only signatures OpenSSL accepts (the same equation and checks of S
+ * and R, and it also refuses small-order and non-canonical keys and R), so one it accepts is OpenSSL's answer
+ * too, and one it refuses is asked of OpenSSL: the answer is OpenSSL's either way, on every platform, the
+ * guest's included (issue #15). A signature or key of the wrong size is no signature.
  */
+export function ed25519Verifies(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.byteLength !== SIGNATURE_BYTES || publicKey.byteLength !== PUBLIC_KEY_BYTES) return false;
+  if (loadSodium()?.crypto_sign_verify_detached(signature, message, publicKey) === true) return true;
+  try {
+    return verify(null, message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false; // a key that is not a curve point
+  }
+}
+
+/** Throws BadSignatureError unless `signature` is `publicKey`'s signature of the record CID (`ed25519Verifies`). */
 export function verifyRecordSignature(signed: SignedRecord, publicKey: Uint8Array): void {
-  const message = recordSigningMessage(signed.record);
-  const sodium = loadSodium();
-  if (sodium !== null && signed.signature.byteLength === SIGNATURE_BYTES && publicKey.byteLength === PUBLIC_KEY_BYTES && sodium.crypto_sign_verify_detached(signed.signature, message, publicKey)) return;
-  const key = signatureKey(signed, publicKey);
+  assertSizes(signed, publicKey);
   let ok = false;
   try {
-    ok = key !== undefined && verify(null, message, key, signed.signature);
+    ok = ed25519Verifies(recordSigningMessage(signed.record), signed.signature, publicKey);
   } catch {
-    ok = false;
+    ok = false; // not a signed record at all (no CID to sign)
   }
   if (!ok) throw badSignature(signed, publicKey);
 }
@@ -87,11 +95,19 @@ export function verifyRecordSignature(signed: SignedRecord, publicKey: Uint8Arra
  * OpenSSL's verdict).
  */
 export function verifyRecordSignatureInPool(signed: SignedRecord, publicKey: Uint8Array): Promise<void> {
-  const sodium = poolCores() <= 2 ? loadSodium() : null;
-  if (sodium !== null && signed.signature.byteLength === SIGNATURE_BYTES && publicKey.byteLength === PUBLIC_KEY_BYTES && sodium.crypto_sign_verify_detached(signed.signature, recordSigningMessage(signed.record), publicKey)) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const key = signatureKey(signed, publicKey);
-    if (key === undefined) return reject(badSignature(signed, publicKey));
+    assertSizes(signed, publicKey); // a throw here rejects
+    if (poolCores() <= 2 && loadSodium() !== null) {
+      if (ed25519Verifies(recordSigningMessage(signed.record), signed.signature, publicKey)) resolve();
+      else reject(badSignature(signed, publicKey));
+      return;
+    }
+    let key: KeyObject;
+    try {
+      key = publicKeyObject(publicKey);
+    } catch {
+      return reject(badSignature(signed, publicKey)); // not a curve point
+    }
     const done = (err: Error | null, ok: boolean): void => (err === null && ok ? resolve() : reject(badSignature(signed, publicKey)));
     try {
       verify(null, recordSigningMessage(signed.record), key, signed.signature, done);
@@ -109,18 +125,13 @@ function poolCores(): number {
   return cores;
 }
 
-/** The key to check `signed` with; throws BadSignatureError for a signature or key of the wrong size; undefined for a key that is not a curve point. */
-function signatureKey(signed: SignedRecord, publicKey: Uint8Array): KeyObject | undefined {
+/** Throws BadSignatureError for a signature or key of the wrong size (the message says which). */
+function assertSizes(signed: SignedRecord, publicKey: Uint8Array): void {
   if (signed.signature.byteLength !== SIGNATURE_BYTES) {
     throw new BadSignatureError(`Signature of record ${signed.record} is ${signed.signature.byteLength} bytes (expected ${SIGNATURE_BYTES})`);
   }
   if (publicKey.byteLength !== PUBLIC_KEY_BYTES) {
     throw new BadSignatureError(`Oracle key of record ${signed.record} is ${publicKey.byteLength} bytes (expected ${PUBLIC_KEY_BYTES})`);
-  }
-  try {
-    return publicKeyObject(publicKey);
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,6 +1,7 @@
+import { sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
-import { recordSigningMessage, signRecordCid } from '../protocol/signature.ts';
+import { recordSigningMessage } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { loadSodium } from '../protocol/sodium.ts';
 import type { Sodium } from '../protocol/sodium.ts';
@@ -9,13 +10,12 @@ import type { Sodium } from '../protocol/sodium.ts';
 export type SigningBackend = 'libsodium' | 'node';
 
 /**
- * Signs record CIDs with one ed25519 key, through libsodium when it loads. Ed25519 signatures are
- * deterministic (RFC 8032 §5.1.6): both give the same 64 bytes for the same key and message (tested), so
- * records do not depend on which one signed. libsodium signs in ~15 us here against OpenSSL's ~33 us, whose
- * sign re-derives the key's scalar from its seed (one more SHA-512) and goes through the provider layer on
- * every call: a tenth of a 4 KiB record's CPU (issue #15). The secret key then lives in libsodium's guarded,
- * read-only memory, outside V8's heap. Verification stays on Node's OpenSSL everywhere: host and guest must
- * accept exactly the same signatures, and the guest has no libsodium.
+ * Signs with one ed25519 key (records, countersignatures), through libsodium when it loads, else Node's
+ * OpenSSL. Ed25519 signatures are deterministic (RFC 8032 §5.1.6): both give the same 64 bytes for the same
+ * key and message (tested), so nothing signed depends on which one signed. libsodium signs in ~15 us here
+ * against OpenSSL's ~33 us in a loop, and in a record process the signature fell from 11% of its CPU to 6%
+ * (issue #15). The secret key then lives in libsodium's guarded, read-only memory, outside V8's heap.
+ * Verification is `ed25519Verifies` (`signature.ts`): OpenSSL's verdict everywhere.
  */
 export class RecordSigningKey {
   readonly backend: SigningBackend;
@@ -46,10 +46,15 @@ export class RecordSigningKey {
   }
 
   sign(record: CID): SignedRecord {
-    if (this.#sodium === null) return signRecordCid(record, this.#key);
+    return { record, signature: this.signMessage(recordSigningMessage(record)) };
+  }
+
+  /** The key's signature of `message` (a record's or a countersignature's signing message, prefix included). */
+  signMessage(message: Uint8Array): Uint8Array {
+    if (this.#sodium === null) return new Uint8Array(sign(null, message, this.#key));
     const signature = new Uint8Array(64);
-    this.#sodium.crypto_sign_detached(signature, recordSigningMessage(record), this.#secret!);
-    return { record, signature };
+    this.#sodium.crypto_sign_detached(signature, message, this.#secret!);
+    return signature;
   }
 }
 

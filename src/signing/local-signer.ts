@@ -7,7 +7,7 @@ import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
 import { signEnvelope } from '../protocol/dsse.ts';
 import type { DsseEnvelope } from '../protocol/dsse.ts';
-import { signCountersignatureCid } from '../protocol/countersignature.ts';
+import { countersignatureSigningMessage } from '../protocol/countersignature.ts';
 import type { SignedCountersignature } from '../protocol/countersignature.ts';
 import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
@@ -112,6 +112,6 @@ export class LocalSigner implements Signer {
 
   /** Signs a countersignature block's CID (a witness's statement; its own domain-separation prefix). */
   countersign(countersignature: CID): SignedCountersignature {
-    return signCountersignatureCid(countersignature, this.#secretKey);
+    return { countersignature, signature: this.#recordKey.signMessage(countersignatureSigningMessage(countersignature)) };
   }
 }

@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
+import { signCountersignatureCid, verifyCountersignatureSignature } from '../../src/protocol/countersignature.ts';
 import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { privateKeyObject, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
 import { loadSodium } from '../../src/protocol/sodium.ts';
@@ -37,6 +38,18 @@ describe('record signing through libsodium', () => {
       expect(signed.record).toBe(cid);
       expect(Buffer.from(signed.signature)).toEqual(Buffer.from(signRecordCid(cid, pair.secretKey).signature));
       expect(() => verifyRecordSignature(signed, pair.publicKey)).not.toThrow();
+    }
+  });
+
+  it('countersigns through libsodium too: the bytes Node gives, verifying as a countersignature', async () => {
+    const seed = new Uint8Array(32).fill(8);
+    const signer = LocalSigner.fromSeed(seed);
+    const pair = nacl.sign.keyPair.fromSeed(seed);
+    for (const cid of await someCids(6)) {
+      const signed = signer.countersign(cid);
+      expect(Buffer.from(signed.signature)).toEqual(Buffer.from(signCountersignatureCid(cid, pair.secretKey).signature));
+      expect(() => verifyCountersignatureSignature(signed, pair.publicKey)).not.toThrow();
+      expect(() => verifyRecordSignature({ record: cid, signature: signed.signature }, pair.publicKey)).toThrow(/Bad signature/);
     }
   });
 
