@@ -18,7 +18,7 @@ import { encodeCborBlock } from '../protocol/record.ts';
 import type { EncodedBlock } from '../protocol/record.ts';
 import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { RecordSigningKey } from '../signing/fast-ed25519.ts';
+import { SigningKey } from '../signing/fast-ed25519.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { NsmClient } from './nsm-client.ts';
 
@@ -77,11 +77,11 @@ export async function attestationBlock(document: Uint8Array): Promise<EncodedBlo
 export class AttestedSigner implements Signer {
   readonly publicKey: Uint8Array;
   readonly attestation: CID;
-  readonly #key: RecordSigningKey;
+  readonly #key: SigningKey;
 
   constructor(publicKey: Uint8Array, key: KeyObject, attestation: CID) {
     this.publicKey = publicKey;
-    this.#key = RecordSigningKey.fromKeyObject(key);
+    this.#key = SigningKey.fromKeyObject(key);
     this.attestation = attestation;
   }
 

@@ -91,8 +91,8 @@ export function verifyRecordSignature(signed: SignedRecord, publicKey: Uint8Arra
  * netlock of 100,000 entries, which verifies them all before it listens; issue #15): by OpenSSL on libuv's
  * thread pool, on every core, where one after the other they take ~90 us each of the calling thread. Where
  * the pool has two cores at most to spread them over, libsodium on the calling thread (~40 us) is sooner:
- * there it answers first, OpenSSL deciding what it refuses (`verifyRecordSignature` says why that is
- * OpenSSL's verdict).
+ * there it answers first, OpenSSL deciding what it refuses (`ed25519Verifies` says why that is OpenSSL's
+ * verdict).
  */
 export function verifyRecordSignatureInPool(signed: SignedRecord, publicKey: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -17,7 +17,7 @@ export type SigningBackend = 'libsodium' | 'node';
  * (issue #15). The secret key then lives in libsodium's guarded, read-only memory, outside V8's heap.
  * Verification is `ed25519Verifies` (`signature.ts`): OpenSSL's verdict everywhere.
  */
-export class RecordSigningKey {
+export class SigningKey {
   readonly backend: SigningBackend;
   readonly #key: KeyObject;
   readonly #sodium: Sodium | null;
@@ -35,11 +35,11 @@ export class RecordSigningKey {
   }
 
   /** `key` alone: its seed and public key read from its JWK export. */
-  static fromKeyObject(key: KeyObject, sodium: Sodium | null = loadSodium()): RecordSigningKey {
+  static fromKeyObject(key: KeyObject, sodium: Sodium | null = loadSodium()): SigningKey {
     const jwk = key.export({ format: 'jwk' });
     const secretKey = Buffer.concat([Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')]);
     try {
-      return new RecordSigningKey(key, secretKey, sodium);
+      return new SigningKey(key, secretKey, sodium);
     } finally {
       secretKey.fill(0);
     }

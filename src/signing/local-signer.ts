@@ -11,7 +11,7 @@ import { countersignatureSigningMessage } from '../protocol/countersignature.ts'
 import type { SignedCountersignature } from '../protocol/countersignature.ts';
 import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { RecordSigningKey } from './fast-ed25519.ts';
+import { SigningKey } from './fast-ed25519.ts';
 import type { SigningBackend } from './fast-ed25519.ts';
 import type { Signer } from './signer.ts';
 
@@ -21,19 +21,19 @@ export const KEY_FILE = 'oracle-key.json';
 export class LocalSigner implements Signer {
   readonly publicKey: Uint8Array;
   readonly #secretKey: KeyObject;
-  readonly #recordKey: RecordSigningKey;
+  readonly #signingKey: SigningKey;
 
   private constructor(seed: Uint8Array) {
     const pair = nacl.sign.keyPair.fromSeed(seed);
     this.publicKey = pair.publicKey;
     this.#secretKey = privateKeyObject(pair.secretKey);
-    this.#recordKey = new RecordSigningKey(this.#secretKey, pair.secretKey);
+    this.#signingKey = new SigningKey(this.#secretKey, pair.secretKey);
     pair.secretKey.fill(0);
   }
 
   /** What signs its records (`fast-ed25519.ts`). */
   get backend(): SigningBackend {
-    return this.#recordKey.backend;
+    return this.#signingKey.backend;
   }
 
   static fromSeed(seed: Uint8Array): LocalSigner {
@@ -107,11 +107,11 @@ export class LocalSigner implements Signer {
   }
 
   sign(record: CID): Promise<SignedRecord> {
-    return Promise.resolve(this.#recordKey.sign(record));
+    return Promise.resolve(this.#signingKey.sign(record));
   }
 
   /** Signs a countersignature block's CID (a witness's statement; its own domain-separation prefix). */
   countersign(countersignature: CID): SignedCountersignature {
-    return { countersignature, signature: this.#recordKey.signMessage(countersignatureSigningMessage(countersignature)) };
+    return { countersignature, signature: this.#signingKey.signMessage(countersignatureSigningMessage(countersignature)) };
   }
 }

@@ -8,7 +8,7 @@ import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { privateKeyObject, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
 import { loadSodium } from '../../src/protocol/sodium.ts';
 import type { Sodium } from '../../src/protocol/sodium.ts';
-import { RecordSigningKey } from '../../src/signing/fast-ed25519.ts';
+import { SigningKey } from '../../src/signing/fast-ed25519.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 
 /** Record-like CIDs of every shape a record can have: DAG-CBOR and raw, sha2-256, of varied content. */
@@ -31,7 +31,7 @@ describe('record signing through libsodium', () => {
     for (let k = 0; k < 200; k++) {
       const seed = new Uint8Array(32).map((_, i) => (k * 31 + i * 17 + (k >> 3)) & 0xff);
       const pair = nacl.sign.keyPair.fromSeed(seed);
-      const sodiumKey = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
+      const sodiumKey = new SigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
       expect(sodiumKey.backend).toBe('libsodium');
       const cid = cids[k % cids.length]!;
       const signed = sodiumKey.sign(cid);
@@ -55,8 +55,8 @@ describe('record signing through libsodium', () => {
 
   it('signs with Node where libsodium cannot load, the same bytes', async () => {
     const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(5));
-    const withNode = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey, null);
-    const withSodium = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
+    const withNode = new SigningKey(privateKeyObject(pair.secretKey), pair.secretKey, null);
+    const withSodium = new SigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
     expect(withNode.backend).toBe('node');
     for (const cid of await someCids(6)) expect(Buffer.from(withNode.sign(cid).signature)).toEqual(Buffer.from(withSodium.sign(cid).signature));
   });
@@ -69,7 +69,7 @@ describe('record signing through libsodium', () => {
         throw new Error('ENOMEM');
       },
     };
-    const key = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey, refusing);
+    const key = new SigningKey(privateKeyObject(pair.secretKey), pair.secretKey, refusing);
     expect(key.backend).toBe('node');
     const [cid] = await someCids(1);
     expect(Buffer.from(key.sign(cid!).signature)).toEqual(Buffer.from(signRecordCid(cid!, pair.secretKey).signature));
@@ -78,7 +78,7 @@ describe('record signing through libsodium', () => {
   it('takes a key object alone (the enclave-born key): its seed from its export, the same signatures', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const raw = new Uint8Array(Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'));
-    const key = RecordSigningKey.fromKeyObject(privateKey);
+    const key = SigningKey.fromKeyObject(privateKey);
     expect(key.backend).toBe('libsodium');
     for (const cid of await someCids(6)) {
       const signed = key.sign(cid);
@@ -89,7 +89,7 @@ describe('record signing through libsodium', () => {
 
   it('signatures of one key differ for every record, and none verifies for another record', async () => {
     const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(11));
-    const key = new RecordSigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
+    const key = new SigningKey(privateKeyObject(pair.secretKey), pair.secretKey);
     const cids = await someCids(12);
     const signed = cids.map((cid) => key.sign(cid));
     expect(new Set(signed.map((s) => Buffer.from(s.signature).toString('hex'))).size).toBe(cids.length);
