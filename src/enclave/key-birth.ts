@@ -18,7 +18,7 @@ import { encodeCborBlock } from '../protocol/record.ts';
 import type { EncodedBlock } from '../protocol/record.ts';
 import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { SigningKey } from '../signing/fast-ed25519.ts';
+import { SigningKey } from '../signing/signing-key.ts';
 import type { Signer } from '../signing/signer.ts';
 import type { NsmClient } from './nsm-client.ts';
 

@@ -14,7 +14,7 @@ let loaded: Sodium | null | undefined;
 /**
  * sodium-native, loaded once; null on a platform it has no build for (the Cartesi guest's riscv64) or when it
  * is not installed: Node's OpenSSL does the work there, with the same results (`signature.ts`,
- * `src/signing/fast-ed25519.ts`). Loaded through `require` at run time so that a missing addon is a fallback,
+ * `src/signing/signing-key.ts`). Loaded through `require` at run time so that a missing addon is a fallback,
  * not a failed import. Pure computation: no file or socket is touched once it is loaded.
  */
 export function loadSodium(): Sodium | null {

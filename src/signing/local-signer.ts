@@ -11,8 +11,8 @@ import { countersignatureSigningMessage } from '../protocol/countersignature.ts'
 import type { SignedCountersignature } from '../protocol/countersignature.ts';
 import { privateKeyObject, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
-import { SigningKey } from './fast-ed25519.ts';
-import type { SigningBackend } from './fast-ed25519.ts';
+import { SigningKey } from './signing-key.ts';
+import type { SigningBackend } from './signing-key.ts';
 import type { Signer } from './signer.ts';
 
 export const KEY_FILE = 'oracle-key.json';
@@ -31,7 +31,7 @@ export class LocalSigner implements Signer {
     pair.secretKey.fill(0);
   }
 
-  /** What signs its records (`fast-ed25519.ts`). */
+  /** What signs its records (`signing-key.ts`). */
   get backend(): SigningBackend {
     return this.#signingKey.backend;
   }

@@ -8,7 +8,7 @@ import { encodeCborBlock } from '../../src/protocol/record.ts';
 import { privateKeyObject, signRecordCid, verifyRecordSignature } from '../../src/protocol/signature.ts';
 import { loadSodium } from '../../src/protocol/sodium.ts';
 import type { Sodium } from '../../src/protocol/sodium.ts';
-import { SigningKey } from '../../src/signing/fast-ed25519.ts';
+import { SigningKey } from '../../src/signing/signing-key.ts';
 import { LocalSigner } from '../../src/signing/local-signer.ts';
 
 /** Record-like CIDs of every shape a record can have: DAG-CBOR and raw, sha2-256, of varied content. */
