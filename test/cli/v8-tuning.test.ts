@@ -67,7 +67,7 @@ describe('the old generation of batch commands', () => {
     expect(growthPercentToReach(48 * MB, 0)).toBe(100);
   });
 
-  it('runs fewer full collections with room than with 25% growth alone, unless the process is already as large as allowed', async () => {
+  it('runs fewer full collections with room than with 25% growth alone, unless the process is already as large as allowed', { timeout: 60_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fo-v8-old-'));
     try {
       await writeFile(join(dir, 'reader.mts'), READER);
@@ -76,9 +76,13 @@ describe('the old generation of batch commands', () => {
         expect(r.status, r.stderr).toBe(0);
         return Number(r.stdout.split(' ')[0]);
       };
-      const plain = fullCollections('plain');
-      const room = fullCollections(1024 * 1024 * 1024);
-      const noRoomLeft = fullCollections(1024 * 1024); // any process is larger than 1 MiB
+      // A child's count moves with the load on the machine (the concurrent marker's share of the CPUs): the
+      // median of three rounds, each mode once per round, so one slow moment does not decide.
+      const rounds = [0, 1, 2].map(() => ({ plain: fullCollections('plain'), room: fullCollections(1024 * 1024 * 1024), noRoomLeft: fullCollections(1024 * 1024) }));
+      const median = (pick: (r: (typeof rounds)[number]) => number): number => rounds.map(pick).sort((a, b) => a - b)[1]!;
+      const plain = median((r) => r.plain);
+      const room = median((r) => r.room);
+      const noRoomLeft = median((r) => r.noRoomLeft); // any process is larger than 1 MiB
       expect(plain).toBeGreaterThanOrEqual(6);
       expect(room).toBeLessThanOrEqual(plain / 2);
       expect(noRoomLeft).toBeGreaterThanOrEqual(room * 1.5);
