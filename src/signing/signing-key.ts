@@ -1,10 +1,13 @@
 import { sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { CID } from 'multiformats/cid';
-import { recordSigningMessage } from '../protocol/signature.ts';
+import { PUBLIC_KEY_BYTES, recordSigningMessage, SIGNATURE_BYTES } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { loadSodium } from '../protocol/sodium.ts';
 import type { Sodium } from '../protocol/sodium.ts';
+
+/** libsodium's secret key: the 32-byte seed, then the public key. */
+const SECRET_KEY_BYTES = 32 + PUBLIC_KEY_BYTES;
 
 /** Which implementation signs records: libsodium's, or Node's (OpenSSL) where sodium-native cannot load. */
 export type SigningBackend = 'libsodium' | 'node';
@@ -29,7 +32,7 @@ export class SigningKey {
    */
   constructor(key: KeyObject, secretKey: Uint8Array, sodium: Sodium | null = loadSodium()) {
     this.#key = key;
-    this.#secret = sodium === null ? undefined : guardedCopy(sodium, secretKey.subarray(0, 64));
+    this.#secret = sodium === null ? undefined : guardedCopy(sodium, secretKey.subarray(0, SECRET_KEY_BYTES));
     this.#sodium = this.#secret === undefined ? null : sodium;
     this.backend = this.#sodium === null ? 'node' : 'libsodium';
   }
@@ -52,7 +55,7 @@ export class SigningKey {
   /** The key's signature of `message` (a record's or a countersignature's signing message, prefix included). */
   signMessage(message: Uint8Array): Uint8Array {
     if (this.#sodium === null) return new Uint8Array(sign(null, message, this.#key));
-    const signature = new Uint8Array(64);
+    const signature = new Uint8Array(SIGNATURE_BYTES);
     this.#sodium.crypto_sign_detached(signature, message, this.#secret!);
     return signature;
   }
