@@ -14,6 +14,7 @@ import { verifyingSource } from '../protocol/blocks.ts';
 import { exportCar } from '../netlock/export-car.ts';
 import { importCar } from '../netlock/import-car.ts';
 import { netlockRootOf, writeNetlockFileOf } from '../netlock/file.ts';
+import { VerifiedNetlocks } from '../records/verified-netlocks.ts';
 import { createBlockStore } from '../store/index.ts';
 
 export const CAR_HELP = {
@@ -114,6 +115,8 @@ export async function runImport(args: string[], context: CarCliContext = {}): Pr
     const store = createBlockStore({ ...(dataDir === undefined ? {} : { dataDir }), ...(ipfs === undefined ? {} : { ipfs }) });
     try {
       const result = await importCar(input, store, { name: carArg === '-' ? 'stdin' : carArg, ...(trust.length === 0 ? {} : { trusted: trust }) });
+      // Checked whole (every record's signature among it): a replay from this data directory need not again.
+      if (dataDir !== undefined) await (await VerifiedNetlocks.open(dataDir)).add(result.root);
       const netlockPath = str(values['netlock']);
       if (netlockPath !== undefined) await writeNetlockFileOf(resolve(netlockPath), result.root, verifyingSource(store));
       const { report } = result;

@@ -36,6 +36,12 @@ export interface OpenReplayInit {
   quorum?: number;
   /** Told of each miss before its 504 is answered (the guest reports misses to the host). */
   onMiss?: (miss: ReplayMiss) => void | Promise<void>;
+  /**
+   * Every record signature under `root` was checked before by the key its record names (the host's data
+   * directory lists the root in `verified-netlocks`): records are read and hashed, their keys' trust and
+   * what they answer checked, their signatures not again. Never for the guest, which trusts no such list.
+   */
+  signaturesChecked?: boolean;
 }
 
 export interface OpenedReplay {
@@ -71,10 +77,11 @@ export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
     logger.warn('netlock %s has records signed by untrusted key(s) %s; they will be refused (use --trust)', init.root.toString(), untrusted.map(toHex).join(', '));
   }
   const stats = init.stats ?? createStats('replay');
-  const replayer = new Replayer({ netlock, source, trusted: init.trusted, quorum, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
+  const signaturesChecked = init.signaturesChecked === true;
+  const replayer = new Replayer({ netlock, source, trusted: init.trusted, quorum, signaturesChecked, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
   const reader = isBlockReader(init.source) ? init.source : undefined;
   const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay'), ...(reader === undefined ? {} : { reader }) });
-  logger.info('replaying netlock %s (%d entries)', init.root.toString(), rootValue.count);
+  logger.info('replaying netlock %s (%d entries)%s', init.root.toString(), rootValue.count, signaturesChecked ? '; its signatures checked by an earlier run of this data directory' : '');
   return {
     handler,
     netlock,

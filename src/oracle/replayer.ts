@@ -32,6 +32,8 @@ export interface ReplayerInit {
   trusted: readonly Uint8Array[];
   /** Distinct trusted keys each record needs (k-of-n witnesses). @default 1 */
   quorum?: number;
+  /** Every record's own signature under this root was checked before (`QuorumOptions.signaturesChecked`). */
+  signaturesChecked?: boolean;
   stats: OracleStats;
   logger: Logger;
   /** @default RECORD_CACHE_ENTRIES (0 verifies every record on every hit) */
@@ -55,8 +57,8 @@ interface Verified {
 /**
  * The replay decision without sockets: the core's `resolve` over the netlock, every record verified.
  *
- * A record is verified (block hash, signature, trusted key, answers the key) the first time a request key
- * needs it, then kept: the netlock root is immutable, so a request key always resolves to the same record
+ * A record is verified (block hash, signature, trusted key, answers the key; the signature not for a root
+ * whose signatures were checked before) the first time a request key needs it, then kept: the netlock root is immutable, so a request key always resolves to the same record
  * CID and signature, and a block that hashes to that CID always decodes to the same record, so verifying it
  * again can only give the same answer, or fail because the copy on disk changed since, while the record
  * kept is still the authentic one. Body blocks are not kept: the response reads and hashes every one of
@@ -137,7 +139,7 @@ export class Replayer implements ReplayDecider {
   }
 
   async #lookup(key: RequestKey): Promise<Verified | Explained> {
-    const { netlock, source, trusted, quorum = 1 } = this.#init;
+    const { netlock, source, trusted, quorum = 1, signaturesChecked = false } = this.#init;
     let nearby: readonly string[] = [];
     const found = await resolve(key, async (k) => {
       const looked = await netlock.lookup(k.id);
@@ -145,7 +147,7 @@ export class Replayer implements ReplayDecider {
       return looked.entry;
     });
     if (found === undefined) return explainMiss(key, nearby, netlock.root.toString());
-    const { record } = await loadQuorumRecord(found.entry, found.key, source, trusted, quorum);
+    const { record } = await loadQuorumRecord(found.entry, found.key, source, trusted, quorum, { signaturesChecked });
     const verified: Verified = { record, entryKey: found.entry.key, hit: { kind: 'hit', record } };
     this.#verified?.set(key.id, verified);
     return verified;

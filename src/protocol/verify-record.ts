@@ -66,6 +66,12 @@ export interface QuorumOptions {
   checkAll?: boolean;
   /** Check the record's own signature on the thread pool (`verify`, which checks many entries at once). */
   signatureInPool?: boolean;
+  /**
+   * The records' own signatures under this netlock's root were checked before, by the key each record names
+   * (host replay of a root in its data directory's `verified-netlocks`): not again. The block's hash, that
+   * key's trust, what the record answers and every countersignature still are.
+   */
+  signaturesChecked?: boolean;
 }
 
 /** `status 200, 5 bytes, sha256 ab12…`: what a record says was received. */
@@ -104,13 +110,16 @@ export async function evaluateQuorumRecord(
   const record = decodeRecord(await verified.get(signed.record));
   const witnesses = entry.witnesses ?? [];
   const signerTrusted = trusted.some((t) => toHex(t) === toHex(record.oracle));
+  const checkSignature = options.signaturesChecked !== true;
   if (options.checkAll !== true && quorum <= 1 && (witnesses.length === 0 || signerTrusted)) {
-    if (options.signatureInPool === true) await verifyRecordSignatureInPool(signed, record.oracle);
-    else verifyRecordSignature(signed, record.oracle);
+    if (checkSignature) {
+      if (options.signatureInPool === true) await verifyRecordSignatureInPool(signed, record.oracle);
+      else verifyRecordSignature(signed, record.oracle);
+    }
     assertTrustedAnswer(signed, record, key, trusted);
     return { record, tally: undefined };
   }
-  verifyRecordSignature(signed, record.oracle);
+  if (checkSignature) verifyRecordSignature(signed, record.oracle);
   assertAnswersKey(signed.record, record, key);
   const records = new Map<string, FetchRecord>([[signed.record.toString(), record]]);
   const vouches: Vouch[] = [{ key: record.oracle, record: signed.record }];

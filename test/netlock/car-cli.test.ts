@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.ts';
 import { startTestOracle } from '../helpers/oracle.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { cli, tempDir } from '../helpers/run.ts';
@@ -26,9 +27,15 @@ describe('fetch-oracle export / import (CLI)', () => {
       expect(imported.stdout).toContain(file!.netlock);
       const verified = await cli(['verify', join(dir.path, 'imported.json'), '--data', join(dir.path, 'dst')]);
       expect(verified.code, verified.stdout).toBe(0);
-      const rep = await startTestOracle({ mode: 'replay', dataDir: join(dir.path, 'dst'), netlockPath: join(dir.path, 'imported.json'), trust: [Buffer.from(file!.oracles[0]!, 'hex')] });
+      // The import checked every record's signature: the data directory remembers the root (as the record run's
+      // does the root it wrote), and a replay from it does not check them again.
+      expect(await readFile(join(dir.path, 'dst', 'verified-netlocks'), 'utf8')).toBe(`v1 ${file!.netlock}\n`);
+      expect(await readFile(join(dir.path, 'src', 'verified-netlocks'), 'utf8')).toBe(`v1 ${file!.netlock}\n`);
+      const logs: string[] = [];
+      const rep = await startTestOracle({ mode: 'replay', dataDir: join(dir.path, 'dst'), netlockPath: join(dir.path, 'imported.json'), trust: [Buffer.from(file!.oracles[0]!, 'hex')], logger: createLogger('oracle', (_l, _n, line) => logs.push(line)) });
       expect((await rep.fetch(`${origin.url}/a.bin`)).body.byteLength).toBe(3 * 1024 * 1024 + 1);
       await rep.close();
+      expect(logs).toContain(`replaying netlock ${file!.netlock} (1 entries); its signatures checked by an earlier run of this data directory`);
       // A CAR cut short imports nothing.
       const bytes = await readFile(car);
       const { writeFile } = await import('node:fs/promises');
@@ -36,6 +43,7 @@ describe('fetch-oracle export / import (CLI)', () => {
       const bad = await cli(['import', join(dir.path, 'short.car'), '--data', join(dir.path, 'dst2')]);
       expect(bad.code).not.toBe(0);
       expect(bad.stderr).toMatch(/ORACLE_ERR_|truncated|Truncated/);
+      expect(await readFile(join(dir.path, 'dst2', 'verified-netlocks'), 'utf8').catch(() => 'none')).toBe('none');
     } finally {
       await origin.close();
       await dir.remove();

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Issue #15: 4 KiB replay hits as a build makes them. A build asks for each URL about once, so nearly every
+# request it replays is the first for its netlock entry (its record read, hashed and checked then), where the
+# anchors harness asks for one URL over and over (its record checked once). Here every request names a distinct
+# URL, against squid serving the same distinct URLs from its cache.
+# Fill: wrk with bench/record-miss.lua (run id "fill", one thread) through squid and through `fetch-oracle record`
+# from the live nginx origin, so each holds GET http://ORIGIN/f4k?fill-1-2 … fill-1-N. Then the origin stops.
+# Measure: for each rep and connection count the oracle starts afresh as `fetch-oracle replay` of what it recorded
+# (a build's replay starts with the build: its first seconds are in the figures) and squid goes on as it is; wrk
+# asks for fill-1-2, fill-1-3, … in order, so every request is one neither was asked since the fill. A request
+# past what a target holds is a miss (squid: 503 with the origin down; the oracle: 504), counted as an error:
+# a run with errors measured past its fill (raise FILL_SECONDS).
+# The proxies and the origin run on SERVER_CPUS, wrk on CLIENT_CPUS, as in the harness. Reuses
+# ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only.
+# Usage, from the checkout: bash bench/replay-first-hits.sh   (env: W, DURATION, REPS, CONNS, FILL_SECONDS,
+# ANCHORS_DIR, ORACLE_FLAGS: more flags for `replay`). Needs nginx, squid, wrk (bench/anchors `run.sh install`).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
+[[ -f $HERE/lib.sh || -n ${ANCHORS_DIR:-} ]] || HERE=/work/shared/bench/anchors # a worktree under /work/wt
+[[ -f $HERE/lib.sh ]] || { echo "replay-first-hits: $HERE/lib.sh not found (set ANCHORS_DIR)" >&2; exit 1; }
+WORKDIR=${W:-${TMPDIR:-/tmp}/fo-replay-first-hits}
+DURATION=${DURATION:-5} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} FILL_SECONDS=${FILL_SECONDS:-40}
+SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
+ORIGIN_PORT=${ORIGIN_PORT:-28380} SQUID_PORT=${SQUID_PORT:-28328} ORACLE_PORT=${ORACLE_PORT:-28998}
+SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-2048}
+# shellcheck source=/dev/null
+source "$HERE/lib.sh"
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
+stop_all() { local n; for n in oracle squid origin; do stop_bg "$n"; done; }
+trap stop_all EXIT
+stop_all
+rm -rf "$WORKDIR"
+mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
+node -e 'const c=require("crypto");process.stdout.write(c.createCipheriv("aes-128-ctr",Buffer.alloc(16,7),Buffer.alloc(16,3)).update(Buffer.alloc(4096)))' >"$WORKDIR/data/f4k"
+SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
+
+render "$HERE/conf/nginx-static.conf.in" "$WORKDIR/origin/nginx.conf" NAME=origin PORT="$ORIGIN_PORT" \
+  WORKDIR="$WORKDIR" NGINX_WORKERS=1
+start_bg origin nginx -e "$WORKDIR/origin/error.log" -c "$WORKDIR/origin/nginx.conf"
+wait_port "$ORIGIN_PORT" 20
+render "$HERE/conf/squid.conf.in" "$WORKDIR/squid/squid.conf" WORKDIR="$WORKDIR" SQUID_PORT="$SQUID_PORT" \
+  SQUID_CACHE_MEM_MB="$SQUID_CACHE_MEM_MB" SQUID_CACHE_DIR_LINE="cache_dir aufs $WORKDIR/squid/cache 4096 16 256"
+chown -R proxy:proxy "$WORKDIR/squid"
+squid -k parse -f "$WORKDIR/squid/squid.conf" >"$WORKDIR/squid/parse.log" 2>&1 || die "squid.conf invalid"
+squid -z -N -f "$WORKDIR/squid/squid.conf" >>"$WORKDIR/squid/parse.log" 2>&1
+start_bg squid squid -N -f "$WORKDIR/squid/squid.conf"
+wait_port "$SQUID_PORT" 30
+# shellcheck disable=SC2086 # ORACLE_FLAGS is split into words on purpose
+(cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
+  --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
+wait_port "$ORACLE_PORT" 30
+port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" ;; esac; }
+
+# Fill both with the same URLs, in the same order, at 16 connections.
+for n in squid oracle; do
+  out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID=fill \
+    wrk -t1 -c16 -d"${FILL_SECONDS}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1)
+  filled=$(grep -o '"requests":[0-9]*' <<<"$out" | cut -d: -f2)
+  echo "fill $n: $filled URLs in ${FILL_SECONDS} s" | tee -a "$WORKDIR/res/verify.txt" >&2
+done
+stop_bg oracle # SIGTERM writes the netlock: one signed entry per URL recorded
+stop_bg origin
+wait_port_closed "$ORIGIN_PORT" || die "origin still listening"
+node -e 'console.log(`oracle netlock entries: ${require(process.argv[1]).count}`)' "$WORKDIR/netlock.json" | tee -a "$WORKDIR/res/verify.txt" >&2
+start_replay() {
+  # shellcheck disable=SC2086
+  (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js replay --listen "127.0.0.1:$ORACLE_PORT" \
+    --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json" ${ORACLE_FLAGS:-})
+  wait_port "$ORACLE_PORT" 30
+}
+
+# Check, with the origin down: the first URL wrk sent comes back byte-exact from both (squid from its cache).
+# (wrk makes one request with the script before it connects and never sends it: fill-1-1 is never asked.)
+start_replay
+for n in squid oracle; do
+  got=$(curl -s --noproxy '' -x "http://127.0.0.1:$(port_of "$n")" -D "$WORKDIR/res/h" "http://127.0.0.1:$ORIGIN_PORT/f4k?fill-1-2" | sha256sum | cut -d' ' -f1)
+  [[ $got == "$SHA" ]] || die "$n served wrong bytes for fill-1-2 with the origin down: $(tr -d '\r' <"$WORKDIR/res/h" | head -12 | tr '\n' ' ')"
+  echo "check $n fill-1-2: byte-exact with the origin down" >>"$WORKDIR/res/verify.txt"
+done
+stop_bg oracle
+
+log "load average $(cut -d' ' -f1-3 /proc/loadavg); $REPS reps x '$CONNS' conns x $DURATION s"
+for rep in $(seq 1 "$REPS"); do
+  for c in $CONNS; do
+    order="squid oracle"; (( rep % 2 == 0 )) && order="oracle squid"
+    for n in $order; do
+      [[ $n == oracle ]] && start_replay
+      out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID=fill \
+        wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1) || true
+      [[ $n == oracle ]] && stop_bg oracle
+      printf '### %s c=%s rep=%s load=%s\n%s\n' "$n" "$c" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" "$out" >>"$WORKDIR/res/wrk.log"
+      json=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || json='{"failed":1}'
+      echo "{\"target\":\"$n\",\"conns\":$c,\"rep\":$rep,${json#\{}" >>"$WORKDIR/res/raw.jsonl"
+      sleep 1
+    done
+  done
+done
+curl -s --max-time 5 "http://127.0.0.1:$SQUID_PORT/squid-internal-mgr/counters" |
+  grep -E '^(client_http\.(requests|hits)|server\.all\.requests) ' >"$WORKDIR/res/squid-counters.txt" || true
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORKDIR/res/verify.txt"
+cat "$WORKDIR/res/verify.txt" "$WORKDIR/res/squid-counters.txt" >&2 || true
+node "$ROOT/bench/record-miss-report.mjs" "$WORKDIR/res/raw.jsonl" '4 KiB first hit, distinct URLs'
