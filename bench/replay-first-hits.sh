@@ -5,22 +5,26 @@
 # URL, against squid serving the same distinct URLs from its cache.
 # Fill: wrk with bench/record-miss.lua (run id "fill", one thread) through squid and through `fetch-oracle record`
 # from the live nginx origin, so each holds GET http://ORIGIN/f4k?fill-1-2 … fill-1-N. Then the origin stops.
+# squid is filled for FILL_SECONDS, enough for what it serves in DURATION; the oracle for ORACLE_FILL_SECONDS,
+# so that its netlock is about what one measurement asks for, as a build's netlock is what the build asks for
+# (a larger one would have each index page read for fewer of its entries than a build reads).
 # Measure: for each rep and connection count the oracle starts afresh as `fetch-oracle replay` of what it recorded
 # (a build's replay starts with the build: its first seconds are in the figures) and squid goes on as it is; wrk
 # asks for fill-1-2, fill-1-3, … in order, so every request is one neither was asked since the fill. A request
 # past what a target holds is a miss (squid: 503 with the origin down; the oracle: 504), counted as an error:
-# a run with errors measured past its fill (raise FILL_SECONDS).
+# a run with errors measured past its fill (raise FILL_SECONDS or ORACLE_FILL_SECONDS).
 # The proxies and the origin run on SERVER_CPUS, wrk on CLIENT_CPUS, as in the harness. Reuses
 # ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only.
 # Usage, from the checkout: bash bench/replay-first-hits.sh   (env: W, DURATION, REPS, CONNS, FILL_SECONDS,
-# ANCHORS_DIR, ORACLE_FLAGS: more flags for `replay`). Needs nginx, squid, wrk (bench/anchors `run.sh install`).
+# ORACLE_FILL_SECONDS, ANCHORS_DIR, ORACLE_FLAGS: more flags for `replay`). Needs nginx, squid, wrk (bench/anchors `run.sh install`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
 [[ -f $HERE/lib.sh || -n ${ANCHORS_DIR:-} ]] || HERE=/work/shared/bench/anchors # a worktree under /work/wt
 [[ -f $HERE/lib.sh ]] || { echo "replay-first-hits: $HERE/lib.sh not found (set ANCHORS_DIR)" >&2; exit 1; }
 WORKDIR=${W:-${TMPDIR:-/tmp}/fo-replay-first-hits}
-DURATION=${DURATION:-5} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} FILL_SECONDS=${FILL_SECONDS:-40}
+DURATION=${DURATION:-5} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} FILL_SECONDS=${FILL_SECONDS:-30}
+ORACLE_FILL_SECONDS=${ORACLE_FILL_SECONDS:-12}
 SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
 ORIGIN_PORT=${ORIGIN_PORT:-28380} SQUID_PORT=${SQUID_PORT:-28328} ORACLE_PORT=${ORACLE_PORT:-28998}
 SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-2048}
@@ -55,10 +59,11 @@ port_of() { case $1 in squid) echo "$SQUID_PORT" ;; oracle) echo "$ORACLE_PORT" 
 
 # Fill both with the same URLs, in the same order, at 16 connections.
 for n in squid oracle; do
+  secs=$FILL_SECONDS; [[ $n == oracle ]] && secs=$ORACLE_FILL_SECONDS
   out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID=fill \
-    wrk -t1 -c16 -d"${FILL_SECONDS}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1)
+    wrk -t1 -c16 -d"${secs}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1)
   filled=$(grep -o '"requests":[0-9]*' <<<"$out" | cut -d: -f2)
-  echo "fill $n: $filled URLs in ${FILL_SECONDS} s" | tee -a "$WORKDIR/res/verify.txt" >&2
+  echo "fill $n: $filled URLs in $secs s" | tee -a "$WORKDIR/res/verify.txt" >&2
 done
 stop_bg oracle # SIGTERM writes the netlock: one signed entry per URL recorded
 stop_bg origin

@@ -42,6 +42,8 @@ export interface OpenReplayInit {
    * what they answer checked, their signatures not again. Never for the guest, which trusts no such list.
    */
   signaturesChecked?: boolean;
+  /** `ReplayerInit.keepFromSecondAnswer` (the host's replay). */
+  keepFromSecondAnswer?: boolean;
 }
 
 export interface OpenedReplay {
@@ -78,7 +80,7 @@ export async function openReplay(init: OpenReplayInit): Promise<OpenedReplay> {
   }
   const stats = init.stats ?? createStats('replay');
   const signaturesChecked = init.signaturesChecked === true;
-  const replayer = new Replayer({ netlock, source, trusted: init.trusted, quorum, signaturesChecked, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
+  const replayer = new Replayer({ netlock, source, trusted: init.trusted, quorum, signaturesChecked, keepFromSecondAnswer: init.keepFromSecondAnswer === true, stats, logger: logger.child('replay'), ...(init.onMiss === undefined ? {} : { onMiss: init.onMiss }) });
   const reader = isBlockReader(init.source) ? init.source : undefined;
   const handler = new ReplayHandler({ replayer, source, stats, logger: logger.child('replay'), ...(reader === undefined ? {} : { reader }) });
   logger.info('replaying netlock %s (%d entries)%s', init.root.toString(), rootValue.count, signaturesChecked ? '; its signatures checked by an earlier run of this data directory' : '');

@@ -45,7 +45,7 @@ export class ReplayMode implements OracleMode {
     // were checked then: a first hit need not check its record's again (~25% of its CPU, issue #15).
     const signaturesChecked = (await VerifiedNetlocks.open(init.dataDir)).has(root);
     // Every block is verified as it is read (measured: hashing leaves on a worker made replay slower).
-    return new ReplayMode(init, await openReplay({ root, source: store, trusted, logger, stats, signaturesChecked, ...(init.quorum === undefined ? {} : { quorum: init.quorum }) }), store);
+    return new ReplayMode(init, await openReplay({ root, source: store, trusted, logger, stats, signaturesChecked, keepFromSecondAnswer: true, ...(init.quorum === undefined ? {} : { quorum: init.quorum }) }), store);
   }
 
   get handler(): OpenedReplay['handler'] {

@@ -17,6 +17,8 @@ import type { OracleStats } from './stats.ts';
  * a few KiB at most; 4,096 of them stay well under the 200 MB a replay may use (issue #15).
  */
 export const RECORD_CACHE_ENTRIES = 4096;
+/** Records verified and not yet answered with, when they are not kept (see `Replayer`'s `#fresh`). */
+const MAX_FRESH = 256;
 
 export interface ReplayMiss {
   method: string;
@@ -39,6 +41,13 @@ export interface ReplayerInit {
   /** @default RECORD_CACHE_ENTRIES (0 verifies every record on every hit) */
   recordCacheEntries?: number;
   /**
+   * Keep a verified record only once its netlock entry answers a second time (the host: a build asks for
+   * most URLs once, and each record kept for those outlived the young generation only to die in the old one,
+   * a full collection every ~300 ms of first hits; issue #15). Off, every verified record is kept (the guest,
+   * where reading a record again costs a round trip through the device).
+   */
+  keepFromSecondAnswer?: boolean;
+  /**
    * Told of each miss before the client gets its 504 (the guest shim reports it to the host over GIO 0x27,
    * so the host has heard of every miss the command saw). A failure is logged, never the client's problem.
    */
@@ -58,11 +67,12 @@ interface Verified {
  * The replay decision without sockets: the core's `resolve` over the netlock, every record verified.
  *
  * A record is verified (block hash, signature, trusted key, answers the key; the signature not for a root
- * whose signatures were checked before) the first time a request key needs it, then kept: the netlock root is immutable, so a request key always resolves to the same record
- * CID and signature, and a block that hashes to that CID always decodes to the same record, so verifying it
- * again can only give the same answer, or fail because the copy on disk changed since, while the record
- * kept is still the authentic one. Body blocks are not kept: the response reads and hashes every one of
- * them again (`sendPlan`).
+ * whose signatures were checked before) when a request key needs it, and kept from its first answer on (or,
+ * with `keepFromSecondAnswer`, from its second): the netlock root is immutable, so a request key always
+ * resolves to the same record CID and signature, and a block that hashes to that CID always decodes to the
+ * same record, so verifying it again can only give the same answer, or fail because the copy on disk changed
+ * since, while the record kept is still the authentic one. Body blocks are not kept: the response reads and
+ * hashes every one of them again (`sendPlan`).
  */
 export class Replayer implements ReplayDecider {
   readonly #init: ReplayerInit;
@@ -72,6 +82,11 @@ export class Replayer implements ReplayDecider {
    * bytes of garbage per replay hit (issue #15). Undefined: none kept.
    */
   readonly #verified: LRUCache<string, Verified> | undefined;
+  /**
+   * Records verified for an answer but not kept (`keepFromSecondAnswer`): held from `prepare` until the hit
+   * they answer takes them, at most MAX_FRESH (the oldest dropped: a client gone between the two).
+   */
+  readonly #fresh = new Map<string, Verified>();
   /** Verifications under way, shared by concurrent requests for the same key. */
   readonly #pending = new Map<string, Promise<Verified | Explained>>();
   readonly misses: ReplayMiss[] = [];
@@ -89,23 +104,31 @@ export class Replayer implements ReplayDecider {
   }
 
   answerNow(key: RequestKey): ReplayAnswer | undefined {
-    const cached = this.#verified?.get(key.id);
+    const cached = this.#verified?.get(key.id) ?? this.#takeFresh(key.id);
     return cached === undefined ? undefined : this.#hit(cached);
   }
 
   recordNow(key: RequestKey): FetchRecord | undefined {
-    return this.#verified?.peek(key.id)?.record;
+    return (this.#verified?.peek(key.id) ?? this.#fresh.get(key.id))?.record;
   }
 
   async prepare(key: RequestKey): Promise<void> {
-    if (this.#verified?.has(key.id) !== true) await this.#lookupShared(key);
+    if (this.#verified?.has(key.id) !== true && !this.#fresh.has(key.id)) await this.#lookupShared(key);
   }
 
   async answer(key: RequestKey): Promise<ReplayAnswer> {
     const now = this.answerNow(key);
     if (now !== undefined) return now;
     const found = await this.#lookupShared(key);
-    return 'record' in found ? this.#hit(found) : this.#miss(key, found);
+    if (!('record' in found)) return this.#miss(key, found);
+    this.#fresh.delete(key.id);
+    return this.#hit(found);
+  }
+
+  #takeFresh(id: string): Verified | undefined {
+    const fresh = this.#fresh.get(id);
+    if (fresh !== undefined) this.#fresh.delete(id);
+    return fresh;
   }
 
   #lookupShared(key: RequestKey): Promise<Verified | Explained> {
@@ -149,7 +172,11 @@ export class Replayer implements ReplayDecider {
     if (found === undefined) return explainMiss(key, nearby, netlock.root.toString());
     const { record } = await loadQuorumRecord(found.entry, found.key, source, trusted, quorum, { signaturesChecked });
     const verified: Verified = { record, entryKey: found.entry.key, hit: { kind: 'hit', record } };
-    this.#verified?.set(key.id, verified);
+    if (this.#init.keepFromSecondAnswer !== true || this.used.has(found.entry.key)) this.#verified?.set(key.id, verified);
+    else {
+      this.#fresh.set(key.id, verified);
+      if (this.#fresh.size > MAX_FRESH) this.#fresh.delete(this.#fresh.keys().next().value!);
+    }
     return verified;
   }
 }
