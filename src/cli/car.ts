@@ -37,7 +37,8 @@ Options:
 Reads a CARv1 ('-' for stdin) holding one netlock (as 'fetch-oracle export' or Kubo's 'ipfs dag export ROOT' write it), checks
 every block against its CID and every record signature, every body against its record, and only then stores
 the netlock's blocks: nothing is imported from a CAR with a wrong block, a truncated CAR, a CAR whose header
-names more or fewer than one root, or a netlock that does not verify. Prints the netlock.
+names more or fewer than one root, or a netlock that does not verify. Prints the netlock. The data directory
+remembers the root it checked, so that a replay from it does not check those signatures again.
 
 Options:
   --data DIR             import into the embedded store of DIR (default as for record)
