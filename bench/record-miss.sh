@@ -11,18 +11,14 @@
 # Needs nginx, squid, wrk (bench/anchors `run.sh install`); prints a markdown table (medians over REPS, interleaved).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
-[[ -f $HERE/lib.sh || -n ${ANCHORS_DIR:-} ]] || HERE=/work/shared/bench/anchors # a worktree under /work/wt
-[[ -f $HERE/lib.sh ]] || { echo "record-miss: $HERE/lib.sh not found (set ANCHORS_DIR)" >&2; exit 1; }
+NAME=record-miss
 WORKDIR=${W:-${TMPDIR:-/tmp}/fo-record-miss}
 DURATION=${DURATION:-10} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} TARGETS=${TARGETS:-squid oracle}
 SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
 ORIGIN_PORT=${ORIGIN_PORT:-28280} SQUID_PORT=${SQUID_PORT:-28228} ORACLE_PORT=${ORACLE_PORT:-28898}
 SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-1024}
-# shellcheck source=/dev/null
-source "$HERE/lib.sh"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
+# shellcheck source=bench/squid-beside.sh
+source "$ROOT/bench/squid-beside.sh"
 for n in $TARGETS; do
   case $n in squid | oracle | ceil-pass | ceil-store | ceil-record | ceil-packed) ;; *) die "unknown target $n" ;; esac
 done
@@ -35,24 +31,9 @@ if [[ -e $WORKDIR ]]; then OLD=$WORKDIR.old.$$; mv "$WORKDIR" "$OLD"; fi
 trap 'stop_all; [[ -z $OLD ]] || rm -rf "$OLD"' EXIT
 
 stop_all
-mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
-node -e 'const c=require("crypto");process.stdout.write(c.createCipheriv("aes-128-ctr",Buffer.alloc(16,7),Buffer.alloc(16,3)).update(Buffer.alloc(4096)))' >"$WORKDIR/data/f4k"
-SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
-
-render "$HERE/conf/nginx-static.conf.in" "$WORKDIR/origin/nginx.conf" NAME=origin PORT="$ORIGIN_PORT" \
-  WORKDIR="$WORKDIR" NGINX_WORKERS=1
-start_bg origin nginx -e "$WORKDIR/origin/error.log" -c "$WORKDIR/origin/nginx.conf"
-wait_port "$ORIGIN_PORT" 20 # no name: its liveness check can read an empty cmdline mid-exec
-
-if [[ " $TARGETS " == *" squid "* ]]; then
-  render "$HERE/conf/squid.conf.in" "$WORKDIR/squid/squid.conf" WORKDIR="$WORKDIR" SQUID_PORT="$SQUID_PORT" \
-    SQUID_CACHE_MEM_MB="$SQUID_CACHE_MEM_MB" SQUID_CACHE_DIR_LINE="cache_dir aufs $WORKDIR/squid/cache 4096 16 256"
-  chown -R proxy:proxy "$WORKDIR/squid"
-  squid -k parse -f "$WORKDIR/squid/squid.conf" >"$WORKDIR/squid/parse.log" 2>&1 || die "squid.conf invalid"
-  squid -z -N -f "$WORKDIR/squid/squid.conf" >>"$WORKDIR/squid/parse.log" 2>&1
-  start_bg squid squid -N -f "$WORKDIR/squid/squid.conf"
-  wait_port "$SQUID_PORT" 30
-fi
+write_f4k
+start_origin
+if [[ " $TARGETS " == *" squid "* ]]; then start_squid; fi
 if [[ " $TARGETS " == *" oracle "* ]]; then
   # shellcheck disable=SC2086 # ORACLE_FLAGS is split into words on purpose
   (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
@@ -85,11 +66,7 @@ for rep in $(seq 1 "$REPS"); do
   for c in $CONNS; do
     order=$TARGETS; (( rep % 2 == 0 )) && order=$(tr ' ' '\n' <<<"$TARGETS" | tac | tr '\n' ' ')
     for n in $order; do
-      out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID="$n-$rep-$c" \
-        wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1) || true
-      printf '### %s c=%s rep=%s load=%s\n%s\n' "$n" "$c" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" "$out" >>"$WORKDIR/res/wrk.log"
-      json=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || json='{"failed":1}'
-      echo "{\"target\":\"$n\",\"conns\":$c,\"rep\":$rep,${json#\{}" >>"$WORKDIR/res/raw.jsonl"
+      wrk_distinct "$n" "$c" "$rep" "$n-$rep-$c"
       sleep 1
     done
   done

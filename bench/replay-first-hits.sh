@@ -14,43 +14,27 @@
 # past what a target holds is a miss (squid: 503 with the origin down; the oracle: 504), counted as an error:
 # a run with errors measured past its fill (raise FILL_SECONDS or ORACLE_FILL_SECONDS).
 # The proxies and the origin run on SERVER_CPUS, wrk on CLIENT_CPUS, as in the harness. Reuses
-# ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only.
+# ../shared/bench/anchors (lib.sh, conf/*.in) by path, read-only, through bench/squid-beside.sh.
 # Usage, from the checkout: bash bench/replay-first-hits.sh   (env: W, DURATION, REPS, CONNS, FILL_SECONDS,
 # ORACLE_FILL_SECONDS, ANCHORS_DIR, ORACLE_FLAGS: more flags for `replay`). Needs nginx, squid, wrk (bench/anchors `run.sh install`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HERE=${ANCHORS_DIR:-$ROOT/../shared/bench/anchors}
-[[ -f $HERE/lib.sh || -n ${ANCHORS_DIR:-} ]] || HERE=/work/shared/bench/anchors # a worktree under /work/wt
-[[ -f $HERE/lib.sh ]] || { echo "replay-first-hits: $HERE/lib.sh not found (set ANCHORS_DIR)" >&2; exit 1; }
+NAME=replay-first-hits
 WORKDIR=${W:-${TMPDIR:-/tmp}/fo-replay-first-hits}
 DURATION=${DURATION:-5} REPS=${REPS:-2} CONNS=${CONNS:-1 16 64} FILL_SECONDS=${FILL_SECONDS:-30}
 ORACLE_FILL_SECONDS=${ORACLE_FILL_SECONDS:-12}
 SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
 ORIGIN_PORT=${ORIGIN_PORT:-28380} SQUID_PORT=${SQUID_PORT:-28328} ORACLE_PORT=${ORACLE_PORT:-28998}
 SQUID_CACHE_MEM_MB=${SQUID_CACHE_MEM_MB:-2048}
-# shellcheck source=/dev/null
-source "$HERE/lib.sh"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-for b in nginx squid wrk taskset curl node; do command -v "$b" >/dev/null || die "$b missing: $HERE/run.sh install"; done
+# shellcheck source=bench/squid-beside.sh
+source "$ROOT/bench/squid-beside.sh"
 stop_all() { local n; for n in oracle squid origin; do stop_bg "$n"; done; }
 trap stop_all EXIT
 stop_all
 rm -rf "$WORKDIR"
-mkdir -p "$WORKDIR/data" "$WORKDIR/origin/tmp" "$WORKDIR/squid" "$WORKDIR/res"
-node -e 'const c=require("crypto");process.stdout.write(c.createCipheriv("aes-128-ctr",Buffer.alloc(16,7),Buffer.alloc(16,3)).update(Buffer.alloc(4096)))' >"$WORKDIR/data/f4k"
-SHA=$(sha256sum "$WORKDIR/data/f4k" | cut -d' ' -f1)
-
-render "$HERE/conf/nginx-static.conf.in" "$WORKDIR/origin/nginx.conf" NAME=origin PORT="$ORIGIN_PORT" \
-  WORKDIR="$WORKDIR" NGINX_WORKERS=1
-start_bg origin nginx -e "$WORKDIR/origin/error.log" -c "$WORKDIR/origin/nginx.conf"
-wait_port "$ORIGIN_PORT" 20
-render "$HERE/conf/squid.conf.in" "$WORKDIR/squid/squid.conf" WORKDIR="$WORKDIR" SQUID_PORT="$SQUID_PORT" \
-  SQUID_CACHE_MEM_MB="$SQUID_CACHE_MEM_MB" SQUID_CACHE_DIR_LINE="cache_dir aufs $WORKDIR/squid/cache 4096 16 256"
-chown -R proxy:proxy "$WORKDIR/squid"
-squid -k parse -f "$WORKDIR/squid/squid.conf" >"$WORKDIR/squid/parse.log" 2>&1 || die "squid.conf invalid"
-squid -z -N -f "$WORKDIR/squid/squid.conf" >>"$WORKDIR/squid/parse.log" 2>&1
-start_bg squid squid -N -f "$WORKDIR/squid/squid.conf"
-wait_port "$SQUID_PORT" 30
+write_f4k
+start_origin
+start_squid
 # shellcheck disable=SC2086 # ORACLE_FLAGS is split into words on purpose
 (cd "$ROOT" && start_bg oracle node bin/fetch-oracle.js record --listen "127.0.0.1:$ORACLE_PORT" \
   --data "$WORKDIR/oracle-data" --netlock "$WORKDIR/netlock.json")
@@ -92,12 +76,8 @@ for rep in $(seq 1 "$REPS"); do
     order="squid oracle"; (( rep % 2 == 0 )) && order="oracle squid"
     for n in $order; do
       [[ $n == oracle ]] && start_replay
-      out=$(on_client env WRK_TARGET_URL="http://127.0.0.1:$ORIGIN_PORT/f4k" WRK_RUN_ID=fill \
-        wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s -s "$ROOT/bench/record-miss.lua" "http://127.0.0.1:$(port_of "$n")/" 2>&1) || true
+      wrk_distinct "$n" "$c" "$rep" fill
       [[ $n == oracle ]] && stop_bg oracle
-      printf '### %s c=%s rep=%s load=%s\n%s\n' "$n" "$c" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" "$out" >>"$WORKDIR/res/wrk.log"
-      json=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //') || json='{"failed":1}'
-      echo "{\"target\":\"$n\",\"conns\":$c,\"rep\":$rep,${json#\{}" >>"$WORKDIR/res/raw.jsonl"
       sleep 1
     done
   done
