@@ -140,10 +140,10 @@ function badSignature(signed: SignedRecord, publicKey: Uint8Array): BadSignature
 }
 
 /** Trusted oracle keys: a record's `oracle` must be one of them. */
-export function assertTrustedKey(publicKey: Uint8Array, trusted: readonly Uint8Array[], what: string): void {
+export function assertTrustedKey(publicKey: Uint8Array, trusted: readonly Uint8Array[], what: string | (() => string)): void {
   if (!trusted.some((k) => equalBytes(k, publicKey))) {
     throw new UntrustedKeyError(
-      `${what} is signed by oracle key ${toHex(publicKey)}, which is not trusted (trusted: ${trusted.map(toHex).join(', ') || 'none'}); pass --trust ${toHex(publicKey)} if you trust it`,
+      `${typeof what === 'string' ? what : what()} is signed by oracle key ${toHex(publicKey)}, which is not trusted (trusted: ${trusted.map(toHex).join(', ') || 'none'}); pass --trust ${toHex(publicKey)} if you trust it`,
     );
   }
 }

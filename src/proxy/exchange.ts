@@ -236,12 +236,22 @@ function forgetCorrupt(reader: BlockReader | undefined, err: Error | undefined):
   return err;
 }
 
-const flattened = new WeakMap<ResponsePlan, string[]>();
+/**
+ * What is derived from a plan once, kept on the plan itself (symbol-keyed fields), so that it lives exactly as
+ * long as the plan. In WeakMaps by plan, each first hit's plan left an entry that only a full collection
+ * clears (`ReplayMemo`'s plans say what that cost; issue #15, session 31).
+ */
+const FLAT_HEADERS = Symbol('fetch-oracle.flatHeaders');
+const PLAIN_HEAD = Symbol('fetch-oracle.plainHead');
+type DerivedFromPlan = ResponsePlan & { [FLAT_HEADERS]?: string[]; [PLAIN_HEAD]?: PlainHead | null };
 
 /** A plan's head as `writeHead` takes it, flattened once per plan (the replay handler reuses plans). */
 function flatHeaders(plan: ResponsePlan): string[] {
-  let flat = flattened.get(plan);
-  if (flat === undefined) flattened.set(plan, (flat = plan.headers.flat()));
+  const derived = plan as DerivedFromPlan;
+  const kept = derived[FLAT_HEADERS];
+  if (kept !== undefined) return kept;
+  const flat = plan.headers.flat();
+  if (Object.isExtensible(plan)) derived[FLAT_HEADERS] = flat;
   return flat;
 }
 
@@ -254,8 +264,6 @@ export interface PlainHead {
   readonly contentType: string;
 }
 
-const plainHeads = new WeakMap<ResponsePlan, PlainHead | null>();
-
 /**
  * A plan's head as the bytes Node's server writes for it (`writeHead` with the plan's fields, then `headEnd`:
  * the connection's own fields and the empty line), for an answer given at once (`hit-front.ts`); null when
@@ -263,7 +271,8 @@ const plainHeads = new WeakMap<ResponsePlan, PlainHead | null>();
  * Made once per plan (the replay handler reuses plans; one server's `headEnd` never changes).
  */
 export function plainHead(plan: ResponsePlan, method: string, headEnd: Buffer): PlainHead | null {
-  let head = plainHeads.get(plan);
+  const derived = plan as DerivedFromPlan;
+  let head = derived[PLAIN_HEAD];
   if (head !== undefined) return head;
   const names = new Set(plan.headers.map(([n]) => n.toLowerCase()));
   const framed = method === 'HEAD' || !statusHasBody(plan.status) || names.has('content-length');
@@ -274,7 +283,7 @@ export function plainHead(plan: ResponsePlan, method: string, headEnd: Buffer): 
         contentType: plan.headers.find(([n]) => n.toLowerCase() === 'content-type')?.[1] ?? '',
       }
     : null;
-  plainHeads.set(plan, head);
+  if (Object.isExtensible(plan)) derived[PLAIN_HEAD] = head;
   return head;
 }
 

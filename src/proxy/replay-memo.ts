@@ -12,6 +12,16 @@ const PLANS_PER_RECORD = 8;
 const PLAN_SPECIFIC_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const;
 
 /**
+ * A record's plain plans, kept on the record (a symbol-keyed field) so that they live exactly as long as it
+ * does. They were kept in a WeakMap by record: fine for the records replay keeps, but a build asks for most
+ * URLs once, and V8 clears a WeakMap's entries only in a full collection, so every first hit left an entry
+ * (and its record's plans) for one: a full collection every ~300 ms of first hits, and first hits +17–42%
+ * without them (issue #15, session 31).
+ */
+const PLANS = Symbol('fetch-oracle.plans');
+type RecordWithPlans = FetchRecord & { [PLANS]?: Map<string, ResponsePlan> };
+
+/**
  * A request's header fields by lower-case name: a plain request (`PlainRequest`), or an IncomingMessage's
  * headers (`headerFields`). An object, not a callback: a closure over the request made per lookup was garbage
  * on every 4 KiB hit (issue #15).
@@ -41,7 +51,6 @@ export function hasPlanSpecificHeader(fields: FieldSource): boolean {
  */
 export class ReplayMemo {
   readonly #keys = new Map<string, RequestKey>();
-  readonly #plans = new WeakMap<FetchRecord, Map<string, ResponsePlan>>();
   /** The netlock's variant rules, once read (its root never changes). */
   rules: { value: VariantRules | undefined } | undefined;
   /** Headers that enter a key besides `accept`: every header any variant rule names. */
@@ -79,12 +88,16 @@ export class ReplayMemo {
     if (headers !== undefined && hasPlanSpecificHeader(fields)) return planResponse(record, { method, headers });
     const acceptEncoding = fields.field('accept-encoding');
     const k = `${method}\n${headerText(acceptEncoding)}`;
-    let plans = this.#plans.get(record);
+    const withPlans = record as RecordWithPlans;
+    let plans = withPlans[PLANS];
     const kept = plans?.get(k);
     if (kept !== undefined) return kept;
     // A plain request: only its accept-encoding enters the plan.
     const plan = planResponse(record, { method, headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } });
-    if (plans === undefined) this.#plans.set(record, (plans = new Map<string, ResponsePlan>()));
+    if (plans === undefined) {
+      if (!Object.isExtensible(record)) return plan; // a frozen record: planned afresh each time
+      withPlans[PLANS] = plans = new Map<string, ResponsePlan>();
+    }
     if (plans.size >= PLANS_PER_RECORD) plans.clear();
     plans.set(k, plan);
     return plan;
