@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import type { CID } from 'multiformats/cid';
 import { syncDir } from '../io/durable.ts';
 import { PACK_HEADER_BYTES, PACK_LIVE, PACK_MAGIC, PACK_NAME_RE, PACK_QUARANTINED, entryHead, packWriterRunning, scanPack, sealedPackName } from './pack-file.ts';
-import { PackSlots } from './pack-slots.ts';
+import type { PackEntry } from './pack-file.ts';
+import { INDEX_RECORD_HEAD, appendPackIndex, entryEnd, indexRecord, indexRecords, packIndexPath, readPackIndex, writePackIndex } from './pack-index.ts';
+import { PackSlots, cidDigest } from './pack-slots.ts';
 import type { PackPlace } from './pack-slots.ts';
 
 /** The folder of pack files inside `blocks/`. */
@@ -23,6 +25,10 @@ interface Pack {
   /** Where the next scan of someone else's pack goes on. */
   scanned: number;
   damage: string | undefined;
+  /** Index records of entries this object appended, not yet in the pack's index (written at `flush`). */
+  unindexed: Buffer[];
+  /** A read found another CID where a slot from this pack's index said (the index lied): scanned whole next time. */
+  rescan: boolean;
 }
 
 /** What `read` answers for a block it holds that is too large to read there (`readAsync` reads it). */
@@ -66,10 +72,21 @@ export class BlockPacks {
   #folderMade = false;
   /** An entry's header and CID bytes, read to confirm which CID an entry holds. */
   readonly #head = Buffer.allocUnsafe(PACK_HEADER_BYTES + 255);
+  readonly #blocksDir: string;
+  /** The last flush's index writes (the next one's wait for them). */
+  #indexed: Promise<void> = Promise.resolve();
+  #entriesFromIndexes = 0;
+  #bytesScanned = 0;
 
   constructor(blocksDir: string, packBytes = PACK_BYTES) {
     this.dir = join(blocksDir, PACKS_DIR);
+    this.#blocksDir = blocksDir;
     this.#packBytes = packBytes;
+  }
+
+  /** What indexing others' packs took so far: entries read from their indexes, and pack bytes scanned. */
+  get indexing(): { entriesFromIndexes: number; bytesScanned: number } {
+    return { entriesFromIndexes: this.#entriesFromIndexes, bytesScanned: this.#bytesScanned };
   }
 
   /** Whether the packs there were are indexed (until then, `read` and `has` know nothing). */
@@ -125,34 +142,121 @@ export class BlockPacks {
       } catch {
         continue; // removed since (a gc rewrote it)
       }
-      this.#packs.push({ id, name, fd, own: false, scanned: 0, damage: undefined });
+      this.#packs.push({ id, name, fd, own: false, scanned: 0, damage: undefined, unindexed: [], rescan: false });
     }
     for (let n = 0; n < this.#packs.length; n++) {
       const pack = this.#packs[n]!;
-      if (pack.own || pack.damage !== undefined) continue;
+      if (pack.own) continue;
+      // A pack whose index lied is read again from its start, by a scan only, and gets a true index.
+      const rescan = pack.rescan;
+      if (rescan) Object.assign(pack, { rescan: false, scanned: 0, damage: undefined });
+      if (pack.damage !== undefined) continue;
       const size = await sizeOf(pack.fd);
       if (size <= pack.scanned) continue;
-      const scan = await scanPack(pack.fd, pack.scanned, size, (e) => {
-        if (e.state !== PACK_LIVE) return;
-        const place = { pack: n, offset: e.offset, cidLength: e.cidLength, length: e.length };
-        if (this.#find(e.cid) === -1) this.#slots.add(e.cid, place); // a copy filed already stays
-      });
-      pack.scanned = scan.end;
-      pack.damage = scan.damage;
+      // A pack nobody writes whose index lacks entries gets a whole one, for the next store that opens it:
+      // the good runs of its index as they are, and a record for each entry scanned.
+      const pieces: Buffer[] | undefined = pack.scanned === 0 && !packWriterRunning(pack.name) ? [] : undefined;
+      const scanned = (e: PackEntry): void => {
+        pieces?.push(indexRecord(e.offset, e.state, e.cid.bytes, e.length));
+        this.#file(n, e.offset, e.state, e.cid.bytes, e.cid.multihash.digest, e.length);
+      };
+      const fromIndex = pack.scanned === 0 && !rescan ? await this.#fromIndex(n, pack, size, scanned, pieces) : { filed: 0, whole: false, broke: false };
+      if (fromIndex.broke) {
+        // An index that is not this pack's: scanned from its start instead (what it filed is only ever a
+        // candidate place that a read confirms), and indexed anew.
+        pieces?.splice(0);
+        Object.assign(pack, { scanned: 0, damage: undefined });
+      }
+      if (pack.damage === undefined && size > pack.scanned) {
+        const from = pack.scanned;
+        const scan = await scanPack(pack.fd, from, size, scanned);
+        this.#bytesScanned += scan.end - from;
+        pack.scanned = scan.end;
+        pack.damage = scan.damage;
+      }
+      if (pieces !== undefined && pieces.length > 0 && !fromIndex.whole && pack.damage === undefined) {
+        await writePackIndex(packIndexPath(this.#blocksDir, pack.id), pieces).catch(() => {}); // only a cache: a read-only store scans
+      }
     }
+  }
+
+  /** Files a live entry of pack `n` (a copy filed already stays). */
+  #file(n: number, offset: number, state: number, cidBytes: Uint8Array, digest: Uint8Array, length: number): void {
+    if (state !== PACK_LIVE) return;
+    if (this.#slots.findDigest(digest, (place) => this.#readHead(place, cidBytes)) !== -1) return;
+    this.#slots.addDigest(digest, { pack: n, offset, cidLength: cidBytes.byteLength, length });
+  }
+
+  /**
+   * Files a pack's entries from its index (`pack-index.ts`), scanning the pack (`scanned`) where the index
+   * skips some (entries its writer had not indexed when it stopped, a takeover's); stops using the index at
+   * the first record that does not start where the pack's previous entry ends, or runs past the pack. Leaves
+   * `pack.scanned` where the index left off (the caller scans on from there). With `pieces`, adds the index's
+   * good runs of records to them, as they are. Whether the index covered the pack to where it was read, and
+   * whether it broke off on a record that cannot be this pack's (the caller then scans the pack whole).
+   */
+  async #fromIndex(n: number, pack: Pack, size: number, scanned: (e: PackEntry) => void, pieces: Buffer[] | undefined): Promise<{ filed: number; whole: boolean; broke: boolean }> {
+    const bytes = await readPackIndex(packIndexPath(this.#blocksDir, pack.id));
+    if (bytes === undefined) return { filed: 0, whole: false, broke: false };
+    // The pack's magic is checked as a scan from its start would (a pack that is not one is damage).
+    const head = await scanPack(pack.fd, 0, PACK_MAGIC.byteLength, scanned);
+    if (head.damage !== undefined) {
+      pack.damage = head.damage;
+      return { filed: 0, whole: false, broke: false };
+    }
+    let pos = head.end;
+    let filed = 0;
+    let whole = true;
+    let broke = false;
+    let run = -1; // where the current run of good records starts in the index
+    let runEnd = -1;
+    const endRun = (): void => {
+      if (run !== -1) pieces?.push(bytes.subarray(run, runEnd));
+      run = -1;
+    };
+    for (const r of indexRecords(bytes)) {
+      if (r.offset > pos) {
+        endRun();
+        whole = false;
+        const gap = await scanPack(pack.fd, pos, r.offset, scanned);
+        this.#bytesScanned += gap.end - pos;
+        pos = gap.end;
+        if (gap.damage !== undefined || gap.end !== r.offset) {
+          broke = true;
+          break;
+        }
+      }
+      const end = entryEnd(r);
+      const digest = cidDigest(r.cidBytes);
+      if (r.offset !== pos || end > size || digest === undefined) {
+        broke = true;
+        break;
+      }
+      this.#file(n, r.offset, r.state, r.cidBytes, digest, r.length);
+      if (run === -1) run = r.at;
+      runEnd = r.at + INDEX_RECORD_HEAD + r.cidBytes.byteLength;
+      filed++;
+      pos = end;
+    }
+    endRun();
+    this.#entriesFromIndexes += filed;
+    pack.scanned = pos;
+    return { filed, whole: whole && !broke && pos === size, broke };
   }
 
   /** The slot of a CID whose entry is live, or -1 (each candidate confirmed by the CID bytes in its entry). */
   #find(cid: CID): number {
-    return this.#slots.find(cid, (place) => this.#readHead(place, cid));
+    return this.#slots.find(cid, (place) => this.#readHead(place, cid.bytes));
   }
 
-  #readHead(place: PackPlace, cid: CID): boolean {
+  #readHead(place: PackPlace, cidBytes: Uint8Array): boolean {
     const pack = this.#packs[place.pack];
-    if (pack === undefined || place.cidLength !== cid.bytes.byteLength) return false;
+    if (pack === undefined || place.cidLength !== cidBytes.byteLength) return false;
     const want = PACK_HEADER_BYTES + place.cidLength;
     if (readSync(pack.fd, this.#head, 0, want, place.offset) !== want) return false;
-    return this.#head[0] === PACK_LIVE && this.#head.subarray(PACK_HEADER_BYTES, want).equals(cid.bytes);
+    const same = this.#head[1] === place.cidLength && this.#head.subarray(PACK_HEADER_BYTES, want).equals(cidBytes);
+    if (!same) pack.rescan = true; // another CID where the slot says: its index lied (or 64 bits of two digests agree)
+    return same && this.#head[0] === PACK_LIVE;
   }
 
   has(cid: CID): boolean {
@@ -193,6 +297,10 @@ export class BlockPacks {
       const n = readvSync(pack.fd, iov, slots.offsetOf(slot));
       iov[1] = head; // holds no answer's memory
       if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
+      if (!holdsCid(head, cid)) {
+        pack.rescan = true; // the slot came from an index that lied: dropped, and the pack scanned at the next look
+        slots.remove(slot);
+      }
     }
     return undefined;
   }
@@ -206,6 +314,7 @@ export class BlockPacks {
       const data = alloc(place.length);
       const n = await new Promise<number>((resolve, reject) => readv(pack.fd, [head, data], place.offset, (err, read) => (err === null ? resolve(read) : reject(err))));
       if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
+      if (!holdsCid(head, cid)) pack.rescan = true;
     }
     return undefined;
   }
@@ -242,6 +351,7 @@ export class BlockPacks {
     }
     writer.size += total;
     this.#unsynced.add(pack);
+    pack.unindexed.push(indexRecord(at, PACK_LIVE, cid.bytes, bytes.byteLength));
     this.#slots.add(cid, { pack: writer.pack, offset: at, cidLength: cid.bytes.byteLength, length: bytes.byteLength });
   }
 
@@ -270,7 +380,7 @@ export class BlockPacks {
       closeSync(fd);
       throw err;
     }
-    this.#packs.push({ id, name, fd, own: true, scanned: PACK_MAGIC.byteLength, damage: undefined });
+    this.#packs.push({ id, name, fd, own: true, scanned: PACK_MAGIC.byteLength, damage: undefined, unindexed: [], rescan: false });
     this.#namesChanged = true;
     this.#writer = { pack: this.#packs.length - 1, size: PACK_MAGIC.byteLength };
     return this.#writer;
@@ -344,6 +454,8 @@ export class BlockPacks {
    */
   async flush(): Promise<void> {
     const packs = [...this.#unsynced];
+    // The index records of what this flush puts on disk (not of what is appended while it waits).
+    const records = packs.map((pack) => pack.unindexed.splice(0));
     const names = this.#namesChanged;
     const folder = this.#folderMade;
     this.#unsynced.clear();
@@ -354,11 +466,23 @@ export class BlockPacks {
       if (names) await syncDir(this.dir);
       if (folder) await syncDir(join(this.dir, '..'));
     } catch (err) {
-      for (const pack of packs) this.#unsynced.add(pack);
+      packs.forEach((pack, i) => {
+        this.#unsynced.add(pack);
+        pack.unindexed.unshift(...records[i]!);
+      });
       this.#namesChanged ||= names;
       this.#folderMade ||= folder;
       throw err;
     }
+    // Indexed once their entries are on disk (an index never names an entry a crash could take back), in the
+    // order they were appended: one flush's records after the one before's. A failed write leaves them to a scan.
+    const append = async (): Promise<void> => {
+      for (const [i, pack] of packs.entries()) {
+        if (records[i]!.length > 0) await appendPackIndex(packIndexPath(this.#blocksDir, pack.id), records[i]!).catch(() => {});
+      }
+    };
+    this.#indexed = this.#indexed.then(append);
+    await this.#indexed;
   }
 
   /** Renames the pack being written to its sealed name: it takes no more entries, so `gc` may rewrite it. */
@@ -398,8 +522,13 @@ function openForMark(dir: string, pack: Pack): number {
 
 /** Whether an entry's header and CID bytes, as read, are a live entry of `cid`. */
 function isEntryOf(head: Uint8Array, cid: CID): boolean {
+  return head[0] === PACK_LIVE && holdsCid(head, cid);
+}
+
+/** Whether an entry's header and CID bytes, as read, are an entry of `cid` (live or set aside). */
+function holdsCid(head: Uint8Array, cid: CID): boolean {
   const bytes = cid.bytes;
-  if (head[0] !== PACK_LIVE || head.byteLength !== PACK_HEADER_BYTES + bytes.byteLength) return false;
+  if (head[1] !== bytes.byteLength || head.byteLength !== PACK_HEADER_BYTES + bytes.byteLength) return false;
   // A loop, not `subarray(…).equals(…)`: no view allocated per read, for a few dozen bytes.
   for (let i = 0; i < bytes.byteLength; i++) if (head[PACK_HEADER_BYTES + i] !== bytes[i]) return false;
   return true;

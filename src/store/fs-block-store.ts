@@ -99,6 +99,11 @@ export class FsBlockStore implements BlockStore {
     this.#unsynced = options.syncFiles === false ? undefined : { files: [], dirs: new Set() };
   }
 
+  /** What opening others' packs took: entries read from their indexes, and pack bytes scanned. */
+  get packIndexing(): { entriesFromIndexes: number; bytesScanned: number } {
+    return this.#packs.indexing;
+  }
+
   pathOf(cid: CID): string {
     const s = cid.toString();
     // The last characters of a base32 CID are evenly spread; the first ones are the shared prefix.

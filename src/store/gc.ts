@@ -13,8 +13,9 @@ import { blockLinks } from './block-links.ts';
 import { PACKS_DIR } from './block-packs.ts';
 import { FsBlockStore } from './fs-block-store.ts';
 import { rewritePack, scanPackFiles } from './pack-gc.ts';
+import { PACK_INDEX_DIR, pruneIndexes } from './pack-index.ts';
 import type { PackFile } from './pack-gc.ts';
-import { PACK_QUARANTINED } from './pack-file.ts';
+import { PACK_NAME_RE, PACK_QUARANTINED } from './pack-file.ts';
 import { StoredBlocks } from './stored-blocks.ts';
 import { BLOCK_TEMP_RE, isStaleTemp, staleNetlockTempFiles, staleSpoolFiles } from './stale-temp.ts';
 import { cidKey } from '../protocol/cid-key.ts';
@@ -140,7 +141,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const temps: Array<{ path: string; size: number }> = [];
   const corrupt: Array<{ path: string; size: number }> = [];
   for (const shard of await listDir(blocksDir)) {
-    if (shard === PACKS_DIR) continue;
+    if (shard === PACKS_DIR || shard === PACK_INDEX_DIR) continue;
     for (const name of await listDir(join(blocksDir, shard))) {
       const path = join(blocksDir, shard, name);
       const st = await stat(path).catch(() => undefined);
@@ -301,6 +302,11 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     }
     if (pack.damage !== undefined) logger.warn('gc: pack %s is damaged (%s): what follows is dropped', pack.name, pack.damage);
   }
+  // Indexes of packs gone (rewritten under a new id, or removed): after the rewrites, by the packs there are now.
+  const packIds = new Set((await listDir(packsDir)).map((name) => PACK_NAME_RE.exec(name)?.[2]).filter((id) => id !== undefined));
+  const prunedIndexes = await pruneIndexes(blocksDir, packIds, dryRun);
+  report.temp.count += prunedIndexes.count;
+  report.temp.bytes += prunedIndexes.bytes;
   temps.push(...(await staleSpoolFiles()));
   for (const path of given) temps.push(...(await staleNetlockTempFiles(path)));
   for (const t of temps) {

@@ -45,7 +45,17 @@ export class PackSlots {
 
   /** The slot of `cid` (`confirm` says whether the entry a candidate slot names is this CID's), or -1. */
   find(cid: CID, confirm: (place: PackPlace) => boolean): number {
-    for (let slot = this.first(cid); slot !== -1; slot = this.next(cid, slot)) if (confirm(this.place(slot))) return slot;
+    return this.findDigest(cid.multihash.digest, confirm);
+  }
+
+  /** `find` by the CID's digest (a pack index's CID bytes are not decoded into a CID: `cidDigest`). */
+  findDigest(digest: Uint8Array, confirm: (place: PackPlace) => boolean): number {
+    const head = digestHead(digest);
+    const tail = digestTail(digest);
+    const mask = this.#places.length - 1;
+    for (let slot = this.#probe(head, tail, start(head, tail, mask)); slot !== -1; slot = this.#probe(head, tail, (slot + 1) & (this.#places.length - 1))) {
+      if (confirm(this.place(slot))) return slot;
+    }
     return -1;
   }
 
@@ -104,8 +114,12 @@ export class PackSlots {
 
   /** Files a new entry (the caller found no slot for its CID). */
   add(cid: CID, place: PackPlace): void {
+    this.addDigest(cid.multihash.digest, place);
+  }
+
+  /** `add` by the CID's digest. */
+  addDigest(d: Uint8Array, place: PackPlace): void {
     if ((this.#used + 1) * 10 > this.#places.length * 7) this.#grow();
-    const d = cid.multihash.digest;
     this.#put(digestHead(d), digestTail(d), place.pack * 2 ** 32 + place.offset, ((place.cidLength << 24) | place.length) >>> 0);
     this.#live++;
   }
@@ -165,4 +179,26 @@ function start(head: number, tail: number, mask: number): number {
 /** Whether a CID can be filed here: a digest of at least 64 bits (not an identity CID) and CID bytes under 256. */
 export function packableCid(cid: CID): boolean {
   return cid.multihash.digest.byteLength >= 8 && cid.bytes.byteLength < 256;
+}
+
+/**
+ * The digest in a CID's bytes, as a view of them (no CID made: a store filing a pack index's entries decoded
+ * one CID each, half its time), or undefined for bytes that are not a CIDv0 or CIDv1 ending with its digest.
+ */
+export function cidDigest(bytes: Uint8Array): Uint8Array | undefined {
+  if (bytes.byteLength === 34 && bytes[0] === 0x12 && bytes[1] === 0x20) return bytes.subarray(2); // CIDv0: a bare sha2-256 multihash
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 63; shift += 7) {
+      const b = bytes[at++];
+      if (b === undefined) return -1;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    return -1;
+  };
+  if (varint() !== 1 || varint() < 0 || varint() < 0) return undefined; // version, codec, hash function
+  const length = varint();
+  return length >= 0 && at + length === bytes.byteLength ? bytes.subarray(at) : undefined;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
 import { sha256 } from 'multiformats/hashes/sha2';
+import { PACK_INDEX_DIR } from '../../src/store/pack-index.ts';
 import { PACKS_DIR } from '../../src/store/block-packs.ts';
 import { FsBlockStore } from '../../src/store/fs-block-store.ts';
 import { cidKey } from '../../src/protocol/cid-key.ts';
@@ -75,7 +76,7 @@ export async function countBlocks(dataDir: string): Promise<number> {
   const blocks = join(dataDir, 'blocks');
   let n = 0;
   for (const shard of await readdir(blocks).catch(() => [] as string[])) {
-    if (shard === PACKS_DIR) continue;
+    if (shard === PACKS_DIR || shard === PACK_INDEX_DIR) continue;
     n += (await readdir(join(blocks, shard))).filter((f) => !f.endsWith('.tmp') && !f.endsWith('.corrupt')).length;
   }
   const ids = new Set<string>();
