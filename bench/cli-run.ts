@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const EXIT_USAGE = pathToFileURL(join(import.meta.dirname, 'exit-usage.mjs')).href;
-const CLI = join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js');
+export const CLI = join(import.meta.dirname, '..', 'bin', 'fetch-oracle.js');
 export const RUN_TS = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
 
 /** bench/origin-server.ts in a process of its own: its URL, and the process, to kill when done. */

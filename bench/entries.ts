@@ -1,7 +1,7 @@
 // Issue #15 benchmark: peak RSS and time of every command over one netlock of N entries (default 100,000),
 // against the target "peak RSS <= 200 MB whatever the number of entries". A package-lock.json of N entries
 // (4 KiB distinct bodies from a local origin, sha512 integrity) is seeded, and the netlock it makes is then
-// verified, listed (lockfile), exported as a CAR, imported into a fresh data directory with its readable
+// replayed to its first answer, verified, listed (lockfile), exported as a CAR, imported into a fresh data directory with its readable
 // file (import --netlock), collected (gc --dry-run) and shown (report --html).
 // Usage: npm run bench:entries [-- --entries 100000 --concurrency 16 --keep DIR]
 //
@@ -10,13 +10,16 @@
 // the whole process's, start to exit (exit-usage.mjs: its own, not what it inherits from this one). The
 // origin runs in a process of its own.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createReadStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bundleIsFresh } from '../bin/bundle.js';
-import { runFetchOracle, startBenchOrigin } from './cli-run.ts';
+import { ProxyAgent, request } from 'undici';
+import { CLI, peakRssMb, runFetchOracle, startBenchOrigin } from './cli-run.ts';
 import type { CliRun } from './cli-run.ts';
 import { entryBytes } from './package-bytes.ts';
 
@@ -40,6 +43,42 @@ async function fetchOracle(dir: string, args: string[]): Promise<Run> {
   const started = performance.timeOrigin + performance.now();
   const run = await runFetchOracle(args, join(dir, 'usage.json'));
   return { ...run, command: args[0]!, seconds: (run.exitedAt - started) / 1000 };
+}
+
+/**
+ * `fetch-oracle replay` of the netlock as a build starts it: the time from its start to its first answer (a
+ * store opening its packs, the netlock's root read), that answer checked byte for byte, then stopped.
+ */
+async function replayFirstAnswer(netlock: string, data: string, url: string, body: Buffer): Promise<Run> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, 'replay', '--netlock', netlock, '--data', data, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let log = '';
+    const proxy = await new Promise<string>((resolve, reject) => {
+      const seen = (d: Buffer): void => {
+        log += d.toString();
+        const m = /replay proxy on (http:\/\/\S+)/.exec(log);
+        if (m !== null) resolve(m[1]!);
+      };
+      child.stdout.on('data', seen);
+      child.stderr.on('data', seen);
+      child.once('exit', (code) => reject(new Error(`replay exited ${code} before it listened: ${log.slice(-2000)}`)));
+    });
+    const answer = await request(url, { dispatcher: new ProxyAgent(proxy) });
+    const got = Buffer.from(await answer.body.arrayBuffer());
+    if (answer.statusCode !== 200 || !got.equals(body)) throw new Error(`replay answered ${answer.statusCode} with ${got.byteLength} bytes that are not the recorded body`);
+    const seconds = (performance.now() - started) / 1000;
+    return { command: 'replay', seconds, out: '', exitedAt: 0, maxRssMb: await peakRssMb(child.pid!), cpuSeconds: cpuSecondsOf(child.pid!) };
+  } finally {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await once(child, 'exit');
+  }
+}
+
+/** CPU time so far of a running process (utime + stime from /proc, in clock ticks of 1/100 s). */
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** A file's SHA-256, read as a stream (two netlock files of 200,000 entries are 180 MB). */
@@ -81,6 +120,10 @@ try {
   const seeded = await run(['seed', '--netlock', netlock, '--data', data, '--concurrency', values.concurrency, '--json', lockfile]);
   const summary = JSON.parse(seeded.out) as { count: number };
   if (summary.count !== COUNT) throw new Error(`the netlock holds ${summary.count} of ${COUNT} entries`);
+  // A build's replay starts by opening the store (its packs) and reading the netlock's root: until its first answer.
+  const replayed = await replayFirstAnswer(netlock, data, `${origin}/entry/p0/-/p0-1.0.0.tgz`, entryBytes(0));
+  runs.push(replayed);
+  process.stdout.write(`${'replay'.padEnd(9)} ${replayed.seconds.toFixed(2).padStart(7)} s   peak RSS ${replayed.maxRssMb.toFixed(0).padStart(4)} MB   CPU ${replayed.cpuSeconds.toFixed(2).padStart(6)} s   (start to first answer)\n`);
   const verified = await run(['verify', netlock, '--data', data]);
   if (!/^OK: every signature, block and body verified/m.test(verified.out)) throw new Error(`verify: ${verified.out}`);
   await run(['lockfile', netlock, '--data', data, '--format', 'json', '--out', join(dir, 'pinned.json')]);

@@ -127,6 +127,23 @@ describe('pack indexes', () => {
     expect(await readAll(blocks)).toEqual({ entriesFromIndexes: 8, bytesScanned: 0 });
   });
 
+  it('indexes every 1,024 entries a store appends between checkpoints, and the rest at the next one', async () => {
+    const blocks = await Promise.all(Array.from({ length: 1100 }, (_, i) => rawBlock(`many ${i}`)));
+    const store = new FsBlockStore(dir.path);
+    for (const b of blocks) await store.put(b.cid, b.bytes);
+    // No checkpoint yet: the first 1,024 are indexed all the same (written in the background).
+    const indexed = async (): Promise<number> => {
+      const [name] = await readdir(indexDir).catch(() => []);
+      return name === undefined ? 0 : [...indexRecords(await readFile(join(indexDir, name)))].length;
+    };
+    for (let i = 0; i < 200 && (await indexed()) < 1024; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect([...indexRecords(await readFile(await indexFile()))]).toHaveLength(1024);
+    await store.sync();
+    expect([...indexRecords(await readFile(await indexFile()))]).toHaveLength(1100);
+    await store.close();
+    expect(await readAll(blocks)).toEqual({ entriesFromIndexes: 1100, bytesScanned: 0 });
+  });
+
   it('goes on in the index of a pack a later run takes over, and gc removes the index of a pack it rewrote', async () => {
     const first = await written(5, 'first run');
     const second = await written(5, 'second run'); // appended to the first run's sealed pack
