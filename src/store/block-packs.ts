@@ -33,7 +33,7 @@ interface Pack {
   /** Where the next scan of someone else's pack goes on. */
   scanned: number;
   damage: string | undefined;
-  /** Index records of entries this object appended, not yet in the pack's index (written at `flush`). */
+  /** Index records of entries this object appended, not yet in the pack's index (written at `flush`, or by INDEX_BATCH). */
   unindexed: Buffer[];
   /** A read found another CID where a slot from this pack's index said (the index lied): scanned whole next time. */
   rescan: boolean;
@@ -81,7 +81,7 @@ export class BlockPacks {
   /** An entry's header and CID bytes, read to confirm which CID an entry holds. */
   readonly #head = Buffer.allocUnsafe(PACK_HEADER_BYTES + 255);
   readonly #blocksDir: string;
-  /** The last flush's index writes (the next one's wait for them). */
+  /** The index appends under way, in order (each waits for the one before). */
   #indexed: Promise<void> = Promise.resolve();
   #entriesFromIndexes = 0;
   #bytesScanned = 0;
