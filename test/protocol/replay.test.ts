@@ -1,27 +1,13 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CID } from 'multiformats/cid';
-import { sha256 } from 'multiformats/hashes/sha2';
 import type { FetchRecord } from '../../src/protocol/record.ts';
 import { parseRange, planResponse } from '../../src/protocol/replay.ts';
+import { textRecord } from '../helpers/records.ts';
 
 const BODY = 'abcdefghijklmnopqrstuvwxyz';
 
-async function record(status = 200, extra: Array<[string, string]> = []): Promise<FetchRecord> {
-  return {
-    v: 1,
-    request: { method: 'GET', url: 'https://h.example/f.txt', headers: { accept: '*/*' } },
-    response: {
-      status,
-      headers: [['content-type', 'text/plain'], ['etag', '"e1"'], ['last-modified', 'Mon, 01 Jan 2024 00:00:00 GMT'], ['content-length', '26'], ...extra],
-      body: CID.createV1(0x55, await sha256.digest(Buffer.from(BODY))),
-      size: BODY.length,
-      sha256: new Uint8Array(createHash('sha256').update(BODY).digest()),
-      sha512: new Uint8Array(createHash('sha512').update(BODY).digest()),
-    },
-    fetchedAt: '2024-02-03T04:05:06.000Z',
-    oracle: new Uint8Array(32),
-  };
+function record(status = 200, extra: Array<[string, string]> = []): Promise<FetchRecord> {
+  const headers: Array<[string, string]> = [['content-type', 'text/plain'], ['etag', '"e1"'], ['last-modified', 'Mon, 01 Jan 2024 00:00:00 GMT'], ['content-length', '26'], ...extra];
+  return textRecord(BODY, 'https://h.example/f.txt', headers, status);
 }
 
 /** Renders the plan's body as the client would receive it. */

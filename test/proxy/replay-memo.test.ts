@@ -1,32 +1,17 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CID } from 'multiformats/cid';
-import { sha256 } from 'multiformats/hashes/sha2';
 import type { FetchRecord } from '../../src/protocol/record.ts';
 import { planResponse } from '../../src/protocol/replay.ts';
 import { assertTrustedKey } from '../../src/protocol/signature.ts';
 import { plainHead } from '../../src/proxy/exchange.ts';
 import { ReplayMemo } from '../../src/proxy/replay-memo.ts';
+import { textRecord } from '../helpers/records.ts';
 import type { FieldSource } from '../../src/proxy/replay-memo.ts';
 
 const BODY = 'hello, replay';
 const HEAD_END = Buffer.from('connection: keep-alive\r\n\r\n', 'latin1');
 
-async function record(url = 'http://h.example/a'): Promise<FetchRecord> {
-  return {
-    v: 1,
-    request: { method: 'GET', url, headers: { accept: '*/*' } },
-    response: {
-      status: 200,
-      headers: [['content-type', 'text/plain'], ['content-length', String(BODY.length)]],
-      body: CID.createV1(0x55, await sha256.digest(Buffer.from(BODY))),
-      size: BODY.length,
-      sha256: new Uint8Array(createHash('sha256').update(BODY).digest()),
-      sha512: new Uint8Array(createHash('sha512').update(BODY).digest()),
-    },
-    fetchedAt: '2024-02-03T04:05:06.000Z',
-    oracle: new Uint8Array(32),
-  };
+function record(url = 'http://h.example/a'): Promise<FetchRecord> {
+  return textRecord(BODY, url, [['content-type', 'text/plain'], ['content-length', String(BODY.length)]]);
 }
 
 const fields = (headers: Record<string, string>): FieldSource => ({ field: (name) => headers[name] });
