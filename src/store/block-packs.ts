@@ -262,7 +262,7 @@ export class BlockPacks {
     if (pack === undefined || place.cidLength !== cidBytes.byteLength) return false;
     const want = PACK_HEADER_BYTES + place.cidLength;
     if (readSync(pack.fd, this.#head, 0, want, place.offset) !== want) return false;
-    const same = this.#head[1] === place.cidLength && this.#head.subarray(PACK_HEADER_BYTES, want).equals(cidBytes);
+    const same = holdsCid(this.#head.subarray(0, want), cidBytes);
     if (!same) pack.rescan = true; // another CID where the slot says: its index lied (or 64 bits of two digests agree)
     return same && this.#head[0] === PACK_LIVE;
   }
@@ -305,7 +305,7 @@ export class BlockPacks {
       const n = readvSync(pack.fd, iov, slots.offsetOf(slot));
       iov[1] = head; // holds no answer's memory
       if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
-      if (!holdsCid(head, cid)) {
+      if (!holdsCid(head, cid.bytes)) {
         pack.rescan = true; // the slot came from an index that lied: dropped, and the pack scanned at the next look
         slots.remove(slot);
       }
@@ -322,7 +322,7 @@ export class BlockPacks {
       const data = alloc(place.length);
       const n = await new Promise<number>((resolve, reject) => readv(pack.fd, [head, data], place.offset, (err, read) => (err === null ? resolve(read) : reject(err))));
       if (isEntryOf(head, cid)) return filled(data, n - head.byteLength);
-      if (!holdsCid(head, cid)) pack.rescan = true;
+      if (!holdsCid(head, cid.bytes)) pack.rescan = true;
     }
     return undefined;
   }
@@ -538,12 +538,11 @@ function openForMark(dir: string, pack: Pack): number {
 
 /** Whether an entry's header and CID bytes, as read, are a live entry of `cid`. */
 function isEntryOf(head: Uint8Array, cid: CID): boolean {
-  return head[0] === PACK_LIVE && holdsCid(head, cid);
+  return head[0] === PACK_LIVE && holdsCid(head, cid.bytes);
 }
 
-/** Whether an entry's header and CID bytes, as read, are an entry of `cid` (live or set aside). */
-function holdsCid(head: Uint8Array, cid: CID): boolean {
-  const bytes = cid.bytes;
+/** Whether an entry's header and CID bytes, as read, are an entry of the CID `bytes` (live or set aside). */
+function holdsCid(head: Uint8Array, bytes: Uint8Array): boolean {
   if (head[1] !== bytes.byteLength || head.byteLength !== PACK_HEADER_BYTES + bytes.byteLength) return false;
   // A loop, not `subarray(…).equals(…)`: no view allocated per read, for a few dozen bytes.
   for (let i = 0; i < bytes.byteLength; i++) if (head[PACK_HEADER_BYTES + i] !== bytes[i]) return false;

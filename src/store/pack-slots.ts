@@ -50,12 +50,7 @@ export class PackSlots {
 
   /** `find` by the CID's digest (a pack index's CID bytes are not decoded into a CID: `cidDigest`). */
   findDigest(digest: Uint8Array, confirm: (place: PackPlace) => boolean): number {
-    const head = digestHead(digest);
-    const tail = digestTail(digest);
-    const mask = this.#places.length - 1;
-    for (let slot = this.#probe(head, tail, start(head, tail, mask)); slot !== -1; slot = this.#probe(head, tail, (slot + 1) & (this.#places.length - 1))) {
-      if (confirm(this.place(slot))) return slot;
-    }
+    for (let slot = this.firstDigest(digest); slot !== -1; slot = this.nextDigest(digest, slot)) if (confirm(this.place(slot))) return slot;
     return -1;
   }
 
@@ -64,14 +59,20 @@ export class PackSlots {
    * With the accessors below, a lookup allocates nothing (replay's hot path, issue #15).
    */
   first(cid: CID): number {
-    const d = cid.multihash.digest;
+    return this.firstDigest(cid.multihash.digest);
+  }
+
+  next(cid: CID, slot: number): number {
+    return this.nextDigest(cid.multihash.digest, slot);
+  }
+
+  firstDigest(d: Uint8Array): number {
     const head = digestHead(d);
     const tail = digestTail(d);
     return this.#probe(head, tail, start(head, tail, this.#places.length - 1));
   }
 
-  next(cid: CID, slot: number): number {
-    const d = cid.multihash.digest;
+  nextDigest(d: Uint8Array, slot: number): number {
     return this.#probe(digestHead(d), digestTail(d), (slot + 1) & (this.#places.length - 1));
   }
 
