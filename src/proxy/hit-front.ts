@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { writeNowOrAtTurnEnd } from '../io/turn-writes.ts';
 import { BodyBuffers } from './leaf-buffers.ts';
 import { OTHER, PARTIAL, parsePlainRequest } from './request-head.ts';
 import type { PlainRequest } from './request-head.ts';
@@ -51,7 +52,8 @@ const WHOLE_WRITE_MAX = 64 * 1024;
 
 /**
  * The proxy's front for a mode that answers plain requests itself (replay): reads a new connection and
- * answers its plain requests (`request-head.ts`) straight onto the socket, one `write` each, in order. At the
+ * answers its plain requests (`request-head.ts`) straight onto the socket, one `write` each, in order (the
+ * first answer of a turn of the event loop at once, the others of that turn at its end: `turn-writes.ts`). At the
  * first request it leaves (not plain, a partial head, something only Node's server answers: a miss, a range,
  * a body streamed from many blocks; or the proxy closing) it hands the connection, with the bytes not yet
  * answered, to Node's HTTP server, which serves it from then on as it serves every other connection. Node's
@@ -135,6 +137,10 @@ class FrontConnection {
   #ended = false;
   #answeredOne = false;
   #handedOff = false;
+  /** Answers held until the end of this turn of the event loop (`turn-writes.ts`), oldest first, and their size. */
+  readonly #held: AtOnceAnswer[] = [];
+  #heldBytes = 0;
+  readonly #writeHeld = (): void => this.writeHeld();
   /** Lent memory written to a TLS socket and not yet taken by it, oldest first. */
   readonly #inFlight: Uint8Array[] = [];
   readonly #written = (err?: Error | null): void => {
@@ -148,7 +154,7 @@ class FrontConnection {
   };
   readonly #onEnd = (): void => {
     if (this.#waiting) this.#ended = true;
-    else this.#socket.end();
+    else this.#end();
   };
   readonly #onTimeout = (): void => {
     if (this.#answeredOne) this.#socket.destroy(); // kept alive, idle: closed, as Node's server closes it
@@ -179,7 +185,7 @@ class FrontConnection {
     const { init, headEnd } = this.#front;
     const socket = this.#socket;
     let at = 0;
-    while (at < bytes.byteLength && !this.#front.closing && socket.writableLength < MAX_QUEUED_BYTES) {
+    while (at < bytes.byteLength && !this.#front.closing && socket.writableLength + this.#heldBytes < MAX_QUEUED_BYTES) {
       const request = parsePlainRequest(bytes, at, init.maxHeadBytes, init.maxFields, this.#origin);
       if (request === PARTIAL || request === OTHER || (this.#origin === undefined && init.mayTargetSelf(request.url))) break;
       let answer: ReturnType<AnswerPlain>;
@@ -220,13 +226,42 @@ class FrontConnection {
       socket.setTimeout(this.#front.init.keepAliveTimeoutMs);
       if (unread.byteLength > length) this.#serve(unread.subarray(length));
       else if (this.#front.closing) this.#handOff(undefined);
-      else if (this.#ended) socket.end();
+      else if (this.#ended) this.#end();
       if (!this.#waiting && !this.#handedOff) socket.resume();
     };
     this.#front.waiting(answer.then(done, () => done(undefined)));
   }
 
   #send(answer: AtOnceAnswer): void {
+    if (this.#held.length > 0 || !writeNowOrAtTurnEnd(this.#writeHeld)) {
+      this.#held.push(answer);
+      this.#heldBytes += answer.bytes.byteLength;
+    } else this.#write(answer);
+    if (!this.#answeredOne) {
+      this.#answeredOne = true;
+      this.#front.init.answered(this.#socket);
+      this.#socket.setTimeout(this.#front.init.keepAliveTimeoutMs);
+    }
+  }
+
+  /** Writes the answers held until now, in order (a closed socket's are dropped, lent memory given back). */
+  writeHeld(): void {
+    const socket = this.#socket;
+    for (const answer of this.#held) {
+      if (!socket.destroyed) this.#write(answer);
+      else if (answer.lent) BodyBuffers.give(answer.bytes);
+    }
+    this.#held.length = 0;
+    this.#heldBytes = 0;
+  }
+
+  /** Ends the socket after the answers held. */
+  #end(): void {
+    this.writeHeld();
+    this.#socket.end();
+  }
+
+  #write(answer: AtOnceAnswer): void {
     const socket = this.#socket;
     if (!answer.lent) socket.write(answer.bytes);
     else if (this.#origin === undefined && answer.bytes.byteLength <= WHOLE_WRITE_MAX) {
@@ -241,11 +276,6 @@ class FrontConnection {
       this.#inFlight.push(answer.bytes);
       socket.write(answer.bytes, this.#written);
     }
-    if (!this.#answeredOne) {
-      this.#answeredOne = true;
-      this.#front.init.answered(socket);
-      socket.setTimeout(this.#front.init.keepAliveTimeoutMs);
-    }
   }
 
   /** Stops reading the connection here. */
@@ -259,6 +289,7 @@ class FrontConnection {
 
   #handOff(unread: Buffer | undefined): void {
     const socket = this.#socket;
+    this.writeHeld(); // before anything Node's server writes
     this.#release();
     this.#front.init.handOff(socket, unread);
     // A half-close seen while this connection waited is the new reader's to act on, after the bytes before it.
