@@ -9,7 +9,8 @@
  *
  * So the first answer of a turn is written at once (a lone connection never waits), and later ones in the same
  * turn wait for its check phase (`setImmediate`), where they go out one after another. The wait is bounded by
- * the work of that one turn.
+ * the work of that one turn. Only answers that took long to make are worth holding (`hit-front.ts` says which):
+ * holding every 4 KiB replay hit cost 2–5% of them, made a few µs apart for a client that is awake anyway.
  */
 
 let wroteThisTurn = false;

@@ -1,8 +1,9 @@
 /**
- * Issue #15: the replay front writes the first answer of a turn of the event loop at once and holds the others
- * of that turn until its check phase, so that a client sleeping on another CPU is woken once for them, not once
- * each (`HitFront.holds`). Holding must never reorder, lose or delay an answer past that turn: not before a
- * hand-off to Node's server, not before a half-close's end, not for a connection closed meanwhile.
+ * Issue #15: the replay front writes the first looked-up answer of a turn of the event loop at once and holds
+ * the others of that turn until its check phase, so that a client sleeping on another CPU is woken once for
+ * them, not once each (`turn-writes.ts`); answers at once are never held. Holding must never reorder, lose or
+ * delay an answer past that turn: not before a hand-off to Node's server, not before a half-close's end, not for
+ * a connection closed meanwhile.
  */
 import { createConnection, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
@@ -34,7 +35,10 @@ describe('answers held until the end of a turn of the event loop', () => {
     listener = undefined;
   });
 
-  /** `n` loopback connections, and a front answering `/x` with `x` (lent memory for `/lent`), leaving `/node` to "Node's server". */
+  /**
+   * `n` loopback connections, and a front answering `/x` with `x` once looked up (`/now…` at once; lent memory for
+   * `/lent`), leaving `/node` to "Node's server".
+   */
   async function setUp(n: number, lent: Uint8Array[] = []): Promise<Pair[]> {
     const accepted: Socket[] = [];
     // Node's HTTP server lets a half-closed connection still be written to; so does this one.
@@ -51,7 +55,7 @@ describe('answers held until the end of a turn of the event loop', () => {
     sockets.push(...accepted, ...clients);
     const handOff = vi.fn((socket: Socket, _unread: Buffer | undefined) => void socket.end('HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\n\r\n'));
     const init: HitFrontInit = {
-      answer: (req): AtOnceAnswer | undefined => {
+      answer: (req): AtOnceAnswer | Promise<AtOnceAnswer> | undefined => {
         const path = new URL(req.url).pathname;
         if (path === '/node') return undefined;
         let bytes: Uint8Array = Buffer.from(answerFor(path), 'latin1');
@@ -61,7 +65,8 @@ describe('answers held until the end of a turn of the event loop', () => {
           lent.push(memory);
           bytes = memory;
         }
-        return { bytes, lent: path === '/lent', status: 200, bodyBytes: path.length, contentType: 'text/plain' };
+        const answer = { bytes, lent: path === '/lent', status: 200, bodyBytes: path.length, contentType: 'text/plain' };
+        return path.startsWith('/now') ? answer : Promise.resolve(answer);
       },
       handOff,
       keepAliveTimeoutMs: 5000,
@@ -96,28 +101,40 @@ describe('answers held until the end of a turn of the event loop', () => {
   }
 
   const turnEnds = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  /** Lets the answers looked up arrive, within this turn. */
+  const lookedUp = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
 
-  it('writes the first answer of a turn at once and the others of that turn together at its end, each whole', async () => {
-    const pairs = await setUp(3);
-    for (const [i, p] of pairs.entries()) p.server.emit('data', request(`/a${i}`));
-    expect(events()).toEqual(['write 0 /a0']);
+  it('writes the first looked-up answer of a turn at once and the others of that turn at its end, answers at once at once', async () => {
+    const pairs = await setUp(4);
+    pairs[0]!.server.emit('data', request('/a0'));
+    pairs[1]!.server.emit('data', request('/now1'));
+    pairs[2]!.server.emit('data', request('/a2'));
+    pairs[3]!.server.emit('data', request('/a3'));
+    expect(events()).toEqual(['write 1 /now1']);
+    await lookedUp();
+    expect(events()).toEqual(['write 1 /now1', 'write 0 /a0']);
     await turnEnds();
-    expect(events()).toEqual(['write 0 /a0', 'write 1 /a1', 'write 2 /a2']);
+    expect(events()).toEqual(['write 1 /now1', 'write 0 /a0', 'write 2 /a2', 'write 3 /a3']);
     // The next turn's first answer is written at once again.
     pairs[2]!.server.emit('data', request('/b2'));
+    await lookedUp();
     expect(events().at(-1)).toBe('write 2 /b2');
     for (const p of pairs) p.client.end();
     const got = await Promise.all(pairs.map((p) => p.ended));
-    expect(got).toEqual([answerFor('/a0'), answerFor('/a1'), answerFor('/a2') + answerFor('/b2')]);
+    expect(got).toEqual([answerFor('/a0'), answerFor('/now1'), answerFor('/a2') + answerFor('/b2'), answerFor('/a3')]);
   });
 
   it('keeps the order of pipelined answers, writing the held ones before a hand-off to Node\'s server', async () => {
     const pairs = await setUp(2);
     pairs[0]!.server.emit('data', request('/first'));
-    pairs[1]!.server.emit('data', Buffer.concat([request('/p1'), request('/p2'), request('/node'), request('/p3')]));
-    expect(events()).toEqual(['write 0 /first', 'write 1 /p1', 'write 1 /p2', 'hand-off 1 /node']);
+    // A looked-up answer held, then one at once: held behind it.
+    pairs[1]!.server.emit('data', Buffer.concat([request('/p1'), request('/now2'), request('/node'), request('/p3')]));
+    await lookedUp();
+    expect(events()).toEqual(['write 0 /first', 'write 1 /p1', 'write 1 /now2', 'hand-off 1 /node']);
     const got = await pairs[1]!.ended;
-    expect(got).toBe(answerFor('/p1') + answerFor('/p2') + 'HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\n\r\n');
+    expect(got).toBe(answerFor('/p1') + answerFor('/now2') + 'HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\n\r\n');
     pairs[0]!.client.end();
     expect(await pairs[0]!.ended).toBe(answerFor('/first'));
   });
@@ -126,6 +143,7 @@ describe('answers held until the end of a turn of the event loop', () => {
     const pairs = await setUp(2);
     pairs[0]!.server.emit('data', request('/first'));
     pairs[1]!.server.emit('data', request('/held'));
+    await lookedUp();
     expect(events()).toEqual(['write 0 /first']);
     pairs[1]!.server.emit('end'); // the client's half-close, seen in the same turn
     expect(events()).toEqual(['write 0 /first', 'write 1 /held']);
@@ -139,6 +157,7 @@ describe('answers held until the end of a turn of the event loop', () => {
     const pairs = await setUp(2, lent);
     pairs[0]!.server.emit('data', request('/first'));
     pairs[1]!.server.emit('data', request('/lent'));
+    await lookedUp();
     expect(lent).toHaveLength(1);
     pairs[1]!.server.destroy();
     await turnEnds();
