@@ -46,6 +46,16 @@ export function publicKeyObject(publicKey: Uint8Array): KeyObject {
   return key;
 }
 
+/** PKCS #8 for an Ed25519 private key (RFC 8410 §7), up to its 32-byte seed. */
+const PKCS8_ED25519_SEED_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** The ed25519 public key of a 32-byte seed (what tweetnacl's `keyPair.fromSeed` gives), by Node's OpenSSL. */
+export function publicKeyOfSeed(seed: Uint8Array): Uint8Array {
+  if (seed.byteLength !== 32) throw new RangeError(`An ed25519 seed is 32 bytes, not ${seed.byteLength}`);
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_SEED_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  return new Uint8Array(Buffer.from(createPublicKey(key).export({ format: 'jwk' }).x!, 'base64url'));
+}
+
 /** A private key object from a tweetnacl secret key (seed ‖ public key, 64 bytes). */
 export function privateKeyObject(secretKey: Uint8Array): KeyObject {
   return createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: b64url(secretKey.subarray(0, 32)), x: b64url(secretKey.subarray(32)) }, format: 'jwk' });
