@@ -54,12 +54,11 @@ const WHOLE_WRITE_MAX = 64 * 1024;
  * The proxy's front for a mode that answers plain requests itself (replay): reads a new connection and
  * answers its plain requests (`request-head.ts`) straight onto the socket, one `write` each, in order (an
  * answer that was looked up, after another one in the same turn of the event loop, at the end of that turn:
- * `turn-writes.ts`). At the
- * first request it leaves (not plain, a partial head, something only Node's server answers: a miss, a range,
- * a body streamed from many blocks; or the proxy closing) it hands the connection, with the bytes not yet
- * answered, to Node's HTTP server, which serves it from then on as it serves every other connection. Node's
- * server costs ~20 µs of CPU a request on this machine's cores, as much as the rest of a 4 KiB replay hit;
- * this front, a few (issue #15).
+ * `turn-writes.ts`). At the first request it leaves (not plain, a partial head, something only Node's server
+ * answers: a miss, a range, a body streamed from many blocks; or the proxy closing) it hands the connection,
+ * with the bytes not yet answered, to Node's HTTP server, which serves it from then on as it serves every
+ * other connection. Node's server costs ~20 µs of CPU a request on this machine's cores, as much as the rest
+ * of a 4 KiB replay hit; this front, a few (issue #15).
  *
  * The answers are those Node's server would give: the same head (with `Connection: keep-alive` and
  * `Keep-Alive: timeout=N` appended as Node does), closing an idle connection after the same keep-alive
