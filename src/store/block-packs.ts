@@ -168,7 +168,7 @@ export class BlockPacks {
         pieces?.push(indexRecord(e.offset, e.state, e.cid.bytes, e.length));
         this.#file(n, e.offset, e.state, e.cid.bytes, e.cid.multihash.digest, e.length);
       };
-      const fromIndex = pack.scanned === 0 && !rescan ? await this.#fromIndex(n, pack, size, scanned, pieces) : { filed: 0, whole: false, broke: false };
+      const fromIndex = pack.scanned === 0 && !rescan ? await this.#fromIndex(n, pack, size, scanned, pieces) : { whole: false, broke: false };
       if (fromIndex.broke) {
         // An index that is not this pack's: scanned from its start instead (what it filed is only ever a
         // candidate place that a read confirms), and indexed anew.
@@ -203,14 +203,14 @@ export class BlockPacks {
    * good runs of records to them, as they are. Whether the index covered the pack to where it was read, and
    * whether it broke off on a record that cannot be this pack's (the caller then scans the pack whole).
    */
-  async #fromIndex(n: number, pack: Pack, size: number, scanned: (e: PackEntry) => void, pieces: Buffer[] | undefined): Promise<{ filed: number; whole: boolean; broke: boolean }> {
+  async #fromIndex(n: number, pack: Pack, size: number, scanned: (e: PackEntry) => void, pieces: Buffer[] | undefined): Promise<{ whole: boolean; broke: boolean }> {
     const bytes = await readPackIndex(packIndexPath(this.#blocksDir, pack.id));
-    if (bytes === undefined) return { filed: 0, whole: false, broke: false };
+    if (bytes === undefined) return { whole: false, broke: false };
     // The pack's magic is checked as a scan from its start would (a pack that is not one is damage).
     const head = await scanPack(pack.fd, 0, PACK_MAGIC.byteLength, scanned);
     if (head.damage !== undefined) {
       pack.damage = head.damage;
-      return { filed: 0, whole: false, broke: false };
+      return { whole: false, broke: false };
     }
     let pos = head.end;
     let filed = 0;
@@ -249,7 +249,7 @@ export class BlockPacks {
     endRun();
     this.#entriesFromIndexes += filed;
     pack.scanned = pos;
-    return { filed, whole: whole && !broke && pos === size, broke };
+    return { whole: whole && !broke && pos === size, broke };
   }
 
   /** The slot of a CID whose entry is live, or -1 (each candidate confirmed by the CID bytes in its entry). */

@@ -104,11 +104,6 @@ export async function writePackIndex(path: string, records: readonly Buffer[]): 
   }
 }
 
-/** Removes a pack's index (its pack is gone). */
-export async function removePackIndex(path: string): Promise<void> {
-  await rm(path, { force: true });
-}
-
 /**
  * Removes the indexes whose pack is gone (`gc` rewrote or removed it) and index temp files their writer left;
  * the bytes and count removed.
