@@ -31,8 +31,8 @@ const b64url = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.by
 /**
  * Signing and verification run on Node's native ed25519 (RFC 8032, deterministic: the same signatures
  * tweetnacl makes, as a test checks), because tweetnacl's pure-JS verify costs ~10 ms and would cap
- * replay at ~100 requests/s per core; native costs ~0.15 ms. Only the signer (src/signing/) uses tweetnacl,
- * to derive key pairs from seeds; verifying needs none of it (the guest bundle carries no tweetnacl).
+ * replay at ~100 requests/s per core; native costs ~0.15 ms. Only the enclave's key birth uses tweetnacl, to
+ * derive its key pair; verifying needs none of it (the guest bundle carries no tweetnacl).
  */
 const publicKeys = new Map<string, KeyObject>();
 export function publicKeyObject(publicKey: Uint8Array): KeyObject {
@@ -49,11 +49,20 @@ export function publicKeyObject(publicKey: Uint8Array): KeyObject {
 /** PKCS #8 for an Ed25519 private key (RFC 8410 §7), up to its 32-byte seed. */
 const PKCS8_ED25519_SEED_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
-/** The ed25519 public key of a 32-byte seed (what tweetnacl's `keyPair.fromSeed` gives), by Node's OpenSSL. */
-export function publicKeyOfSeed(seed: Uint8Array): Uint8Array {
+/** The private key of a 32-byte ed25519 seed, by Node's OpenSSL (tweetnacl's `keyPair.fromSeed` took ~26 ms cold). */
+export function privateKeyOfSeed(seed: Uint8Array): KeyObject {
   if (seed.byteLength !== 32) throw new RangeError(`An ed25519 seed is 32 bytes, not ${seed.byteLength}`);
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_SEED_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_SEED_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+}
+
+/** The raw 32-byte public key of an ed25519 private key. */
+export function rawPublicKey(key: KeyObject): Uint8Array {
   return new Uint8Array(Buffer.from(createPublicKey(key).export({ format: 'jwk' }).x!, 'base64url'));
+}
+
+/** The ed25519 public key of a 32-byte seed (what tweetnacl's `keyPair.fromSeed` gives). */
+export function publicKeyOfSeed(seed: Uint8Array): Uint8Array {
+  return rawPublicKey(privateKeyOfSeed(seed));
 }
 
 /** A private key object from a tweetnacl secret key (seed ‖ public key, 64 bytes). */

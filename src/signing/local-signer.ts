@@ -2,14 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import nacl from 'tweetnacl';
 import type { CID } from 'multiformats/cid';
 import { InvalidConfigError } from '../errors.ts';
 import { signEnvelope } from '../protocol/dsse.ts';
 import type { DsseEnvelope } from '../protocol/dsse.ts';
 import { countersignatureSigningMessage } from '../protocol/countersignature.ts';
 import type { SignedCountersignature } from '../protocol/countersignature.ts';
-import { privateKeyObject, publicKeyOfSeed, toHex } from '../protocol/signature.ts';
+import { privateKeyOfSeed, publicKeyOfSeed, rawPublicKey, toHex } from '../protocol/signature.ts';
 import type { SignedRecord } from '../protocol/signature.ts';
 import { SigningKey } from './signing-key.ts';
 import type { SigningBackend } from './signing-key.ts';
@@ -24,11 +23,9 @@ export class LocalSigner implements Signer {
   readonly #signingKey: SigningKey;
 
   private constructor(seed: Uint8Array) {
-    const pair = nacl.sign.keyPair.fromSeed(seed);
-    this.publicKey = pair.publicKey;
-    this.#secretKey = privateKeyObject(pair.secretKey);
-    this.#signingKey = new SigningKey(this.#secretKey, pair.secretKey);
-    pair.secretKey.fill(0);
+    this.#secretKey = privateKeyOfSeed(seed);
+    this.publicKey = rawPublicKey(this.#secretKey);
+    this.#signingKey = SigningKey.fromKeyObject(this.#secretKey);
   }
 
   /** What signs its records (`signing-key.ts`). */
