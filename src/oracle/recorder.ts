@@ -2,6 +2,7 @@ import { CID } from 'multiformats/cid';
 import { AbortedError, BlockCorruptError, BlockMissingError, OracleError, StoreError, TruncatedBodyError, UpstreamError, UpstreamTimeoutError } from '../errors.ts';
 import { AbortSwitch } from '../io/abort-switch.ts';
 import { Handover } from '../io/handover.ts';
+import { untilTurnEnd } from '../io/turn-end.ts';
 import { bodyBytesReceived } from '../io/young-gc.ts';
 import type { Logger } from '../log.ts';
 import { cidText, rawBodySha256, verifyingSource } from '../protocol/blocks.ts';
@@ -389,6 +390,12 @@ export class Recorder implements ExchangeRecorder {
    */
   async #commit(key: RequestKey, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
     const { store, signer, index, stats, logger } = this.#init;
+    // The records whose bodies ended in this turn of the event loop are committed together at its end, stage by
+    // stage (`untilTurnEnd`), not each inside the socket read that ended its body. 4 KiB records at 16 and 64
+    // connections took ~215 us of CPU each instead of ~300 (+30-40% a second), 1 connection unchanged; the
+    // threads reading the answers and the upstream requests (client, origin) were woken ~3.6x less often a
+    // record (perf). Each commit at its own `setImmediate`, one after another, gained less than half as much (issue #15).
+    await untilTurnEnd();
     const oldBody = bodyText(previous?.record);
     const newBody = bodyText(record);
     if (previous !== undefined && previous.record.response.status === record.response.status && oldBody === newBody) {
