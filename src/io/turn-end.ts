@@ -4,8 +4,8 @@
  * `untilTurnEnd()` resolves in the turn's check phase (`setImmediate`) with one promise for every caller of the
  * turn, so the work awaiting it resumes in one microtask checkpoint: each piece runs to its next wait, then the
  * next piece does, stage by stage. Node's `timers/promises` `setImmediate` gives each caller an immediate of
- * its own; those run one after another, each piece to its end before the next starts, and gained less than half as
- * much where the record path uses this (`Recorder`'s commit says what was measured).
+ * its own; those run one after another, each piece to its end before the next starts, and gained less than
+ * half as much where the record path uses this (`Recorder`'s commit says what was measured).
  */
 
 let turnEnd: Promise<void> | undefined;

@@ -391,10 +391,10 @@ export class Recorder implements ExchangeRecorder {
   async #commit(key: RequestKey, record: FetchRecord, previous: DecodedEntry | undefined): Promise<DecodedEntry> {
     const { store, signer, index, stats, logger } = this.#init;
     // The records whose bodies ended in this turn of the event loop are committed together at its end, stage by
-    // stage (`untilTurnEnd`), not each inside the socket read that ended its body. 4 KiB records at 16 and 64
-    // connections took ~215 us of CPU each instead of ~300 (+30-40% a second), 1 connection unchanged; the
-    // threads reading the answers and the upstream requests (client, origin) were woken ~3.6x less often a
-    // record (perf). Each commit at its own `setImmediate`, one after another, gained less than half as much (issue #15).
+    // stage (`untilTurnEnd`), not each inside the socket read that ended its body (issue #15). 4 KiB records at
+    // 16 and 64 connections: ~215 us of CPU each instead of ~300, +53% and +61% a second in
+    // bench/record-miss.sh; one connection unchanged. The threads reading the answers and the upstream requests
+    // were woken ~3.6x less often a record (perf). A `setImmediate` per commit gained less than half as much.
     await untilTurnEnd();
     const oldBody = bodyText(previous?.record);
     const newBody = bodyText(record);

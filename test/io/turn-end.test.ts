@@ -47,12 +47,12 @@ describe('untilTurnEnd', () => {
     expect(apart).toEqual(['a1', 'a2', 'b1', 'b2']);
   });
 
-  it('lets work that waits in one turn start in the next', async () => {
+  it('makes work that waits from the end of one turn wait for the end of the next', async () => {
+    await untilTurnEnd(); // resumed in a turn's check phase
     const log: string[] = [];
+    setImmediate(() => log.push('next turn immediate'));
     await untilTurnEnd();
-    const later = untilTurnEnd().then(() => log.push('second turn'));
-    log.push('first turn');
-    await later;
-    expect(log).toEqual(['first turn', 'second turn']);
+    log.push('next turn end');
+    expect(log).toEqual(['next turn immediate', 'next turn end']);
   });
 });
