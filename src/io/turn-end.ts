@@ -1,5 +1,6 @@
 /**
- * The end of this turn of the event loop, shared by everything that waits for it (issue #15).
+ * The end of this turn of the event loop, shared by everything that waits for it (issue #15): the record path's
+ * commits (`Recorder`) and the replay front's held answers (`turn-writes.ts`).
  *
  * `untilTurnEnd()` resolves in the turn's check phase (`setImmediate`) with one promise for every caller of the
  * turn, so the work awaiting it resumes in one microtask checkpoint: each piece runs to its next wait, then the

@@ -8,10 +8,12 @@
  * turn (it takes one and sleeps again before the next comes).
  *
  * So the first answer of a turn is written at once (a lone connection never waits), and later ones in the same
- * turn wait for its check phase (`setImmediate`), where they go out one after another. The wait is bounded by
+ * turn wait for its end (`turn-end.ts`), where they go out one after another. The wait is bounded by
  * the work of that one turn. Only answers that took long to make are worth holding (`hit-front.ts` says which):
  * holding every 4 KiB replay hit cost 2–5% of them, made a few µs apart for a client that is awake anyway.
  */
+
+import { untilTurnEnd } from './turn-end.ts';
 
 let wroteThisTurn = false;
 let atTurnEnd: Array<() => void> = [];
@@ -30,7 +32,7 @@ function endTurn(): void {
 export function writeNowOrAtTurnEnd(flush: () => void): boolean {
   if (!wroteThisTurn) {
     wroteThisTurn = true;
-    setImmediate(endTurn);
+    void untilTurnEnd().then(endTurn);
     return true;
   }
   atTurnEnd.push(flush);
