@@ -4,6 +4,8 @@
 //   read    each answer read from the file (1 MiB pieces into reused buffers, as replay reads its leaves)
 //   verify  read, and SHA-256 of every piece compared with the one taken at start (replay's check of a block
 //           against its CID on every read)
+// It answers origin-form (`GET /f4k`) and absolute-form (`GET http://host/f4k`, a forward proxy's request) alike,
+// so the anchors harness can measure it as one more forward-proxy column beside squid and the oracle.
 // Usage: node bench/ceiling-server.mjs MODE DIR PORT
 import { hash } from 'node:crypto';
 import { openSync, readdirSync, readFileSync, readSync } from 'node:fs';
@@ -30,7 +32,8 @@ for (const name of readdirSync(dir)) {
 const free = [];
 
 createServer((req, res) => {
-  const f = files.get(req.url ?? '');
+  const target = req.url ?? '';
+  const f = files.get(target.startsWith('/') ? target : URL.parse(target)?.pathname ?? '');
   if (f === undefined) {
     res.writeHead(404, { 'content-length': '0' });
     res.end();

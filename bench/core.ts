@@ -1,5 +1,6 @@
 // Issue #2 benchmark: record then replay (a) 2,000 requests of 4 KiB and (b) one 1 GiB body through the
-// proxy, against a pass-through proxy in the same run. Prints requests/s, MB/s and the proxy's peak RSS.
+// proxy, against a pass-through proxy in the same run, and the big body through a pass-through that computes the
+// contract's digests of every byte (the least a record can cost). Prints requests/s, MB/s and the peak RSS.
 // Usage: npm run bench [-- --big-mib 1024 --small 2000]
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -80,6 +81,12 @@ await phase(`pass-through: ${BIG / 1024 / 1024} MiB`, passthrough, () => downloa
 await phase('pass-through: 4 KiB requests', passthrough, () => manySmall(passthrough.url), SMALL_COUNT * 4096, SMALL_COUNT);
 await passthrough.stop();
 
+// The least a record of the big body can cost here: the pass-through plus the contract's three digests of every
+// byte (leaf SHA-256, whole SHA-256 and SHA-512), on both cores, with no store and no record.
+const digesting = await startScript('passthrough-proxy.ts', ['--digests']);
+await phase(`pass-through + digests: ${BIG / 1024 / 1024} MiB`, digesting, () => download(digesting.url, `${origin.url}/big.bin`), BIG, 1);
+await digesting.stop();
+
 const data = join(dir, 'data');
 const netlock = join(dir, 'bench.netlock.json');
 const rec = await startDaemon(['record', '--listen', '127.0.0.1:0', '--data', data, '--netlock', netlock], env);
@@ -95,7 +102,9 @@ await rep.stop('SIGTERM');
 
 const overhead = results[`record: ${BIG / 1024 / 1024} MiB`]! / results[`pass-through: ${BIG / 1024 / 1024} MiB`]!;
 const replayMBs = BIG / MB / results[`replay: ${BIG / 1024 / 1024} MiB`]!;
+const floor = results[`pass-through + digests: ${BIG / 1024 / 1024} MiB`]! / results[`pass-through: ${BIG / 1024 / 1024} MiB`]!;
 process.stdout.write(`\nrecord overhead on the big body: ${overhead.toFixed(2)}x pass-through (target <= 1.5x)\n`);
+process.stdout.write(`the contract's digests alone, no store: ${floor.toFixed(2)}x pass-through; the record: ${(overhead / floor).toFixed(2)}x that\n`);
 process.stdout.write(`replay of the big body: ${replayMBs.toFixed(0)} MB/s (target >= 300), replay peak RSS ${replayRss.toFixed(0)} MB (target < 200)\n`);
 await originProc.stop();
 await rm(dir, { recursive: true, force: true });
