@@ -31,8 +31,8 @@ const b64url = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.by
 /**
  * Signing and verification run on Node's native ed25519 (RFC 8032, deterministic: the same signatures
  * tweetnacl makes, as a test checks), because tweetnacl's pure-JS verify costs ~10 ms and would cap
- * replay at ~100 requests/s per core; native costs ~0.15 ms. Only the enclave's key birth uses tweetnacl, to
- * derive its key pair; verifying needs none of it (the guest bundle carries no tweetnacl).
+ * replay at ~100 requests/s per core; native costs ~0.15 ms. Key pairs come from their seeds the same way
+ * (`privateKeyOfSeed`); tweetnacl is left to tests, which check both against it.
  */
 const publicKeys = new Map<string, KeyObject>();
 export function publicKeyObject(publicKey: Uint8Array): KeyObject {
