@@ -5,7 +5,8 @@
 // else: the SHA-256 of each 1 MiB leaf (its CID) on this thread, the whole body's SHA-256 and SHA-512 (design
 // §2) on two worker threads of their own, the answer ended once all three are done. No store, no record: the
 // least a record of a large body can cost on this stack, with both cores used. One body at a time (the
-// benchmark's curl); its batches are shared with both workers, never copied to them.
+// benchmark's curl); its batches are shared with both workers, never copied to them. Not `record`'s own
+// `DigestWorker`, which hashes both on one thread: a floor gets the cheapest split (~4% faster here).
 import { hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
